@@ -1,0 +1,38 @@
+"""healthdi: dependency injection with first-class health checking.
+
+>>> from di import Injector
+>>> injector = Injector()
+>>> injector.provide(Database)
+>>> injector.invoke(Database)
+"""
+
+from ._keys import Named
+from .errors import (
+    CircularDependencyError,
+    DIError,
+    HealthCheckTimeoutError,
+    ServiceAlreadyProvidedError,
+    ServiceNotBuiltError,
+    ServiceNotFoundError,
+    ShutdownError,
+)
+from .injector import Injector
+from .protocols import AsyncShutdowner, Healthchecker, HealthcheckerWithContext, Shutdowner
+from .scope import Scope
+
+__all__ = [
+    "AsyncShutdowner",
+    "CircularDependencyError",
+    "DIError",
+    "HealthCheckTimeoutError",
+    "Healthchecker",
+    "HealthcheckerWithContext",
+    "Injector",
+    "Named",
+    "Scope",
+    "ServiceAlreadyProvidedError",
+    "ServiceNotBuiltError",
+    "ServiceNotFoundError",
+    "ShutdownError",
+    "Shutdowner",
+]

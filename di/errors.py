@@ -1,0 +1,131 @@
+"""The exceptions healthdi raises.
+
+Every error names the service (or argument) it is about and says what to do next.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
+
+__all__ = [
+    "CircularDependencyError",
+    "DIError",
+    "HealthCheckTimeoutError",
+    "ServiceAlreadyProvidedError",
+    "ServiceNotBuiltError",
+    "ServiceNotFoundError",
+    "ShutdownError",
+]
+
+
+class DIError(Exception):
+    """Base class of every error raised by the container itself."""
+
+
+class ServiceNotFoundError(DIError, LookupError):
+    """Raised when a service is invoked but no scope in reach provides it.
+
+    ``key`` is the service asked for, ``scope`` the name of the scope asked, and
+    ``available`` the services that scope can see.
+    """
+
+    def __init__(self, key: str, scope: str, available: Iterable[str]) -> None:
+        self.key = key
+        self.scope = scope
+        self.available = sorted(available)
+        message = f"service {key!r} is not provided in scope {scope!r} or its ancestors"
+        close = difflib.get_close_matches(key, self.available, n=1, cutoff=0.5)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        if self.available:
+            shown = ", ".join(repr(a) for a in self.available[:20])
+            more = len(self.available) - 20
+            message += f" (available: {shown}{f' and {more} more' if more > 0 else ''})"
+        else:
+            message += " (nothing is provided there yet)"
+        super().__init__(message)
+
+
+class ServiceAlreadyProvidedError(DIError, ValueError):
+    """Raised when a scope is asked to provide a key it already provides."""
+
+    def __init__(self, key: str, scope: str) -> None:
+        self.key = key
+        self.scope = scope
+        super().__init__(
+            f"service {key!r} is already provided in scope {scope!r}; use override() to replace it"
+        )
+
+
+class ServiceNotBuiltError(DIError, LookupError):
+    """Raised when an operation needs a built service that has not been built yet.
+
+    Health checks never build services: a service is checked only once something has
+    invoked it.
+    """
+
+    def __init__(self, key: str, scope: str) -> None:
+        self.key = key
+        self.scope = scope
+        super().__init__(
+            f"service {key!r} in scope {scope!r} is provided but not built yet; "
+            "invoke it first (health checks never build services)"
+        )
+
+
+class CircularDependencyError(DIError):
+    """Raised when building a service needs that service again.
+
+    ``path`` lists the keys from the first request to the repeated one.
+    """
+
+    def __init__(self, path: Sequence[str]) -> None:
+        self.path = list(path)
+        super().__init__("circular dependency: " + " -> ".join(self.path))
+
+
+class HealthCheckTimeoutError(DIError, TimeoutError):
+    """A health check ran out of time.
+
+    ``limit`` is ``"per-check"`` or ``"global"`` and ``seconds`` is that limit's value.
+    """
+
+    def __init__(self, key: str, limit: str, seconds: float) -> None:
+        self.key = key
+        self.limit = limit
+        self.seconds = seconds
+        super().__init__(
+            f"health check of {key!r} timed out: the {limit} timeout of {seconds:g} s fired"
+        )
+
+
+class ShutdownError(DIError, ExceptionGroup[Exception]):
+    """Some shutdown hooks failed; every other hook still ran.
+
+    An ``ExceptionGroup`` of the original exceptions, each carrying a note that names
+    its service. ``errors`` maps each failed service key to its exception.
+
+    >>> try:
+    ...     injector.shutdown()
+    ... except ShutdownError as group:
+    ...     for key, error in group.errors.items():
+    ...         log.warning("%s did not shut down: %s", key, error)
+    """
+
+    errors: Mapping[str, Exception]
+
+    def __new__(cls, scope: str, errors: Mapping[str, Exception]) -> ShutdownError:
+        for key, error in errors.items():
+            error.add_note(f"while shutting down service {key!r}")
+        noun = "service" if len(errors) == 1 else "services"
+        message = f"shutdown of scope {scope!r} failed for {len(errors)} {noun}: " + ", ".join(
+            repr(k) for k in errors
+        )
+        self = super().__new__(cls, message, list(errors.values()))
+        self.errors = dict(errors)
+        return self
+
+    def __init__(self, scope: str, errors: Mapping[str, Exception]) -> None:
+        # ExceptionGroup takes (message, exceptions); __new__ already built both.
+        pass
