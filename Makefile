@@ -21,7 +21,7 @@ $(VENV)/.demo: $(BIN)/python pyproject.toml
 	@touch $@
 
 demo: $(VENV)/.demo
-	$(BIN)/python -m examples.demo
+	$(BIN)/python examples/demo.py
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check .

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from .scope import Scope
 
 MISSING: Final[Any] = object()
+# Stands in Scope._instances for a transient whose builder is compiled.
+COMPILED: Final[Any] = object()
 _EMPTY = inspect.Parameter.empty
 
 # The services the current thread or task is building, outermost first.

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
 
+from ._compile import compile_transient
 from ._factory import Kind, Param, kind_of, label, provided_type, read_params
 from ._keys import Key, _check_name, describe
 from ._runner import in_event_loop, run
-from ._service import MISSING, Lifetime, Service, check_type, resolve_async, resolve_sync
+from ._service import COMPILED, MISSING, Lifetime, Service, check_type, resolve_async, resolve_sync
 from .errors import ServiceAlreadyProvidedError, ServiceNotFoundError, ShutdownError
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class Scope:
     True
     """
 
-    __slots__ = ("_builders", "_children", "_instances", "_name", "_parent", "_root", "_services")
+    __slots__ = ("_children", "_compiled", "_instances", "_name", "_parent", "_root", "_services")
 
     _root: Injector
     # Parameter annotations that receive the invoking scope rather than a service.
@@ -51,9 +52,10 @@ class Scope:
         self._parent: Scope | None = parent
         self._root = parent._root
         self._services: dict[Key, Service] = {}
-        # The fast path of invoke: every built singleton of this scope, by key.
+        # The fast path of invoke: every built singleton of this scope, by key, and
+        # COMPILED for each transient with a compiled builder in _compiled.
         self._instances: dict[Key, Any] = {}
-        self._builders: dict[Key, Callable[[], Any]] = {}
+        self._compiled: dict[Key, Callable[[], Any]] = {}
         self._children: dict[str, Scope] = {}
 
     def __repr__(self) -> str:
@@ -178,7 +180,7 @@ class Scope:
         """
         service = self._service(factory, Lifetime.LAZY, name, shutdown, health_check)
         old = self._services.get(service.key)
-        steps = _hooks(self, [old] if old is not None and old.key in self._instances else [])
+        steps = _hooks(self, [old] if old is not None and old.index else [])
         self._raise_failures(_run_hooks(steps, "override", "aoverride", self._replace(service)))
 
     async def aoverride(
@@ -192,14 +194,14 @@ class Scope:
         """:meth:`override`, awaiting the replaced instance's async shutdown hook."""
         service = self._service(factory, Lifetime.LAZY, name, shutdown, health_check)
         old = self._services.get(service.key)
-        steps = _hooks(self, [old] if old is not None and old.key in self._instances else [])
+        steps = _hooks(self, [old] if old is not None and old.index else [])
         self._replace(service)()
         self._raise_failures(await _arun_hooks(steps))
 
     def _replace(self, service: Service) -> Callable[[], None]:
         """Swap ``service`` in, returning the step that releases the replaced instance."""
         old = self._services.get(service.key)
-        replaced = [old] if old is not None and old.key in self._instances else []
+        replaced = [old] if old is not None and old.index else []
 
         def swap() -> None:
             self._release(replaced)
@@ -273,14 +275,22 @@ class Scope:
         An async factory must be built with :meth:`ainvoke` first.
         """
         if name is None:
-            # The fast path: a singleton this scope has built, then a compiled transient.
-            instance = self._instances.get(service, MISSING)
-            if instance is not MISSING:
-                return instance
-            builder = self._builders.get(service)
-            if builder is not None:
-                return builder()
+            # The fast path: one dict lookup, no lock.
+            try:
+                instance = self._instances[service]
+            except KeyError:
+                pass
+            else:
+                if instance is not COMPILED:
+                    return instance
+                return self._compiled[service]()
         found, expected = self._find(service, name)
+        if found.lifetime is Lifetime.TRANSIENT and expected is None:
+            builder = compile_transient(self, found)
+            if builder is not None:
+                self._compiled[service] = builder
+                self._instances[service] = COMPILED
+                return builder()
         instance = resolve_sync(found, self)
         if expected is not None:
             check_type(found.label, instance, expected, "invoke()")
@@ -294,6 +304,8 @@ class Scope:
         """:meth:`invoke` for async code: awaits async factories and other tasks' builds."""
         if name is None:
             instance = self._instances.get(service, MISSING)
+            if instance is COMPILED:
+                return self._compiled[service]()
             if instance is not MISSING:
                 return instance
         found, expected = self._find(service, name)
@@ -340,7 +352,7 @@ class Scope:
         return ServiceNotFoundError(describe(key), self._name, [s.label for s in self._visible()])
 
     def _built(self) -> list[Service]:
-        built = [s for s in self._services.values() if s.key in self._instances]
+        built = [s for s in self._services.values() if s.index]
         return sorted(built, key=lambda s: s.index)
 
     # -- shutting down ------------------------------------------------------------
@@ -375,6 +387,7 @@ class Scope:
         for child in list(self._children.values()):
             child._detach()
         self._release(self._built())
+        self._forget_builders()
         if self._parent is not None:
             self._parent._children.pop(self._name, None)
 
@@ -386,7 +399,9 @@ class Scope:
 
     def _forget_builders(self) -> None:
         """Drop compiled transient builders here and below, after the providers change."""
-        self._builders.clear()
+        for key in self._compiled:
+            del self._instances[key]
+        self._compiled.clear()
         for child in self._children.values():
             child._forget_builders()
 

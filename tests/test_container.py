@@ -401,3 +401,65 @@ def test_failed_generator_factory_caches_nothing() -> None:
         injector.invoke(Database)
     assert injector.list_invoked() == ["tests.services.Config"]
     injector.shutdown()
+
+
+# -- compiled transients never serve stale instances ---------------------------------
+
+
+def _transient_graph() -> Injector:
+    injector = Injector()
+    injector.provide(Config)
+    injector.provide(Database)
+    injector.provide_transient(Repo)
+    injector.provide_transient(s.Service)
+    return injector
+
+
+def test_compiled_transient_sees_an_overridden_singleton() -> None:
+    injector = _transient_graph()
+    before = injector.invoke(s.Service)
+    replacement = Database(Config())
+    injector.override(_returning(replacement))
+    after = injector.invoke(s.Service)
+    assert before.repo.db is not after.repo.db
+    assert after.repo.db is replacement
+
+
+def test_compiled_transient_sees_singletons_rebuilt_after_shutdown() -> None:
+    injector = _transient_graph()
+    before = injector.invoke(s.Service)
+    injector.shutdown()
+    after = injector.invoke(s.Service)
+    assert before.repo.db.closed and not after.repo.db.closed
+    assert after.repo.db is injector.invoke(Database)
+
+
+def test_compiled_transient_sees_a_child_shadowing_later() -> None:
+    injector = _transient_graph()
+    child = injector.scope("child")
+    child.invoke(s.Service)
+    child.provide(Database)
+    assert child.invoke(s.Service).repo.db is child.invoke(Database)
+    assert injector.invoke(s.Service).repo.db is injector.invoke(Database)
+
+
+def test_transient_with_async_dependency_takes_the_general_path() -> None:
+    injector = Injector()
+    injector.provide(s.new_async_cache)
+    injector.provide_transient(s.NeedsMissing)
+    with pytest.raises(DIError, match="ainvoke"):
+        injector.invoke(s.NeedsMissing)
+
+
+async def test_ainvoke_uses_a_compiled_transient() -> None:
+    injector = _transient_graph()
+    first = injector.invoke(s.Service)
+    second = await injector.ainvoke(s.Service)
+    assert first is not second and first.repo.db is second.repo.db
+
+
+def _returning(db: Database) -> object:
+    def fake_database() -> Database:
+        return db
+
+    return fake_database

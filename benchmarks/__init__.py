@@ -1,0 +1,1 @@
+"""Benchmarks for healthdi, measured side by side with its peers in one process."""

@@ -1,0 +1,64 @@
+"""``make bench``: every table, side by side with the peers, written to results/ too."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+from . import resolve
+from ._timing import measure, save, table
+
+
+def resolution() -> dict[str, dict[str, float | None]]:
+    rows: dict[str, dict[str, float | None]] = {}
+    timed = {}
+    for name, setup in resolve.SETUPS.items():
+        try:
+            scenarios = setup()
+        except Exception as error:  # a peer that is missing or changed its API
+            print(f"  {name}: skipped ({type(error).__name__}: {error})", file=sys.stderr)
+            continue
+        rows[name] = dict.fromkeys(("S1", "S2"))
+        for scenario, row in scenarios.items():
+            if row is not None:
+                timed[(name, scenario)] = row
+    best = measure({f"{n}|{s}": row for (n, s), row in timed.items()})
+    for key, ns in best.items():
+        name, scenario = key.split("|")
+        rows[name][scenario] = ns
+    return rows
+
+
+def main() -> None:
+    print(f"Python {platform.python_version()} on {platform.machine()}; best of 7, ns per call")
+    rows = resolution()
+    print()
+    print(
+        table(
+            "S1: invoke a built singleton | S2: transient Service(Repo(Database), Config)",
+            ["S1", "S2"],
+            rows,
+            "ns",
+            "healthdi",
+        )
+    )
+    floor = rows["floor (dict lookup / hand-written)"]
+    ours = rows["healthdi"]
+    print()
+    for scenario, target in (("S1", 3.0), ("S2", 1.5)):
+        ratio = (ours[scenario] or 0) / (floor[scenario] or 1)
+        peers = [
+            name
+            for name, cells in rows.items()
+            if name not in ("healthdi", "floor (dict lookup / hand-written)")
+            and cells[scenario] is not None
+            and cells[scenario] <= (ours[scenario] or 0)
+        ]
+        verdict = "faster than every peer" if not peers else f"not faster than {', '.join(peers)}"
+        print(f"{scenario}: healthdi / floor = {ratio:.2f}x (target {target}x); {verdict}")
+    path = save("resolve", {"python": platform.python_version(), "rows": rows})
+    print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Compiling a transient into one Python function that builds it.
+
+``invoke(Service)`` for a transient ``Service(repo: Repo, config: Config)`` whose ``Repo``
+is transient too becomes a call of ``lambda: Service(Repo(db), config)``, with ``db`` and
+``config`` (singletons) captured as built. That is as fast as writing the construction
+by hand, plus one lookup. Scopes drop their compiled builders whenever a provider
+changes or a singleton is released, so a captured instance is never stale.
+
+Only plain sync factories are compiled; anything else (async or generator factories,
+cycles, named transients that need a type check) returns None and takes the general
+path, which also raises the proper errors.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._factory import Kind, Scoped
+from ._service import Lifetime, Service, check_type, params_of, resolve_sync
+
+if TYPE_CHECKING:
+    from .scope import Scope
+
+_EMPTY = inspect.Parameter.empty
+
+
+class _Source:
+    def __init__(self) -> None:
+        self.constants: list[Any] = []
+
+    def constant(self, value: Any) -> str:
+        self.constants.append(value)
+        return f"_{len(self.constants) - 1}"
+
+
+def compile_transient(scope: Scope, service: Service) -> Callable[[], Any] | None:
+    """A zero-argument function building ``service`` as ``scope`` would, or None."""
+    source = _Source()
+    try:
+        expression = _expression(scope, service, source, ())
+    except TypeError:
+        return None  # e.g. an unresolvable annotation: the general path reports it
+    if expression is None:
+        return None
+    names = ", ".join(f"_{i}" for i in range(len(source.constants)))
+    code = (
+        f"def _outer({names}):\n    def build():\n        return {expression}\n    return build\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(code, f"<di transient {service.label}>", "exec"), namespace)
+    builder: Callable[[], Any] = namespace["_outer"](*source.constants)
+    return builder
+
+
+def _expression(
+    scope: Scope, service: Service, source: _Source, path: tuple[Service, ...]
+) -> str | None:
+    if service in path or service.kind is not Kind.PLAIN:
+        return None
+    arguments = []
+    for p in params_of(service):
+        if p.target is Scoped:
+            value = source.constant(scope)
+        else:
+            dependency = scope._lookup(p.target)
+            if dependency is None:
+                if p.default is _EMPTY:
+                    return None
+                value = source.constant(p.default)
+            elif dependency.lifetime is Lifetime.TRANSIENT:
+                if isinstance(p.target, str):
+                    return None  # its type is checked on every build
+                inner = _expression(scope, dependency, source, (*path, service))
+                if inner is None:
+                    return None
+                value = inner
+            else:
+                instance = resolve_sync(dependency, scope)
+                if isinstance(p.target, str):
+                    check_type(p.target, instance, p.expected, f"parameter {p.name!r}")
+                value = source.constant(instance)
+        arguments.append(value if p.positional else f"{p.name}={value}")
+    return f"{source.constant(service.factory)}({', '.join(arguments)})"
