@@ -16,6 +16,7 @@ from .errors import (
     ServiceNotFoundError,
     ShutdownError,
 )
+from .health import HealthCheckResult, HealthReport, Outcome
 from .injector import Injector
 from .protocols import AsyncShutdowner, Healthchecker, HealthcheckerWithContext, Shutdowner
 from .scope import Scope
@@ -24,11 +25,14 @@ __all__ = [
     "AsyncShutdowner",
     "CircularDependencyError",
     "DIError",
+    "HealthCheckResult",
     "HealthCheckTimeoutError",
+    "HealthReport",
     "Healthchecker",
     "HealthcheckerWithContext",
     "Injector",
     "Named",
+    "Outcome",
     "Scope",
     "ServiceAlreadyProvidedError",
     "ServiceNotBuiltError",

@@ -49,6 +49,7 @@ class Service:
 
     __slots__ = (
         "check",
+        "checking",
         "expected",
         "factory",
         "flight",
@@ -59,6 +60,7 @@ class Service:
         "lifetime",
         "owner",
         "params",
+        "probe",
         "shutdown_hook",
         "teardown",
     )
@@ -90,6 +92,12 @@ class Service:
         self.index = 0  # invocation index once built; 0 while unbuilt
         self.teardown: Callable[[], Any] | None = None
         self.flight: _Flight | None = None
+        # The health check of the built instance: (call, is_async), NO_CHECK, or None
+        # when not worked out yet. Reset when the instance is released.
+        self.probe: Any = None
+        # True while a worker thread runs this service's sync check, even one that a
+        # timed-out call abandoned: such a check is not started again until it returns.
+        self.checking = False
 
     def __repr__(self) -> str:
         return f"<service {self.label!r} ({self.lifetime.value}) in scope {self.owner.name!r}>"

@@ -4,29 +4,83 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
+from typing import Any
 
+from ._health import Slots
+from ._threads import Threads
+from .health import HealthCheckResult
 from .scope import Scope
 
 __all__ = ["Injector"]
 
 
 class Injector(Scope):
-    """The root scope of a container.
+    """The root scope of a container, holding the health-check settings of its tree.
 
-    >>> injector = Injector()
+    - ``health_check_parallelism``: at most this many checks run at once, across every
+      call on this tree; 0 means unlimited, 1 sequential.
+    - ``health_check_timeout``: seconds each check may take, from when it starts; None
+      for no limit.
+    - ``health_check_global_timeout``: seconds a whole call may take; None for no limit.
+    - ``on_health_check``: called as ``on_health_check(key, result)`` after each check,
+      for logging and metrics; its exceptions are logged and change nothing. Sync
+      checks call it from their worker thread.
+
+    >>> injector = Injector(health_check_timeout=1.0, health_check_global_timeout=3.0)
     >>> injector.provide(Database)
     >>> db = injector.invoke(Database)
     >>> with injector.scope("request") as request:
     ...     request.provide(RequestContext)
     """
 
-    __slots__ = ("_counter", "_mutex")
+    __slots__ = (
+        "_counter",
+        "_health_flights",
+        "_health_global_timeout",
+        "_health_parallelism",
+        "_health_slots",
+        "_health_threads",
+        "_health_timeout",
+        "_mutex",
+        "_on_health_check",
+    )
 
-    def __init__(self, *, name: str = "root") -> None:
+    def __init__(
+        self,
+        *,
+        name: str = "root",
+        health_check_parallelism: int = 100,
+        health_check_timeout: float | None = None,
+        health_check_global_timeout: float | None = None,
+        on_health_check: Callable[[str, HealthCheckResult], object] | None = None,
+    ) -> None:
+        if (
+            not isinstance(health_check_parallelism, int)
+            or isinstance(health_check_parallelism, bool)
+            or health_check_parallelism < 0
+        ):
+            raise ValueError(
+                "Injector(health_check_parallelism=...) must be an int >= 0 "
+                f"(0 = unlimited, 1 = sequential), got {health_check_parallelism!r}"
+            )
+        _check_seconds("health_check_timeout", health_check_timeout)
+        _check_seconds("health_check_global_timeout", health_check_global_timeout)
+        if on_health_check is not None and not callable(on_health_check):
+            raise TypeError(
+                f"Injector(on_health_check=...) must be callable, got {on_health_check!r}"
+            )
         self._root = self
         self._mutex = threading.Lock()
         # One invocation counter per tree: an index orders builds across all scopes.
         self._counter = itertools.count(1)
+        self._health_parallelism = health_check_parallelism
+        self._health_timeout = health_check_timeout
+        self._health_global_timeout = health_check_global_timeout
+        self._on_health_check = on_health_check
+        self._health_slots = Slots(health_check_parallelism)
+        self._health_threads = Threads(f"di-health-{name}")
+        self._health_flights: dict[Any, Any] = {}
         Scope.__init__(self, name, self)
         self._parent = None
 
@@ -35,6 +89,15 @@ class Injector(Scope):
 
     async def __aenter__(self) -> Injector:
         return self
+
+
+def _check_seconds(argument: str, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(
+            f"Injector({argument}=...) must be a number of seconds > 0 or None, got {value!r}"
+        )
 
 
 Scope._scope_types = (Scope,)

@@ -9,12 +9,19 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
 
+from . import _health
 from ._compile import compile_transient
 from ._factory import Kind, Param, kind_of, label, provided_type, read_params
 from ._keys import Key, _check_name, describe
 from ._runner import in_event_loop, run
 from ._service import COMPILED, MISSING, Lifetime, Service, check_type, resolve_async, resolve_sync
-from .errors import ServiceAlreadyProvidedError, ServiceNotFoundError, ShutdownError
+from .errors import (
+    ServiceAlreadyProvidedError,
+    ServiceNotBuiltError,
+    ServiceNotFoundError,
+    ShutdownError,
+)
+from .health import HealthReport
 
 if TYPE_CHECKING:
     from .injector import Injector
@@ -355,6 +362,72 @@ class Scope:
         built = [s for s in self._services.values() if s.index]
         return sorted(built, key=lambda s: s.index)
 
+    # -- health checks ------------------------------------------------------------
+
+    def health_check(self) -> dict[str, Exception | None]:
+        """Check every built service visible from this scope; the status map.
+
+        Each checked service maps to None when healthy, else to what its check raised
+        (a :class:`~di.HealthCheckTimeoutError` on timeout). Never-built services,
+        transients and services without a check are not in the map. Runs an event loop
+        for the call; inside a running loop, use :meth:`ahealth_check`.
+
+        >>> injector.health_check()
+        {'app.Cache': None, 'app.Database': ConnectionRefusedError(111, 'Connection refused')}
+        """
+        return self.health_report().as_map()
+
+    async def ahealth_check(self) -> dict[str, Exception | None]:
+        """:meth:`health_check` for async code (asyncio or trio)."""
+        return (await self.ahealth_report()).as_map()
+
+    def health_report(self) -> HealthReport:
+        """:meth:`health_check` with each check's outcome, scope, start and duration."""
+        return run(self.ahealth_report, "health_report", "ahealth_report")
+
+    async def ahealth_report(self) -> HealthReport:
+        """:meth:`health_report` for async code.
+
+        Checks start in reverse invocation order, at most ``health_check_parallelism``
+        at once, each within ``health_check_timeout`` from its start and all within
+        ``health_check_global_timeout``. A call made while an identical one is running
+        on this scope shares its result.
+        """
+        return await _health.report(self)
+
+    def health_check_service(
+        self, service: type[Any] | str, name: str | None = None
+    ) -> Exception | None:
+        """Check one built service: None when healthy, else what its check raised."""
+        return run(
+            lambda: self.ahealth_check_service(service, name),
+            "health_check_service",
+            "ahealth_check_service",
+        )
+
+    async def ahealth_check_service(
+        self, service: type[Any] | str, name: str | None = None
+    ) -> Exception | None:
+        """:meth:`health_check_service` for async code; same timeouts and pool as a full check.
+
+        Raises ``ServiceNotFoundError`` for an unknown service, ``ServiceNotBuiltError``
+        for one not built yet (a check never builds a service), and ``ValueError`` for
+        one with no health check.
+        """
+        found, _ = self._find(service, name)
+        instance = found.owner._instances.get(found.key, MISSING)
+        if not found.index or instance is MISSING or instance is COMPILED:
+            raise ServiceNotBuiltError(found.label, found.owner._name)
+        if found.probe is None:
+            found.probe = _health.probe_of(found, instance)
+        if found.probe is _health.NO_CHECK:
+            raise ValueError(
+                f"service {found.label!r} has no health check; give it a health_check() "
+                "method or provide it with health_check="
+            )
+        report = await _health.report(self, found)
+        return report.checks[0].error
+
     # -- shutting down ------------------------------------------------------------
 
     def shutdown(self) -> None:
@@ -396,6 +469,7 @@ class Scope:
             self._instances.pop(service.key, None)
             service.index = 0
             service.teardown = None
+            service.probe = None
 
     def _forget_builders(self) -> None:
         """Drop compiled transient builders here and below, after the providers change."""

@@ -1,8 +1,10 @@
-"""Every async test runs on asyncio and on trio."""
+"""Every async test runs on asyncio and on trio.
+
+Modules with async tests set ``pytestmark = pytest.mark.anyio``; pytest refuses to run
+an unmarked ``async def`` test, so none can be skipped silently.
+"""
 
 from __future__ import annotations
-
-import inspect
 
 import pytest
 
@@ -10,10 +12,3 @@ import pytest
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        function = getattr(item, "function", None)
-        if function is not None and inspect.iscoroutinefunction(function):
-            item.add_marker(pytest.mark.anyio)

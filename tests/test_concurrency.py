@@ -13,6 +13,8 @@ from di import CircularDependencyError, Injector, Scope
 
 from .services import Cache
 
+pytestmark = pytest.mark.anyio
+
 
 class SlowFactory:
     def __init__(self, seconds: float, fail_first: bool = False) -> None:

@@ -19,6 +19,8 @@ from di import (
 from . import services as s
 from .services import Cache, Config, Database, Repo
 
+pytestmark = pytest.mark.anyio
+
 
 def test_type_key_is_reported_as_module_qualname() -> None:
     injector = Injector()

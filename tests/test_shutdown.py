@@ -11,6 +11,8 @@ from di import AsyncShutdowner, Injector, Shutdowner, ShutdownError
 
 from .services import Cache, Config, Database, Repo
 
+pytestmark = pytest.mark.anyio
+
 
 class Pool:
     order: list[str]
