@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import sys
 
-from . import resolve
+from . import health, resolve
 from ._timing import measure, save, table
 
 
@@ -57,6 +57,53 @@ def main() -> None:
         verdict = "faster than every peer" if not peers else f"not faster than {', '.join(peers)}"
         print(f"{scenario}: healthdi / floor = {ratio:.2f}x (target {target}x); {verdict}")
     path = save("resolve", {"python": platform.python_version(), "rows": rows})
+    print(f"\nwritten to {path}")
+    health_tables()
+
+
+def health_tables() -> None:
+    results = {backend: health.measure(backend) for backend in ("asyncio", "trio")}
+    aio = results["asyncio"]
+    overhead = aio["overhead"] | {
+        "healthdi on trio": results["trio"]["overhead"]["healthdi"],
+    }
+    print()
+    print(
+        table(
+            "H1: 10,000 no-op async checks | H2: 10,000 no-op sync checks"
+            " (parallelism 100, both timeouts set; asyncio unless named)",
+            ["H1", "H2"],
+            overhead,
+            "us",
+            "healthdi",
+        )
+    )
+    wall = aio["wall"] | {"healthdi on trio": results["trio"]["wall"]["healthdi"]}
+    print()
+    print(
+        table(
+            "H3: 1,000 async checks x 10 ms | H4: 1,000 sync checks x 10 ms (parallelism 100)",
+            ["H3", "H4"],
+            wall,
+            "ms",
+            "ideal: ceil(N/P) x 10 ms",
+        )
+    )
+    ours, ideal, floor = (
+        wall["healthdi"],
+        wall["ideal: ceil(N/P) x 10 ms"],
+        wall["floor: bare tasks / threads, no engine"],
+    )
+    print()
+    for name, target in (("H1", 10.0), ("H2", 20.0)):
+        print(f"{name}: {overhead['healthdi'][name]:.1f} us per check (target {target:g} us)")
+    for name, target in (("H3", 1.10), ("H4", 1.20)):
+        print(
+            f"{name}: {ours[name] / ideal[name]:.2f}x the ideal (target {target:.2f}x); "
+            f"{ours[name] / floor[name]:.2f}x the bare floor, itself "
+            f"{floor[name] / ideal[name]:.2f}x the ideal"
+        )
+    path = save("health", results)
     print(f"\nwritten to {path}")
 
 

@@ -47,16 +47,16 @@ GLOBAL: Final = "global"
 class Item:
     """One service to check in one call."""
 
-    __slots__ = ("call", "is_async", "result", "scope", "service", "started", "started_at")
+    __slots__ = ("call", "is_async", "position", "scope", "service", "started", "started_at")
 
     def __init__(self, service: Service, scope: str, call: Callable[[], Any], is_async: bool):
         self.service = service
         self.scope = scope
         self.call = call
         self.is_async = is_async
+        self.position = 0  # in the call's order
         self.started = 0.0  # time.monotonic() when the check started; 0 while queued
         self.started_at = 0.0  # time.time() at the same moment
-        self.result: HealthCheckResult | None = None
 
 
 # -- the entry point: single flight ----------------------------------------------------
@@ -154,6 +154,8 @@ def _collect(scope: Scope, only: Service | None) -> list[Item]:
             if probe is not NO_CHECK:
                 items.append(Item(service, owner._name, probe[0], probe[1]))
     items.sort(key=lambda item: item.service.index, reverse=True)
+    for position, item in enumerate(items):
+        item.position = position
     return items
 
 
@@ -176,12 +178,18 @@ def probe_of(service: Service, instance: Any) -> tuple[Callable[[], Any], bool]:
 
 
 class _Run:
-    """The shared state of one call: the ordered queue and the results."""
+    """The shared state of one call: the ordered queue and the results.
+
+    Worker tasks and worker threads share it without a lock: taking the next check is
+    one ``next()`` on an iterator and recording a result one ``dict.setdefault``, each
+    atomic, so the first of a check's finish, its timeout or the global deadline wins
+    and threads never queue behind each other.
+    """
 
     def __init__(self, root: Injector, items: list[Item]) -> None:
         self.items = items
-        self.queue = deque(items)
-        self.lock = threading.Lock()
+        self._queue = iter(items)
+        self.results: dict[int, HealthCheckResult] = {}
         self.timeout: float | None = root._health_timeout
         self.on_check = root._on_health_check
         self.threads: Threads = root._health_threads
@@ -190,66 +198,62 @@ class _Run:
         self.lanes: list[_Lane] = []
         self.closed = False
 
-    def take(self, sync_only: bool = False) -> Item | None:
+    def take(self) -> Item | None:
         """The next check to start, now marked started; None when there is none.
 
         A sync check whose thread is still stuck from an earlier call is not started
         again: it is reported as timed out at once.
         """
-        with self.lock:
-            while self.queue and not self.closed:
-                item = self.queue[0]
-                if sync_only and item.is_async:
-                    return None
-                self.queue.popleft()
-                item.started, item.started_at = time.monotonic(), time.time()
-                if item.is_async:
-                    return item
-                if not item.service.checking:
-                    item.service.checking = True
-                    return item
-                self._finish(item, self._timeout_error(item, PER_CHECK), Outcome.TIMEOUT)
-            return None
+        while not self.closed:
+            item = next(self._queue, None)
+            if item is None:
+                return None
+            item.started, item.started_at = time.monotonic(), time.time()
+            if item.is_async:
+                return item
+            if not item.service.checking:
+                item.service.checking = True
+                return item
+            self._finish(item, self._timeout_error(item, PER_CHECK), Outcome.TIMEOUT)
+        return None
 
     def record(self, item: Item, error: Exception | None) -> None:
-        with self.lock:
-            if item.result is not None:
-                return  # already reported as timed out
-            outcome = Outcome.HEALTHY if error is None else Outcome.UNHEALTHY
-            self._finish(item, error, outcome)
+        self._finish(item, error, Outcome.HEALTHY if error is None else Outcome.UNHEALTHY)
 
     def time_out(self, item: Item, limit: str) -> None:
-        with self.lock:
-            if item.result is None:
-                self._finish(item, self._timeout_error(item, limit), Outcome.TIMEOUT)
+        self._finish(item, self._timeout_error(item, limit), Outcome.TIMEOUT)
 
     def close(self, global_timeout: float) -> None:
         """The global deadline passed: report every unfinished check as timed out."""
-        with self.lock:
-            self.closed = True
-            for item in self.items:
-                if item.result is None:
-                    error = HealthCheckTimeoutError(item.service.label, GLOBAL, global_timeout)
-                    self._finish(item, error, Outcome.TIMEOUT)
+        self.closed = True
+        for item in self.items:
+            if item.position not in self.results:
+                error = HealthCheckTimeoutError(item.service.label, GLOBAL, global_timeout)
+                self._finish(item, error, Outcome.TIMEOUT)
 
     def _timeout_error(self, item: Item, limit: str) -> HealthCheckTimeoutError:
         return HealthCheckTimeoutError(item.service.label, limit, self.timeout or 0.0)
 
     def _finish(self, item: Item, error: Exception | None, outcome: Outcome) -> None:
+        if item.position in self.results:
+            return  # already reported (as timed out)
         now = time.monotonic()
         if not item.started:
             item.started, item.started_at = now, time.time()
-        item.result = HealthCheckResult(
+        result = HealthCheckResult(
             item.service.label, item.scope, outcome, error, item.started_at, now - item.started
         )
+        if self.results.setdefault(item.position, result) is not result:
+            return  # another path reported it first
         if self.on_check is not None:
             try:
-                self.on_check(item.service.label, item.result)
+                self.on_check(item.service.label, result)
             except Exception:
                 logger.exception("the on_health_check hook failed for %r", item.service.label)
 
     def report(self) -> HealthReport:
-        return HealthReport(tuple(item.result for item in self.items if item.result is not None))
+        results = self.results
+        return HealthReport(tuple(results[i] for i in range(len(self.items)) if i in results))
 
 
 async def _run(root: Injector, items: list[Item]) -> HealthReport:
@@ -308,6 +312,7 @@ async def _work_in_scope(run: _Run, lane: _Lane | None) -> tuple[Item | None, _L
     item: Item | None = None
     with anyio.CancelScope() as scope:
         while (item := run.take()) is not None:
+            awaitable: Awaitable[Any] | None = None
             if not item.is_async:
                 if scope.deadline != math.inf:
                     scope.deadline = math.inf  # a sync check's deadline is _watch's
@@ -321,7 +326,7 @@ async def _work_in_scope(run: _Run, lane: _Lane | None) -> tuple[Item | None, _L
                 elapsed = time.monotonic() - item.started
                 scope.deadline = anyio.current_time() + run.timeout - elapsed
             try:
-                await (item.call() if item.is_async else awaitable)
+                await (item.call() if awaitable is None else awaitable)
             except Exception as error:
                 run.record(item, error)
                 continue
@@ -379,7 +384,11 @@ class Slots:
 
 
 class _Lane:
-    """A worker's thread: it runs sync checks in queue order until an async one is next."""
+    """A worker's thread: it runs sync checks in queue order until an async one is next.
+
+    What the thread cannot run on its own comes back to the worker as ``pending``: an
+    async check it took from the queue, or the awaitable a sync callable returned.
+    """
 
     __slots__ = ("abandoned", "event", "fatal", "item", "pending", "run")
 
@@ -389,11 +398,11 @@ class _Lane:
         self.abandoned = False
         self.event = anyio.Event()
         self.fatal: BaseException | None = None
-        self.pending: tuple[Item, Awaitable[Any]] | None = None
+        self.pending: tuple[Item, Awaitable[Any] | None] | None = None
         run.lanes.append(self)
 
-    async def start(self, item: Item) -> tuple[Item, Awaitable[Any]] | None:
-        """Run ``item`` and the sync checks after it; a check's awaitable comes back."""
+    async def start(self, item: Item) -> tuple[Item, Awaitable[Any] | None] | None:
+        """Run ``item`` and the sync checks after it; return what the worker must await."""
         self.event = anyio.Event()
         self.item = item
         done, notify = self.event, self.run.notify
@@ -408,6 +417,10 @@ class _Lane:
         run = self.run
         try:
             while item is not None:
+                if item.is_async:
+                    self.pending = (item, None)
+                    return
+                self.item = item
                 error: Exception | None = None
                 result: Any = None
                 try:
@@ -416,9 +429,8 @@ class _Lane:
                     error = caught
                 finally:
                     item.service.checking = False
-                with run.lock:
-                    if self.abandoned or run.closed:
-                        return
+                if self.abandoned or run.closed:
+                    return
                 if inspect.isawaitable(result):
                     # A sync callable that returned a coroutine (``lambda c: c.ping()``):
                     # the worker awaits it on the loop, within the same deadline.
@@ -426,7 +438,7 @@ class _Lane:
                     self.pending = (item, result)
                     return
                 run.record(item, error)
-                item = self.item = run.take(sync_only=True)
+                item = run.take()
         except BaseException as fatal:
             self.fatal = fatal
         finally:
@@ -441,19 +453,15 @@ async def _watch(run: _Run) -> None:
     while True:
         now = time.monotonic()
         next_due = now + timeout
-        overdue: list[tuple[_Lane, Item]] = []
-        with run.lock:
-            for lane in run.lanes:
-                item = lane.item
-                if item is None or lane.abandoned or item.result is not None:
-                    continue
-                due = item.started + timeout
-                if due <= now:
-                    lane.abandoned = True
-                    overdue.append((lane, item))
-                else:
-                    next_due = min(next_due, due)
-        for lane, item in overdue:
-            run.time_out(item, PER_CHECK)
-            lane.event.set()
+        for lane in run.lanes:
+            item = lane.item
+            if item is None or lane.abandoned or item.position in run.results:
+                continue
+            due = item.started + timeout
+            if due <= now:
+                lane.abandoned = True
+                run.time_out(item, PER_CHECK)
+                lane.event.set()
+            else:
+                next_due = min(next_due, due)
         await anyio.sleep(max(next_due - time.monotonic(), 0.001))

@@ -1,0 +1,211 @@
+"""H1-H4: health-check overhead and wall time, healthdi beside its floors and svcs.
+
+- H1: 10,000 built services with no-op async checks, parallelism 100, both timeouts set.
+- H2: the same with sync no-op checks.
+- H3: 1,000 async checks each awaiting 10 ms, parallelism 100 (ideal: 100 ms).
+- H4: 1,000 sync checks each sleeping 10 ms, parallelism 100 (ideal: 100 ms).
+
+Each row runs the whole call several times and keeps the best wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from di import Injector
+
+
+async def _noop_async(self: object) -> None:
+    pass
+
+
+def _noop_sync(self: object) -> None:
+    pass
+
+
+async def _sleep_async(self: object) -> None:
+    await anyio.sleep(0.010)
+
+
+def _sleep_sync(self: object) -> None:
+    time.sleep(0.010)
+
+
+def _classes(count: int, check: Callable[..., Any]) -> list[type]:
+    return [type(f"Service{i}", (), {"health_check": check}) for i in range(count)]
+
+
+def _injector(classes: list[type], parallelism: int = 100) -> Injector:
+    injector = Injector(
+        health_check_parallelism=parallelism,
+        health_check_timeout=5.0,
+        health_check_global_timeout=60.0,
+    )
+    for cls in classes:
+        injector.provide(cls)
+        injector.invoke(cls)
+    return injector
+
+
+async def _best(call: Callable[[], Awaitable[object]], repeats: int) -> float:
+    await call()  # warm up: threads, caches
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        await call()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _svcs_pings(classes: list[type]) -> Callable[[], Awaitable[None]]:
+    import svcs
+
+    registry = svcs.Registry()
+    for cls in classes:
+        registry.register_factory(cls, cls, ping=cls.health_check)
+    container = svcs.Container(registry)
+    for cls in classes:
+        container.get(cls)
+
+    async def ping_all() -> None:
+        # svcs's documented health endpoint: one ping after another, no timeouts.
+        for ping in container.get_pings():
+            with contextlib.suppress(Exception):
+                await ping.aping()
+
+    return ping_all
+
+
+def _task_per_check(instances: list[Any], limit: int) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        limiter = anyio.CapacityLimiter(limit)
+
+        async def one(instance: Any) -> None:
+            async with limiter:
+                with anyio.fail_after(5.0):
+                    await instance.health_check()
+
+        async with anyio.create_task_group() as tg:
+            for instance in instances:
+                tg.start_soon(one, instance)
+
+    return run
+
+
+def _thread_per_check(instances: list[Any], limit: int) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        limiter = anyio.CapacityLimiter(limit)
+
+        async def one(instance: Any) -> None:
+            with anyio.fail_after(5.0):
+                await anyio.to_thread.run_sync(instance.health_check, limiter=limiter)
+
+        async with anyio.create_task_group() as tg:
+            for instance in instances:
+                tg.start_soon(one, instance)
+
+    return run
+
+
+async def _h1_h2(count: int, repeats: int) -> dict[str, dict[str, float]]:
+    rows: dict[str, dict[str, float]] = {}
+    async_classes = _classes(count, _noop_async)
+    sync_classes = _classes(count, _noop_sync)
+    async_injector = _injector(async_classes)
+    sync_injector = _injector(sync_classes)
+    async_instances = [cls() for cls in async_classes]
+    sync_instances = [cls() for cls in sync_classes]
+
+    async def gather() -> None:
+        await asyncio.gather(*(i.health_check() for i in async_instances))
+
+    per_check = 1e6 / count
+    rows["healthdi"] = {
+        "H1": await _best(async_injector.ahealth_report, repeats) * per_check,
+        "H2": await _best(sync_injector.ahealth_report, repeats) * per_check,
+    }
+    rows["floor: asyncio.gather, no timeouts"] = {"H1": await _best(gather, repeats) * per_check}
+    rows["anyio: task + fail_after + limiter per check"] = {
+        "H1": await _best(_task_per_check(async_instances, 100), repeats) * per_check,
+        "H2": await _best(_thread_per_check(sync_instances, 100), 1) * per_check,
+    }
+    rows["svcs: sequential pings, no timeouts"] = {
+        "H1": await _best(_svcs_pings(async_classes), repeats) * per_check,
+        "H2": await _best(_svcs_pings(sync_classes), repeats) * per_check,
+    }
+    return rows
+
+
+async def _bare(count: int, parallelism: int) -> tuple[float, float]:
+    """What the event loop and the OS deliver with no engine at all: P tasks (threads)
+    each awaiting (sleeping) 10 ms, N/P times in a row."""
+
+    async def task() -> None:
+        for _ in range(count // parallelism):
+            await anyio.sleep(0.010)
+
+    def thread() -> None:
+        for _ in range(count // parallelism):
+            time.sleep(0.010)
+
+    async def tasks() -> None:
+        async with anyio.create_task_group() as tg:
+            for _ in range(parallelism):
+                tg.start_soon(task)
+
+    async def threads() -> None:
+        limiter = anyio.CapacityLimiter(parallelism)
+        async with anyio.create_task_group() as tg:
+            for _ in range(parallelism):
+                tg.start_soon(functools.partial(anyio.to_thread.run_sync, thread, limiter=limiter))
+
+    return await _best(tasks, 3), await _best(threads, 3)
+
+
+async def _h3_h4(count: int, parallelism: int, repeats: int) -> dict[str, dict[str, float]]:
+    ideal = math.ceil(count / parallelism) * 0.010
+    async_injector = _injector(_classes(count, _sleep_async), parallelism)
+    sync_injector = _injector(_classes(count, _sleep_sync), parallelism)
+    h3 = await _best(async_injector.ahealth_report, repeats)
+    h4 = await _best(sync_injector.ahealth_report, repeats)
+    bare_tasks, bare_threads = await _bare(count, parallelism)
+    return {
+        "healthdi": {"H3": h3 * 1000, "H4": h4 * 1000},
+        "floor: bare tasks / threads, no engine": {
+            "H3": bare_tasks * 1000,
+            "H4": bare_threads * 1000,
+        },
+        "ideal: ceil(N/P) x 10 ms": {"H3": ideal * 1000, "H4": ideal * 1000},
+    }
+
+
+def measure(backend: str = "asyncio") -> dict[str, Any]:
+    """All four scenarios on one backend: H1/H2 in us per check, H3/H4 in ms of wall time."""
+
+    async def main() -> dict[str, Any]:
+        overhead = await _h1_h2(10_000, 5)
+        wall = await _h3_h4(1_000, 100, 3)
+        return {"overhead": overhead, "wall": wall}
+
+    if backend == "trio":
+
+        async def trio_main() -> dict[str, Any]:
+            # asyncio.gather and svcs's aping need asyncio: trio gets healthdi's rows only.
+            async_injector = _injector(_classes(10_000, _noop_async))
+            sync_injector = _injector(_classes(10_000, _noop_sync))
+            h1 = await _best(async_injector.ahealth_report, 5) * 100
+            h2 = await _best(sync_injector.ahealth_report, 5) * 100
+            wall = await _h3_h4(1_000, 100, 3)
+            return {"overhead": {"healthdi": {"H1": h1, "H2": h2}}, "wall": wall}
+
+        return anyio.run(trio_main, backend="trio")
+    return anyio.run(main, backend=backend)
