@@ -18,6 +18,7 @@ from .errors import (
 )
 from .health import HealthCheckResult, HealthReport, Outcome
 from .injector import Injector
+from .monitor import HealthMonitor, ServingStatus
 from .protocols import AsyncShutdowner, Healthchecker, HealthcheckerWithContext, Shutdowner
 from .scope import Scope
 
@@ -27,6 +28,7 @@ __all__ = [
     "DIError",
     "HealthCheckResult",
     "HealthCheckTimeoutError",
+    "HealthMonitor",
     "HealthReport",
     "Healthchecker",
     "HealthcheckerWithContext",
@@ -37,6 +39,7 @@ __all__ = [
     "ServiceAlreadyProvidedError",
     "ServiceNotBuiltError",
     "ServiceNotFoundError",
+    "ServingStatus",
     "ShutdownError",
     "Shutdowner",
 ]

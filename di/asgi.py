@@ -1,0 +1,250 @@
+"""HTTP health endpoints as a plain ASGI app, with no dependency beyond the core.
+
+Mount it in Starlette, FastAPI or Litestar, or serve it with any ASGI server:
+
+>>> app.mount("/", di.asgi.health_app(monitor))
+
+Routes (HEAD wherever GET is; ``Cache-Control: no-store`` on every answer):
+
+- ``GET /health``, ``GET /health/{name}``: ``application/health+json``, 200 with
+  ``"status": "pass"`` or 503 with ``"fail"``, one entry per check. Error texts can
+  carry secrets (hostnames, DSNs), so they are shown only with ``show_details=True``.
+- ``GET /livez``, ``GET /readyz`` (groups ``liveness`` and ``readiness``) and
+  ``/livez/{check}``, ``/readyz/{check}``: the Kubernetes text format, with
+  ``?verbose`` and ``?exclude=name``.
+- ``POST /grpc.health.v1.Health/Check`` with ``{"service": "..."}``: the gRPC health
+  check over plain HTTP and JSON, as dubbo-go's triple protocol answers it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from .health import HealthCheckResult
+from .monitor import HealthMonitor, ServingStatus
+
+__all__ = ["MAX_BODY", "health_app"]
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+
+MAX_BODY = 64 * 1024
+_GRPC_CHECK = "/grpc.health.v1.Health/Check"
+_PROBES = {"/livez": "liveness", "/readyz": "readiness"}
+
+
+class _Answer(Exception):
+    """Stops handling with a ready response (an error, usually)."""
+
+    def __init__(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
+        self.status, self.body, self.content_type, self.headers = (
+            status,
+            body,
+            content_type,
+            headers,
+        )
+
+
+def _json(status: int, payload: object, content_type: str = "application/json") -> _Answer:
+    return _Answer(status, json.dumps(payload).encode(), content_type)
+
+
+def _text(status: int, text: str) -> _Answer:
+    return _Answer(status, text.encode(), "text/plain; charset=utf-8")
+
+
+def health_app(monitor: HealthMonitor, show_details: bool = False) -> ASGIApp:
+    """An ASGI app serving ``monitor``'s statuses over HTTP.
+
+    ``show_details=True`` puts error texts in answers; otherwise they read "withheld".
+    """
+
+    async def app(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            raise RuntimeError(f"health_app serves HTTP, not {scope['type']!r}")
+        try:
+            answer = await _route(monitor, show_details, scope, receive)
+        except _Answer as raised:
+            answer = raised
+        body = b"" if scope["method"] == "HEAD" else answer.body
+        headers = [
+            (b"content-type", answer.content_type.encode()),
+            (b"content-length", str(len(answer.body)).encode()),
+            (b"cache-control", b"no-store"),
+            *((k.encode(), v.encode()) for k, v in answer.headers.items()),
+        ]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _route(
+    monitor: HealthMonitor, details: bool, scope: MutableMapping[str, Any], receive: Receive
+) -> _Answer:
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"  # mounted under a prefix
+    method: str = scope["method"]
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+
+    if path == _GRPC_CHECK:
+        _allow(method, "POST")
+        return await _grpc_check(monitor, receive)
+    if path == "/health" or path.startswith("/health/"):
+        _allow(method, "GET", "HEAD")
+        name = unquote(path[len("/health/") :]) if path.startswith("/health/") else ""
+        return await _health(monitor, details, name)
+    for prefix, group in _PROBES.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            _allow(method, "GET", "HEAD")
+            single = unquote(path[len(prefix) + 1 :]) if path != prefix else None
+            return await _probe(monitor, details, prefix[1:], group, single, query)
+    raise _json(404, {"code": "not_found", "message": f"no route {path!r}"})
+
+
+def _allow(method: str, *allowed: str) -> None:
+    if method not in allowed:
+        raise _Answer(
+            405,
+            json.dumps(
+                {"code": "method_not_allowed", "message": f"use {' or '.join(allowed)}"}
+            ).encode(),
+            "application/json",
+            allow=", ".join(allowed),
+        )
+
+
+async def _health(monitor: HealthMonitor, details: bool, name: str) -> _Answer:
+    """The ``application/health+json`` answer for the whole application or one name."""
+    await monitor.refresh()
+    status = monitor.status(name)
+    results = monitor.results(name)
+    if status is None or results is None:
+        raise _json(404, {"code": "not_found", "message": f"unknown health check {name!r}"})
+    checks: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        entry: dict[str, Any] = {
+            "status": "pass" if result.healthy else "fail",
+            "time": result.started.isoformat(),
+            "observedValue": round(result.duration * 1000, 3),
+            "observedUnit": "ms",
+        }
+        if not result.healthy:
+            entry["output"] = _reason(result, details)
+        checks[result.key] = [entry]
+    for label in monitor.missing(name):
+        checks[label] = [{"status": "fail", "output": "not checked: not built or no check"}]
+    serving = status is ServingStatus.SERVING
+    payload = {"status": "pass" if serving else "fail", "checks": checks}
+    return _json(200 if serving else 503, payload, "application/health+json")
+
+
+async def _probe(
+    monitor: HealthMonitor,
+    details: bool,
+    endpoint: str,
+    group: str,
+    single: str | None,
+    query: dict[str, list[str]],
+) -> _Answer:
+    """The Kubernetes ``/livez`` and ``/readyz`` text format."""
+    await monitor.refresh()
+    results = monitor.results(group)
+    if results is None:
+        raise _text(404, f"no {group!r} group is configured\n")
+    if single is not None:
+        found = [r for r in results if r.key == single]
+        if not found:
+            raise _text(404, f"no check {single!r} in {endpoint}\n")
+        if found[0].healthy:
+            return _text(200, "ok")
+        return _text(
+            503, f"[-]{single} failed: {_reason(found[0], details)}\n{endpoint} check failed\n"
+        )
+    exclude = [name for values in query.get("exclude", []) for name in values.split(",") if name]
+    status = monitor.evaluate(group, exclude)
+    ok = status is ServingStatus.SERVING
+    if ok and "verbose" not in query:
+        return _text(200, "ok")
+    lines = []
+    for result in results:
+        if result.key in exclude:
+            lines.append(f"[+]{result.key} excluded: ok")
+        elif result.healthy:
+            lines.append(f"[+]{result.key} ok")
+        else:
+            lines.append(f"[-]{result.key} failed: {_reason(result, details)}")
+    lines += [
+        f"[-]{label} failed: not checked"
+        for label in monitor.missing(group)
+        if label not in exclude
+    ]
+    if not ok and all(line.startswith("[+]") for line in lines):
+        lines.append(f"[-]{group} failed: status {status.name if status else 'UNKNOWN'}")
+    lines.append(f"{endpoint} check {'passed' if ok else 'failed'}")
+    return _text(200 if ok else 503, "\n".join(lines) + "\n")
+
+
+async def _grpc_check(monitor: HealthMonitor, receive: Receive) -> _Answer:
+    """``grpc.health.v1.Health/Check`` over HTTP with JSON, like dubbo-go's triple."""
+    body = await _read_body(receive)
+    try:
+        request = json.loads(body) if body.strip() else {}
+    except (UnicodeDecodeError, ValueError) as error:
+        raise _json(
+            400, {"code": "invalid_argument", "message": f"body is not JSON: {error}"}
+        ) from None
+    if not isinstance(request, dict) or not isinstance(request.get("service", ""), str):
+        raise _json(
+            400,
+            {"code": "invalid_argument", "message": 'expected {"service": "<name>"}'},
+        )
+    name = request.get("service", "")
+    await monitor.refresh()
+    status = monitor.status(name)
+    if status is None:
+        raise _json(404, {"code": "not_found", "message": f"unknown service {name!r}"})
+    return _json(200, {"status": status.name})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _json(400, {"code": "invalid_argument", "message": "client disconnected"})
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _json(400, {"code": "invalid_argument", "message": f"body over {MAX_BODY} bytes"})
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _reason(result: HealthCheckResult, details: bool) -> str:
+    if not details:
+        return "reason withheld"
+    error = result.error
+    return f"{type(error).__name__}: {error}" if error is not None else result.outcome.value

@@ -1,0 +1,102 @@
+"""Real servers for the tests: uvicorn and grpcio's asyncio server on loopback.
+
+grpcio's server only runs on asyncio, so both run on an asyncio loop of their own in a
+thread, with the monitor; the tests talk to them over real sockets with real clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import grpc
+import uvicorn
+
+import di.grpc
+from di import HealthMonitor, Injector
+from di.asgi import health_app
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """An asyncio event loop running in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 10) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+class Served:
+    """A monitor served over HTTP and gRPC."""
+
+    def __init__(self, loop: LoopThread, monitor: HealthMonitor) -> None:
+        self.loop = loop
+        self.monitor = monitor
+        self.http_port = 0
+        self.grpc_port = 0
+        self._uvicorn: uvicorn.Server | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._monitor_task: asyncio.Task[None]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    async def start(self, show_details: bool) -> None:
+        config = uvicorn.Config(
+            health_app(self.monitor, show_details=show_details),
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="on",
+        )
+        self._uvicorn = uvicorn.Server(config)
+        asyncio.get_running_loop().create_task(self._uvicorn.serve())
+        while not self._uvicorn.started:
+            await asyncio.sleep(0.01)
+        self.http_port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
+        self._grpc = grpc.aio.server()
+        di.grpc.add_health_servicer(self._grpc, self.monitor)
+        self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
+        await self._grpc.start()
+        self._monitor_task = asyncio.get_running_loop().create_task(self.monitor.run())
+
+    async def stop(self) -> None:
+        assert self._uvicorn is not None and self._grpc is not None
+        self._monitor_task.cancel()
+        await self._grpc.stop(None)
+        self._uvicorn.should_exit = True
+        while self._uvicorn.started and not self._uvicorn.should_exit:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+
+
+@contextmanager
+def serve(
+    injector: Injector, show_details: bool = False, **monitor_options: Any
+) -> Iterator[Served]:
+    loop = LoopThread()
+
+    async def make() -> Served:
+        served = Served(loop, HealthMonitor(injector, **monitor_options))
+        await served.start(show_details)
+        return served
+
+    served = loop.run(make())
+    try:
+        yield served
+    finally:
+        loop.run(served.stop())
+        loop.close()

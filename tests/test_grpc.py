@@ -1,0 +1,160 @@
+"""grpc.health.v1.Health under grpcio's real asyncio server, with grpcio's real client."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from di import Injector, ServingStatus
+
+from .health_services import Cache, Database
+from .servers import Served, serve
+
+DB, CACHE = "tests.health_services.Database", "tests.health_services.Cache"
+Status = health_pb2.HealthCheckResponse
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Served, Database, health_pb2_grpc.HealthStub]]:
+    injector = Injector()
+    injector.provide(Database)
+    injector.provide(Cache)
+    db = injector.invoke(Database)
+    injector.invoke(Cache)
+    with (
+        serve(injector, interval=0.05, success_ttl=0, failure_ttl=0) as server,
+        grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel,
+    ):
+        yield server, db, health_pb2_grpc.HealthStub(channel)
+
+
+def check(stub: health_pb2_grpc.HealthStub, name: str) -> int:
+    response = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+    return int(response.status)
+
+
+def test_check_names_and_not_found(
+    served: tuple[Served, Database, health_pb2_grpc.HealthStub],
+) -> None:
+    _, db, stub = served
+    assert check(stub, "") == Status.SERVING
+    assert check(stub, DB) == Status.SERVING
+    assert check(stub, "readiness") == Status.SERVING
+    db.fail()
+    assert check(stub, "") == Status.NOT_SERVING
+    assert check(stub, DB) == Status.NOT_SERVING
+    assert check(stub, CACHE) == Status.SERVING
+    with pytest.raises(grpc.RpcError) as caught:
+        check(stub, "greet.GreetService")
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+    assert check(stub, "") == Status.NOT_SERVING  # still serving after a bad name
+
+
+def _watch(stub: health_pb2_grpc.HealthStub, name: str) -> tuple[object, queue.Queue[int]]:
+    stream = stub.Watch(health_pb2.HealthCheckRequest(service=name), timeout=30)
+    seen: queue.Queue[int] = queue.Queue()
+
+    def read() -> None:
+        try:
+            for response in stream:
+                seen.put(int(response.status))
+        except grpc.RpcError:
+            pass
+
+    threading.Thread(target=read, daemon=True).start()
+    return stream, seen
+
+
+def test_watch_sends_now_then_every_change(
+    served: tuple[Served, Database, health_pb2_grpc.HealthStub],
+) -> None:
+    _server, db, stub = served
+    stream, seen = _watch(stub, DB)
+    statuses = [seen.get(timeout=5)]
+    if statuses[0] != Status.SERVING:  # before the monitor's first check
+        statuses.append(seen.get(timeout=5))
+    assert statuses[-1] == Status.SERVING
+    db.fail()
+    assert seen.get(timeout=5) == Status.NOT_SERVING
+    db.recover()
+    assert seen.get(timeout=5) == Status.SERVING
+    stream.cancel()  # type: ignore[attr-defined]
+
+
+def test_watch_unknown_name_waits_for_it(
+    served: tuple[Served, Database, health_pb2_grpc.HealthStub],
+) -> None:
+    server, _, stub = served
+    stream, seen = _watch(stub, "maintenance")
+    assert seen.get(timeout=5) == Status.SERVICE_UNKNOWN
+
+    async def appear() -> None:
+        server.monitor.set_status("maintenance", ServingStatus.NOT_SERVING)
+
+    server.loop.run(appear())
+    assert seen.get(timeout=5) == Status.NOT_SERVING
+    stream.cancel()  # type: ignore[attr-defined]
+
+
+def test_watch_cancelled_by_the_client_leaves_no_task_behind(
+    served: tuple[Served, Database, health_pb2_grpc.HealthStub],
+) -> None:
+    server, _, stub = served
+
+    async def tasks() -> int:
+        # The monitor's periodic checks start and end worker tasks; count the others.
+        return sum(
+            1
+            for task in asyncio.all_tasks()
+            if getattr(task.get_coro(), "cr_code", None) is None
+            or not task.get_coro().cr_code.co_filename.endswith("_health.py")  # type: ignore[union-attr]
+        )
+
+    before = server.loop.run(tasks())
+    streams = [_watch(stub, DB) for _ in range(5)]
+    for _, seen in streams:
+        seen.get(timeout=5)
+    assert server.loop.run(tasks()) > before
+    for stream, _ in streams:
+        stream.cancel()  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 5
+    while server.loop.run(tasks()) > before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.loop.run(tasks()) == before
+
+
+def test_list_every_name(served: tuple[Served, Database, health_pb2_grpc.HealthStub]) -> None:
+    _, db, stub = served
+    db.fail()
+    response = stub.List(health_pb2.HealthListRequest(), timeout=5)
+    statuses = {name: int(r.status) for name, r in response.statuses.items()}
+    assert statuses == {
+        "": Status.NOT_SERVING,
+        "liveness": Status.SERVING,
+        "readiness": Status.NOT_SERVING,
+        DB: Status.NOT_SERVING,
+        CACHE: Status.SERVING,
+    }
+
+
+def test_list_over_100_names_is_resource_exhausted() -> None:
+    injector = Injector()
+    for i in range(101):
+        injector.provide(Database, name=f"db{i}")
+        injector.invoke(f"db{i}")
+    with (
+        serve(injector) as server,
+        grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel,
+    ):
+        stub = health_pb2_grpc.HealthStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.List(health_pb2.HealthListRequest(), timeout=5)
+        assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert check(stub, "db7") == Status.SERVING  # still serving

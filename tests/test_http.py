@@ -1,0 +1,208 @@
+"""The ASGI health app under a real uvicorn server, with httpx as the client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from di import HealthMonitor, Injector, ServingStatus
+from di.asgi import MAX_BODY, health_app
+
+from .health_services import Cache, Database
+from .servers import Served, serve
+
+DB, CACHE = "tests.health_services.Database", "tests.health_services.Cache"
+
+
+def make() -> tuple[Injector, Database, Cache]:
+    injector = Injector()
+    injector.provide(Database)
+    injector.provide(Cache)
+    return injector, injector.invoke(Database), injector.invoke(Cache)
+
+
+@pytest.fixture
+def app() -> Iterator[tuple[Served, Database, httpx.Client]]:
+    injector, db, _ = make()
+    # TTLs of 0: every request sees the state the test just set.
+    with (
+        serve(injector, groups={"db": [Database]}, success_ttl=0, failure_ttl=0) as served,
+        httpx.Client(base_url=served.url, timeout=5) as client,
+    ):
+        yield served, db, client
+
+
+def test_health_pass_and_fail_in_health_json(app: tuple[Served, Database, httpx.Client]) -> None:
+    _served, db, client = app
+    answer = client.get("/health")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/health+json"
+    assert answer.headers["cache-control"] == "no-store"
+    body = answer.json()
+    assert body["status"] == "pass"
+    assert set(body["checks"]) == {DB, CACHE}
+    entry = body["checks"][DB][0]
+    assert entry["status"] == "pass" and entry["observedUnit"] == "ms"
+    assert entry["observedValue"] >= 0 and entry["time"].endswith("+00:00")
+    assert "output" not in entry
+
+    db.fail()
+    answer = client.get("/health")
+    assert answer.status_code == 503
+    body = answer.json()
+    assert body["status"] == "fail"
+    assert body["checks"][DB][0] == body["checks"][DB][0] | {
+        "status": "fail",
+        "output": "reason withheld",
+    }
+    assert "secret-host" not in answer.text  # errors can carry secrets
+    assert body["checks"][CACHE][0]["status"] == "pass"
+
+
+def test_show_details_opts_in_to_error_text() -> None:
+    injector, db, _ = make()
+    db.fail()
+    with serve(injector, show_details=True, failure_ttl=0) as served:
+        answer = httpx.get(served.url + "/health", timeout=5)
+    assert answer.status_code == 503
+    assert "ConnectionError: Database is down" in answer.json()["checks"][DB][0]["output"]
+
+
+def test_health_for_one_name_or_group(app: tuple[Served, Database, httpx.Client]) -> None:
+    _, db, client = app
+    assert client.get(f"/health/{CACHE}").json()["status"] == "pass"
+    db.fail()
+    answer = client.get("/health/db")
+    assert answer.status_code == 503 and set(answer.json()["checks"]) == {DB}
+    assert client.get(f"/health/{CACHE}").status_code == 200
+    missing = client.get("/health/nothing")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+
+
+def test_livez_and_readyz_kubernetes_format(app: tuple[Served, Database, httpx.Client]) -> None:
+    _, db, client = app
+    assert (client.get("/livez").status_code, client.get("/livez").text) == (200, "ok")
+    assert client.get("/readyz").text == "ok"
+    verbose = client.get("/readyz?verbose")
+    assert verbose.status_code == 200
+    assert verbose.text.splitlines() == [f"[+]{CACHE} ok", f"[+]{DB} ok", "readyz check passed"]
+
+    db.fail()
+    failed = client.get("/readyz")
+    assert failed.status_code == 503
+    assert failed.text.splitlines() == [
+        f"[+]{CACHE} ok",
+        f"[-]{DB} failed: reason withheld",
+        "readyz check failed",
+    ]
+    assert client.get("/livez").status_code == 200  # liveness checks nothing external
+    excluded = client.get(f"/readyz?exclude={DB}&verbose")
+    assert excluded.status_code == 200
+    assert f"[+]{DB} excluded: ok" in excluded.text
+    assert client.get(f"/readyz/{CACHE}").text == "ok"
+    single = client.get(f"/readyz/{DB}")
+    assert single.status_code == 503 and single.text.startswith(f"[-]{DB} failed")
+    assert client.get("/readyz/nothing").status_code == 404
+
+
+def test_manual_status_shows_everywhere(app: tuple[Served, Database, httpx.Client]) -> None:
+    served, _, client = app
+
+    async def drain() -> None:
+        served.monitor.set_status("readiness", ServingStatus.NOT_SERVING)
+
+    served.loop.run(drain())
+    answer = client.get("/readyz?verbose")
+    assert answer.status_code == 503
+    assert "[-]readiness failed: status NOT_SERVING" in answer.text
+    assert client.post("/grpc.health.v1.Health/Check", json={"service": "readiness"}).json() == {
+        "status": "NOT_SERVING"
+    }
+
+
+def test_grpc_check_over_http_json(app: tuple[Served, Database, httpx.Client]) -> None:
+    _, db, client = app
+    path = "/grpc.health.v1.Health/Check"
+    assert client.post(path, json={"service": ""}).json() == {"status": "SERVING"}
+    assert client.post(path, json={}).json() == {"status": "SERVING"}
+    assert client.post(path, content=b"").json() == {"status": "SERVING"}
+    db.fail()
+    assert client.post(path, json={"service": DB}).json() == {"status": "NOT_SERVING"}
+    unknown = client.post(path, json={"service": "greet.GreetService"})
+    assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status"),
+    [
+        ("POST", "/grpc.health.v1.Health/Check", {"content": b"{not json"}, 400),
+        ("POST", "/grpc.health.v1.Health/Check", {"content": b"\xff\xfe"}, 400),
+        ("POST", "/grpc.health.v1.Health/Check", {"json": ["service"]}, 400),
+        ("POST", "/grpc.health.v1.Health/Check", {"json": {"service": 7}}, 400),
+        ("POST", "/grpc.health.v1.Health/Check", {"content": b"x" * (MAX_BODY + 1)}, 400),
+        ("GET", "/grpc.health.v1.Health/Check", {}, 405),
+        ("POST", "/health", {}, 405),
+        ("DELETE", "/livez", {}, 405),
+        ("PUT", "/readyz", {}, 405),
+        ("GET", "/", {}, 404),
+        ("GET", "/healthz", {}, 404),
+        ("GET", "/health/%00%ff", {}, 404),
+    ],
+)
+def test_malformed_requests_get_clear_answers_and_the_server_keeps_serving(
+    app: tuple[Served, Database, httpx.Client],
+    method: str,
+    path: str,
+    kwargs: dict[str, Any],
+    status: int,
+) -> None:
+    _, _, client = app
+    answer = client.request(method, path, **kwargs)
+    assert answer.status_code == status
+    assert answer.headers["cache-control"] == "no-store"
+    if status == 405:
+        assert answer.headers["allow"]
+    if answer.headers["content-type"] == "application/json":
+        assert set(json.loads(answer.text)) == {"code", "message"}
+    assert client.get("/health").status_code == 200  # still serving
+
+
+def test_head_answers_like_get_without_a_body(app: tuple[Served, Database, httpx.Client]) -> None:
+    _, _, client = app
+    for path in ("/health", f"/health/{DB}", "/livez", "/readyz"):
+        get, head = client.get(path), client.head(path)
+        assert head.status_code == get.status_code
+        assert head.content == b""
+        assert head.headers["content-length"] == str(len(get.content))
+
+
+@pytest.mark.anyio
+async def test_app_is_backend_neutral_when_mounted_under_a_prefix() -> None:
+    """The app only uses anyio: called as ASGI on asyncio and on trio, mounted at /ops."""
+    injector, _, _ = make()
+    monitor = HealthMonitor(injector)
+    app = health_app(monitor)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep(0)
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/ops/livez",
+        "root_path": "/ops",
+        "query_string": b"",
+        "headers": [],
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200 and sent[1]["body"] == b"ok"
