@@ -127,7 +127,7 @@ def test_watch_cancelled_by_the_client_leaves_no_task_behind(
     deadline = time.monotonic() + 5
     while server.loop.run(tasks()) > before and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert server.loop.run(tasks()) == before
+    assert server.loop.run(tasks()) <= before
 
 
 def test_list_every_name(served: tuple[Served, Database, health_pb2_grpc.HealthStub]) -> None:
