@@ -17,11 +17,13 @@ $(VENV)/.bench: $(BIN)/python pyproject.toml
 	@touch $@
 
 $(VENV)/.demo: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q -e '.[grpc,http]' redis
+	$(BIN)/python -m pip install -q -e '.[grpc,http]' 'redis>=5'
 	@touch $@
 
 demo: $(VENV)/.demo
 	$(BIN)/python examples/demo.py
+	@echo
+	$(BIN)/python -m examples.shop.demo
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check .

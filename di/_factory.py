@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections.abc as abc
 import enum
 import inspect
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,12 +140,22 @@ def _param(
             if isinstance(extra, Named):
                 named = extra.name
         annotation = annotation.__origin__
+    annotation = _strip_optional(annotation)
     if named is None and isinstance(annotation, type) and issubclass(annotation, scope_types):
         target: Key = Scoped
     else:
         target = named if named is not None else annotation
     positional = positional and p.kind is not p.KEYWORD_ONLY
     return Param(p.name, target, annotation, positional, p.default)
+
+
+def _strip_optional(annotation: Any) -> Any:
+    """``T | None`` asks for ``T``; its default (usually None) fills it when T is absent."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(members) == 1 and len(typing.get_args(annotation)) == 2:
+            return members[0]
+    return annotation
 
 
 def _strip_annotated(annotation: Any) -> Any:

@@ -465,3 +465,17 @@ def _returning(db: Database) -> object:
         return db
 
     return fake_database
+
+
+def test_optional_parameter_asks_for_the_type_and_defaults_when_absent() -> None:
+    def new_repo(db: Database | None = None) -> Repo:
+        return Repo(db)  # type: ignore[arg-type]
+
+    injector = Injector()
+    injector.provide(new_repo)
+    assert injector.invoke(Repo).db is None
+    child = injector.scope("with-db")
+    child.provide(Config)
+    child.provide(Database)
+    child.provide_transient(new_repo)
+    assert child.invoke(Repo).db is child.invoke(Database)

@@ -1,0 +1,96 @@
+"""`make demo`: serve the shop's health on embedded defaults.
+
+Starts a local redis-server on a free loopback port when one is installed (unless
+SHOP_REDIS_URL points elsewhere), else runs on SQLite alone and says so; then runs
+`di serve` until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HTTP = "127.0.0.1:8080"
+GRPC = "127.0.0.1:50051"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_redis() -> tuple[subprocess.Popen[bytes] | None, str | None]:
+    if os.environ.get("SHOP_REDIS_URL"):
+        return None, os.environ["SHOP_REDIS_URL"]
+    binary = shutil.which("redis-server")
+    if binary is None:
+        print("redis-server is not installed: the shop runs on SQLite alone")
+        print("  (apt-get install redis-server, or set SHOP_REDIS_URL, to add the cache)")
+        return None, None
+    port = _free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    print(f"started redis-server on 127.0.0.1:{port} (pid {process.pid})")
+    return process, f"redis://127.0.0.1:{port}"
+
+
+def main() -> None:
+    redis, url = _start_redis()
+    env = {**os.environ, "SHOP_DATA_DIR": tempfile.mkdtemp(prefix="shop-")}
+    if url:
+        env["SHOP_REDIS_URL"] = url
+    print(
+        f"""
+Try, from another terminal:
+  curl -i http://{HTTP}/health
+  curl http://{HTTP}/readyz?verbose
+  curl -X POST -d '{{"service": ""}}' http://{HTTP}/grpc.health.v1.Health/Check
+  .venv/bin/di probe http://{HTTP}/livez
+  .venv/bin/di probe grpc://{GRPC} --service readiness
+{"Stop redis-server to watch readiness fail, start it again to watch it recover." if redis else ""}
+Ctrl-C stops the server (it goes NOT_SERVING, then shuts the container down).
+"""
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "di",
+        "serve",
+        "examples.shop.app:create_app",
+        "--http",
+        HTTP,
+        "--grpc",
+        GRPC,
+        "--interval",
+        "2",
+    ]
+    server = subprocess.Popen(command, env=env)
+    signal.signal(signal.SIGTERM, lambda *_: server.send_signal(signal.SIGTERM))
+    try:
+        code = server.wait()
+    except KeyboardInterrupt:  # the server got the same Ctrl-C; let it finish
+        code = server.wait()
+    finally:
+        if redis is not None:
+            redis.terminate()
+            redis.wait(5)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The di command: check, probe, and serve's bad input; one clear line, no traceback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .processes import ROOT, di, free_port
+
+
+def test_check_prints_a_table_and_exits_0_when_healthy() -> None:
+    done = di("check", "tests.cli_targets:healthy")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["SERVICE", "OUTCOME", "DURATION", "ERROR"]
+    assert lines[1].startswith("tests.health_services.Cache") and "healthy" in lines[1]
+    assert lines[-1] == "healthy: 2 checks"
+
+
+def test_check_json_and_exit_1_when_unhealthy_with_an_async_factory() -> None:
+    done = di("check", "tests.cli_targets:unhealthy", "--json")
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert report["healthy"] is False
+    assert {c["key"]: c["outcome"] for c in report["checks"]} == {
+        "tests.health_services.Cache": "healthy",
+        "tests.health_services.Database": "unhealthy",
+    }
+
+
+def test_check_accepts_an_injector_object() -> None:
+    assert di("check", "tests.cli_targets:module_level").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["check", "no_such_module:app"], "cannot import module 'no_such_module'"),
+        (["check", "tests.cli_targets:missing"], "has no attribute 'missing'"),
+        (["check", "tests.cli_targets:not_an_injector"], "is not an Injector"),
+        (["check", "tests.cli_targets"], "expected MODULE:ATTR"),
+        (["check", "tests.cli_targets:broken"], "broken() failed: RuntimeError"),
+        (["serve", "tests.cli_targets:healthy", "--http", "nowhere"], "bad --http address"),
+        (["serve", "tests.cli_targets:healthy", "--grpc", "h:99999"], "bad --grpc address"),
+        (["serve", "tests.cli_targets:healthy", "--interval", "0"], "--interval must be > 0"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_1(args: list[str], message: str) -> None:
+    done = di(*args)
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_serve_on_a_taken_port_says_so() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = di("serve", "tests.cli_targets:healthy", "--http", f"127.0.0.1:{port}")
+    assert done.returncode == 1
+    assert f"cannot listen for HTTP on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_usage_errors_exit_2_for_check_and_serve() -> None:
+    assert di("check").returncode == 2
+    assert di("serve", "x:y", "--interval", "soon").returncode == 2
+    assert di("frobnicate").returncode == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["probe"], ["probe", "http://x", "--timeout", "soon"], ["probe", "http://x", "--bogus"]],
+)
+def test_probe_never_exits_2(args: list[str]) -> None:
+    done = di(*args)
+    assert done.returncode == 1
+    assert done.stderr.startswith("di probe:")
+
+
+def test_probe_of_a_closed_port_is_unhealthy_in_one_line() -> None:
+    done = di("probe", f"http://127.0.0.1:{free_port()}/health")
+    assert done.returncode == 1
+    assert done.stdout.startswith("unhealthy: ConnectionRefusedError")
+    assert len(done.stdout.splitlines()) == 1
+    assert di("probe", f"grpc://127.0.0.1:{free_port()}", "--timeout", "0.2").returncode == 1
+    assert di("probe", "ftp://example/").stdout.startswith("unhealthy: unsupported URL")
+
+
+def test_probe_timeout_bounds_a_server_that_never_answers() -> None:
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        done = di("probe", f"http://127.0.0.1:{port}/health", "--timeout", "0.3")
+        elapsed = time.monotonic() - started
+    assert done.returncode == 1 and "TimeoutError" in done.stdout
+    assert elapsed < 5  # a hang would take until the test's own timeout
+
+
+def test_probing_http_does_not_import_grpc() -> None:
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('grpc imported' if 'grpc' in sys.modules else 'no grpc'))\n"
+        "from di._cli import main\n"
+        f"main(['probe', 'http://127.0.0.1:{free_port()}/'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=30
+    )
+    assert done.stdout.splitlines()[-1] == "no grpc"
+
+
+def test_python_dash_m_and_console_script_agree() -> None:
+    script = ROOT / ".venv" / "bin" / "di"
+    if not script.exists():
+        pytest.skip("console script not installed in .venv")
+    done = subprocess.run(
+        [str(script), "probe", f"http://127.0.0.1:{free_port()}/"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1 and done.stdout.startswith("unhealthy:")

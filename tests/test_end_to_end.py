@@ -1,0 +1,183 @@
+"""`di serve` on the shop example, with a real redis-server going away and coming back."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .processes import ROOT, Redis, di, free_port, wait_for
+
+INTERVAL = 1.0
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@pytest.fixture
+def redis() -> Iterator[Redis]:
+    server = Redis(free_port())
+    server.start()
+    yield server
+    server.kill()
+
+
+def test_serve_follows_redis_down_and_up_then_stops_cleanly(
+    redis: Redis, tmp_path: Path, record_property: object
+) -> None:
+    http_port, grpc_port = free_port(), free_port()
+    log = (tmp_path / "serve.log").open("w+")
+    serve = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "di",
+            "serve",
+            "examples.shop.app:create_app",
+            "--http",
+            f"127.0.0.1:{http_port}",
+            "--grpc",
+            f"127.0.0.1:{grpc_port}",
+            "--interval",
+            str(INTERVAL),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "SHOP_REDIS_URL": redis.url, "SHOP_DATA_DIR": str(tmp_path)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{http_port}"
+    grpc_url = f"grpc://127.0.0.1:{grpc_port}"
+    timings: dict[str, float] = {}
+    try:
+        wait_for(lambda: di("probe", grpc_url).returncode == 0, 20, "di serve to be SERVING")
+        assert httpx.get(base + "/health", timeout=5).status_code == 200
+
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        stream = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=60
+        )
+        seen: queue.Queue[tuple[float, int]] = queue.Queue()
+
+        def read() -> None:
+            try:
+                for response in stream:
+                    seen.put((time.monotonic(), int(response.status)))
+            except grpc.RpcError:
+                pass
+
+        threading.Thread(target=read, daemon=True).start()
+        assert seen.get(timeout=5)[1] == SERVING
+
+        killed = time.monotonic()
+        redis.kill()
+        when, status = seen.get(timeout=10)
+        assert status == NOT_SERVING
+        timings["down_seconds"] = when - killed
+        assert timings["down_seconds"] <= 2 * INTERVAL, timings
+        assert httpx.get(base + "/health", timeout=5).status_code == 503
+        probe = di("probe", base + "/health")
+        assert (probe.returncode, probe.stdout.startswith("unhealthy: HTTP 503")) == (1, True)
+
+        restarted = time.monotonic()
+        redis.start()
+        when, status = seen.get(timeout=10)
+        assert status == SERVING
+        timings["up_seconds"] = when - restarted
+        assert timings["up_seconds"] <= 2 * INTERVAL, timings
+        assert di("probe", base + "/health").returncode == 0
+        assert di("probe", grpc_url, "--service", "readiness").returncode == 0
+
+        stopping = time.monotonic()
+        serve.send_signal(signal.SIGTERM)
+        _, status = seen.get(timeout=5)
+        assert status == NOT_SERVING  # goes NOT_SERVING before the servers stop
+        assert serve.wait(timeout=20) == 0
+        timings["stop_seconds"] = time.monotonic() - stopping
+        channel.close()
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    log.seek(0)
+    output = log.read()
+    assert "received SIGTERM: going NOT_SERVING" in output
+    assert "cache closed" in output and "order store closed" in output  # shutdown hooks ran
+    assert "Traceback" not in output
+    for name, seconds in timings.items():
+        record_property(name, round(seconds, 3))  # type: ignore[operator]
+    print(f"\ntransitions (interval {INTERVAL} s): {timings}")
+
+
+def test_demo_without_redis_runs_on_sqlite_alone(tmp_path: Path) -> None:
+    done = di("check", "examples.shop.app:create_app", SHOP_DATA_DIR=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "running on SQLite alone" in done.stderr
+    assert "examples.shop.app.OrderStore" in done.stdout
+
+
+def test_check_reports_redis_down(tmp_path: Path) -> None:
+    closed = f"redis://127.0.0.1:{free_port()}"
+    done = di(
+        "check",
+        "examples.shop.app:create_app",
+        "--json",
+        SHOP_REDIS_URL=closed,
+        SHOP_DATA_DIR=str(tmp_path),
+    )
+    assert done.returncode == 1
+    import json
+
+    report = json.loads(done.stdout)
+    outcomes = {c["key"]: c["outcome"] for c in report["checks"]}
+    assert outcomes == {
+        "examples.shop.app.Shop": "unhealthy",
+        "examples.shop.app.Cache": "unhealthy",
+        "examples.shop.app.OrderStore": "healthy",
+    }
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_without_redis_stops_on_either_signal(signum: int, tmp_path: Path) -> None:
+    http_port = free_port()
+    serve = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "di",
+            "serve",
+            "examples.shop.app:create_app",
+            "--http",
+            f"127.0.0.1:{http_port}",
+            "--interval",
+            "0.2",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "SHOP_DATA_DIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: di("probe", f"http://127.0.0.1:{http_port}/readyz").returncode == 0,
+            20,
+            "readiness",
+        )
+        serve.send_signal(signum)
+        assert serve.wait(timeout=20) == 0
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    output = serve.stdout.read() if serve.stdout else ""
+    assert "order store closed" in output
