@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -14,7 +13,10 @@ T = TypeVar("T")
 
 def in_event_loop() -> bool:
     """Whether this thread is running an asyncio or trio event loop right now."""
-    if asyncio._get_running_loop() is not None:
+    # Neither library is imported here: a loop can only run if its library is loaded,
+    # and `di probe` should not pay for importing asyncio.
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and asyncio._get_running_loop() is not None:
         return True
     trio = sys.modules.get("trio")
     return trio is not None and bool(trio.lowlevel.in_trio_run())

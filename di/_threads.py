@@ -8,7 +8,6 @@ one thread per hung check, never per probe.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
@@ -65,6 +64,8 @@ def loop_notifier() -> Callable[[Callable[[], object]], None]:
     Calls made after the loop has finished are dropped: the run they belonged to has
     already reported.
     """
+    import asyncio
+
     loop = asyncio._get_running_loop()
     if loop is not None:
         running = loop

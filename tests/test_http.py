@@ -208,3 +208,27 @@ async def test_app_is_backend_neutral_when_mounted_under_a_prefix() -> None:
     }
     await app(scope, receive, send)
     assert sent[0]["status"] == 200 and sent[1]["body"] == b"ok"
+
+
+@pytest.mark.anyio
+async def test_mounted_in_a_starlette_app() -> None:
+    """Starlette's Mount (what FastAPI's app.mount uses) in front of the health app."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    injector, db, _ = make()
+    monitor = HealthMonitor(injector, failure_ttl=0, success_ttl=0)
+
+    async def home(request: object) -> PlainTextResponse:
+        return PlainTextResponse("shop")
+
+    app = Starlette(routes=[Route("/", home), Mount("/ops", app=health_app(monitor))])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+        assert (await client.get("/")).text == "shop"
+        assert (await client.get("/ops/livez")).text == "ok"
+        assert (await client.get("/ops/health")).json()["status"] == "pass"
+        db.fail()
+        assert (await client.get("/ops/readyz")).status_code == 503
+        assert (await client.get("/ops/nothing")).status_code == 404
