@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import grpc
 import httpx
@@ -22,6 +23,19 @@ from .processes import ROOT, Redis, di, free_port, wait_for
 INTERVAL = 1.0
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def serve_shop(
+    data_dir: Path, options: list[str], output: IO[str] | int, **env: str
+) -> subprocess.Popen[bytes]:
+    """`di serve` on the shop example, as a child process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "di", "serve", "examples.shop.app:create_app", *options],
+        cwd=ROOT,
+        env={**os.environ, "SHOP_DATA_DIR": str(data_dir), **env},
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
 
 
 @pytest.fixture
@@ -37,13 +51,9 @@ def test_serve_follows_redis_down_and_up_then_stops_cleanly(
 ) -> None:
     http_port, grpc_port = free_port(), free_port()
     log = (tmp_path / "serve.log").open("w+")
-    serve = subprocess.Popen(
+    serve = serve_shop(
+        tmp_path,
         [
-            sys.executable,
-            "-m",
-            "di",
-            "serve",
-            "examples.shop.app:create_app",
             "--http",
             f"127.0.0.1:{http_port}",
             "--grpc",
@@ -51,10 +61,8 @@ def test_serve_follows_redis_down_and_up_then_stops_cleanly(
             "--interval",
             str(INTERVAL),
         ],
-        cwd=ROOT,
-        env={**os.environ, "SHOP_REDIS_URL": redis.url, "SHOP_DATA_DIR": str(tmp_path)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        log,
+        SHOP_REDIS_URL=redis.url,
     )
     base = f"http://127.0.0.1:{http_port}"
     grpc_url = f"grpc://127.0.0.1:{grpc_port}"
@@ -150,23 +158,8 @@ def test_check_reports_redis_down(tmp_path: Path) -> None:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_serve_without_redis_stops_on_either_signal(signum: int, tmp_path: Path) -> None:
     http_port = free_port()
-    serve = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "di",
-            "serve",
-            "examples.shop.app:create_app",
-            "--http",
-            f"127.0.0.1:{http_port}",
-            "--interval",
-            "0.2",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "SHOP_DATA_DIR": str(tmp_path)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    serve = serve_shop(
+        tmp_path, ["--http", f"127.0.0.1:{http_port}", "--interval", "0.2"], subprocess.PIPE
     )
     try:
         wait_for(
@@ -179,5 +172,5 @@ def test_serve_without_redis_stops_on_either_signal(signum: int, tmp_path: Path)
     finally:
         if serve.poll() is None:
             serve.kill()
-    output = serve.stdout.read() if serve.stdout else ""
+    output = serve.stdout.read().decode() if serve.stdout else ""
     assert "order store closed" in output
