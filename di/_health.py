@@ -30,7 +30,7 @@ import anyio
 
 from ._service import COMPILED, MISSING, Service
 from ._threads import Threads, loop_notifier
-from .errors import HealthCheckTimeoutError
+from .errors import HealthCheckTimeoutError, ServiceNotBuiltError
 from .health import HealthCheckResult, HealthReport, Outcome
 
 if TYPE_CHECKING:
@@ -39,7 +39,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("di.health")
 
-NO_CHECK: Final[Any] = ("no check", False)
+
+def _no_check() -> None:
+    """Stands in Service.probe for a built service that has no health check."""
+
+
+NO_CHECK: Final[tuple[Callable[[], Any], bool]] = (_no_check, False)
 PER_CHECK: Final = "per-check"
 GLOBAL: Final = "global"
 
@@ -65,10 +70,9 @@ class Item:
 class _Flight:
     """A call in progress that identical calls join instead of starting their own."""
 
-    __slots__ = ("done", "outcome", "waiters")
+    __slots__ = ("outcome", "waiters")
 
     def __init__(self) -> None:
-        self.done = False
         self.outcome: HealthReport | BaseException | None = None
         self.waiters: list[Callable[[], None]] = []
 
@@ -114,7 +118,6 @@ async def _lead(
     finally:
         with root._mutex:
             del root._health_flights[key]
-            flight.done = True
             waiters = flight.waiters
         for wake in waiters:
             wake()
@@ -170,8 +173,26 @@ def probe_of(service: Service, instance: Any) -> tuple[Callable[[], Any], bool]:
         return explicit, inspect.iscoroutinefunction(check)
     method = getattr(instance, "health_check", None)
     if not callable(method):
-        return NO_CHECK  # type: ignore[no-any-return]
+        return NO_CHECK
     return method, inspect.iscoroutinefunction(method)
+
+
+async def check_one(scope: Scope, service: Service) -> Exception | None:
+    """Check one service as a full call would: same timeouts, pool and single flight.
+
+    A check never builds a service; one not built yet, or with no check, is an error.
+    """
+    instance = service.owner._instances.get(service.key, MISSING)
+    if not service.index or instance is MISSING or instance is COMPILED:
+        raise ServiceNotBuiltError(service.label, service.owner._name)
+    if service.probe is None:
+        service.probe = probe_of(service, instance)
+    if service.probe is NO_CHECK:
+        raise ValueError(
+            f"service {service.label!r} has no health check; give it a health_check() "
+            "method or provide it with health_check="
+        )
+    return (await report(scope, service)).checks[0].error
 
 
 # -- one call --------------------------------------------------------------------------

@@ -98,6 +98,3 @@ def _check_seconds(argument: str, value: object) -> None:
         raise ValueError(
             f"Injector({argument}=...) must be a number of seconds > 0 or None, got {value!r}"
         )
-
-
-Scope._scope_types = (Scope,)

@@ -17,7 +17,6 @@ from ._runner import in_event_loop, run
 from ._service import COMPILED, MISSING, Lifetime, Service, check_type, resolve_async, resolve_sync
 from .errors import (
     ServiceAlreadyProvidedError,
-    ServiceNotBuiltError,
     ServiceNotFoundError,
     ShutdownError,
 )
@@ -415,18 +414,7 @@ class Scope:
         one with no health check.
         """
         found, _ = self._find(service, name)
-        instance = found.owner._instances.get(found.key, MISSING)
-        if not found.index or instance is MISSING or instance is COMPILED:
-            raise ServiceNotBuiltError(found.label, found.owner._name)
-        if found.probe is None:
-            found.probe = _health.probe_of(found, instance)
-        if found.probe is _health.NO_CHECK:
-            raise ValueError(
-                f"service {found.label!r} has no health check; give it a health_check() "
-                "method or provide it with health_check="
-            )
-        report = await _health.report(self, found)
-        return report.checks[0].error
+        return await _health.check_one(self, found)
 
     # -- shutting down ------------------------------------------------------------
 
@@ -577,3 +565,7 @@ async def _arun_hooks(steps: list[_Hook]) -> dict[str, Exception]:
         except Exception as error:
             errors.setdefault(service.label, error)
     return errors
+
+
+# A parameter annotated Scope (or Injector, a Scope) receives the invoking scope.
+Scope._scope_types = (Scope,)
