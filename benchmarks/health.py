@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -60,6 +61,8 @@ async def _best(call: Callable[[], Awaitable[object]], repeats: int) -> float:
     await call()  # warm up: threads, caches
     best = math.inf
     for _ in range(repeats):
+        # Start each repeat without garbage left by earlier rows (timeit's rows do too).
+        gc.collect()
         started = time.perf_counter()
         await call()
         best = min(best, time.perf_counter() - started)
