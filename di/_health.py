@@ -77,10 +77,16 @@ class _Flight:
         self.waiters: list[Callable[[], None]] = []
 
 
-async def report(scope: Scope, only: Service | None = None) -> HealthReport:
-    """Check every service visible from ``scope`` (or just ``only``), sharing identical calls."""
+async def report(
+    scope: Scope, only: Service | None = None, *, round_timeout: float | None = None
+) -> HealthReport:
+    """Check every service visible from ``scope`` (or just ``only``), sharing identical calls.
+
+    ``round_timeout`` bounds this call on top of the injector's global timeout (the
+    monitor's rounds): checks still running then are reported as timed out.
+    """
     root = scope._root
-    key = (scope, only)
+    key = (scope, only, round_timeout)
     while True:
         with root._mutex:
             flight = root._health_flights.get(key)
@@ -92,7 +98,7 @@ async def report(scope: Scope, only: Service | None = None) -> HealthReport:
                 notify = loop_notifier()
                 flight.waiters.append(functools.partial(notify, joined.set))
         if leader:
-            return await _lead(root, key, flight, scope, only)
+            return await _lead(root, key, flight, scope, only, round_timeout)
         await joined.wait()
         if isinstance(flight.outcome, HealthReport):
             return flight.outcome
@@ -103,13 +109,14 @@ async def report(scope: Scope, only: Service | None = None) -> HealthReport:
 
 async def _lead(
     root: Injector,
-    key: tuple[Scope, Service | None],
+    key: tuple[Scope, Service | None, float | None],
     flight: _Flight,
     scope: Scope,
     only: Service | None,
+    round_timeout: float | None,
 ) -> HealthReport:
     try:
-        result = await _run(root, _collect(scope, only))
+        result = await _run(root, _collect(scope, only), round_timeout)
         flight.outcome = result
         return result
     except BaseException as error:
@@ -277,7 +284,7 @@ class _Run:
         return HealthReport(tuple(results[i] for i in range(len(self.items)) if i in results))
 
 
-async def _run(root: Injector, items: list[Item]) -> HealthReport:
+async def _run(root: Injector, items: list[Item], round_timeout: float | None) -> HealthReport:
     """Run the checks with at most ``parallelism`` at once, under the global deadline."""
     run = _Run(root, items)
     if not items:
@@ -285,6 +292,8 @@ async def _run(root: Injector, items: list[Item]) -> HealthReport:
     parallelism = root._health_parallelism
     workers = min(parallelism, len(items)) if parallelism else len(items)
     global_timeout = root._health_global_timeout
+    if round_timeout is not None:
+        global_timeout = min(global_timeout or math.inf, round_timeout)
     deadline = math.inf if global_timeout is None else anyio.current_time() + global_timeout
     try:
         with anyio.CancelScope(deadline=deadline) as bounded:
