@@ -10,11 +10,14 @@ from ._keys import Named
 from .errors import (
     CircularDependencyError,
     DIError,
+    HealthCheckError,
     HealthCheckTimeoutError,
+    ScopeClosedError,
     ServiceAlreadyProvidedError,
     ServiceNotBuiltError,
     ServiceNotFoundError,
     ShutdownError,
+    ShutdownTimeoutError,
 )
 from .health import HealthCheckResult, HealthReport, Outcome
 from .injector import Injector
@@ -26,6 +29,7 @@ __all__ = [
     "AsyncShutdowner",
     "CircularDependencyError",
     "DIError",
+    "HealthCheckError",
     "HealthCheckResult",
     "HealthCheckTimeoutError",
     "HealthMonitor",
@@ -36,10 +40,12 @@ __all__ = [
     "Named",
     "Outcome",
     "Scope",
+    "ScopeClosedError",
     "ServiceAlreadyProvidedError",
     "ServiceNotBuiltError",
     "ServiceNotFoundError",
     "ServingStatus",
     "ShutdownError",
+    "ShutdownTimeoutError",
     "Shutdowner",
 ]

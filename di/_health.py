@@ -5,13 +5,21 @@ The path of one call, top to bottom:
 - :func:`report` joins an identical call already in flight, or leads a new one;
 - :func:`_collect` picks every built, checkable service visible from the scope, last
   built first;
-- :func:`_run` starts a fixed set of workers (at most the parallelism) pulling from that
-  ordered queue, under the global deadline;
-- :func:`_work` runs async checks in the worker's task, moving one cancel scope's
-  deadline from check to check rather than making a task and a scope per check;
+- :func:`_run` bounds the call by its global deadline and drives the queue: checks that
+  finish without suspending run one after another in the calling task, with no task,
+  thread or timer of their own;
+- :func:`_work` is one worker: the first check that suspends (or needs a thread) moves
+  the call into a task group, where another worker is started each time one suspends,
+  up to the parallelism, and one :func:`_watch` task per call cancels or abandons checks
+  that overrun the per-check timeout;
 - :class:`_Lane` hands sync checks to a worker thread, which keeps running the sync
-  checks that follow in the queue; :func:`_watch` abandons a thread whose check
-  overruns its timeout, and the worker carries on with a fresh one.
+  checks that follow in the queue.
+
+Whatever a check does, it ends in the report exactly once: healthy, unhealthy (whatever
+it raised, ``BaseException`` included, or a cancellation that the engine did not cause)
+or timed out (its deadline passed, even if it then returned). A sync check still running
+from an earlier or overlapping call is not started twice: later calls share its outcome,
+and call it stuck only once its own deadline has passed.
 """
 
 from __future__ import annotations
@@ -22,15 +30,18 @@ import logging
 import math
 import threading
 import time
+import types
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
+import anyio.abc
 
+from ._runner import cancel_requests, cancelled_from_outside, is_cancellation
 from ._service import COMPILED, MISSING, Service
 from ._threads import Threads, loop_notifier
-from .errors import HealthCheckTimeoutError, ServiceNotBuiltError
+from .errors import HealthCheckError, HealthCheckTimeoutError, ServiceNotBuiltError
 from .health import HealthCheckResult, HealthReport, Outcome
 
 if TYPE_CHECKING:
@@ -47,12 +58,23 @@ def _no_check() -> None:
 NO_CHECK: Final[tuple[Callable[[], Any], bool]] = (_no_check, False)
 PER_CHECK: Final = "per-check"
 GLOBAL: Final = "global"
+ROUND: Final = "round"
 
 
 class Item:
     """One service to check in one call."""
 
-    __slots__ = ("call", "is_async", "position", "scope", "service", "started", "started_at")
+    __slots__ = (
+        "attempt",
+        "call",
+        "is_async",
+        "position",
+        "scope",
+        "service",
+        "shared",
+        "started",
+        "started_at",
+    )
 
     def __init__(self, service: Service, scope: str, call: Callable[[], Any], is_async: bool):
         self.service = service
@@ -62,6 +84,64 @@ class Item:
         self.position = 0  # in the call's order
         self.started = 0.0  # time.monotonic() when the check started; 0 while queued
         self.started_at = 0.0  # time.time() at the same moment
+        self.attempt: Attempt | None = None  # for a sync check: the run it belongs to
+        self.shared = False  # True when that run belongs to another call
+
+
+class Attempt:
+    """One run of a sync check in a thread, whose outcome overlapping calls share."""
+
+    __slots__ = ("abandoned", "deadline", "ended", "error", "started", "started_at", "waiters")
+
+    def __init__(self, started: float, started_at: float, deadline: float) -> None:
+        self.started = started
+        self.started_at = started_at
+        self.deadline = deadline  # time.monotonic() after which it is stuck
+        self.ended = 0.0  # time.monotonic() when the check returned; 0 while running
+        self.error: Exception | None = None
+        self.waiters: list[Callable[[], None]] = []
+        self.abandoned = False
+
+
+# The sync checks running now, by service, and the lock for waiting on one of them.
+_RUNNING: dict[Service, Attempt] = {}
+_ATTEMPTS = threading.Lock()
+_stuck = 0  # abandoned check threads that have not returned yet
+
+
+def _conclude(service: Service, attempt: Attempt, error: Exception | None) -> None:
+    """Record how a sync check's run ended, free the service, wake the calls sharing it."""
+    global _stuck
+    with _ATTEMPTS:
+        attempt.error = error
+        attempt.ended = time.monotonic()
+        if _RUNNING.get(service) is attempt:
+            del _RUNNING[service]
+        waiters, attempt.waiters = attempt.waiters, []
+        if attempt.abandoned:
+            _stuck -= 1
+    for wake in waiters:
+        wake()
+
+
+def _abandon(item: Item, timeout: float) -> None:
+    """Log, once per run, that a sync check's thread is left behind."""
+    global _stuck
+    attempt = item.attempt
+    with _ATTEMPTS:
+        if attempt is None or attempt.abandoned or attempt.ended:
+            return
+        attempt.abandoned = True
+        _stuck += 1
+        stuck = _stuck
+    logger.warning(
+        "health check of %r overran its per-check timeout of %g s; its thread is abandoned "
+        "and the check is not started again until it returns (%d %s stuck in health checks)",
+        item.service.label,
+        timeout,
+        stuck,
+        "thread" if stuck == 1 else "threads",
+    )
 
 
 # -- the entry point: single flight ----------------------------------------------------
@@ -102,7 +182,7 @@ async def report(
         await joined.wait()
         if isinstance(flight.outcome, HealthReport):
             return flight.outcome
-        if isinstance(flight.outcome, BaseException) and not _is_cancellation(flight.outcome):
+        if isinstance(flight.outcome, BaseException) and not is_cancellation(flight.outcome):
             raise flight.outcome
         # The leading call was cancelled: this caller runs the checks itself.
 
@@ -130,13 +210,6 @@ async def _lead(
             wake()
 
 
-def _is_cancellation(error: BaseException) -> bool:
-    return isinstance(error, anyio.get_cancelled_exc_class()) or type(error).__name__ in (
-        "CancelledError",
-        "Cancelled",
-    )
-
-
 # -- what is checked, in which order ---------------------------------------------------
 
 
@@ -148,8 +221,8 @@ def _collect(scope: Scope, only: Service | None) -> list[Item]:
     """
     items: list[Item] = []
     seen: set[Any] = set()
-    for owner in (scope, *scope.ancestors()):
-        for key, service in owner._services.items():
+    for owner, services in scope._lineage():
+        for key, service in services:
             if key in seen:
                 continue
             seen.add(key)
@@ -206,70 +279,120 @@ async def check_one(scope: Scope, service: Service) -> Exception | None:
 
 
 class _Run:
-    """The shared state of one call: the ordered queue and the results.
+    """The shared state of one call: the ordered queue, the workers and the results.
 
-    Worker tasks and worker threads share it without a lock: taking the next check is
-    one ``next()`` on an iterator and recording a result one ``dict.setdefault``, each
-    atomic, so the first of a check's finish, its timeout or the global deadline wins
-    and threads never queue behind each other.
+    Worker tasks and worker threads share it without a lock on the hot path: taking the
+    next check is one ``next()`` on an iterator and recording a result one
+    ``dict.setdefault``, each atomic, so the first of a check's finish, its timeout or
+    the global deadline wins and threads never queue behind each other.
     """
 
-    def __init__(self, root: Injector, items: list[Item]) -> None:
+    def __init__(self, root: Injector, items: list[Item], round_timeout: float | None) -> None:
         self.items = items
         self._queue = iter(items)
         self.results: dict[int, HealthCheckResult] = {}
         self.timeout: float | None = root._health_timeout
+        global_timeout = root._health_global_timeout
+        self.limit = GLOBAL
+        if round_timeout is not None and (global_timeout is None or round_timeout < global_timeout):
+            global_timeout, self.limit = round_timeout, ROUND
+        self.global_timeout = global_timeout
+        self.deadline = math.inf if global_timeout is None else time.monotonic() + global_timeout
         self.on_check = root._on_health_check
         self.threads: Threads = root._health_threads
         self.slots: Slots = root._health_slots
-        self.notify = loop_notifier()
+        parallelism = root._health_parallelism
+        self.max_workers = min(parallelism, len(items)) if parallelism else len(items)
+        self.notify: Callable[[Callable[[], object]], None] | None = None
+        self.tasks: anyio.abc.TaskGroup | None = None
+        self.workers: list[_Worker] = []
         self.lanes: list[_Lane] = []
+        self.watch_scope: anyio.CancelScope | None = None
+        self.started = 0  # workers started, the caller's included
+        self.active = 0  # workers not finished yet
+        self.exhausted = False
         self.closed = False
+
+    # -- the queue -------------------------------------------------------------------
 
     def take(self) -> Item | None:
         """The next check to start, now marked started; None when there is none.
 
-        A sync check whose thread is still stuck from an earlier call is not started
-        again: it is reported as timed out at once.
+        A sync check already running (from another call) is returned shared, for the
+        caller to wait on its outcome; one stuck past its own deadline is reported as
+        timed out at once and not started again.
         """
         while not self.closed:
             item = next(self._queue, None)
             if item is None:
+                self.exhausted = True
                 return None
-            item.started, item.started_at = time.monotonic(), time.time()
+            now = time.monotonic()
+            if now >= self.deadline:
+                self.closed = True  # the global deadline passed while the loop was busy
+                return None
+            item.started, item.started_at = now, time.time()
             if item.is_async:
                 return item
-            if not item.service.checking:
-                item.service.checking = True
+            due = math.inf if self.timeout is None else now + self.timeout
+            attempt = Attempt(now, item.started_at, due)
+            running = _RUNNING.setdefault(item.service, attempt)
+            item.attempt = running
+            if running is attempt:
                 return item
-            self._finish(item, self._timeout_error(item, PER_CHECK), Outcome.TIMEOUT)
+            if running.deadline > now:
+                item.shared = True
+                item.started, item.started_at = running.started, running.started_at
+                return item
+            self.finish(item, self._stuck_error(item), Outcome.TIMEOUT)
         return None
 
-    def record(self, item: Item, error: Exception | None) -> None:
-        self._finish(item, error, Outcome.HEALTHY if error is None else Outcome.UNHEALTHY)
+    def _stuck_error(self, item: Item) -> HealthCheckTimeoutError:
+        return HealthCheckTimeoutError(
+            item.service.label,
+            PER_CHECK,
+            self.timeout or 0.0,
+            "it is still running from an earlier call and is not started again until it returns",
+        )
 
-    def time_out(self, item: Item, limit: str) -> None:
-        self._finish(item, self._timeout_error(item, limit), Outcome.TIMEOUT)
+    # -- results ---------------------------------------------------------------------
 
-    def close(self, global_timeout: float) -> None:
-        """The global deadline passed: report every unfinished check as timed out."""
-        self.closed = True
-        for item in self.items:
-            if item.position not in self.results:
-                error = HealthCheckTimeoutError(item.service.label, GLOBAL, global_timeout)
-                self._finish(item, error, Outcome.TIMEOUT)
+    def conclude(
+        self, item: Item, error: BaseException | None, ended: float = 0.0, value: Any = None
+    ) -> None:
+        """Report how ``item`` ended, as a timeout if it ended past a deadline.
 
-    def _timeout_error(self, item: Item, limit: str) -> HealthCheckTimeoutError:
-        return HealthCheckTimeoutError(item.service.label, limit, self.timeout or 0.0)
+        A check fails by raising (anything) or by returning False.
+        """
+        if item.position in self.results:
+            return
+        ended = ended or time.monotonic()
+        if value is False and error is None:
+            error = HealthCheckError(item.service.label, "it returned False")
+        if self.timeout is not None and ended - item.started > self.timeout:
+            self.time_out(item, PER_CHECK, ended)
+        elif ended > self.deadline:
+            self.time_out(item, self.limit, ended)
+        elif error is None:
+            self.finish(item, None, Outcome.HEALTHY, ended)
+        else:
+            self.finish(item, as_exception(item.service.label, error), Outcome.UNHEALTHY, ended)
 
-    def _finish(self, item: Item, error: Exception | None, outcome: Outcome) -> None:
+    def time_out(self, item: Item, limit: str, ended: float = 0.0) -> None:
+        seconds = self.timeout if limit == PER_CHECK else self.global_timeout
+        error = HealthCheckTimeoutError(item.service.label, limit, seconds or 0.0)
+        self.finish(item, error, Outcome.TIMEOUT, ended)
+
+    def finish(
+        self, item: Item, error: Exception | None, outcome: Outcome, ended: float = 0.0
+    ) -> None:
         if item.position in self.results:
             return  # already reported (as timed out)
-        now = time.monotonic()
+        ended = ended or time.monotonic()
         if not item.started:
-            item.started, item.started_at = now, time.time()
+            item.started, item.started_at = ended, time.time()
         result = HealthCheckResult(
-            item.service.label, item.scope, outcome, error, item.started_at, now - item.started
+            item.service.label, item.scope, outcome, error, item.started_at, ended - item.started
         )
         if self.results.setdefault(item.position, result) is not result:
             return  # another path reported it first
@@ -279,93 +402,277 @@ class _Run:
             except Exception:
                 logger.exception("the on_health_check hook failed for %r", item.service.label)
 
-    def report(self) -> HealthReport:
+    def settle(self, expired: bool) -> HealthReport:
+        """The report, with every check that has no result yet reported all the same."""
+        self.closed = True
+        if len(self.results) < len(self.items):
+            for item in self.items:
+                if item.position in self.results:
+                    continue
+                if expired or time.monotonic() >= self.deadline:
+                    self.time_out(item, self.limit)
+                else:
+                    error = HealthCheckError(item.service.label, "it ended without a result")
+                    self.finish(item, error, Outcome.UNHEALTHY)
         results = self.results
-        return HealthReport(tuple(results[i] for i in range(len(self.items)) if i in results))
+        return HealthReport(tuple(results[i] for i in range(len(self.items))))
+
+    # -- workers ---------------------------------------------------------------------
+
+    def grow(self) -> None:
+        """A worker is about to wait: start another while checks are left to start.
+
+        The first wait also starts the call's watchdog and readies the loop notifier.
+        """
+        assert self.tasks is not None
+        if self.notify is None:
+            self.notify = loop_notifier()
+            if self.timeout is not None:
+                self.tasks.start_soon(_watch, self)
+        if self.started < self.max_workers and not self.exhausted and not self.closed:
+            self.started += 1
+            self.active += 1
+            self.tasks.start_soon(_helper, self)
+
+
+def as_exception(label: str, error: BaseException) -> Exception:
+    """What a check raised, as the Exception a report holds."""
+    if isinstance(error, Exception):
+        return error
+    wrapped = HealthCheckError(label, f"it raised {type(error).__name__}")
+    wrapped.__cause__ = error
+    return wrapped
 
 
 async def _run(root: Injector, items: list[Item], round_timeout: float | None) -> HealthReport:
     """Run the checks with at most ``parallelism`` at once, under the global deadline."""
-    run = _Run(root, items)
+    run = _Run(root, items, round_timeout)
     if not items:
-        return run.report()
-    parallelism = root._health_parallelism
-    workers = min(parallelism, len(items)) if parallelism else len(items)
-    global_timeout = root._health_global_timeout
-    if round_timeout is not None:
-        global_timeout = min(global_timeout or math.inf, round_timeout)
-    deadline = math.inf if global_timeout is None else anyio.current_time() + global_timeout
+        return HealthReport(())
+    expired = False
     try:
-        with anyio.CancelScope(deadline=deadline) as bounded:
-            async with anyio.create_task_group() as watchers:
-                if run.timeout is not None and not all(item.is_async for item in items):
-                    watchers.start_soon(_watch, run)
-                async with anyio.create_task_group() as pool:
-                    for _ in range(workers):
-                        pool.start_soon(_work, run)
-                watchers.cancel_scope.cancel()
+        if run.global_timeout is None:
+            await _work(run)
+        else:
+            with anyio.CancelScope(deadline=anyio.current_time() + run.global_timeout) as bounded:
+                await _work(run)
+            expired = bounded.cancel_called
     except BaseExceptionGroup as group:
         raise _first(group) from None
-    if bounded.cancel_called and global_timeout is not None:
-        run.close(global_timeout)
-    return run.report()
+    finally:
+        run.closed = True  # threads still running checks take no more
+    return run.settle(expired)
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """What a check raised past ``Exception`` (KeyboardInterrupt, ...), unwrapped."""
+    """The exception a worker raised past its checks (a cancellation, a bug), unwrapped."""
     error: BaseException = group
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
     return error
 
 
+class _Worker:
+    """What one worker is waiting on now, for the watchdog."""
+
+    __slots__ = ("item", "scope")
+
+    def __init__(self) -> None:
+        self.item: Item | None = None  # the suspended async check
+        self.scope: anyio.CancelScope | None = None
+
+
+# A step of a check that suspended: the item, and what is left to await.
+_Pending = tuple[Item, Any]
+
+
 async def _work(run: _Run) -> None:
-    """One worker: holds a slot of the injector's pool and takes checks until none is left."""
+    """The calling task's worker, which starts helpers only once a check waits.
+
+    Checks that finish without suspending run here one after another, with no task,
+    thread or timer of their own; a check is started and resumed under the same cancel
+    scope, as any coroutine must be.
+    """
     await run.slots.acquire()
+    run.started = run.active = 1
     try:
-        lane: _Lane | None = None
-        while True:
-            overrun, lane = await _work_in_scope(run, lane)
-            if overrun is None:
-                return
-            run.time_out(overrun, PER_CHECK)
+        async with anyio.create_task_group() as tasks:
+            run.tasks = tasks
+            try:
+                await _serve(run)
+            finally:
+                _leave(run)
     finally:
         run.slots.release()
 
 
-async def _work_in_scope(run: _Run, lane: _Lane | None) -> tuple[Item | None, _Lane | None]:
-    """Run checks under one cancel scope, whose deadline moves to each async check's.
+async def _helper(run: _Run) -> None:
+    """A worker started when another one waits: holds a slot while it takes checks."""
+    try:
+        await run.slots.acquire()
+        try:
+            await _serve(run)
+        finally:
+            run.slots.release()
+    finally:
+        _leave(run)
 
-    Returns the check whose deadline fired (the scope is spent then), or None once the
-    queue is empty; and the lane to reuse.
-    """
-    item: Item | None = None
-    with anyio.CancelScope() as scope:
-        while (item := run.take()) is not None:
-            awaitable: Awaitable[Any] | None = None
-            if not item.is_async:
-                if scope.deadline != math.inf:
-                    scope.deadline = math.inf  # a sync check's deadline is _watch's
-                if lane is None or lane.abandoned:
-                    lane = _Lane(run)
-                pending = await lane.start(item)
+
+def _leave(run: _Run) -> None:
+    run.active -= 1
+    if run.active == 0 and run.watch_scope is not None:
+        run.watch_scope.cancel()
+
+
+def _first_step(run: _Run, item: Item, awaitable: Any = None) -> _Pending | None:
+    """Start an async check; report it if it ended at once, else return it suspended."""
+    try:
+        if awaitable is None:
+            awaitable = item.call()
+        steps = awaitable if inspect.iscoroutine(awaitable) else awaitable.__await__()
+        yielded = steps.send(None)
+    except StopIteration as stop:
+        run.conclude(item, None, value=stop.value)
+        return None
+    except BaseException as error:  # it never suspended: nothing outside caused this
+        run.conclude(item, error)
+        return None
+    return item, (steps, yielded)
+
+
+@types.coroutine
+def _resume(steps: Any, yielded: Any) -> Generator[Any, Any, Any]:
+    """Await the rest of a check already started by :func:`_first_step`."""
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            steps.close()
+            raise
+        except BaseException as thrown:  # a cancellation delivered to the waiting check
+            try:
+                yielded = steps.throw(thrown)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = steps.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _serve(run: _Run) -> None:
+    """A worker's loop, under cancel scopes that only the watchdog cancels."""
+    worker = _Worker()
+    run.workers.append(worker)
+    lane: _Lane | None = None
+    baseline = cancel_requests()
+    try:
+        while True:
+            with anyio.CancelScope() as scope:
+                worker.scope = scope
+                lane = await _serve_in_scope(run, worker, scope, lane, baseline)
+            if not scope.cancel_called:
+                return
+            # The scope is spent (a check overran): carry on in a new one.
+    finally:
+        worker.item = None
+        run.workers.remove(worker)
+
+
+async def _serve_in_scope(
+    run: _Run,
+    worker: _Worker,
+    scope: anyio.CancelScope,
+    lane: _Lane | None,
+    baseline: int,
+) -> _Lane | None:
+    """Take and run checks until the queue is empty or the watchdog cancels the scope."""
+    pending: _Pending | None = None
+    while True:
+        if pending is None:
+            item = run.take()
+            if item is None:
+                return lane
+            if item.is_async:
+                pending = _first_step(run, item)
                 if pending is None:
                     continue
-                item, awaitable = pending
-            if run.timeout is not None:
-                elapsed = time.monotonic() - item.started
-                scope.deadline = anyio.current_time() + run.timeout - elapsed
-            try:
-                await (item.call() if awaitable is None else awaitable)
-            except Exception as error:
-                run.record(item, error)
+            else:
+                pending = item, None
+        item, rest = pending
+        pending = None
+        if item.shared:
+            run.grow()
+            await _share(run, item)
+            continue
+        if rest is None and not item.is_async:
+            if lane is None or lane.abandoned:
+                lane = _Lane(run)
+            run.grow()
+            handed_back = await lane.start(item)
+            if handed_back is None:
                 continue
-            if scope.cancel_called:
-                break  # the check swallowed its cancellation: it overran all the same
-            run.record(item, None)
+            item, awaitable = handed_back
+            if item.shared:
+                pending = handed_back
+                continue
+            pending = _first_step(run, item, awaitable)
+            if pending is None:
+                _conclude_if_sync(item, run)
+                continue
+            item, rest = pending
+            pending = None
+        assert rest is not None  # a started async check: (its steps, what it yielded)
+        run.grow()
+        worker.item = item
+        error: BaseException | None = None
+        value: Any = None
+        try:
+            value = await _resume(rest[0], rest[1])
+        except BaseException as caught:
+            error = caught
+        finally:
+            worker.item = None
+        if scope.cancel_called:
+            run.time_out(item, PER_CHECK)  # the watchdog fired, whatever the check did
+            _conclude_if_sync(item, run)
+            return lane
+        if error is not None and is_cancellation(error) and cancelled_from_outside(baseline):
+            _conclude_if_sync(item, run, error)
+            raise error
+        run.conclude(item, error, value=value)
+        _conclude_if_sync(item, run)
+
+
+def _conclude_if_sync(item: Item, run: _Run, error: BaseException | None = None) -> None:
+    """A sync callable's awaitable was awaited: its run is over, for sharing calls too."""
+    if item.attempt is not None and not item.shared:
+        result = run.results.get(item.position)
+        if result is not None:
+            _conclude(item.service, item.attempt, result.error)
         else:
-            return None, lane
-    return item, lane
+            failure = as_exception(item.service.label, error or anyio.get_cancelled_exc_class()())
+            _conclude(item.service, item.attempt, failure)
+
+
+async def _share(run: _Run, item: Item) -> None:
+    """Wait for the run of a sync check that another call started, up to its deadline."""
+    attempt = item.attempt
+    assert attempt is not None and run.notify is not None
+    done = anyio.Event()
+    with _ATTEMPTS:
+        running = not attempt.ended
+        if running:
+            attempt.waiters.append(functools.partial(run.notify, done.set))
+    if running:
+        wait = attempt.deadline - time.monotonic()
+        with anyio.move_on_after(None if math.isinf(wait) else max(wait, 0.0)):
+            await done.wait()
+    if attempt.ended and attempt.ended <= attempt.deadline:
+        run.conclude(item, attempt.error, attempt.ended)
+    else:
+        run.time_out(item, PER_CHECK)
 
 
 class Slots:
@@ -382,8 +689,10 @@ class Slots:
         self._waiters: deque[tuple[Callable[[], None], anyio.Event]] = deque()
 
     async def acquire(self) -> None:
+        if self._unlimited:
+            return
         with self._lock:
-            if self._unlimited or self._free > 0:
+            if self._free > 0:
                 self._free -= 1
                 return
             granted = anyio.Event()
@@ -401,6 +710,8 @@ class Slots:
             raise
 
     def release(self) -> None:
+        if self._unlimited:
+            return
         with self._lock:
             if self._waiters:
                 wake, _ = self._waiters.popleft()
@@ -416,8 +727,9 @@ class Slots:
 class _Lane:
     """A worker's thread: it runs sync checks in queue order until an async one is next.
 
-    What the thread cannot run on its own comes back to the worker as ``pending``: an
-    async check it took from the queue, or the awaitable a sync callable returned.
+    What the thread cannot run on its own comes back to the worker: an async check it
+    took from the queue, a sync check another call is running (to share), or the
+    awaitable a sync callable returned.
     """
 
     __slots__ = ("abandoned", "event", "fatal", "item", "pending", "run")
@@ -436,6 +748,7 @@ class _Lane:
         self.event = anyio.Event()
         self.item = item
         done, notify = self.event, self.run.notify
+        assert notify is not None
         self.run.threads.submit(lambda: self._drain(item, lambda: notify(done.set)))
         await done.wait()
         if self.fatal is not None:
@@ -447,27 +760,36 @@ class _Lane:
         run = self.run
         try:
             while item is not None:
-                if item.is_async:
+                if item.is_async or item.shared:
                     self.pending = (item, None)
                     return
                 self.item = item
-                error: Exception | None = None
+                attempt = item.attempt
+                assert attempt is not None
+                error: BaseException | None = None
                 result: Any = None
                 try:
                     result = item.call()
-                except Exception as caught:
-                    error = caught
-                finally:
-                    item.service.checking = False
-                if self.abandoned or run.closed:
-                    return
-                if inspect.isawaitable(result):
+                except BaseException as caught:  # in a worker thread, even SystemExit
+                    error = caught  # is this check's failure
+                ended = time.monotonic()
+                if error is None and inspect.isawaitable(result):
                     # A sync callable that returned a coroutine (``lambda c: c.ping()``):
                     # the worker awaits it on the loop, within the same deadline.
                     item.service.probe = (item.call, True)
+                    if self.abandoned or run.closed:
+                        _close(result)
+                        _conclude(item.service, attempt, None)
+                        return
                     self.pending = (item, result)
                     return
-                run.record(item, error)
+                if error is None and result is False:
+                    error = HealthCheckError(item.service.label, "it returned False")
+                failure = None if error is None else as_exception(item.service.label, error)
+                _conclude(item.service, attempt, failure)
+                if self.abandoned or run.closed:
+                    return
+                run.conclude(item, error, ended)
                 item = run.take()
         except BaseException as fatal:
             self.fatal = fatal
@@ -476,22 +798,46 @@ class _Lane:
             wake()
 
 
+def _close(awaitable: object) -> None:
+    close = getattr(awaitable, "close", None)
+    if callable(close):
+        close()
+
+
 async def _watch(run: _Run) -> None:
-    """Abandon sync checks that overrun the per-check timeout; their workers move on."""
+    """The call's watchdog: time out checks that overrun the per-check timeout.
+
+    An async check's worker scope is cancelled; a sync check's thread is abandoned and
+    its worker carries on with a fresh one. Wakes only when the oldest running check is
+    due, so a call whose checks finish in time costs one sleep.
+    """
     timeout = run.timeout
     assert timeout is not None
-    while True:
-        now = time.monotonic()
-        next_due = now + timeout
-        for lane in run.lanes:
-            item = lane.item
-            if item is None or lane.abandoned or item.position in run.results:
-                continue
-            due = item.started + timeout
-            if due <= now:
-                lane.abandoned = True
-                run.time_out(item, PER_CHECK)
-                lane.event.set()
-            else:
-                next_due = min(next_due, due)
-        await anyio.sleep(max(next_due - time.monotonic(), 0.001))
+    with anyio.CancelScope() as run.watch_scope:
+        while run.active:
+            now = time.monotonic()
+            next_due = now + timeout
+            for worker in run.workers:
+                item = worker.item
+                if item is None or item.position in run.results:
+                    continue
+                due = item.started + timeout
+                if due <= now:
+                    run.time_out(item, PER_CHECK)
+                    assert worker.scope is not None
+                    worker.scope.cancel()
+                else:
+                    next_due = min(next_due, due)
+            for lane in run.lanes:
+                item = lane.item
+                if item is None or lane.abandoned or item.position in run.results:
+                    continue
+                due = item.started + timeout
+                if due <= now:
+                    lane.abandoned = True
+                    run.time_out(item, PER_CHECK)
+                    _abandon(item, timeout)
+                    lane.event.set()
+                else:
+                    next_due = min(next_due, due)
+            await anyio.sleep(max(next_due - time.monotonic(), 0.0005))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -33,4 +34,36 @@ def run(function: Callable[[], Awaitable[T]], sync_name: str, async_name: str) -
             f"{sync_name}() was called inside a running event loop; "
             f"use `await {async_name}()` there"
         )
-    return anyio.run(function)
+    # The result goes out of band: asyncio's runner would otherwise compute its repr()
+    # at shutdown (CPython issue 112559), which costs as much as a large health check.
+    box: list[T] = []
+
+    async def main() -> None:
+        box.append(await function())
+
+    anyio.run(main)
+    return box[0]
+
+
+def is_cancellation(error: BaseException) -> bool:
+    """Whether ``error`` is the running backend's cancellation exception."""
+    return isinstance(error, anyio.get_cancelled_exc_class())
+
+
+def cancel_requests() -> int:
+    """How many native cancellations are pending on the current asyncio task (else 0)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None or asyncio._get_running_loop() is None:
+        return 0
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
+def cancelled_from_outside(baseline: int) -> bool:
+    """Whether a cancel scope or a caller is cancelling the current task.
+
+    ``baseline`` is :func:`cancel_requests` taken when the work began. A cancellation
+    exception raised while this is False was raised by the code called, not delivered
+    to it (an async client re-raising its reader task's cancellation, say).
+    """
+    return anyio.current_effective_deadline() == -math.inf or cancel_requests() > baseline

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import enum
 import inspect
+import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 
 from ._factory import Kind, Param, Scoped, label, read_params
-from .errors import CircularDependencyError, DIError
+from .errors import CircularDependencyError, DIError, ScopeClosedError
 
 if TYPE_CHECKING:
     from .scope import Scope
@@ -49,7 +50,6 @@ class Service:
 
     __slots__ = (
         "check",
-        "checking",
         "expected",
         "factory",
         "flight",
@@ -95,9 +95,6 @@ class Service:
         # The health check of the built instance: (call, is_async), NO_CHECK, or None
         # when not worked out yet. Reset when the instance is released.
         self.probe: Any = None
-        # True while a worker thread runs this service's sync check, even one that a
-        # timed-out call abandoned: such a check is not started again until it returns.
-        self.checking = False
 
     def __repr__(self) -> str:
         return f"<service {self.label!r} ({self.lifetime.value}) in scope {self.owner.name!r}>"
@@ -106,10 +103,13 @@ class Service:
 class _Flight:
     """One build in progress, which other callers may wait for."""
 
-    __slots__ = ("done", "error", "event", "service", "thread", "waiting_on")
+    __slots__ = ("done", "error", "event", "generation", "service", "thread", "waiting_on")
 
     def __init__(self, service: Service, asynchronous: bool) -> None:
         self.service = service
+        # The owner's shutdown count when the build began: a build that lands after its
+        # scope began shutting down is shut down at once instead of cached.
+        self.generation = service.owner._generation
         self.done = threading.Event()
         self.event = anyio.Event() if asynchronous else None
         self.thread = threading.get_ident()
@@ -139,7 +139,8 @@ def resolve_sync(service: Service, invoker: Scope) -> Any:
             except BaseException as error:
                 _land(service, flight, None, error)
                 raise
-            _land(service, flight, made, None)
+            if not _land(service, flight, made, None):
+                _discard_sync(service, made)
             continue
         if flight.event is not None and flight.thread == threading.get_ident():
             raise DIError(
@@ -169,7 +170,8 @@ async def resolve_async(service: Service, invoker: Scope) -> Any:
             except BaseException as error:
                 _land(service, flight, None, error)
                 raise
-            _land(service, flight, made, None)
+            if not _land(service, flight, made, None):
+                await _discard_async(service, made)
             continue
         if flight.event is not None and flight.thread == threading.get_ident():
             await flight.event.wait()
@@ -192,9 +194,12 @@ def _enter(service: Service) -> tuple[Service, ...]:
 def _claim(service: Service, asynchronous: bool) -> tuple[_Flight, bool, _Flight | None] | None:
     """Start a flight for ``service`` or find the one to wait for; None if it just landed."""
     path = _enter(service)
-    with service.owner._root._mutex:
-        if service.key in service.owner._instances:
+    owner = service.owner
+    with owner._root._mutex:
+        if service.key in owner._instances:
             return None
+        if owner._closed:
+            raise ScopeClosedError(owner._name, f"build {service.label!r}")
         flight = service.flight
         if flight is None:
             flight = service.flight = _Flight(service, asynchronous)
@@ -217,19 +222,64 @@ def _land(
     flight: _Flight,
     made: tuple[Any, Callable[[], Any] | None] | None,
     error: BaseException | None,
-) -> None:
+) -> bool:
+    """Cache a build (or record its failure) and wake its waiters.
+
+    False when the scope began shutting down during the build: nothing is cached, the
+    waiters get :class:`ScopeClosedError`, and the caller must shut the instance down.
+    """
     owner = service.owner
     root = owner._root
+    kept = True
     with root._mutex:
         if made is not None:
-            service.index = next(root._counter)
-            service.teardown = made[1]
-            owner._instances[service.key] = made[0]
+            if owner._closed or owner._generation != flight.generation:
+                kept = False
+                error = ScopeClosedError(owner._name, f"build {service.label!r}")
+            else:
+                service.index = next(root._counter)
+                service.teardown = made[1]
+                owner._instances[service.key] = made[0]
         service.flight = None
     flight.error = error
     flight.done.set()
     if flight.event is not None:
         flight.event.set()
+    return kept
+
+
+def _discard_sync(service: Service, made: tuple[Any, Callable[[], Any] | None]) -> None:
+    """Shut down an instance whose scope closed while it was being built, then refuse it."""
+    from .scope import hook_of
+
+    hook = hook_of(service, made[0], made[1])
+    try:
+        if hook is not None:
+            result = hook()
+            if inspect.isawaitable(result):
+                close = getattr(result, "close", None)
+                if callable(close):
+                    close()
+                raise DIError(
+                    f"the shutdown hook of {service.label!r} is async; build it with "
+                    "`await scope.ainvoke(...)` so it can be awaited"
+                )
+    finally:
+        raise ScopeClosedError(service.owner._name, f"build {service.label!r}")
+
+
+async def _discard_async(service: Service, made: tuple[Any, Callable[[], Any] | None]) -> None:
+    """:func:`_discard_sync`, awaiting an async shutdown hook."""
+    from .scope import hook_of
+
+    hook = hook_of(service, made[0], made[1])
+    try:
+        if hook is not None:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+    finally:
+        raise ScopeClosedError(service.owner._name, f"build {service.label!r}")
 
 
 def _landed(flight: _Flight, me: _Flight | None) -> None:
@@ -283,7 +333,7 @@ async def _make_async(service: Service, scope: Scope) -> tuple[Any, Callable[[],
         if service.kind is Kind.GENERATOR:
             return next(instance), _closer(service, instance)
         if service.kind is Kind.ASYNC_GENERATOR:
-            return await instance.__anext__(), _async_closer(service, instance)
+            return await _first_anext(instance), _async_closer(service, instance)
         return instance, None
     finally:
         _PATH.reset(token)
@@ -375,12 +425,48 @@ def _closer(service: Service, generator: Any) -> Callable[[], None]:
     return close
 
 
+def _first_anext(generator: Any) -> Any:
+    """The first ``__anext__()`` of an async generator factory, untracked by the loop.
+
+    An event loop finalizes the async generators first iterated on it when it ends
+    (``asyncio.run`` does): the code after ``yield`` would never run at a shutdown made
+    later. Without the loop's hooks, the generator is the container's alone to close.
+    """
+    hooks = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(firstiter=None, finalizer=None)
+    try:
+        return generator.__anext__()
+    finally:
+        sys.set_asyncgen_hooks(*hooks)
+
+
+def _loop_token() -> Any:
+    """Something that identifies the running event loop."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and (loop := asyncio._get_running_loop()) is not None:
+        return loop
+    import trio
+
+    return trio.lowlevel.current_root_task()
+
+
 def _async_closer(service: Service, generator: Any) -> Callable[[], Any]:
+    built_on = _loop_token()
+
     async def close() -> None:
         try:
             await generator.__anext__()
         except StopAsyncIteration:
             return
+        except BaseException as error:
+            if _loop_token() is not built_on:
+                closed = getattr(built_on, "is_closed", lambda: True)()
+                error.add_note(
+                    f"the async generator factory of {service.label!r} was built on another "
+                    f"event loop{', which has closed' if closed else ''}: shut down with "
+                    "`await ashutdown()` on the loop that built it"
+                )
+            raise
         await generator.aclose()
         raise RuntimeError(f"generator factory of {service.label!r} yielded more than once")
 

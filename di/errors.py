@@ -11,11 +11,14 @@ from collections.abc import Iterable, Mapping, Sequence
 __all__ = [
     "CircularDependencyError",
     "DIError",
+    "HealthCheckError",
     "HealthCheckTimeoutError",
+    "ScopeClosedError",
     "ServiceAlreadyProvidedError",
     "ServiceNotBuiltError",
     "ServiceNotFoundError",
     "ShutdownError",
+    "ShutdownTimeoutError",
 ]
 
 
@@ -88,15 +91,58 @@ class CircularDependencyError(DIError):
 class HealthCheckTimeoutError(DIError, TimeoutError):
     """A health check ran out of time.
 
-    ``limit`` is ``"per-check"`` or ``"global"`` and ``seconds`` is that limit's value.
+    ``limit`` names the limit that fired: ``"per-check"`` (``health_check_timeout``),
+    ``"global"`` (``health_check_global_timeout``) or ``"round"`` (a monitor's round
+    timeout); ``seconds`` is that limit's value.
     """
 
-    def __init__(self, key: str, limit: str, seconds: float) -> None:
+    def __init__(self, key: str, limit: str, seconds: float, detail: str = "") -> None:
         self.key = key
         self.limit = limit
         self.seconds = seconds
+        what = "the monitor's round timeout" if limit == "round" else f"the {limit} timeout"
+        message = f"health check of {key!r} timed out: {what} of {seconds:g} s fired"
+        super().__init__(f"{message}; {detail}" if detail else message)
+
+
+class HealthCheckError(DIError):
+    """A health check failed without raising an ``Exception`` of its own.
+
+    It raised a ``BaseException`` that is not an ``Exception`` (``CancelledError`` that
+    nothing outside it caused, ``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit``),
+    now in ``__cause__``; or it returned False; or it ended without a result.
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"health check of {key!r} failed: {reason}")
+
+
+class ScopeClosedError(DIError, RuntimeError):
+    """Raised when a scope that is shut down (or shutting down) is asked to build or provide.
+
+    A child scope is closed for good once its shutdown begins: open a new one. The root
+    injector is open again once its shutdown has run every hook.
+    """
+
+    def __init__(self, scope: str, action: str) -> None:
+        self.scope = scope
         super().__init__(
-            f"health check of {key!r} timed out: the {limit} timeout of {seconds:g} s fired"
+            f"cannot {action}: scope {scope!r} is shut down or shutting down; "
+            "open a new scope (or wait for the injector's shutdown to finish)"
+        )
+
+
+class ShutdownTimeoutError(DIError, TimeoutError):
+    """A shutdown hook overran ``Injector(shutdown_timeout=...)`` and was abandoned."""
+
+    def __init__(self, key: str, seconds: float) -> None:
+        self.key = key
+        self.seconds = seconds
+        super().__init__(
+            f"the shutdown hook of {key!r} did not finish within the shutdown timeout of "
+            f"{seconds:g} s; it was abandoned and the remaining hooks ran"
         )
 
 
@@ -104,7 +150,10 @@ class ShutdownError(DIError, ExceptionGroup[Exception]):
     """Some shutdown hooks failed; every other hook still ran.
 
     An ``ExceptionGroup`` of the original exceptions, each carrying a note that names
-    its service. ``errors`` maps each failed service key to its exception.
+    its service (a hook that overran the shutdown timeout is a
+    :class:`ShutdownTimeoutError`). ``errors`` maps each failed service to its exception:
+    by key for the scope being shut down, as ``"key (scope 'name')"`` for its child
+    scopes' services, so a child's service that shadows a parent's keeps its own entry.
 
     >>> try:
     ...     injector.shutdown()

@@ -20,12 +20,16 @@ class Injector(Scope):
 
     - ``health_check_parallelism``: at most this many checks run at once, across every
       call on this tree; 0 means unlimited, 1 sequential.
-    - ``health_check_timeout``: seconds each check may take, from when it starts; None
-      for no limit.
+    - ``health_check_timeout``: seconds each check may take, from when it starts (default
+      5); None for no limit. A check past it is reported as timed out, even if it then
+      returns.
     - ``health_check_global_timeout``: seconds a whole call may take; None for no limit.
     - ``on_health_check``: called as ``on_health_check(key, result)`` after each check,
       for logging and metrics; its exceptions are logged and change nothing. Sync
       checks call it from their worker thread.
+    - ``shutdown_timeout``: seconds each shutdown hook may take (default 30); one that
+      overruns is abandoned and reported, and the others still run. Sync hooks then run
+      in a worker thread; None runs them in the calling thread, with no limit.
 
     >>> injector = Injector(health_check_timeout=1.0, health_check_global_timeout=3.0)
     >>> injector.provide(Database)
@@ -44,6 +48,8 @@ class Injector(Scope):
         "_health_timeout",
         "_mutex",
         "_on_health_check",
+        "_providers_version",
+        "_shutdown_timeout",
     )
 
     def __init__(
@@ -51,9 +57,10 @@ class Injector(Scope):
         *,
         name: str = "root",
         health_check_parallelism: int = 100,
-        health_check_timeout: float | None = None,
+        health_check_timeout: float | None = 5.0,
         health_check_global_timeout: float | None = None,
         on_health_check: Callable[[str, HealthCheckResult], object] | None = None,
+        shutdown_timeout: float | None = 30.0,
     ) -> None:
         if (
             not isinstance(health_check_parallelism, int)
@@ -66,18 +73,23 @@ class Injector(Scope):
             )
         _check_seconds("health_check_timeout", health_check_timeout)
         _check_seconds("health_check_global_timeout", health_check_global_timeout)
+        _check_seconds("shutdown_timeout", shutdown_timeout)
         if on_health_check is not None and not callable(on_health_check):
             raise TypeError(
                 f"Injector(on_health_check=...) must be callable, got {on_health_check!r}"
             )
         self._root = self
-        self._mutex = threading.Lock()
+        # Guards the tree's structure (services, children, instances being cached) and
+        # builds in flight; never held while user code runs.
+        self._mutex = threading.RLock()
+        self._providers_version = 0  # bumped whenever a provider changes anywhere
         # One invocation counter per tree: an index orders builds across all scopes.
         self._counter = itertools.count(1)
         self._health_parallelism = health_check_parallelism
         self._health_timeout = health_check_timeout
         self._health_global_timeout = health_check_global_timeout
         self._on_health_check = on_health_check
+        self._shutdown_timeout = shutdown_timeout
         self._health_slots = Slots(health_check_parallelism)
         self._health_threads = Threads(f"di-health-{name}")
         self._health_flights: dict[Any, Any] = {}

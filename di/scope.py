@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Coroutine
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -13,12 +15,16 @@ from . import _health
 from ._compile import compile_transient
 from ._factory import Kind, Param, kind_of, label, provided_type, read_params
 from ._keys import Key, _check_name, describe
-from ._runner import in_event_loop, run
+from ._runner import cancel_requests, cancelled_from_outside, in_event_loop, is_cancellation, run
 from ._service import COMPILED, MISSING, Lifetime, Service, check_type, resolve_async, resolve_sync
+from ._threads import loop_notifier
 from .errors import (
+    DIError,
+    ScopeClosedError,
     ServiceAlreadyProvidedError,
     ServiceNotFoundError,
     ShutdownError,
+    ShutdownTimeoutError,
 )
 from .health import HealthReport
 
@@ -27,9 +33,22 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _EMPTY = inspect.Parameter.empty
+logger = logging.getLogger("di")
 
-# A shutdown step: the service, a zero-argument call, and whether it must be awaited.
-_Hook = tuple[Service, Callable[[], Any], bool]
+
+class _Step:
+    """One built service taken out of its scope, waiting for its shutdown hook."""
+
+    __slots__ = ("instance", "key", "service", "teardown")
+
+    def __init__(self, service: Service, instance: Any, key: str) -> None:
+        self.service = service
+        self.instance = instance
+        self.teardown = service.teardown
+        self.key = key  # how ShutdownError names it
+
+    def hook(self) -> Callable[[], Any] | None:
+        return hook_of(self.service, self.instance, self.teardown)
 
 
 class Scope:
@@ -45,7 +64,18 @@ class Scope:
     True
     """
 
-    __slots__ = ("_children", "_compiled", "_instances", "_name", "_parent", "_root", "_services")
+    __slots__ = (
+        "_children",
+        "_closed",
+        "_closing",
+        "_compiled",
+        "_generation",
+        "_instances",
+        "_name",
+        "_parent",
+        "_root",
+        "_services",
+    )
 
     _root: Injector
     # Parameter annotations that receive the invoking scope rather than a service.
@@ -63,6 +93,11 @@ class Scope:
         self._instances: dict[Key, Any] = {}
         self._compiled: dict[Key, Callable[[], Any]] = {}
         self._children: dict[str, Scope] = {}
+        # Shutdown: closed once it begins (for good, but for the root); the services
+        # taken out and not shut down yet; how many shutdowns began.
+        self._closed = False
+        self._closing: list[_Step] = []
+        self._generation = 0
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name!r}>"
@@ -90,11 +125,13 @@ class Scope:
 
     def children(self) -> list[Scope]:
         """The child scopes, in the order they were made."""
-        return list(self._children.values())
+        with self._root._mutex:
+            return list(self._children.values())
 
     def list_provided(self) -> list[str]:
         """The keys this scope provides (not its ancestors'), in the order provided."""
-        return [s.label for s in self._services.values()]
+        with self._root._mutex:
+            return [s.label for s in self._services.values()]
 
     def list_invoked(self) -> list[str]:
         """The keys of this scope's built services, in invocation order."""
@@ -106,14 +143,17 @@ class Scope:
         Sibling scopes must have different names; a shut-down child frees its name.
         """
         _check_name(name, "scope()")
-        if name in self._children:
-            raise ValueError(
-                f"scope {self._name!r} already has a child scope named {name!r}; "
-                "choose another name or shut that one down first"
-            )
-        child = Scope(name, self)
-        self._children[name] = child
-        return child
+        with self._root._mutex:
+            if self._closed:
+                raise ScopeClosedError(self._name, f"open child scope {name!r}")
+            if name in self._children:
+                raise ValueError(
+                    f"scope {self._name!r} already has a child scope named {name!r}; "
+                    "choose another name or shut that one down first"
+                )
+            child = Scope(name, self)
+            self._children[name] = child
+            return child
 
     # -- providing ----------------------------------------------------------------
 
@@ -186,8 +226,16 @@ class Scope:
         """
         service = self._service(factory, Lifetime.LAZY, name, shutdown, health_check)
         old = self._services.get(service.key)
-        steps = _hooks(self, [old] if old is not None and old.index else [])
-        self._raise_failures(_run_hooks(steps, "override", "aoverride", self._replace(service)))
+        if old is not None and _has_async_hook(self, [old]) and in_event_loop():
+            raise RuntimeError(
+                f"override() was called inside a running event loop and the replaced "
+                f"{old.label!r} has an async shutdown hook; use `await aoverride()` there"
+            )
+        steps = self._replace(service)
+        if any(inspect.iscoroutinefunction(step.hook()) for step in steps):
+            self._conclude(*run(lambda: _run_async(_drain(steps), self), "override", "aoverride"))
+        else:
+            self._conclude(*_run_sync(_drain(steps), self, "aoverride"), None)
 
     async def aoverride(
         self,
@@ -199,22 +247,20 @@ class Scope:
     ) -> None:
         """:meth:`override`, awaiting the replaced instance's async shutdown hook."""
         service = self._service(factory, Lifetime.LAZY, name, shutdown, health_check)
-        old = self._services.get(service.key)
-        steps = _hooks(self, [old] if old is not None and old.index else [])
-        self._replace(service)()
-        self._raise_failures(await _arun_hooks(steps))
+        steps = self._replace(service)
+        failures, fatal, cancelled = await _run_async(_drain(steps), self)
+        self._conclude(failures, fatal, cancelled)
 
-    def _replace(self, service: Service) -> Callable[[], None]:
-        """Swap ``service`` in, returning the step that releases the replaced instance."""
-        old = self._services.get(service.key)
-        replaced = [old] if old is not None and old.index else []
-
-        def swap() -> None:
-            self._release(replaced)
+    def _replace(self, service: Service) -> list[_Step]:
+        """Swap ``service`` in; the replaced instance, taken out, is left to shut down."""
+        with self._root._mutex:
+            if self._closed:
+                raise ScopeClosedError(self._name, f"override {service.label!r}")
+            old = self._services.get(service.key)
+            steps = self._take_out([old] if old is not None and old.index else [])
             self._services[service.key] = service
             self._root._forget_builders()
-
-        return swap
+        return steps
 
     def _service(
         self,
@@ -262,10 +308,13 @@ class Scope:
         )
 
     def _add(self, service: Service) -> None:
-        if service.key in self._services:
-            raise ServiceAlreadyProvidedError(service.label, self._name)
-        self._services[service.key] = service
-        self._root._forget_builders()
+        with self._root._mutex:
+            if self._closed:
+                raise ScopeClosedError(self._name, f"provide {service.label!r}")
+            if service.key in self._services:
+                raise ServiceAlreadyProvidedError(service.label, self._name)
+            self._services[service.key] = service
+            self._root._forget_builders()
 
     # -- invoking -----------------------------------------------------------------
 
@@ -292,10 +341,15 @@ class Scope:
                 return self._compiled[service]()
         found, expected = self._find(service, name)
         if found.lifetime is Lifetime.TRANSIENT and expected is None:
+            root = self._root
+            version = root._providers_version
             builder = compile_transient(self, found)
             if builder is not None:
-                self._compiled[service] = builder
-                self._instances[service] = COMPILED
+                with root._mutex:
+                    # Cached only if no provider changed while compiling.
+                    if root._providers_version == version and not self._closed:
+                        self._compiled[service] = builder
+                        self._instances[service] = COMPILED
                 return builder()
         instance = resolve_sync(found, self)
         if expected is not None:
@@ -322,6 +376,8 @@ class Scope:
 
     def _find(self, service: Any, name: str | None) -> tuple[Service, Any]:
         """The service a caller asks for, and the type to check it against (if any)."""
+        if self._closed:
+            raise ScopeClosedError(self._name, f"invoke {describe(service)!r}")
         if name is not None:
             _check_name(name, "invoke()")
             if isinstance(service, str):
@@ -349,16 +405,22 @@ class Scope:
     def _visible(self) -> list[Service]:
         """Every service this scope can invoke, nearest provider first."""
         seen: dict[Key, Service] = {}
-        for scope in (self, *self.ancestors()):
-            for key, service in scope._services.items():
+        for _, services in self._lineage():
+            for key, service in services:
                 seen.setdefault(key, service)
         return list(seen.values())
+
+    def _lineage(self) -> list[tuple[Scope, list[tuple[Key, Service]]]]:
+        """This scope and its ancestors, nearest first, each with its services then."""
+        with self._root._mutex:
+            return [(scope, list(scope._services.items())) for scope in (self, *self.ancestors())]
 
     def _not_found(self, key: Key) -> ServiceNotFoundError:
         return ServiceNotFoundError(describe(key), self._name, [s.label for s in self._visible()])
 
     def _built(self) -> list[Service]:
-        built = [s for s in self._services.values() if s.index]
+        with self._root._mutex:
+            built = [s for s in self._services.values() if s.index]
         return sorted(built, key=lambda s: s.index)
 
     # -- health checks ------------------------------------------------------------
@@ -374,7 +436,7 @@ class Scope:
         >>> injector.health_check()
         {'app.Cache': None, 'app.Database': ConnectionRefusedError(111, 'Connection refused')}
         """
-        return self.health_report().as_map()
+        return run(self.ahealth_check, "health_check", "ahealth_check")
 
     async def ahealth_check(self) -> dict[str, Exception | None]:
         """:meth:`health_check` for async code (asyncio or trio)."""
@@ -392,6 +454,8 @@ class Scope:
         ``health_check_global_timeout``. A call made while an identical one is running
         on this scope shares its result.
         """
+        if self._closed and self._parent is not None:
+            raise ScopeClosedError(self._name, "check health")
         return await _health.report(self)
 
     def health_check_service(
@@ -422,54 +486,148 @@ class Scope:
         """Shut down child scopes (deepest first), then this scope's built services.
 
         Services go in reverse invocation order, so each is shut down before what it
-        depends on. Every hook runs, once; failures are raised together afterwards as
-        :class:`~di.ShutdownError`. Built instances are dropped: a later invoke builds
-        anew. A child scope leaves its parent. Async hooks need an event loop: from
-        plain code one is run for them; inside a running loop use :meth:`ashutdown`.
+        depends on. Every hook is attempted, once, whatever the others raise: failures
+        are raised together afterwards as :class:`~di.ShutdownError`, and a
+        ``BaseException`` (``KeyboardInterrupt``, ``SystemExit``) is re-raised after every
+        hook was attempted. Each hook gets at most ``shutdown_timeout`` seconds; sync
+        hooks then run in a worker thread, and one that overruns is abandoned and
+        reported as :class:`~di.ShutdownTimeoutError`.
+
+        Built instances are dropped: the root injector builds anew on a later invoke,
+        while a child scope is closed for good (invoking it raises
+        :class:`~di.ScopeClosedError`) and leaves its parent. Async hooks need an event
+        loop: from plain code one is run for them; inside a running loop use
+        :meth:`ashutdown`.
         """
-        steps = self._steps()
-        self._raise_failures(_run_hooks(steps, "shutdown", "ashutdown", self._detach))
+        if self._has_async_hooks():
+            if in_event_loop():
+                raise RuntimeError(
+                    "shutdown() was called inside a running event loop and some services "
+                    "have async shutdown hooks; use `await ashutdown()` there"
+                )
+            run(self.ashutdown, "shutdown", "ashutdown")
+            return
+        scopes = self._close()
+        failures: dict[str, Exception] = {}
+        fatal: BaseException | None = None
+        for scope in scopes:
+            found, error = _run_sync(scope._take_step, self, "ashutdown")
+            failures |= found
+            fatal = fatal or error
+            scope._closed_out()
+        self._conclude(failures, fatal, None)
 
     async def ashutdown(self) -> None:
-        """:meth:`shutdown`, awaiting async hooks and async generator cleanups."""
-        steps = self._steps()
-        self._detach()
-        self._raise_failures(await _arun_hooks(steps))
+        """:meth:`shutdown` for async code, awaiting async hooks and generator cleanups.
 
-    def _steps(self) -> list[_Hook]:
-        """This subtree's shutdown steps in order: children deepest first, then own."""
-        steps: list[_Hook] = []
+        Cancelling it stops it between hooks: the hooks not attempted yet stay with
+        their scopes, and a later :meth:`ashutdown` runs them.
+        """
+        scopes = self._close()
+        failures: dict[str, Exception] = {}
+        fatal: BaseException | None = None
+        for scope in scopes:
+            found, error, cancelled = await _run_async(scope._take_step, self)
+            failures |= found
+            fatal = fatal or error
+            if cancelled is not None:
+                self._conclude(failures, fatal, cancelled)
+            scope._closed_out()
+        self._conclude(failures, fatal, None)
+
+    def _has_async_hooks(self) -> bool:
+        with self._root._mutex:
+            scopes = self._subtree()
+            pending = [step for scope in scopes for step in scope._closing]
+        if any(inspect.iscoroutinefunction(step.hook()) for step in pending):
+            return True
+        return any(_has_async_hook(scope, scope._built()) for scope in scopes)
+
+    def _subtree(self) -> list[Scope]:
+        """This scope's subtree in shutdown order: children deepest first, then itself."""
+        order: list[Scope] = []
         for child in reversed(list(self._children.values())):
-            steps += child._steps()
-        return steps + _hooks(self, reversed(self._built()))
+            order += child._subtree()
+        order.append(self)
+        return order
 
-    def _detach(self) -> None:
-        """Drop every built instance of this subtree and leave the parent."""
-        for child in list(self._children.values()):
-            child._detach()
-        self._release(self._built())
-        self._forget_builders()
-        if self._parent is not None:
-            self._parent._children.pop(self._name, None)
+    def _close(self) -> list[Scope]:
+        """Close the subtree and take its built services out, ready to shut down.
 
-    def _release(self, services: list[Service]) -> None:
+        Builds still in flight see the scope closed when they land: they shut their
+        instance down and raise :class:`~di.ScopeClosedError`.
+        """
+        with self._root._mutex:
+            scopes = self._subtree()
+            for scope in scopes:
+                scope._closed = True
+                scope._generation += 1
+                built = sorted(
+                    (s for s in scope._services.values() if s.index),
+                    key=lambda s: s.index,
+                    reverse=True,
+                )
+                scope._closing += scope._take_out(built, self)
+                scope._forget_builders()
+            return scopes
+
+    def _take_out(self, services: Iterable[Service], shutting: Scope | None = None) -> list[_Step]:
+        """Drop built instances from the scope (the caller holds the mutex)."""
+        steps = []
         for service in services:
-            self._instances.pop(service.key, None)
+            key = service.label
+            if shutting is not None and shutting is not self:
+                key = f"{service.label} (scope {self._name!r})"
+            steps.append(_Step(service, self._instances.pop(service.key), key))
             service.index = 0
             service.teardown = None
             service.probe = None
+        return steps
+
+    def _take_step(self) -> _Step | None:
+        """The next service of this scope to shut down, taken so that no one else does."""
+        with self._root._mutex:
+            return self._closing.pop(0) if self._closing else None
+
+    def _closed_out(self) -> None:
+        """Every hook of this scope was attempted: a child leaves its parent, the root reopens."""
+        with self._root._mutex:
+            if self._closing:
+                return  # another shutdown call is still running hooks here
+            if self._parent is None:
+                self._closed = False
+            elif self._parent._children.get(self._name) is self:
+                del self._parent._children[self._name]
 
     def _forget_builders(self) -> None:
-        """Drop compiled transient builders here and below, after the providers change."""
+        """Drop compiled transient builders here and below, after the providers change.
+
+        The caller holds the root's mutex.
+        """
+        if self._parent is None:
+            self._root._providers_version += 1
         for key in self._compiled:
-            del self._instances[key]
+            self._instances.pop(key, None)
         self._compiled.clear()
         for child in self._children.values():
             child._forget_builders()
 
-    def _raise_failures(self, errors: dict[str, Exception]) -> None:
-        if errors:
-            raise ShutdownError(self._name, errors)
+    def _conclude(
+        self,
+        failures: dict[str, Exception],
+        fatal: BaseException | None,
+        cancelled: BaseException | None,
+    ) -> None:
+        """Raise what the hooks raised, once every hook that could run has run."""
+        first = cancelled or fatal
+        if first is not None:
+            if failures:
+                group = ShutdownError(self._name, failures)
+                logger.error("%s", group, exc_info=group)
+                first.add_note(str(group))
+            raise first
+        if failures:
+            raise ShutdownError(self._name, failures)
 
     def __enter__(self) -> Scope:
         return self
@@ -496,19 +654,12 @@ class Scope:
             await self.ashutdown()
 
 
-def _hooks(scope: Scope, services: Any) -> list[_Hook]:
-    """The shutdown steps of built services, without changing anything yet."""
-    steps: list[_Hook] = []
-    for service in services:
-        hook = _hook_of(service, scope._instances[service.key])
-        if hook is not None:
-            steps.append((service, hook, inspect.iscoroutinefunction(hook)))
-    return steps
-
-
-def _hook_of(service: Service, instance: Any) -> Callable[[], Any] | None:
-    if service.teardown is not None:
-        return service.teardown
+def hook_of(
+    service: Service, instance: Any, teardown: Callable[[], Any] | None
+) -> Callable[[], Any] | None:
+    """The zero-argument shutdown hook of a built instance, if it has one."""
+    if teardown is not None:
+        return teardown
     if service.shutdown_hook is not None:
         hook = service.shutdown_hook
         if inspect.iscoroutinefunction(hook):
@@ -522,49 +673,137 @@ def _hook_of(service: Service, instance: Any) -> Callable[[], Any] | None:
     return method if callable(method) else None
 
 
-def _run_hooks(
-    steps: list[_Hook], sync_name: str, async_name: str, commit: Callable[[], None]
-) -> dict[str, Exception]:
-    """Run shutdown steps from sync code; ``commit`` applies the state change first.
+def _has_async_hook(scope: Scope, services: list[Service]) -> bool:
+    for service in services:
+        instance = scope._instances.get(service.key, MISSING)
+        if instance is not MISSING and instance is not COMPILED:
+            hook = hook_of(service, instance, service.teardown)
+            if inspect.iscoroutinefunction(hook):
+                return True
+    return False
 
-    With async steps inside a running loop nothing is changed: the caller is pointed to
-    the async form, since blocking the loop to await on it would hang.
+
+def _drain(steps: list[_Step]) -> Callable[[], _Step | None]:
+    return lambda: steps.pop(0) if steps else None
+
+
+def _run_sync(
+    take: Callable[[], _Step | None], scope: Scope, async_name: str
+) -> tuple[dict[str, Exception], BaseException | None]:
+    """Attempt every step's hook from sync code; the failures, and the first BaseException."""
+    failures: dict[str, Exception] = {}
+    fatal: BaseException | None = None
+    timeout = scope._root._shutdown_timeout
+    while (step := take()) is not None:
+        try:
+            _call_sync(step, timeout, scope, async_name)
+        except Exception as error:
+            failures[step.key] = error
+        except BaseException as error:  # re-raised once every hook ran
+            fatal = fatal or error
+    return failures, fatal
+
+
+def _call_sync(step: _Step, timeout: float | None, scope: Scope, async_name: str) -> None:
+    hook = step.hook()
+    if hook is None:
+        return
+    if timeout is None:
+        result = hook()
+    else:
+        # In a worker thread, so that a hook that hangs can be abandoned.
+        done = threading.Event()
+        outcome: list[tuple[bool, Any]] = []
+
+        def job() -> None:
+            try:
+                outcome.append((True, hook()))
+            except BaseException as error:  # handed to the caller's thread
+                outcome.append((False, error))
+            finally:
+                done.set()
+
+        scope._root._health_threads.submit(job)
+        if not done.wait(timeout):
+            raise ShutdownTimeoutError(step.key, timeout)
+        ok, result = outcome[0]
+        if not ok:
+            raise result
+    if inspect.isawaitable(result):
+        if isinstance(result, Coroutine):
+            result.close()
+        raise TypeError(
+            f"the shutdown hook of {step.key!r} returned an awaitable; "
+            f"declare it `async def` or call `await {async_name}()`"
+        )
+
+
+async def _run_async(
+    take: Callable[[], _Step | None], scope: Scope
+) -> tuple[dict[str, Exception], BaseException | None, BaseException | None]:
+    """Attempt every step's hook from async code, stopping only if cancelled from outside.
+
+    The failures, the first other BaseException, and the cancellation that stopped it.
     """
-    if any(is_async for _, _, is_async in steps):
-        if in_event_loop():
-            raise RuntimeError(
-                f"{sync_name}() was called inside a running event loop and some services "
-                f"have async shutdown hooks; use `await {async_name}()` there"
-            )
-        commit()
-        return run(lambda: _arun_hooks(steps), sync_name, async_name)
-    commit()
-    errors: dict[str, Exception] = {}
-    for service, hook, _ in steps:
+    failures: dict[str, Exception] = {}
+    fatal: BaseException | None = None
+    timeout = scope._root._shutdown_timeout
+    baseline = cancel_requests()
+    while (step := take()) is not None:
         try:
-            result = hook()
-            if inspect.isawaitable(result):
-                if isinstance(result, Coroutine):
-                    result.close()
-                raise TypeError(
-                    f"the shutdown hook of {service.label!r} returned an awaitable; "
-                    f"declare it `async def` or call `await {async_name}()`"
+            await _call_async(step, timeout, scope)
+        except Exception as error:
+            failures[step.key] = error
+        except BaseException as error:
+            if is_cancellation(error):
+                if cancelled_from_outside(baseline):
+                    return failures, fatal, error
+                wrapped = DIError(
+                    f"the shutdown hook of {step.key!r} raised {type(error).__name__} "
+                    "while nothing was cancelling the shutdown"
                 )
-        except Exception as error:
-            errors.setdefault(service.label, error)
-    return errors
+                wrapped.__cause__ = error
+                failures[step.key] = wrapped
+            else:
+                fatal = fatal or error
+    return failures, fatal, None
 
 
-async def _arun_hooks(steps: list[_Hook]) -> dict[str, Exception]:
-    errors: dict[str, Exception] = {}
-    for service, hook, _ in steps:
-        try:
+async def _call_async(step: _Step, seconds: float | None, scope: Scope) -> None:
+    hook = step.hook()
+    if hook is None:
+        return
+    with anyio.move_on_after(seconds) as bounded:
+        if inspect.iscoroutinefunction(hook) or seconds is None:
             result = hook()
-            if inspect.isawaitable(result):
-                await result
-        except Exception as error:
-            errors.setdefault(service.label, error)
-    return errors
+        else:
+            result = await _in_thread(hook, scope)
+        if inspect.isawaitable(result):
+            await result
+    if bounded.cancelled_caught:
+        raise ShutdownTimeoutError(step.key, seconds or 0.0)
+
+
+async def _in_thread(hook: Callable[[], Any], scope: Scope) -> Any:
+    """Call a sync hook in a worker thread, left behind if the wait is cancelled."""
+    done = anyio.Event()
+    notify = loop_notifier()
+    outcome: list[tuple[bool, Any]] = []
+
+    def job() -> None:
+        try:
+            outcome.append((True, hook()))
+        except BaseException as error:  # handed to the waiting task
+            outcome.append((False, error))
+        finally:
+            notify(done.set)
+
+    scope._root._health_threads.submit(job)
+    await done.wait()
+    ok, result = outcome[0]
+    if not ok:
+        raise result
+    return result
 
 
 # A parameter annotated Scope (or Injector, a Scope) receives the invoking scope.
