@@ -68,10 +68,12 @@ class Item:
         "attempt",
         "call",
         "is_async",
+        "own_stall",
         "position",
         "scope",
         "service",
         "shared",
+        "stall_base",
         "started",
         "started_at",
     )
@@ -86,6 +88,15 @@ class Item:
         self.started_at = 0.0  # time.time() at the same moment
         self.attempt: Attempt | None = None  # for a sync check: the run it belongs to
         self.shared = False  # True when that run belongs to another call
+        # Time the loop spent running checks' code while this one was in flight
+        # (``_Run.stall`` at its start) and running its own code: an async check is not
+        # charged for the loop time its neighbours took.
+        self.stall_base = 0.0
+        self.own_stall = 0.0
+
+    def credit(self, run: _Run) -> float:
+        """Loop time other checks took while this async check was in flight."""
+        return run.stall - self.stall_base - self.own_stall if self.is_async else 0.0
 
 
 class Attempt:
@@ -312,6 +323,7 @@ class _Run:
         self.active = 0  # workers not finished yet
         self.exhausted = False
         self.closed = False
+        self.stall = 0.0  # seconds the loop spent inside checks' code, in this call
 
     # -- the queue -------------------------------------------------------------------
 
@@ -333,6 +345,7 @@ class _Run:
                 return None
             item.started, item.started_at = now, time.time()
             if item.is_async:
+                item.stall_base = self.stall
                 return item
             due = math.inf if self.timeout is None else now + self.timeout
             attempt = Attempt(now, item.started_at, due)
@@ -369,7 +382,7 @@ class _Run:
         ended = ended or time.monotonic()
         if value is False and error is None:
             error = HealthCheckError(item.service.label, "it returned False")
-        if self.timeout is not None and ended - item.started > self.timeout:
+        if self.timeout is not None and ended - item.started - item.credit(self) > self.timeout:
             self.time_out(item, PER_CHECK, ended)
         elif ended > self.deadline:
             self.time_out(item, self.limit, ended)
@@ -526,23 +539,34 @@ def _leave(run: _Run) -> None:
 
 def _first_step(run: _Run, item: Item, awaitable: Any = None) -> _Pending | None:
     """Start an async check; report it if it ended at once, else return it suspended."""
+    began = time.monotonic()
     try:
         if awaitable is None:
             awaitable = item.call()
         steps = awaitable if inspect.iscoroutine(awaitable) else awaitable.__await__()
         yielded = steps.send(None)
     except StopIteration as stop:
-        run.conclude(item, None, value=stop.value)
+        ended = time.monotonic()
+        run.conclude(item, None, ended, stop.value)
+        run.stall += ended - began
         return None
     except BaseException as error:  # it never suspended: nothing outside caused this
-        run.conclude(item, error)
+        ended = time.monotonic()
+        run.conclude(item, error, ended)
+        run.stall += ended - began
         return None
+    took = time.monotonic() - began
+    run.stall += took
+    item.own_stall += took
     return item, (steps, yielded)
 
 
 @types.coroutine
-def _resume(steps: Any, yielded: Any) -> Generator[Any, Any, Any]:
-    """Await the rest of a check already started by :func:`_first_step`."""
+def _resume(run: _Run, item: Item, steps: Any, yielded: Any) -> Generator[Any, Any, Any]:
+    """Await the rest of a check already started by :func:`_first_step`.
+
+    Each step is timed: the loop time it takes is charged to this check alone.
+    """
     while True:
         try:
             sent = yield yielded
@@ -550,15 +574,25 @@ def _resume(steps: Any, yielded: Any) -> Generator[Any, Any, Any]:
             steps.close()
             raise
         except BaseException as thrown:  # a cancellation delivered to the waiting check
+            began = time.monotonic()
             try:
                 yielded = steps.throw(thrown)
             except StopIteration as stop:
                 return stop.value
+            finally:
+                took = time.monotonic() - began
+                run.stall += took
+                item.own_stall += took
         else:
+            began = time.monotonic()
             try:
                 yielded = steps.send(sent)
             except StopIteration as stop:
                 return stop.value
+            finally:
+                took = time.monotonic() - began
+                run.stall += took
+                item.own_stall += took
 
 
 async def _serve(run: _Run) -> None:
@@ -629,7 +663,7 @@ async def _serve_in_scope(
         error: BaseException | None = None
         value: Any = None
         try:
-            value = await _resume(rest[0], rest[1])
+            value = await _resume(run, item, rest[0], rest[1])
         except BaseException as caught:
             error = caught
         finally:
@@ -821,7 +855,7 @@ async def _watch(run: _Run) -> None:
                 item = worker.item
                 if item is None or item.position in run.results:
                     continue
-                due = item.started + timeout
+                due = item.started + timeout + item.credit(run)
                 if due <= now:
                     run.time_out(item, PER_CHECK)
                     assert worker.scope is not None

@@ -1,0 +1,188 @@
+"""Fault injection: every way a check can misbehave, beside healthy sync and async checks.
+
+For each misbehaviour, at parallelism 0, 1 and 4, on asyncio and trio, the call returns
+within its limits (+ 50 ms), every built checkable service is in the report exactly
+once, each healthy check is reported healthy and the misbehaving one is reported
+unhealthy or timed out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from di import Injector, Outcome
+
+pytestmark = pytest.mark.anyio
+
+PER_CHECK = 0.15
+GLOBAL = 1.0
+SLACK = 0.05
+
+# Released when each test ends, so that hung sync checks' threads return.
+_release = threading.Event()
+
+
+@pytest.fixture(autouse=True)
+def release_hung_threads() -> Iterator[None]:
+    _release.clear()
+    yield
+    _release.set()
+
+
+def _spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+async def _raise_async(error: BaseException) -> None:
+    await anyio.sleep(0)
+    raise error
+
+
+def _raise_sync(error: BaseException) -> None:
+    raise error
+
+
+async def _hang_async() -> None:
+    await anyio.sleep_forever()
+
+
+def _hang_sync() -> None:
+    _release.wait(60)
+
+
+async def _block_the_loop() -> None:
+    await anyio.sleep(0)
+    time.sleep(PER_CHECK * 2)
+
+
+async def _busy_loop_async() -> None:
+    _spin(PER_CHECK * 2)
+
+
+def _busy_loop_sync() -> None:
+    _spin(PER_CHECK * 3)  # bounded, so the abandoned thread frees its core soon
+
+
+async def _swallow_cancellation() -> None:
+    try:
+        await anyio.sleep(10)
+    except anyio.get_cancelled_exc_class():
+        return  # reports success after its deadline fired
+
+
+async def _convert_cancellation() -> None:
+    try:
+        await anyio.sleep(10)
+    except BaseException as error:
+        raise ConnectionError("connection lost") from error
+
+
+async def _return_false_async() -> bool:
+    await anyio.sleep(0)
+    return False
+
+
+def _return_false_sync() -> bool:
+    return False
+
+
+MISBEHAVIOURS: dict[str, tuple[Callable[[], Any], bool]] = {
+    # name: (the check, whether it is async)
+    "async raises CancelledError": (lambda: _raise_async(asyncio.CancelledError()), True),
+    "async raises KeyboardInterrupt": (lambda: _raise_async(KeyboardInterrupt()), True),
+    "async raises SystemExit": (lambda: _raise_async(SystemExit(0)), True),
+    "async raises GeneratorExit": (lambda: _raise_async(GeneratorExit()), True),
+    "async raises Exception": (lambda: _raise_async(RuntimeError("broken")), True),
+    "sync raises CancelledError": (lambda: _raise_sync(asyncio.CancelledError()), False),
+    "sync raises KeyboardInterrupt": (lambda: _raise_sync(KeyboardInterrupt()), False),
+    "sync raises SystemExit": (lambda: _raise_sync(SystemExit(0)), False),
+    "sync raises GeneratorExit": (lambda: _raise_sync(GeneratorExit()), False),
+    "sync raises Exception": (lambda: _raise_sync(RuntimeError("broken")), False),
+    "async hangs": (_hang_async, True),
+    "sync hangs": (_hang_sync, False),
+    "async blocks the loop": (_block_the_loop, True),
+    "async busy-loops": (_busy_loop_async, True),
+    "sync busy-loops": (_busy_loop_sync, False),
+    "async swallows its cancellation": (_swallow_cancellation, True),
+    "async converts its cancellation": (_convert_cancellation, True),
+    "async returns False": (_return_false_async, True),
+    "sync returns False": (_return_false_sync, False),
+}
+
+
+class HealthySync:
+    def health_check(self) -> None:
+        time.sleep(0.01)
+
+
+class HealthyAsync:
+    async def health_check(self) -> None:
+        await anyio.sleep(0.01)
+
+
+class QuickSync:
+    def health_check(self) -> None:
+        pass
+
+
+class QuickAsync:
+    async def health_check(self) -> None:
+        pass
+
+
+def _faulty(check: Callable[[], Any], is_async: bool) -> type:
+    if is_async:
+
+        async def health_check_async(self: object) -> Any:
+            return await check()
+
+        return type("Faulty", (), {"health_check": health_check_async, "__module__": "faults"})
+
+    def health_check_sync(self: object) -> Any:
+        return check()
+
+    return type("Faulty", (), {"health_check": health_check_sync, "__module__": "faults"})
+
+
+@pytest.mark.parametrize("parallelism", [0, 1, 4])
+@pytest.mark.parametrize("name", list(MISBEHAVIOURS))
+async def test_a_misbehaving_check_is_reported_and_nothing_else_suffers(
+    name: str, parallelism: int
+) -> None:
+    check, is_async = MISBEHAVIOURS[name]
+    faulty = _faulty(check, is_async)
+    injector = Injector(
+        health_check_parallelism=parallelism,
+        health_check_timeout=PER_CHECK,
+        health_check_global_timeout=GLOBAL,
+    )
+    # Healthy checks before and after the faulty one in the queue (last built first).
+    order = [HealthySync, QuickAsync, faulty, HealthyAsync, QuickSync]
+    for cls in order:
+        injector.provide(cls)
+        injector.invoke(cls)
+
+    started = time.monotonic()
+    report = await injector.ahealth_report()
+    elapsed = time.monotonic() - started
+
+    assert elapsed < GLOBAL + SLACK, f"{name}: took {elapsed:.3f} s"
+    keys = [check.key for check in report.checks]
+    expected = [f"{cls.__module__}.{cls.__qualname__}" for cls in reversed(order)]
+    assert sorted(keys) == sorted(expected) and len(keys) == len(set(keys)), keys
+    for result in report.checks:
+        if result.key == "faults.Faulty":
+            assert result.outcome in (Outcome.UNHEALTHY, Outcome.TIMEOUT), result
+            assert isinstance(result.error, Exception)
+        else:
+            assert result.outcome is Outcome.HEALTHY, result
+    assert not report.healthy
