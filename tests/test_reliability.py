@@ -1,0 +1,683 @@
+"""The engine and the container under faults: nothing vanishes, nothing is misreported,
+every hook runs. Each test is numbered after the defect it keeps fixed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+from di import (
+    HealthCheckError,
+    HealthCheckTimeoutError,
+    HealthMonitor,
+    HealthReport,
+    Injector,
+    Outcome,
+    ScopeClosedError,
+    ServingStatus,
+    ShutdownError,
+    ShutdownTimeoutError,
+)
+
+pytestmark = pytest.mark.anyio
+# asyncio's own cancellation (Task.cancel, futures, asyncio.timeout) has no trio form.
+ASYNCIO_ONLY = pytest.mark.parametrize("anyio_backend", ["asyncio"])
+
+
+def key(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def build(injector: Any, *classes: type) -> None:
+    for cls in classes:
+        injector.provide(cls)
+        injector.invoke(cls)
+
+
+class Healthy:
+    async def health_check(self) -> None:
+        await anyio.sleep(0)
+
+
+class HealthySync:
+    def health_check(self) -> None:
+        pass
+
+
+# -- 1: a check raising CancelledError itself ------------------------------------------
+
+
+class RaisesCancelled:
+    """An async client whose reader task was cancelled re-raises to its awaiters."""
+
+    async def health_check(self) -> None:
+        await anyio.sleep(0)
+        raise asyncio.CancelledError()
+
+
+@pytest.mark.parametrize("parallelism", [0, 1, 4])
+async def test_1_a_check_raising_cancelled_error_is_its_failure(parallelism: int) -> None:
+    injector = Injector(health_check_parallelism=parallelism)
+    build(injector, Healthy, RaisesCancelled, HealthySync)
+    report = await injector.ahealth_report()
+    assert [c.key for c in report.checks] == [key(HealthySync), key(RaisesCancelled), key(Healthy)]
+    failed = report[key(RaisesCancelled)]
+    assert failed.outcome is Outcome.UNHEALTHY
+    assert isinstance(failed.error, HealthCheckError)
+    assert isinstance(failed.error.__cause__, asyncio.CancelledError)
+    assert not report.healthy
+    assert report[key(Healthy)].healthy and report[key(HealthySync)].healthy
+
+
+@ASYNCIO_ONLY
+async def test_1_a_cancelled_future_awaited_by_a_check_is_its_failure() -> None:
+    class ReadsACancelledTask:
+        async def health_check(self) -> None:
+            loop = asyncio.get_running_loop()
+            reader = loop.create_future()
+            reader.cancel()
+            await reader
+
+    injector = Injector(health_check_parallelism=1)
+    build(injector, ReadsACancelledTask)
+    report = await injector.ahealth_report()
+    assert report[key(ReadsACancelledTask)].outcome is Outcome.UNHEALTHY
+
+
+async def test_1_the_monitor_does_not_stay_serving() -> None:
+    injector = Injector(health_check_parallelism=1)
+    build(injector, RaisesCancelled)
+    monitor = HealthMonitor(injector)
+    await monitor.check()
+    assert monitor.status("") is ServingStatus.NOT_SERVING
+    assert monitor.status(key(RaisesCancelled)) is ServingStatus.NOT_SERVING
+
+
+@ASYNCIO_ONLY
+async def test_1_a_caller_cancelling_still_cancels_the_call() -> None:
+    class Slow:
+        async def health_check(self) -> None:
+            await anyio.sleep(5)
+
+    injector = Injector()
+    build(injector, Slow)
+    task = asyncio.ensure_future(injector.ahealth_report())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await injector.ahealth_report()
+
+
+async def test_1_a_deadline_around_the_call_still_cancels_it() -> None:
+    class Slow:
+        async def health_check(self) -> None:
+            await anyio.sleep(5)
+
+    injector = Injector()
+    build(injector, Slow)
+    started = time.monotonic()
+    with anyio.move_on_after(0.05) as scope:
+        await injector.ahealth_report()
+    assert scope.cancelled_caught and time.monotonic() - started < 1
+
+
+# -- 2: a check converting its cancellation --------------------------------------------
+
+
+class Converts:
+    async def health_check(self) -> None:
+        try:
+            await anyio.sleep(10)
+        except BaseException as error:
+            raise ConnectionError("lost") from error
+
+
+@pytest.mark.parametrize("neighbour", [Healthy, HealthySync])
+async def test_2_converting_a_cancellation_does_not_poison_the_worker(neighbour: type) -> None:
+    injector = Injector(health_check_parallelism=1, health_check_timeout=0.1)
+    build(injector, neighbour, Converts)  # Converts runs first, then its neighbour
+    for _ in range(5):
+        report = await injector.ahealth_report()
+        assert report[key(Converts)].outcome is Outcome.TIMEOUT
+        assert report[key(neighbour)].outcome is Outcome.HEALTHY
+        assert report[key(neighbour)].duration < 0.1
+
+
+# -- 3: overlapping calls share a running sync check -----------------------------------
+
+
+class SlowSync:
+    runs = 0
+
+    def health_check(self) -> None:
+        type(self).runs += 1
+        time.sleep(0.4)
+
+
+async def test_3_overlapping_calls_share_a_running_sync_check() -> None:
+    SlowSync.runs = 0
+    injector = Injector(health_check_timeout=1.0)
+    build(injector, SlowSync)
+    child = injector.scope("request")
+    results: dict[str, Any] = {}
+
+    async def root_round() -> None:
+        results["root"] = await injector.ahealth_report()
+
+    async def request_check() -> None:
+        await anyio.sleep(0.1)
+        results["child"] = await child.ahealth_report()
+
+    async def one_service() -> None:
+        await anyio.sleep(0.15)
+        results["one"] = await injector.ahealth_check_service(SlowSync)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(root_round)
+        tasks.start_soon(request_check)
+        tasks.start_soon(one_service)
+    assert results["root"][key(SlowSync)].healthy
+    assert results["child"][key(SlowSync)].healthy
+    assert results["one"] is None
+    assert SlowSync.runs == 1
+
+
+async def test_3_a_follower_re_running_after_its_leader_was_cancelled_shares_it() -> None:
+    SlowSync.runs = 0
+    injector = Injector(health_check_timeout=1.0)
+    build(injector, SlowSync)
+    got: list[HealthReport] = []
+
+    async def follower() -> None:
+        got.append(await injector.ahealth_report())
+
+    async with anyio.create_task_group() as tasks:
+        with anyio.move_on_after(0.1):
+            tasks.start_soon(follower)
+            await injector.ahealth_report()  # the leader, cancelled by a client deadline
+    assert got[0][key(SlowSync)].healthy
+    assert SlowSync.runs == 1
+
+
+async def test_3_a_check_stuck_past_its_own_deadline_is_not_started_again() -> None:
+    release = threading.Event()
+    runs = 0
+
+    class Stuck:
+        def health_check(self) -> None:
+            nonlocal runs
+            runs += 1
+            release.wait(30)
+
+    injector = Injector(health_check_timeout=0.2)
+    build(injector, Stuck)
+    try:
+        first = await injector.ahealth_report()
+        started = time.monotonic()
+        second = await injector.ahealth_report()
+        assert time.monotonic() - started < 0.1  # reported at once, not waited on
+        assert first[key(Stuck)].outcome is Outcome.TIMEOUT
+        assert second[key(Stuck)].outcome is Outcome.TIMEOUT
+        assert "not started again until it returns" in str(second[key(Stuck)].error)
+        assert runs == 1
+    finally:
+        release.set()
+
+
+# -- 4: a result past the deadline is a timeout ----------------------------------------
+
+
+@pytest.mark.parametrize("await_first", [False, True])
+async def test_4_an_async_check_blocking_the_loop_times_out(await_first: bool) -> None:
+    class Blocks:
+        async def health_check(self) -> None:
+            if await_first:
+                await anyio.sleep(0)
+            time.sleep(0.4)  # by mistake
+
+    injector = Injector(health_check_timeout=0.2)
+    build(injector, Blocks)
+    result = (await injector.ahealth_report())[key(Blocks)]
+    assert result.outcome is Outcome.TIMEOUT
+    assert result.duration >= 0.4
+    assert isinstance(result.error, HealthCheckTimeoutError) and result.error.limit == "per-check"
+
+
+# -- 5: a finite default ---------------------------------------------------------------
+
+
+def test_5_injector_defaults_bound_a_hung_check_at_5_seconds() -> None:
+    release = threading.Event()
+
+    class Hung:
+        def health_check(self) -> None:
+            release.wait(60)
+
+    injector = Injector()
+    build(injector, Hung)
+    try:
+        started = time.monotonic()
+        status = injector.health_check()
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+    assert 4.9 < elapsed < 6.0
+    assert "per-check timeout of 5 s fired" in str(status[key(Hung)])
+
+
+# -- 6: shutdown is exception-safe -----------------------------------------------------
+
+
+class Log:
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    def thing(self, label: str, raises: BaseException | None = None) -> object:
+        ran = self.ran
+
+        class Thing:
+            def shutdown(self) -> None:
+                ran.append(label)
+                if raises is not None:
+                    raise raises
+
+        return Thing()
+
+
+@pytest.mark.parametrize("fatal", [KeyboardInterrupt(), SystemExit(3)])
+@pytest.mark.parametrize("timeout", [30.0, None])
+def test_6_every_hook_runs_whatever_the_others_raise(
+    fatal: BaseException, timeout: float | None
+) -> None:
+    log = Log()
+    injector = Injector(shutdown_timeout=timeout)
+    injector.provide_value(log.thing("one"), name="one")
+    injector.provide_value(log.thing("two", fatal), name="two")
+    injector.provide_value(log.thing("three", RuntimeError("bad")), name="three")
+    injector.provide_value(log.thing("four"), name="four")
+    with pytest.raises(type(fatal)) as caught:
+        injector.shutdown()
+    assert log.ran == ["four", "three", "two", "one"]
+    assert any("'three'" in note for note in getattr(caught.value, "__notes__", []))
+    injector.shutdown()  # nothing left to run
+    assert log.ran == ["four", "three", "two", "one"]
+
+
+async def test_6_async_hooks_too() -> None:
+    ran: list[str] = []
+
+    class Async:
+        def __init__(self, label: str, raises: BaseException | None = None) -> None:
+            self.label, self.raises = label, raises
+
+        async def shutdown(self) -> None:
+            ran.append(self.label)
+            if self.raises is not None:
+                raise self.raises
+
+    injector = Injector()
+    injector.provide_value(Async("one"), name="one")
+    injector.provide_value(Async("two", SystemExit(1)), name="two")
+    injector.provide_value(Async("three"), name="three")
+    with pytest.raises(SystemExit):
+        await injector.ashutdown()
+    assert ran == ["three", "two", "one"]
+
+
+async def test_6_a_cancelled_ashutdown_leaves_the_rest_for_a_later_one() -> None:
+    ran: list[str] = []
+
+    class Slow:
+        async def shutdown(self) -> None:
+            ran.append("slow started")
+            await anyio.sleep(10)
+
+    class Quick:
+        def __init__(self, label: str) -> None:
+            self.label = label
+
+        def shutdown(self) -> None:
+            ran.append(self.label)
+
+    injector = Injector()
+    injector.provide_value(Quick("first built"), name="a")
+    injector.provide_value(Quick("second built"), name="b")
+    injector.provide_value(Slow(), name="slow")
+    with anyio.move_on_after(0.1):
+        await injector.ashutdown()
+    assert ran == ["slow started"]
+    with pytest.raises(ScopeClosedError):
+        injector.invoke("a")  # still shutting down
+    await injector.ashutdown()
+    assert ran == ["slow started", "second built", "first built"]
+    injector.provide_value(Quick("later"), name="later")  # the root is open again
+
+
+# -- 7: async generator cleanup after its loop ended -----------------------------------
+
+
+class Client:
+    pass
+
+
+def test_7_async_generator_cleanup_runs_after_the_building_loop_ended() -> None:
+    cleaned: list[str] = []
+
+    async def new_client() -> AsyncIterator[Client]:
+        yield Client()
+        cleaned.append("after yield")
+
+    injector = Injector()
+    injector.provide(new_client)
+
+    async def build_it() -> None:
+        await injector.ainvoke(Client)
+
+    asyncio.run(build_it())  # the loop that built it is closed now
+    injector.shutdown()
+    assert cleaned == ["after yield"]
+
+
+def test_7_a_cleanup_that_needs_its_closed_loop_is_reported() -> None:
+    async def new_client() -> AsyncIterator[Client]:
+        loop = asyncio.get_running_loop()
+        yield Client()
+        await loop.create_future()  # bound to the loop that built it
+
+    injector = Injector()
+    injector.provide(new_client)
+    asyncio.run(injector.ainvoke(Client))
+    with pytest.raises(ShutdownError) as caught:
+        injector.shutdown()
+    notes = caught.value.exceptions[0].__notes__
+    assert any("built on another event loop, which has closed" in note for note in notes)
+
+
+# -- 8: a shut-down scope refuses work -------------------------------------------------
+
+
+class Resource:
+    closed = 0
+
+    def shutdown(self) -> None:
+        type(self).closed += 1
+
+
+def test_8_invoking_a_shut_down_scope_raises() -> None:
+    injector = Injector()
+    request = injector.scope("request")
+    request.provide(Resource)
+    request.invoke(Resource)
+    request.shutdown()
+    with pytest.raises(ScopeClosedError, match="scope 'request' is shut down"):
+        request.invoke(Resource)
+    with pytest.raises(ScopeClosedError):
+        request.provide_value(1, name="late")
+    with pytest.raises(ScopeClosedError):
+        request.scope("child")
+
+
+def test_8_a_build_in_flight_when_shutdown_began_is_shut_down_and_refused() -> None:
+    Resource.closed = 0
+    entered, proceed = threading.Event(), threading.Event()
+
+    def slow_resource() -> Resource:
+        entered.set()
+        proceed.wait(10)
+        return Resource()
+
+    injector = Injector()
+    request = injector.scope("request")
+    request.provide(slow_resource)
+    errors: list[BaseException] = []
+
+    def invoke() -> None:
+        try:
+            request.invoke(Resource)
+        except BaseException as error:
+            errors.append(error)
+
+    builder = threading.Thread(target=invoke)
+    builder.start()
+    entered.wait(5)
+    request.shutdown()
+    proceed.set()
+    builder.join(5)
+    assert isinstance(errors[0], ScopeClosedError)
+    assert Resource.closed == 1  # what it built was shut down, not orphaned
+
+
+# -- 9: the tree is safe from any thread -----------------------------------------------
+
+
+def test_9_request_scopes_from_threads_beside_long_lived_scopes_while_the_root_provides() -> None:
+    injector = Injector()
+    injector.provide(HealthySync)
+    injector.invoke(HealthySync)
+    long_lived = [injector.scope(f"long-{i}") for i in range(50)]
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def serve(worker: int) -> None:
+        try:
+            for i in range(300):
+                with injector.scope(f"req-{worker}-{i}") as request:
+                    request.provide_value(i, name="n")
+                    assert request.invoke("n") == i
+                    assert request.invoke(HealthySync) is injector.invoke(HealthySync)
+        except BaseException as error:
+            errors.append(error)
+
+    def provide() -> None:
+        i = 0
+        while not stop.is_set():
+            injector.provide_value(i, name=f"v{i}")
+            i += 1
+
+    def check() -> None:
+        try:
+            while not stop.is_set():
+                injector.health_check()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=serve, args=(w,)) for w in range(6)]
+    side = [threading.Thread(target=provide), threading.Thread(target=check)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, to meet every race
+    try:
+        for t in threads + side:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        stop.set()
+        sys.setswitchinterval(interval)
+    for t in side:
+        t.join(10)
+    assert errors == []
+    assert [c.name for c in injector.children()] == [s.name for s in long_lived]
+
+
+# -- 10: every shutdown failure is kept ------------------------------------------------
+
+
+def test_10_a_child_shadowing_a_root_key_keeps_both_failures() -> None:
+    class Fails:
+        def __init__(self, where: str) -> None:
+            self.where = where
+
+        def shutdown(self) -> None:
+            raise RuntimeError(self.where)
+
+    injector = Injector()
+    child = injector.scope("child")
+    injector.provide_value(Fails("root"))
+    child.provide_value(Fails("child"))
+    with pytest.raises(ShutdownError) as caught:
+        injector.shutdown()
+    label = key(Fails)
+    assert {k: str(e) for k, e in caught.value.errors.items()} == {
+        label: "root",
+        f"{label} (scope 'child')": "child",
+    }
+    assert len(caught.value.exceptions) == 2
+
+
+# -- 11: timeout texts name the limit that fired ---------------------------------------
+
+
+async def test_11_with_only_a_global_timeout_the_text_names_it() -> None:
+    release = threading.Event()
+
+    class Hung:
+        def health_check(self) -> None:
+            release.wait(30)
+
+    injector = Injector(health_check_timeout=None, health_check_global_timeout=0.2)
+    build(injector, Hung)
+    try:
+        for _ in range(2):  # the second call finds it still running
+            error = (await injector.ahealth_check())[key(Hung)]
+            assert isinstance(error, HealthCheckTimeoutError)
+            assert "the global timeout of 0.2 s fired" in str(error)
+            assert error.limit == "global"
+    finally:
+        release.set()
+
+
+# -- 12: BaseException in a worker thread; abandoned checks are logged -----------------
+
+
+@pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt])
+async def test_12_a_sync_check_raising_exit_is_its_failure(raised: type[BaseException]) -> None:
+    class Exits:
+        def health_check(self) -> None:
+            raise raised()
+
+    injector = Injector()
+    build(injector, HealthySync, Exits)
+    report = await injector.ahealth_report()
+    assert report[key(Exits)].outcome is Outcome.UNHEALTHY
+    assert isinstance(report[key(Exits)].error.__cause__, raised)  # type: ignore[union-attr]
+    assert report[key(HealthySync)].healthy
+
+
+async def test_12_an_abandoned_check_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    release = threading.Event()
+
+    class Hung:
+        def health_check(self) -> None:
+            release.wait(30)
+
+    injector = Injector(health_check_timeout=0.1)
+    build(injector, Hung)
+    caplog.set_level(logging.WARNING, logger="di.health")
+    try:
+        for _ in range(3):
+            await injector.ahealth_check()
+    finally:
+        release.set()
+    warnings = [r for r in caplog.records if "abandoned" in r.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0].levelno == logging.WARNING
+    assert key(Hung) in warnings[0].getMessage()
+    assert "thread stuck in health checks" in warnings[0].getMessage()
+
+
+# -- 13: a bound on shutdown -----------------------------------------------------------
+
+
+def test_13_a_hanging_sync_hook_is_abandoned_and_the_rest_still_run() -> None:
+    release = threading.Event()
+    ran: list[str] = []
+
+    class Hangs:
+        def shutdown(self) -> None:
+            release.wait(30)
+
+    class After:
+        def shutdown(self) -> None:
+            ran.append("after")
+
+    injector = Injector(shutdown_timeout=0.2)
+    injector.provide_value(After())
+    injector.provide_value(Hangs())
+    try:
+        started = time.monotonic()
+        with pytest.raises(ShutdownError) as caught:
+            injector.shutdown()
+        assert time.monotonic() - started < 1.0
+    finally:
+        release.set()
+    error = caught.value.errors[key(Hangs)]
+    assert isinstance(error, ShutdownTimeoutError)
+    assert f"{key(Hangs)!r} did not finish within the shutdown timeout of 0.2 s" in str(error)
+    assert ran == ["after"]
+
+
+async def test_13_async_with_is_bounded_by_the_shutdown_timeout() -> None:
+    ran: list[str] = []
+
+    class Hangs:
+        async def shutdown(self) -> None:
+            await anyio.sleep_forever()
+
+    class After:
+        async def shutdown(self) -> None:
+            ran.append("after")
+
+    started = time.monotonic()
+    with pytest.raises(ShutdownError) as caught:
+        async with Injector(shutdown_timeout=0.2) as injector:
+            injector.provide_value(After())
+            injector.provide_value(Hangs())
+    assert time.monotonic() - started < 1.0
+    assert isinstance(caught.value.errors[key(Hangs)], ShutdownTimeoutError)
+    assert ran == ["after"]
+
+
+# -- 14: the sync entry, and no task for checks that never wait ------------------------
+
+
+def test_14_the_sync_entry_never_renders_the_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    renders = 0
+    original = HealthReport.__repr__
+
+    def counting(self: HealthReport) -> str:
+        nonlocal renders
+        renders += 1
+        return original(self)
+
+    monkeypatch.setattr(HealthReport, "__repr__", counting)
+    injector = Injector()
+    build(injector, Healthy)
+    injector.health_report()
+    injector.health_check()
+    assert renders == 0
+
+
+async def test_14_checks_that_never_wait_run_in_the_calling_task() -> None:
+    tasks: set[int] = set()
+
+    class Quick:
+        async def health_check(self) -> None:
+            tasks.add(anyio.get_current_task().id)
+
+    injector = Injector(health_check_parallelism=100)
+    for i in range(20):
+        build(injector, type(f"Quick{i}", (Quick,), {}))
+    report = await injector.ahealth_report()
+    assert report.healthy and len(report.checks) == 20
+    assert tasks == {anyio.get_current_task().id}
