@@ -13,8 +13,8 @@ import anyio
 import pytest
 
 from di import (
-    HealthCheckError,
     Healthchecker,
+    HealthCheckError,
     HealthcheckerWithContext,
     HealthCheckResult,
     HealthCheckTimeoutError,
