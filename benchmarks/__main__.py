@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import platform
 import sys
+from typing import Any
 
-from . import health, probe, resolve
+from . import health, probe, resolve, soak
 from ._timing import measure, save, table
 
 
@@ -62,9 +63,13 @@ def main() -> None:
 
 
 def health_tables() -> None:
-    results = {backend: health.measure(backend) for backend in ("asyncio", "trio")}
+    results: dict[str, Any] = {backend: health.measure(backend) for backend in ("asyncio", "trio")}
+    results["sync entry"] = entry = health.sync_entry()
     aio = results["asyncio"]
-    overhead = aio["overhead"] | {
+    overhead = {
+        "healthdi": aio["overhead"]["healthdi"],
+        "healthdi via health_check()": {"H1": entry["H1"], "H2": entry["H2"]},
+        **{k: v for k, v in aio["overhead"].items() if k != "healthdi"},
         "healthdi on trio": results["trio"]["overhead"]["healthdi"],
     }
     print()
@@ -78,7 +83,10 @@ def health_tables() -> None:
             "healthdi",
         )
     )
-    wall = aio["wall"] | {"healthdi on trio": results["trio"]["wall"]["healthdi"]}
+    wall = aio["wall"] | {
+        "healthdi via health_check()": {"H3": entry["H3"], "H4": entry["H4"]},
+        "healthdi on trio": results["trio"]["wall"]["healthdi"],
+    }
     print()
     print(
         table(
@@ -95,14 +103,33 @@ def health_tables() -> None:
         wall["floor: bare tasks / threads, no engine"],
     )
     print()
+    print(
+        table(
+            "C10: one call of 10 no-op async checks (both timeouts set)",
+            ["C10"],
+            aio["call"],
+            "us",
+            "floor: asyncio.gather, no timeouts",
+        )
+    )
+    gather = overhead["floor: asyncio.gather, no timeouts"]["H1"]
+    print()
     for name, target in (("H1", 10.0), ("H2", 20.0)):
         print(f"{name}: {overhead['healthdi'][name]:.1f} us per check (target {target:g} us)")
+    for row in ("healthdi", "healthdi via health_check()"):
+        ratio = overhead[row]["H1"] / gather
+        print(f"H1 {row}: {ratio:.2f}x asyncio.gather (goal <= 1.00x)")
+    c10 = aio["call"]
+    ratio = c10["healthdi"]["C10"] / c10["floor: asyncio.gather, no timeouts"]["C10"]
+    print(f"C10: {ratio:.2f}x asyncio.gather (goal <= 2.00x)")
     for name, target in (("H3", 1.10), ("H4", 1.20)):
         print(
             f"{name}: {ours[name] / ideal[name]:.2f}x the ideal (target {target:.2f}x); "
             f"{ours[name] / floor[name]:.2f}x the bare floor, itself "
             f"{floor[name] / ideal[name]:.2f}x the ideal"
         )
+    h3 = wall["healthdi via health_check()"]["H3"] / floor["H3"]
+    print(f"H3 via health_check(): {h3:.2f}x the bare floor (goal <= 1.04x)")
     path = save("health", results)
     print(f"\nwritten to {path}")
     probe_table()
@@ -115,6 +142,15 @@ def probe_table() -> None:
         print(f"{name:<44}{ms:>10.1f}")
     ours = timings["python -m di probe http://..."]
     print(f"\ndi probe: {ours:.0f} ms (target under 150 ms)")
+    soak_table()
+
+
+def soak_table() -> None:
+    results = soak.measure()
+    print()
+    print(soak.report(results))
+    path = save("soak", results)
+    print(f"\nwritten to {path}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@
 - H2: the same with sync no-op checks.
 - H3: 1,000 async checks each awaiting 10 ms, parallelism 100 (ideal: 100 ms).
 - H4: 1,000 sync checks each sleeping 10 ms, parallelism 100 (ideal: 100 ms).
+- C10: one call of 10 no-op async checks, in microseconds per call.
 
+healthdi is measured through ``await ahealth_report()`` inside a loop and through the
+sync ``health_check()`` (which runs an event loop per call), both as users call them.
 Each row runs the whole call several times and keeps the best wall time.
 """
 
@@ -55,6 +58,49 @@ def _injector(classes: list[type], parallelism: int = 100) -> Injector:
         injector.provide(cls)
         injector.invoke(cls)
     return injector
+
+
+def _best_sync(call: Callable[[], object], repeats: int) -> float:
+    """:func:`_best` for a plain call made outside any event loop."""
+    call()
+    best = math.inf
+    for _ in range(repeats):
+        gc.collect()
+        started = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def sync_entry(count: int = 10_000, repeats: int = 5) -> dict[str, float]:
+    """H1-H4 through the sync ``health_check()``, timed outside any loop."""
+    per_check = 1e6 / count
+    h1 = _best_sync(_injector(_classes(count, _noop_async)).health_check, repeats)
+    h2 = _best_sync(_injector(_classes(count, _noop_sync)).health_check, repeats)
+    h3 = _best_sync(_injector(_classes(1_000, _sleep_async)).health_check, 3)
+    h4 = _best_sync(_injector(_classes(1_000, _sleep_sync)).health_check, 3)
+    return {"H1": h1 * per_check, "H2": h2 * per_check, "H3": h3 * 1000, "H4": h4 * 1000}
+
+
+async def _c10(calls: int = 1_000, repeats: int = 5) -> dict[str, dict[str, float]]:
+    """C10: a whole call of 10 no-op async checks, beside gather of the same coroutines."""
+    classes = _classes(10, _noop_async)
+    injector = _injector(classes)
+    instances = [cls() for cls in classes]
+
+    async def ours() -> None:
+        for _ in range(calls):
+            await injector.ahealth_report()
+
+    async def gather() -> None:
+        for _ in range(calls):
+            await asyncio.gather(*(i.health_check() for i in instances))
+
+    per_call = 1e6 / calls
+    return {
+        "healthdi": {"C10": await _best(ours, repeats) * per_call},
+        "floor: asyncio.gather, no timeouts": {"C10": await _best(gather, repeats) * per_call},
+    }
 
 
 async def _best(call: Callable[[], Awaitable[object]], repeats: int) -> float:
@@ -197,7 +243,7 @@ def measure(backend: str = "asyncio") -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         overhead = await _h1_h2(10_000, 5)
         wall = await _h3_h4(1_000, 100, 3)
-        return {"overhead": overhead, "wall": wall}
+        return {"overhead": overhead, "wall": wall, "call": await _c10()}
 
     if backend == "trio":
 

@@ -320,6 +320,7 @@ class _Run:
         self.lanes: list[_Lane] = []
         self.watch_scope: anyio.CancelScope | None = None
         self.started = 0  # workers started, the caller's included
+        self.waiting = 0  # workers waiting on a check now
         self.active = 0  # workers not finished yet
         self.exhausted = False
         self.closed = False
@@ -433,19 +434,31 @@ class _Run:
     # -- workers ---------------------------------------------------------------------
 
     def grow(self) -> None:
-        """A worker is about to wait: start another while checks are left to start.
+        """A worker is about to wait: if every worker is waiting, start another.
 
-        The first wait also starts the call's watchdog and readies the loop notifier.
+        Workers that can still run take the next checks themselves, so a helper is
+        started only when none can, up to the parallelism; the first wait also starts
+        the call's watchdog and readies the loop notifier. Pair with :meth:`resume`.
         """
         assert self.tasks is not None
         if self.notify is None:
             self.notify = loop_notifier()
             if self.timeout is not None:
                 self.tasks.start_soon(_watch, self)
-        if self.started < self.max_workers and not self.exhausted and not self.closed:
+        self.waiting += 1
+        if (
+            self.waiting >= self.started
+            and self.started < self.max_workers
+            and not self.exhausted
+            and not self.closed
+        ):
             self.started += 1
             self.active += 1
             self.tasks.start_soon(_helper, self)
+
+    def resume(self) -> None:
+        """A worker that waited runs again."""
+        self.waiting -= 1
 
 
 def as_exception(label: str, error: BaseException) -> Exception:
@@ -638,13 +651,19 @@ async def _serve_in_scope(
         pending = None
         if item.shared:
             run.grow()
-            await _share(run, item)
+            try:
+                await _share(run, item)
+            finally:
+                run.resume()
             continue
         if rest is None and not item.is_async:
             if lane is None or lane.abandoned:
                 lane = _Lane(run)
             run.grow()
-            handed_back = await lane.start(item)
+            try:
+                handed_back = await lane.start(item)
+            finally:
+                run.resume()
             if handed_back is None:
                 continue
             item, awaitable = handed_back
@@ -668,6 +687,7 @@ async def _serve_in_scope(
             error = caught
         finally:
             worker.item = None
+            run.resume()
         if scope.cancel_called:
             run.time_out(item, PER_CHECK)  # the watchdog fired, whatever the check did
             _conclude_if_sync(item, run)
