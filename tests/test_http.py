@@ -29,20 +29,20 @@ def make() -> tuple[Injector, Database, Cache]:
 @pytest.fixture
 def app() -> Iterator[tuple[Served, Database, httpx.Client]]:
     injector, db, _ = make()
-    # TTLs of 0: every request sees the state the test just set.
     with (
-        serve(injector, groups={"db": [Database]}, success_ttl=0, failure_ttl=0) as served,
+        serve(injector, groups={"db": [Database]}) as served,
         httpx.Client(base_url=served.url, timeout=5) as client,
     ):
         yield served, db, client
 
 
 def test_health_pass_and_fail_in_health_json(app: tuple[Served, Database, httpx.Client]) -> None:
-    _served, db, client = app
+    served, db, client = app
     answer = client.get("/health")
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "application/health+json"
     assert answer.headers["cache-control"] == "no-store"
+    assert answer.headers["x-content-type-options"] == "nosniff"
     body = answer.json()
     assert body["status"] == "pass"
     assert set(body["checks"]) == {DB, CACHE}
@@ -52,6 +52,7 @@ def test_health_pass_and_fail_in_health_json(app: tuple[Served, Database, httpx.
     assert "output" not in entry
 
     db.fail()
+    served.check()
     answer = client.get("/health")
     assert answer.status_code == 503
     body = answer.json()
@@ -67,16 +68,17 @@ def test_health_pass_and_fail_in_health_json(app: tuple[Served, Database, httpx.
 def test_show_details_opts_in_to_error_text() -> None:
     injector, db, _ = make()
     db.fail()
-    with serve(injector, show_details=True, failure_ttl=0) as served:
+    with serve(injector, show_details=True) as served:
         answer = httpx.get(served.url + "/health", timeout=5)
     assert answer.status_code == 503
     assert "ConnectionError: Database is down" in answer.json()["checks"][DB][0]["output"]
 
 
 def test_health_for_one_name_or_group(app: tuple[Served, Database, httpx.Client]) -> None:
-    _, db, client = app
+    served, db, client = app
     assert client.get(f"/health/{CACHE}").json()["status"] == "pass"
     db.fail()
+    served.check()
     answer = client.get("/health/db")
     assert answer.status_code == 503 and set(answer.json()["checks"]) == {DB}
     assert client.get(f"/health/{CACHE}").status_code == 200
@@ -85,7 +87,7 @@ def test_health_for_one_name_or_group(app: tuple[Served, Database, httpx.Client]
 
 
 def test_livez_and_readyz_kubernetes_format(app: tuple[Served, Database, httpx.Client]) -> None:
-    _, db, client = app
+    served, db, client = app
     assert (client.get("/livez").status_code, client.get("/livez").text) == (200, "ok")
     assert client.get("/readyz").text == "ok"
     verbose = client.get("/readyz?verbose")
@@ -93,6 +95,7 @@ def test_livez_and_readyz_kubernetes_format(app: tuple[Served, Database, httpx.C
     assert verbose.text.splitlines() == [f"[+]{CACHE} ok", f"[+]{DB} ok", "readyz check passed"]
 
     db.fail()
+    served.check()
     failed = client.get("/readyz")
     assert failed.status_code == 503
     assert failed.text.splitlines() == [
@@ -126,12 +129,14 @@ def test_manual_status_shows_everywhere(app: tuple[Served, Database, httpx.Clien
 
 
 def test_grpc_check_over_http_json(app: tuple[Served, Database, httpx.Client]) -> None:
-    _, db, client = app
+    served, db, client = app
     path = "/grpc.health.v1.Health/Check"
     assert client.post(path, json={"service": ""}).json() == {"status": "SERVING"}
     assert client.post(path, json={}).json() == {"status": "SERVING"}
+    assert client.post(path, json={"service": None}).json() == {"status": "SERVING"}
     assert client.post(path, content=b"").json() == {"status": "SERVING"}
     db.fail()
+    served.check()
     assert client.post(path, json={"service": DB}).json() == {"status": "NOT_SERVING"}
     unknown = client.post(path, json={"service": "greet.GreetService"})
     assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
@@ -165,6 +170,7 @@ def test_malformed_requests_get_clear_answers_and_the_server_keeps_serving(
     answer = client.request(method, path, **kwargs)
     assert answer.status_code == status
     assert answer.headers["cache-control"] == "no-store"
+    assert answer.headers["x-content-type-options"] == "nosniff"
     if status == 405:
         assert answer.headers["allow"]
     if answer.headers["content-type"] == "application/json":
@@ -218,17 +224,23 @@ async def test_mounted_in_a_starlette_app() -> None:
     from starlette.routing import Mount, Route
 
     injector, db, _ = make()
-    monitor = HealthMonitor(injector, failure_ttl=0, success_ttl=0)
+    monitor = HealthMonitor(injector)
 
     async def home(request: object) -> PlainTextResponse:
         return PlainTextResponse("shop")
 
     app = Starlette(routes=[Route("/", home), Mount("/ops", app=health_app(monitor))])
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://shop") as client,
+        monitor,  # mounted, the app has no lifespan of its own: the host runs the monitor
+    ):
+        with anyio.fail_after(5):
+            await monitor.wait_ready()
         assert (await client.get("/")).text == "shop"
         assert (await client.get("/ops/livez")).text == "ok"
         assert (await client.get("/ops/health")).json()["status"] == "pass"
         db.fail()
+        await monitor.check()
         assert (await client.get("/ops/readyz")).status_code == 503
         assert (await client.get("/ops/nothing")).status_code == 404

@@ -28,7 +28,8 @@ def make() -> tuple[Injector, Database, Cache]:
 async def test_statuses_by_name_and_groups() -> None:
     injector, db, _cache = make()
     monitor = HealthMonitor(injector, groups={"db": [Database], "everything": ["*"]})
-    assert monitor.status("") is ServingStatus.UNKNOWN
+    assert monitor.status("") is NOT_SERVING  # not started: nothing proves it healthy
+    assert monitor.reasons() == [("startup", "not started")]
     assert monitor.status("liveness") is SERVING  # alive before any check
     await monitor.check()
     assert monitor.statuses() == {
