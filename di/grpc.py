@@ -30,8 +30,7 @@ MAX_LIST_NAMES = 100
 
 # One response per status, made once: answering is a lookup.
 _RESPONSES = {
-    status: health_pb2.HealthCheckResponse(status=int(status))
-    for status in ServingStatus
+    status: health_pb2.HealthCheckResponse(status=int(status)) for status in ServingStatus
 }
 
 

@@ -299,6 +299,11 @@ class HealthMonitor:
         return self._version
 
     @property
+    def started(self) -> bool:
+        """Whether :meth:`start` has completed."""
+        return self._phase == _STARTED
+
+    @property
     def ready(self) -> bool:
         """Whether the start and then one round of checks have completed."""
         return self._ready
