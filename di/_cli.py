@@ -344,7 +344,10 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
 
     run = Run(options, lambda: _injector(args.target), signals, _shut_down)
     # grpcio's server runs on asyncio only.
-    code = anyio.run(run.main, backend="asyncio")
+    try:
+        code = anyio.run(run.main, backend="asyncio")
+    except BaseException as error:  # the loop itself stopped: see Run.rescue
+        code = run.rescue(error)
     if run.failed is not None:
         raise _Fail(run.failed)
     return code

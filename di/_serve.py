@@ -142,6 +142,8 @@ class Run:
         self.signals = signals
         self.shut_down = shut_down
         self.failed: str | None = None
+        self.injector: Scope | None = None
+        self.shutdown_started = False
         self.stopping = False
         self.wake = anyio.Event()
         self.monitor_done = anyio.Event()
@@ -153,7 +155,7 @@ class Run:
 
         loop = asyncio.get_running_loop()
         with self.signals.attached(lambda: loop.call_soon_threadsafe(self._wake)):
-            injector = await self.build()  # a signal meanwhile waits for it to return
+            self.injector = injector = await self.build()  # a signal waits for it to return
             hooks_ok = True
             try:
                 if self.signals.received:
@@ -176,6 +178,7 @@ class Run:
                 with anyio.CancelScope(shield=True):
                     await self._close_servers()
                     logger.info("shutting the container down")
+                    self.shutdown_started = True
                     hooks_ok = await self.shut_down(injector)
         if self.failed is not None:
             return 1
@@ -221,6 +224,7 @@ class Run:
             if isinstance(error, anyio.get_cancelled_exc_class()):
                 raise
             # A check raised SystemExit or the like: stop, with the shutdown hooks run.
+            error = _leaf(error)
             self.failed = f"a health check raised {type(error).__name__}: {error}"
             logger.error("%s; stopping", self.failed)
             self._wake()
@@ -290,6 +294,21 @@ class Run:
                     break  # received between the test and the new event
                 await self.wake.wait()
 
+    def rescue(self, error: BaseException) -> int:
+        """After ``error`` stopped the event loop itself: shut down on a fresh loop.
+
+        asyncio lets SystemExit and KeyboardInterrupt raised in any task out of the loop
+        (a health check that calls ``sys.exit()`` does that); the hooks still run.
+        """
+        error = _leaf(error)
+        self.failed = self.failed or f"stopped by {type(error).__name__}: {error}"
+        logger.error("di serve stopped: %s", self.failed)
+        if self.injector is not None and not self.shutdown_started:
+            logger.info("shutting the container down")
+            self.shutdown_started = True
+            anyio.run(self.shut_down, self.injector, backend="asyncio")
+        return 1
+
     async def _close_servers(self) -> None:
         """Whatever ended the run, no server is left for the loop's teardown."""
         if self.grpc is not None:
@@ -300,6 +319,12 @@ class Run:
             with anyio.move_on_after(5):
                 await self.http.done.wait()
             self.http = None
+
+
+def _leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 # -- HTTP -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import anyio.lowlevel
 from . import _health  # the engine's entry point, for rounds bounded by ``timeout``
 from ._runner import in_event_loop
 from ._service import Service
-from .health import HealthCheckResult, HealthReport
+from .health import HealthCheckResult, HealthReport, Outcome
 from .scope import Scope
 
 __all__ = ["HealthMonitor", "ServingStatus"]
@@ -446,7 +446,11 @@ class HealthMonitor:
             error = check.error
             now = (check.outcome.value, type(error).__name__, _text(error))
             failing[check.key] = now
-            if now != before:
+            # A timeout's text names the limit that fired; it is the same failure.
+            same = before is not None and (
+                before == now or (before[:2] == now[:2] and check.outcome is Outcome.TIMEOUT)
+            )
+            if not same:
                 logger.warning("health check of %r failed (%s): %s: %s", check.key, *now)
         self._failing = failing
 

@@ -244,3 +244,99 @@ async def test_mounted_in_a_starlette_app() -> None:
         await monitor.check()
         assert (await client.get("/ops/readyz")).status_code == 503
         assert (await client.get("/ops/nothing")).status_code == 404
+
+
+def test_a_path_is_decoded_once() -> None:
+    injector = Injector()
+    injector.provide(Database, name="a.b")
+    injector.invoke("a.b")
+    with serve(injector) as served, httpx.Client(base_url=served.url, timeout=5) as client:
+        assert client.get("/health/a%2Eb").status_code == 200  # decoded once by the server
+        assert client.get("/health/a%252Eb").status_code == 404  # "a%2Eb": no such name
+        assert client.get("/readyz/a%252Eb").status_code == 404
+
+
+def test_error_texts_echo_at_most_200_characters_of_a_name(
+    app: tuple[Served, Database, httpx.Client],
+) -> None:
+    _, _, client = app
+    name = "n" * 5000
+    for answer in (
+        client.get(f"/health/{name}"),
+        client.get(f"/readyz/{name}"),
+        client.post("/grpc.health.v1.Health/Check", json={"service": name}),
+    ):
+        assert answer.status_code == 404
+        assert "n" * 200 in answer.text and "n" * 201 not in answer.text
+
+
+async def _get(app: Any, path: str) -> tuple[int, str]:
+    """One GET through the ASGI interface, in this test's own event loop."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    path_only, _, query = path.partition("?")
+    scope = {"type": "http", "method": "GET", "path": path_only, "query_string": query.encode()}
+    await app(scope, receive, send)
+    return sent[0]["status"], sent[1]["body"].decode()
+
+
+@pytest.mark.anyio
+async def test_readiness_reads_not_started_until_start_and_a_first_round() -> None:
+    injector, _, _ = make()
+    monitor = HealthMonitor(injector)
+    app = health_app(monitor)
+    assert await _get(app, "/livez") == (200, "ok")  # liveness depends on no check
+    code, text = await _get(app, "/readyz?verbose")
+    assert code == 503 and "[-]startup: not started" in text.splitlines()
+    assert (await _get(app, "/health"))[0] == 503
+    await monitor.check()  # starts, then checks
+    assert await _get(app, "/readyz") == (200, "ok")
+
+
+@pytest.mark.anyio
+async def test_as_the_top_app_its_lifespan_runs_the_monitor() -> None:
+    injector = Injector()
+    injector.provide(Database, eager=True)
+    monitor = HealthMonitor(injector, interval=0.05)
+    app = health_app(monitor)
+    to_app = anyio.create_memory_object_stream[dict[str, Any]](10)
+    from_app = anyio.create_memory_object_stream[dict[str, Any]](10)
+
+    async def lifespan() -> None:
+        await app({"type": "lifespan"}, to_app[1].receive, from_app[0].send)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(lifespan)
+            await to_app[0].send({"type": "lifespan.startup"})
+            assert (await from_app[1].receive())["type"] == "lifespan.startup.complete"
+            assert monitor.running
+            await monitor.wait_ready()
+            assert monitor.status(DB) is ServingStatus.SERVING  # built by the start
+            await to_app[0].send({"type": "lifespan.shutdown"})
+            assert (await from_app[1].receive())["type"] == "lifespan.shutdown.complete"
+    assert not monitor.running
+
+
+@pytest.mark.anyio
+async def test_a_failed_start_fails_the_lifespan_startup() -> None:
+    def refuse() -> Database:
+        raise ConnectionRefusedError("cannot reach the database")
+
+    injector = Injector()
+    injector.provide(refuse, eager=True)
+    app = health_app(HealthMonitor(injector))
+    to_app = anyio.create_memory_object_stream[dict[str, Any]](10)
+    from_app = anyio.create_memory_object_stream[dict[str, Any]](10)
+    await to_app[0].send({"type": "lifespan.startup"})
+    with anyio.fail_after(5):
+        await app({"type": "lifespan"}, to_app[1].receive, from_app[0].send)
+    failed = await from_app[1].receive()
+    assert failed["type"] == "lifespan.startup.failed"
+    assert "ConnectionRefusedError: cannot reach the database" in failed["message"]
