@@ -345,7 +345,7 @@ class _Uvicorn:
 
         config = uvicorn.Config(
             health_app(monitor, show_details=options.show_details),
-            http=_protocol(IDLE_SECONDS, options.limit_concurrency),
+            http=_protocol(options.limit_concurrency),
             lifespan="off",  # this command runs the monitor
             log_level="warning",
             access_log=False,
@@ -358,11 +358,26 @@ class _Uvicorn:
     async def run_on(
         self, listener: socket.socket, *, task_status: anyio.abc.TaskStatus[None]
     ) -> None:
+        sweeping = anyio.CancelScope()
+
+        async def serve() -> None:
+            try:
+                await self._server.serve([listener])
+            finally:
+                sweeping.cancel()
+
+        async def sweep() -> None:
+            with sweeping:
+                await _sweep(self._server.server_state.connections, IDLE_SECONDS)
+
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._server.serve, [listener])
-                while not self._server.started:  # noqa: ASYNC110 - uvicorn has a flag, no event
+                tasks.start_soon(serve)
+                while not self._server.started:  # uvicorn has a flag, no event
+                    if sweeping.cancel_called:
+                        raise RuntimeError("the HTTP server stopped while starting")
                     await anyio.sleep(0.005)
+                tasks.start_soon(sweep)
                 host, port = listener.getsockname()[:2]
                 logger.info(
                     "HTTP health on http://%s:%s (/health, /livez, /readyz)", _show(host), port
@@ -380,63 +395,69 @@ class _Uvicorn:
         self._server.force_exit = True
 
 
-def _protocol(idle: float, limit: int) -> type[Any]:
+def _protocol(limit: int) -> type[Any]:
     """uvicorn's HTTP protocol (httptools where installed), with two bounds added.
 
-    - a connection that has not sent a whole request head ``idle`` seconds after it
-      opened, or after its last answer, is closed (uvicorn's own keep-alive timeout
-      only starts after a first answer);
+    - it notes when a connection starts waiting for a request head (on opening, and
+      after each answer) and when one arrives, for :func:`_sweep` to close connections
+      that wait too long (uvicorn's own keep-alive timeout only starts after a first
+      answer, and any byte stops it);
     - beyond ``limit`` open connections, a new one is closed at once.
     """
-    base: type[Any]
+    import time
+
     try:
         import httptools  # noqa: F401
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:
-        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+        from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class Protocol(base):  # type: ignore[misc]
-        _timer: Any = None
-        _seen: Any = None
+        class Base(H11Protocol):
+            waiting_since: float | None = None  # time.monotonic() when it began to wait
+            _seen: Any = None
 
+            def data_received(self, data: bytes) -> None:
+                super().data_received(data)
+                cycle = self.cycle
+                if cycle is not self._seen:
+                    self._seen = cycle  # a request head arrived: the app has it now
+                    self.waiting_since = None
+
+    else:
+
+        class Base(HttpToolsProtocol):  # type: ignore[no-redef]
+            waiting_since: float | None = None
+
+            def on_headers_complete(self) -> None:
+                self.waiting_since = None  # a request head arrived
+                super().on_headers_complete()
+
+    class Protocol(Base):
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             if len(self.connections) > limit:
                 transport.close()
                 return
-            self._arm()
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            cycle = self.cycle
-            if cycle is not None and cycle is not self._seen:
-                self._seen = cycle  # a request head arrived: the app has it now
-                self._disarm()
+            self.waiting_since = time.monotonic()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            if not self.transport.is_closing():
-                self._arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._timer = self.loop.call_later(idle, self._expire)
-
-        def _disarm(self) -> None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-
-        def _expire(self) -> None:
-            self._timer = None
-            if not self.transport.is_closing():
-                self.transport.close()
+            self.waiting_since = time.monotonic()
 
     return Protocol
+
+
+async def _sweep(connections: set[Any], idle: float) -> None:
+    """Close connections that have waited over ``idle`` seconds for a request head."""
+    import time
+
+    while True:
+        await anyio.sleep(min(idle / 5, 1.0))
+        limit = time.monotonic() - idle
+        for connection in list(connections):
+            since = getattr(connection, "waiting_since", None)
+            if since is not None and since < limit and not connection.transport.is_closing():
+                connection.transport.close()
 
 
 def _listen(address: tuple[str, int]) -> socket.socket:

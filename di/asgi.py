@@ -57,6 +57,8 @@ class _Answer(Exception):
             (b"x-content-type-options", b"nosniff"),
             *((k.encode(), v.encode()) for k, v in headers.items()),
         ]
+        self.start = {"type": "http.response.start", "status": status, "headers": self.head}
+        self.whole = {"type": "http.response.body", "body": body}
 
 
 def _json(status: int, payload: object, content_type: str = "application/json") -> _Answer:
@@ -91,18 +93,18 @@ def health_app(monitor: HealthMonitor, show_details: bool = False) -> ASGIApp:
         method = scope["method"]
         answer: _Answer | None = None
         key = ("", "", b"")
-        if method in ("GET", "HEAD"):
+        if method == "GET" or method == "HEAD":
             if monitor.version != version:
                 cache.clear()
                 version = monitor.version
-            key = (scope["path"], scope.get("root_path", ""), scope.get("query_string", b""))
+            key = (scope["path"], scope.get("root_path", ""), scope["query_string"])
             answer = cache.get(key)
         if answer is None:
             try:
                 answer = await _route(monitor, show_details, scope, receive)
             except _Answer as raised:
                 answer = raised
-            if method in ("GET", "HEAD") and len(cache) < _CACHED:
+            if (method == "GET" or method == "HEAD") and len(cache) < _CACHED:
                 cache[key] = answer
         await send({"type": "http.response.start", "status": answer.status, "headers": answer.head})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else answer.body})
@@ -311,5 +313,6 @@ def _short(name: str) -> str:
     return repr(name if len(name) <= _ECHO else name[:_ECHO] + "...")
 
 
+_EMPTY = {"type": "http.response.body", "body": b""}
 _EXPECTED = 'expected {"service": "<name>"}'
 _BY_STATUS = {status: _json(200, {"status": status.name}) for status in ServingStatus}
