@@ -13,7 +13,7 @@ $(VENV)/.test: $(BIN)/python pyproject.toml
 	@touch $@
 
 $(VENV)/.bench: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m pip install -q -e '.[bench,grpc,http]'
 	@touch $@
 
 $(VENV)/.demo: $(BIN)/python pyproject.toml

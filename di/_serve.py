@@ -1,16 +1,37 @@
 """``di serve``: the monitor, HTTP under uvicorn and gRPC under grpcio, until a signal.
 
-Needs the ``http`` and ``grpc`` extras for the servers it runs.
+The order of a run:
+
+1. SIGINT and SIGTERM are handled from the first line of the command to its exit
+   (:class:`Signals`); nothing below is ever cut off by one.
+2. The application factory builds the container. A signal meanwhile is acted on once
+   it returns: what it built is shut down.
+3. Both addresses are bound (a taken port is one clear error), and the servers start
+   answering at once: liveness is SERVING, readiness is NOT_SERVING ("startup: not
+   started").
+4. The monitor starts the container's eager services (``astart()``), then checks every
+   interval. Readiness follows the first round. A failed start exits 1.
+5. On SIGTERM every status turns NOT_SERVING while both servers keep answering for the
+   drain period; then they stop accepting and in-flight calls get the grace period.
+   SIGINT skips the drain, and a second signal skips what is left of drain and grace.
+6. The container is shut down, whatever ended the run (a ``finally``). The exit status
+   is 0 only when a signal asked for the stop and every shutdown hook succeeded.
+
+Needs the ``http`` extra to serve HTTP and the ``grpc`` extra to serve gRPC, each only
+when asked for.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import socket
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -23,110 +44,452 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("di.serve")
 
+EXTRAS = {"http": ("uvicorn",), "grpc": ("grpc", "grpc_health.v1.health_pb2")}
+IDLE_SECONDS = 5.0  # an HTTP connection must send a whole request head within this
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 def configure_logging() -> None:
-    """Timestamped INFO logs on stderr: status changes, servers, signals."""
+    """Timestamped INFO logs on stderr: status changes, failing checks, servers, signals."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
 
-async def serve(
-    injector: Scope,
-    http: tuple[str, int] | None,
-    grpc_address: tuple[str, int] | None,
-    interval: float,
-    show_details: bool,
-) -> None:
-    """Serve until SIGINT or SIGTERM, then go NOT_SERVING and stop both servers.
+@dataclass
+class Options:
+    """What ``di serve`` was asked to do."""
 
-    The caller shuts the container down afterwards. Raises OSError when an address
-    cannot be bound.
+    http: tuple[str, int] | None
+    grpc: tuple[str, int] | None
+    interval: float = 5.0
+    drain: float = 5.0
+    grace: float = 5.0
+    show_details: bool = False
+    limit_concurrency: int = 256
+
+
+class Signals:
+    """SIGINT and SIGTERM, recorded from installation until the process exits.
+
+    The handler only records the signal and wakes the event loop, if one is attached;
+    what to do about it is decided by the code that reads :attr:`received`.
     """
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    monitor = HealthMonitor(injector, interval=interval)
-    # Bind both addresses before anything runs: a taken port is one clear error.
-    listener = _listen(http) if http else None
-    try:
-        grpc_server = await _start_grpc(monitor, grpc_address) if grpc_address else None
-    except OSError:
-        if listener is not None:
-            listener.close()
-        raise
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(monitor.run)
-        http_server = (
-            await _start_http(tasks, monitor, listener, show_details) if listener else None
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._wake: Callable[[], object] | None = None
+
+    def install(self) -> None:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received.append(signum)
+        wake = self._wake
+        if wake is not None:
+            wake()
+
+    @contextlib.contextmanager
+    def attached(self, wake: Callable[[], object]) -> Iterator[None]:
+        """Call ``wake`` (from the handler: it must be safe there) on every signal."""
+        self._wake = wake
+        try:
+            yield
+        finally:
+            self._wake = None
+
+    @property
+    def first(self) -> str:
+        return signal.Signals(self.received[0]).name if self.received else ""
+
+
+def missing_extra(options: Options) -> str | None:
+    """The one line to print when an extra that ``options`` need is not installed."""
+    import importlib.util
+
+    for extra, wanted in (("http", options.http), ("grpc", options.grpc)):
+        if wanted is None:
+            continue
+        for module in EXTRAS[extra]:
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                return (
+                    f"serving {'HTTP' if extra == 'http' else 'gRPC'} needs the {extra} extra "
+                    f"({module} is not installed): pip install 'healthdi[{extra}]'"
+                )
+    return None
+
+
+class Run:
+    """One run of ``di serve``: :meth:`main` returns the exit status.
+
+    ``failed`` says why the run ended other than by a signal, in one line.
+    """
+
+    def __init__(
+        self,
+        options: Options,
+        build: Callable[[], Awaitable[Scope]],
+        signals: Signals,
+        shut_down: Callable[[Scope], Awaitable[bool]],
+    ) -> None:
+        self.options = options
+        self.build = build
+        self.signals = signals
+        self.shut_down = shut_down
+        self.failed: str | None = None
+        self.injector: Scope | None = None
+        self.shutdown_started = False
+        self.stopping = False
+        self.wake = anyio.Event()
+        self.monitor_done = anyio.Event()
+        self.http: _Uvicorn | None = None
+        self.grpc: grpc.aio.Server | None = None
+
+    async def main(self) -> int:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        with self.signals.attached(lambda: loop.call_soon_threadsafe(self._wake)):
+            self.injector = injector = await self.build()  # a signal waits for it to return
+            hooks_ok = True
+            try:
+                if self.signals.received:
+                    logger.info(
+                        "received %s while the application was being built: shutting down",
+                        self.signals.first,
+                    )
+                else:
+                    await self._serve(injector)
+            except OSError as error:
+                self.failed = str(error)  # an address that cannot be bound
+            except Exception as error:
+                logger.exception("di serve failed")
+                self.failed = f"{type(error).__name__}: {error}"
+            except BaseException as error:
+                if isinstance(error, anyio.get_cancelled_exc_class()):
+                    raise
+                self.failed = f"stopped by {type(error).__name__}: {error}"
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._close_servers()
+                    logger.info("shutting the container down")
+                    self.shutdown_started = True
+                    hooks_ok = await self.shut_down(injector)
+        if self.failed is not None:
+            return 1
+        return 0 if hooks_ok else 1
+
+    def _wake(self) -> None:
+        self.wake.set()
+
+    # -- serving ----------------------------------------------------------------------
+
+    async def _serve(self, injector: Scope) -> None:
+        options = self.options
+        monitor = HealthMonitor(injector, interval=options.interval)
+        # Bind both addresses before anything runs: a taken port is one clear error.
+        listener = _listen(options.http) if options.http else None
+        try:
+            if options.grpc:
+                self.grpc = await _start_grpc(monitor, options.grpc)
+        except BaseException:
+            if listener is not None:
+                listener.close()
+            raise
+        async with anyio.create_task_group() as tasks:
+            if listener is not None:
+                self.http = _Uvicorn(monitor, options)
+                await tasks.start(self.http.run_on, listener)
+                tasks.start_soon(self._watch_http, self.http)
+            tasks.start_soon(self._run_monitor, monitor)
+            await self._until_signal(1, math.inf)
+            await self._stop(monitor)
+            tasks.cancel_scope.cancel()
+
+    async def _run_monitor(self, monitor: HealthMonitor) -> None:
+        try:
+            await monitor.run()
+        except Exception as error:
+            # The monitor has logged a failed start.
+            self.failed = f"{'start' if not monitor.started else 'monitor'} failed: {error}"
+            if monitor.started:
+                logger.exception("the health monitor failed")
+            self._wake()
+        except BaseException as error:
+            if isinstance(error, anyio.get_cancelled_exc_class()):
+                raise
+            # A check raised SystemExit or the like: stop, with the shutdown hooks run.
+            error = _leaf(error)
+            self.failed = f"a health check raised {type(error).__name__}: {error}"
+            logger.error("%s; stopping", self.failed)
+            self._wake()
+        finally:
+            self.monitor_done.set()
+
+    async def _watch_http(self, http: _Uvicorn) -> None:
+        await http.done.wait()
+        if not self.stopping:
+            self.failed = self.failed or "the HTTP server stopped unexpectedly"
+            self._wake()
+
+    async def _stop(self, monitor: HealthMonitor) -> None:
+        self.stopping = True
+        options = self.options
+        first = self.signals.first
+        if first == "SIGTERM" and self.failed is None and monitor.ready and options.drain > 0:
+            logger.info(
+                "received SIGTERM: NOT_SERVING, draining for %g s before stopping",
+                options.drain,
+            )
+            await monitor.enter_graceful_shutdown()
+            await self._until_signal(2, options.drain)
+        else:
+            if first:
+                logger.info("received %s: going NOT_SERVING and stopping", first)
+            await monitor.enter_graceful_shutdown()
+        monitor.stop()  # the round in progress finishes before the hooks run
+        monitor.close_watches()
+        grace = 0.0 if len(self.signals.received) > 1 else options.grace
+        logger.info("stopping the servers (grace %g s for calls in flight)", grace)
+        async with anyio.create_task_group() as stopping:
+            stopping.start_soon(self._hurry_on_signal)
+            async with anyio.create_task_group() as servers:
+                if self.grpc is not None:
+                    servers.start_soon(self.grpc.stop, grace)
+                if self.http is not None:
+                    self.http.stop(grace)
+                    servers.start_soon(self.http.done.wait)
+                servers.start_soon(self._wait_monitor, monitor.timeout + 1.0)
+            stopping.cancel_scope.cancel()
+        logger.info("servers stopped")
+
+    async def _wait_monitor(self, seconds: float) -> None:
+        with anyio.move_on_after(seconds):
+            await self.monitor_done.wait()
+
+    async def _hurry_on_signal(self) -> None:
+        """A further signal cuts the grace period short (the hooks still run)."""
+        if len(self.signals.received) > 1:
+            return  # grace is 0 already
+        await self._until_signal(2, math.inf)
+        logger.info(
+            "received %s again: stopping now", signal.Signals(self.signals.received[-1]).name
         )
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for received in signals:
-                logger.info("received %s: going NOT_SERVING", signal.Signals(received).name)
-                break
-        await monitor.enter_graceful_shutdown()
-        if grpc_server is not None:
-            await grpc_server.stop(grace=1.0)
-        if http_server is not None:
-            http_server.should_exit = True
-            await http_server.done.wait()
-        tasks.cancel_scope.cancel()
-    logger.info("servers stopped; shutting the container down")
+        if self.http is not None:
+            self.http.force()
+        if self.grpc is not None:
+            await self.grpc.stop(None)
+
+    async def _until_signal(self, count: int, seconds: float) -> None:
+        """Wait ``seconds``, or until ``count`` signals were received or the run failed."""
+        with anyio.move_on_after(seconds):
+            while len(self.signals.received) < count and not (count == 1 and self.failed):
+                self.wake = anyio.Event()
+                if len(self.signals.received) >= count:
+                    break  # received between the test and the new event
+                await self.wake.wait()
+
+    def rescue(self, error: BaseException) -> int:
+        """After ``error`` stopped the event loop itself: shut down on a fresh loop.
+
+        asyncio lets SystemExit and KeyboardInterrupt raised in any task out of the loop
+        (a health check that calls ``sys.exit()`` does that); the hooks still run.
+        """
+        error = _leaf(error)
+        self.failed = self.failed or f"stopped by {type(error).__name__}: {error}"
+        logger.error("di serve stopped: %s", self.failed)
+        if self.injector is not None and not self.shutdown_started:
+            logger.info("shutting the container down")
+            self.shutdown_started = True
+            anyio.run(self.shut_down, self.injector, backend="asyncio")
+        return 1
+
+    async def _close_servers(self) -> None:
+        """Whatever ended the run, no server is left for the loop's teardown."""
+        if self.grpc is not None:
+            await self.grpc.stop(None)
+            self.grpc = None
+        if self.http is not None:
+            self.http.force()
+            with anyio.move_on_after(5):
+                await self.http.done.wait()
+            self.http = None
 
 
-async def _start_http(
-    tasks: anyio.abc.TaskGroup,
-    monitor: HealthMonitor,
-    listener: socket.socket,
-    show_details: bool,
-) -> _Uvicorn:
-    import uvicorn
+def _leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
-    from .asgi import health_app
 
-    config = uvicorn.Config(
-        health_app(monitor, show_details=show_details), log_level="warning", lifespan="on"
-    )
-    server = _Uvicorn(config)
-    tasks.start_soon(server.run_on, listener)
-    while not server.started and not server.done.is_set():  # noqa: ASYNC110 - uvicorn has a flag, no event
-        await anyio.sleep(0.01)
-    host, port = listener.getsockname()[:2]
-    logger.info("HTTP health on http://%s:%s (/health, /livez, /readyz)", _show(host), port)
-    return server
+# -- HTTP -------------------------------------------------------------------------------
 
 
 class _Uvicorn:
-    """uvicorn's server, minus its own signal handling: this command owns the signals."""
+    """uvicorn's server on a bound socket, minus its own signal handling (ours rules)."""
 
-    def __init__(self, config: object) -> None:
+    def __init__(self, monitor: HealthMonitor, options: Options) -> None:
         import uvicorn
+
+        from .asgi import health_app
 
         class Server(uvicorn.Server):
             @contextlib.contextmanager
             def capture_signals(self) -> Iterator[None]:
                 yield
 
-        self._server = Server(config)  # type: ignore[arg-type]
+        config = uvicorn.Config(
+            health_app(monitor, show_details=options.show_details),
+            http=_protocol(options.limit_concurrency),
+            lifespan="off",  # this command runs the monitor
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=int(IDLE_SECONDS),
+            timeout_graceful_shutdown=max(1, math.ceil(options.grace)),
+        )
+        self._server = Server(config)
         self.done = anyio.Event()
 
-    @property
-    def started(self) -> bool:
-        return bool(self._server.started)
+    async def run_on(
+        self, listener: socket.socket, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        sweeping = anyio.CancelScope()
 
-    @property
-    def should_exit(self) -> bool:
-        return bool(self._server.should_exit)
+        async def serve() -> None:
+            try:
+                await self._server.serve([listener])
+            finally:
+                sweeping.cancel()
 
-    @should_exit.setter
-    def should_exit(self, value: bool) -> None:
-        self._server.should_exit = value
+        async def sweep() -> None:
+            with sweeping:
+                await _sweep(self._server.server_state.connections, IDLE_SECONDS)
 
-    async def run_on(self, listener: socket.socket) -> None:
         try:
-            await self._server.serve(sockets=[listener])
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(serve)
+                while not self._server.started:  # uvicorn has a flag, no event
+                    if sweeping.cancel_called:
+                        raise RuntimeError("the HTTP server stopped while starting")
+                    await anyio.sleep(0.005)
+                tasks.start_soon(sweep)
+                host, port = listener.getsockname()[:2]
+                logger.info(
+                    "HTTP health on http://%s:%s (/health, /livez, /readyz)", _show(host), port
+                )
+                task_status.started()
         finally:
             self.done.set()
+
+    def stop(self, grace: float) -> None:
+        self._server.config.timeout_graceful_shutdown = math.ceil(grace)
+        self._server.should_exit = True
+
+    def force(self) -> None:
+        self._server.should_exit = True
+        self._server.force_exit = True
+
+
+def _protocol(limit: int) -> type[Any]:
+    """uvicorn's HTTP protocol (httptools where installed), with two bounds added.
+
+    - it notes when a connection starts waiting for a request head (on opening, and
+      after each answer) and when one arrives, for :func:`_sweep` to close connections
+      that wait too long (uvicorn's own keep-alive timeout only starts after a first
+      answer, and any byte stops it);
+    - beyond ``limit`` open connections, a new one is closed at once.
+    """
+    import time
+
+    try:
+        import httptools  # noqa: F401
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        class Base(H11Protocol):
+            waiting_since: float | None = None  # time.monotonic() when it began to wait
+            _seen: Any = None
+
+            def data_received(self, data: bytes) -> None:
+                super().data_received(data)
+                cycle = self.cycle
+                if cycle is not self._seen:
+                    self._seen = cycle  # a request head arrived: the app has it now
+                    self.waiting_since = None
+
+    else:
+
+        class Base(HttpToolsProtocol):  # type: ignore[no-redef]
+            waiting_since: float | None = None
+
+            def on_headers_complete(self) -> None:
+                self.waiting_since = None  # a request head arrived
+                super().on_headers_complete()
+
+    class Protocol(Base):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > limit:
+                transport.close()
+                return
+            self.waiting_since = time.monotonic()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self.waiting_since = time.monotonic()
+
+    return Protocol
+
+
+async def _sweep(connections: set[Any], idle: float) -> None:
+    """Close connections that have waited over ``idle`` seconds for a request head."""
+    import time
+
+    while True:
+        await anyio.sleep(min(idle / 5, 1.0))
+        limit = time.monotonic() - idle
+        for connection in list(connections):
+            since = getattr(connection, "waiting_since", None)
+            if since is not None and since < limit and not connection.transport.is_closing():
+                connection.transport.close()
+
+
+def _listen(address: tuple[str, int]) -> socket.socket:
+    host, port = address
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on TCP-protocol sockets, and
+    # without it every keep-alive answer waits ~40 ms on Nagle and delayed ACKs.
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise OSError(f"cannot listen for HTTP on {host}:{port}: {error.strerror}") from None
+    listener.listen(1024)
+    return listener
+
+
+# -- gRPC -------------------------------------------------------------------------------
+
+GRPC_OPTIONS = (
+    # Bound exclusively: with SO_REUSEPORT (grpcio's default) a second server on the
+    # same port would start silently and split the traffic.
+    ("grpc.so_reuseport", 0),
+    # Connections that never finish their handshake, or sit idle, are closed.
+    ("grpc.server_handshake_timeout_ms", 5_000),
+    ("grpc.max_connection_idle_ms", 30_000),
+    # Peers that vanished without closing are found by keepalive pings.
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+)
 
 
 async def _start_grpc(monitor: HealthMonitor, address: tuple[str, int]) -> grpc.aio.Server:
@@ -134,34 +497,33 @@ async def _start_grpc(monitor: HealthMonitor, address: tuple[str, int]) -> grpc.
 
     from .grpc import add_health_servicer
 
-    server = grpc.aio.server()
-    add_health_servicer(server, monitor)
     host, port = address
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    _probe_bind(host, port, "gRPC")
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+    add_health_servicer(server, monitor)
     try:
         bound = server.add_insecure_port(target)
     except RuntimeError:
         bound = 0
     if not bound:
+        await server.stop(None)
         raise OSError(f"cannot listen for gRPC on {target}: address in use or not available")
     await server.start()
     logger.info("gRPC health on %s:%s (grpc.health.v1.Health)", _show(host), bound)
     return server
 
 
-def _listen(address: tuple[str, int]) -> socket.socket:
-    host, port = address
+def _probe_bind(host: str, port: int, what: str) -> None:
+    """Bind ``host:port`` briefly, for the OS's own words when it cannot be bound."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind((host, port))
-    except OSError as error:
-        listener.close()
-        raise OSError(f"cannot listen for HTTP on {host}:{port}: {error.strerror}") from None
-    listener.listen(128)
-    listener.set_inheritable(True)
-    return listener
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            text = (error.strerror or str(error)).lower()
+            raise OSError(f"cannot listen for {what} on {host}:{port}: {text}") from None
 
 
 def _show(host: str) -> str:

@@ -4,7 +4,8 @@ Mount it in Starlette, FastAPI or Litestar, or serve it with any ASGI server:
 
 >>> app.mount("/", di.asgi.health_app(monitor))
 
-Routes (HEAD wherever GET is; ``Cache-Control: no-store`` on every answer):
+Routes (HEAD wherever GET is; ``Cache-Control: no-store`` and
+``X-Content-Type-Options: nosniff`` on every answer):
 
 - ``GET /health``, ``GET /health/{name}``: ``application/health+json``, 200 with
   ``"status": "pass"`` or 503 with ``"fail"``, one entry per check. Error texts can
@@ -21,12 +22,14 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
+
+import anyio
 
 from .health import HealthCheckResult
 from .monitor import HealthMonitor, ServingStatus
 
-__all__ = ["MAX_BODY", "health_app"]
+__all__ = ["BODY_SECONDS", "MAX_BODY", "health_app"]
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -34,6 +37,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 MAX_BODY = 64 * 1024
+BODY_SECONDS = 5.0  # a request body must arrive within this
+_ECHO = 200  # characters of a client-supplied name that error texts repeat
+_CACHED = 256  # rendered answers kept per published change
 _GRPC_CHECK = "/grpc.health.v1.Health/Check"
 _PROBES = {"/livez": "liveness", "/readyz": "readiness"}
 
@@ -42,12 +48,17 @@ class _Answer(Exception):
     """Stops handling with a ready response (an error, usually)."""
 
     def __init__(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
-        self.status, self.body, self.content_type, self.headers = (
-            status,
-            body,
-            content_type,
-            headers,
-        )
+        self.status, self.body = status, body
+        # Rendered once: every answer carries these.
+        self.head = [
+            (b"content-type", content_type.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+            (b"x-content-type-options", b"nosniff"),
+            *((k.encode(), v.encode()) for k, v in headers.items()),
+        ]
+        self.start = {"type": "http.response.start", "status": status, "headers": self.head}
+        self.whole = {"type": "http.response.body", "body": body}
 
 
 def _json(status: int, payload: object, content_type: str = "application/json") -> _Answer:
@@ -59,47 +70,79 @@ def _text(status: int, text: str) -> _Answer:
 
 
 def health_app(monitor: HealthMonitor, show_details: bool = False) -> ASGIApp:
-    """An ASGI app serving ``monitor``'s statuses over HTTP.
+    """An ASGI app serving what ``monitor`` publishes over HTTP.
 
-    ``show_details=True`` puts error texts in answers; otherwise they read "withheld".
+    Answers read the monitor's latest statuses and never wait for a check, so the
+    monitor must run: when this app is the top ASGI app, its lifespan runs it (starts
+    the injector's eager services, then checks every interval); mounted inside another
+    app, run it in that app's lifespan (``async with monitor``). Each answer is rendered
+    once per published change. ``show_details=True`` puts error texts in answers;
+    otherwise they read "reason withheld" (the ``di.health`` log has them).
     """
+    cache: dict[tuple[str, str, bytes], _Answer] = {}
+    version = -1
 
     async def app(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+        nonlocal version
+        kind = scope["type"]
+        if kind == "lifespan":
+            await _lifespan(monitor, receive, send)
             return
-        if scope["type"] != "http":
-            raise RuntimeError(f"health_app serves HTTP, not {scope['type']!r}")
-        try:
-            answer = await _route(monitor, show_details, scope, receive)
-        except _Answer as raised:
-            answer = raised
-        body = b"" if scope["method"] == "HEAD" else answer.body
-        headers = [
-            (b"content-type", answer.content_type.encode()),
-            (b"content-length", str(len(answer.body)).encode()),
-            (b"cache-control", b"no-store"),
-            *((k.encode(), v.encode()) for k, v in answer.headers.items()),
-        ]
-        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        if kind != "http":
+            raise RuntimeError(f"health_app serves HTTP, not {kind!r}")
+        method = scope["method"]
+        answer: _Answer | None = None
+        key = ("", "", b"")
+        if method == "GET" or method == "HEAD":
+            if monitor.version != version:
+                cache.clear()
+                version = monitor.version
+            key = (scope["path"], scope.get("root_path", ""), scope["query_string"])
+            answer = cache.get(key)
+        if answer is None:
+            try:
+                answer = await _route(monitor, show_details, scope, receive)
+            except _Answer as raised:
+                answer = raised
+            if (method == "GET" or method == "HEAD") and len(cache) < _CACHED:
+                cache[key] = answer
+        await send({"type": "http.response.start", "status": answer.status, "headers": answer.head})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else answer.body})
 
     return app
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+async def _lifespan(monitor: HealthMonitor, receive: Receive, send: Send) -> None:
+    """As the top app: run the monitor from startup to shutdown (unless it already runs)."""
+    message = await receive()
+    if message["type"] != "lifespan.startup":
+        return
+    if monitor.running:
+        await send({"type": "lifespan.startup.complete"})
+        while (await receive())["type"] != "lifespan.shutdown":
+            pass
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    try:
+        await monitor.__aenter__()
+    except Exception as error:
+        notes = "; ".join(getattr(error, "__notes__", ()))
+        text = f"{type(error).__name__}: {error}" + (f" ({notes})" if notes else "")
+        await send({"type": "lifespan.startup.failed", "message": text})
+        return
+    try:
+        await send({"type": "lifespan.startup.complete"})
+        while (await receive())["type"] != "lifespan.shutdown":
+            pass
+    finally:
+        await monitor.__aexit__(None, None, None)
+    await send({"type": "lifespan.shutdown.complete"})
 
 
 async def _route(
     monitor: HealthMonitor, details: bool, scope: MutableMapping[str, Any], receive: Receive
 ) -> _Answer:
+    # ASGI servers decode the path once; it is not decoded again here.
     path: str = scope["path"]
     root = scope.get("root_path", "")
     if root and path.startswith(root):
@@ -112,14 +155,14 @@ async def _route(
         return await _grpc_check(monitor, receive)
     if path == "/health" or path.startswith("/health/"):
         _allow(method, "GET", "HEAD")
-        name = unquote(path[len("/health/") :]) if path.startswith("/health/") else ""
-        return await _health(monitor, details, name)
+        name = path[len("/health/") :] if path.startswith("/health/") else ""
+        return _health(monitor, details, name)
     for prefix, group in _PROBES.items():
         if path == prefix or path.startswith(prefix + "/"):
             _allow(method, "GET", "HEAD")
-            single = unquote(path[len(prefix) + 1 :]) if path != prefix else None
-            return await _probe(monitor, details, prefix[1:], group, single, query)
-    raise _json(404, {"code": "not_found", "message": f"no route {path!r}"})
+            single = path[len(prefix) + 1 :] if path != prefix else None
+            return _probe(monitor, details, prefix[1:], group, single, query)
+    raise _json(404, {"code": "not_found", "message": f"no route {_short(path)}"})
 
 
 def _allow(method: str, *allowed: str) -> None:
@@ -134,13 +177,12 @@ def _allow(method: str, *allowed: str) -> None:
         )
 
 
-async def _health(monitor: HealthMonitor, details: bool, name: str) -> _Answer:
+def _health(monitor: HealthMonitor, details: bool, name: str) -> _Answer:
     """The ``application/health+json`` answer for the whole application or one name."""
-    await monitor.refresh()
     status = monitor.status(name)
     results = monitor.results(name)
     if status is None or results is None:
-        raise _json(404, {"code": "not_found", "message": f"unknown health check {name!r}"})
+        raise _json(404, {"code": "not_found", "message": f"unknown health check {_short(name)}"})
     checks: dict[str, list[dict[str, Any]]] = {}
     for result in results:
         entry: dict[str, Any] = {
@@ -155,11 +197,15 @@ async def _health(monitor: HealthMonitor, details: bool, name: str) -> _Answer:
     for label in monitor.missing(name):
         checks[label] = [{"status": "fail", "output": "not checked: not built or no check"}]
     serving = status is ServingStatus.SERVING
-    payload = {"status": "pass" if serving else "fail", "checks": checks}
+    payload: dict[str, Any] = {"status": "pass" if serving else "fail"}
+    reasons = monitor.reasons() if not serving else []
+    if reasons:
+        payload["output"] = "; ".join(f"{what}: {why}" for what, why in reasons)
+    payload["checks"] = checks
     return _json(200 if serving else 503, payload, "application/health+json")
 
 
-async def _probe(
+def _probe(
     monitor: HealthMonitor,
     details: bool,
     endpoint: str,
@@ -168,21 +214,23 @@ async def _probe(
     query: dict[str, list[str]],
 ) -> _Answer:
     """The Kubernetes ``/livez`` and ``/readyz`` text format."""
-    await monitor.refresh()
     results = monitor.results(group)
     if results is None:
         raise _text(404, f"no {group!r} group is configured\n")
+    status = monitor.status(group)
+    reasons = [] if status is ServingStatus.SERVING else monitor.reasons()
+    held = [f"[-]{what}: {why}" for what, why in reasons]
     if single is not None:
         found = [r for r in results if r.key == single]
         if not found:
-            raise _text(404, f"no check {single!r} in {endpoint}\n")
-        if found[0].healthy:
+            raise _text(404, f"no check {_short(single)} in {endpoint}\n")
+        if found[0].healthy and not held:
             return _text(200, "ok")
-        return _text(
-            503, f"[-]{single} failed: {_reason(found[0], details)}\n{endpoint} check failed\n"
-        )
+        lines = held if found[0].healthy else [f"[-]{single} failed: {_reason(found[0], details)}"]
+        return _text(503, "\n".join([*lines, f"{endpoint} check failed"]) + "\n")
     exclude = [name for values in query.get("exclude", []) for name in values.split(",") if name]
-    status = monitor.evaluate(group, exclude)
+    if exclude:
+        status = monitor.evaluate(group, exclude)
     ok = status is ServingStatus.SERVING
     if ok and "verbose" not in query:
         return _text(200, "ok")
@@ -199,6 +247,7 @@ async def _probe(
         for label in monitor.missing(group)
         if label not in exclude
     ]
+    lines += held
     if not ok and all(line.startswith("[+]") for line in lines):
         lines.append(f"[-]{group} failed: status {status.name if status else 'UNKNOWN'}")
     lines.append(f"{endpoint} check {'passed' if ok else 'failed'}")
@@ -210,37 +259,46 @@ async def _grpc_check(monitor: HealthMonitor, receive: Receive) -> _Answer:
     body = await _read_body(receive)
     try:
         request = json.loads(body) if body.strip() else {}
+    except RecursionError:
+        raise _json(
+            400, {"code": "invalid_argument", "message": "body is not JSON: nested too deep"}
+        ) from None
     except (UnicodeDecodeError, ValueError) as error:
         raise _json(
             400, {"code": "invalid_argument", "message": f"body is not JSON: {error}"}
         ) from None
-    if not isinstance(request, dict) or not isinstance(request.get("service", ""), str):
-        raise _json(
-            400,
-            {"code": "invalid_argument", "message": 'expected {"service": "<name>"}'},
-        )
-    name = request.get("service", "")
-    await monitor.refresh()
+    if not isinstance(request, dict):
+        raise _json(400, {"code": "invalid_argument", "message": _EXPECTED})
+    name = request.get("service")
+    if name is None:
+        name = ""  # as protobuf's JSON mapping reads null: the default
+    elif not isinstance(name, str):
+        raise _json(400, {"code": "invalid_argument", "message": _EXPECTED})
     status = monitor.status(name)
     if status is None:
-        raise _json(404, {"code": "not_found", "message": f"unknown service {name!r}"})
-    return _json(200, {"status": status.name})
+        raise _json(404, {"code": "not_found", "message": f"unknown service {_short(name)}"})
+    return _BY_STATUS[status]
 
 
 async def _read_body(receive: Receive) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _json(400, {"code": "invalid_argument", "message": "client disconnected"})
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise _json(400, {"code": "invalid_argument", "message": f"body over {MAX_BODY} bytes"})
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    with anyio.move_on_after(BODY_SECONDS) as waiting:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _json(400, {"code": "invalid_argument", "message": "client disconnected"})
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise _json(
+                    400, {"code": "invalid_argument", "message": f"body over {MAX_BODY} bytes"}
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+    assert waiting.cancel_called
+    raise _json(408, {"code": "deadline_exceeded", "message": f"body took over {BODY_SECONDS} s"})
 
 
 def _reason(result: HealthCheckResult, details: bool) -> str:
@@ -248,3 +306,13 @@ def _reason(result: HealthCheckResult, details: bool) -> str:
         return "reason withheld"
     error = result.error
     return f"{type(error).__name__}: {error}" if error is not None else result.outcome.value
+
+
+def _short(name: str) -> str:
+    """A client-supplied name for an error text: quoted, at most 200 characters of it."""
+    return repr(name if len(name) <= _ECHO else name[:_ECHO] + "...")
+
+
+_EMPTY = {"type": "http.response.body", "body": b""}
+_EXPECTED = 'expected {"service": "<name>"}'
+_BY_STATUS = {status: _json(200, {"status": status.name}) for status in ServingStatus}

@@ -1,8 +1,10 @@
 """The gRPC health protocol (``grpc.health.v1.Health``) served from a HealthMonitor.
 
 Needs the ``grpc`` extra (grpcio and grpcio-health-checking) and grpcio's asyncio server.
-Check, Watch and List (which grpcio-health-checking's own servicer lacks) all read the
-monitor, so a manual status or a graceful shutdown shows here as everywhere else.
+Check, Watch and List (which grpcio-health-checking's own servicer lacks) all read what
+the monitor last published, so no call waits for a check, and a manual status or a
+graceful shutdown shows here as everywhere else. The monitor must be running
+(``async with monitor``, or ``di serve``, which runs it).
 
 >>> server = grpc.aio.server()
 >>> di.grpc.add_health_servicer(server, monitor)
@@ -18,12 +20,18 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .monitor import HealthMonitor
+from .monitor import HealthMonitor, ServingStatus
 
 __all__ = ["MAX_LIST_NAMES", "HealthServicer", "add_health_servicer"]
 
 # grpc-go answers RESOURCE_EXHAUSTED above this many names; so does this servicer.
 MAX_LIST_NAMES = 100
+
+
+# One response per status, made once: answering is a lookup.
+_RESPONSES = {
+    status: health_pb2.HealthCheckResponse(status=int(status)) for status in ServingStatus
+}
 
 
 class HealthServicer(health_pb2_grpc.HealthServicer):
@@ -33,26 +41,27 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
         self.monitor = monitor
 
     async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        """The status of one name, fresh within the monitor's TTL; NOT_FOUND if unknown."""
-        await self.monitor.refresh()
+        """The published status of one name; NOT_FOUND if unknown."""
         status = self.monitor.status(request.service)
         if status is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
-        return health_pb2.HealthCheckResponse(status=int(status))
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"unknown service {_short(request.service)}"
+            )
+        return _RESPONSES[status]
 
     async def Watch(
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         """The status now, then on every change; SERVICE_UNKNOWN while the name is unknown.
 
-        The stream ends when the client cancels: grpcio cancels this generator's task.
+        The stream ends when the client cancels (grpcio cancels this generator's task),
+        or when the server is stopping (:meth:`HealthMonitor.close_watches`).
         """
         async for status in self.monitor.watch(request.service):
-            yield health_pb2.HealthCheckResponse(status=int(status))
+            yield _RESPONSES[status]
 
     async def List(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         """Every name and its status (gRFC A90); RESOURCE_EXHAUSTED above 100 names."""
-        await self.monitor.refresh()
         statuses = self.monitor.statuses()
         if len(statuses) > MAX_LIST_NAMES:
             await context.abort(
@@ -71,3 +80,8 @@ def add_health_servicer(server: grpc.aio.Server, monitor: HealthMonitor) -> Heal
     servicer = HealthServicer(monitor)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     return servicer
+
+
+def _short(name: str) -> str:
+    """A client-supplied name for an error text: quoted, at most 200 characters of it."""
+    return repr(name if len(name) <= 200 else name[:200] + "...")

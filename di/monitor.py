@@ -14,9 +14,10 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from . import _health  # the engine's entry point, for rounds bounded by ``timeout``
 from ._runner import in_event_loop
 from ._service import Service
-from .health import HealthCheckResult, HealthReport
+from .health import HealthCheckResult, HealthReport, Outcome
 from .scope import Scope
 
 __all__ = ["HealthMonitor", "ServingStatus"]
@@ -36,7 +37,13 @@ class ServingStatus(enum.IntEnum):
 
 
 class HealthMonitor:
-    """Runs an injector's health checks every ``interval`` and serves the statuses.
+    """Runs an injector's health checks every ``interval`` and publishes the statuses.
+
+    The monitor publishes, requests read: :meth:`run` (or ``async with monitor``) is
+    the only place checks run on their own, and every answer of the HTTP and gRPC
+    endpoints is read from what the monitor last published, so no request waits for a
+    check. Those endpoints need the monitor running: ``di serve`` runs it, and so does
+    :func:`di.asgi.health_app` when it is the top ASGI app.
 
     Names: ``""`` is the whole application (SERVING when every check passes), each
     checked service key is its own name, and each group is a name. A group lists
@@ -45,12 +52,23 @@ class HealthMonitor:
     SERVING while the process runs, which is what liveness should be. Defaults:
     ``{"liveness": [], "readiness": ["*"]}``; ``groups`` adds to and overrides them.
 
-    ``refresh()`` reuses a result younger than ``success_ttl`` (after a healthy report)
-    or ``failure_ttl`` (after an unhealthy one); by default ``interval`` and
-    ``min(interval, 1.0)``, so that recovery is seen sooner than failure.
+    Startup: every name but the empty groups reads NOT_SERVING until :meth:`start`
+    (the injector's ``astart()``, which builds its eager services) and then one round of
+    checks have completed. Each round is bounded by ``timeout`` (default ``interval``)
+    whatever the injector's own timeouts: a check still running then is reported as
+    timed out. If no round completes for ``stale_after`` seconds (default
+    ``2 * (interval + timeout)``), the same names read NOT_SERVING, "health checks
+    overdue", until one does.
+
+    When a check starts failing, or fails differently, a WARNING on the ``di.health``
+    logger names the service, the outcome and the exception; a recovery is an INFO.
+
+    :meth:`refresh` is for callers who want a result no older than a TTL:
+    ``success_ttl`` (after a healthy report) or ``failure_ttl`` (after an unhealthy
+    one); by default ``interval`` and ``min(interval, 1.0)``.
 
     >>> monitor = HealthMonitor(injector, interval=5.0, groups={"db": [Database]})
-    >>> async with monitor:                 # checks every 5 s until the block exits
+    >>> async with monitor:                 # starts, then checks every 5 s until exit
     ...     async for status in monitor.watch("db"):
     ...         print(status.name)
     """
@@ -60,21 +78,39 @@ class HealthMonitor:
         injector: Scope,
         *,
         interval: float = 5.0,
+        timeout: float | None = None,
+        stale_after: float | None = None,
         success_ttl: float | None = None,
         failure_ttl: float | None = None,
         groups: Mapping[str, Sequence[type[Any] | str]] | None = None,
     ) -> None:
         if not isinstance(injector, Scope):
             raise TypeError(f"HealthMonitor() needs an Injector or Scope, got {injector!r}")
-        for argument, value in (
-            ("interval", interval),
-            ("success_ttl", success_ttl),
-            ("failure_ttl", failure_ttl),
+        for argument, value, positive in (
+            ("interval", interval, False),
+            ("timeout", timeout, True),
+            ("stale_after", stale_after, True),
+            ("success_ttl", success_ttl, False),
+            ("failure_ttl", failure_ttl, False),
         ):
-            if value is not None and (isinstance(value, bool) or not value >= 0):
-                raise ValueError(f"HealthMonitor({argument}=...) must be >= 0, got {value!r}")
+            if value is None:
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or not (value > 0 if positive else value >= 0)
+            ):
+                bound = "> 0" if positive else ">= 0"
+                raise ValueError(
+                    f"HealthMonitor({argument}=...) must be a finite number {bound}, got {value!r}"
+                )
         self.injector = injector
         self.interval = interval
+        self.timeout = float(interval if timeout is None else timeout) or 1.0
+        self.stale_after = (
+            2 * (interval + self.timeout) if stale_after is None else float(stale_after)
+        )
         self.success_ttl = interval if success_ttl is None else success_ttl
         self.failure_ttl = min(interval, 1.0) if failure_ttl is None else failure_ttl
         self._groups = {
@@ -83,12 +119,23 @@ class HealthMonitor:
         }
         self._report: HealthReport | None = None
         self._checked = -math.inf  # time.monotonic() of the latest report
+        self._phase = _NOT_STARTED
+        self._start_done: anyio.Event | None = None
+        self._ready = False  # started, then one round completed
+        self._stale_at = math.inf  # time.monotonic() after which results are overdue
+        self._overdue = False
+        self._failing: dict[str, tuple[str, str, str]] = {}
         self._overrides: dict[str, ServingStatus] = {}
         self._shutting_down = False
+        self._closed = False
+        self._stop: anyio.Event | None = None
+        self._version = 0
         self._changed = anyio.Event() if _in_loop() else None
         self._statuses: dict[str, ServingStatus] = self._compute()
         self._refreshing: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._ran = _SET
+        self._running = False
 
     def _members(self, group: str, members: Sequence[type[Any] | str]) -> list[Service] | None:
         if isinstance(members, str):
@@ -100,16 +147,86 @@ class HealthMonitor:
 
     # -- running ---------------------------------------------------------------------
 
+    async def start(self) -> None:
+        """Build the injector's eager services (its ``astart()``), once.
+
+        A failure is logged on ``di.health`` and raised; names stay NOT_SERVING
+        ("startup: failed"), and a later call tries again.
+        """
+        while self._phase == _STARTING and self._start_done is not None:
+            await self._start_done.wait()
+        if self._phase == _STARTED:
+            return
+        self._phase, self._start_done = _STARTING, anyio.Event()
+        try:
+            await self.injector.astart()
+        except Exception as error:
+            self._phase = _FAILED
+            logger.error("starting the application failed: %s", _explain(error))
+            raise
+        except BaseException:
+            self._phase = _NOT_STARTED
+            raise
+        else:
+            self._phase = _STARTED
+        finally:
+            self._start_done.set()
+            self._publish()
+
     async def run(self) -> None:
-        """Check every ``interval`` seconds until cancelled."""
+        """Start (see :meth:`start`), then check every ``interval`` until :meth:`stop`.
+
+        Cancelling it works too, but abandons a round in progress; :meth:`stop` lets
+        that round finish first (it is bounded by ``timeout``).
+        """
+        if self._running:
+            raise RuntimeError("this HealthMonitor is already running; run it once")
+        self._running = True
+        try:
+            await self.start()
+            self._stop = self._stop or anyio.Event()
+            if self._stale_at == math.inf:
+                self._stale_at = time.monotonic() + self.stale_after
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._watch_staleness)
+                while not self._stop.is_set():
+                    await self.check()
+                    with anyio.move_on_after(self.interval):
+                        await self._stop.wait()
+                tasks.cancel_scope.cancel()
+        finally:
+            self._running = False
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`run` is running (``di serve``, a lifespan, ``async with``)."""
+        return self._running
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return once the round in progress (if any) has finished."""
+        self._stop = self._stop or anyio.Event()
+        self._stop.set()
+
+    async def _watch_staleness(self) -> None:
+        """Publish "overdue" when it falls due, so that watchers see it too."""
         while True:
-            await self.check()
-            await anyio.sleep(self.interval)
+            await anyio.sleep(max(self._stale_at - time.monotonic(), 0.0) + 0.001)
+            self._check_stale()
 
     async def __aenter__(self) -> HealthMonitor:
+        await self.start()
+        self._stop = anyio.Event()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
-        self._task_group.start_soon(self.run)
+        self._ran = anyio.Event()
+
+        async def run() -> None:
+            try:
+                await self.run()
+            finally:
+                self._ran.set()
+
+        self._task_group.start_soon(run)
         return self
 
     async def __aexit__(
@@ -119,21 +236,34 @@ class HealthMonitor:
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._task_group is not None
+        self.stop()
+        # The round in progress finishes (its threads stop touching services that the
+        # caller may shut down next); it is bounded by the round timeout.
+        with anyio.move_on_after(self.timeout + 1.0):
+            await self._ran.wait()
         self._task_group.cancel_scope.cancel()
         return await self._task_group.__aexit__(kind, error, tb)
 
     async def check(self) -> HealthReport:
-        """Run the checks now and publish the result."""
-        report = await self.injector.ahealth_report()
+        """Run the checks now (starting first if need be) and publish the result."""
+        if self._phase != _STARTED:
+            await self.start()
+        # The engine's own entry point, with a bound on the whole round.
+        report = await _health.report(self.injector, round_timeout=self.timeout)
+        self._log_outcomes(report)
         self._report = report
         self._checked = time.monotonic()
-        self._publish()
+        self._stale_at = self._checked + self.stale_after
+        self._overdue = False
+        became_ready, self._ready = not self._ready, True
+        self._publish(wake=became_ready)
         return report
 
     async def refresh(self) -> HealthReport:
         """The latest report if it is younger than its TTL, else a fresh one.
 
-        Concurrent refreshes share one run.
+        Concurrent refreshes share one run. The endpoints never call this: they read
+        what :meth:`run` publishes.
         """
         while True:
             report = self._report
@@ -159,16 +289,63 @@ class HealthMonitor:
         """The latest report, None before the first check."""
         return self._report
 
+    @property
+    def version(self) -> int:
+        """A number that changes whenever what the monitor publishes changes.
+
+        Answers rendered from the statuses can be kept until it changes.
+        """
+        self._check_stale()
+        return self._version
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` has completed."""
+        return self._phase == _STARTED
+
+    @property
+    def ready(self) -> bool:
+        """Whether the start and then one round of checks have completed."""
+        return self._ready
+
+    async def wait_ready(self) -> None:
+        """Return once :attr:`ready` (bound it with ``anyio.fail_after``)."""
+        while not self._ready:
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
+
+    def reasons(self) -> list[tuple[str, str]]:
+        """Why names read NOT_SERVING whatever the checks say: ``(what, why)`` pairs.
+
+        ``("startup", "not started")`` (or ``"failed"``) until the start and a first
+        round completed; ``("checks", "health checks overdue")``; ``("shutdown",
+        "shutting down")`` after :meth:`enter_graceful_shutdown`.
+        """
+        self._check_stale()
+        found = []
+        if not self._ready:
+            found.append(("startup", "failed" if self._phase == _FAILED else "not started"))
+        elif self._overdue:
+            found.append(("checks", "health checks overdue"))
+        if self._shutting_down:
+            found.append(("shutdown", "shutting down"))
+        return found
+
     def names(self) -> list[str]:
         """Every name with a status: ``""``, the groups, and each checked service."""
+        self._check_stale()
         return list(self._statuses)
 
     def status(self, name: str) -> ServingStatus | None:
         """The status of ``name``; None when the name is unknown."""
+        if self._stale_at < time.monotonic():
+            self._check_stale()
         return self._statuses.get(name)
 
     def statuses(self) -> dict[str, ServingStatus]:
         """Every name and its status."""
+        self._check_stale()
         return dict(self._statuses)
 
     def evaluate(self, name: str, exclude: Sequence[str] = ()) -> ServingStatus | None:
@@ -179,6 +356,7 @@ class HealthMonitor:
         """
         if not exclude:
             return self.status(name)
+        self._check_stale()
         return self._compute(frozenset(exclude)).get(name)
 
     def missing(self, name: str) -> list[str]:
@@ -220,26 +398,66 @@ class HealthMonitor:
         self._publish()
         await anyio.lowlevel.checkpoint()
 
+    def close_watches(self) -> None:
+        """End every :meth:`watch` iteration, now and later (the server is stopping)."""
+        self._closed = True
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
     async def watch(self, name: str) -> AsyncIterator[ServingStatus]:
-        """The status of ``name`` now, then on every change.
+        """The status of ``name`` now, then on every change, until :meth:`close_watches`.
 
         An unknown name yields SERVICE_UNKNOWN and keeps waiting for it to appear. A slow
         consumer sees the latest status, never a backlog.
         """
         last: ServingStatus | None = None
-        while True:
+        while not self._closed:
             if self._changed is None:
                 self._changed = anyio.Event()
             changed = self._changed
-            current = self._statuses.get(name, ServingStatus.SERVICE_UNKNOWN)
+            current = self.status(name)
+            current = ServingStatus.SERVICE_UNKNOWN if current is None else current
             if current is not last:
                 last = current
                 yield current
             await changed.wait()
 
-    def _publish(self) -> None:
+    # -- publishing -------------------------------------------------------------------
+
+    def _check_stale(self) -> None:
+        if not self._overdue and self._stale_at < time.monotonic():
+            self._overdue = True
+            logger.warning(
+                "health checks overdue: no round completed for %g s; reading NOT_SERVING",
+                self.stale_after,
+            )
+            self._publish()
+
+    def _log_outcomes(self, report: HealthReport) -> None:
+        """Log checks that start failing, fail differently, or recover; nothing else."""
+        failing: dict[str, tuple[str, str, str]] = {}
+        for check in report.checks:
+            before = self._failing.get(check.key)
+            if check.healthy:
+                if before is not None:
+                    logger.info("health check of %r recovered", check.key)
+                continue
+            error = check.error
+            now = (check.outcome.value, type(error).__name__, _text(error))
+            failing[check.key] = now
+            # A timeout's text names the limit that fired; it is the same failure.
+            same = before is not None and (
+                before == now or (before[:2] == now[:2] and check.outcome is Outcome.TIMEOUT)
+            )
+            if not same:
+                logger.warning("health check of %r failed (%s): %s: %s", check.key, *now)
+        self._failing = failing
+
+    def _publish(self, wake: bool = False) -> None:
         statuses = self._compute()
-        if statuses == self._statuses:
+        self._version += 1  # reasons may change without the statuses
+        if statuses == self._statuses and not wake:
             return
         for name in sorted(set(statuses) | set(self._statuses)):
             old, new = self._statuses.get(name), statuses.get(name)
@@ -251,6 +469,8 @@ class HealthMonitor:
                     new.name if new is not None else "(gone)",
                 )
         self._statuses = statuses
+        if self._closed:
+            return
         changed, self._changed = self._changed, anyio.Event() if _in_loop() else None
         if changed is not None:
             changed.set()
@@ -259,27 +479,48 @@ class HealthMonitor:
         report = self._report
         checks = report.checks if report is not None else ()
         results = {check.key: check.healthy for check in checks if check.key not in exclude}
+        held = not self._ready or self._overdue
         statuses: dict[str, ServingStatus] = {}
-        if report is None:
-            statuses[""] = ServingStatus.UNKNOWN
-        else:
-            statuses[""] = _serving(all(results.values()))
+        statuses[""] = _serving(not held and all(results.values()))
         for group, members in self._groups.items():
             if not members and members is not None:
                 statuses[group] = ServingStatus.SERVING  # checks nothing: alive
-            elif report is None:
-                statuses[group] = ServingStatus.UNKNOWN
+            elif held:
+                statuses[group] = ServingStatus.NOT_SERVING
             elif members is None:
                 statuses[group] = _serving(all(results.values()))
             else:
                 wanted = [m.label for m in members if m.label not in exclude]
                 statuses[group] = _serving(all(results.get(label, False) for label in wanted))
         for key, healthy in results.items():
-            statuses.setdefault(key, _serving(healthy))
+            statuses.setdefault(key, _serving(not held and healthy))
         statuses.update(self._overrides)
         if self._shutting_down:
             statuses = dict.fromkeys(statuses, ServingStatus.NOT_SERVING)
         return statuses
+
+
+_NOT_STARTED, _STARTING, _STARTED, _FAILED = "not started", "starting", "started", "failed"
+
+
+class _Set:
+    """Stands in for an event already set, before any loop runs."""
+
+    async def wait(self) -> None:
+        await anyio.lowlevel.checkpoint()
+
+
+_SET: Any = _Set()
+
+
+def _text(error: BaseException | None, limit: int = 500) -> str:
+    text = str(error)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _explain(error: BaseException) -> str:
+    notes = "; ".join(getattr(error, "__notes__", ()))
+    return f"{type(error).__name__}: {_text(error)}" + (f" ({notes})" if notes else "")
 
 
 def _serving(healthy: bool) -> ServingStatus:

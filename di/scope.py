@@ -69,6 +69,7 @@ class Scope:
         "_closed",
         "_closing",
         "_compiled",
+        "_eager",
         "_generation",
         "_instances",
         "_name",
@@ -98,6 +99,8 @@ class Scope:
         self._closed = False
         self._closing: list[_Step] = []
         self._generation = 0
+        # Keys provided with eager=True, in provide order: what start() builds.
+        self._eager: dict[Key, None] = {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name!r}>"
@@ -164,6 +167,7 @@ class Scope:
         name: str | None = None,
         shutdown: Callable[[Any], Any] | None = None,
         health_check: Callable[[Any], Any] | None = None,
+        eager: bool = False,
     ) -> None:
         """Provide a lazy singleton, built by ``factory`` on first invoke.
 
@@ -173,13 +177,17 @@ class Scope:
         type the service of that type. A generator factory (``Iterator[T]``,
         ``AsyncIterator[T]``) provides ``T`` and runs the code after ``yield`` at
         shutdown. ``shutdown`` and ``health_check`` take the instance and override its
-        own ``shutdown()`` and ``health_check()`` methods.
+        own ``shutdown()`` and ``health_check()`` methods. ``eager=True`` has
+        :meth:`start` build it (a service never built is never checked).
 
         >>> def new_cache(config: Config) -> Cache:
         ...     return Cache(config.cache_url)
         >>> injector.provide(new_cache)
         """
-        self._add(self._service(factory, Lifetime.LAZY, name, shutdown, health_check))
+        service = self._service(factory, Lifetime.LAZY, name, shutdown, health_check)
+        self._add(service)
+        if eager:
+            self._eager[service.key] = None
 
     def provide_value(
         self,
@@ -423,6 +431,31 @@ class Scope:
             built = [s for s in self._services.values() if s.index]
         return sorted(built, key=lambda s: s.index)
 
+    # -- starting -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Build every service of this scope provided with ``eager=True``, in provide order.
+
+        Each is built as :meth:`invoke` builds it, dependencies first; one already built
+        is left as it is. The first failure is raised, with a note naming the service.
+        Inside a running loop, or with async factories, use :meth:`astart`.
+        """
+        for key in list(self._eager):
+            try:
+                self.invoke(key)
+            except Exception as error:
+                _note_start(error, self, key)
+                raise
+
+    async def astart(self) -> None:
+        """:meth:`start` for async code: awaits async factories."""
+        for key in list(self._eager):
+            try:
+                await self.ainvoke(key)
+            except Exception as error:
+                _note_start(error, self, key)
+                raise
+
     # -- health checks ------------------------------------------------------------
 
     def health_check(self) -> dict[str, Exception | None]:
@@ -652,6 +685,11 @@ class Scope:
         # Shielded so a cancelled block still releases what it built.
         with anyio.CancelScope(shield=True):
             await self.ashutdown()
+
+
+def _note_start(error: Exception, scope: Scope, key: Key) -> None:
+    """Name the eager service whose start ``error`` failed, in a note on it."""
+    error.add_note(f"while starting eager service {describe(key)!r} of scope {scope._name!r}")
 
 
 def hook_of(

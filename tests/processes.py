@@ -89,3 +89,49 @@ def di(*args: str, timeout: float = 30, **env: str) -> subprocess.CompletedProce
         cwd=ROOT,
         env={**os.environ, **env},
     )
+
+
+class Serving:
+    """`di serve` as a child process, its output in a file the test can read any time."""
+
+    def __init__(self, target: str, *options: str, log: Path, **env: str) -> None:
+        self.http_port, self.grpc_port = free_port(), free_port()
+        self.log = log
+        self._output = log.open("w")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "di",
+                "serve",
+                target,
+                "--http",
+                f"127.0.0.1:{self.http_port}",
+                "--grpc",
+                f"127.0.0.1:{self.grpc_port}",
+                *options,
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_output(self, text: str, timeout: float = 20) -> None:
+        wait_for(lambda: text in self.output(), timeout, f"{text!r} in the output")
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self._output.close()

@@ -2,6 +2,9 @@
 
 grpcio's server only runs on asyncio, so both run on an asyncio loop of their own in a
 thread, with the monitor; the tests talk to them over real sockets with real clients.
+The health app is uvicorn's top app, so its lifespan runs the monitor, as it would in
+production; answers read what the monitor publishes, so a test that changes a check's
+outcome calls ``served.check()`` (one round, published) before reading.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class Served:
         self.grpc_port = 0
         self._uvicorn: uvicorn.Server | None = None
         self._grpc: grpc.aio.Server | None = None
-        self._monitor_task: asyncio.Task[None]
+        self._serving: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -63,24 +66,30 @@ class Served:
             lifespan="on",
         )
         self._uvicorn = uvicorn.Server(config)
-        asyncio.get_running_loop().create_task(self._uvicorn.serve())
-        while not self._uvicorn.started:
-            await asyncio.sleep(0.01)
+        self._serving = asyncio.get_running_loop().create_task(self._uvicorn.serve())
+        async with asyncio.timeout(10):
+            while not (self._uvicorn.started and self.monitor.ready):
+                await asyncio.sleep(0.01)
         self.http_port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
         self._grpc = grpc.aio.server()
         di.grpc.add_health_servicer(self._grpc, self.monitor)
         self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
         await self._grpc.start()
-        self._monitor_task = asyncio.get_running_loop().create_task(self.monitor.run())
+
+    def check(self) -> None:
+        """One round of checks, published: what the monitor's next round would show."""
+
+        async def check() -> None:
+            await self.monitor.check()
+
+        self.loop.run(check())
 
     async def stop(self) -> None:
         assert self._uvicorn is not None and self._grpc is not None
-        self._monitor_task.cancel()
+        assert self._serving is not None
         await self._grpc.stop(None)
         self._uvicorn.should_exit = True
-        while self._uvicorn.started and not self._uvicorn.should_exit:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.1)
+        await asyncio.wait_for(self._serving, 10)  # the lifespan stops the monitor
 
 
 @contextmanager

@@ -47,7 +47,13 @@ def test_check_accepts_an_injector_object() -> None:
         (["check", "tests.cli_targets:broken"], "broken() failed: RuntimeError"),
         (["serve", "tests.cli_targets:healthy", "--http", "nowhere"], "bad --http address"),
         (["serve", "tests.cli_targets:healthy", "--grpc", "h:99999"], "bad --grpc address"),
-        (["serve", "tests.cli_targets:healthy", "--interval", "0"], "--interval must be > 0"),
+        (["serve", "tests.cli_targets:healthy", "--interval", "0"], "--interval must be a"),
+        (["serve", "tests.cli_targets:healthy", "--drain", "-1"], "--drain must be a"),
+        (["serve", "tests.cli_targets:healthy", "--grace", "nan"], "--grace must be a"),
+        (
+            ["serve", "tests.cli_targets:healthy", "--limit-concurrency", "0"],
+            "--limit-concurrency must be >= 1",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_1(args: list[str], message: str) -> None:

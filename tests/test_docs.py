@@ -47,3 +47,83 @@ def test_demo_runs() -> None:
         "__main__.PaymentGateway": "unhealthy",
         "__main__.Orders": "healthy",
     }
+
+
+def _blocks(text: str, language: str) -> list[str]:
+    """The fenced code blocks of ``language`` in a Markdown text."""
+    import re
+
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_readme_health_example_builds_and_checks_a_service() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Health, in and out") :]
+    example = _blocks(section, "python")[0]
+    done = subprocess.run(
+        [sys.executable, "-c", example], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "{'__main__.Database': None}"
+
+
+def test_exposure_doc_quotes_the_mounted_example_verbatim() -> None:
+    example = (ROOT / "examples" / "mounted.py").read_text()
+    assert example in (ROOT / "docs" / "exposure.md").read_text()
+
+
+def test_mounted_example_runs_its_monitor_in_the_lifespan() -> None:
+    import importlib
+
+    import anyio
+    import httpx
+
+    module = importlib.import_module("examples.mounted")
+
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=module.app)
+        with anyio.fail_after(10):
+            async with (
+                module.lifespan(module.app),  # what the ASGI server runs at startup
+                httpx.AsyncClient(transport=transport, base_url="http://shop") as client,
+            ):
+                assert (await client.get("/ops/livez")).text == "ok"
+                await module.monitor.wait_ready()
+                verbose = await client.get("/ops/readyz?verbose")
+                assert verbose.status_code == 200
+                assert "[+]examples.mounted.Database ok" in verbose.text
+        assert not module.monitor.running
+
+    anyio.run(run)
+
+
+def test_kubernetes_pod_spec_fits_drain_grace_and_probes_together() -> None:
+    """The numbers of the documented pod spec agree with each other."""
+    import re
+
+    doc = (ROOT / "docs" / "exposure.md").read_text()
+    spec = _blocks(doc, "yaml")[0]
+
+    def number(pattern: str, text: str = spec) -> float:
+        found = re.search(pattern, text)
+        assert found is not None, pattern
+        return float(found.group(1))
+
+    drain = number(r'"--drain", "([\d.]+)"')
+    grace = number(r'"--grace", "([\d.]+)"')
+    interval = number(r'"--interval", "([\d.]+)"')
+    termination = number(r"terminationGracePeriodSeconds: (\d+)")
+    readiness = spec[spec.index("readinessProbe:") :]
+    period = number(r"periodSeconds: (\d+)", readiness)
+    threshold = number(r"failureThreshold: (\d+)", readiness)
+    timeout = number(r"timeoutSeconds: (\d+)", readiness)
+    startup = spec[spec.index("startupProbe:") : spec.index("livenessProbe:")]
+    # Readiness fails where it is read before the drain ends...
+    assert period * threshold + timeout < drain
+    # ...and drain, grace and a few seconds of shutdown hooks fit before SIGKILL.
+    assert drain + grace + 5 <= termination
+    # The startup probe allows the start and a first round (bounded by the interval).
+    assert (
+        number(r"periodSeconds: (\d+)", startup) * number(r"failureThreshold: (\d+)", startup)
+        > 2 * interval
+    )

@@ -119,7 +119,7 @@ def test_serve_follows_redis_down_and_up_then_stops_cleanly(
             serve.wait()
     log.seek(0)
     output = log.read()
-    assert "received SIGTERM: going NOT_SERVING" in output
+    assert "received SIGTERM: NOT_SERVING, draining for 5 s" in output
     assert "cache closed" in output and "order store closed" in output  # shutdown hooks ran
     assert "Traceback" not in output
     for name, seconds in timings.items():

@@ -29,7 +29,7 @@ def served() -> Iterator[tuple[Served, Database, health_pb2_grpc.HealthStub]]:
     db = injector.invoke(Database)
     injector.invoke(Cache)
     with (
-        serve(injector, interval=0.05, success_ttl=0, failure_ttl=0) as server,
+        serve(injector, interval=0.05) as server,
         grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel,
     ):
         yield server, db, health_pb2_grpc.HealthStub(channel)
@@ -43,11 +43,12 @@ def check(stub: health_pb2_grpc.HealthStub, name: str) -> int:
 def test_check_names_and_not_found(
     served: tuple[Served, Database, health_pb2_grpc.HealthStub],
 ) -> None:
-    _, db, stub = served
+    server, db, stub = served
     assert check(stub, "") == Status.SERVING
     assert check(stub, DB) == Status.SERVING
     assert check(stub, "readiness") == Status.SERVING
     db.fail()
+    server.check()
     assert check(stub, "") == Status.NOT_SERVING
     assert check(stub, DB) == Status.NOT_SERVING
     assert check(stub, CACHE) == Status.SERVING
@@ -131,8 +132,9 @@ def test_watch_cancelled_by_the_client_leaves_no_task_behind(
 
 
 def test_list_every_name(served: tuple[Served, Database, health_pb2_grpc.HealthStub]) -> None:
-    _, db, stub = served
+    server, db, stub = served
     db.fail()
+    server.check()
     response = stub.List(health_pb2.HealthListRequest(), timeout=5)
     statuses = {name: int(r.status) for name, r in response.statuses.items()}
     assert statuses == {

@@ -29,20 +29,20 @@ def make() -> tuple[Injector, Database, Cache]:
 @pytest.fixture
 def app() -> Iterator[tuple[Served, Database, httpx.Client]]:
     injector, db, _ = make()
-    # TTLs of 0: every request sees the state the test just set.
     with (
-        serve(injector, groups={"db": [Database]}, success_ttl=0, failure_ttl=0) as served,
+        serve(injector, groups={"db": [Database]}) as served,
         httpx.Client(base_url=served.url, timeout=5) as client,
     ):
         yield served, db, client
 
 
 def test_health_pass_and_fail_in_health_json(app: tuple[Served, Database, httpx.Client]) -> None:
-    _served, db, client = app
+    served, db, client = app
     answer = client.get("/health")
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "application/health+json"
     assert answer.headers["cache-control"] == "no-store"
+    assert answer.headers["x-content-type-options"] == "nosniff"
     body = answer.json()
     assert body["status"] == "pass"
     assert set(body["checks"]) == {DB, CACHE}
@@ -52,6 +52,7 @@ def test_health_pass_and_fail_in_health_json(app: tuple[Served, Database, httpx.
     assert "output" not in entry
 
     db.fail()
+    served.check()
     answer = client.get("/health")
     assert answer.status_code == 503
     body = answer.json()
@@ -67,16 +68,17 @@ def test_health_pass_and_fail_in_health_json(app: tuple[Served, Database, httpx.
 def test_show_details_opts_in_to_error_text() -> None:
     injector, db, _ = make()
     db.fail()
-    with serve(injector, show_details=True, failure_ttl=0) as served:
+    with serve(injector, show_details=True) as served:
         answer = httpx.get(served.url + "/health", timeout=5)
     assert answer.status_code == 503
     assert "ConnectionError: Database is down" in answer.json()["checks"][DB][0]["output"]
 
 
 def test_health_for_one_name_or_group(app: tuple[Served, Database, httpx.Client]) -> None:
-    _, db, client = app
+    served, db, client = app
     assert client.get(f"/health/{CACHE}").json()["status"] == "pass"
     db.fail()
+    served.check()
     answer = client.get("/health/db")
     assert answer.status_code == 503 and set(answer.json()["checks"]) == {DB}
     assert client.get(f"/health/{CACHE}").status_code == 200
@@ -85,7 +87,7 @@ def test_health_for_one_name_or_group(app: tuple[Served, Database, httpx.Client]
 
 
 def test_livez_and_readyz_kubernetes_format(app: tuple[Served, Database, httpx.Client]) -> None:
-    _, db, client = app
+    served, db, client = app
     assert (client.get("/livez").status_code, client.get("/livez").text) == (200, "ok")
     assert client.get("/readyz").text == "ok"
     verbose = client.get("/readyz?verbose")
@@ -93,6 +95,7 @@ def test_livez_and_readyz_kubernetes_format(app: tuple[Served, Database, httpx.C
     assert verbose.text.splitlines() == [f"[+]{CACHE} ok", f"[+]{DB} ok", "readyz check passed"]
 
     db.fail()
+    served.check()
     failed = client.get("/readyz")
     assert failed.status_code == 503
     assert failed.text.splitlines() == [
@@ -126,12 +129,14 @@ def test_manual_status_shows_everywhere(app: tuple[Served, Database, httpx.Clien
 
 
 def test_grpc_check_over_http_json(app: tuple[Served, Database, httpx.Client]) -> None:
-    _, db, client = app
+    served, db, client = app
     path = "/grpc.health.v1.Health/Check"
     assert client.post(path, json={"service": ""}).json() == {"status": "SERVING"}
     assert client.post(path, json={}).json() == {"status": "SERVING"}
+    assert client.post(path, json={"service": None}).json() == {"status": "SERVING"}
     assert client.post(path, content=b"").json() == {"status": "SERVING"}
     db.fail()
+    served.check()
     assert client.post(path, json={"service": DB}).json() == {"status": "NOT_SERVING"}
     unknown = client.post(path, json={"service": "greet.GreetService"})
     assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
@@ -165,6 +170,7 @@ def test_malformed_requests_get_clear_answers_and_the_server_keeps_serving(
     answer = client.request(method, path, **kwargs)
     assert answer.status_code == status
     assert answer.headers["cache-control"] == "no-store"
+    assert answer.headers["x-content-type-options"] == "nosniff"
     if status == 405:
         assert answer.headers["allow"]
     if answer.headers["content-type"] == "application/json":
@@ -218,17 +224,119 @@ async def test_mounted_in_a_starlette_app() -> None:
     from starlette.routing import Mount, Route
 
     injector, db, _ = make()
-    monitor = HealthMonitor(injector, failure_ttl=0, success_ttl=0)
+    monitor = HealthMonitor(injector)
 
     async def home(request: object) -> PlainTextResponse:
         return PlainTextResponse("shop")
 
     app = Starlette(routes=[Route("/", home), Mount("/ops", app=health_app(monitor))])
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://shop") as client,
+        monitor,  # mounted, the app has no lifespan of its own: the host runs the monitor
+    ):
+        with anyio.fail_after(5):
+            await monitor.wait_ready()
         assert (await client.get("/")).text == "shop"
         assert (await client.get("/ops/livez")).text == "ok"
         assert (await client.get("/ops/health")).json()["status"] == "pass"
         db.fail()
+        await monitor.check()
         assert (await client.get("/ops/readyz")).status_code == 503
         assert (await client.get("/ops/nothing")).status_code == 404
+
+
+def test_a_path_is_decoded_once() -> None:
+    injector = Injector()
+    injector.provide(Database, name="a.b")
+    injector.invoke("a.b")
+    with serve(injector) as served, httpx.Client(base_url=served.url, timeout=5) as client:
+        assert client.get("/health/a%2Eb").status_code == 200  # decoded once by the server
+        assert client.get("/health/a%252Eb").status_code == 404  # "a%2Eb": no such name
+        assert client.get("/readyz/a%252Eb").status_code == 404
+
+
+def test_error_texts_echo_at_most_200_characters_of_a_name(
+    app: tuple[Served, Database, httpx.Client],
+) -> None:
+    _, _, client = app
+    name = "n" * 5000
+    for answer in (
+        client.get(f"/health/{name}"),
+        client.get(f"/readyz/{name}"),
+        client.post("/grpc.health.v1.Health/Check", json={"service": name}),
+    ):
+        assert answer.status_code == 404
+        assert "n" * 200 in answer.text and "n" * 201 not in answer.text
+
+
+async def _get(app: Any, path: str) -> tuple[int, str]:
+    """One GET through the ASGI interface, in this test's own event loop."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    path_only, _, query = path.partition("?")
+    scope = {"type": "http", "method": "GET", "path": path_only, "query_string": query.encode()}
+    await app(scope, receive, send)
+    return sent[0]["status"], sent[1]["body"].decode()
+
+
+@pytest.mark.anyio
+async def test_readiness_reads_not_started_until_start_and_a_first_round() -> None:
+    injector, _, _ = make()
+    monitor = HealthMonitor(injector)
+    app = health_app(monitor)
+    assert await _get(app, "/livez") == (200, "ok")  # liveness depends on no check
+    code, text = await _get(app, "/readyz?verbose")
+    assert code == 503 and "[-]startup: not started" in text.splitlines()
+    assert (await _get(app, "/health"))[0] == 503
+    await monitor.check()  # starts, then checks
+    assert await _get(app, "/readyz") == (200, "ok")
+
+
+@pytest.mark.anyio
+async def test_as_the_top_app_its_lifespan_runs_the_monitor() -> None:
+    injector = Injector()
+    injector.provide(Database, eager=True)
+    monitor = HealthMonitor(injector, interval=0.05)
+    app = health_app(monitor)
+    to_app = anyio.create_memory_object_stream[dict[str, Any]](10)
+    from_app = anyio.create_memory_object_stream[dict[str, Any]](10)
+
+    async def lifespan() -> None:
+        await app({"type": "lifespan"}, to_app[1].receive, from_app[0].send)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(lifespan)
+            await to_app[0].send({"type": "lifespan.startup"})
+            assert (await from_app[1].receive())["type"] == "lifespan.startup.complete"
+            assert monitor.running
+            await monitor.wait_ready()
+            assert monitor.status(DB) is ServingStatus.SERVING  # built by the start
+            await to_app[0].send({"type": "lifespan.shutdown"})
+            assert (await from_app[1].receive())["type"] == "lifespan.shutdown.complete"
+    assert not monitor.running
+
+
+@pytest.mark.anyio
+async def test_a_failed_start_fails_the_lifespan_startup() -> None:
+    def refuse() -> Database:
+        raise ConnectionRefusedError("cannot reach the database")
+
+    injector = Injector()
+    injector.provide(refuse, eager=True)
+    app = health_app(HealthMonitor(injector))
+    to_app = anyio.create_memory_object_stream[dict[str, Any]](10)
+    from_app = anyio.create_memory_object_stream[dict[str, Any]](10)
+    await to_app[0].send({"type": "lifespan.startup"})
+    with anyio.fail_after(5):
+        await app({"type": "lifespan"}, to_app[1].receive, from_app[0].send)
+    failed = await from_app[1].receive()
+    assert failed["type"] == "lifespan.startup.failed"
+    assert "ConnectionRefusedError: cannot reach the database" in failed["message"]

@@ -28,7 +28,8 @@ def make() -> tuple[Injector, Database, Cache]:
 async def test_statuses_by_name_and_groups() -> None:
     injector, db, _cache = make()
     monitor = HealthMonitor(injector, groups={"db": [Database], "everything": ["*"]})
-    assert monitor.status("") is ServingStatus.UNKNOWN
+    assert monitor.status("") is NOT_SERVING  # not started: nothing proves it healthy
+    assert monitor.reasons() == [("startup", "not started")]
     assert monitor.status("liveness") is SERVING  # alive before any check
     await monitor.check()
     assert monitor.statuses() == {
@@ -174,3 +175,186 @@ async def test_run_stops_cleanly_on_cancellation_and_logs_changes(
         db.fail()
         await monitor.check()
     assert f"health status of {DB!r}: SERVING -> NOT_SERVING" in caplog.text
+
+
+class HungAsync:
+    async def health_check(self) -> None:
+        await anyio.sleep_forever()
+
+
+class HungSync:
+    def __init__(self) -> None:
+        self.release = __import__("threading").Event()
+        self.calls = 0
+
+    def health_check(self) -> None:
+        self.calls += 1
+        self.release.wait(10)
+
+
+class Broken:
+    def __init__(self) -> None:
+        self.error: Exception | None = ConnectionRefusedError("db.internal:5432 refused")
+
+    def health_check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+async def test_rounds_are_bounded_whatever_the_injector_timeouts() -> None:
+    injector = Injector()  # no timeouts of its own
+    injector.provide(HungAsync)
+    injector.provide(HungSync)
+    injector.invoke(HungAsync)
+    stuck = injector.invoke(HungSync)
+    monitor = HealthMonitor(injector, interval=0.2)
+    try:
+        with anyio.fail_after(5):
+            report = await monitor.check()
+        assert {check.key: check.outcome.value for check in report.checks} == {
+            "tests.test_monitor.HungAsync": "timeout",
+            "tests.test_monitor.HungSync": "timeout",
+        }
+        assert monitor.status("readiness") is NOT_SERVING
+        with anyio.fail_after(5):
+            await monitor.check()
+        assert stuck.calls == 1  # a stuck sync check is not started again while stuck
+    finally:
+        stuck.release.set()
+
+
+async def test_results_go_stale_when_no_round_completes() -> None:
+    injector, _, _ = make()
+    monitor = HealthMonitor(injector, interval=0.05, stale_after=0.2)
+    await monitor.check()
+    assert monitor.status("readiness") is SERVING and monitor.reasons() == []
+    await anyio.sleep(0.3)  # nothing runs the monitor: no round completes
+    assert monitor.status("") is NOT_SERVING
+    assert monitor.status("readiness") is NOT_SERVING
+    assert monitor.status(DB) is NOT_SERVING
+    assert monitor.status("liveness") is SERVING
+    assert monitor.reasons() == [("checks", "health checks overdue")]
+    await monitor.check()
+    assert monitor.status("readiness") is SERVING
+
+
+async def test_watchers_see_results_go_overdue_while_the_monitor_runs() -> None:
+    class Stubborn:
+        """Ignores the round's deadline for a while: no round completes meanwhile."""
+
+        calls = 0
+
+        async def health_check(self) -> None:
+            Stubborn.calls += 1
+            if Stubborn.calls == 2:
+                with anyio.CancelScope(shield=True):
+                    await anyio.sleep(1.0)
+
+    injector = Injector()
+    injector.provide(Stubborn, eager=True)
+    monitor = HealthMonitor(injector, interval=0.05, timeout=0.05, stale_after=0.3)
+    seen: list[ServingStatus] = []
+    with anyio.fail_after(5):
+        async with monitor:
+            async for status in monitor.watch("readiness"):
+                seen.append(status)
+                if len(seen) == 4:
+                    break
+    # Not started, then healthy, then overdue while the second round hangs, then back.
+    assert seen == [NOT_SERVING, SERVING, NOT_SERVING, SERVING]
+
+
+def test_timeout_and_stale_after_defaults_and_validation() -> None:
+    injector, _, _ = make()
+    monitor = HealthMonitor(injector, interval=0.05, timeout=0.05, stale_after=0.5)
+    assert monitor.timeout == 0.05 and monitor.stale_after == 0.5
+    default = HealthMonitor(injector, interval=2.0)
+    assert (default.timeout, default.stale_after) == (2.0, 8.0)
+    with pytest.raises(ValueError, match="timeout"):
+        HealthMonitor(injector, timeout=0)
+    with pytest.raises(ValueError, match="stale_after"):
+        HealthMonitor(injector, stale_after=float("nan"))
+
+
+async def test_a_failing_check_logs_its_exception_once_and_its_recovery(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    injector = Injector()
+    injector.provide(Broken)
+    broken = injector.invoke(Broken)
+    monitor = HealthMonitor(injector)
+    with caplog.at_level(logging.INFO, logger="di.health"):
+        await monitor.check()
+        await monitor.check()  # the same failure: nothing more
+        broken.error = TimeoutError("db.internal:5432 timed out")
+        await monitor.check()  # a different failure
+        broken.error = None
+        await monitor.check()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        "health check of 'tests.test_monitor.Broken' failed (unhealthy): "
+        "ConnectionRefusedError: db.internal:5432 refused",
+        "health check of 'tests.test_monitor.Broken' failed (unhealthy): "
+        "TimeoutError: db.internal:5432 timed out",
+    ]
+    assert "health check of 'tests.test_monitor.Broken' recovered" in [
+        r.getMessage() for r in caplog.records if r.levelno == logging.INFO
+    ]
+
+
+async def test_start_builds_eager_services_before_the_first_round() -> None:
+    injector = Injector()
+    injector.provide(Database, eager=True)
+    injector.provide(Cache)
+    monitor = HealthMonitor(injector)
+    assert monitor.reasons() == [("startup", "not started")]
+    async with monitor:
+        assert monitor.started
+        with anyio.fail_after(5):
+            await monitor.wait_ready()
+        assert monitor.statuses() == {
+            "": SERVING,
+            "liveness": SERVING,
+            "readiness": SERVING,
+            DB: SERVING,  # built by the start, so checked
+        }
+
+
+async def test_a_failed_start_is_logged_raised_and_reads_not_serving(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def refuse() -> Broken:
+        raise ConnectionRefusedError("cannot reach the database")
+
+    injector = Injector()
+    injector.provide(refuse, eager=True)
+    monitor = HealthMonitor(injector)
+    with (
+        caplog.at_level(logging.ERROR, logger="di.health"),
+        pytest.raises(ConnectionRefusedError),
+    ):
+        await monitor.start()
+    assert "starting the application failed: ConnectionRefusedError" in caplog.text
+    assert "while starting eager service 'tests.test_monitor.Broken'" in caplog.text
+    assert monitor.reasons() == [("startup", "failed")]
+    assert monitor.status("readiness") is NOT_SERVING
+
+
+async def test_stop_lets_the_round_in_progress_finish() -> None:
+    class Slow:
+        finished = 0
+
+        async def health_check(self) -> None:
+            await anyio.sleep(0.2)
+            Slow.finished += 1
+
+    injector = Injector()
+    injector.provide(Slow, eager=True)
+    monitor = HealthMonitor(injector, interval=10)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(monitor.run)
+            await anyio.sleep(0.05)  # the first round is in progress
+            monitor.stop()
+    assert Slow.finished == 1
+    assert not monitor.running

@@ -96,7 +96,7 @@ class Shop:
             await self.cache.client.set("shop:orders", count)
 
 
-async def create_app() -> Injector:
+def create_app() -> Injector:
     """Build the shop's container; ``di serve`` and ``di check`` call this."""
     settings = Settings.from_env()
     injector = Injector(health_check_timeout=1.0, health_check_global_timeout=3.0)
@@ -106,6 +106,7 @@ async def create_app() -> Injector:
         injector.provide(open_cache)
     else:
         log.warning("SHOP_REDIS_URL is not set: running on SQLite alone")
-    injector.provide(Shop)
-    await injector.ainvoke(Shop)  # checks only cover what was built
+    # Built by the start (di serve, di check), with what it needs: checks only cover
+    # what was built.
+    injector.provide(Shop, eager=True)
     return injector

@@ -1,0 +1,74 @@
+"""Load generators, run as child processes so that each has a core to itself.
+
+``python -m benchmarks.load http PORT PATH CONNECTIONS SECONDS``: keep-alive clients on
+raw asyncio streams, each sending its next request when the last answer is read.
+``python -m benchmarks.load grpc PORT CLIENTS SECONDS``: grpcio asyncio clients, each
+on its own channel, calling Check("") back to back.
+
+Each prints one JSON line: requests per second and the median latency in ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+import time
+
+WARM_UP = 0.5  # seconds not counted, while connections open and caches fill
+
+
+async def _http_client(port: int, path: str, start: float, end: float, out: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+    try:
+        while (now := time.perf_counter()) < end:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if length:
+                await reader.readexactly(length)
+            if now >= start:
+                out.append(time.perf_counter() - now)
+    finally:
+        writer.close()
+
+
+async def _grpc_client(port: int, start: float, end: float, out: list[float]) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service="")
+        while (now := time.perf_counter()) < end:
+            await stub.Check(request, timeout=5)
+            if now >= start:
+                out.append(time.perf_counter() - now)
+
+
+async def run(kind: str, args: list[str]) -> dict[str, float]:
+    seconds = float(args[-1])
+    clients = int(args[-2])
+    start = time.perf_counter() + WARM_UP
+    end = start + seconds
+    latencies: list[float] = []
+    if kind == "http":
+        port, path = int(args[0]), args[1]
+        calls = [_http_client(port, path, start, end, latencies) for _ in range(clients)]
+    else:
+        calls = [_grpc_client(int(args[0]), start, end, latencies) for _ in range(clients)]
+    await asyncio.gather(*calls)
+    return {
+        "rps": len(latencies) / seconds,
+        "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(run(sys.argv[1], sys.argv[2:]))))

@@ -1,0 +1,410 @@
+"""`di serve` under the conditions production meets: hung checks, SIGTERM, slow clients.
+
+Every test runs the real command as a child process and talks to it with real clients:
+httpx and http.client over HTTP, grpcio over gRPC, raw sockets where a client misbehaves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .processes import ROOT, Serving, di, wait_for
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[object]:
+    started: list[Serving] = []
+
+    def start(target: str, *options: str, **env: str) -> Serving:
+        serving = Serving(
+            f"tests.serve_targets:{target}",
+            *options,
+            log=tmp_path / f"serve-{len(started)}.log",
+            **env,
+        )
+        started.append(serving)
+        return serving
+
+    yield start
+    for serving in started:
+        serving.close()
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code in (200, 503)
+    except httpx.HTTPError:
+        return False
+
+
+def up(serving: Serving) -> None:
+    wait_for(lambda: answers(serving.url + "/livez"), 20, "di serve to answer /livez")
+
+
+def grpc_check(serving: Serving, name: str, timeout: float = 5) -> int:
+    with grpc.insecure_channel(f"127.0.0.1:{serving.grpc_port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service=name)
+        return int(stub.Check(request, timeout=timeout).status)
+
+
+def status(serving: Serving, path: str) -> int:
+    return httpx.get(serving.url + path, timeout=5).status_code
+
+
+def test_a_hung_check_never_holds_an_answer_nor_the_exit(start: object) -> None:
+    serving = start("hung", "--interval", "0.5", "--drain", "1")  # type: ignore[operator]
+    up(serving)
+    with httpx.Client(base_url=serving.url, timeout=5) as client:
+        for _ in range(10):
+            began = time.monotonic()
+            assert client.get("/livez").status_code == 200
+            assert time.monotonic() - began < 0.3
+    for name in ("liveness", ""):
+        grpc_check(serving, name)  # connect once; time the call on a warm channel
+    with grpc.insecure_channel(f"127.0.0.1:{serving.grpc_port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        stub.Check(health_pb2.HealthCheckRequest(service="liveness"), timeout=5)
+        for name, expected in (("liveness", SERVING), ("", None)):
+            began = time.monotonic()
+            answer = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+            assert time.monotonic() - began < 0.3
+            if expected is not None:
+                assert answer.status == expected
+    # The hung check times out with its round: readiness fails, and keeps answering.
+    serving.wait_output("health check of 'tests.serve_targets.Hung' failed (timeout)", 5)
+    for _ in range(3):
+        assert status(serving, "/readyz") == 503
+        time.sleep(0.5)
+    verbose = httpx.get(serving.url + "/readyz?verbose", timeout=5).text
+    assert "[-]tests.serve_targets.Hung failed: reason withheld" in verbose
+    assert "[+]tests.serve_targets.Database ok" in verbose
+    assert grpc_check(serving, "") == NOT_SERVING
+
+    stopping = time.monotonic()
+    serving.process.send_signal(signal.SIGTERM)
+    assert serving.wait(timeout=15) == 0
+    assert time.monotonic() - stopping < 1 + 5  # drain + 5 s
+    assert "database closed" in serving.output()
+
+
+def test_an_eager_service_nobody_invoked_is_checked(start: object) -> None:
+    serving = start("eager_failing", "--interval", "0.5")  # type: ignore[operator]
+    up(serving)
+    wait_for(lambda: status(serving, "/readyz") == 503, 10, "/readyz to be 503")
+    verbose = httpx.get(serving.url + "/readyz?verbose", timeout=5).text
+    assert "[-]tests.serve_targets.Failing failed: reason withheld" in verbose
+    # Operators find the reason in the log.
+    wait_for(
+        lambda: "ConnectionRefusedError: payments.internal:443 refused" in serving.output(),
+        5,
+        "the failing check's exception in the log",
+    )
+    done = di("check", "tests.serve_targets:eager_failing")
+    assert done.returncode == 1
+    assert "tests.serve_targets.Failing" in done.stdout and "unhealthy" in done.stdout
+
+
+def test_readiness_waits_for_the_start_and_a_first_round(start: object) -> None:
+    serving = start("healthy", "--interval", "0.3")  # type: ignore[operator]
+    up(serving)
+    wait_for(lambda: status(serving, "/readyz") == 200, 10, "/readyz to be 200")
+    output = serving.output()
+    # Liveness is served before the first round publishes readiness.
+    assert output.index("HTTP health on") < output.index("'readiness': NOT_SERVING -> SERVING")
+
+
+def test_sigterm_drains_then_exits_0_with_hooks_run(start: object) -> None:
+    serving = start("healthy", "--interval", "0.2", "--drain", "1.5")  # type: ignore[operator]
+    up(serving)
+    wait_for(lambda: status(serving, "/readyz") == 200, 10, "readiness")
+    with grpc.insecure_channel(f"127.0.0.1:{serving.grpc_port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service="")
+        assert stub.Check(request, timeout=5).status == SERVING
+        signalled = time.monotonic()
+        serving.process.send_signal(signal.SIGTERM)
+        serving.wait_output("draining for 1.5 s", 5)
+        # While draining, both servers answer, and answer NOT_SERVING.
+        assert status(serving, "/readyz") == 503
+        assert stub.Check(request, timeout=5).status == NOT_SERVING
+        time.sleep(0.5)
+        assert status(serving, "/livez") == 503
+        assert stub.Check(request, timeout=5).status == NOT_SERVING
+    assert serving.wait(timeout=15) == 0
+    assert time.monotonic() - signalled >= 1.5
+    assert "database closed" in serving.output()
+
+
+def test_a_second_sigterm_cuts_the_drain_short_but_not_the_hooks(start: object) -> None:
+    serving = start("healthy", "--interval", "0.2", "--drain", "30")  # type: ignore[operator]
+    up(serving)
+    wait_for(lambda: status(serving, "/readyz") == 200, 10, "readiness")
+    signalled = time.monotonic()
+    serving.process.send_signal(signal.SIGTERM)
+    serving.wait_output("draining for 30 s", 5)
+    serving.process.send_signal(signal.SIGTERM)
+    assert serving.wait(timeout=10) == 0
+    assert time.monotonic() - signalled < 10
+    assert "database closed" in serving.output()
+
+
+def test_sigint_skips_the_drain(start: object) -> None:
+    serving = start("healthy", "--interval", "0.2", "--drain", "30")  # type: ignore[operator]
+    up(serving)
+    serving.process.send_signal(signal.SIGINT)
+    assert serving.wait(timeout=10) == 0
+    assert "received SIGINT: going NOT_SERVING and stopping" in serving.output()
+    assert "database closed" in serving.output()
+
+
+def test_sigterm_while_the_factory_builds_shuts_down_what_it_built(start: object) -> None:
+    serving = start("slow_factory")  # type: ignore[operator]
+    serving.wait_output("factory waiting")
+    serving.process.send_signal(signal.SIGTERM)
+    assert serving.wait(timeout=15) == 0
+    output = serving.output()
+    assert "received SIGTERM while the application was being built" in output
+    assert "database closed" in output
+    assert "HTTP health on" not in output  # it never started serving
+
+
+def test_a_second_signal_never_cuts_the_shutdown_hooks_off(start: object) -> None:
+    serving = start("slow_shutdown", "--drain", "0")  # type: ignore[operator]
+    up(serving)
+    serving.process.send_signal(signal.SIGTERM)
+    serving.wait_output("slow hook started")
+    serving.process.send_signal(signal.SIGTERM)
+    serving.process.send_signal(signal.SIGINT)
+    assert serving.wait(timeout=15) == 0
+    assert "slow hook finished" in serving.output()
+
+
+def test_a_check_raising_system_exit_is_its_failure_not_the_end(start: object) -> None:
+    serving = start("exiting", "--interval", "0.2")  # type: ignore[operator]
+    up(serving)
+    wait_for(lambda: status(serving, "/readyz") == 503, 10, "/readyz to answer 503")
+    time.sleep(1)  # several rounds later, still serving
+    assert serving.process.poll() is None
+    assert status(serving, "/livez") == 200
+    serving.process.send_signal(signal.SIGTERM)
+    assert serving.wait(timeout=20) == 0
+    output = serving.output()
+    assert "it raised SystemExit" in output  # the failure's text, in the WARNING log
+    assert "database closed" in output
+
+
+def test_a_failed_start_exits_1_after_shutdown(start: object) -> None:
+    serving = start("broken_start")  # type: ignore[operator]
+    assert serving.wait(timeout=20) == 1
+    output = serving.output()
+    assert "starting the application failed: ConnectionRefusedError: cannot reach payments" in (
+        output
+    )
+    assert "while starting eager service" in output
+    assert "database closed" in output  # built as a dependency, then shut down
+
+
+def test_keep_alive_answers_are_not_held_by_nagle(start: object) -> None:
+    serving = start("healthy", "--interval", "0.5")  # type: ignore[operator]
+    up(serving)
+    connection = http.client.HTTPConnection("127.0.0.1", serving.http_port, timeout=5)
+    timings = []
+    for _ in range(40):
+        began = time.perf_counter()
+        connection.request("GET", "/livez")
+        response = connection.getresponse()
+        response.read()
+        timings.append(time.perf_counter() - began)
+        assert response.status == 200
+    connection.close()
+    assert statistics.median(timings) < 0.015, timings
+
+
+def test_a_second_server_on_a_taken_grpc_port_exits_non_zero(start: object) -> None:
+    first = start("healthy")  # type: ignore[operator]
+    up(first)
+    done = di(
+        "serve",
+        "tests.serve_targets:healthy",
+        "--grpc",
+        f"127.0.0.1:{first.grpc_port}",
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert f"cannot listen for gRPC on 127.0.0.1:{first.grpc_port}" in done.stderr
+    assert "address already in use" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_deep_json_is_a_400_and_the_server_keeps_serving(start: object) -> None:
+    serving = start("healthy")  # type: ignore[operator]
+    up(serving)
+    deep = b"[" * 5000 + b"]" * 5000
+    answer = httpx.post(serving.url + "/grpc.health.v1.Health/Check", content=deep, timeout=5)
+    assert 400 <= answer.status_code < 500
+    deeper = b'{"service": ' + b"[" * 20000
+    answer = httpx.post(serving.url + "/grpc.health.v1.Health/Check", content=deeper, timeout=5)
+    assert 400 <= answer.status_code < 500
+    assert status(serving, "/livez") == 200
+
+
+def test_silent_connections_are_closed(start: object) -> None:
+    serving = start("healthy")  # type: ignore[operator]
+    up(serving)
+    silent = []
+    try:
+        for _ in range(300):
+            connection = socket.create_connection(("127.0.0.1", serving.http_port), timeout=5)
+            silent.append(connection)
+        half = socket.create_connection(("127.0.0.1", serving.http_port), timeout=5)
+        half.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n")  # a head never finished
+        silent.append(half)
+        deadline = time.monotonic() + 30
+        for connection in silent:
+            connection.settimeout(max(deadline - time.monotonic(), 0.01))
+            # Closed by the server; a reset means it was closed at once (over the limit).
+            with contextlib.suppress(ConnectionResetError):
+                assert connection.recv(1024) == b""
+    finally:
+        for connection in silent:
+            connection.close()
+    assert status(serving, "/livez") == 200
+
+
+def test_serving_needs_only_the_extra_it_uses(tmp_path: Path) -> None:
+    """A missing extra is simulated by making its import fail (both are installed here)."""
+
+    def serve(blocked: str, *options: str) -> subprocess.Popen[str]:
+        code = (
+            "import sys\n"
+            f"sys.modules[{blocked!r}] = None\n"
+            "from di._cli import main\n"
+            f"main(['serve', 'tests.serve_targets:healthy', *{list(options)!r}])\n"
+        )
+        return subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    from .processes import free_port
+
+    http_port, grpc_port = free_port(), free_port()
+    http_only = serve("grpc", "--http", f"127.0.0.1:{http_port}", "--drain", "0")
+    grpc_only = serve("uvicorn", "--grpc", f"127.0.0.1:{grpc_port}", "--drain", "0")
+    try:
+        wait_for(lambda: answers(f"http://127.0.0.1:{http_port}/livez"), 20, "HTTP only")
+        wait_for(lambda: di("probe", f"grpc://127.0.0.1:{grpc_port}", "--service", "liveness")
+                 .returncode == 0, 20, "gRPC only")  # fmt: skip
+        for process in (http_only, grpc_only):
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(15) == 0
+    finally:
+        for process in (http_only, grpc_only):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    missing = serve("uvicorn", "--http", f"127.0.0.1:{http_port}")
+    output, _ = missing.communicate(timeout=30)
+    assert missing.returncode == 1
+    assert output.strip() == (
+        "di serve: serving HTTP needs the http extra (uvicorn is not installed): "
+        "pip install 'healthdi[http]'"
+    )
+
+
+# -- di probe ---------------------------------------------------------------------------
+
+
+def test_probe_timeout_bounds_the_whole_probe_against_a_drip_server() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        import threading
+
+        stop = threading.Event()
+
+        def drip() -> None:
+            connection, _ = server.accept()
+            with connection:
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+                    if stop.wait(0.3):
+                        return
+                    try:
+                        connection.sendall(bytes([byte]))
+                    except OSError:
+                        return
+
+        thread = threading.Thread(target=drip, daemon=True)
+        thread.start()
+        began = time.monotonic()
+        done = di("probe", f"http://127.0.0.1:{port}/readyz", "--timeout", "1")
+        elapsed = time.monotonic() - began
+        stop.set()
+    assert done.returncode == 1, done.stdout
+    assert elapsed < 2.5
+    assert done.stdout.startswith("unhealthy:") and "TimeoutError" in done.stdout
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "-inf"])
+def test_probe_refuses_a_timeout_that_is_not_finite_and_positive(value: str) -> None:
+    done = di("probe", "http://127.0.0.1:1/", f"--timeout={value}")
+    assert done.returncode == 1
+    assert "--timeout must be a finite number of seconds > 0" in done.stderr
+
+
+def test_probe_passes_2xx_and_3xx_as_kubelet_does(start: object) -> None:
+    import http.server
+    import threading
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302 if self.path == "/moved" else 404)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        assert di("probe", f"http://127.0.0.1:{port}/moved").returncode == 0
+        missing = di("probe", f"http://127.0.0.1:{port}/missing")
+        assert missing.returncode == 1 and "HTTP 404" in missing.stdout
+    finally:
+        server.shutdown()
+
+
+def test_json_check_over_http_under_di_serve(start: object) -> None:
+    serving = start("healthy", "--interval", "0.3")  # type: ignore[operator]
+    up(serving)
+    wait_for(lambda: status(serving, "/readyz") == 200, 10, "readiness")
+    path = serving.url + "/grpc.health.v1.Health/Check"
+    answer = httpx.post(path, content=json.dumps({"service": None}), timeout=5)
+    assert answer.json() == {"status": "SERVING"}
+    assert answer.headers["x-content-type-options"] == "nosniff"
