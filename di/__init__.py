@@ -17,10 +17,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._keys import Named
     from .errors import (
+        AsyncRequiredError,
         CircularDependencyError,
+        ContextNotProvidedError,
         DIError,
+        GraphError,
         HealthCheckError,
         HealthCheckTimeoutError,
+        NoHealthCheckError,
         ScopeClosedError,
         ServiceAlreadyProvidedError,
         ServiceNotBuiltError,
@@ -35,8 +39,12 @@ if TYPE_CHECKING:
     from .scope import Scope
 
 _WHERE = {
+    "AsyncRequiredError": ".errors",
     "AsyncShutdowner": ".protocols",
     "CircularDependencyError": ".errors",
+    "ContextNotProvidedError": ".errors",
+    "GraphError": ".errors",
+    "NoHealthCheckError": ".errors",
     "DIError": ".errors",
     "HealthCheckError": ".errors",
     "HealthCheckResult": ".health",
@@ -60,9 +68,12 @@ _WHERE = {
 }
 
 __all__ = [
+    "AsyncRequiredError",
     "AsyncShutdowner",
     "CircularDependencyError",
+    "ContextNotProvidedError",
     "DIError",
+    "GraphError",
     "HealthCheckError",
     "HealthCheckResult",
     "HealthCheckTimeoutError",
@@ -72,6 +83,7 @@ __all__ = [
     "HealthcheckerWithContext",
     "Injector",
     "Named",
+    "NoHealthCheckError",
     "Outcome",
     "Scope",
     "ScopeClosedError",

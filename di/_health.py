@@ -41,7 +41,12 @@ import anyio.abc
 from ._runner import cancel_requests, cancelled_from_outside, is_cancellation
 from ._service import COMPILED, MISSING, Service
 from ._threads import Threads, loop_notifier
-from .errors import HealthCheckError, HealthCheckTimeoutError, ServiceNotBuiltError
+from .errors import (
+    HealthCheckError,
+    HealthCheckTimeoutError,
+    NoHealthCheckError,
+    ServiceNotBuiltError,
+)
 from .health import HealthCheckResult, HealthReport, Outcome
 
 if TYPE_CHECKING:
@@ -279,10 +284,7 @@ async def check_one(scope: Scope, service: Service) -> Exception | None:
     if service.probe is None:
         service.probe = probe_of(service, instance)
     if service.probe is NO_CHECK:
-        raise ValueError(
-            f"service {service.label!r} has no health check; give it a health_check() "
-            "method or provide it with health_check="
-        )
+        raise NoHealthCheckError(service.label)
     return (await report(scope, service)).checks[0].error
 
 

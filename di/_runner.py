@@ -9,6 +9,8 @@ from typing import TypeVar
 
 import anyio
 
+from .errors import AsyncRequiredError
+
 T = TypeVar("T")
 
 
@@ -30,7 +32,7 @@ def run(function: Callable[[], Awaitable[T]], sync_name: str, async_name: str) -
     so the sync form points to the async one instead.
     """
     if in_event_loop():
-        raise RuntimeError(
+        raise AsyncRequiredError(
             f"{sync_name}() was called inside a running event loop; "
             f"use `await {async_name}()` there"
         )

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 
 from ._factory import Kind, Param, Scoped, label, read_params
-from .errors import CircularDependencyError, DIError, ScopeClosedError
+from ._keys import describe
+from .errors import AsyncRequiredError, CircularDependencyError, DIError, ScopeClosedError
 
 if TYPE_CHECKING:
     from .scope import Scope
@@ -32,6 +33,9 @@ MISSING: Final[Any] = object()
 # Stands in Scope._instances for a transient whose builder is compiled.
 COMPILED: Final[Any] = object()
 _EMPTY = inspect.Parameter.empty
+
+# What runs the code after a generator factory's yield, given the block's failure.
+Teardown = Callable[[BaseException | None], Any]
 
 # The services the current thread or task is building, outermost first.
 _PATH: contextvars.ContextVar[tuple[Service, ...]] = contextvars.ContextVar("di_path", default=())
@@ -43,6 +47,11 @@ class Lifetime(enum.Enum):
     LAZY = "lazy"
     VALUE = "value"
     TRANSIENT = "transient"
+    SCOPED = "scoped"  # one per scope that invokes it
+    CONTEXT = "context"  # a value each scope receives through scope(context=...)
+
+
+_SPECIAL = (Lifetime.SCOPED, Lifetime.CONTEXT)
 
 
 class Service:
@@ -55,6 +64,7 @@ class Service:
         "flight",
         "index",
         "key",
+        "keys",
         "kind",
         "label",
         "lifetime",
@@ -63,6 +73,7 @@ class Service:
         "probe",
         "shutdown_hook",
         "teardown",
+        "template",
     )
 
     def __init__(
@@ -79,7 +90,8 @@ class Service:
         shutdown_hook: Callable[[Any], Any] | None,
         check: Callable[[Any], Any] | None,
     ) -> None:
-        self.key = key
+        self.key = key  # the first of keys: what messages and reports name it by
+        self.keys: tuple[Any, ...] = (key,)
         self.label = label
         self.lifetime = lifetime
         self.owner = owner
@@ -90,14 +102,34 @@ class Service:
         self.shutdown_hook = shutdown_hook
         self.check = check
         self.index = 0  # invocation index once built; 0 while unbuilt
-        self.teardown: Callable[[], Any] | None = None
+        self.teardown: Teardown | None = None
         self.flight: _Flight | None = None
+        # For a scoped service's copy in the scope that built it: its declaration.
+        self.template: Service | None = None
         # The health check of the built instance: (call, is_async), NO_CHECK, or None
         # when not worked out yet. Reset when the instance is released.
         self.probe: Any = None
 
     def __repr__(self) -> str:
         return f"<service {self.label!r} ({self.lifetime.value}) in scope {self.owner.name!r}>"
+
+    def copy_for(self, scope: Scope) -> Service:
+        """This scoped declaration's own copy in ``scope``, which builds and caches it."""
+        copy = Service(
+            key=self.key,
+            label=self.label,
+            lifetime=Lifetime.SCOPED,
+            owner=scope,
+            factory=self.factory,
+            kind=self.kind,
+            expected=self.expected,
+            params=self.params,
+            shutdown_hook=self.shutdown_hook,
+            check=self.check,
+        )
+        copy.keys = self.keys
+        copy.template = self
+        return copy
 
 
 class _Flight:
@@ -120,10 +152,23 @@ class _Flight:
 # -- entry points -------------------------------------------------------------------
 
 
+def _special(service: Service, invoker: Scope) -> tuple[Service | None, Any]:
+    """Where a scoped or context service is resolved: (the copy to build, or the value)."""
+    if service.lifetime is Lifetime.CONTEXT:
+        return None, invoker._context_value(service)
+    return invoker._scoped_copy(service), MISSING
+
+
 def resolve_sync(service: Service, invoker: Scope) -> Any:
     """The instance of ``service``, building it (and its dependencies) when needed."""
-    if service.lifetime is Lifetime.TRANSIENT:
+    lifetime = service.lifetime
+    if lifetime is Lifetime.TRANSIENT:
         return _make_sync(service, invoker)[0]
+    if service.template is None and lifetime in _SPECIAL:
+        copy, value = _special(service, invoker)
+        if copy is None:
+            return value
+        service = copy
     instances = service.owner._instances
     while True:
         instance = instances.get(service.key, MISSING)
@@ -136,6 +181,7 @@ def resolve_sync(service: Service, invoker: Scope) -> Any:
         if mine:
             try:
                 made = _make_sync(service, service.owner)
+                check_provides(service, made[0])
             except BaseException as error:
                 _land(service, flight, None, error)
                 raise
@@ -143,7 +189,7 @@ def resolve_sync(service: Service, invoker: Scope) -> Any:
                 _discard_sync(service, made)
             continue
         if flight.event is not None and flight.thread == threading.get_ident():
-            raise DIError(
+            raise AsyncRequiredError(
                 f"service {service.label!r} is being built by another task on this event "
                 "loop; use `await scope.ainvoke(...)` to wait for it"
             )
@@ -153,8 +199,14 @@ def resolve_sync(service: Service, invoker: Scope) -> Any:
 
 async def resolve_async(service: Service, invoker: Scope) -> Any:
     """Like :func:`resolve_sync`, awaiting async factories and other callers' builds."""
-    if service.lifetime is Lifetime.TRANSIENT:
+    lifetime = service.lifetime
+    if lifetime is Lifetime.TRANSIENT:
         return (await _make_async(service, invoker))[0]
+    if service.template is None and lifetime in _SPECIAL:
+        copy, value = _special(service, invoker)
+        if copy is None:
+            return value
+        service = copy
     instances = service.owner._instances
     while True:
         instance = instances.get(service.key, MISSING)
@@ -167,6 +219,7 @@ async def resolve_async(service: Service, invoker: Scope) -> Any:
         if mine:
             try:
                 made = await _make_async(service, service.owner)
+                check_provides(service, made[0])
             except BaseException as error:
                 _land(service, flight, None, error)
                 raise
@@ -220,7 +273,7 @@ def _claim(service: Service, asynchronous: bool) -> tuple[_Flight, bool, _Flight
 def _land(
     service: Service,
     flight: _Flight,
-    made: tuple[Any, Callable[[], Any] | None] | None,
+    made: tuple[Any, Teardown | None] | None,
     error: BaseException | None,
 ) -> bool:
     """Cache a build (or record its failure) and wake its waiters.
@@ -239,7 +292,8 @@ def _land(
             else:
                 service.index = next(root._counter)
                 service.teardown = made[1]
-                owner._instances[service.key] = made[0]
+                for key in service.keys:
+                    owner._instances[key] = made[0]
         service.flight = None
     flight.error = error
     flight.done.set()
@@ -248,11 +302,11 @@ def _land(
     return kept
 
 
-def _discard_sync(service: Service, made: tuple[Any, Callable[[], Any] | None]) -> None:
+def _discard_sync(service: Service, made: tuple[Any, Teardown | None]) -> None:
     """Shut down an instance whose scope closed while it was being built, then refuse it."""
     from .scope import hook_of
 
-    hook = hook_of(service, made[0], made[1])
+    hook = hook_of(service, made[0], made[1], None)
     try:
         if hook is not None:
             result = hook()
@@ -268,11 +322,11 @@ def _discard_sync(service: Service, made: tuple[Any, Callable[[], Any] | None]) 
         raise ScopeClosedError(service.owner._name, f"build {service.label!r}")
 
 
-async def _discard_async(service: Service, made: tuple[Any, Callable[[], Any] | None]) -> None:
+async def _discard_async(service: Service, made: tuple[Any, Teardown | None]) -> None:
     """:func:`_discard_sync`, awaiting an async shutdown hook."""
     from .scope import hook_of
 
-    hook = hook_of(service, made[0], made[1])
+    hook = hook_of(service, made[0], made[1], None)
     try:
         if hook is not None:
             result = hook()
@@ -292,9 +346,14 @@ def _landed(flight: _Flight, me: _Flight | None) -> None:
 # -- building -----------------------------------------------------------------------
 
 
-def _make_sync(service: Service, scope: Scope) -> tuple[Any, Callable[[], Any] | None]:
+def _make_sync(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
     if service.kind in (Kind.ASYNC, Kind.ASYNC_GENERATOR):
-        raise DIError(
+        if service.lifetime is Lifetime.TRANSIENT:
+            raise AsyncRequiredError(
+                f"service {service.label!r} is a transient with an async factory: it is "
+                "built anew on every invoke, so use `await scope.ainvoke(...)` for it"
+            )
+        raise AsyncRequiredError(
             f"service {service.label!r} has an async factory and is not built yet; "
             f"use `await scope.ainvoke(...)` to build it"
         )
@@ -316,7 +375,7 @@ def _make_sync(service: Service, scope: Scope) -> tuple[Any, Callable[[], Any] |
         _PATH.reset(token)
 
 
-async def _make_async(service: Service, scope: Scope) -> tuple[Any, Callable[[], Any] | None]:
+async def _make_async(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
     token = _PATH.set((*_enter(service), service))
     try:
         args: list[Any] = []
@@ -373,6 +432,22 @@ def _checked(p: Param, value: Any, service: Service) -> Any:
     return value
 
 
+def check_provides(service: Service, instance: Any) -> None:
+    """Refuse an instance that is not of a type its service was bound to with provides=."""
+    for key in service.keys:
+        if key is service.expected or not isinstance(key, type):
+            continue
+        try:
+            matches = isinstance(instance, key)
+        except TypeError:
+            continue  # a Protocol that is not runtime-checkable: trust the binding
+        if not matches:
+            raise TypeError(
+                f"service {service.label!r} is bound to {describe(key)} with provides=, "
+                f"but its factory built {describe(type(instance))}"
+            )
+
+
 def check_type(name: str, value: Any, expected: Any, where: str) -> None:
     """Raise ``TypeError`` when a named service is not of the type asked for."""
     if isinstance(expected, type) and not isinstance(value, expected):
@@ -413,12 +488,19 @@ def _unresolvable(factory: Callable[..., Any]) -> str:
 # -- teardown -----------------------------------------------------------------------
 
 
-def _closer(service: Service, generator: Any) -> Callable[[], None]:
-    def close() -> None:
+def _closer(service: Service, generator: Any) -> Callable[[BaseException | None], None]:
+    def close(failure: BaseException | None) -> None:
         try:
-            next(generator)
+            if failure is None:
+                next(generator)
+            else:
+                generator.throw(failure)  # the block's failure, at the yield
         except StopIteration:
             return
+        except BaseException as raised:
+            if raised is failure:
+                return  # it let the failure through: nothing more went wrong
+            raise
         generator.close()
         raise RuntimeError(f"generator factory of {service.label!r} yielded more than once")
 
@@ -450,15 +532,20 @@ def _loop_token() -> Any:
     return trio.lowlevel.current_root_task()
 
 
-def _async_closer(service: Service, generator: Any) -> Callable[[], Any]:
+def _async_closer(service: Service, generator: Any) -> Callable[[BaseException | None], Any]:
     built_on = _loop_token()
 
-    async def close() -> None:
+    async def close(failure: BaseException | None) -> None:
         try:
-            await generator.__anext__()
+            if failure is None:
+                await generator.__anext__()
+            else:
+                await generator.athrow(failure)  # the block's failure, at the yield
         except StopAsyncIteration:
             return
         except BaseException as error:
+            if error is failure:
+                return  # it let the failure through: nothing more went wrong
             if _loop_token() is not built_on:
                 closed = getattr(built_on, "is_closed", lambda: True)()
                 error.add_note(

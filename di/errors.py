@@ -9,10 +9,14 @@ import difflib
 from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
+    "AsyncRequiredError",
     "CircularDependencyError",
+    "ContextNotProvidedError",
     "DIError",
+    "GraphError",
     "HealthCheckError",
     "HealthCheckTimeoutError",
+    "NoHealthCheckError",
     "ScopeClosedError",
     "ServiceAlreadyProvidedError",
     "ServiceNotBuiltError",
@@ -48,6 +52,49 @@ class ServiceNotFoundError(DIError, LookupError):
         else:
             message += " (nothing is provided there yet)"
         super().__init__(message)
+
+
+class ContextNotProvidedError(DIError, LookupError):
+    """Raised when a context key is invoked where no enclosing scope's context holds it."""
+
+    def __init__(self, key: str, scope: str) -> None:
+        self.key = key
+        self.scope = scope
+        super().__init__(
+            f"context key {key!r} has no value in scope {scope!r} nor its ancestors; open "
+            f"the scope with context={{{key}: ...}} (as declared with provide_context)"
+        )
+
+
+class AsyncRequiredError(DIError, RuntimeError):
+    """Raised when sync code asks for what only async code can build or wait for."""
+
+
+class NoHealthCheckError(DIError, ValueError):
+    """Raised when a single service's check is asked for and it has none."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(
+            f"service {key!r} has no health check; give it a health_check() method or "
+            "provide it with health_check="
+        )
+
+
+class GraphError(DIError):
+    """Raised by ``validate()``: every problem found in the graph, one per line.
+
+    ``problems`` lists them as strings.
+    """
+
+    def __init__(self, scope: str, problems: Sequence[str]) -> None:
+        self.scope = scope
+        self.problems = list(problems)
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        super().__init__(
+            f"the graph seen from scope {scope!r} has {len(self.problems)} {noun}:\n"
+            + "\n".join(f"- {problem}" for problem in self.problems)
+        )
 
 
 class ServiceAlreadyProvidedError(DIError, ValueError):

@@ -49,6 +49,7 @@ class Injector(Scope):
         "_mutex",
         "_on_health_check",
         "_providers_version",
+        "_scope_numbers",
         "_shutdown_timeout",
     )
 
@@ -85,6 +86,7 @@ class Injector(Scope):
         self._providers_version = 0  # bumped whenever a provider changes anywhere
         # One invocation counter per tree: an index orders builds across all scopes.
         self._counter = itertools.count(1)
+        self._scope_numbers = itertools.count(1)  # names of anonymous scopes
         self._health_parallelism = health_check_parallelism
         self._health_timeout = health_check_timeout
         self._health_global_timeout = health_check_global_timeout

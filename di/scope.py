@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
+from typing_extensions import TypeForm
 
 from . import _health
 from ._compile import compile_transient
 from ._factory import Kind, Param, kind_of, label, provided_type, read_params
 from ._keys import Key, _check_name, describe
 from ._runner import cancel_requests, cancelled_from_outside, in_event_loop, is_cancellation, run
-from ._service import COMPILED, MISSING, Lifetime, Service, check_type, resolve_async, resolve_sync
+from ._service import (
+    COMPILED,
+    MISSING,
+    Lifetime,
+    Service,
+    Teardown,
+    check_type,
+    resolve_async,
+    resolve_sync,
+)
 from ._threads import loop_notifier
 from .errors import (
+    AsyncRequiredError,
+    ContextNotProvidedError,
     DIError,
     ScopeClosedError,
     ServiceAlreadyProvidedError,
@@ -33,22 +46,27 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _EMPTY = inspect.Parameter.empty
+# What provides= takes: a key (a type or a name), a tuple of keys, or None.
+Keys = Any | tuple[Any, ...] | None
 logger = logging.getLogger("di")
 
 
 class _Step:
     """One built service taken out of its scope, waiting for its shutdown hook."""
 
-    __slots__ = ("instance", "key", "service", "teardown")
+    __slots__ = ("failure", "instance", "key", "service", "teardown")
 
-    def __init__(self, service: Service, instance: Any, key: str) -> None:
+    def __init__(
+        self, service: Service, instance: Any, key: str, failure: BaseException | None
+    ) -> None:
         self.service = service
         self.instance = instance
         self.teardown = service.teardown
         self.key = key  # how ShutdownError names it
+        self.failure = failure  # what the scope's block raised, for generator factories
 
     def hook(self) -> Callable[[], Any] | None:
-        return hook_of(self.service, self.instance, self.teardown)
+        return hook_of(self.service, self.instance, self.teardown, self.failure)
 
 
 class Scope:
@@ -69,12 +87,14 @@ class Scope:
         "_closed",
         "_closing",
         "_compiled",
+        "_context",
         "_eager",
         "_generation",
         "_instances",
         "_name",
         "_parent",
         "_root",
+        "_scoped",
         "_services",
     )
 
@@ -101,6 +121,10 @@ class Scope:
         self._generation = 0
         # Keys provided with eager=True, in provide order: what start() builds.
         self._eager: dict[Key, None] = {}
+        # The values this scope received with scope(context=...), by key.
+        self._context: dict[Key, Any] = {}
+        # Scoped services declared above and built here: each declaration's copy.
+        self._scoped: dict[Service, Service] = {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name!r}>"
@@ -134,29 +158,54 @@ class Scope:
     def list_provided(self) -> list[str]:
         """The keys this scope provides (not its ancestors'), in the order provided."""
         with self._root._mutex:
-            return [s.label for s in self._services.values()]
+            return [describe(key) for key in self._services]
 
     def list_invoked(self) -> list[str]:
         """The keys of this scope's built services, in invocation order."""
         return [s.label for s in self._built()]
 
-    def scope(self, name: str) -> Scope:
+    def scope(self, name: str | None = None, *, context: Mapping[Key, Any] | None = None) -> Scope:
         """Make a child scope; its lookups fall back to this scope and its ancestors.
 
-        Sibling scopes must have different names; a shut-down child frees its name.
+        Without a name the scope gets a unique one, so each request can open its own:
+
+        >>> async with injector.scope(context={Request: request}) as scope:
+        ...     handler = await scope.ainvoke(Handler)
+
+        ``context`` maps keys declared with :meth:`provide_context` (types or names) to
+        the values this scope provides for them. Named sibling scopes must have
+        different names; a shut-down child frees its name.
         """
-        _check_name(name, "scope()")
-        with self._root._mutex:
+        root = self._root
+        if name is None:
+            name = f"{self._name}.{next(root._scope_numbers)}"
+        else:
+            _check_name(name, "scope()")
+        values = dict(context) if context else None
+        if context is not None and not isinstance(context, Mapping):
+            raise TypeError(f"scope(context=...) takes a mapping of key to value, got {context!r}")
+        if values:
+            for key in values:
+                declared = self._lookup(key)
+                if declared is None or declared.lifetime is not Lifetime.CONTEXT:
+                    raise DIError(
+                        f"scope(context=...): {describe(key)!r} is not a context key; "
+                        f"declare it with provide_context({describe(key)})"
+                    )
+        child = Scope(name, self)
+        if values:
+            child._context = values
+            child._instances.update(values)
+        with root._mutex:
             if self._closed:
                 raise ScopeClosedError(self._name, f"open child scope {name!r}")
             if name in self._children:
                 raise ValueError(
                     f"scope {self._name!r} already has a child scope named {name!r}; "
-                    "choose another name or shut that one down first"
+                    "choose another name (or none) or shut that one down first"
                 )
-            child = Scope(name, self)
             self._children[name] = child
-            return child
+        return child
 
     # -- providing ----------------------------------------------------------------
 
@@ -165,6 +214,7 @@ class Scope:
         factory: Callable[..., Any],
         *,
         name: str | None = None,
+        provides: Keys = None,
         shutdown: Callable[[Any], Any] | None = None,
         health_check: Callable[[Any], Any] | None = None,
         eager: bool = False,
@@ -180,11 +230,15 @@ class Scope:
         own ``shutdown()`` and ``health_check()`` methods. ``eager=True`` has
         :meth:`start` build it (a service never built is never checked).
 
+        ``provides=`` binds the service to an interface instead of its own type: a key,
+        or a tuple of keys that all reach the one instance (checked and shut down once).
+
         >>> def new_cache(config: Config) -> Cache:
         ...     return Cache(config.cache_url)
         >>> injector.provide(new_cache)
+        >>> injector.provide(SmtpMailer, provides=Mailer)
         """
-        service = self._service(factory, Lifetime.LAZY, name, shutdown, health_check)
+        service = self._service(factory, Lifetime.LAZY, name, provides, shutdown, health_check)
         self._add(service)
         if eager:
             self._eager[service.key] = None
@@ -194,6 +248,7 @@ class Scope:
         value: object,
         *,
         name: str | None = None,
+        provides: Keys = None,
         shutdown: Callable[[Any], Any] | None = None,
         health_check: Callable[[Any], Any] | None = None,
     ) -> None:
@@ -201,17 +256,78 @@ class Scope:
 
         It counts as built (and gets its invocation index) now.
         """
-        service = self._service(lambda: value, Lifetime.VALUE, name, shutdown, health_check, value)
+        service = self._value_service(
+            value, "provide_value", name, provides, shutdown, health_check
+        )
         self._add(service)
         resolve_sync(service, self)
 
-    def provide_transient(self, factory: Callable[..., Any], *, name: str | None = None) -> None:
+    def provide_scoped(
+        self,
+        factory: Callable[..., Any],
+        *,
+        name: str | None = None,
+        provides: Keys = None,
+        shutdown: Callable[[Any], Any] | None = None,
+        health_check: Callable[[Any], Any] | None = None,
+    ) -> None:
+        """Provide a service built at most once per scope that invokes it.
+
+        Declared once (usually on the injector), it is built in each child scope that
+        asks for it, from that scope (so it sees the scope's context and its other
+        scoped services), cached there, and shut down with that scope, generator
+        factories included. Invoking it from the root injector is an error: open a
+        scope. A singleton that needs it is a captive dependency (see :meth:`validate`).
+
+        >>> injector.provide_scoped(UnitOfWork)
+        >>> async with injector.scope() as request:
+        ...     uow = await request.ainvoke(UnitOfWork)
+        """
+        service = self._service(factory, Lifetime.SCOPED, name, provides, shutdown, health_check)
+        self._add(service)
+
+    def provide_context(self, key: Any, *, name: str | None = None) -> None:
+        """Declare a key whose value each scope receives through ``scope(context=...)``.
+
+        ``provide_context(Request)`` declares the type ``Request``;
+        ``provide_context(str, name="tenant")`` the name ``"tenant"`` (checked to be a
+        ``str``). Invoking it where no enclosing scope's context holds it is an error.
+
+        >>> injector.provide_context(Request)
+        >>> with injector.scope(context={Request: request}) as scope:
+        ...     scope.invoke(Request) is request
+        True
+        """
+        if name is not None:
+            _check_name(name, "provide_context()")
+        elif isinstance(key, str) or key is None:
+            raise TypeError(
+                f"provide_context({key!r}): pass the type of the value, and name= to key it "
+                "by a name: provide_context(str, name='tenant')"
+            )
+        service = Service(
+            key=name if name is not None else key,
+            label=describe(name if name is not None else key),
+            lifetime=Lifetime.CONTEXT,
+            owner=self,
+            factory=_no_factory,
+            kind=Kind.PLAIN,
+            expected=key,
+            params=[],
+            shutdown_hook=None,
+            check=None,
+        )
+        self._add(service)
+
+    def provide_transient(
+        self, factory: Callable[..., Any], *, name: str | None = None, provides: Keys = None
+    ) -> None:
         """Provide a service built anew on every invoke and never cached.
 
         Transients are not tracked, so they are neither shut down nor health checked;
         generator factories are refused for that reason.
         """
-        service = self._service(factory, Lifetime.TRANSIENT, name, None, None)
+        service = self._service(factory, Lifetime.TRANSIENT, name, provides, None, None)
         if service.kind in (Kind.GENERATOR, Kind.ASYNC_GENERATOR):
             raise TypeError(
                 f"provide_transient({service.label}): a generator factory's cleanup would "
@@ -224,64 +340,151 @@ class Scope:
         factory: Callable[..., Any],
         *,
         name: str | None = None,
+        provides: Keys = None,
         shutdown: Callable[[Any], Any] | None = None,
         health_check: Callable[[Any], Any] | None = None,
     ) -> None:
-        """Replace the service with the same key in this scope (or provide it anew).
+        """Replace a service this scope can see: in this scope, or shadowing an ancestor's.
 
+        Its key (or each key of ``provides=``) must already be provided by this scope
+        or an ancestor: an override never adds a service, so a fake keyed by its own
+        class (``override(FakeMailer)``) is refused, pointing to ``provides=Mailer``.
         A replaced instance that was already built is shut down first. Services already
         built from the old instance keep it. Meant for tests and fakes.
         """
-        service = self._service(factory, Lifetime.LAZY, name, shutdown, health_check)
-        old = self._services.get(service.key)
-        if old is not None and _has_async_hook(self, [old]) and in_event_loop():
-            raise RuntimeError(
-                f"override() was called inside a running event loop and the replaced "
-                f"{old.label!r} has an async shutdown hook; use `await aoverride()` there"
-            )
-        steps = self._replace(service)
-        if any(inspect.iscoroutinefunction(step.hook()) for step in steps):
-            self._conclude(*run(lambda: _run_async(_drain(steps), self), "override", "aoverride"))
-        else:
-            self._conclude(*_run_sync(_drain(steps), self, "aoverride"), None)
+        service = self._service(factory, Lifetime.LAZY, name, provides, shutdown, health_check)
+        self._override(service, "override", "aoverride")
 
     async def aoverride(
         self,
         factory: Callable[..., Any],
         *,
         name: str | None = None,
+        provides: Keys = None,
         shutdown: Callable[[Any], Any] | None = None,
         health_check: Callable[[Any], Any] | None = None,
     ) -> None:
         """:meth:`override`, awaiting the replaced instance's async shutdown hook."""
-        service = self._service(factory, Lifetime.LAZY, name, shutdown, health_check)
-        steps = self._replace(service)
+        service = self._service(factory, Lifetime.LAZY, name, provides, shutdown, health_check)
+        await self._aoverride(service)
+
+    def override_value(
+        self,
+        value: object,
+        *,
+        name: str | None = None,
+        provides: Keys = None,
+        shutdown: Callable[[Any], Any] | None = None,
+        health_check: Callable[[Any], Any] | None = None,
+    ) -> None:
+        """:meth:`override` with an instance already built, as :meth:`provide_value`."""
+        service = self._value_service(
+            value, "override_value", name, provides, shutdown, health_check
+        )
+        self._override(service, "override_value", "aoverride_value")
+        resolve_sync(service, self)
+
+    async def aoverride_value(
+        self,
+        value: object,
+        *,
+        name: str | None = None,
+        provides: Keys = None,
+        shutdown: Callable[[Any], Any] | None = None,
+        health_check: Callable[[Any], Any] | None = None,
+    ) -> None:
+        """:meth:`override_value`, awaiting the replaced instance's async shutdown hook."""
+        service = self._value_service(
+            value, "override_value", name, provides, shutdown, health_check
+        )
+        await self._aoverride(service)
+        resolve_sync(service, self)
+
+    def _override(self, service: Service, sync_name: str, async_name: str) -> None:
+        replaced = self._replaced(service, sync_name)
+        if replaced and _has_async_hook(self, replaced) and in_event_loop():
+            raise AsyncRequiredError(
+                f"{sync_name}() was called inside a running event loop and the replaced "
+                f"{replaced[0].label!r} has an async shutdown hook; use `await {async_name}()` "
+                "there"
+            )
+        steps = self._replace(service, sync_name)
+        if any(inspect.iscoroutinefunction(step.hook()) for step in steps):
+            self._conclude(*run(lambda: _run_async(_drain(steps), self), sync_name, async_name))
+        else:
+            self._conclude(*_run_sync(_drain(steps), self, async_name), None)
+
+    async def _aoverride(self, service: Service) -> None:
+        steps = self._replace(service, "override")
         failures, fatal, cancelled = await _run_async(_drain(steps), self)
         self._conclude(failures, fatal, cancelled)
 
-    def _replace(self, service: Service) -> list[_Step]:
-        """Swap ``service`` in; the replaced instance, taken out, is left to shut down."""
+    def _replaced(self, service: Service, where: str) -> list[Service]:
+        """The built services of this scope that ``service`` would replace.
+
+        Raises ``ServiceNotFoundError`` for a key no visible scope provides.
+        """
+        replaced: list[Service] = []
+        for key in service.keys:
+            if self._lookup(key) is None:
+                error = self._not_found(key)
+                error.add_note(
+                    f"{where}() replaces a service and never adds one; to stand in for an "
+                    f"interface, pass provides=: {where}({label(service.factory)}, "
+                    "provides=TheInterface)"
+                )
+                raise error
+            old = self._services.get(key)
+            if old is not None and old.index and old not in replaced:
+                replaced.append(old)
+        return replaced
+
+    def _replace(self, service: Service, where: str) -> list[_Step]:
+        """Swap ``service`` in; the replaced instances, taken out, are left to shut down."""
+        replaced = self._replaced(service, where)
         with self._root._mutex:
             if self._closed:
                 raise ScopeClosedError(self._name, f"override {service.label!r}")
-            old = self._services.get(service.key)
-            steps = self._take_out([old] if old is not None and old.index else [])
-            self._services[service.key] = service
-            self._root._forget_builders()
+            steps = self._take_out(replaced)
+            for key in service.keys:
+                self._services[key] = service
+            self._forget_builders()
         return steps
+
+    def _value_service(
+        self,
+        value: object,
+        where: str,
+        name: str | None,
+        provides: Keys,
+        shutdown: Callable[[Any], Any] | None,
+        health_check: Callable[[Any], Any] | None,
+    ) -> Service:
+        if isinstance(value, type) and name is None and provides is None:
+            raise TypeError(
+                f"{where}({value.__qualname__}): that is a class, not an instance; "
+                f"provide(...) builds a service from its class: provide({value.__qualname__})"
+            )
+        return self._service(
+            lambda: value, Lifetime.VALUE, name, provides, shutdown, health_check, value, where
+        )
 
     def _service(
         self,
         factory: Callable[..., Any],
         lifetime: Lifetime,
         name: str | None,
+        provides: Keys,
         shutdown: Callable[[Any], Any] | None,
         health_check: Callable[[Any], Any] | None,
         value: object = MISSING,
+        where: str = "",
     ) -> Service:
-        where = {Lifetime.LAZY: "provide", Lifetime.VALUE: "provide_value"}.get(
-            lifetime, "provide_transient"
-        )
+        where = where or {
+            Lifetime.LAZY: "provide",
+            Lifetime.SCOPED: "provide_scoped",
+            Lifetime.TRANSIENT: "provide_transient",
+        }.get(lifetime, "provide")
         if not callable(factory):
             raise TypeError(f"{where}(): the factory must be callable, got {factory!r}")
         for argument, hook in (("shutdown", shutdown), ("health_check", health_check)):
@@ -291,46 +494,53 @@ class Scope:
             _check_name(name, f"{where}()")
         params: list[Param] | None = []
         if value is not MISSING:
-            kind, provides = Kind.PLAIN, type(value)
+            kind, provided = Kind.PLAIN, type(value)
         else:
             kind = kind_of(factory)
-            provides = provided_type(factory, kind)
+            provided = provided_type(factory, kind)
             params = read_params(factory, self._scope_types)
-        if name is None and provides is _EMPTY:
+        keys = _keys(provides, where, name)
+        if name is None and provided is _EMPTY and not keys:
             raise TypeError(
                 f"{where}({label(factory)}): the factory has no return annotation; "
-                "annotate its return type or pass name="
+                "annotate its return type, or pass name= or provides="
             )
-        key = name if name is not None else provides
-        return Service(
-            key=key,
-            label=describe(key),
+        if not keys:
+            keys = (name if name is not None else provided,)
+        service = Service(
+            key=keys[0],
+            label=describe(keys[0]),
             lifetime=lifetime,
             owner=self,
             factory=factory,
             kind=kind,
-            expected=None if provides is _EMPTY else provides,
+            expected=None if provided is _EMPTY else provided,
             params=params,
             shutdown_hook=shutdown,
             check=health_check,
         )
+        service.keys = keys
+        _check_binding(service, where)
+        return service
 
     def _add(self, service: Service) -> None:
         with self._root._mutex:
             if self._closed:
                 raise ScopeClosedError(self._name, f"provide {service.label!r}")
-            if service.key in self._services:
-                raise ServiceAlreadyProvidedError(service.label, self._name)
-            self._services[service.key] = service
-            self._root._forget_builders()
+            for key in service.keys:
+                if key in self._services:
+                    raise ServiceAlreadyProvidedError(describe(key), self._name)
+            for key in service.keys:
+                self._services[key] = service
+            self._forget_builders()
 
     # -- invoking -----------------------------------------------------------------
 
     @overload
-    def invoke(self, service: type[T], name: str | None = None) -> T: ...
+    def invoke(self, service: TypeForm[T], name: str | None = None) -> T: ...
     @overload
     def invoke(self, service: str, name: None = None) -> Any: ...
-    def invoke(self, service: type[T] | str, name: str | None = None) -> T | Any:
+    def invoke(self, service: TypeForm[T] | str, name: str | None = None) -> T | Any:
         """The instance of a service, building it and its dependencies if needed.
 
         ``invoke(Database)`` by type, ``invoke(Database, name="replica")`` a named
@@ -365,10 +575,10 @@ class Scope:
         return instance
 
     @overload
-    async def ainvoke(self, service: type[T], name: str | None = None) -> T: ...
+    async def ainvoke(self, service: TypeForm[T], name: str | None = None) -> T: ...
     @overload
     async def ainvoke(self, service: str, name: None = None) -> Any: ...
-    async def ainvoke(self, service: type[T] | str, name: str | None = None) -> T | Any:
+    async def ainvoke(self, service: TypeForm[T] | str, name: str | None = None) -> T | Any:
         """:meth:`invoke` for async code: awaits async factories and other tasks' builds."""
         if name is None:
             instance = self._instances.get(service, MISSING)
@@ -419,16 +629,52 @@ class Scope:
         return list(seen.values())
 
     def _lineage(self) -> list[tuple[Scope, list[tuple[Key, Service]]]]:
-        """This scope and its ancestors, nearest first, each with its services then."""
+        """This scope and its ancestors, nearest first, each with its services then.
+
+        A scope's copies of scoped services come before what it provides itself.
+        """
         with self._root._mutex:
-            return [(scope, list(scope._services.items())) for scope in (self, *self.ancestors())]
+            return [
+                (
+                    scope,
+                    [(copy.key, copy) for copy in scope._scoped.values()]
+                    + list(scope._services.items()),
+                )
+                for scope in (self, *self.ancestors())
+            ]
+
+    def _context_value(self, service: Service) -> Any:
+        """The value of a context key, from the nearest enclosing scope that received one."""
+        scope: Scope | None = self
+        while scope is not None:
+            value = scope._context.get(service.key, MISSING)
+            if value is not MISSING:
+                return value
+            scope = scope._parent
+        raise ContextNotProvidedError(service.label, self._name)
+
+    def _scoped_copy(self, service: Service) -> Service:
+        """This scope's own copy of a scoped declaration, made on first use."""
+        copy = self._scoped.get(service)
+        if copy is not None:
+            return copy
+        if self._parent is None:
+            raise DIError(
+                f"service {service.label!r} is scoped: it is built once per scope, never "
+                "in the root injector; open a scope (`with injector.scope() as scope:`) "
+                "and invoke it there"
+            )
+        with self._root._mutex:
+            if self._closed:
+                raise ScopeClosedError(self._name, f"build {service.label!r}")
+            return self._scoped.setdefault(service, service.copy_for(self))
 
     def _not_found(self, key: Key) -> ServiceNotFoundError:
         return ServiceNotFoundError(describe(key), self._name, [s.label for s in self._visible()])
 
     def _built(self) -> list[Service]:
         with self._root._mutex:
-            built = [s for s in self._services.values() if s.index]
+            built = {s for s in (*self._services.values(), *self._scoped.values()) if s.index}
         return sorted(built, key=lambda s: s.index)
 
     # -- starting -----------------------------------------------------------------
@@ -532,15 +778,18 @@ class Scope:
         loop: from plain code one is run for them; inside a running loop use
         :meth:`ashutdown`.
         """
+        self._shutdown(None)
+
+    def _shutdown(self, failure: BaseException | None) -> None:
         if self._has_async_hooks():
             if in_event_loop():
-                raise RuntimeError(
+                raise AsyncRequiredError(
                     "shutdown() was called inside a running event loop and some services "
                     "have async shutdown hooks; use `await ashutdown()` there"
                 )
-            run(self.ashutdown, "shutdown", "ashutdown")
+            run(lambda: self._ashutdown(failure), "shutdown", "ashutdown")
             return
-        scopes = self._close()
+        scopes = self._close(failure)
         failures: dict[str, Exception] = {}
         fatal: BaseException | None = None
         for scope in scopes:
@@ -556,7 +805,10 @@ class Scope:
         Cancelling it stops it between hooks: the hooks not attempted yet stay with
         their scopes, and a later :meth:`ashutdown` runs them.
         """
-        scopes = self._close()
+        await self._ashutdown(None)
+
+    async def _ashutdown(self, failure: BaseException | None) -> None:
+        scopes = self._close(failure)
         failures: dict[str, Exception] = {}
         fatal: BaseException | None = None
         for scope in scopes:
@@ -584,7 +836,7 @@ class Scope:
         order.append(self)
         return order
 
-    def _close(self) -> list[Scope]:
+    def _close(self, failure: BaseException | None) -> list[Scope]:
         """Close the subtree and take its built services out, ready to shut down.
 
         Builds still in flight see the scope closed when they land: they shut their
@@ -596,22 +848,30 @@ class Scope:
                 scope._closed = True
                 scope._generation += 1
                 built = sorted(
-                    (s for s in scope._services.values() if s.index),
+                    {s for s in (*scope._services.values(), *scope._scoped.values()) if s.index},
                     key=lambda s: s.index,
                     reverse=True,
                 )
-                scope._closing += scope._take_out(built, self)
+                scope._closing += scope._take_out(built, self, failure)
                 scope._forget_builders()
             return scopes
 
-    def _take_out(self, services: Iterable[Service], shutting: Scope | None = None) -> list[_Step]:
+    def _take_out(
+        self,
+        services: Iterable[Service],
+        shutting: Scope | None = None,
+        failure: BaseException | None = None,
+    ) -> list[_Step]:
         """Drop built instances from the scope (the caller holds the mutex)."""
         steps = []
         for service in services:
             key = service.label
             if shutting is not None and shutting is not self:
                 key = f"{service.label} (scope {self._name!r})"
-            steps.append(_Step(service, self._instances.pop(service.key), key))
+            instance = self._instances.pop(service.key)
+            for other in service.keys[1:]:
+                self._instances.pop(other, None)
+            steps.append(_Step(service, instance, key, failure))
             service.index = 0
             service.teardown = None
             service.probe = None
@@ -637,8 +897,7 @@ class Scope:
 
         The caller holds the root's mutex.
         """
-        if self._parent is None:
-            self._root._providers_version += 1
+        self._root._providers_version += 1
         for key in self._compiled:
             self._instances.pop(key, None)
         self._compiled.clear()
@@ -671,7 +930,9 @@ class Scope:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.shutdown()
+        # The block's failure is thrown into generator factories at their yield, so
+        # that `except: rollback` in them runs, as with contextlib.
+        self._shutdown(error if isinstance(error, Exception) else None)
 
     async def __aenter__(self) -> Scope:
         return self
@@ -684,7 +945,7 @@ class Scope:
     ) -> None:
         # Shielded so a cancelled block still releases what it built.
         with anyio.CancelScope(shield=True):
-            await self.ashutdown()
+            await self._ashutdown(error if isinstance(error, Exception) else None)
 
 
 def _note_start(error: Exception, scope: Scope, key: Key) -> None:
@@ -693,11 +954,14 @@ def _note_start(error: Exception, scope: Scope, key: Key) -> None:
 
 
 def hook_of(
-    service: Service, instance: Any, teardown: Callable[[], Any] | None
+    service: Service,
+    instance: Any,
+    teardown: Teardown | None,
+    failure: BaseException | None,
 ) -> Callable[[], Any] | None:
     """The zero-argument shutdown hook of a built instance, if it has one."""
     if teardown is not None:
-        return teardown
+        return functools.partial(teardown, failure)
     if service.shutdown_hook is not None:
         hook = service.shutdown_hook
         if inspect.iscoroutinefunction(hook):
@@ -715,7 +979,7 @@ def _has_async_hook(scope: Scope, services: list[Service]) -> bool:
     for service in services:
         instance = scope._instances.get(service.key, MISSING)
         if instance is not MISSING and instance is not COMPILED:
-            hook = hook_of(service, instance, service.teardown)
+            hook = hook_of(service, instance, service.teardown, None)
             if inspect.iscoroutinefunction(hook):
                 return True
     return False
@@ -846,3 +1110,49 @@ async def _in_thread(hook: Callable[[], Any], scope: Scope) -> Any:
 
 # A parameter annotated Scope (or Injector, a Scope) receives the invoking scope.
 Scope._scope_types = (Scope,)
+
+
+def _no_factory() -> Any:
+    """Stands in as the factory of a context key: its value comes from scope(context=...)."""
+    raise AssertionError("a context key is never built")
+
+
+def _keys(provides: Keys, where: str, name: str | None) -> tuple[Any, ...]:
+    """The keys a provides= argument names; () when it is None."""
+    if provides is None:
+        return ()
+    keys = provides if isinstance(provides, tuple) else (provides,)
+    if not keys:
+        raise ValueError(f"{where}(provides=()): name at least one key")
+    if name is not None:
+        raise TypeError(
+            f"{where}(name={name!r}, provides=...): pass one or the other; a name can be "
+            f"one of the keys: provides=(..., {name!r})"
+        )
+    for key in keys:
+        if isinstance(key, str):
+            _check_name(key, f"{where}()")
+        elif key is None:
+            raise TypeError(f"{where}(provides=...): None is not a key")
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{where}(provides={provides!r}): a key is listed twice")
+    return keys
+
+
+def _check_binding(service: Service, where: str) -> None:
+    """Refuse a class bound to an interface it does not implement, where Python can tell."""
+    built = service.expected
+    if not isinstance(built, type):
+        return
+    for key in service.keys:
+        if key is built or not isinstance(key, type):
+            continue
+        try:
+            ok = issubclass(built, key)
+        except TypeError:
+            continue  # a Protocol that is not runtime-checkable: checked when built, if it can be
+        if not ok:
+            raise TypeError(
+                f"{where}({label(service.factory)}, provides={describe(key)}): "
+                f"{describe(built)} is not a {describe(key)}"
+            )

@@ -151,6 +151,7 @@ def test_override_shuts_down_the_replaced_instance() -> None:
     assert old.closed
     new = injector.invoke(Database)
     assert new is not old
+    injector.provide(lambda: Cache(), name="never-built")
     injector.override(lambda: Cache(), name="never-built")
     assert injector.invoke("never-built") is not None
 
@@ -250,6 +251,7 @@ async def test_aoverride_awaits_the_replaced_async_hook() -> None:
     injector = Injector()
     injector.provide(new_cache)
     old = await injector.ainvoke(Cache)
+    injector.provide(lambda: Cache(), name="unrelated")
     await injector.aoverride(lambda: Cache(), name="unrelated")
     assert closed == []
     await injector.aoverride(Cache)
