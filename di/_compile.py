@@ -18,7 +18,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._factory import Kind, Scoped
-from ._service import Lifetime, Service, check_type, params_of, resolve_sync
+from ._service import MISSING, Lifetime, Service, check_type, params_of, resolve_sync
+from .errors import DIError
 
 if TYPE_CHECKING:
     from .scope import Scope
@@ -83,3 +84,92 @@ def _expression(
                 value = source.constant(instance)
         arguments.append(value if p.positional else f"{p.name}={value}")
     return f"{source.constant(service.factory)}({', '.join(arguments)})"
+
+
+# -- scoped services ------------------------------------------------------------------
+
+
+def compile_scoped(parent: Scope, service: Service) -> Callable[[Scope], Any] | None:
+    """A function building scoped ``service`` in a child of ``parent`` that provides nothing.
+
+    Such a child (a request scope) resolves every key as ``parent`` does, so one builder
+    serves every request: it reads the child's context, caches each scoped service it
+    builds in the child (``Scope.record_built``) and captures the singletons, built now.
+    Returns None when anything on the way needs the general path (async or generator
+    factories, transients, named services needing a type check, cycles).
+    """
+    source = _Source()
+    functions: dict[Service, str] = {}
+    lines: list[str] = []
+    try:
+        entry = _scoped_function(parent, service, source, functions, lines, ())
+    except (TypeError, DIError):
+        return None
+    if entry is None:
+        return None
+    names = ", ".join(f"_{i}" for i in range(len(source.constants)))
+    body = "\n".join(f"    {line}" for line in lines)
+    code = f"def _outer(_MISSING, {names}):\n{body}\n    return {entry}\n"
+    namespace: dict[str, Any] = {}
+    exec(compile(code, f"<di scoped {service.label}>", "exec"), namespace)
+    builder: Callable[[Scope], Any] = namespace["_outer"](MISSING, *source.constants)
+    return builder
+
+
+def _scoped_function(
+    parent: Scope,
+    service: Service,
+    source: _Source,
+    functions: dict[Service, str],
+    lines: list[str],
+    path: tuple[Service, ...],
+) -> str | None:
+    """The name of a generated function ``f(scope)`` returning the scoped instance."""
+    if service in functions:
+        return functions[service]
+    if service in path or service.kind is not Kind.PLAIN:
+        return None
+    arguments = []
+    for p in params_of(service):
+        if p.target is Scoped:
+            value = "S"
+        else:
+            dependency = parent._lookup(p.target)
+            if dependency is None:
+                if p.default is _EMPTY:
+                    return None
+                value = source.constant(p.default)
+            elif dependency.lifetime is Lifetime.SCOPED:
+                if isinstance(p.target, str):
+                    return None  # its type is checked on every build
+                inner = _scoped_function(
+                    parent, dependency, source, functions, lines, (*path, service)
+                )
+                if inner is None:
+                    return None
+                value = f"{inner}(S)"
+            elif dependency.lifetime is Lifetime.CONTEXT:
+                key = source.constant(dependency.key)
+                declared = source.constant(dependency)
+                value = f"S.context_value({key}, {declared})"
+            elif dependency.lifetime is Lifetime.TRANSIENT:
+                return None
+            else:
+                instance = resolve_sync(dependency, parent)
+                if isinstance(p.target, str):
+                    check_type(p.target, instance, p.expected, f"parameter {p.name!r}")
+                value = source.constant(instance)
+        arguments.append(value if p.positional else f"{p.name}={value}")
+    name = f"build_{len(functions)}"
+    functions[service] = name
+    factory = source.constant(service.factory)
+    declared = source.constant(service)
+    key = source.constant(service.key)
+    lines += [
+        f"def {name}(S):",
+        f"    v = S._instances.get({key}, _MISSING)",
+        "    if v is not _MISSING:",
+        "        return v",
+        f"    return S.record_built({declared}, {factory}({', '.join(arguments)}))",
+    ]
+    return name

@@ -61,6 +61,7 @@ class Service:
         "check",
         "expected",
         "factory",
+        "fast",
         "flight",
         "index",
         "key",
@@ -106,6 +107,9 @@ class Service:
         self.flight: _Flight | None = None
         # For a scoped service's copy in the scope that built it: its declaration.
         self.template: Service | None = None
+        # For a scoped declaration: compiled builders by parent scope, with the
+        # providers' version they were compiled at (see Scope._fast_builder).
+        self.fast: dict[Any, tuple[int, Callable[[Any], Any] | None]] | None = None
         # The health check of the built instance: (call, is_async), NO_CHECK, or None
         # when not worked out yet. Reset when the instance is released.
         self.probe: Any = None

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._health import Slots
+from ._keys import _check_name
 from ._threads import Threads
 from .health import HealthCheckResult
 from .scope import Scope
@@ -95,7 +96,7 @@ class Injector(Scope):
         self._health_slots = Slots(health_check_parallelism)
         self._health_threads = Threads(f"di-health-{name}")
         self._health_flights: dict[Any, Any] = {}
-        Scope.__init__(self, name, self)
+        Scope.__init__(self, _check_name(name, "Injector()"), self)
         self._parent = None
 
     def __enter__(self) -> Injector:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import anyio
 from typing_extensions import TypeForm
 
-from . import _health
-from ._compile import compile_transient
+from . import _graph, _health
+from ._compile import compile_scoped, compile_transient
 from ._factory import Kind, Param, kind_of, label, provided_type, read_params
 from ._keys import Key, _check_name, describe
 from ._runner import cancel_requests, cancelled_from_outside, in_event_loop, is_cancellation, run
@@ -24,6 +24,7 @@ from ._service import (
     Lifetime,
     Service,
     Teardown,
+    check_provides,
     check_type,
     resolve_async,
     resolve_sync,
@@ -89,6 +90,7 @@ class Scope:
         "_compiled",
         "_context",
         "_eager",
+        "_fast",
         "_generation",
         "_instances",
         "_name",
@@ -105,7 +107,7 @@ class Scope:
     def __init__(self, name: str, parent: Scope) -> None:
         if not isinstance(parent, Scope):
             raise TypeError("create scopes with injector.scope(name), not Scope()")
-        self._name = _check_name(name, "scope()")
+        self._name = name  # checked by scope()
         self._parent: Scope | None = parent
         self._root = parent._root
         self._services: dict[Key, Service] = {}
@@ -123,8 +125,10 @@ class Scope:
         self._eager: dict[Key, None] = {}
         # The values this scope received with scope(context=...), by key.
         self._context: dict[Key, Any] = {}
-        # Scoped services declared above and built here: each declaration's copy.
+        # Scoped services declared above and built here: each declaration's copy, and
+        # (declaration, instance, index) of those a compiled builder made, copied on need.
         self._scoped: dict[Service, Service] = {}
+        self._fast: list[tuple[Service, Any, int]] = []
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name!r}>"
@@ -181,21 +185,21 @@ class Scope:
             name = f"{self._name}.{next(root._scope_numbers)}"
         else:
             _check_name(name, "scope()")
-        values = dict(context) if context else None
-        if context is not None and not isinstance(context, Mapping):
-            raise TypeError(f"scope(context=...) takes a mapping of key to value, got {context!r}")
-        if values:
-            for key in values:
+        child = Scope(name, self)
+        if context:
+            if type(context) is not dict and not isinstance(context, Mapping):
+                raise TypeError(
+                    f"scope(context=...) takes a mapping of key to value, got {context!r}"
+                )
+            for key in context:
                 declared = self._lookup(key)
                 if declared is None or declared.lifetime is not Lifetime.CONTEXT:
                     raise DIError(
                         f"scope(context=...): {describe(key)!r} is not a context key; "
                         f"declare it with provide_context({describe(key)})"
                     )
-        child = Scope(name, self)
-        if values:
-            child._context = values
-            child._instances.update(values)
+            child._context = dict(context)
+            child._instances.update(context)
         with root._mutex:
             if self._closed:
                 raise ScopeClosedError(self._name, f"open child scope {name!r}")
@@ -558,6 +562,10 @@ class Scope:
                     return instance
                 return self._compiled[service]()
         found, expected = self._find(service, name)
+        if found.lifetime is Lifetime.SCOPED and expected is None:
+            build = self._fast_builder(found)
+            if build is not None:
+                return build(self)
         if found.lifetime is Lifetime.TRANSIENT and expected is None:
             root = self._root
             version = root._providers_version
@@ -587,6 +595,10 @@ class Scope:
             if instance is not MISSING:
                 return instance
         found, expected = self._find(service, name)
+        if found.lifetime is Lifetime.SCOPED and expected is None:
+            build = self._fast_builder(found)
+            if build is not None:
+                return build(self)
         instance = await resolve_async(found, self)
         if expected is not None:
             check_type(found.label, instance, expected, "ainvoke()")
@@ -634,6 +646,8 @@ class Scope:
         A scope's copies of scoped services come before what it provides itself.
         """
         with self._root._mutex:
+            for scope in (self, *self.ancestors()):
+                scope._materialize()
             return [
                 (
                     scope,
@@ -642,6 +656,65 @@ class Scope:
                 )
                 for scope in (self, *self.ancestors())
             ]
+
+    def _fast_builder(self, service: Service) -> Callable[[Scope], Any] | None:
+        """The compiled builder of a scoped declaration for this scope, if it can have one.
+
+        Only a scope that provides nothing itself (a request scope) shares its parent's
+        builder; one is compiled per parent and providers' version.
+        """
+        parent = self._parent
+        if parent is None or self._services or service.template is not None:
+            return None
+        root = self._root
+        version = root._providers_version
+        cache = service.fast
+        entry = cache.get(parent) if cache is not None else None
+        if entry is not None and entry[0] == version:
+            return entry[1]
+        builder = compile_scoped(parent, service)
+        with root._mutex:
+            if service.fast is None or len(service.fast) > 16:
+                service.fast = {}  # parents come and go: keep the cache small
+            service.fast[parent] = (version, builder)
+        return builder
+
+    def record_built(self, service: Service, instance: Any) -> Any:
+        """Cache a scoped instance a compiled builder made here; the instance to use.
+
+        If another thread cached one first, that one is used and this one shut down.
+        """
+        instances = self._instances
+        kept = instances.setdefault(service.key, instance)
+        if kept is not instance:
+            _discard_unused(service, instance)
+            return kept
+        if service.key is not service.expected:
+            check_provides(service, instance)
+            for key in service.keys[1:]:
+                instances[key] = instance
+        self._fast.append((service, instance, next(self._root._counter)))
+        if self._closed:  # shut down meanwhile: nothing built here may stay
+            with self._root._mutex:
+                for key in service.keys:
+                    instances.pop(key, None)
+            _discard_unused(service, instance)
+            raise ScopeClosedError(self._name, f"build {service.label!r}")
+        return instance
+
+    def context_value(self, key: Key, declared: Service) -> Any:
+        """The value of context key ``key`` here or above (for compiled builders)."""
+        value = self._context.get(key, MISSING)
+        return value if value is not MISSING else self._context_value(declared)
+
+    def _materialize(self) -> None:
+        """Turn what compiled builders recorded into scoped copies (the caller holds the mutex)."""
+        while self._fast:
+            service, _, index = self._fast.pop(0)
+            copy = self._scoped.get(service)
+            if copy is None:
+                copy = self._scoped[service] = service.copy_for(self)
+            copy.index = index
 
     def _context_value(self, service: Service) -> Any:
         """The value of a context key, from the nearest enclosing scope that received one."""
@@ -667,6 +740,7 @@ class Scope:
         with self._root._mutex:
             if self._closed:
                 raise ScopeClosedError(self._name, f"build {service.label!r}")
+            self._materialize()
             return self._scoped.setdefault(service, service.copy_for(self))
 
     def _not_found(self, key: Key) -> ServiceNotFoundError:
@@ -674,18 +748,47 @@ class Scope:
 
     def _built(self) -> list[Service]:
         with self._root._mutex:
+            self._materialize()
             built = {s for s in (*self._services.values(), *self._scoped.values()) if s.index}
         return sorted(built, key=lambda s: s.index)
+
+    # -- the graph ----------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Check the whole graph visible from this scope, building nothing.
+
+        Raises one :class:`~di.GraphError` listing every problem: a missing dependency
+        (which service needs what), a cycle (its path), a captive dependency (a
+        singleton that needs a scoped or context service, directly or through
+        transients). Dependencies are looked up as invoking would: a singleton's from
+        the scope that provides it, a scoped or transient service's from this scope.
+        """
+        _graph.validate(self)
+
+    def explain(self, service: TypeForm[Any] | str, name: str | None = None) -> str:
+        """The dependency tree of a service: each node's lifetime, scope, and whether built.
+
+        >>> print(request.explain(Handler))
+        app.Handler (scoped, provided by 'root', not built here)
+        └── app.Database (lazy, provided by 'root', built)
+        """
+        found, _ = self._find(service, name)
+        return _graph.explain(self, found)
+
+    def graph(self) -> str:
+        """Every service visible from this scope and what it needs, as a Mermaid flowchart."""
+        return _graph.graph(self)
 
     # -- starting -----------------------------------------------------------------
 
     def start(self) -> None:
-        """Build every service of this scope provided with ``eager=True``, in provide order.
+        """Validate the graph, then build every ``eager=True`` service, in provide order.
 
         Each is built as :meth:`invoke` builds it, dependencies first; one already built
         is left as it is. The first failure is raised, with a note naming the service.
         Inside a running loop, or with async factories, use :meth:`astart`.
         """
+        self.validate()
         for key in list(self._eager):
             try:
                 self.invoke(key)
@@ -695,6 +798,7 @@ class Scope:
 
     async def astart(self) -> None:
         """:meth:`start` for async code: awaits async factories."""
+        self.validate()
         for key in list(self._eager):
             try:
                 await self.ainvoke(key)
@@ -781,6 +885,8 @@ class Scope:
         self._shutdown(None)
 
     def _shutdown(self, failure: BaseException | None) -> None:
+        if self._close_plainly():
+            return
         if self._has_async_hooks():
             if in_event_loop():
                 raise AsyncRequiredError(
@@ -808,6 +914,8 @@ class Scope:
         await self._ashutdown(None)
 
     async def _ashutdown(self, failure: BaseException | None) -> None:
+        if self._close_plainly():
+            return
         scopes = self._close(failure)
         failures: dict[str, Exception] = {}
         fatal: BaseException | None = None
@@ -819,6 +927,35 @@ class Scope:
                 self._conclude(failures, fatal, cancelled)
             scope._closed_out()
         self._conclude(failures, fatal, None)
+
+    def _close_plainly(self) -> bool:
+        """Close a child scope with no children and no hook to run at once; whether it did.
+
+        The common end of a request scope: what it built needs no shutdown, so there is
+        nothing to order, run or report.
+        """
+        if self._parent is None or self._children or self._closing or self._scoped:
+            return False
+        if self._services and any(s.index for s in self._services.values()):
+            return False
+        fast = self._fast
+        for service, instance, _ in fast:
+            if service.shutdown_hook is not None or callable(getattr(instance, "shutdown", None)):
+                return False
+        built = len(fast)
+        with self._root._mutex:
+            if self._children or self._scoped or self._closing or self._closed:
+                return False
+            if len(fast) != built:
+                return False  # built more meanwhile: take the general path
+            self._closed = True
+            self._generation += 1
+            self._fast.clear()
+            self._instances.clear()
+            self._compiled.clear()
+            if self._parent._children.get(self._name) is self:
+                del self._parent._children[self._name]
+        return True
 
     def _has_async_hooks(self) -> bool:
         with self._root._mutex:
@@ -845,6 +982,7 @@ class Scope:
         with self._root._mutex:
             scopes = self._subtree()
             for scope in scopes:
+                scope._materialize()
                 scope._closed = True
                 scope._generation += 1
                 built = sorted(
@@ -930,6 +1068,8 @@ class Scope:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._close_plainly():
+            return
         # The block's failure is thrown into generator factories at their yield, so
         # that `except: rollback` in them runs, as with contextlib.
         self._shutdown(error if isinstance(error, Exception) else None)
@@ -1156,3 +1296,15 @@ def _check_binding(service: Service, where: str) -> None:
                 f"{where}({label(service.factory)}, provides={describe(key)}): "
                 f"{describe(built)} is not a {describe(key)}"
             )
+
+
+def _discard_unused(service: Service, instance: Any) -> None:
+    """Shut down an instance built but never handed out (a lost race, a closed scope)."""
+    hook = hook_of(service, instance, None, None)
+    if hook is None:
+        return
+    result = hook()
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if callable(close):
+            close()  # an async hook cannot be awaited here; it never ran

@@ -1,0 +1,215 @@
+"""The dependency graph as a scope sees it, read without building anything.
+
+``validate()`` finds what would fail at first use (a missing dependency, a cycle, a
+singleton holding a scoped or context service), ``explain()`` draws one service's tree
+and ``graph()`` the whole graph as a Mermaid flowchart.
+
+Which scope resolves a dependency follows :mod:`di._service`: a singleton's from the
+scope that provides it, a scoped or transient service's from the scope that invokes it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from ._factory import Param, Scoped
+from ._keys import describe
+from ._service import Lifetime, Service, params_of
+from .errors import GraphError
+
+if TYPE_CHECKING:
+    from .scope import Scope
+
+_EMPTY = inspect.Parameter.empty
+_SINGLETONS = (Lifetime.LAZY, Lifetime.VALUE)
+
+
+def _edges(service: Service, invoker: Scope) -> Iterator[tuple[Param, Service | None]]:
+    """Each parameter of ``service`` and the service that would fill it (None if absent).
+
+    Raises ``TypeError`` when the factory's annotations cannot be resolved.
+    """
+    if service.lifetime is Lifetime.CONTEXT or service.lifetime is Lifetime.VALUE:
+        return
+    resolver = service.owner if service.lifetime is Lifetime.LAZY else invoker
+    for p in params_of(service):
+        if p.target is Scoped:
+            continue
+        yield p, resolver._lookup(p.target)
+
+
+def validate(scope: Scope) -> None:
+    """Raise one :class:`GraphError` listing every problem visible from ``scope``."""
+    problems: list[str] = []
+    cycles: set[tuple[str, ...]] = set()
+    for service in scope._visible():
+        try:
+            edges = list(_edges(service, scope))
+        except TypeError as error:
+            problems.append(str(error))
+            continue
+        for p, dependency in edges:
+            if dependency is None:
+                if p.default is _EMPTY:
+                    problems.append(
+                        f"{service.label} needs {describe(p.target)} (parameter {p.name!r}), "
+                        f"which no scope in reach of {_where(service, scope)!r} provides"
+                    )
+                continue
+        if service.lifetime in _SINGLETONS:
+            captive = _captive(service, scope)
+            if captive is not None:
+                problems.append(captive)
+        cycle = _cycle(service, scope)
+        if cycle is not None:
+            start = cycle.index(min(cycle[:-1]))
+            canonical = tuple(cycle[start:-1] + cycle[:start])
+            if canonical not in cycles:
+                cycles.add(canonical)
+                problems.append("circular dependency: " + " -> ".join(cycle))
+    if problems:
+        raise GraphError(scope.name, problems)
+
+
+def _where(service: Service, scope: Scope) -> str:
+    return service.owner.name if service.lifetime is Lifetime.LAZY else scope.name
+
+
+def _captive(singleton: Service, scope: Scope) -> str | None:
+    """How a singleton would hold a scoped or context service, if it would."""
+    path = [singleton]
+    seen: set[int] = set()
+
+    def walk(service: Service) -> str | None:
+        if id(service) in seen:
+            return None
+        seen.add(id(service))
+        try:
+            edges = list(_edges(service, singleton.owner))
+        except TypeError:
+            return None
+        for _, dependency in edges:
+            if dependency is None:
+                continue
+            if dependency.lifetime in (Lifetime.SCOPED, Lifetime.CONTEXT):
+                chain = " -> ".join(s.label for s in (*path, dependency))
+                return (
+                    f"captive dependency: singleton {singleton.label} (scope "
+                    f"{singleton.owner.name!r}) needs {dependency.lifetime.value} "
+                    f"{dependency.label} ({chain}); a singleton outlives every scope, so "
+                    f"make {singleton.label} scoped (provide_scoped) or give it what it "
+                    "needs another way"
+                )
+            if dependency.lifetime is Lifetime.TRANSIENT:
+                path.append(dependency)
+                found = walk(dependency)
+                path.pop()
+                if found is not None:
+                    return found
+        return None
+
+    return walk(singleton)
+
+
+def _cycle(start: Service, scope: Scope) -> list[str] | None:
+    """A dependency path from ``start`` back to a service already on it, if any."""
+    path: list[Service] = []
+    done: set[int] = set()
+
+    def walk(service: Service) -> list[str] | None:
+        if service in path:
+            return [s.label for s in path[path.index(service) :]] + [service.label]
+        if id(service) in done:
+            return None
+        path.append(service)
+        try:
+            edges = list(_edges(service, scope))
+        except TypeError:
+            edges = []
+        for _, dependency in edges:
+            if dependency is not None:
+                found = walk(dependency)
+                if found is not None:
+                    return found
+        path.pop()
+        done.add(id(service))
+        return None
+
+    return walk(start)
+
+
+def _state(service: Service, scope: Scope) -> str:
+    if service.lifetime is Lifetime.TRANSIENT:
+        return "built on every invoke"
+    if service.lifetime is Lifetime.CONTEXT:
+        return "from scope(context=...)"
+    if service.lifetime is Lifetime.SCOPED:
+        copy = scope._scoped.get(service)
+        return "built in this scope" if copy is not None and copy.index else "not built here"
+    return "built" if service.index else "not built"
+
+
+def explain(scope: Scope, root: Service) -> str:
+    """One service's dependency tree, as text."""
+    lines: list[str] = []
+
+    def node(service: Service) -> str:
+        return (
+            f"{service.label} ({service.lifetime.value}, provided by "
+            f"{service.owner.name!r}, {_state(service, scope)})"
+        )
+
+    def walk(service: Service, prefix: str, path: tuple[Service, ...]) -> None:
+        try:
+            edges = list(_edges(service, scope))
+        except TypeError as error:
+            lines.append(f"{prefix}└── cannot read its parameters: {error}")
+            return
+        for i, (p, dependency) in enumerate(edges):
+            last = i == len(edges) - 1
+            branch, below = ("└── ", "    ") if last else ("├── ", "│   ")
+            if dependency is None:
+                missing = "default used" if p.default is not _EMPTY else "MISSING"
+                lines.append(f"{prefix}{branch}{describe(p.target)} ({missing})")
+            elif dependency in path:
+                lines.append(f"{prefix}{branch}{dependency.label} (circular)")
+            else:
+                lines.append(f"{prefix}{branch}{node(dependency)}")
+                walk(dependency, prefix + below, (*path, dependency))
+
+    lines.append(node(root))
+    walk(root, "", (root,))
+    return "\n".join(lines)
+
+
+def graph(scope: Scope) -> str:
+    """Every service visible from ``scope`` and what each needs, as a Mermaid flowchart."""
+    services = scope._visible()
+    ids = {id(service): f"s{i}" for i, service in enumerate(services)}
+    lines = ["flowchart TD"]
+    missing: dict[str, str] = {}
+    for service in services:
+        text = f"{service.label}<br/>{service.lifetime.value} in {service.owner.name}"
+        lines.append(f'    {ids[id(service)]}["{_escape(text)}"]')
+    for service in services:
+        try:
+            edges = list(_edges(service, scope))
+        except TypeError:
+            continue
+        for p, dependency in edges:
+            source = ids[id(service)]
+            if dependency is not None and id(dependency) in ids:
+                lines.append(f"    {source} --> {ids[id(dependency)]}")
+            elif dependency is None and p.default is _EMPTY:
+                label = describe(p.target)
+                if label not in missing:
+                    missing[label] = f"m{len(missing)}"
+                    lines.append(f'    {missing[label]}["{_escape(label)}<br/>MISSING"]')
+                lines.append(f"    {source} -.-> {missing[label]}")
+    return "\n".join(lines)
+
+
+def _escape(text: str) -> str:
+    return text.replace('"', "#quot;")
