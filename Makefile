@@ -28,7 +28,7 @@ demo: $(VENV)/.demo
 lint: $(VENV)/.test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict di
+	$(BIN)/mypy --strict di tests/typing
 
 test: lint
 	$(BIN)/pytest

@@ -35,10 +35,18 @@ if TYPE_CHECKING:
     from .health import HealthCheckResult, HealthReport, Outcome
     from .injector import Injector
     from .monitor import HealthMonitor, ServingStatus
-    from .protocols import AsyncShutdowner, Healthchecker, HealthcheckerWithContext, Shutdowner
+    from .protocols import (
+        AsyncHealthChecker,
+        AsyncShutdowner,
+        HealthChecker,
+        Healthchecker,
+        HealthcheckerWithContext,
+        Shutdowner,
+    )
     from .scope import Scope
 
 _WHERE = {
+    "AsyncHealthChecker": ".protocols",
     "AsyncRequiredError": ".errors",
     "AsyncShutdowner": ".protocols",
     "CircularDependencyError": ".errors",
@@ -51,6 +59,7 @@ _WHERE = {
     "HealthCheckTimeoutError": ".errors",
     "HealthMonitor": ".monitor",
     "HealthReport": ".health",
+    "HealthChecker": ".protocols",
     "Healthchecker": ".protocols",
     "HealthcheckerWithContext": ".protocols",
     "Injector": ".injector",
@@ -68,6 +77,7 @@ _WHERE = {
 }
 
 __all__ = [
+    "AsyncHealthChecker",
     "AsyncRequiredError",
     "AsyncShutdowner",
     "CircularDependencyError",
@@ -78,6 +88,7 @@ __all__ = [
     "HealthCheckResult",
     "HealthCheckTimeoutError",
     "HealthMonitor",
+    "HealthChecker",
     "HealthReport",
     "Healthchecker",
     "HealthcheckerWithContext",

@@ -146,8 +146,7 @@ def _state(service: Service, scope: Scope) -> str:
     if service.lifetime is Lifetime.CONTEXT:
         return "from scope(context=...)"
     if service.lifetime is Lifetime.SCOPED:
-        copy = scope._scoped.get(service)
-        return "built in this scope" if copy is not None and copy.index else "not built here"
+        return "built in this scope" if scope.built_here(service) else "not built here"
     return "built" if service.index else "not built"
 
 

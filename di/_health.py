@@ -237,13 +237,15 @@ def _collect(scope: Scope, only: Service | None) -> list[Item]:
     """
     items: list[Item] = []
     seen: set[Any] = set()
+    checked: set[Service] = set()  # a service bound to several keys is checked once
     for owner, services in scope._lineage():
         for key, service in services:
             if key in seen:
                 continue
             seen.add(key)
-            if only is not None and service is not only:
+            if (only is not None and service is not only) or service in checked:
                 continue
+            checked.add(service)
             instance = owner._instances.get(key, MISSING)
             if not service.index or instance is MISSING or instance is COMPILED:
                 continue  # never built, or a transient: nothing to check

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["AsyncShutdowner", "Healthchecker", "HealthcheckerWithContext", "Shutdowner"]
+__all__ = [
+    "AsyncHealthChecker",
+    "AsyncShutdowner",
+    "HealthChecker",
+    "Healthchecker",
+    "HealthcheckerWithContext",
+    "Shutdowner",
+]
 
 
 @runtime_checkable
@@ -22,7 +29,7 @@ class AsyncShutdowner(Protocol):
 
 
 @runtime_checkable
-class Healthchecker(Protocol):
+class HealthChecker(Protocol):
     """A service with a synchronous ``health_check()``: raise to report it unhealthy.
 
     Sync checks run in worker threads, never on the event loop.
@@ -32,7 +39,7 @@ class Healthchecker(Protocol):
 
 
 @runtime_checkable
-class HealthcheckerWithContext(Protocol):
+class AsyncHealthChecker(Protocol):
     """A service with an ``async def health_check()``: raise to report it unhealthy.
 
     The check runs under the call's deadline: it is cancelled when its timeout fires,
@@ -40,3 +47,8 @@ class HealthcheckerWithContext(Protocol):
     """
 
     async def health_check(self) -> object: ...
+
+
+# samber/do's names for the same protocols.
+Healthchecker = HealthChecker
+HealthcheckerWithContext = AsyncHealthChecker

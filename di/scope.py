@@ -702,6 +702,13 @@ class Scope:
             raise ScopeClosedError(self._name, f"build {service.label!r}")
         return instance
 
+    def built_here(self, service: Service) -> bool:
+        """Whether this scope has built its own copy of scoped declaration ``service``."""
+        with self._root._mutex:
+            self._materialize()
+            copy = self._scoped.get(service)
+            return copy is not None and bool(copy.index)
+
     def context_value(self, key: Key, declared: Service) -> Any:
         """The value of context key ``key`` here or above (for compiled builders)."""
         value = self._context.get(key, MISSING)

@@ -13,6 +13,8 @@ import anyio
 import pytest
 
 from di import (
+    AsyncHealthChecker,
+    HealthChecker,
     Healthchecker,
     HealthCheckError,
     HealthcheckerWithContext,
@@ -553,8 +555,9 @@ def test_protocols_are_runtime_checkable() -> None:
     class Async:
         async def health_check(self) -> None: ...
 
-    assert isinstance(Sync(), Healthchecker)
-    assert isinstance(Async(), HealthcheckerWithContext)
+    assert isinstance(Sync(), HealthChecker) and HealthChecker is Healthchecker
+    assert isinstance(Async(), AsyncHealthChecker)
+    assert AsyncHealthChecker is HealthcheckerWithContext
 
 
 @pytest.mark.parametrize(
