@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import anyio.abc
 
-from ._runner import cancel_requests, cancelled_from_outside, is_cancellation
+from ._runner import any_cancellation, cancel_requests, cancelled_from_outside, is_cancellation
 from ._service import COMPILED, MISSING, Service
 from ._threads import Threads, loop_notifier
 from .errors import (
@@ -101,7 +101,11 @@ class Item:
 
     def credit(self, run: _Run) -> float:
         """Loop time other checks took while this async check was in flight."""
-        return run.stall - self.stall_base - self.own_stall if self.is_async else 0.0
+        return run.stall.total - self.stall_base - self.own_stall if self.is_async else 0.0
+
+
+class _Unfinished(HealthCheckError):
+    """A shared run whose call ended before it did: there is no outcome to share."""
 
 
 class Attempt:
@@ -117,6 +121,25 @@ class Attempt:
         self.error: Exception | None = None
         self.waiters: list[Callable[[], None]] = []
         self.abandoned = False
+
+
+class _Stall:
+    """Seconds an event loop's thread spent running checks' code (one per thread)."""
+
+    __slots__ = ("total",)
+
+    def __init__(self) -> None:
+        self.total = 0.0
+
+
+_stalls = threading.local()
+
+
+def _loop_stall() -> _Stall:
+    stall: _Stall | None = getattr(_stalls, "stall", None)
+    if stall is None:
+        stall = _stalls.stall = _Stall()
+    return stall
 
 
 # The sync checks running now, by service, and the lock for waiting on one of them.
@@ -140,7 +163,7 @@ def _conclude(service: Service, attempt: Attempt, error: Exception | None) -> No
         wake()
 
 
-def _abandon(item: Item, timeout: float) -> None:
+def _abandon(item: Item, limit: str) -> None:
     """Log, once per run, that a sync check's thread is left behind."""
     global _stuck
     attempt = item.attempt
@@ -151,10 +174,10 @@ def _abandon(item: Item, timeout: float) -> None:
         _stuck += 1
         stuck = _stuck
     logger.warning(
-        "health check of %r overran its per-check timeout of %g s; its thread is abandoned "
-        "and the check is not started again until it returns (%d %s stuck in health checks)",
+        "health check of %r overran %s; its thread is abandoned and the check is not "
+        "started again until it returns (%d %s stuck in health checks)",
         item.service.label,
-        timeout,
+        limit,
         stuck,
         "thread" if stuck == 1 else "threads",
     )
@@ -198,7 +221,7 @@ async def report(
         await joined.wait()
         if isinstance(flight.outcome, HealthReport):
             return flight.outcome
-        if isinstance(flight.outcome, BaseException) and not is_cancellation(flight.outcome):
+        if isinstance(flight.outcome, BaseException) and not any_cancellation(flight.outcome):
             raise flight.outcome
         # The leading call was cancelled: this caller runs the checks itself.
 
@@ -269,7 +292,15 @@ def probe_of(service: Service, instance: Any) -> tuple[Callable[[], Any], bool]:
             return check(instance)
 
         return explicit, inspect.iscoroutinefunction(check)
-    method = getattr(instance, "health_check", None)
+    try:
+        method = getattr(instance, "health_check", None)
+    except Exception as error:  # a proxy whose attribute lookup fails: its check fails
+        failure = error
+
+        def broken() -> None:
+            raise failure
+
+        return broken, False
     if not callable(method):
         return NO_CHECK
     return method, inspect.iscoroutinefunction(method)
@@ -287,7 +318,10 @@ async def check_one(scope: Scope, service: Service) -> Exception | None:
         service.probe = probe_of(service, instance)
     if service.probe is NO_CHECK:
         raise NoHealthCheckError(service.label)
-    return (await report(scope, service)).checks[0].error
+    checks = (await report(scope, service)).checks
+    if not checks:  # shut down (or rebuilt) meanwhile
+        raise ServiceNotBuiltError(service.label, service.owner._name)
+    return checks[0].error
 
 
 # -- one call --------------------------------------------------------------------------
@@ -328,7 +362,8 @@ class _Run:
         self.active = 0  # workers not finished yet
         self.exhausted = False
         self.closed = False
-        self.stall = 0.0  # seconds the loop spent inside checks' code, in this call
+        # Seconds the loop spent inside checks' code, across every call on this loop.
+        self.stall = _loop_stall()
 
     # -- the queue -------------------------------------------------------------------
 
@@ -350,7 +385,7 @@ class _Run:
                 return None
             item.started, item.started_at = now, time.time()
             if item.is_async:
-                item.stall_base = self.stall
+                item.stall_base = self.stall.total
                 return item
             due = math.inf if self.timeout is None else now + self.timeout
             attempt = Attempt(now, item.started_at, due)
@@ -385,8 +420,8 @@ class _Run:
         if item.position in self.results:
             return
         ended = ended or time.monotonic()
-        if value is False and error is None:
-            error = HealthCheckError(item.service.label, "it returned False")
+        if error is None and value is not None and value is not True:
+            error = _verdict(item, value)
         if self.timeout is not None and ended - item.started - item.credit(self) > self.timeout:
             self.time_out(item, PER_CHECK, ended)
         elif ended > self.deadline:
@@ -417,12 +452,20 @@ class _Run:
         if self.on_check is not None:
             try:
                 self.on_check(item.service.label, result)
-            except Exception:
+            except BaseException:
                 logger.exception("the on_health_check hook failed for %r", item.service.label)
 
     def settle(self, expired: bool) -> HealthReport:
-        """The report, with every check that has no result yet reported all the same."""
+        """The report, with every check that has no result yet reported all the same.
+
+        A sync check whose thread is still running is left behind, and logged once.
+        """
         self.closed = True
+        for lane in self.lanes:
+            running = lane.item
+            if running is not None and not lane.abandoned:
+                lane.abandoned = True
+                _abandon(running, f"the {self.limit} timeout of {self.global_timeout or 0:g} s")
         if len(self.results) < len(self.items):
             for item in self.items:
                 if item.position in self.results:
@@ -463,6 +506,20 @@ class _Run:
     def resume(self) -> None:
         """A worker that waited runs again."""
         self.waiting -= 1
+
+
+def _verdict(item: Item, value: Any) -> HealthCheckError | None:
+    """What a check's return value says: False, or a generator never run, is a failure."""
+    label = item.service.label
+    if value is False:
+        return HealthCheckError(label, "it returned False")
+    if inspect.iscoroutine(value) or inspect.isgenerator(value) or inspect.isasyncgen(value):
+        _close(value)
+        kind = type(value).__name__
+        return HealthCheckError(
+            label, f"it returned a {kind} that was never run; a check must raise to fail"
+        )
+    return None
 
 
 def as_exception(label: str, error: BaseException) -> Exception:
@@ -541,7 +598,7 @@ async def _helper(run: _Run) -> None:
     try:
         await run.slots.acquire()
         try:
-            await _serve(run)
+            await _serve(run, helper=True)
         finally:
             run.slots.release()
     finally:
@@ -565,15 +622,15 @@ def _first_step(run: _Run, item: Item, awaitable: Any = None) -> _Pending | None
     except StopIteration as stop:
         ended = time.monotonic()
         run.conclude(item, None, ended, stop.value)
-        run.stall += ended - began
+        run.stall.total += ended - began
         return None
     except BaseException as error:  # it never suspended: nothing outside caused this
         ended = time.monotonic()
         run.conclude(item, error, ended)
-        run.stall += ended - began
+        run.stall.total += ended - began
         return None
     took = time.monotonic() - began
-    run.stall += took
+    run.stall.total += took
     item.own_stall += took
     return item, (steps, yielded)
 
@@ -598,7 +655,7 @@ def _resume(run: _Run, item: Item, steps: Any, yielded: Any) -> Generator[Any, A
                 return stop.value
             finally:
                 took = time.monotonic() - began
-                run.stall += took
+                run.stall.total += took
                 item.own_stall += took
         else:
             began = time.monotonic()
@@ -608,16 +665,21 @@ def _resume(run: _Run, item: Item, steps: Any, yielded: Any) -> Generator[Any, A
                 return stop.value
             finally:
                 took = time.monotonic() - began
-                run.stall += took
+                run.stall.total += took
                 item.own_stall += took
 
 
-async def _serve(run: _Run) -> None:
-    """A worker's loop, under cancel scopes that only the watchdog cancels."""
+async def _serve(run: _Run, helper: bool = False) -> None:
+    """A worker's loop, under cancel scopes that only the watchdog cancels.
+
+    Nothing outside cancels a helper's task natively (its task group cancels through
+    a cancel scope): a native cancellation there comes from a check cancelling its own
+    task, and is that check's failure.
+    """
     worker = _Worker()
     run.workers.append(worker)
     lane: _Lane | None = None
-    baseline = cancel_requests()
+    baseline = -1 if helper else cancel_requests()
     try:
         while True:
             with anyio.CancelScope() as scope:
@@ -696,11 +758,18 @@ async def _serve_in_scope(
             run.time_out(item, PER_CHECK)  # the watchdog fired, whatever the check did
             _conclude_if_sync(item, run)
             return lane
-        if error is not None and is_cancellation(error) and cancelled_from_outside(baseline):
+        if error is not None and is_cancellation(error) and _from_outside(baseline):
             _conclude_if_sync(item, run, error)
             raise error
         run.conclude(item, error, value=value)
         _conclude_if_sync(item, run)
+
+
+def _from_outside(baseline: int) -> bool:
+    """Whether a cancellation reaching a worker was caused outside the checks."""
+    if baseline < 0:  # a helper: only its cancel scopes count
+        return anyio.current_effective_deadline() == -math.inf
+    return cancelled_from_outside(baseline)
 
 
 def _conclude_if_sync(item: Item, run: _Run, error: BaseException | None = None) -> None:
@@ -709,9 +778,8 @@ def _conclude_if_sync(item: Item, run: _Run, error: BaseException | None = None)
         result = run.results.get(item.position)
         if result is not None:
             _conclude(item.service, item.attempt, result.error)
-        else:
-            failure = as_exception(item.service.label, error or anyio.get_cancelled_exc_class()())
-            _conclude(item.service, item.attempt, failure)
+        else:  # the call that started it was cancelled: nothing to share
+            _conclude(item.service, item.attempt, _unfinished(item))
 
 
 async def _share(run: _Run, item: Item) -> None:
@@ -837,12 +905,12 @@ class _Lane:
                     item.service.probe = (item.call, True)
                     if self.abandoned or run.closed:
                         _close(result)
-                        _conclude(item.service, attempt, None)
+                        _conclude(item.service, attempt, _unfinished(item))
                         return
                     self.pending = (item, result)
                     return
-                if error is None and result is False:
-                    error = HealthCheckError(item.service.label, "it returned False")
+                if error is None and result is not None and result is not True:
+                    error = _verdict(item, result)
                 failure = None if error is None else as_exception(item.service.label, error)
                 _conclude(item.service, attempt, failure)
                 if self.abandoned or run.closed:
@@ -854,6 +922,13 @@ class _Lane:
         finally:
             self.item = None
             wake()
+
+
+def _unfinished(item: Item) -> _Unfinished:
+    return _Unfinished(
+        item.service.label,
+        "the call that started it ended before it finished; the next call checks it again",
+    )
 
 
 def _close(awaitable: object) -> None:
@@ -894,7 +969,7 @@ async def _watch(run: _Run) -> None:
                 if due <= now:
                     lane.abandoned = True
                     run.time_out(item, PER_CHECK)
-                    _abandon(item, timeout)
+                    _abandon(item, f"its per-check timeout of {timeout:g} s")
                     lane.event.set()
                 else:
                     next_due = min(next_due, due)

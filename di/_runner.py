@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
@@ -18,11 +18,22 @@ def in_event_loop() -> bool:
     """Whether this thread is running an asyncio or trio event loop right now."""
     # Neither library is imported here: a loop can only run if its library is loaded,
     # and `di probe` should not pay for importing asyncio.
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is not None and asyncio._get_running_loop() is not None:
+    if running_asyncio_loop() is not None:
         return True
     trio = sys.modules.get("trio")
-    return trio is not None and bool(trio.lowlevel.in_trio_run())
+    lowlevel = getattr(trio, "lowlevel", None)  # None while trio is still importing
+    return lowlevel is not None and bool(lowlevel.in_trio_run())
+
+
+def running_asyncio_loop() -> Any:
+    """This thread's running asyncio loop, or None, without importing asyncio.
+
+    Another thread may be importing asyncio right now: a module only partly initialized
+    has no running loop here.
+    """
+    asyncio = sys.modules.get("asyncio")
+    get_loop = getattr(asyncio, "_get_running_loop", None)
+    return get_loop() if get_loop is not None else None
 
 
 def run(function: Callable[[], Awaitable[T]], sync_name: str, async_name: str) -> T:
@@ -52,11 +63,23 @@ def is_cancellation(error: BaseException) -> bool:
     return isinstance(error, anyio.get_cancelled_exc_class())
 
 
+def any_cancellation(error: BaseException) -> bool:
+    """Whether ``error`` is asyncio's or trio's cancellation, whichever loop raised it."""
+    asyncio = sys.modules.get("asyncio")
+    cancelled = getattr(asyncio, "CancelledError", None)
+    if cancelled is not None and isinstance(error, cancelled):
+        return True
+    trio = sys.modules.get("trio")
+    cancelled = getattr(trio, "Cancelled", None)
+    return cancelled is not None and isinstance(error, cancelled)
+
+
 def cancel_requests() -> int:
     """How many native cancellations are pending on the current asyncio task (else 0)."""
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is None or asyncio._get_running_loop() is None:
+    if running_asyncio_loop() is None:
         return 0
+    import asyncio
+
     task = asyncio.current_task()
     return task.cancelling() if task is not None else 0
 
@@ -69,3 +92,47 @@ def cancelled_from_outside(baseline: int) -> bool:
     to it (an async client re-raising its reader task's cancellation, say).
     """
     return anyio.current_effective_deadline() == -math.inf or cancel_requests() > baseline
+
+
+async def to_completion(function: Callable[[], Awaitable[T]]) -> T:
+    """Await ``function()`` to its end even if the caller is cancelled meanwhile.
+
+    A caller's cancellation (a cancel scope, or asyncio's ``task.cancel()``, which a
+    shielded cancel scope does not stop) is re-raised once the work is done. For work
+    that must not be cut in half: a shutdown hook.
+    """
+    loop = running_asyncio_loop()
+    if loop is None:
+        with anyio.CancelScope(shield=True):
+            return await function()
+    import asyncio
+
+    async def call() -> tuple[bool, Any]:
+        # asyncio lets SystemExit and KeyboardInterrupt out of a task into the loop:
+        # carry them back to the caller instead.
+        try:
+            return True, await function()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:
+            return False, error
+
+    task = loop.create_task(call())
+    cancelled: BaseException | None = None
+    with anyio.CancelScope(shield=True):
+        while True:
+            try:
+                ok, outcome = await asyncio.shield(task)
+                break
+            except asyncio.CancelledError as error:
+                if task.done():
+                    raise  # the work itself ended cancelled
+                cancelled = error  # the caller's: finish first
+    if not ok:
+        if cancelled is not None:
+            outcome.add_note("the caller was cancelled meanwhile")
+        raise outcome
+    if cancelled is not None:
+        raise cancelled
+    result: T = outcome
+    return result

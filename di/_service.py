@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import enum
 import inspect
+import logging
 import sys
 import threading
 from collections.abc import Callable
@@ -24,11 +25,14 @@ import anyio
 
 from ._factory import Kind, Param, Scoped, label, read_params
 from ._keys import describe
+from ._runner import running_asyncio_loop
+from ._threads import loop_notifier
 from .errors import AsyncRequiredError, CircularDependencyError, DIError, ScopeClosedError
 
 if TYPE_CHECKING:
     from .scope import Scope
 
+logger = logging.getLogger("di")
 MISSING: Final[Any] = object()
 # Stands in Scope._instances for a transient whose builder is compiled.
 COMPILED: Final[Any] = object()
@@ -139,7 +143,17 @@ class Service:
 class _Flight:
     """One build in progress, which other callers may wait for."""
 
-    __slots__ = ("done", "error", "event", "generation", "service", "thread", "waiting_on")
+    __slots__ = (
+        "callbacks",
+        "done",
+        "error",
+        "event",
+        "generation",
+        "landed",
+        "service",
+        "thread",
+        "waiting_on",
+    )
 
     def __init__(self, service: Service, asynchronous: bool) -> None:
         self.service = service
@@ -151,6 +165,22 @@ class _Flight:
         self.thread = threading.get_ident()
         self.error: BaseException | None = None
         self.waiting_on: _Flight | None = None
+        # Loops in other threads waiting for it: each is woken when it lands.
+        self.callbacks: list[Callable[[], None]] = []
+        self.landed = False
+
+    async def wait_from_another_thread(self) -> None:
+        """Wait, on this loop, for a build running in another thread (cancellable)."""
+        woken = anyio.Event()
+        notify = loop_notifier()
+        with self.service.owner._root._mutex:
+            if not self.landed:
+                self.callbacks.append(lambda: notify(woken.set))
+                landed = False
+            else:
+                landed = True
+        if not landed:
+            await woken.wait()
 
 
 # -- entry points -------------------------------------------------------------------
@@ -189,8 +219,11 @@ def resolve_sync(service: Service, invoker: Scope) -> Any:
             except BaseException as error:
                 _land(service, flight, None, error)
                 raise
-            if not _land(service, flight, made, None):
+            landed = _land(service, flight, made, None)
+            if landed is not _KEPT:
                 _discard_sync(service, made)
+                service = _current(service, landed)
+                instances = service.owner._instances
             continue
         if flight.event is not None and flight.thread == threading.get_ident():
             raise AsyncRequiredError(
@@ -198,7 +231,11 @@ def resolve_sync(service: Service, invoker: Scope) -> Any:
                 "loop; use `await scope.ainvoke(...)` to wait for it"
             )
         flight.done.wait()
-        _landed(flight, me)
+        try:
+            _landed(flight, me)
+        except _Replaced:
+            service = _current(service, _REPLACED)
+            instances = service.owner._instances
 
 
 async def resolve_async(service: Service, invoker: Scope) -> Any:
@@ -227,14 +264,26 @@ async def resolve_async(service: Service, invoker: Scope) -> Any:
             except BaseException as error:
                 _land(service, flight, None, error)
                 raise
-            if not _land(service, flight, made, None):
+            landed = _land(service, flight, made, None)
+            if landed is not _KEPT:
                 await _discard_async(service, made)
+                service = _current(service, landed)
+                instances = service.owner._instances
             continue
-        if flight.event is not None and flight.thread == threading.get_ident():
-            await flight.event.wait()
-        else:
-            await anyio.to_thread.run_sync(flight.done.wait)
-        _landed(flight, me)
+        try:
+            if flight.event is not None and flight.thread == threading.get_ident():
+                await flight.event.wait()
+            else:
+                await flight.wait_from_another_thread()
+        except BaseException:
+            if me is not None:
+                me.waiting_on = None
+            raise
+        try:
+            _landed(flight, me)
+        except _Replaced:
+            service = _current(service, _REPLACED)
+            instances = service.owner._instances
 
 
 # -- flights ------------------------------------------------------------------------
@@ -274,70 +323,96 @@ def _claim(service: Service, asynchronous: bool) -> tuple[_Flight, bool, _Flight
         return flight, False, me
 
 
+class _Replaced(DIError):
+    """The service was replaced (override) while being built: build the new one."""
+
+
+_KEPT, _CLOSED, _REPLACED = "kept", "closed", "replaced"
+
+
+def _current(service: Service, landed: str) -> Service:
+    """After a build that was not kept: the service to build instead, or the error."""
+    owner = service.owner
+    if landed is _REPLACED:
+        current = owner._services.get(service.key)
+        if current is not None:
+            return current
+    raise ScopeClosedError(owner._name, f"build {service.label!r}")
+
+
 def _land(
     service: Service,
     flight: _Flight,
     made: tuple[Any, Teardown | None] | None,
     error: BaseException | None,
-) -> bool:
+) -> str:
     """Cache a build (or record its failure) and wake its waiters.
 
-    False when the scope began shutting down during the build: nothing is cached, the
-    waiters get :class:`ScopeClosedError`, and the caller must shut the instance down.
+    Not kept when the scope began shutting down during the build (the waiters get
+    :class:`ScopeClosedError`) or an override replaced the service meanwhile (the
+    waiters build the new one): the caller must shut the instance down.
     """
     owner = service.owner
     root = owner._root
-    kept = True
+    kept = _KEPT
     with root._mutex:
         if made is not None:
             if owner._closed or owner._generation != flight.generation:
-                kept = False
+                kept = _CLOSED
                 error = ScopeClosedError(owner._name, f"build {service.label!r}")
+            elif service.template is None and owner._services.get(service.key) is not service:
+                kept = _REPLACED
+                error = _Replaced(f"service {service.label!r} was replaced while being built")
             else:
                 service.index = next(root._counter)
                 service.teardown = made[1]
                 for key in service.keys:
                     owner._instances[key] = made[0]
         service.flight = None
-    flight.error = error
+        flight.error = error
+        flight.landed = True
+        callbacks, flight.callbacks = flight.callbacks, []
     flight.done.set()
     if flight.event is not None:
         flight.event.set()
+    for wake in callbacks:
+        wake()
     return kept
 
 
 def _discard_sync(service: Service, made: tuple[Any, Teardown | None]) -> None:
-    """Shut down an instance whose scope closed while it was being built, then refuse it."""
+    """Shut down an instance built but not kept (its scope closed, or it was replaced)."""
     from .scope import hook_of
 
-    hook = hook_of(service, made[0], made[1], None)
     try:
+        hook = hook_of(service, made[0], made[1], None)
         if hook is not None:
             result = hook()
             if inspect.isawaitable(result):
                 close = getattr(result, "close", None)
                 if callable(close):
                     close()
-                raise DIError(
-                    f"the shutdown hook of {service.label!r} is async; build it with "
-                    "`await scope.ainvoke(...)` so it can be awaited"
+                logger.warning(
+                    "the async shutdown hook of %r, built but not kept, could not be awaited "
+                    "from sync code; build it with `await scope.ainvoke(...)`",
+                    service.label,
                 )
-    finally:
-        raise ScopeClosedError(service.owner._name, f"build {service.label!r}")
+    except Exception:
+        logger.exception("shutting down %r, built but not kept, failed", service.label)
 
 
 async def _discard_async(service: Service, made: tuple[Any, Teardown | None]) -> None:
     """:func:`_discard_sync`, awaiting an async shutdown hook."""
     from .scope import hook_of
 
-    hook = hook_of(service, made[0], made[1], None)
     try:
+        hook = hook_of(service, made[0], made[1], None)
         if hook is not None:
             result = hook()
             if inspect.isawaitable(result):
                 await result
-    finally:
-        raise ScopeClosedError(service.owner._name, f"build {service.label!r}")
+    except Exception:
+        logger.exception("shutting down %r, built but not kept, failed", service.label)
 
 
 def _landed(flight: _Flight, me: _Flight | None) -> None:
@@ -528,8 +603,8 @@ def _first_anext(generator: Any) -> Any:
 
 def _loop_token() -> Any:
     """Something that identifies the running event loop."""
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is not None and (loop := asyncio._get_running_loop()) is not None:
+    loop = running_asyncio_loop()
+    if loop is not None:
         return loop
     import trio
 

@@ -64,9 +64,9 @@ def loop_notifier() -> Callable[[Callable[[], object]], None]:
     Calls made after the loop has finished are dropped: the run they belonged to has
     already reported.
     """
-    import asyncio
+    from ._runner import running_asyncio_loop
 
-    loop = asyncio._get_running_loop()
+    loop = running_asyncio_loop()
     if loop is not None:
         running = loop
 

@@ -11,13 +11,21 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
+import anyio.lowlevel
 from typing_extensions import TypeForm
 
 from . import _graph, _health
 from ._compile import compile_scoped, compile_transient
 from ._factory import Kind, Param, kind_of, label, provided_type, read_params
 from ._keys import Key, _check_name, describe
-from ._runner import cancel_requests, cancelled_from_outside, in_event_loop, is_cancellation, run
+from ._runner import (
+    cancel_requests,
+    cancelled_from_outside,
+    in_event_loop,
+    is_cancellation,
+    run,
+    to_completion,
+)
 from ._service import (
     COMPILED,
     MISSING,
@@ -93,6 +101,7 @@ class Scope:
         "_fast",
         "_generation",
         "_instances",
+        "_labels",
         "_name",
         "_parent",
         "_root",
@@ -129,6 +138,7 @@ class Scope:
         # (declaration, instance, index) of those a compiled builder made, copied on need.
         self._scoped: dict[Service, Service] = {}
         self._fast: list[tuple[Service, Any, int]] = []
+        self._labels: set[str] = set()  # the reported names of the type keys provided here
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name!r}>"
@@ -532,10 +542,15 @@ class Scope:
             if self._closed:
                 raise ScopeClosedError(self._name, f"provide {service.label!r}")
             for key in service.keys:
-                if key in self._services:
+                # A name may not pass for a type's reported name, nor the reverse:
+                # reports and errors name both the same way.
+                taken = key in self._labels if isinstance(key, str) else describe(key)
+                if key in self._services or taken in self._services or taken is True:
                     raise ServiceAlreadyProvidedError(describe(key), self._name)
             for key in service.keys:
                 self._services[key] = service
+                if not isinstance(key, str):
+                    self._labels.add(describe(key))
             self._forget_builders()
 
     # -- invoking -----------------------------------------------------------------
@@ -947,7 +962,7 @@ class Scope:
             return False
         fast = self._fast
         for service, instance, _ in fast:
-            if service.shutdown_hook is not None or callable(getattr(instance, "shutdown", None)):
+            if hook_of(service, instance, None, None) is not None:
                 return False
         built = len(fast)
         with self._root._mutex:
@@ -1009,10 +1024,16 @@ class Scope:
     ) -> list[_Step]:
         """Drop built instances from the scope (the caller holds the mutex)."""
         steps = []
+        where = ""
+        if shutting is not None and shutting is not self:
+            names = [self._name]
+            for ancestor in self.ancestors():
+                if ancestor is shutting:
+                    break
+                names.append(ancestor._name)
+            where = "/".join(reversed(names))
         for service in services:
-            key = service.label
-            if shutting is not None and shutting is not self:
-                key = f"{service.label} (scope {self._name!r})"
+            key = f"{service.label} (scope {where!r})" if where else service.label
             instance = self._instances.pop(service.key)
             for other in service.keys[1:]:
                 self._instances.pop(other, None)
@@ -1090,9 +1111,12 @@ class Scope:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # Shielded so a cancelled block still releases what it built.
-        with anyio.CancelScope(shield=True):
-            await self._ashutdown(error if isinstance(error, Exception) else None)
+        if self._close_plainly():
+            return
+        # Run to the end even if the block is cancelled, so it still releases what it
+        # built (each hook within the shutdown timeout); the cancellation follows.
+        failure = error if isinstance(error, Exception) else None
+        await to_completion(lambda: self._ashutdown(failure))
 
 
 def _note_start(error: Exception, scope: Scope, key: Key) -> None:
@@ -1118,7 +1142,15 @@ def hook_of(
 
             return call_async
         return lambda: hook(instance)
-    method = getattr(instance, "shutdown", None)
+    try:
+        method = getattr(instance, "shutdown", None)
+    except Exception as error:  # a proxy whose attribute lookup fails: its hook fails
+        failure_of_lookup = error
+
+        def broken() -> None:
+            raise failure_of_lookup
+
+        return broken
     return method if callable(method) else None
 
 
@@ -1201,6 +1233,8 @@ async def _run_async(
     while (step := take()) is not None:
         try:
             await _call_async(step, timeout, scope)
+            if cancelled_from_outside(baseline):
+                await anyio.lowlevel.checkpoint()  # stop between hooks: raises it
         except Exception as error:
             failures[step.key] = error
         except BaseException as error:
@@ -1219,6 +1253,11 @@ async def _run_async(
 
 
 async def _call_async(step: _Step, seconds: float | None, scope: Scope) -> None:
+    """Run one hook to its end (or its timeout): a cancellation waits until it is done."""
+    await to_completion(lambda: _call_bounded(step, seconds, scope))
+
+
+async def _call_bounded(step: _Step, seconds: float | None, scope: Scope) -> None:
     hook = step.hook()
     if hook is None:
         return
