@@ -400,6 +400,23 @@ class _Run:
             self.finish(item, self._stuck_error(item), Outcome.TIMEOUT)
         return None
 
+    def retake(self, item: Item) -> bool:
+        """Start ``item`` again after the run it shared ended with no outcome.
+
+        False when it was reported meanwhile (the call's deadline passed).
+        """
+        now = time.monotonic()
+        if item.position in self.results or self.closed or now >= self.deadline:
+            return False
+        item.started, item.started_at = now, time.time()
+        due = math.inf if self.timeout is None else now + self.timeout
+        attempt = Attempt(now, item.started_at, due)
+        running = _RUNNING.setdefault(item.service, attempt)
+        item.attempt, item.shared = running, running is not attempt
+        if item.shared:
+            item.started, item.started_at = running.started, running.started_at
+        return True
+
     def _stuck_error(self, item: Item) -> HealthCheckTimeoutError:
         return HealthCheckTimeoutError(
             item.service.label,
@@ -718,9 +735,11 @@ async def _serve_in_scope(
         if item.shared:
             run.grow()
             try:
-                await _share(run, item)
+                again = await _share(run, item)
             finally:
                 run.resume()
+            if again and run.retake(item):
+                pending = item, None  # its own run now, or another call's to share
             continue
         if rest is None and not item.is_async:
             if lane is None or lane.abandoned:
@@ -782,8 +801,11 @@ def _conclude_if_sync(item: Item, run: _Run, error: BaseException | None = None)
             _conclude(item.service, item.attempt, _unfinished(item))
 
 
-async def _share(run: _Run, item: Item) -> None:
-    """Wait for the run of a sync check that another call started, up to its deadline."""
+async def _share(run: _Run, item: Item) -> bool:
+    """Wait for the run of a sync check that another call started, up to its deadline.
+
+    True when that run ended with no outcome (its call was cancelled): check it anew.
+    """
     attempt = item.attempt
     assert attempt is not None and run.notify is not None
     done = anyio.Event()
@@ -795,10 +817,13 @@ async def _share(run: _Run, item: Item) -> None:
         wait = attempt.deadline - time.monotonic()
         with anyio.move_on_after(None if math.isinf(wait) else max(wait, 0.0)):
             await done.wait()
+    if attempt.ended and isinstance(attempt.error, _Unfinished):
+        return True
     if attempt.ended and attempt.ended <= attempt.deadline:
         run.conclude(item, attempt.error, attempt.ended)
     else:
         run.time_out(item, PER_CHECK)
+    return False
 
 
 class Slots:

@@ -78,6 +78,32 @@ class _Step:
         return hook_of(self.service, self.instance, self.teardown, self.failure)
 
 
+class _Shutting:
+    """A shutdown in progress, which other callers wait for (from any thread or loop)."""
+
+    __slots__ = ("_callbacks", "_done", "thread")
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+        self._done = threading.Event()
+        self._callbacks: list[Callable[[], None]] = []
+
+    def end(self) -> None:
+        self._done.set()
+        for wake in self._callbacks:
+            wake()
+
+    def wait(self) -> None:
+        self._done.wait()
+
+    async def await_end(self) -> None:
+        ended = anyio.Event()
+        notify = loop_notifier()
+        self._callbacks.append(lambda: notify(ended.set))
+        if not self._done.is_set():
+            await ended.wait()
+
+
 class Scope:
     """A set of services, which can also see every service of its ancestors.
 
@@ -107,6 +133,7 @@ class Scope:
         "_root",
         "_scoped",
         "_services",
+        "_shutting",
     )
 
     _root: Injector
@@ -139,6 +166,7 @@ class Scope:
         self._scoped: dict[Service, Service] = {}
         self._fast: list[tuple[Service, Any, int]] = []
         self._labels: set[str] = set()  # the reported names of the type keys provided here
+        self._shutting: _Shutting | None = None  # a shutdown running its hooks now
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name!r}>"
@@ -917,14 +945,19 @@ class Scope:
                 )
             run(lambda: self._ashutdown(failure), "shutdown", "ashutdown")
             return
-        scopes = self._close(failure)
-        failures: dict[str, Exception] = {}
-        fatal: BaseException | None = None
-        for scope in scopes:
-            found, error = _run_sync(scope._take_step, self, "ashutdown")
-            failures |= found
-            fatal = fatal or error
-            scope._closed_out()
+        while (running := self._enter_shutdown()) is not None:
+            running.wait()  # another thread is shutting it down: wait for the end
+        try:
+            scopes = self._close(failure)
+            failures: dict[str, Exception] = {}
+            fatal: BaseException | None = None
+            for scope in scopes:
+                found, error = _run_sync(scope._take_step, self, "ashutdown")
+                failures |= found
+                fatal = fatal or error
+                scope._closed_out()
+        finally:
+            self._leave_shutdown()
         self._conclude(failures, fatal, None)
 
     async def ashutdown(self) -> None:
@@ -938,17 +971,43 @@ class Scope:
     async def _ashutdown(self, failure: BaseException | None) -> None:
         if self._close_plainly():
             return
-        scopes = self._close(failure)
-        failures: dict[str, Exception] = {}
-        fatal: BaseException | None = None
-        for scope in scopes:
-            found, error, cancelled = await _run_async(scope._take_step, self)
-            failures |= found
-            fatal = fatal or error
-            if cancelled is not None:
-                self._conclude(failures, fatal, cancelled)
-            scope._closed_out()
-        self._conclude(failures, fatal, None)
+        while (running := self._enter_shutdown()) is not None:
+            await running.await_end()  # another caller is shutting it down
+        cancelled: BaseException | None = None
+        try:
+            scopes = self._close(failure)
+            failures: dict[str, Exception] = {}
+            fatal: BaseException | None = None
+            for scope in scopes:
+                found, error, cancelled = await _run_async(scope._take_step, self)
+                failures |= found
+                fatal = fatal or error
+                if cancelled is not None:
+                    break
+                scope._closed_out()
+        finally:
+            self._leave_shutdown()
+        self._conclude(failures, fatal, cancelled)
+
+    def _enter_shutdown(self) -> _Shutting | None:
+        """Claim this scope's shutdown; the one already running, if another caller has it.
+
+        Two shutdowns at once would run hooks side by side, out of order, and the first
+        to finish would reopen the root while the other still runs hooks. A caller in
+        the thread already running it (a hook shutting its own scope down) goes on.
+        """
+        with self._root._mutex:
+            running = self._shutting
+            if running is None or running.thread == threading.get_ident():
+                self._shutting = _Shutting()
+                return None
+            return running
+
+    def _leave_shutdown(self) -> None:
+        with self._root._mutex:
+            running, self._shutting = self._shutting, None
+        if running is not None:
+            running.end()
 
     def _close_plainly(self) -> bool:
         """Close a child scope with no children and no hook to run at once; whether it did.

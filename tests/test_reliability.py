@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import pytest
@@ -22,6 +22,7 @@ from di import (
     Injector,
     Outcome,
     ScopeClosedError,
+    ServiceAlreadyProvidedError,
     ServingStatus,
     ShutdownError,
     ShutdownTimeoutError,
@@ -683,3 +684,297 @@ async def test_14_checks_that_never_wait_run_in_the_calling_task() -> None:
     report = await injector.ahealth_report()
     assert report.healthy and len(report.checks) == 20
     assert tasks == {anyio.get_current_task().id}
+
+
+# -- more faults: each once made a wrong report or lost shutdown work ------------------
+
+
+class Versioned:
+    events: ClassVar[list[str]] = []
+
+    def __init__(self, tag: str = "old") -> None:
+        self.tag = tag
+
+    def shutdown(self) -> None:
+        self.events.append(f"shutdown {self.tag}")
+
+    def health_check(self) -> None:
+        self.events.append(f"check {self.tag}")
+
+
+def test_an_override_during_a_build_wins_and_the_old_instance_is_shut_down() -> None:
+    Versioned.events = []
+    started = threading.Event()
+
+    def slow_old() -> Versioned:
+        started.set()
+        time.sleep(0.3)
+        return Versioned("old")
+
+    injector = Injector()
+    injector.provide(slow_old)
+    got: list[Versioned] = []
+    builder = threading.Thread(target=lambda: got.append(injector.invoke(Versioned)))
+    builder.start()
+    started.wait(5)
+    injector.override(lambda: Versioned("new"), provides=Versioned)
+    builder.join(5)
+    assert got[0].tag == "new" and injector.invoke(Versioned).tag == "new"
+    assert injector.health_check() == {key(Versioned): None}
+    injector.shutdown()
+    assert Versioned.events == ["shutdown old", "check new", "shutdown new"]
+
+
+@ASYNCIO_ONLY
+async def test_async_with_runs_every_hook_under_a_native_asyncio_deadline() -> None:
+    ran: list[str] = []
+
+    class Slow:
+        async def shutdown(self) -> None:
+            await asyncio.sleep(0.2)
+            ran.append("slow")
+
+    class Pool:
+        async def shutdown(self) -> None:
+            ran.append("pool")
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1):
+            async with Injector() as injector:
+                injector.provide(Pool)
+                injector.provide(Slow)
+                await injector.ainvoke(Pool)
+                await injector.ainvoke(Slow)
+                await asyncio.sleep(1)
+    assert ran == ["slow", "pool"]
+    injector.provide_value(1, name="open again")
+
+
+@ASYNCIO_ONLY
+async def test_a_check_cancelling_its_own_task_fails_alone() -> None:
+    class Rogue:
+        async def health_check(self) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            await asyncio.sleep(1)
+
+    injector = Injector(health_check_parallelism=4)
+    build(injector, HealthySync, Rogue, Healthy)  # Rogue runs in a helper task
+    report = await injector.ahealth_report()
+    assert report[key(Rogue)].outcome is Outcome.UNHEALTHY
+    assert report[key(Healthy)].healthy and report[key(HealthySync)].healthy
+
+
+async def test_a_shared_run_whose_call_ended_is_never_reported_healthy() -> None:
+    class Client:
+        def ping(self) -> Any:
+            time.sleep(0.3)
+            return self._ping()
+
+        async def _ping(self) -> None:
+            raise ConnectionError("server unreachable")
+
+    injector = Injector(health_check_global_timeout=0.25)
+    injector.provide(Client, health_check=lambda c: c.ping())
+    await injector.ainvoke(Client)
+    results: dict[str, Any] = {}
+
+    async def full() -> None:
+        results["full"] = await injector.ahealth_report()
+
+    async def one() -> None:
+        await anyio.sleep(0.1)
+        results["one"] = await injector.ahealth_check_service(Client)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(full)
+        tasks.start_soon(one)
+    assert results["full"][key(Client)].outcome is Outcome.TIMEOUT
+    assert results["one"] is not None  # a failure or a timeout, never healthy
+
+
+async def test_an_overlapping_call_does_not_charge_a_check_for_another_checks_stall() -> None:
+    class Blocker:
+        async def health_check(self) -> None:
+            await anyio.sleep(0.01)
+            time.sleep(0.5)
+
+    class Fast:
+        async def health_check(self) -> None:
+            await anyio.sleep(0.05)
+
+    injector = Injector(health_check_timeout=0.3)
+    build(injector, Blocker, Fast)
+    results: dict[str, Any] = {}
+
+    async def full() -> None:
+        results["full"] = await injector.ahealth_report()
+
+    async def one() -> None:
+        results["one"] = await injector.ahealth_check_service(Fast)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(full)
+        tasks.start_soon(one)
+    assert results["full"][key(Blocker)].outcome is Outcome.TIMEOUT
+    assert results["full"][key(Fast)].healthy
+    assert results["one"] is None
+
+
+async def test_waiting_for_another_threads_build_is_cancellable() -> None:
+    class SlowToBuild:
+        def __init__(self) -> None:
+            time.sleep(1)
+
+    injector = Injector()
+    injector.provide(SlowToBuild)
+    builder = threading.Thread(target=injector.invoke, args=(SlowToBuild,))
+    builder.start()
+    await anyio.sleep(0.05)
+    started = time.monotonic()
+    with anyio.move_on_after(0.1):
+        await injector.ainvoke(SlowToBuild)
+    assert time.monotonic() - started < 0.5
+    builder.join(5)
+    assert isinstance(await injector.ainvoke(SlowToBuild), SlowToBuild)
+
+
+def test_a_second_shutdown_waits_for_the_first_and_order_holds() -> None:
+    log: list[str] = []
+
+    def new_cache() -> Cache:
+        return Cache()
+
+    def new_db(cache: Cache) -> Database:
+        return Database(cache)
+
+    injector = Injector()
+    injector.provide(new_cache, shutdown=lambda _: log.append("cache"))
+    injector.provide(
+        new_db, shutdown=lambda _: (log.append("db begins"), time.sleep(0.3), log.append("db ends"))
+    )
+    injector.invoke(Database)
+    first = threading.Thread(target=injector.shutdown)
+    first.start()
+    time.sleep(0.05)
+    injector.shutdown()
+    log.append("second returned")
+    first.join(5)
+    assert log == ["db begins", "db ends", "cache", "second returned"]
+
+
+def test_same_named_scopes_under_different_parents_keep_both_failures() -> None:
+    class Conn:
+        where = ""
+
+        def shutdown(self) -> None:
+            raise RuntimeError(f"close failed in {self.where}")
+
+    injector = Injector()
+    for parent in ("tenant-a", "tenant-b"):
+        request = injector.scope(parent).scope("request")
+        request.provide(Conn)
+        request.invoke(Conn).where = parent
+    with pytest.raises(ShutdownError) as caught:
+        injector.shutdown()
+    assert sorted(caught.value.errors) == [
+        f"{key(Conn)} (scope 'tenant-a/request')",
+        f"{key(Conn)} (scope 'tenant-b/request')",
+    ]
+
+
+def test_a_name_may_not_pass_for_a_types_reported_name() -> None:
+    injector = Injector()
+    injector.provide(HealthySync)
+    with pytest.raises(ServiceAlreadyProvidedError):
+        injector.provide(HealthySync, name=key(HealthySync))
+
+
+def test_an_attribute_lookup_that_raises_is_that_services_failure() -> None:
+    class Proxy:
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError(f"proxy not bound (asked for {name!r})")
+
+    log: list[str] = []
+
+    class Fine:
+        def health_check(self) -> None:
+            pass
+
+        def shutdown(self) -> None:
+            log.append("fine")
+
+    injector = Injector()
+    injector.provide_value(Fine())
+    injector.provide_value(Proxy())
+    status = injector.health_check()
+    assert status[key(Fine)] is None
+    assert "proxy not bound" in str(status[key(Proxy)])
+    with pytest.raises(ShutdownError):
+        injector.shutdown()
+    assert log == ["fine"]
+
+
+@pytest.mark.parametrize("form", ["coroutine", "generator", "async generator"])
+async def test_a_check_that_returns_work_never_run_fails(form: str) -> None:
+    async def coroutine() -> None:
+        raise ConnectionError("never seen")
+
+    class Check:
+        def health_check(self) -> Any:
+            if form == "coroutine":
+                return coroutine()
+            if form == "generator":
+                return (x for x in [1])
+            return (x async for x in _empty())
+
+    async def _empty() -> AsyncIterator[int]:
+        if False:
+            yield 0
+
+    injector = Injector()
+    build(injector, Check)
+    result = (await injector.ahealth_report())[key(Check)]
+    # A coroutine from a sync callable is awaited, as documented; the others fail.
+    assert result.outcome is Outcome.UNHEALTHY
+
+
+async def test_a_hook_raising_system_exit_changes_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def hook(key: str, result: Any) -> None:
+        raise SystemExit(1)
+
+    injector = Injector(on_health_check=hook)
+    build(injector, Healthy)
+    assert await injector.ahealth_check() == {key(Healthy): None}
+    assert "the on_health_check hook failed" in caplog.text
+
+
+async def test_a_thread_cut_off_by_the_global_timeout_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    release = threading.Event()
+
+    class Hung:
+        def health_check(self) -> None:
+            release.wait(30)
+
+    injector = Injector(health_check_timeout=None, health_check_global_timeout=0.2)
+    build(injector, Hung)
+    caplog.set_level(logging.WARNING, logger="di.health")
+    try:
+        await injector.ahealth_check()
+    finally:
+        release.set()
+    assert "overran the global timeout of 0.2 s; its thread is abandoned" in caplog.text
+
+
+class Cache:
+    pass
+
+
+class Database:
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
