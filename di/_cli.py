@@ -1,4 +1,4 @@
-"""The ``di`` command: check an application's health, probe a server, serve health.
+"""The di command: check an application's health, probe a server, serve health.
 
 - ``di check MODULE:ATTR [--json]``: run the checks once, print them, exit 0 if healthy.
 - ``di probe URL [--service NAME] [--timeout S]``: for Docker HEALTHCHECK; exits 0 or 1.
@@ -22,47 +22,141 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
+    from .health import HealthReport
     from .scope import Scope
+
+
+DOCS = "https://github.com/healthdi/healthdi/blob/main/docs/exposure.md"
+
+# Help texts are plain text: the terminal shows them as written.
+DESCRIPTION = """\
+Check an application's health, probe a health endpoint, or serve an application's
+health endpoints. Run "di COMMAND --help" for each command."""
+
+CHECK = """\
+Build the application's eager services, run every health check once, print one line
+per check and a summary (or the report as JSON with --json), then shut the application
+down. Exits 0 when every check passes, 1 otherwise."""
+
+PROBE = """\
+Ask a running server whether it is healthy, for Docker's HEALTHCHECK and for scripts.
+An http:// or https:// URL passes on a 2xx or 3xx answer (as the kubelet counts them);
+grpc://HOST:PORT calls the gRPC health service (grpc.health.v1.Health/Check) and
+passes on SERVING. Prints one line; exits 0 when healthy and 1 otherwise, never 2
+(Docker reserves it)."""
+
+SERVE = f"""\
+Serve the health endpoints of an application, beside it: a health sidecar. A
+HealthMonitor runs the application's health checks every --interval seconds, and the
+servers answer from what it last published: over HTTP, /health, /livez and /readyz;
+over gRPC, the health service grpc.health.v1.Health. On SIGTERM every status turns
+NOT_SERVING for --drain seconds, calls in flight get --grace seconds, and the
+application is shut down.
+
+di serve does not serve the application itself. To serve your application with its
+health routes beside its own, mount di.asgi.health_app in your ASGI application, or add
+di.grpc.add_health_servicer to your gRPC server: see {DOCS}. Integrations for FastAPI,
+Starlette, Litestar, grpc.aio and Flask (di.integrations) are coming."""
+
+TARGET = "an Injector, or a function (sync or async) returning one: myapp.container:create_app"
 
 
 class _Fail(Exception):
     """A user error: one line on stderr, exit 1, no traceback."""
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Wraps each paragraph of a description on its own; argparse would merge them."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(
+            super(_Formatter, self)._fill_text(paragraph, width, indent)
+            for paragraph in text.split("\n\n")
+        )
+
+
+class _Version(argparse.Action):
+    """``--version``: read from the installed package's metadata only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.update(nargs=0, default=argparse.SUPPRESS)
+        super().__init__(option_strings, argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> NoReturn:
+        from . import __version__
+
+        print(f"healthdi {__version__}")
+        parser.exit()
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the ``di`` command and ``python -m di``."""
-    parser = argparse.ArgumentParser(prog="di", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="di", description=DESCRIPTION, formatter_class=_Formatter)
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    check = commands.add_parser("check", help="run the health checks once and print them")
-    check.add_argument("target", metavar="MODULE:ATTR", help="an Injector or a factory of one")
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=summary, description=description, formatter_class=_Formatter
+        )
+
+    check = command("check", "run the health checks once and print them", CHECK)
+    check.add_argument("target", metavar="MODULE:ATTR", help=TARGET)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    probe = commands.add_parser("probe", help="probe a health endpoint (exit 0 or 1)")
-    probe.add_argument("url", help="http://host:port/path or grpc://host:port")
-    probe.add_argument("--service", default="", help="gRPC service name (default: overall)")
+    probe = command("probe", "probe a health endpoint for Docker (exit 0 or 1)", PROBE)
+    probe.add_argument("url", metavar="URL", help="http://HOST:PORT/PATH or grpc://HOST:PORT")
     probe.add_argument(
-        "--timeout", type=float, default=1.0, help="seconds for the whole probe (default: 1)"
+        "--service",
+        default="",
+        metavar="NAME",
+        help="the gRPC health service name to ask for, such as readiness (default: the "
+        "whole application)",
+    )
+    probe.add_argument(
+        "--timeout",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="for the whole probe (default: 1)",
     )
     # Docker reserves exit code 2: a probe's usage error must still exit 1.
     probe.error = lambda message: _exit(1, f"di probe: {message}")  # type: ignore[method-assign]
 
-    serve = commands.add_parser("serve", help="serve health over HTTP and gRPC")
-    serve.add_argument("target", metavar="MODULE:ATTR", help="an Injector or a factory of one")
-    serve.add_argument("--http", metavar="HOST:PORT", help="default 127.0.0.1:8080")
-    serve.add_argument("--grpc", metavar="HOST:PORT", help="default 127.0.0.1:50051")
-    serve.add_argument("--interval", type=float, default=5.0, help="seconds between checks")
+    serve = command(
+        "serve", "serve an application's health endpoints over HTTP and gRPC (a sidecar)", SERVE
+    )
+    serve.add_argument("target", metavar="MODULE:ATTR", help=TARGET)
+    serve.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve HTTP here (default: 127.0.0.1:8080, unless only --grpc is given)",
+    )
+    serve.add_argument(
+        "--grpc",
+        metavar="HOST:PORT",
+        help="serve gRPC here (default: 127.0.0.1:50051, unless only --http is given)",
+    )
+    serve.add_argument(
+        "--interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="between two rounds of checks (default: 5)",
+    )
     serve.add_argument(
         "--drain",
         type=float,
         default=5.0,
-        help="seconds to answer NOT_SERVING after SIGTERM before stopping (default: 5)",
+        metavar="SECONDS",
+        help="to answer NOT_SERVING after SIGTERM before stopping (default: 5)",
     )
     serve.add_argument(
         "--grace",
         type=float,
         default=5.0,
-        help="seconds calls in flight get once the servers stop accepting (default: 5)",
+        metavar="SECONDS",
+        help="that calls in flight get once the servers stop accepting (default: 5)",
     )
     serve.add_argument(
         "--limit-concurrency",
@@ -71,7 +165,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         metavar="N",
         help="open HTTP connections at most; more are closed at once (default: 256)",
     )
-    serve.add_argument("--show-details", action="store_true", help="error texts over HTTP")
+    serve.add_argument(
+        "--show-details",
+        action="store_true",
+        help="put the checks' error texts in HTTP answers (they can carry secrets)",
+    )
 
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["probe"]:  # unknown options are reported by the top parser
@@ -284,10 +382,25 @@ def _run_check(target: str, as_json: bool) -> int:
                 print(
                     "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[3]
                 )
-            print(f"{'healthy' if report.healthy else 'unhealthy'}: {len(report.checks)} checks")
+            print(_summary(report))
         return 0 if report.healthy else 1
 
     return anyio.run(check)
+
+
+def _summary(report: HealthReport) -> str:
+    """The last line of ``di check``: "healthy: 3 checks, 0 failed"."""
+    from .health import Outcome
+
+    count = len(report.checks)
+    verdict = "healthy" if report.healthy else "unhealthy"
+    if count == 0:
+        return (
+            f"{verdict}: no checks ran: no service with a health check was built "
+            "(provide the services to check with eager=True)"
+        )
+    failed = sum(check.outcome is not Outcome.HEALTHY for check in report.checks)
+    return f"{verdict}: {count} check{'s' if count != 1 else ''}, {failed} failed"
 
 
 async def _shut_down(injector: Scope) -> bool:

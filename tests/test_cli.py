@@ -19,7 +19,27 @@ def test_check_prints_a_table_and_exits_0_when_healthy() -> None:
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["SERVICE", "OUTCOME", "DURATION", "ERROR"]
     assert lines[1].startswith("tests.health_services.Cache") and "healthy" in lines[1]
-    assert lines[-1] == "healthy: 2 checks"
+    assert lines[-1] == "healthy: 2 checks, 0 failed"
+
+
+@pytest.mark.parametrize(
+    ("target", "code", "summary"),
+    [
+        ("single", 0, "healthy: 1 check, 0 failed"),
+        ("three_one_failing", 1, "unhealthy: 3 checks, 1 failed"),
+        ("unhealthy", 1, "unhealthy: 2 checks, 1 failed"),
+        (
+            "nothing_built",
+            0,
+            "healthy: no checks ran: no service with a health check was built "
+            "(provide the services to check with eager=True)",
+        ),
+    ],
+)
+def test_check_counts_its_checks_and_failures(target: str, code: int, summary: str) -> None:
+    done = di("check", f"tests.cli_targets:{target}")
+    assert done.returncode == code, done.stderr
+    assert done.stdout.splitlines()[-1] == summary
 
 
 def test_check_json_and_exit_1_when_unhealthy_with_an_async_factory() -> None:
@@ -136,3 +156,46 @@ def test_python_dash_m_and_console_script_agree() -> None:
         timeout=30,
     )
     assert done.returncode == 1 and done.stdout.startswith("unhealthy:")
+
+
+# -- version and help -------------------------------------------------------------------
+
+
+def test_version_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    done = di("--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"healthdi {version('healthdi')}\n"
+    code = "import di; print(di.__version__)"
+    imported = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=30
+    )
+    assert imported.stdout == f"{version('healthdi')}\n"
+
+
+@pytest.mark.parametrize("command", [[], ["check"], ["probe"], ["serve"]])
+def test_help_is_plain_text_with_a_description(command: list[str]) -> None:
+    done = di(*command, "--help")
+    assert done.returncode == 0, done.stderr
+    usage, description = done.stdout.split("\n\n")[:2]
+    assert usage.startswith(" ".join(["usage: di", *command]))
+    assert len(description) > 60 and not description.startswith("positional arguments")
+    for markup in ("``", ":meth:", ":func:", ":class:", "**", ".. "):
+        assert markup not in done.stdout, markup
+
+
+def test_serve_help_says_it_is_a_health_sidecar_and_points_to_the_integrations() -> None:
+    import importlib.util
+
+    text = " ".join(di("serve", "--help").stdout.split())  # unwrapped
+    assert "Serve the health endpoints of an application, beside it: a health sidecar." in text
+    assert "di serve does not serve the application itself." in text
+    assert "mount di.asgi.health_app in your ASGI application" in text
+    assert "add di.grpc.add_health_servicer to your gRPC server" in text
+    assert "https://github.com/healthdi/healthdi/blob/main/docs/exposure.md" in text
+    integrations = "Integrations for FastAPI, Starlette, Litestar, grpc.aio and Flask"
+    assert integrations in text
+    # Said to be coming until the package exists; then this test asks for new words.
+    assert importlib.util.find_spec("di.integrations") is None
+    assert f"{integrations} (di.integrations) are coming." in text
