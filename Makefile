@@ -2,7 +2,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint clean
+# The wheel installed alone, with the core's dependencies only, outside the source tree.
+WHEEL_VENV := build/wheel-venv
+
+.PHONY: demo test bench lint dist check-dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +33,36 @@ lint: $(VENV)/.test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict di tests/typing
 
-test: lint
+test: lint check-dist
 	$(BIN)/pytest
+
+dist: $(VENV)/.test
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
+check-dist: dist
+	$(BIN)/twine check --strict dist/*
+	rm -rf $(WHEEL_VENV)
+	$(PYTHON) -m venv --without-pip $(WHEEL_VENV)
+	$(BIN)/python -m pip --python $(WHEEL_VENV)/bin/python install -q dist/*.whl
+	cd $(WHEEL_VENV) && bin/python -c "$$CHECK_WHEEL"
+	$(WHEEL_VENV)/bin/di --version
 
 bench: $(VENV)/.bench
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache benchmarks/results/*.json
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache benchmarks/results/*.json dist build
+
+define CHECK_WHEEL
+import importlib.metadata as metadata, importlib.util
+import di
+assert "site-packages" in di.__file__, di.__file__
+assert di.__version__ == metadata.version("healthdi"), di.__version__
+files = [str(f) for f in metadata.distribution("healthdi").files]
+assert any(f.endswith(".dist-info/licenses/LICENSE") for f in files), files
+extras = [m for m in ("grpc", "uvicorn", "trio") if importlib.util.find_spec(m)]
+assert not extras, f"the core alone installed {extras}"
+print(f"the wheel alone: import di {di.__version__} from {di.__file__}")
+endef
+export CHECK_WHEEL

@@ -6,7 +6,8 @@
 >>> injector.invoke(Database)
 
 Names load on first use, so ``di probe`` (which runs every few seconds in every
-container) pays only for what it uses.
+container) pays only for what it uses. ``di.__version__`` is read from the installed
+package's metadata, on first use too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    __version__: str
     from ._keys import Named
     from .errors import (
         AsyncRequiredError,
@@ -109,6 +111,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = _version()
+        return globals()[name]
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'di' has no attribute {name!r}")
@@ -118,4 +123,14 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *__all__, "__version__"})
+
+
+def _version() -> str:
+    """The installed distribution's version; "0+unknown" when run from a bare source tree."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("healthdi")
+    except PackageNotFoundError:
+        return "0+unknown"

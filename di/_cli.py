@@ -1,4 +1,4 @@
-"""The ``di`` command: check an application's health, probe a server, serve health.
+"""The di command: check an application's health, probe a server, serve health.
 
 - ``di check MODULE:ATTR [--json]``: run the checks once, print them, exit 0 if healthy.
 - ``di probe URL [--service NAME] [--timeout S]``: for Docker HEALTHCHECK; exits 0 or 1.
@@ -22,47 +22,141 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
+    from .health import HealthReport
     from .scope import Scope
+
+
+DOCS = "https://github.com/healthdi/healthdi/blob/main/docs/exposure.md"
+
+# Help texts are plain text: the terminal shows them as written.
+DESCRIPTION = """\
+Check an application's health, probe a health endpoint, or serve an application's
+health endpoints. Run "di COMMAND --help" for each command."""
+
+CHECK = """\
+Build the application's eager services, run every health check once, print one line
+per check and a summary (or the report as JSON with --json), then shut the application
+down. Exits 0 when every check passes, 1 otherwise."""
+
+PROBE = """\
+Ask a running server whether it is healthy, for Docker's HEALTHCHECK and for scripts.
+An http:// or https:// URL passes on a 2xx or 3xx answer (as the kubelet counts them);
+grpc://HOST:PORT calls the gRPC health service (grpc.health.v1.Health/Check) and
+passes on SERVING. Prints one line; exits 0 when healthy and 1 otherwise, never 2
+(Docker reserves it)."""
+
+SERVE = f"""\
+Serve the health endpoints of an application, beside it: a health sidecar. A
+HealthMonitor runs the application's health checks every --interval seconds, and the
+servers answer from what it last published: over HTTP, /health, /livez and /readyz;
+over gRPC, the health service grpc.health.v1.Health. On SIGTERM every status turns
+NOT_SERVING for --drain seconds, calls in flight get --grace seconds, and the
+application is shut down.
+
+di serve does not serve the application itself. To serve your application with its
+health routes beside its own, mount di.asgi.health_app in your ASGI application, or add
+di.grpc.add_health_servicer to your gRPC server: see {DOCS}. Integrations for FastAPI,
+Starlette, Litestar, grpc.aio and Flask (di.integrations) are coming."""
+
+TARGET = "an Injector, or a function (sync or async) returning one: myapp.container:create_app"
 
 
 class _Fail(Exception):
     """A user error: one line on stderr, exit 1, no traceback."""
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Wraps each paragraph of a description on its own; argparse would merge them."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(
+            super(_Formatter, self)._fill_text(paragraph, width, indent)
+            for paragraph in text.split("\n\n")
+        )
+
+
+class _Version(argparse.Action):
+    """``--version``: read from the installed package's metadata only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.update(nargs=0, default=argparse.SUPPRESS)
+        super().__init__(option_strings, argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> NoReturn:
+        from . import __version__
+
+        print(f"healthdi {__version__}")
+        parser.exit()
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the ``di`` command and ``python -m di``."""
-    parser = argparse.ArgumentParser(prog="di", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="di", description=DESCRIPTION, formatter_class=_Formatter)
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    check = commands.add_parser("check", help="run the health checks once and print them")
-    check.add_argument("target", metavar="MODULE:ATTR", help="an Injector or a factory of one")
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=summary, description=description, formatter_class=_Formatter
+        )
+
+    check = command("check", "run the health checks once and print them", CHECK)
+    check.add_argument("target", metavar="MODULE:ATTR", help=TARGET)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    probe = commands.add_parser("probe", help="probe a health endpoint (exit 0 or 1)")
-    probe.add_argument("url", help="http://host:port/path or grpc://host:port")
-    probe.add_argument("--service", default="", help="gRPC service name (default: overall)")
+    probe = command("probe", "probe a health endpoint for Docker (exit 0 or 1)", PROBE)
+    probe.add_argument("url", metavar="URL", help="http://HOST:PORT/PATH or grpc://HOST:PORT")
     probe.add_argument(
-        "--timeout", type=float, default=1.0, help="seconds for the whole probe (default: 1)"
+        "--service",
+        default="",
+        metavar="NAME",
+        help="the gRPC health service name to ask for, such as readiness (default: the "
+        "whole application)",
+    )
+    probe.add_argument(
+        "--timeout",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="for the whole probe (default: 1)",
     )
     # Docker reserves exit code 2: a probe's usage error must still exit 1.
     probe.error = lambda message: _exit(1, f"di probe: {message}")  # type: ignore[method-assign]
 
-    serve = commands.add_parser("serve", help="serve health over HTTP and gRPC")
-    serve.add_argument("target", metavar="MODULE:ATTR", help="an Injector or a factory of one")
-    serve.add_argument("--http", metavar="HOST:PORT", help="default 127.0.0.1:8080")
-    serve.add_argument("--grpc", metavar="HOST:PORT", help="default 127.0.0.1:50051")
-    serve.add_argument("--interval", type=float, default=5.0, help="seconds between checks")
+    serve = command(
+        "serve", "serve an application's health endpoints over HTTP and gRPC (a sidecar)", SERVE
+    )
+    serve.add_argument("target", metavar="MODULE:ATTR", help=TARGET)
+    serve.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve HTTP here (default: 127.0.0.1:8080, unless only --grpc is given)",
+    )
+    serve.add_argument(
+        "--grpc",
+        metavar="HOST:PORT",
+        help="serve gRPC here (default: 127.0.0.1:50051, unless only --http is given)",
+    )
+    serve.add_argument(
+        "--interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="between two rounds of checks (default: 5)",
+    )
     serve.add_argument(
         "--drain",
         type=float,
         default=5.0,
-        help="seconds to answer NOT_SERVING after SIGTERM before stopping (default: 5)",
+        metavar="SECONDS",
+        help="to answer NOT_SERVING after SIGTERM before stopping (default: 5)",
     )
     serve.add_argument(
         "--grace",
         type=float,
         default=5.0,
-        help="seconds calls in flight get once the servers stop accepting (default: 5)",
+        metavar="SECONDS",
+        help="that calls in flight get once the servers stop accepting (default: 5)",
     )
     serve.add_argument(
         "--limit-concurrency",
@@ -71,7 +165,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         metavar="N",
         help="open HTTP connections at most; more are closed at once (default: 256)",
     )
-    serve.add_argument("--show-details", action="store_true", help="error texts over HTTP")
+    serve.add_argument(
+        "--show-details",
+        action="store_true",
+        help="put the checks' error texts in HTTP answers (they can carry secrets)",
+    )
 
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["probe"]:  # unknown options are reported by the top parser
@@ -129,7 +227,7 @@ def _probe(url: str, service: str, timeout: float) -> int:
         if parts.scheme in ("http", "https"):
             healthy, detail = _probe_http(parts, deadline)
         elif parts.scheme == "grpc":
-            healthy, detail = _probe_grpc(parts.netloc, service, deadline)
+            healthy, detail = _probe_grpc(parts, service, deadline)
         else:
             healthy, detail = False, f"unsupported URL {url!r}: use http://, https:// or grpc://"
     except Exception as error:  # any failure to get an answer is unhealthy
@@ -152,26 +250,49 @@ def _left(deadline: float) -> float:
 
 def _probe_http(parts: Any, deadline: float) -> tuple[bool, str]:
     """GET the URL and read its status line; 2xx and 3xx pass, as kubelet counts them."""
-    import socket
-
     if not parts.hostname:
         return False, f"no host in {parts.geturl()!r}"
     secure = parts.scheme == "https"
-    port = parts.port or (443 if secure else 80)
-    connection = socket.create_connection((parts.hostname, port), timeout=_left(deadline))
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host = parts.netloc.rpartition("@")[2]
+    head = _first_line(
+        parts.hostname, parts.port or (443 if secure else 80), _get(path, host), deadline, secure
+    )
+    line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    version, _, rest = line.partition(" ")
+    code = rest[:3]
+    if not version.startswith("HTTP/") or not code.isdigit():
+        if _is_http2(head):
+            return False, (
+                f"the server at {host} answered HTTP/2, not HTTP/1 "
+                f"(a gRPC port? Probe it with grpc://{host})"
+            )
+        return False, f"not an HTTP answer from {parts.geturl()}: {_shown(head)}"
+    status = int(code)
+    return 200 <= status < 400, f"HTTP {status} from {parts.geturl()}"
+
+
+def _get(path: str, host: str) -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: di-probe\r\nConnection: close\r\n\r\n"
+    ).encode("latin-1")
+
+
+def _first_line(
+    hostname: str, port: int, request: bytes, deadline: float, secure: bool = False
+) -> bytes:
+    """Send ``request``; what came back up to the first line end, the close, or 8 KiB."""
+    import socket
+
+    connection = socket.create_connection((hostname, port), timeout=_left(deadline))
     try:
         if secure:
             import ssl
 
             context = ssl.create_default_context()
-            connection = context.wrap_socket(connection, server_hostname=parts.hostname)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host = parts.netloc.rpartition("@")[2]
+            connection = context.wrap_socket(connection, server_hostname=hostname)
         connection.settimeout(_left(deadline))
-        connection.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: di-probe\r\n"
-            "Connection: close\r\n\r\n".encode("latin-1")
-        )
+        connection.sendall(request)
         head = b""
         while b"\r\n" not in head and len(head) < 8192:
             connection.settimeout(_left(deadline))  # every read within the deadline
@@ -181,18 +302,42 @@ def _probe_http(parts: Any, deadline: float) -> tuple[bool, str]:
             head += chunk
     finally:
         connection.close()
-    line = head.split(b"\r\n", 1)[0].decode("latin-1")
-    version, _, rest = line.partition(" ")
-    code = rest[:3]
-    if not version.startswith("HTTP/") or not code.isdigit():
-        return False, f"not an HTTP answer from {parts.geturl()}: {line[:80]!r}"
-    status = int(code)
-    return 200 <= status < 400, f"HTTP {status} from {parts.geturl()}"
+    return head
 
 
-def _probe_grpc(address: str, service: str, deadline: float) -> tuple[bool, str]:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+def _is_http2(data: bytes) -> bool:
+    """Whether ``data`` opens with an HTTP/2 SETTINGS frame, as an HTTP/2 server's do."""
+    return len(data) >= 9 and data[3] == 0x4 and not data.startswith(b"HTTP/")
+
+
+def _shown(data: bytes) -> str:
+    """The first line of an answer if it is text, else its size: no raw bytes on a terminal."""
+    if not data:
+        return "the connection closed without an answer"
+    line = data.split(b"\r\n", 1)[0].split(b"\n", 1)[0][:80]
+    if line and all(32 <= byte < 127 for byte in line):
+        return repr(line.decode("ascii"))
+    return f"{len(data)} bytes that are not text"
+
+
+def _probe_grpc(parts: Any, service: str, deadline: float) -> tuple[bool, str]:
+    """Call grpc.health.v1.Health/Check; SERVING passes."""
+    if not parts.hostname:
+        return False, f"no host in {parts.geturl()!r}"
+    address = parts.netloc
+    port = parts.port or 443  # grpc's own default
+    # Connect first: a closed port fails at once, as over HTTP, and grpc is not loaded.
+    import socket
+
+    socket.create_connection((parts.hostname, port), timeout=_left(deadline)).close()
+    try:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+    except ImportError as error:
+        return False, (
+            f"probing gRPC needs the grpc extra ({error.name} is not installed): "
+            "pip install 'healthdi[grpc]'"
+        )
 
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -200,9 +345,31 @@ def _probe_grpc(address: str, service: str, deadline: float) -> tuple[bool, str]
             request = health_pb2.HealthCheckRequest(service=service)
             response = stub.Check(request, timeout=_left(deadline))  # type: ignore[attr-defined]
         except grpc.RpcError as error:
-            return False, f"{error.code().name} from {address} for {service!r}"
+            code = error.code()
+            if code is grpc.StatusCode.UNAVAILABLE:  # no HTTP/2 connection, or shutting down
+                other = _not_http2(parts.hostname, port, address, deadline)
+                if other is not None:
+                    return False, f"the server at {address} did not answer gRPC: {other}"
+            return False, f"{code.name} from {address} for {service!r}"
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
     return status == "SERVING", f"{status} from {address} for {service!r}"
+
+
+def _not_http2(hostname: str, port: int, address: str, deadline: float) -> str | None:
+    """What the server speaks if not HTTP/2, found with an HTTP/1 request; None if HTTP/2.
+
+    An HTTP/1 server answers the request with a status line; an HTTP/2 server (gRPC)
+    opens with a SETTINGS frame whatever it was sent.
+    """
+    try:
+        head = _first_line(hostname, port, _get("/", address), deadline)
+    except OSError:  # TimeoutError included: the gRPC status says enough
+        return None
+    if _is_http2(head):
+        return None
+    if head.startswith(b"HTTP/1"):
+        return f"it speaks HTTP/1 (an HTTP port? Probe it with http://{address}/readyz)"
+    return f"it answered {_shown(head)}"
 
 
 # -- loading the application -------------------------------------------------------------
@@ -284,10 +451,25 @@ def _run_check(target: str, as_json: bool) -> int:
                 print(
                     "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[3]
                 )
-            print(f"{'healthy' if report.healthy else 'unhealthy'}: {len(report.checks)} checks")
+            print(_summary(report))
         return 0 if report.healthy else 1
 
     return anyio.run(check)
+
+
+def _summary(report: HealthReport) -> str:
+    """The last line of ``di check``: "healthy: 3 checks, 0 failed"."""
+    from .health import Outcome
+
+    count = len(report.checks)
+    verdict = "healthy" if report.healthy else "unhealthy"
+    if count == 0:
+        return (
+            f"{verdict}: no checks ran: no service with a health check was built "
+            "(provide the services to check with eager=True)"
+        )
+    failed = sum(check.outcome is not Outcome.HEALTHY for check in report.checks)
+    return f"{verdict}: {count} check{'s' if count != 1 else ''}, {failed} failed"
 
 
 async def _shut_down(injector: Scope) -> bool:

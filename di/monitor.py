@@ -113,6 +113,11 @@ class HealthMonitor:
         )
         self.success_ttl = interval if success_ttl is None else success_ttl
         self.failure_ttl = min(interval, 1.0) if failure_ttl is None else failure_ttl
+        if groups is not None and not isinstance(groups, Mapping):
+            raise TypeError(
+                "HealthMonitor(groups=...) must be a mapping of group name to members, "
+                f"such as groups={{'db': [Database, 'replica']}}; got {groups!r}"
+            )
         self._groups = {
             name: self._members(name, members)
             for name, members in {**DEFAULT_GROUPS, **(groups or {})}.items()

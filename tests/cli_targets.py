@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from di import Injector
 
-from .health_services import Cache, Database
+from .health_services import Cache, Database, Queue
 
 not_an_injector = 42
 
@@ -21,6 +21,25 @@ def healthy() -> Injector:
 async def unhealthy() -> Injector:
     injector = healthy()
     (await injector.ainvoke(Database)).fail()
+    return injector
+
+
+def single() -> Injector:
+    injector = Injector()
+    injector.provide(Database, eager=True)
+    return injector
+
+
+def three_one_failing() -> Injector:
+    injector = healthy()
+    injector.provide(Queue, eager=True)
+    injector.invoke(Database).fail()
+    return injector
+
+
+def nothing_built() -> Injector:
+    injector = Injector()
+    injector.provide(Database)  # lazy, and nobody invokes it
     return injector
 
 

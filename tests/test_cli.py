@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,7 +20,27 @@ def test_check_prints_a_table_and_exits_0_when_healthy() -> None:
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["SERVICE", "OUTCOME", "DURATION", "ERROR"]
     assert lines[1].startswith("tests.health_services.Cache") and "healthy" in lines[1]
-    assert lines[-1] == "healthy: 2 checks"
+    assert lines[-1] == "healthy: 2 checks, 0 failed"
+
+
+@pytest.mark.parametrize(
+    ("target", "code", "summary"),
+    [
+        ("single", 0, "healthy: 1 check, 0 failed"),
+        ("three_one_failing", 1, "unhealthy: 3 checks, 1 failed"),
+        ("unhealthy", 1, "unhealthy: 2 checks, 1 failed"),
+        (
+            "nothing_built",
+            0,
+            "healthy: no checks ran: no service with a health check was built "
+            "(provide the services to check with eager=True)",
+        ),
+    ],
+)
+def test_check_counts_its_checks_and_failures(target: str, code: int, summary: str) -> None:
+    done = di("check", f"tests.cli_targets:{target}")
+    assert done.returncode == code, done.stderr
+    assert done.stdout.splitlines()[-1] == summary
 
 
 def test_check_json_and_exit_1_when_unhealthy_with_an_async_factory() -> None:
@@ -112,12 +133,13 @@ def test_probe_timeout_bounds_a_server_that_never_answers() -> None:
     assert elapsed < 5  # a hang would take until the test's own timeout
 
 
-def test_probing_http_does_not_import_grpc() -> None:
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_probing_http_or_a_closed_grpc_port_does_not_import_grpc(scheme: str) -> None:
     code = (
         "import atexit, sys\n"
         "atexit.register(lambda: print('grpc imported' if 'grpc' in sys.modules else 'no grpc'))\n"
         "from di._cli import main\n"
-        f"main(['probe', 'http://127.0.0.1:{free_port()}/'])\n"
+        f"main(['probe', '{scheme}://127.0.0.1:{free_port()}/'])\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=30
@@ -136,3 +158,200 @@ def test_python_dash_m_and_console_script_agree() -> None:
         timeout=30,
     )
     assert done.returncode == 1 and done.stdout.startswith("unhealthy:")
+
+
+# -- version and help -------------------------------------------------------------------
+
+
+def test_version_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    done = di("--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"healthdi {version('healthdi')}\n"
+    code = "import di; print(di.__version__)"
+    imported = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=30
+    )
+    assert imported.stdout == f"{version('healthdi')}\n"
+
+
+@pytest.mark.parametrize("command", [[], ["check"], ["probe"], ["serve"]])
+def test_help_is_plain_text_with_a_description(command: list[str]) -> None:
+    done = di(*command, "--help")
+    assert done.returncode == 0, done.stderr
+    usage, description = done.stdout.split("\n\n")[:2]
+    assert usage.startswith(" ".join(["usage: di", *command]))
+    assert len(description) > 60 and not description.startswith("positional arguments")
+    for markup in ("``", ":meth:", ":func:", ":class:", "**", ".. "):
+        assert markup not in done.stdout, markup
+
+
+def test_serve_help_says_it_is_a_health_sidecar_and_points_to_the_integrations() -> None:
+    import importlib.util
+
+    text = " ".join(di("serve", "--help").stdout.split())  # unwrapped
+    assert "Serve the health endpoints of an application, beside it: a health sidecar." in text
+    assert "di serve does not serve the application itself." in text
+    assert "mount di.asgi.health_app in your ASGI application" in text
+    assert "add di.grpc.add_health_servicer to your gRPC server" in text
+    assert "https://github.com/healthdi/healthdi/blob/main/docs/exposure.md" in text
+    integrations = "Integrations for FastAPI, Starlette, Litestar, grpc.aio and Flask"
+    assert integrations in text
+    # Said to be coming until the package exists; then this test asks for new words.
+    assert importlib.util.find_spec("di.integrations") is None
+    assert f"{integrations} (di.integrations) are coming." in text
+
+
+# -- probe against the wrong kind of server ---------------------------------------------
+
+
+@pytest.fixture
+def grpc_port() -> Iterator[int]:
+    """A real grpcio server with the stock health servicer: SERVING."""
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield port
+    server.stop(None)
+
+
+@pytest.fixture
+def http1_port() -> Iterator[int]:
+    """A plain HTTP/1 server: the standard library's."""
+    import http.server
+    import threading
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def binary_port() -> Iterator[int]:
+    """A server that answers any connection with bytes that are neither HTTP/1 nor HTTP/2."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def babble() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with connection:
+                connection.sendall(b"\xff\x00\xfe\x01\x1b[2J\r\n")
+
+    thread = threading.Thread(target=babble, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def printable(text: str) -> bool:
+    return all(32 <= ord(c) < 127 or c == "\n" for c in text) and "\\x" not in text
+
+
+def test_probe_grpc_of_a_grpc_server_is_healthy(grpc_port: int) -> None:
+    done = di("probe", f"grpc://127.0.0.1:{grpc_port}")
+    assert done.returncode == 0, done.stdout
+    assert done.stdout == f"healthy: SERVING from 127.0.0.1:{grpc_port} for ''\n"
+
+
+def test_probe_grpc_of_an_http1_port_says_the_server_did_not_answer_grpc(
+    http1_port: int,
+) -> None:
+    done = di("probe", f"grpc://127.0.0.1:{http1_port}", "--timeout", "5")
+    assert done.returncode == 1
+    address = f"127.0.0.1:{http1_port}"
+    assert done.stdout == (
+        f"unhealthy: the server at {address} did not answer gRPC: it speaks HTTP/1 "
+        f"(an HTTP port? Probe it with http://{address}/readyz)\n"
+    )
+
+
+def test_probe_grpc_of_a_closed_port_fails_at_once_like_http() -> None:
+    port = free_port()
+    started = time.monotonic()
+    done = di("probe", f"grpc://127.0.0.1:{port}", "--timeout", "20")
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1
+    assert elapsed < 8  # not the --timeout
+    assert done.stdout == di("probe", f"http://127.0.0.1:{port}/readyz").stdout
+    assert done.stdout == "unhealthy: ConnectionRefusedError: [Errno 111] Connection refused\n"
+
+
+def test_probe_http_of_a_grpc_port_prints_no_raw_bytes(grpc_port: int) -> None:
+    done = di("probe", f"http://127.0.0.1:{grpc_port}/readyz")
+    assert done.returncode == 1
+    assert printable(done.stdout), repr(done.stdout)
+    address = f"127.0.0.1:{grpc_port}"
+    assert done.stdout == (
+        f"unhealthy: the server at {address} answered HTTP/2, not HTTP/1 "
+        f"(a gRPC port? Probe it with grpc://{address})\n"
+    )
+
+
+def test_probe_of_a_server_answering_binary_prints_its_size_not_its_bytes(
+    binary_port: int,
+) -> None:
+    url = f"http://127.0.0.1:{binary_port}/readyz"
+    over_http = di("probe", url)
+    assert over_http.returncode == 1
+    assert (
+        over_http.stdout
+        == f"unhealthy: not an HTTP answer from {url}: 10 bytes that are not text\n"
+    )
+    over_grpc = di("probe", f"grpc://127.0.0.1:{binary_port}", "--timeout", "5")
+    assert over_grpc.returncode == 1
+    assert printable(over_grpc.stdout), repr(over_grpc.stdout)
+    assert over_grpc.stdout == (
+        f"unhealthy: the server at 127.0.0.1:{binary_port} did not answer gRPC: "
+        "it answered 10 bytes that are not text\n"
+    )
+
+
+def test_probe_grpc_without_the_grpc_extra_names_the_install(grpc_port: int) -> None:
+    """A missing extra is simulated by making its import fail."""
+    code = (
+        "import sys\n"
+        "sys.modules['grpc'] = None\n"
+        "from di._cli import main\n"
+        f"main(['probe', 'grpc://127.0.0.1:{grpc_port}'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=30
+    )
+    assert done.returncode == 1
+    assert done.stdout == (
+        "unhealthy: probing gRPC needs the grpc extra (grpc is not installed): "
+        "pip install 'healthdi[grpc]'\n"
+    )

@@ -71,6 +71,17 @@ def test_unknown_group_member_is_an_error_at_construction() -> None:
         HealthMonitor(injector, interval=-1)
 
 
+@pytest.mark.parametrize("groups", ["db", ["db", "cache"]])
+def test_groups_that_are_not_a_mapping_say_what_groups_is(groups: object) -> None:
+    injector, _, _ = make()
+    with pytest.raises(TypeError) as raised:
+        HealthMonitor(injector, groups=groups)  # type: ignore[arg-type]
+    assert str(raised.value) == (
+        "HealthMonitor(groups=...) must be a mapping of group name to members, "
+        f"such as groups={{'db': [Database, 'replica']}}; got {groups!r}"
+    )
+
+
 async def test_refresh_honours_separate_ttls() -> None:
     injector, db, _ = make()
     monitor = HealthMonitor(injector, success_ttl=60, failure_ttl=0.05)

@@ -8,6 +8,7 @@ SHOP_REDIS_URL points elsewhere), else runs on SQLite alone and says so; then ru
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import cast
 
 HTTP = "127.0.0.1:8080"
 GRPC = "127.0.0.1:50051"
@@ -26,6 +28,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def redis_command(binary: str, port: int) -> list[str]:
+    """A throwaway redis-server on a loopback port: nothing saved to disk."""
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+
+
+def redis_steps(redis: subprocess.Popen[bytes]) -> str:
+    """How to stop the demo's redis-server and start it again, as commands to paste."""
+    command = cast("list[str]", redis.args)  # the list given to Popen
+    return f"""
+To watch readiness fail, stop redis-server:
+  kill {redis.pid}
+To watch it recover, start it again on the same port, in a terminal of its own
+(Ctrl-C there stops it again):
+  {shlex.join(command)}
+"""
+
+
 def _start_redis() -> tuple[subprocess.Popen[bytes] | None, str | None]:
     if os.environ.get("SHOP_REDIS_URL"):
         return None, os.environ["SHOP_REDIS_URL"]
@@ -35,10 +54,7 @@ def _start_redis() -> tuple[subprocess.Popen[bytes] | None, str | None]:
         print("  (apt-get install redis-server, or set SHOP_REDIS_URL, to add the cache)")
         return None, None
     port = _free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
+    process = subprocess.Popen(redis_command(binary, port), stdout=subprocess.DEVNULL)
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -49,23 +65,26 @@ def _start_redis() -> tuple[subprocess.Popen[bytes] | None, str | None]:
     return process, f"redis://127.0.0.1:{port}"
 
 
-def main() -> None:
-    redis, url = _start_redis()
-    env = {**os.environ, "SHOP_DATA_DIR": tempfile.mkdtemp(prefix="shop-")}
-    if url:
-        env["SHOP_REDIS_URL"] = url
-    print(
-        f"""
+def instructions(redis: subprocess.Popen[bytes] | None) -> str:
+    """What to try while the shop is served."""
+    return f"""
 Try, from another terminal:
   curl -i http://{HTTP}/health
   curl http://{HTTP}/readyz?verbose
   curl -X POST -d '{{"service": ""}}' http://{HTTP}/grpc.health.v1.Health/Check
   .venv/bin/di probe http://{HTTP}/livez
   .venv/bin/di probe grpc://{GRPC} --service readiness
-{"Stop redis-server to watch readiness fail, start it again to watch it recover." if redis else ""}
+{redis_steps(redis) if redis else ""}
 Ctrl-C stops the server (it goes NOT_SERVING, then shuts the container down).
 """
-    )
+
+
+def main() -> None:
+    redis, url = _start_redis()
+    env = {**os.environ, "SHOP_DATA_DIR": tempfile.mkdtemp(prefix="shop-")}
+    if url:
+        env["SHOP_REDIS_URL"] = url
+    print(instructions(redis))
     command = [
         sys.executable,
         "-m",

@@ -1,0 +1,117 @@
+"""What a user of the published package sees: license, version, URLs, README, changelog.
+
+`make test` also builds the sdist and the wheel, checks both with twine, and installs
+the wheel alone into a fresh environment (see the Makefile).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+import tomllib
+from importlib.metadata import version
+
+import di
+
+from .processes import ROOT
+
+REPOSITORY = "https://github.com/healthdi/healthdi"
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def unwrapped(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_license_is_mit_for_the_healthdi_authors() -> None:
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n\nCopyright (c) 2026 the healthdi authors\n")
+    assert 'THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND' in text
+    assert PROJECT["license"] == "MIT"
+    assert PROJECT["license-files"] == ["LICENSE"]  # into the wheel's dist-info
+
+
+def test_version_comes_from_the_installed_distribution() -> None:
+    assert di.__version__ == version("healthdi") == PROJECT["version"]
+    assert "__version__" in dir(di)
+
+
+def test_import_di_reads_no_metadata_until_the_version_is_asked_for() -> None:
+    code = (
+        "import sys\n"
+        "import di\n"
+        "print('importlib.metadata' in sys.modules, sorted(m for m in sys.modules if "
+        "m.startswith('di.')))\n"
+        "di.__version__\n"
+        "print('importlib.metadata' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=30
+    )
+    assert done.stdout.splitlines() == ["False []", "True"], done.stderr
+
+
+def test_project_urls_point_into_the_repository() -> None:
+    urls = PROJECT["urls"]
+    assert urls["Repository"] == REPOSITORY
+    assert urls["Documentation"] == f"{REPOSITORY}/blob/main/docs/index.md"
+    assert urls["Changelog"] == f"{REPOSITORY}/blob/main/CHANGELOG.md"
+    for url in urls.values():
+        assert_points_to_a_file_here(url)
+
+
+def assert_points_to_a_file_here(url: str) -> None:
+    """A link into the repository names a file or folder that exists on main."""
+    assert url.startswith("https://"), url
+    found = re.fullmatch(re.escape(REPOSITORY) + r"(?:/(?:blob|tree)/main/(.+))?", url)
+    if url.startswith(REPOSITORY + "/") and found is None:
+        assert url == f"{REPOSITORY}/issues", url
+    elif found is not None and found.group(1):
+        assert (ROOT / found.group(1)).exists(), url
+
+
+def test_readme_links_work_on_the_package_index() -> None:
+    """The package index shows the README without the repository: no relative links."""
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(([^)\s]+)\)", readme) + re.findall(r'href="([^"]+)"', readme)
+    assert len(links) >= 6
+    for link in links:
+        assert_points_to_a_file_here(link)
+
+
+def test_readme_says_di_serve_is_a_health_sidecar_and_points_to_the_integrations() -> None:
+    text = unwrapped((ROOT / "README.md").read_text())
+    assert (
+        "`di serve` serves the health endpoints of an application, and only those: "
+        "it is a health sidecar." in text
+    )
+    assert "it does not serve the application itself." in text
+    assert "mount `di.asgi.health_app` in your ASGI application" in text
+    assert "add `di.grpc.add_health_servicer` to your gRPC server" in text
+    # Said to be coming until the package exists; then this test asks for new words.
+    assert importlib.util.find_spec("di.integrations") is None
+    assert (
+        "Integrations for FastAPI, Starlette, Litestar, grpc.aio and Flask "
+        "(`di.integrations`) are coming." in text
+    )
+
+
+def test_no_extra_names_a_framework_integration_that_does_not_exist() -> None:
+    extras = set(PROJECT["optional-dependencies"])
+    frameworks = {"fastapi", "starlette", "litestar", "flask"}
+    if importlib.util.find_spec("di.integrations") is None:
+        assert not extras & frameworks, extras
+
+
+def test_changelog_keeps_a_changelog() -> None:
+    text = (ROOT / "CHANGELOG.md").read_text()
+    assert text.startswith("# Changelog\n")
+    assert "[Keep a Changelog](https://keepachangelog.com/en/1.1.0/)" in text
+    sections = re.findall(r"^## (.+)$", text, flags=re.MULTILINE)
+    assert sections[0] == "[Unreleased]"
+    assert f"[Unreleased]: {REPOSITORY}/" in text
+    unreleased = unwrapped(text.split("## [Unreleased]", 1)[1])
+    for topic in ("Container.", "Health engine.", "Exposure.", "Reliability and trust."):
+        assert f"**{topic}**" in unreleased, topic
