@@ -6,7 +6,7 @@ import platform
 import sys
 from typing import Any
 
-from . import health, probe, resolve, serving, soak
+from . import health, probe, request_scopes, resolve, serving, soak
 from ._timing import measure, save, table
 
 
@@ -59,7 +59,38 @@ def main() -> None:
         print(f"{scenario}: healthdi / floor = {ratio:.2f}x (target {target}x); {verdict}")
     path = save("resolve", {"python": platform.python_version(), "rows": rows})
     print(f"\nwritten to {path}")
+    request_table()
     health_tables()
+
+
+def request_table() -> None:
+    rows: dict[str, dict[str, float | None]] = {}
+    timed = {}
+    for name, setup in request_scopes.SETUPS.items():
+        try:
+            timed[name] = setup()
+        except Exception as error:  # a peer that is missing or changed its API
+            print(f"  {name}: skipped ({type(error).__name__}: {error})", file=sys.stderr)
+    for name, ns in measure(timed).items():
+        rows[name] = {"R1": ns / 1000}
+    print()
+    print(
+        table(
+            "R1: one request (scope with the Request in context, scoped Handler -> scoped"
+            " RequestCtx -> Request + Database singleton, close)",
+            ["R1"],
+            rows,
+            "us",
+            "dishka" if "dishka" in rows else "healthdi",
+        )
+    )
+    ours, live = rows["healthdi"]["R1"] or 0.0, rows["healthdi, 5,000 live scopes"]["R1"] or 0.0
+    print()
+    if "dishka" in rows:
+        print(f"R1: healthdi / dishka = {ours / (rows['dishka']['R1'] or 1):.2f}x (goal <= 1.00x)")
+    print(f"R1 with 5,000 live scopes / without = {live / ours:.2f}x (goal <= 1.30x)")
+    path = save("requests", {"rows": rows})
+    print(f"\nwritten to {path}")
 
 
 def health_tables() -> None:
