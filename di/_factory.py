@@ -89,7 +89,12 @@ def provided_type(factory: Callable[..., Any], kind: Kind) -> Any:
             wanted = "Iterator[T]" if kind is Kind.GENERATOR else "AsyncIterator[T]"
             raise TypeError(
                 f"generator factory {label(factory)} must be annotated {wanted} "
-                f"(the service is T), got {describe(returned)}"
+                f"(the service is T), got "
+                + (
+                    "no return annotation"
+                    if returned is inspect.Parameter.empty
+                    else describe(returned)
+                )
             )
         returned = typing.get_args(returned)[0]
     return returned

@@ -217,6 +217,8 @@ def resolve_sync(service: Service, invoker: Scope) -> Any:
                 made = _make_sync(service, service.owner)
                 check_provides(service, made[0])
             except BaseException as error:
+                if isinstance(error, LookupError):
+                    explain_captive(error, service, invoker)
                 _land(service, flight, None, error)
                 raise
             landed = _land(service, flight, made, None)
@@ -262,6 +264,8 @@ async def resolve_async(service: Service, invoker: Scope) -> Any:
                 made = await _make_async(service, service.owner)
                 check_provides(service, made[0])
             except BaseException as error:
+                if isinstance(error, LookupError):
+                    explain_captive(error, service, invoker)
                 _land(service, flight, None, error)
                 raise
             landed = _land(service, flight, made, None)
@@ -446,9 +450,13 @@ def _make_sync(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
                 args.append(value)
             else:
                 kwargs[p.name] = value
-        instance = service.factory(*args, **kwargs)
-        if service.kind is Kind.GENERATOR:
-            return next(instance), _closer(service, instance)
+        try:
+            instance = service.factory(*args, **kwargs)
+            if service.kind is Kind.GENERATOR:
+                return next(instance), _closer(service, instance)
+        except Exception as error:
+            _note_building(error, service)
+            raise
         return instance, None
     finally:
         _PATH.reset(token)
@@ -465,13 +473,17 @@ async def _make_async(service: Service, scope: Scope) -> tuple[Any, Teardown | N
                 args.append(value)
             else:
                 kwargs[p.name] = value
-        instance = service.factory(*args, **kwargs)
-        if service.kind is Kind.ASYNC:
-            return await instance, None
-        if service.kind is Kind.GENERATOR:
-            return next(instance), _closer(service, instance)
-        if service.kind is Kind.ASYNC_GENERATOR:
-            return await _first_anext(instance), _async_closer(service, instance)
+        try:
+            instance = service.factory(*args, **kwargs)
+            if service.kind is Kind.ASYNC:
+                return await instance, None
+            if service.kind is Kind.GENERATOR:
+                return next(instance), _closer(service, instance)
+            if service.kind is Kind.ASYNC_GENERATOR:
+                return await _first_anext(instance), _async_closer(service, instance)
+        except Exception as error:
+            _note_building(error, service)
+            raise
         return instance, None
     finally:
         _PATH.reset(token)
@@ -495,14 +507,48 @@ async def _argument_async(p: Param, scope: Scope, service: Service) -> Any:
     return _checked(p, await resolve_async(dependency, scope), service)
 
 
+def _note_building(error: Exception, service: Service) -> None:
+    """Name, once, the service whose factory raised and the chain that asked for it."""
+    if getattr(error, "_di_noted", False):
+        return
+    chain = " -> ".join(s.label for s in _PATH.get())
+    error.add_note(f"while building {service.label!r} (asked for by {chain})")
+    error._di_noted = True  # type: ignore[attr-defined]
+
+
 def _dependency(p: Param, scope: Scope, service: Service) -> Service | None:
     """The service filling ``p``; None when it is absent and the parameter has a default."""
     dependency = scope._lookup(p.target)
     if dependency is None and p.default is _EMPTY:
-        error = scope._not_found(p.target)
+        error = scope._not_found(p.target, service.label)
+        error.missing = p.target
         error.add_note(f"needed by parameter {p.name!r} of factory {service.label!r}")
         raise error
     return dependency
+
+
+def explain_captive(error: Exception, service: Service, invoker: Scope) -> None:
+    """When a singleton misses a key that the invoking scope does see, say why and what to do."""
+    owner = service.owner
+    missing = getattr(error, "missing", MISSING)
+    if missing is MISSING or invoker is owner or getattr(error, "_di_explained", False):
+        return
+    provider = invoker._lookup(missing)
+    where = None
+    if provider is not None and provider.lifetime is not Lifetime.CONTEXT:
+        where = provider.owner._name
+    elif provider is not None:
+        where = invoker._context_scope(missing)
+    if where is None or where == owner._name:
+        return
+    label = describe(missing)
+    error.add_note(
+        f"{label} is provided in scope {where!r}, but {service.label!r} is a singleton of "
+        f"scope {owner._name!r}, and a singleton resolves its dependencies from the scope "
+        f"that owns it. Either provide {service.label!r} in scope {where!r}, or make it "
+        "scoped with provide_scoped() so each scope builds its own."
+    )
+    error._di_explained = True  # type: ignore[attr-defined]
 
 
 def _checked(p: Param, value: Any, service: Service) -> Any:

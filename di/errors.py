@@ -41,10 +41,13 @@ class ServiceNotFoundError(DIError, LookupError):
         self.key = key
         self.scope = scope
         self.available = sorted(available)
+        self.missing: object = None  # the key object, when a factory's parameter asked
         message = f"service {key!r} is not provided in scope {scope!r} or its ancestors"
-        close = difflib.get_close_matches(key, self.available, n=1, cutoff=0.5)
-        if close:
-            message += f"; did you mean {close[0]!r}?"
+        close = _close_match(key, self.available)
+        if close == key:
+            message += "; another class with the same name is provided (a different object)"
+        elif close:
+            message += f"; did you mean {close!r}?"
         if self.available:
             shown = ", ".join(repr(a) for a in self.available[:20])
             more = len(self.available) - 20
@@ -60,6 +63,7 @@ class ContextNotProvidedError(DIError, LookupError):
     def __init__(self, key: str, scope: str) -> None:
         self.key = key
         self.scope = scope
+        self.missing: object = None  # the key object
         super().__init__(
             f"context key {key!r} has no value in scope {scope!r} nor its ancestors; open "
             f"the scope with context={{{key}: ...}} (as declared with provide_context)"
@@ -95,6 +99,20 @@ class GraphError(DIError):
             f"the graph seen from scope {scope!r} has {len(self.problems)} {noun}:\n"
             + "\n".join(f"- {problem}" for problem in self.problems)
         )
+
+
+def _short(label: str) -> str:
+    """A service's name without its module: what a person compares by eye."""
+    return label.rpartition(".")[2] if "." in label and " " not in label else label
+
+
+def _close_match(key: str, available: Sequence[str]) -> str | None:
+    """The one available service whose short name is close to ``key``'s, if any."""
+    shorts: dict[str, str] = {}
+    for label in available:
+        shorts.setdefault(_short(label), label)
+    close = difflib.get_close_matches(_short(key), list(shorts), n=1, cutoff=0.75)
+    return shorts[close[0]] if close else None
 
 
 class ServiceAlreadyProvidedError(DIError, ValueError):

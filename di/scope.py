@@ -539,7 +539,12 @@ class Scope:
             kind, provided = Kind.PLAIN, type(value)
         else:
             kind = kind_of(factory)
-            provided = provided_type(factory, kind)
+            try:
+                provided = provided_type(factory, kind)
+            except TypeError:
+                if name is None and provides is None:
+                    raise
+                provided = _EMPTY  # keyed by name= or provides=: the annotation can wait
             params = read_params(factory, self._scope_types)
         keys = _keys(provides, where, name)
         if name is None and provided is _EMPTY and not keys:
@@ -774,7 +779,9 @@ class Scope:
             if value is not MISSING:
                 return value
             scope = scope._parent
-        raise ContextNotProvidedError(service.label, self._name)
+        error = ContextNotProvidedError(service.label, self._name)
+        error.missing = service.key
+        raise error
 
     def _scoped_copy(self, service: Service) -> Service:
         """This scope's own copy of a scoped declaration, made on first use."""
@@ -793,8 +800,18 @@ class Scope:
             self._materialize()
             return self._scoped.setdefault(service, service.copy_for(self))
 
-    def _not_found(self, key: Key) -> ServiceNotFoundError:
-        return ServiceNotFoundError(describe(key), self._name, [s.label for s in self._visible()])
+    def _not_found(self, key: Key, needed_by: str | None = None) -> ServiceNotFoundError:
+        available = [s.label for s in self._visible() if s.label != needed_by]
+        return ServiceNotFoundError(describe(key), self._name, available)
+
+    def _context_scope(self, key: Key) -> str | None:
+        """The nearest scope, from here up, whose context holds ``key``."""
+        scope: Scope | None = self
+        while scope is not None:
+            if key in scope._context:
+                return scope._name
+            scope = scope._parent
+        return None
 
     def _built(self) -> list[Service]:
         with self._root._mutex:
