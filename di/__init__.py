@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         ShutdownError,
         ShutdownTimeoutError,
     )
-    from .health import HealthCheckResult, HealthReport, Outcome
+    from .health import Degraded, HealthCheckResult, HealthReport, Outcome
     from .injector import Injector
     from .monitor import HealthMonitor, ServingStatus
     from .protocols import AsyncShutdowner, Healthchecker, HealthcheckerWithContext, Shutdowner
@@ -38,6 +38,7 @@ _WHERE = {
     "AsyncShutdowner": ".protocols",
     "CircularDependencyError": ".errors",
     "DIError": ".errors",
+    "Degraded": ".health",
     "HealthCheckError": ".errors",
     "HealthCheckResult": ".health",
     "HealthCheckTimeoutError": ".errors",
@@ -63,6 +64,7 @@ __all__ = [
     "AsyncShutdowner",
     "CircularDependencyError",
     "DIError",
+    "Degraded",
     "HealthCheckError",
     "HealthCheckResult",
     "HealthCheckTimeoutError",

@@ -17,6 +17,7 @@ import enum
 import inspect
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -49,7 +50,9 @@ class Service:
     """One provided service in one scope."""
 
     __slots__ = (
+        "build_seconds",
         "check",
+        "critical",
         "expected",
         "factory",
         "flight",
@@ -95,6 +98,8 @@ class Service:
         # The health check of the built instance: (call, is_async), NO_CHECK, or None
         # when not worked out yet. Reset when the instance is released.
         self.probe: Any = None
+        self.critical = True  # False: a failing check degrades, see provide(critical=)
+        self.build_seconds = 0.0  # how long its latest build took, dependencies included
 
     def __repr__(self) -> str:
         return f"<service {self.label!r} ({self.lifetime.value}) in scope {self.owner.name!r}>"
@@ -134,11 +139,13 @@ def resolve_sync(service: Service, invoker: Scope) -> Any:
             continue
         flight, mine, me = claim
         if mine:
+            began = time.perf_counter()
             try:
                 made = _make_sync(service, service.owner)
             except BaseException as error:
                 _land(service, flight, None, error)
                 raise
+            service.build_seconds = time.perf_counter() - began
             if not _land(service, flight, made, None):
                 _discard_sync(service, made)
             continue
@@ -165,11 +172,13 @@ async def resolve_async(service: Service, invoker: Scope) -> Any:
             continue
         flight, mine, me = claim
         if mine:
+            began = time.perf_counter()
             try:
                 made = await _make_async(service, service.owner)
             except BaseException as error:
                 _land(service, flight, None, error)
                 raise
+            service.build_seconds = time.perf_counter() - began
             if not _land(service, flight, made, None):
                 await _discard_async(service, made)
             continue

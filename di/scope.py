@@ -168,6 +168,7 @@ class Scope:
         shutdown: Callable[[Any], Any] | None = None,
         health_check: Callable[[Any], Any] | None = None,
         eager: bool = False,
+        critical: bool = True,
     ) -> None:
         """Provide a lazy singleton, built by ``factory`` on first invoke.
 
@@ -179,12 +180,14 @@ class Scope:
         shutdown. ``shutdown`` and ``health_check`` take the instance and override its
         own ``shutdown()`` and ``health_check()`` methods. ``eager=True`` has
         :meth:`start` build it (a service never built is never checked).
+        ``critical=False``: a failing or timed-out check is degraded, not unhealthy.
 
         >>> def new_cache(config: Config) -> Cache:
         ...     return Cache(config.cache_url)
         >>> injector.provide(new_cache)
         """
         service = self._service(factory, Lifetime.LAZY, name, shutdown, health_check)
+        service.critical = critical
         self._add(service)
         if eager:
             self._eager[service.key] = None
@@ -196,12 +199,15 @@ class Scope:
         name: str | None = None,
         shutdown: Callable[[Any], Any] | None = None,
         health_check: Callable[[Any], Any] | None = None,
+        critical: bool = True,
     ) -> None:
         """Provide an instance that is already built, keyed by its type or ``name``.
 
-        It counts as built (and gets its invocation index) now.
+        It counts as built (and gets its invocation index) now. ``critical`` is as in
+        :meth:`provide`.
         """
         service = self._service(lambda: value, Lifetime.VALUE, name, shutdown, health_check, value)
+        service.critical = critical
         self._add(service)
         resolve_sync(service, self)
 
