@@ -1,9 +1,10 @@
 """The ``di`` command: check an application's health, probe a server, serve health.
 
-- ``di check MODULE:ATTR [--json]``: run the checks once, print them, exit 0 if healthy.
+- ``di check MODULE:ATTR [--json]``: run the checks once, print them, exit 0 if healthy
+  or only degraded.
 - ``di probe URL [--service NAME] [--timeout S]``: for Docker HEALTHCHECK; exits 0 or 1.
 - ``di serve MODULE:ATTR [--http HOST:PORT] [--grpc HOST:PORT] [--interval S]
-  [--drain S] [--grace S] [--limit-concurrency N]``.
+  [--drain S] [--grace S] [--limit-concurrency N] [--metrics]``.
 
 ``MODULE:ATTR`` names an Injector, or a callable (sync or async) that returns one; an
 async callable builds its services on the loop that will serve them.
@@ -72,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         help="open HTTP connections at most; more are closed at once (default: 256)",
     )
     serve.add_argument("--show-details", action="store_true", help="error texts over HTTP")
+    serve.add_argument(
+        "--metrics", action="store_true", help="Prometheus metrics at /metrics on the HTTP port"
+    )
 
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["probe"]:  # unknown options are reported by the top parser
@@ -284,7 +288,8 @@ def _run_check(target: str, as_json: bool) -> int:
                 print(
                     "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[3]
                 )
-            print(f"{'healthy' if report.healthy else 'unhealthy'}: {len(report.checks)} checks")
+            word = {"pass": "healthy", "warn": "degraded", "fail": "unhealthy"}[report.status]
+            print(f"{word}: {len(report.checks)} checks")
         return 0 if report.healthy else 1
 
     return anyio.run(check)
@@ -335,7 +340,10 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
         grace=args.grace,
         show_details=args.show_details,
         limit_concurrency=args.limit_concurrency,
+        metrics=args.metrics,
     )
+    if args.metrics and options.http is None:
+        raise _Fail("--metrics serves /metrics on the HTTP port: give --http too")
     missing = missing_extra(options)
     if missing is not None:
         raise _Fail(missing)
