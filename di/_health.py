@@ -404,8 +404,11 @@ class _Run:
         elif ended > self.deadline:
             self.time_out(item, self.limit, ended)
         elif error is None:
-            details = value if value is not None and isinstance(value, Mapping) else None
-            self.finish(item, None, Outcome.HEALTHY, ended, details)
+            if value is None:  # the common case, kept as short as it can be
+                self.finish(item, None, Outcome.HEALTHY, ended)
+            else:
+                details = value if isinstance(value, Mapping) else None
+                self.finish(item, None, Outcome.HEALTHY, ended, details)
         else:
             self.finish(item, as_exception(item.service.label, error), Outcome.UNHEALTHY, ended)
 
