@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,14 @@ lint: $(VENV)/.test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict di
 
-test: lint
+docs: $(VENV)/.test
+	$(BIN)/mkdocs build --strict --site-dir site
+
+test: lint docs
 	$(BIN)/pytest
 
 bench: $(VENV)/.bench
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache benchmarks/results/*.json
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache benchmarks/results/*.json
