@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -61,13 +62,23 @@ class HealthCollector(Collector):
             ["service", "outcome"],
             registry=None,
         )
+        # Each label set's child, looked up once: a round observes every service.
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         monitor.add_listener(self.observe)
 
     def observe(self, report: HealthReport) -> None:
         """Count the checks of one round (the monitor calls it after each round)."""
+        children = self._children
         for check in report.checks:
-            self._durations.labels(check.key).observe(check.duration)
-            self._checks.labels(check.key, check.outcome.value).inc()
+            labels = (check.key, check.outcome.value)
+            child = children.get(labels)
+            if child is None:
+                child = children[labels] = (
+                    self._durations.labels(check.key),
+                    self._checks.labels(*labels),
+                )
+            child[0].observe(check.duration)
+            child[1].inc()
 
     def collect(self) -> Iterator[Metric]:
         monitor = self.monitor
