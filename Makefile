@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The wheel installed alone, with the core's dependencies only, outside the source tree.
 WHEEL_VENV := build/wheel-venv
 
-.PHONY: demo test bench lint dist check-dist clean
+.PHONY: demo test bench lint dist check-dist docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,10 @@ lint: $(VENV)/.test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict di tests/typing
 
-test: lint check-dist
+docs: $(VENV)/.test
+	$(BIN)/mkdocs build --strict --site-dir site
+
+test: lint docs check-dist
 	$(BIN)/pytest
 
 dist: $(VENV)/.test
@@ -52,7 +55,7 @@ bench: $(VENV)/.bench
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache benchmarks/results/*.json dist build
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache benchmarks/results/*.json dist build site
 
 define CHECK_WHEEL
 import importlib.metadata as metadata, importlib.util

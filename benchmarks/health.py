@@ -258,3 +258,46 @@ def measure(backend: str = "asyncio") -> dict[str, Any]:
 
         return anyio.run(trio_main, backend="trio")
     return anyio.run(main, backend=backend)
+
+
+def observability(count: int = 10_000, repeats: int = 5) -> dict[str, float]:
+    """H1 through a monitor's round, with metrics and tracing off, then both on.
+
+    On: ``di.metrics.register`` on a registry of its own, and an OpenTelemetry SDK
+    tracer provider whose spans go through a simple processor to an exporter that
+    drops them (so the row counts healthdi's work, not an exporter's). In us per check.
+    """
+    import importlib.util
+
+    from di import HealthMonitor
+
+    needed = ("prometheus_client", "opentelemetry.sdk")
+    if any(importlib.util.find_spec(name.split(".")[0]) is None for name in needed):
+        return {}
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+    from prometheus_client import CollectorRegistry
+
+    import di.metrics
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    async def main() -> dict[str, float]:
+        classes = _classes(count, _noop_async)
+        off = HealthMonitor(_injector(classes), tracing=False, interval=3600)
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(Drop()))
+        on = HealthMonitor(_injector(classes), tracing=provider, interval=3600)
+        di.metrics.register(on, CollectorRegistry())
+        per_check = 1e6 / count
+        plain = await _best(off.check, repeats) * per_check
+        both = await _best(on.check, repeats) * per_check
+        return {"off": plain, "on": both, "overhead": both - plain}
+
+    return anyio.run(main, backend="asyncio")

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
         ShutdownError,
         ShutdownTimeoutError,
     )
-    from .health import HealthCheckResult, HealthReport, Outcome
+    from .health import Degraded, HealthCheckResult, HealthReport, Outcome
     from .injector import Injector
     from .monitor import HealthMonitor, ServingStatus
     from .protocols import (
@@ -56,6 +56,7 @@ _WHERE = {
     "GraphError": ".errors",
     "NoHealthCheckError": ".errors",
     "DIError": ".errors",
+    "Degraded": ".health",
     "HealthCheckError": ".errors",
     "HealthCheckResult": ".health",
     "HealthCheckTimeoutError": ".errors",
@@ -85,6 +86,7 @@ __all__ = [
     "CircularDependencyError",
     "ContextNotProvidedError",
     "DIError",
+    "Degraded",
     "GraphError",
     "HealthCheckError",
     "HealthCheckResult",

@@ -1,9 +1,10 @@
 """The di command: check an application's health, probe a server, serve health.
 
-- ``di check MODULE:ATTR [--json]``: run the checks once, print them, exit 0 if healthy.
+- ``di check MODULE:ATTR [--json]``: run the checks once, print them, exit 0 if healthy
+  or only degraded.
 - ``di probe URL [--service NAME] [--timeout S]``: for Docker HEALTHCHECK; exits 0 or 1.
 - ``di serve MODULE:ATTR [--http HOST:PORT] [--grpc HOST:PORT] [--interval S]
-  [--drain S] [--grace S] [--limit-concurrency N]``.
+  [--drain S] [--grace S] [--limit-concurrency N] [--metrics]``.
 
 ``MODULE:ATTR`` names an Injector, or a callable (sync or async) that returns one; an
 async callable builds its services on the loop that will serve them.
@@ -169,6 +170,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         "--show-details",
         action="store_true",
         help="put the checks' error texts in HTTP answers (they can carry secrets)",
+    )
+    serve.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve Prometheus metrics at /metrics on the HTTP port",
     )
 
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -462,14 +468,18 @@ def _summary(report: HealthReport) -> str:
     from .health import Outcome
 
     count = len(report.checks)
-    verdict = "healthy" if report.healthy else "unhealthy"
+    verdict = {"pass": "healthy", "warn": "degraded", "fail": "unhealthy"}[report.status]
     if count == 0:
         return (
             f"{verdict}: no checks ran: no service with a health check was built "
             "(provide the services to check with eager=True)"
         )
-    failed = sum(check.outcome is not Outcome.HEALTHY for check in report.checks)
-    return f"{verdict}: {count} check{'s' if count != 1 else ''}, {failed} failed"
+    failed = sum(
+        check.outcome not in (Outcome.HEALTHY, Outcome.DEGRADED) for check in report.checks
+    )
+    degraded = sum(check.outcome is Outcome.DEGRADED for check in report.checks)
+    line = f"{verdict}: {count} check{'s' if count != 1 else ''}, {failed} failed"
+    return f"{line}, {degraded} degraded" if degraded else line
 
 
 async def _shut_down(injector: Scope) -> bool:
@@ -517,7 +527,10 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
         grace=args.grace,
         show_details=args.show_details,
         limit_concurrency=args.limit_concurrency,
+        metrics=args.metrics,
     )
+    if args.metrics and options.http is None:
+        raise _Fail("--metrics serves /metrics on the HTTP port: give --http too")
     missing = missing_extra(options)
     if missing is not None:
         raise _Fail(missing)

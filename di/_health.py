@@ -15,9 +15,11 @@ The path of one call, top to bottom:
 - :class:`_Lane` hands sync checks to a worker thread, which keeps running the sync
   checks that follow in the queue.
 
-Whatever a check does, it ends in the report exactly once: healthy, unhealthy (whatever
-it raised, ``BaseException`` included, or a cancellation that the engine did not cause)
-or timed out (its deadline passed, even if it then returned). A sync check still running
+Whatever a check does, it ends in the report exactly once: healthy (with the mapping
+it returned, if any, as its details), unhealthy (whatever it raised, ``BaseException``
+included, or a cancellation that the engine did not cause), timed out (its deadline
+passed, even if it then returned), or degraded (it raised :class:`~di.Degraded`, or its
+service is not critical and it failed or timed out). A sync check still running
 from an earlier or overlapping call is not started twice: later calls share its outcome,
 and call it stuck only once its own deadline has passed.
 """
@@ -32,7 +34,7 @@ import threading
 import time
 import types
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -47,7 +49,7 @@ from .errors import (
     NoHealthCheckError,
     ServiceNotBuiltError,
 )
-from .health import HealthCheckResult, HealthReport, Outcome
+from .health import Degraded, HealthCheckResult, HealthReport, Outcome
 
 if TYPE_CHECKING:
     from .injector import Injector
@@ -111,7 +113,16 @@ class _Unfinished(HealthCheckError):
 class Attempt:
     """One run of a sync check in a thread, whose outcome overlapping calls share."""
 
-    __slots__ = ("abandoned", "deadline", "ended", "error", "started", "started_at", "waiters")
+    __slots__ = (
+        "abandoned",
+        "deadline",
+        "ended",
+        "error",
+        "started",
+        "started_at",
+        "value",
+        "waiters",
+    )
 
     def __init__(self, started: float, started_at: float, deadline: float) -> None:
         self.started = started
@@ -119,6 +130,7 @@ class Attempt:
         self.deadline = deadline  # time.monotonic() after which it is stuck
         self.ended = 0.0  # time.monotonic() when the check returned; 0 while running
         self.error: Exception | None = None
+        self.value: Any = None  # what the check returned (its details, if a mapping)
         self.waiters: list[Callable[[], None]] = []
         self.abandoned = False
 
@@ -148,11 +160,14 @@ _ATTEMPTS = threading.Lock()
 _stuck = 0  # abandoned check threads that have not returned yet
 
 
-def _conclude(service: Service, attempt: Attempt, error: Exception | None) -> None:
+def _conclude(
+    service: Service, attempt: Attempt, error: Exception | None, value: Any = None
+) -> None:
     """Record how a sync check's run ended, free the service, wake the calls sharing it."""
     global _stuck
     with _ATTEMPTS:
         attempt.error = error
+        attempt.value = value
         attempt.ended = time.monotonic()
         if _RUNNING.get(service) is attempt:
             del _RUNNING[service]
@@ -432,7 +447,8 @@ class _Run:
     ) -> None:
         """Report how ``item`` ended, as a timeout if it ended past a deadline.
 
-        A check fails by raising (anything) or by returning False.
+        A check fails by raising (anything) or by returning False; a mapping it returns
+        is its details.
         """
         if item.position in self.results:
             return
@@ -444,7 +460,11 @@ class _Run:
         elif ended > self.deadline:
             self.time_out(item, self.limit, ended)
         elif error is None:
-            self.finish(item, None, Outcome.HEALTHY, ended)
+            if value is None:  # the common case, kept as short as it can be
+                self.finish(item, None, Outcome.HEALTHY, ended)
+            else:
+                details = value if isinstance(value, Mapping) else None
+                self.finish(item, None, Outcome.HEALTHY, ended, details)
         else:
             self.finish(item, as_exception(item.service.label, error), Outcome.UNHEALTHY, ended)
 
@@ -454,15 +474,32 @@ class _Run:
         self.finish(item, error, Outcome.TIMEOUT, ended)
 
     def finish(
-        self, item: Item, error: Exception | None, outcome: Outcome, ended: float = 0.0
+        self,
+        item: Item,
+        error: Exception | None,
+        outcome: Outcome,
+        ended: float = 0.0,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
+        """Record ``item``'s result, unless it has one; a failure may be only degraded."""
         if item.position in self.results:
             return  # already reported (as timed out)
         ended = ended or time.monotonic()
         if not item.started:
             item.started, item.started_at = ended, time.time()
+        if error is not None:
+            if isinstance(error, Degraded) and outcome is Outcome.UNHEALTHY:
+                outcome, details = Outcome.DEGRADED, error.details
+            elif not item.service.critical:
+                outcome = Outcome.DEGRADED
         result = HealthCheckResult(
-            item.service.label, item.scope, outcome, error, item.started_at, ended - item.started
+            item.service.label,
+            item.scope,
+            outcome,
+            error,
+            item.started_at,
+            ended - item.started,
+            details,
         )
         if self.results.setdefault(item.position, result) is not result:
             return  # another path reported it first
@@ -796,7 +833,7 @@ def _conclude_if_sync(item: Item, run: _Run, error: BaseException | None = None)
     if item.attempt is not None and not item.shared:
         result = run.results.get(item.position)
         if result is not None:
-            _conclude(item.service, item.attempt, result.error)
+            _conclude(item.service, item.attempt, result.error, result.details)
         else:  # the call that started it was cancelled: nothing to share
             _conclude(item.service, item.attempt, _unfinished(item))
 
@@ -820,7 +857,7 @@ async def _share(run: _Run, item: Item) -> bool:
     if attempt.ended and isinstance(attempt.error, _Unfinished):
         return True
     if attempt.ended and attempt.ended <= attempt.deadline:
-        run.conclude(item, attempt.error, attempt.ended)
+        run.conclude(item, attempt.error, attempt.ended, attempt.value)
     else:
         run.time_out(item, PER_CHECK)
     return False
@@ -937,10 +974,10 @@ class _Lane:
                 if error is None and result is not None and result is not True:
                     error = _verdict(item, result)
                 failure = None if error is None else as_exception(item.service.label, error)
-                _conclude(item.service, attempt, failure)
+                _conclude(item.service, attempt, failure, result)
                 if self.abandoned or run.closed:
                     return
-                run.conclude(item, error, ended)
+                run.conclude(item, error, ended, result)
                 item = run.take()
         except BaseException as fatal:
             self.fatal = fatal

@@ -44,7 +44,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("di.serve")
 
-EXTRAS = {"http": ("uvicorn",), "grpc": ("grpc", "grpc_health.v1.health_pb2")}
+EXTRAS = {
+    "http": ("uvicorn",),
+    "grpc": ("grpc", "grpc_health.v1.health_pb2"),
+    "prometheus": ("prometheus_client",),
+}
+_SERVING = {"http": "serving HTTP", "grpc": "serving gRPC", "prometheus": "--metrics"}
 IDLE_SECONDS = 5.0  # an HTTP connection must send a whole request head within this
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -67,6 +72,7 @@ class Options:
     grace: float = 5.0
     show_details: bool = False
     limit_concurrency: int = 256
+    metrics: bool = False
 
 
 class Signals:
@@ -108,7 +114,11 @@ def missing_extra(options: Options) -> str | None:
     """The one line to print when an extra that ``options`` need is not installed."""
     import importlib.util
 
-    for extra, wanted in (("http", options.http), ("grpc", options.grpc)):
+    for extra, wanted in (
+        ("http", options.http),
+        ("grpc", options.grpc),
+        ("prometheus", options.metrics or None),
+    ):
         if wanted is None:
             continue
         for module in EXTRAS[extra]:
@@ -118,7 +128,7 @@ def missing_extra(options: Options) -> str | None:
                 found = False
             if not found:
                 return (
-                    f"serving {'HTTP' if extra == 'http' else 'gRPC'} needs the {extra} extra "
+                    f"{_SERVING[extra]} needs the {extra} extra "
                     f"({module} is not installed): pip install 'healthdi[{extra}]'"
                 )
     return None
@@ -191,7 +201,9 @@ class Run:
 
     async def _serve(self, injector: Scope) -> None:
         options = self.options
-        monitor = HealthMonitor(injector, interval=options.interval)
+        monitor = HealthMonitor(
+            injector, interval=options.interval, show_details=options.show_details
+        )
         # Bind both addresses before anything runs: a taken port is one clear error.
         listener = _listen(options.http) if options.http else None
         try:
@@ -344,7 +356,7 @@ class _Uvicorn:
                 yield
 
         config = uvicorn.Config(
-            health_app(monitor, show_details=options.show_details),
+            health_app(monitor, show_details=options.show_details, metrics=options.metrics),
             http=_protocol(options.limit_concurrency),
             lifespan="off",  # this command runs the monitor
             log_level="warning",
@@ -353,6 +365,7 @@ class _Uvicorn:
             timeout_graceful_shutdown=max(1, math.ceil(options.grace)),
         )
         self._server = Server(config)
+        self._metrics = options.metrics
         self.done = anyio.Event()
 
     async def run_on(
@@ -380,7 +393,10 @@ class _Uvicorn:
                 tasks.start_soon(sweep)
                 host, port = listener.getsockname()[:2]
                 logger.info(
-                    "HTTP health on http://%s:%s (/health, /livez, /readyz)", _show(host), port
+                    "HTTP health on http://%s:%s (/health, /livez, /readyz%s)",
+                    _show(host),
+                    port,
+                    ", /metrics" if self._metrics else "",
                 )
                 task_status.started()
         finally:

@@ -18,6 +18,7 @@ import inspect
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -62,7 +63,9 @@ class Service:
     """One provided service in one scope."""
 
     __slots__ = (
+        "build_seconds",
         "check",
+        "critical",
         "expected",
         "factory",
         "fast",
@@ -117,6 +120,8 @@ class Service:
         # The health check of the built instance: (call, is_async), NO_CHECK, or None
         # when not worked out yet. Reset when the instance is released.
         self.probe: Any = None
+        self.critical = True  # False: a failing check degrades, see provide(critical=)
+        self.build_seconds = 0.0  # how long its latest build took, dependencies included
 
     def __repr__(self) -> str:
         return f"<service {self.label!r} ({self.lifetime.value}) in scope {self.owner.name!r}>"
@@ -137,6 +142,7 @@ class Service:
         )
         copy.keys = self.keys
         copy.template = self
+        copy.critical = self.critical
         return copy
 
 
@@ -213,6 +219,7 @@ def resolve_sync(service: Service, invoker: Scope) -> Any:
             continue
         flight, mine, me = claim
         if mine:
+            began = time.perf_counter()
             try:
                 made = _make_sync(service, service.owner)
                 check_provides(service, made[0])
@@ -221,6 +228,7 @@ def resolve_sync(service: Service, invoker: Scope) -> Any:
                     explain_captive(error, service, invoker)
                 _land(service, flight, None, error)
                 raise
+            service.build_seconds = time.perf_counter() - began
             landed = _land(service, flight, made, None)
             if landed is not _KEPT:
                 _discard_sync(service, made)
@@ -260,6 +268,7 @@ async def resolve_async(service: Service, invoker: Scope) -> Any:
             continue
         flight, mine, me = claim
         if mine:
+            began = time.perf_counter()
             try:
                 made = await _make_async(service, service.owner)
                 check_provides(service, made[0])
@@ -268,6 +277,7 @@ async def resolve_async(service: Service, invoker: Scope) -> Any:
                     explain_captive(error, service, invoker)
                 _land(service, flight, None, error)
                 raise
+            service.build_seconds = time.perf_counter() - began
             landed = _land(service, flight, made, None)
             if landed is not _KEPT:
                 await _discard_async(service, made)

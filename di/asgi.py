@@ -8,11 +8,16 @@ Routes (HEAD wherever GET is; ``Cache-Control: no-store`` and
 ``X-Content-Type-Options: nosniff`` on every answer):
 
 - ``GET /health``, ``GET /health/{name}``: ``application/health+json``, 200 with
-  ``"status": "pass"`` or 503 with ``"fail"``, one entry per check. Error texts can
-  carry secrets (hostnames, DSNs), so they are shown only with ``show_details=True``.
+  ``"status": "pass"`` (or ``"warn"`` when a check is degraded) or 503 with
+  ``"fail"``, one entry per check. Error texts and the details checks return can
+  carry secrets (hostnames, DSNs), so they are shown only with ``show_details=True``:
+  a single detail is the entry's ``observedValue`` (its name the ``observedUnit``),
+  several are fields of the entry.
 - ``GET /livez``, ``GET /readyz`` (groups ``liveness`` and ``readiness``) and
   ``/livez/{check}``, ``/readyz/{check}``: the Kubernetes text format, with
-  ``?verbose`` and ``?exclude=name``.
+  ``?verbose`` (a degraded check reads ``[+]name degraded``) and ``?exclude=name``.
+- ``GET /metrics`` with ``metrics=True``: Prometheus metrics (the ``prometheus``
+  extra; see :mod:`di.metrics`).
 - ``POST /grpc.health.v1.Health/Check`` with ``{"service": "..."}``: the gRPC health
   check over plain HTTP and JSON, as dubbo-go's triple protocol answers it.
 """
@@ -26,7 +31,7 @@ from urllib.parse import parse_qs
 
 import anyio
 
-from .health import HealthCheckResult
+from .health import HealthCheckResult, Outcome
 from .monitor import HealthMonitor, ServingStatus
 
 __all__ = ["BODY_SECONDS", "MAX_BODY", "health_app"]
@@ -62,25 +67,37 @@ class _Answer(Exception):
 
 
 def _json(status: int, payload: object, content_type: str = "application/json") -> _Answer:
-    return _Answer(status, json.dumps(payload).encode(), content_type)
+    return _Answer(status, json.dumps(payload, default=str).encode(), content_type)
 
 
 def _text(status: int, text: str) -> _Answer:
     return _Answer(status, text.encode(), "text/plain; charset=utf-8")
 
 
-def health_app(monitor: HealthMonitor, show_details: bool = False) -> ASGIApp:
+def health_app(monitor: HealthMonitor, show_details: bool = False, metrics: Any = False) -> ASGIApp:
     """An ASGI app serving what ``monitor`` publishes over HTTP.
 
     Answers read the monitor's latest statuses and never wait for a check, so the
     monitor must run: when this app is the top ASGI app, its lifespan runs it (starts
     the injector's eager services, then checks every interval); mounted inside another
     app, run it in that app's lifespan (``async with monitor``). Each answer is rendered
-    once per published change. ``show_details=True`` puts error texts in answers;
-    otherwise they read "reason withheld" (the ``di.health`` log has them).
+    once per published change. ``show_details=True`` puts error texts and details in
+    answers; otherwise they read "reason withheld" (the ``di.health`` log has them).
+
+    ``metrics=True`` serves Prometheus metrics at ``/metrics``: the monitor's (see
+    :mod:`di.metrics`, registered if need be) and the rest of the default registry;
+    or pass a ``CollectorRegistry`` to serve that one instead.
     """
     cache: dict[tuple[str, str, bytes], _Answer] = {}
     version = -1
+    registry: Any = None
+    if metrics is not False and metrics is not None:
+        import prometheus_client
+
+        from . import metrics as di_metrics
+
+        registry = prometheus_client.REGISTRY if metrics is True else metrics
+        di_metrics.register(monitor, registry)
 
     async def app(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         nonlocal version
@@ -93,7 +110,9 @@ def health_app(monitor: HealthMonitor, show_details: bool = False) -> ASGIApp:
         method = scope["method"]
         answer: _Answer | None = None
         key = ("", "", b"")
-        if method == "GET" or method == "HEAD":
+        if registry is not None and _path(scope) == "/metrics":
+            answer = _metrics(registry, method)
+        elif method == "GET" or method == "HEAD":
             if monitor.version != version:
                 cache.clear()
                 version = monitor.version
@@ -139,14 +158,32 @@ async def _lifespan(monitor: HealthMonitor, receive: Receive, send: Send) -> Non
     await send({"type": "lifespan.shutdown.complete"})
 
 
-async def _route(
-    monitor: HealthMonitor, details: bool, scope: MutableMapping[str, Any], receive: Receive
-) -> _Answer:
+def _path(scope: MutableMapping[str, Any]) -> str:
     # ASGI servers decode the path once; it is not decoded again here.
     path: str = scope["path"]
     root = scope.get("root_path", "")
     if root and path.startswith(root):
         path = path[len(root) :] or "/"  # mounted under a prefix
+    return path
+
+
+def _metrics(registry: Any, method: str) -> _Answer:
+    """Prometheus' text format, rendered at each scrape (never cached)."""
+    if method not in ("GET", "HEAD"):
+        try:
+            _allow(method, "GET", "HEAD")
+        except _Answer as refused:
+            return refused
+    from .metrics import render
+
+    body, content_type = render(registry)
+    return _Answer(200, body, content_type)
+
+
+async def _route(
+    monitor: HealthMonitor, details: bool, scope: MutableMapping[str, Any], receive: Receive
+) -> _Answer:
+    path = _path(scope)
     method: str = scope["method"]
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
 
@@ -179,25 +216,32 @@ def _allow(method: str, *allowed: str) -> None:
 
 def _health(monitor: HealthMonitor, details: bool, name: str) -> _Answer:
     """The ``application/health+json`` answer for the whole application or one name."""
-    status = monitor.status(name)
+    status = monitor.health_status(name)
     results = monitor.results(name)
     if status is None or results is None:
         raise _json(404, {"code": "not_found", "message": f"unknown health check {_short(name)}"})
     checks: dict[str, list[dict[str, Any]]] = {}
     for result in results:
         entry: dict[str, Any] = {
-            "status": "pass" if result.healthy else "fail",
+            "status": result.status,
             "time": result.started.isoformat(),
             "observedValue": round(result.duration * 1000, 3),
             "observedUnit": "ms",
         }
-        if not result.healthy:
+        if result.outcome is not Outcome.HEALTHY:
             entry["output"] = _reason(result, details)
+        if details and result.details:
+            if len(result.details) == 1:
+                ((unit, value),) = result.details.items()
+                entry["observedValue"], entry["observedUnit"] = value, unit
+            else:
+                for field, value in result.details.items():
+                    entry.setdefault(field, value)  # the format's own fields win
         checks[result.key] = [entry]
     for label in monitor.missing(name):
         checks[label] = [{"status": "fail", "output": "not checked: not built or no check"}]
-    serving = status is ServingStatus.SERVING
-    payload: dict[str, Any] = {"status": "pass" if serving else "fail"}
+    serving = status != "fail"
+    payload: dict[str, Any] = {"status": status}
     reasons = monitor.reasons() if not serving else []
     if reasons:
         payload["output"] = "; ".join(f"{what}: {why}" for what, why in reasons)
@@ -225,6 +269,9 @@ def _probe(
         if not found:
             raise _text(404, f"no check {_short(single)} in {endpoint}\n")
         if found[0].healthy and not held:
+            if found[0].outcome is Outcome.DEGRADED:
+                line = f"[+]{single} degraded: {_reason(found[0], details)}"
+                return _text(200, f"{line}\n{endpoint} check passed\n")
             return _text(200, "ok")
         lines = held if found[0].healthy else [f"[-]{single} failed: {_reason(found[0], details)}"]
         return _text(503, "\n".join([*lines, f"{endpoint} check failed"]) + "\n")
@@ -238,6 +285,8 @@ def _probe(
     for result in results:
         if result.key in exclude:
             lines.append(f"[+]{result.key} excluded: ok")
+        elif result.outcome is Outcome.DEGRADED:
+            lines.append(f"[+]{result.key} degraded: {_reason(result, details)}")
         elif result.healthy:
             lines.append(f"[+]{result.key} ok")
         else:

@@ -3,7 +3,8 @@
 Needs the ``grpc`` extra (grpcio and grpcio-health-checking) and grpcio's asyncio server.
 Check, Watch and List (which grpcio-health-checking's own servicer lacks) all read what
 the monitor last published, so no call waits for a check, and a manual status or a
-graceful shutdown shows here as everywhere else. The monitor must be running
+graceful shutdown shows here as everywhere else. A degraded check (:class:`~di.Degraded`,
+or a failing one with ``critical=False``) reads SERVING. The monitor must be running
 (``async with monitor``, or ``di serve``, which runs it).
 
 >>> server = grpc.aio.server()

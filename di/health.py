@@ -3,27 +3,67 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["HealthCheckResult", "HealthReport", "Outcome"]
+__all__ = ["Degraded", "HealthCheckResult", "HealthReport", "Outcome", "Status"]
+
+Status = Literal["pass", "warn", "fail"]
+
+
+class Degraded(Exception):
+    """Raised by a health check whose service works, but impaired.
+
+    The check's outcome is :attr:`Outcome.DEGRADED`: the application stays healthy and
+    serving (gRPC SERVING, readiness 200, health+json ``"warn"``), and the reason shows
+    where details are shown. ``details`` are observations, as a check may also return.
+
+    >>> async def health_check(self) -> None:
+    ...     if await self.replication_lag() > 30:
+    ...         raise di.Degraded("replication lag over 30 s")
+    """
+
+    def __init__(self, reason: str = "degraded", *, details: Mapping[str, Any] | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.details = details
 
 
 class Outcome(enum.StrEnum):
-    """How one check ended."""
+    """How one check ended.
+
+    DEGRADED: the check raised :class:`Degraded`, or the service was provided with
+    ``critical=False`` and its check failed or timed out. It counts as healthy.
+    """
 
     HEALTHY = "healthy"
+    DEGRADED = "degraded"
     UNHEALTHY = "unhealthy"
     TIMEOUT = "timeout"
 
 
-@dataclass(frozen=True, slots=True)
+_STATUS: dict[Outcome, Status] = {
+    Outcome.HEALTHY: "pass",
+    Outcome.DEGRADED: "warn",
+    Outcome.UNHEALTHY: "fail",
+    Outcome.TIMEOUT: "fail",
+}
+
+
+_set = object.__setattr__
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class HealthCheckResult:
     """The result of checking one service.
 
     ``started_at`` is a Unix timestamp and ``duration`` is in seconds; ``error`` is what
-    the check raised (a :class:`~di.HealthCheckTimeoutError` on timeout), None when healthy.
+    the check raised (a :class:`~di.HealthCheckTimeoutError` on timeout, the
+    :class:`~di.Degraded` or the failure of a degraded check), None when it passed.
+    ``details`` are the observations the check returned as a mapping (pool size,
+    replication lag, latency), or those of the :class:`~di.Degraded` it raised.
     """
 
     key: str
@@ -32,6 +72,27 @@ class HealthCheckResult:
     error: Exception | None
     started_at: float
     duration: float
+    details: Mapping[str, Any] | None = None
+
+    def __init__(
+        self,
+        key: str,
+        scope: str,
+        outcome: Outcome,
+        error: Exception | None,
+        started_at: float,
+        duration: float,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        # What dataclass would write, with one lookup fewer per field: one is made for
+        # every check of every call.
+        _set(self, "key", key)
+        _set(self, "scope", scope)
+        _set(self, "outcome", outcome)
+        _set(self, "error", error)
+        _set(self, "started_at", started_at)
+        _set(self, "duration", duration)
+        _set(self, "details", details)
 
     @property
     def started(self) -> datetime:
@@ -40,11 +101,17 @@ class HealthCheckResult:
 
     @property
     def healthy(self) -> bool:
-        return self.outcome is Outcome.HEALTHY
+        """Whether the check passed or is only degraded."""
+        return self.outcome is Outcome.HEALTHY or self.outcome is Outcome.DEGRADED
+
+    @property
+    def status(self) -> Status:
+        """``"pass"``, ``"warn"`` (degraded) or ``"fail"``, as in health+json."""
+        return _STATUS[self.outcome]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form of this result."""
-        return {
+        """A JSON-ready form of this result (``details`` only when there are some)."""
+        data: dict[str, Any] = {
             "key": self.key,
             "scope": self.scope,
             "outcome": self.outcome.value,
@@ -53,6 +120,9 @@ class HealthCheckResult:
             "started": self.started.isoformat(),
             "duration_ms": round(self.duration * 1000, 3),
         }
+        if self.details:
+            data["details"] = dict(self.details)
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +140,25 @@ class HealthReport:
 
     @property
     def healthy(self) -> bool:
-        """Whether every check passed (an empty report is healthy)."""
-        return all(check.outcome is Outcome.HEALTHY for check in self.checks)
+        """Whether every check passed or is degraded (an empty report is healthy)."""
+        return all(check.healthy for check in self.checks)
+
+    @property
+    def status(self) -> Status:
+        """``"fail"`` if a check failed, else ``"warn"`` if one is degraded, else ``"pass"``."""
+        status: Status = "pass"
+        for check in self.checks:
+            if check.outcome is Outcome.DEGRADED:
+                status = "warn"
+            elif check.outcome is not Outcome.HEALTHY:
+                return "fail"
+        return status
 
     def as_map(self) -> dict[str, Exception | None]:
-        """The status map: each service key to its error, or None when healthy."""
+        """The status map: each service key to its error, or None when it passed.
+
+        A degraded check maps to its :class:`~di.Degraded` (or its failure).
+        """
         return {check.key: check.error for check in self.checks}
 
     def __getitem__(self, key: str) -> HealthCheckResult:
@@ -85,4 +169,8 @@ class HealthReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form of the report."""
-        return {"healthy": self.healthy, "checks": [check.to_dict() for check in self.checks]}
+        return {
+            "healthy": self.healthy,
+            "status": self.status,
+            "checks": [check.to_dict() for check in self.checks],
+        }

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
+import importlib.util
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -17,7 +18,8 @@ import anyio.lowlevel
 from . import _health  # the engine's entry point, for rounds bounded by ``timeout``
 from ._runner import in_event_loop
 from ._service import Service
-from .health import HealthCheckResult, HealthReport, Outcome
+from .errors import HealthCheckTimeoutError
+from .health import HealthCheckResult, HealthReport, Outcome, Status
 from .scope import Scope
 
 __all__ = ["HealthMonitor", "ServingStatus"]
@@ -60,8 +62,23 @@ class HealthMonitor:
     ``2 * (interval + timeout)``), the same names read NOT_SERVING, "health checks
     overdue", until one does.
 
-    When a check starts failing, or fails differently, a WARNING on the ``di.health``
-    logger names the service, the outcome and the exception; a recovery is an INFO.
+    Degraded checks (:class:`~di.Degraded`, or a failing check of a service provided
+    with ``critical=False``) count as passing: their names stay SERVING, and
+    :meth:`health_status` reads ``"warn"`` for them.
+
+    When a check starts failing or degraded, or fails differently, a WARNING on the
+    ``di.health`` logger names the service, the outcome and the exception; a recovery
+    is an INFO. So that a flapping check cannot flood the log, each service (and each
+    name's status) logs at most one line per ``log_interval`` seconds (default 60)
+    after a logged change; the changes in between are counted, and one summary line
+    then gives their number and the current state.
+
+    Tracing: where ``opentelemetry-api`` is installed (the ``otel`` extra), each round
+    is a span ("health round") with one child span per check ("health check") carrying
+    the service, scope, outcome and error type as attributes, and the error text and
+    details only with ``show_details=True``. ``tracing=None`` (the default) traces when
+    the API is installed, with the global tracer provider; ``False`` never does; a
+    ``TracerProvider`` traces to that provider. Without the API, nothing is imported.
 
     :meth:`refresh` is for callers who want a result no older than a TTL:
     ``success_ttl`` (after a healthy report) or ``failure_ttl`` (after an unhealthy
@@ -83,6 +100,9 @@ class HealthMonitor:
         success_ttl: float | None = None,
         failure_ttl: float | None = None,
         groups: Mapping[str, Sequence[type[Any] | str]] | None = None,
+        log_interval: float = 60.0,
+        tracing: Any = None,
+        show_details: bool = False,
     ) -> None:
         if not isinstance(injector, Scope):
             raise TypeError(f"HealthMonitor() needs an Injector or Scope, got {injector!r}")
@@ -92,6 +112,7 @@ class HealthMonitor:
             ("stale_after", stale_after, True),
             ("success_ttl", success_ttl, False),
             ("failure_ttl", failure_ttl, False),
+            ("log_interval", log_interval, False),
         ):
             if value is None:
                 continue
@@ -141,6 +162,12 @@ class HealthMonitor:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._ran = _SET
         self._running = False
+        self.log_interval = float(log_interval)
+        self.show_details = show_details
+        self._check_log = _Throttle(self.log_interval)
+        self._status_log = _Throttle(self.log_interval)
+        self._listeners: list[Callable[[HealthReport], object]] = []
+        self._tracer: Any = _tracer(tracing)
 
     def _members(self, group: str, members: Sequence[type[Any] | str]) -> list[Service] | None:
         if isinstance(members, str):
@@ -254,7 +281,10 @@ class HealthMonitor:
         if self._phase != _STARTED:
             await self.start()
         # The engine's own entry point, with a bound on the whole round.
-        report = await _health.report(self.injector, round_timeout=self.timeout)
+        if self._tracer is None:
+            report = await _health.report(self.injector, round_timeout=self.timeout)
+        else:
+            report = await self._traced_round()
         self._log_outcomes(report)
         self._report = report
         self._checked = time.monotonic()
@@ -262,6 +292,35 @@ class HealthMonitor:
         self._overdue = False
         became_ready, self._ready = not self._ready, True
         self._publish(wake=became_ready)
+        for listener in self._listeners:
+            try:
+                listener(report)
+            except Exception:
+                logger.exception("a HealthMonitor listener failed")
+        return report
+
+    def add_listener(self, listener: Callable[[HealthReport], object]) -> None:
+        """Call ``listener(report)`` after each round (metrics); its errors are logged."""
+        self._listeners.append(listener)
+
+    async def _traced_round(self) -> HealthReport:
+        """A round as an OpenTelemetry span, with one child span per check."""
+        from opentelemetry import trace
+
+        tracer = self._tracer
+        if isinstance(tracer, _LazyTracer):
+            tracer = self._tracer = tracer.get()
+        with tracer.start_as_current_span("health round") as span:
+            report = await _health.report(self.injector, round_timeout=self.timeout)
+            if not span.is_recording():
+                return report  # no SDK configured: no child spans to pay for
+            span.set_attribute("healthdi.status", report.status)
+            span.set_attribute("healthdi.checks", len(report.checks))
+            if report.status == "fail":
+                span.set_status(trace.StatusCode.ERROR)
+            context = trace.set_span_in_context(span)
+            for check in report.checks:
+                _check_span(tracer, context, check, self.show_details)
         return report
 
     async def refresh(self) -> HealthReport:
@@ -347,6 +406,19 @@ class HealthMonitor:
         if self._stale_at < time.monotonic():
             self._check_stale()
         return self._statuses.get(name)
+
+    def health_status(self, name: str) -> Status | None:
+        """``"pass"``, ``"warn"`` (SERVING with a degraded check) or ``"fail"``; None if unknown.
+
+        The answer of health+json and of the ``healthdi_health_status`` metric.
+        """
+        status = self.status(name)
+        if status is None:
+            return None
+        if status is not ServingStatus.SERVING:
+            return "fail"
+        results = self.results(name) or ()
+        return "warn" if any(r.outcome is Outcome.DEGRADED for r in results) else "pass"
 
     def statuses(self) -> dict[str, ServingStatus]:
         """Every name and its status."""
@@ -440,39 +512,72 @@ class HealthMonitor:
             self._publish()
 
     def _log_outcomes(self, report: HealthReport) -> None:
-        """Log checks that start failing, fail differently, or recover; nothing else."""
+        """Log checks that start failing or degraded, fail differently, or recover.
+
+        At most one line per service per ``log_interval``; see :class:`_Throttle`.
+        """
         failing: dict[str, tuple[str, str, str]] = {}
+        now = time.monotonic()
+        throttle = self._check_log
         for check in report.checks:
             before = self._failing.get(check.key)
-            if check.healthy:
-                if before is not None:
-                    logger.info("health check of %r recovered", check.key)
+            if check.outcome is Outcome.HEALTHY:
+                if before is not None and throttle.allow(check.key, now):
+                    was = "degraded" if before[0] == Outcome.DEGRADED else "failing"
+                    logger.info("health check of %r recovered (was %s)", check.key, was)
                 continue
             error = check.error
-            now = (check.outcome.value, type(error).__name__, _text(error))
-            failing[check.key] = now
+            state = (check.outcome.value, type(error).__name__, _text(error))
+            failing[check.key] = state
             # A timeout's text names the limit that fired; it is the same failure.
             same = before is not None and (
-                before == now or (before[:2] == now[:2] and check.outcome is Outcome.TIMEOUT)
+                before == state
+                or (before[:2] == state[:2] and isinstance(error, HealthCheckTimeoutError))
             )
-            if not same:
-                logger.warning("health check of %r failed (%s): %s: %s", check.key, *now)
+            if not same and throttle.allow(check.key, now):
+                verb = "is degraded" if check.outcome is Outcome.DEGRADED else "failed"
+                logger.warning("health check of %r %s (%s): %s: %s", check.key, verb, *state)
         self._failing = failing
+        for key, count in throttle.due(now):
+            current = failing.get(key)
+            logger.log(
+                logging.INFO if current is None else logging.WARNING,
+                "health check of %r changed %d more %s in the last %g s (not logged); now %s",
+                key,
+                count,
+                "time" if count == 1 else "times",
+                self.log_interval,
+                "passing" if current is None else "{} ({}: {})".format(*current),
+            )
 
     def _publish(self, wake: bool = False) -> None:
         statuses = self._compute()
         self._version += 1  # reasons may change without the statuses
         if statuses == self._statuses and not wake:
             return
+        now = time.monotonic()
+        throttle = self._status_log
         for name in sorted(set(statuses) | set(self._statuses)):
             old, new = self._statuses.get(name), statuses.get(name)
-            if old != new:
+            # Names appearing, the first round and shutdown log once each, unthrottled.
+            once = wake or self._shutting_down or old is None or new is None
+            if old != new and (once or throttle.allow(name, now)):
                 logger.info(
                     "health status of %r: %s -> %s",
                     name or "(overall)",
                     old.name if old is not None else "(none)",
                     new.name if new is not None else "(gone)",
                 )
+        for name, count in throttle.due(now):
+            current = statuses.get(name)
+            logger.info(
+                "health status of %r changed %d more %s in the last %g s (not logged); now %s",
+                name or "(overall)",
+                count,
+                "time" if count == 1 else "times",
+                self.log_interval,
+                current.name if current is not None else "(gone)",
+            )
         self._statuses = statuses
         if self._closed:
             return
@@ -506,6 +611,103 @@ class HealthMonitor:
 
 
 _NOT_STARTED, _STARTING, _STARTED, _FAILED = "not started", "starting", "started", "failed"
+
+
+class _Throttle:
+    """At most one log line per key per ``interval``; changes in between are counted.
+
+    A change is logged at once when its key has no window open; logging opens a window
+    of ``interval`` seconds, during which further changes are only counted. When a
+    window ends with changes counted, :meth:`due` returns them for one summary line,
+    which opens the next window; a window that ends with none closes.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._windows: dict[str, list[float]] = {}  # key: [end, changes counted]
+
+    def allow(self, key: str, now: float) -> bool:
+        """Whether to log a change of ``key`` now (else it is counted)."""
+        window = self._windows.get(key)
+        if window is None or (now >= window[0] and not window[1]):
+            self._windows[key] = [now + self.interval, 0]
+            return True
+        window[1] += 1
+        return False
+
+    def due(self, now: float) -> list[tuple[str, int]]:
+        """Keys whose window ended with changes counted, and how many: log a summary."""
+        summaries = []
+        for key, window in list(self._windows.items()):
+            if now < window[0]:
+                continue
+            if window[1]:
+                summaries.append((key, int(window[1])))
+                self._windows[key] = [now + self.interval, 0]
+            else:
+                del self._windows[key]
+        return summaries
+
+
+class _LazyTracer:
+    """The global tracer, fetched (and opentelemetry imported) at the first round."""
+
+    def get(self) -> Any:
+        from opentelemetry import trace
+
+        return trace.get_tracer("di.health")
+
+
+def _tracer(tracing: Any) -> Any:
+    """What ``HealthMonitor(tracing=...)`` traces with: None when off."""
+    if tracing is False:
+        return None
+    if tracing is None or tracing is True:
+        try:
+            found = importlib.util.find_spec("opentelemetry.trace") is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            if tracing:
+                raise ValueError(
+                    "HealthMonitor(tracing=True) needs opentelemetry-api: "
+                    "pip install 'healthdi[otel]'"
+                )
+            return None
+        return _LazyTracer()
+    get_tracer = getattr(tracing, "get_tracer", None)
+    if not callable(get_tracer):
+        raise TypeError(
+            f"HealthMonitor(tracing=...) takes None, a bool or a TracerProvider, got {tracing!r}"
+        )
+    return get_tracer("di.health")
+
+
+def _check_span(tracer: Any, context: Any, check: HealthCheckResult, details: bool) -> None:
+    """One check of a round as a finished child span, timed as the check ran."""
+    from opentelemetry import trace
+
+    attributes: dict[str, Any] = {
+        "healthdi.service": check.key,
+        "healthdi.scope": check.scope,
+        "healthdi.outcome": check.outcome.value,
+    }
+    error = check.error
+    if error is not None:
+        attributes["error.type"] = type(error).__qualname__
+        if details:
+            attributes["healthdi.error.message"] = _text(error)
+    if details and check.details:
+        for name, value in check.details.items():
+            if isinstance(value, str | bool | int | float):
+                attributes[f"healthdi.details.{name}"] = value
+    started = int(check.started_at * 1e9)
+    span = tracer.start_span(
+        "health check", context=context, start_time=started, attributes=attributes
+    )
+    if not check.healthy:
+        span.set_status(trace.StatusCode.ERROR, _text(error) if details else None)
+    span.end(end_time=started + int(check.duration * 1e9))
 
 
 class _Set:

@@ -260,6 +260,7 @@ class Scope:
         shutdown: Callable[[Any], Any] | None = None,
         health_check: Callable[[Any], Any] | None = None,
         eager: bool = False,
+        critical: bool = True,
     ) -> None:
         """Provide a lazy singleton, built by ``factory`` on first invoke.
 
@@ -271,6 +272,7 @@ class Scope:
         shutdown. ``shutdown`` and ``health_check`` take the instance and override its
         own ``shutdown()`` and ``health_check()`` methods. ``eager=True`` has
         :meth:`start` build it (a service never built is never checked).
+        ``critical=False``: a failing or timed-out check is degraded, not unhealthy.
 
         ``provides=`` binds the service to an interface instead of its own type: a key,
         or a tuple of keys that all reach the one instance (checked and shut down once).
@@ -281,6 +283,7 @@ class Scope:
         >>> injector.provide(SmtpMailer, provides=Mailer)
         """
         service = self._service(factory, Lifetime.LAZY, name, provides, shutdown, health_check)
+        service.critical = critical
         self._add(service)
         if eager:
             self._eager[service.key] = None
@@ -293,14 +296,17 @@ class Scope:
         provides: Keys = None,
         shutdown: Callable[[Any], Any] | None = None,
         health_check: Callable[[Any], Any] | None = None,
+        critical: bool = True,
     ) -> None:
         """Provide an instance that is already built, keyed by its type or ``name``.
 
-        It counts as built (and gets its invocation index) now.
+        It counts as built (and gets its invocation index) now. ``critical`` is as in
+        :meth:`provide`.
         """
         service = self._value_service(
             value, "provide_value", name, provides, shutdown, health_check
         )
+        service.critical = critical
         self._add(service)
         resolve_sync(service, self)
 

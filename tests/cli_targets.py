@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from di import Injector
+from di import Degraded, Injector
 
 from .health_services import Cache, Database, Queue
 
@@ -48,3 +48,25 @@ def broken() -> Injector:
 
 
 module_level = healthy()
+
+
+class Replica:
+    def health_check(self) -> None:
+        raise Degraded("replication lag over 30 s")
+
+
+def degraded() -> Injector:
+    """A degraded check and a failing service provided with critical=False."""
+    injector = healthy()
+    injector.provide(Replica)
+    injector.invoke(Replica)
+    injector.provide(Queue, critical=False)
+    injector.invoke(Queue).fail()
+    return injector
+
+
+def critical_failure() -> Injector:
+    """The same, with a critical service failing too."""
+    injector = degraded()
+    injector.invoke(Database).fail()
+    return injector

@@ -96,3 +96,20 @@ def slow_shutdown() -> Injector:
     injector = Injector()
     injector.provide(closing, eager=True)
     return injector
+
+
+class Lagging:
+    """Works, impaired: its check says so."""
+
+    def health_check(self) -> dict[str, float]:
+        from di import Degraded
+
+        raise Degraded("replication lag over 30 s", details={"lag_seconds": 42.0})
+
+
+def degraded() -> Injector:
+    """A degraded check and a failing service that is not critical."""
+    injector = healthy()
+    injector.provide(Lagging, eager=True)
+    injector.provide(Failing, eager=True, critical=False)
+    return injector

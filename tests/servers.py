@@ -57,9 +57,9 @@ class Served:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    async def start(self, show_details: bool) -> None:
+    async def start(self, show_details: bool, metrics: Any = False) -> None:
         config = uvicorn.Config(
-            health_app(self.monitor, show_details=show_details),
+            health_app(self.monitor, show_details=show_details, metrics=metrics),
             host="127.0.0.1",
             port=0,
             log_level="warning",
@@ -94,13 +94,13 @@ class Served:
 
 @contextmanager
 def serve(
-    injector: Injector, show_details: bool = False, **monitor_options: Any
+    injector: Injector, show_details: bool = False, metrics: Any = False, **monitor_options: Any
 ) -> Iterator[Served]:
     loop = LoopThread()
 
     async def make() -> Served:
         served = Served(loop, HealthMonitor(injector, **monitor_options))
-        await served.start(show_details)
+        await served.start(show_details, metrics)
         return served
 
     served = loop.run(make())

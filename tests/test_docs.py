@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -127,3 +129,73 @@ def test_kubernetes_pod_spec_fits_drain_grace_and_probes_together() -> None:
         number(r"periodSeconds: (\d+)", startup) * number(r"failureThreshold: (\d+)", startup)
         > 2 * interval
     )
+
+
+# -- every code block of every page of the site runs -----------------------------------
+
+PAGES = sorted((ROOT / "docs").glob("*.md"))
+NOT_RUN = "<!-- not run -->"
+_FENCE = r"(<!-- not run -->\n)?```(\w*)\n(.*?)```"
+
+# Runs a page's Python blocks in order in one namespace, as a reader would paste them
+# into ``python -m asyncio``: statements that await run on one event loop, the others
+# while it is not running (the sync API refuses a running loop).
+RUNNER = """
+import ast, asyncio, json, sys
+blocks = json.loads(sys.stdin.read())
+namespace = {"__name__": "__main__"}
+loop = asyncio.new_event_loop()
+asyncio.set_event_loop(loop)  # for clients made outside a coroutine (grpc.aio)
+for index, source in enumerate(blocks):
+    for statement in ast.parse(source).body:
+        module = ast.Module(body=[statement], type_ignores=[])
+        code = compile(module, f"<block {index}>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        result = eval(code, namespace)
+        if asyncio.iscoroutine(result):
+            loop.run_until_complete(result)
+"""
+
+
+def page_blocks(text: str) -> tuple[list[str], list[str]]:
+    """A page's Python to run, in page order, and the languages of blocks not run.
+
+    ``<!-- setup ... -->`` comments (hidden on the site) run where they stand: they
+    define what a snippet assumes, such as the classes it provides.
+    """
+    import re
+
+    run, skipped = [], []
+    pattern = r"<!-- setup\n(.*?)-->|" + _FENCE
+    for setup, marker, language, body in re.findall(pattern, text, flags=re.DOTALL):
+        if setup:
+            run.append(setup)
+        elif marker:
+            skipped.append(language)
+        elif language == "python":
+            run.append(body)
+        else:
+            assert language == "text", f"a ```{language} block must be Python or marked"
+    return run, skipped
+
+
+def test_the_site_has_the_pages_of_its_nav() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for page in PAGES:
+        assert page.name in nav, page.name
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
+def test_every_code_block_of_the_page_runs(page: Path) -> None:
+    import json
+
+    blocks, skipped = page_blocks(page.read_text())
+    assert len(skipped) <= 4, "mark only shell and configuration blocks as not run"
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNER],
+        input=json.dumps(blocks),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr

@@ -293,7 +293,7 @@ async def test_a_failing_check_logs_its_exception_once_and_its_recovery(
     injector = Injector()
     injector.provide(Broken)
     broken = injector.invoke(Broken)
-    monitor = HealthMonitor(injector)
+    monitor = HealthMonitor(injector, log_interval=0)  # every change logged
     with caplog.at_level(logging.INFO, logger="di.health"):
         await monitor.check()
         await monitor.check()  # the same failure: nothing more
@@ -308,7 +308,7 @@ async def test_a_failing_check_logs_its_exception_once_and_its_recovery(
         "health check of 'tests.test_monitor.Broken' failed (unhealthy): "
         "TimeoutError: db.internal:5432 timed out",
     ]
-    assert "health check of 'tests.test_monitor.Broken' recovered" in [
+    assert "health check of 'tests.test_monitor.Broken' recovered (was failing)" in [
         r.getMessage() for r in caplog.records if r.levelno == logging.INFO
     ]
 

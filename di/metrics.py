@@ -1,0 +1,137 @@
+"""Prometheus metrics of a :class:`~di.HealthMonitor` (the ``prometheus`` extra).
+
+>>> import di.metrics
+>>> di.metrics.register(monitor)        # the default registry, served by your exporter
+
+Families, read at each scrape from what the monitor published:
+
+- ``healthdi_health_status{name,status}``: for each name the monitor serves (``""``
+  for the whole application, the groups, each checked service), one sample per
+  status ``pass``, ``warn`` and ``fail``: 1 for the current one, 0 for the others.
+- ``healthdi_health_check_duration_seconds{service}``: a histogram of the checks'
+  durations, one observation per service per round.
+- ``healthdi_health_check_total{service,outcome}``: checks counted by outcome
+  (``healthy``, ``degraded``, ``unhealthy``, ``timeout``), once per round.
+- ``healthdi_service_build_duration_seconds{service}``: how long each service checked
+  by the monitor took to build by its factory, dependencies included, so that slow
+  start-ups show.
+
+``di serve --metrics`` and :func:`di.asgi.health_app` with ``metrics=True`` serve them
+at ``/metrics`` with prometheus-client's own collectors (process, platform, GC).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ._service import COMPILED, MISSING, Lifetime
+from .health import HealthReport
+from .monitor import HealthMonitor
+
+__all__ = ["STATUSES", "HealthCollector", "register"]
+
+STATUSES = ("pass", "warn", "fail")
+
+# The collector of each monitor on each registry, so that registering twice is harmless.
+_REGISTERED: weakref.WeakKeyDictionary[HealthMonitor, dict[int, HealthCollector]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class HealthCollector(Collector):
+    """The four ``healthdi_`` families of one monitor; see the module's documentation."""
+
+    def __init__(self, monitor: HealthMonitor) -> None:
+        self.monitor = monitor
+        # Not registered anywhere themselves: this collector yields what they hold.
+        self._durations = Histogram(
+            "healthdi_health_check_duration_seconds",
+            "Duration of each health check, one observation per service per round.",
+            ["service"],
+            registry=None,
+        )
+        self._checks = Counter(
+            "healthdi_health_check_total",
+            "Health checks by service and outcome.",
+            ["service", "outcome"],
+            registry=None,
+        )
+        # Each label set's child, looked up once: a round observes every service.
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        monitor.add_listener(self.observe)
+
+    def observe(self, report: HealthReport) -> None:
+        """Count the checks of one round (the monitor calls it after each round)."""
+        children = self._children
+        for check in report.checks:
+            labels = (check.key, check.outcome.value)
+            child = children.get(labels)
+            if child is None:
+                child = children[labels] = (
+                    self._durations.labels(check.key),
+                    self._checks.labels(*labels),
+                )
+            child[0].observe(check.duration)
+            child[1].inc()
+
+    def collect(self) -> Iterator[Metric]:
+        monitor = self.monitor
+        status = GaugeMetricFamily(
+            "healthdi_health_status",
+            "1 for the current health status (pass, warn, fail) of each name, else 0.",
+            labels=["name", "status"],
+        )
+        for name in monitor.names():
+            current = monitor.health_status(name)
+            for value in STATUSES:
+                status.add_metric([name, value], 1.0 if value == current else 0.0)
+        yield status
+        yield from self._durations.collect()
+        yield from self._checks.collect()
+        builds = GaugeMetricFamily(
+            "healthdi_service_build_duration_seconds",
+            "Seconds each service took to build, dependencies included.",
+            labels=["service"],
+        )
+        seen: set[object] = set()
+        for owner, services in monitor.injector._lineage():
+            for key, service in services:
+                if key in seen:
+                    continue  # shadowed by a nearer scope, as for its health check
+                seen.add(key)
+                if service.lifetime is not Lifetime.LAZY or not service.index:
+                    continue
+                instance = owner._instances.get(key, MISSING)
+                if instance is MISSING or instance is COMPILED:
+                    continue
+                builds.add_metric([service.label], service.build_seconds)
+        yield builds
+
+
+def register(monitor: HealthMonitor, registry: CollectorRegistry | None = None) -> HealthCollector:
+    """Add ``monitor``'s collector to ``registry`` (the default registry when None).
+
+    Registering the same monitor on the same registry again returns the same collector.
+    Counts start when it is registered: register before the monitor runs.
+    """
+    registry = REGISTRY if registry is None else registry
+    collectors = _REGISTERED.setdefault(monitor, {})
+    collector = collectors.get(id(registry))
+    if collector is None:
+        collector = HealthCollector(monitor)
+        registry.register(collector)
+        collectors[id(registry)] = collector
+    return collector
+
+
+def render(registry: CollectorRegistry | None = None) -> tuple[bytes, str]:
+    """The text exposition of ``registry`` (default: the default registry) and its type."""
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+    return generate_latest(REGISTRY if registry is None else registry), CONTENT_TYPE_LATEST
