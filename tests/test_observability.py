@@ -244,7 +244,7 @@ def test_di_check_exits_0_when_degraded_and_1_on_a_critical_failure() -> None:
     assert done.stdout.splitlines()[-1] == "degraded: 4 checks, 0 failed, 2 degraded"
     done = run_di("check", "tests.cli_targets:critical_failure")
     assert done.returncode == 1
-    assert done.stdout.splitlines()[-1] == "unhealthy: 4 checks"
+    assert done.stdout.splitlines()[-1] == "unhealthy: 4 checks, 1 failed, 2 degraded"
 
 
 # -- Prometheus ----------------------------------------------------------------------------
