@@ -105,6 +105,18 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     check.add_argument("target", metavar="MODULE:ATTR", help=TARGET)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    graph = command(
+        "graph",
+        "print the dependency graph as a Mermaid flowchart",
+        "Print every service the injector sees and what each needs, as a Mermaid "
+        "flowchart (paste it into any Markdown that renders Mermaid). Nothing is built. "
+        "With --validate, also check the graph and exit 1 listing every problem.",
+    )
+    graph.add_argument("target", metavar="MODULE:ATTR", help=TARGET)
+    graph.add_argument(
+        "--validate", action="store_true", help="check the graph too; exit 1 on a problem"
+    )
+
     probe = command("probe", "probe a health endpoint for Docker (exit 0 or 1)", PROBE)
     probe.add_argument("url", metavar="URL", help="http://HOST:PORT/PATH or grpc://HOST:PORT")
     probe.add_argument(
@@ -194,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             code = _probe(args.url, args.service, args.timeout)
         elif args.command == "check":
             code = _run_check(args.target, args.json)
+        elif args.command == "graph":
+            code = _run_graph(args.target, args.validate)
         else:
             code = _run_serve(args, signals)
     except _Fail as error:
@@ -424,6 +438,30 @@ async def _injector(target: str) -> Scope:
             f"(got {type(found).__name__})"
         )
     return found
+
+
+# -- graph --------------------------------------------------------------------------------
+
+
+def _run_graph(target: str, validate: bool) -> int:
+    import anyio
+
+    from .errors import GraphError
+
+    async def graph() -> int:
+        injector = await _injector(target)
+        try:
+            print(injector.graph())
+            if validate:
+                injector.validate()
+        except GraphError as error:
+            print(error, file=sys.stderr)
+            return 1
+        finally:
+            await _shut_down(injector)
+        return 0
+
+    return anyio.run(graph)
 
 
 # -- check --------------------------------------------------------------------------------

@@ -70,3 +70,31 @@ def critical_failure() -> Injector:
     injector = degraded()
     injector.invoke(Database).fail()
     return injector
+
+
+class Needs:
+    def __init__(self, database: Database, cache: Cache) -> None:
+        self.database = database
+
+
+class Orphan:
+    def __init__(self, missing: Missing) -> None:
+        self.missing = missing
+
+
+class Missing:
+    pass
+
+
+def graph() -> Injector:
+    injector = Injector()
+    injector.provide(Database)
+    injector.provide(Cache)
+    injector.provide(Needs)
+    return injector
+
+
+def broken_graph() -> Injector:
+    injector = graph()
+    injector.provide(Orphan)
+    return injector

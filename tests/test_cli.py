@@ -355,3 +355,28 @@ def test_probe_grpc_without_the_grpc_extra_names_the_install(grpc_port: int) -> 
         "unhealthy: probing gRPC needs the grpc extra (grpc is not installed): "
         "pip install 'healthdi[grpc]'\n"
     )
+
+
+def test_graph_prints_a_mermaid_flowchart() -> None:
+    done = di("graph", "tests.cli_targets:graph")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "flowchart TD"
+    nodes = {
+        line.split('"')[1].split("<br/>")[0]: line.split("[")[0].strip()
+        for line in lines
+        if "[" in line
+    }
+    needs = nodes["tests.cli_targets.Needs"]
+    assert f"    {needs} --> {nodes['tests.health_services.Database']}" in lines
+    assert f"    {needs} --> {nodes['tests.health_services.Cache']}" in lines
+
+
+def test_graph_validate_exits_1_naming_every_problem() -> None:
+    done = di("graph", "tests.cli_targets:broken_graph", "--validate")
+    assert done.returncode == 1
+    assert "tests.cli_targets.Orphan needs tests.cli_targets.Missing (parameter 'missing')" in (
+        done.stderr
+    )
+    assert "MISSING" in done.stdout
+    assert di("graph", "tests.cli_targets:graph", "--validate").returncode == 0
