@@ -135,6 +135,37 @@ class Attempt:
         self.abandoned = False
 
 
+class HealthSettings:
+    """An injector's health-check settings, and the state every call on its tree shares."""
+
+    __slots__ = (
+        "flights",
+        "global_timeout",
+        "on_check",
+        "parallelism",
+        "slots",
+        "threads",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        parallelism: int,
+        timeout: float | None,
+        global_timeout: float | None,
+        on_check: Callable[[str, HealthCheckResult], object] | None,
+        threads: Threads,
+    ) -> None:
+        self.parallelism = parallelism
+        self.timeout = timeout
+        self.global_timeout = global_timeout
+        self.on_check = on_check
+        self.slots = Slots(parallelism)  # the pool of checks running at once
+        self.threads = threads  # worker threads for sync checks and shutdown hooks
+        self.flights: dict[Any, _Flight] = {}  # identical calls in flight
+
+
 class _Stall:
     """Seconds an event loop's thread spent running checks' code (one per thread)."""
 
@@ -219,14 +250,14 @@ async def report(
     ``round_timeout`` bounds this call on top of the injector's global timeout (the
     monitor's rounds): checks still running then are reported as timed out.
     """
-    root = scope._root
+    root = scope.root
     key = (scope, only, round_timeout)
     while True:
         with root._mutex:
-            flight = root._health_flights.get(key)
+            flight = root._health.flights.get(key)
             leader = flight is None
             if flight is None:
-                flight = root._health_flights[key] = _Flight()
+                flight = root._health.flights[key] = _Flight()
             else:
                 joined = anyio.Event()
                 notify = loop_notifier()
@@ -258,7 +289,7 @@ async def _lead(
         raise
     finally:
         with root._mutex:
-            del root._health_flights[key]
+            del root._health.flights[key]
             waiters = flight.waiters
         for wake in waiters:
             wake()
@@ -291,7 +322,7 @@ def _collect(scope: Scope, only: Service | None) -> list[Item]:
             if probe is None:
                 probe = service.probe = probe_of(service, instance)
             if probe is not NO_CHECK:
-                items.append(Item(service, owner._name, probe[0], probe[1]))
+                items.append(Item(service, owner.name, probe[0], probe[1]))
     items.sort(key=lambda item: item.service.index, reverse=True)
     for position, item in enumerate(items):
         item.position = position
@@ -328,14 +359,14 @@ async def check_one(scope: Scope, service: Service) -> Exception | None:
     """
     instance = service.owner._instances.get(service.key, MISSING)
     if not service.index or instance is MISSING or instance is COMPILED:
-        raise ServiceNotBuiltError(service.label, service.owner._name)
+        raise ServiceNotBuiltError(service.label, service.owner.name)
     if service.probe is None:
         service.probe = probe_of(service, instance)
     if service.probe is NO_CHECK:
         raise NoHealthCheckError(service.label)
     checks = (await report(scope, service)).checks
     if not checks:  # shut down (or rebuilt) meanwhile
-        raise ServiceNotBuiltError(service.label, service.owner._name)
+        raise ServiceNotBuiltError(service.label, service.owner.name)
     return checks[0].error
 
 
@@ -355,17 +386,18 @@ class _Run:
         self.items = items
         self._queue = iter(items)
         self.results: dict[int, HealthCheckResult] = {}
-        self.timeout: float | None = root._health_timeout
-        global_timeout = root._health_global_timeout
+        settings = root._health
+        self.timeout: float | None = settings.timeout
+        global_timeout = settings.global_timeout
         self.limit = GLOBAL
         if round_timeout is not None and (global_timeout is None or round_timeout < global_timeout):
             global_timeout, self.limit = round_timeout, ROUND
         self.global_timeout = global_timeout
         self.deadline = math.inf if global_timeout is None else time.monotonic() + global_timeout
-        self.on_check = root._on_health_check
-        self.threads: Threads = root._health_threads
-        self.slots: Slots = root._health_slots
-        parallelism = root._health_parallelism
+        self.on_check = settings.on_check
+        self.threads: Threads = settings.threads
+        self.slots: Slots = settings.slots
+        parallelism = settings.parallelism
         self.max_workers = min(parallelism, len(items)) if parallelism else len(items)
         self.notify: Callable[[Callable[[], object]], None] | None = None
         self.tasks: anyio.abc.TaskGroup | None = None

@@ -179,7 +179,7 @@ class _Flight:
         """Wait, on this loop, for a build running in another thread (cancellable)."""
         woken = anyio.Event()
         notify = loop_notifier()
-        with self.service.owner._root._mutex:
+        with self.service.owner.root._mutex:
             if not self.landed:
                 self.callbacks.append(lambda: notify(woken.set))
                 landed = False
@@ -315,11 +315,11 @@ def _claim(service: Service, asynchronous: bool) -> tuple[_Flight, bool, _Flight
     """Start a flight for ``service`` or find the one to wait for; None if it just landed."""
     path = _enter(service)
     owner = service.owner
-    with owner._root._mutex:
+    with owner.root._mutex:
         if service.key in owner._instances:
             return None
-        if owner._closed:
-            raise ScopeClosedError(owner._name, f"build {service.label!r}")
+        if owner.closed:
+            raise ScopeClosedError(owner.name, f"build {service.label!r}")
         flight = service.flight
         if flight is None:
             flight = service.flight = _Flight(service, asynchronous)
@@ -341,17 +341,19 @@ class _Replaced(DIError):
     """The service was replaced (override) while being built: build the new one."""
 
 
-_KEPT, _CLOSED, _REPLACED = "kept", "closed", "replaced"
+# What Scope._keep says of a build: cached, refused by a closed scope, or replaced.
+KEPT, CLOSED, REPLACED = "kept", "closed", "replaced"
+_KEPT, _CLOSED, _REPLACED = KEPT, CLOSED, REPLACED
 
 
 def _current(service: Service, landed: str) -> Service:
     """After a build that was not kept: the service to build instead, or the error."""
     owner = service.owner
     if landed is _REPLACED:
-        current = owner._services.get(service.key)
-        if current is not None:
+        current = owner._lookup(service.key)
+        if current is not None and current.owner is owner:
             return current
-    raise ScopeClosedError(owner._name, f"build {service.label!r}")
+    raise ScopeClosedError(owner.name, f"build {service.label!r}")
 
 
 def _land(
@@ -367,21 +369,14 @@ def _land(
     waiters build the new one): the caller must shut the instance down.
     """
     owner = service.owner
-    root = owner._root
     kept = _KEPT
-    with root._mutex:
+    with owner.root._mutex:
         if made is not None:
-            if owner._closed or owner._generation != flight.generation:
-                kept = _CLOSED
-                error = ScopeClosedError(owner._name, f"build {service.label!r}")
-            elif service.template is None and owner._services.get(service.key) is not service:
-                kept = _REPLACED
+            kept = owner._keep(service, made[0], made[1], flight.generation)
+            if kept is _CLOSED:
+                error = ScopeClosedError(owner.name, f"build {service.label!r}")
+            elif kept is _REPLACED:
                 error = _Replaced(f"service {service.label!r} was replaced while being built")
-            else:
-                service.index = next(root._counter)
-                service.teardown = made[1]
-                for key in service.keys:
-                    owner._instances[key] = made[0]
         service.flight = None
         flight.error = error
         flight.landed = True
@@ -519,11 +514,13 @@ async def _argument_async(p: Param, scope: Scope, service: Service) -> Any:
 
 def _note_building(error: Exception, service: Service) -> None:
     """Name, once, the service whose factory raised and the chain that asked for it."""
-    if getattr(error, "_di_noted", False):
+    if any(note.startswith(_BUILDING) for note in getattr(error, "__notes__", ())):
         return
     chain = " -> ".join(s.label for s in _PATH.get())
-    error.add_note(f"while building {service.label!r} (asked for by {chain})")
-    error._di_noted = True  # type: ignore[attr-defined]
+    error.add_note(f"{_BUILDING}{service.label!r} (asked for by {chain})")
+
+
+_BUILDING = "while building "
 
 
 def _dependency(p: Param, scope: Scope, service: Service) -> Service | None:
@@ -541,24 +538,27 @@ def explain_captive(error: Exception, service: Service, invoker: Scope) -> None:
     """When a singleton misses a key that the invoking scope does see, say why and what to do."""
     owner = service.owner
     missing = getattr(error, "missing", MISSING)
-    if missing is MISSING or invoker is owner or getattr(error, "_di_explained", False):
+    explained = any(_CAPTIVE in note for note in getattr(error, "__notes__", ()))
+    if missing is MISSING or invoker is owner or explained:
         return
     provider = invoker._lookup(missing)
     where = None
     if provider is not None and provider.lifetime is not Lifetime.CONTEXT:
-        where = provider.owner._name
+        where = provider.owner.name
     elif provider is not None:
         where = invoker._context_scope(missing)
-    if where is None or where == owner._name:
+    if where is None or where == owner.name:
         return
     label = describe(missing)
     error.add_note(
         f"{label} is provided in scope {where!r}, but {service.label!r} is a singleton of "
-        f"scope {owner._name!r}, and a singleton resolves its dependencies from the scope "
+        f"scope {owner.name!r}, and {_CAPTIVE} "
         f"that owns it. Either provide {service.label!r} in scope {where!r}, or make it "
         "scoped with provide_scoped() so each scope builds its own."
     )
-    error._di_explained = True  # type: ignore[attr-defined]
+
+
+_CAPTIVE = "a singleton resolves its dependencies from the scope"
 
 
 def _checked(p: Param, value: Any, service: Service) -> Any:

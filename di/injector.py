@@ -5,9 +5,8 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
-from typing import Any
 
-from ._health import Slots
+from ._health import HealthSettings
 from ._keys import _check_name
 from ._threads import Threads
 from .health import HealthCheckResult
@@ -41,14 +40,8 @@ class Injector(Scope):
 
     __slots__ = (
         "_counter",
-        "_health_flights",
-        "_health_global_timeout",
-        "_health_parallelism",
-        "_health_slots",
-        "_health_threads",
-        "_health_timeout",
+        "_health",
         "_mutex",
-        "_on_health_check",
         "_providers_version",
         "_scope_numbers",
         "_shutdown_timeout",
@@ -88,14 +81,14 @@ class Injector(Scope):
         # One invocation counter per tree: an index orders builds across all scopes.
         self._counter = itertools.count(1)
         self._scope_numbers = itertools.count(1)  # names of anonymous scopes
-        self._health_parallelism = health_check_parallelism
-        self._health_timeout = health_check_timeout
-        self._health_global_timeout = health_check_global_timeout
-        self._on_health_check = on_health_check
         self._shutdown_timeout = shutdown_timeout
-        self._health_slots = Slots(health_check_parallelism)
-        self._health_threads = Threads(f"di-health-{name}")
-        self._health_flights: dict[Any, Any] = {}
+        self._health = HealthSettings(
+            parallelism=health_check_parallelism,
+            timeout=health_check_timeout,
+            global_timeout=health_check_global_timeout,
+            on_check=on_health_check,
+            threads=Threads(f"di-{name}"),
+        )
         Scope.__init__(self, _check_name(name, "Injector()"), self)
         self._parent = None
 

@@ -175,7 +175,9 @@ class HealthMonitor:
         if "*" in members:
             return None
         # Unknown members are an error now, not a group that can never be SERVING.
-        return [self.injector._find(member, None)[0] for member in members]
+        # The services by key, as invoke finds them: an unknown member fails here.
+        find = self.injector._find  # noqa: SLF001 - the lookup invoke does, without building
+        return [find(member, None)[0] for member in members]
 
     # -- running ---------------------------------------------------------------------
 

@@ -27,8 +27,11 @@ from ._runner import (
     to_completion,
 )
 from ._service import (
+    CLOSED,
     COMPILED,
+    KEPT,
     MISSING,
+    REPLACED,
     Lifetime,
     Service,
     Teardown,
@@ -177,6 +180,16 @@ class Scope:
     def name(self) -> str:
         """The scope's name, unique among its siblings."""
         return self._name
+
+    @property
+    def closed(self) -> bool:
+        """Whether this scope is shut down, or shutting down: it builds nothing more."""
+        return self._closed
+
+    @property
+    def root(self) -> Injector:
+        """The injector at the root of this scope's tree (itself, for the injector)."""
+        return self._root
 
     @property
     def parent(self) -> Scope | None:
@@ -733,6 +746,24 @@ class Scope:
             service.fast[parent] = (version, builder)
         return builder
 
+    def _keep(
+        self, service: Service, instance: Any, teardown: Teardown | None, generation: int
+    ) -> str:
+        """Cache a build of ``service`` here, if it may be; the caller holds the mutex.
+
+        Refused (CLOSED) once the scope began shutting down after the build began, and
+        (REPLACED) when an override swapped the service out meanwhile.
+        """
+        if self._closed or self._generation != generation:
+            return CLOSED
+        if service.template is None and self._services.get(service.key) is not service:
+            return REPLACED
+        service.index = next(self._root._counter)
+        service.teardown = teardown
+        for key in service.keys:
+            self._instances[key] = instance
+        return KEPT
+
     def record_built(self, service: Service, instance: Any) -> Any:
         """Cache a scoped instance a compiled builder made here; the instance to use.
 
@@ -1286,7 +1317,7 @@ def _call_sync(step: _Step, timeout: float | None, scope: Scope, async_name: str
             finally:
                 done.set()
 
-        scope._root._health_threads.submit(job)
+        scope._root._health.threads.submit(job)
         if not done.wait(timeout):
             raise ShutdownTimeoutError(step.key, timeout)
         ok, result = outcome[0]
@@ -1368,7 +1399,7 @@ async def _in_thread(hook: Callable[[], Any], scope: Scope) -> Any:
         finally:
             notify(done.set)
 
-    scope._root._health_threads.submit(job)
+    scope._root._health.threads.submit(job)
     await done.wait()
     ok, result = outcome[0]
     if not ok:
