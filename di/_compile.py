@@ -167,9 +167,23 @@ def _scoped_function(
     key = source.constant(service.key)
     lines += [
         f"def {name}(S):",
-        f"    v = S._instances.get({key}, _MISSING)",
+        "    i = S._instances",
+        f"    v = i.get({key}, _MISSING)",
         "    if v is not _MISSING:",
         "        return v",
-        f"    return S.record_built({declared}, {factory}({', '.join(arguments)}))",
+        f"    v = {factory}({', '.join(arguments)})",
+    ]
+    if len(service.keys) > 1 or service.key is not service.expected:
+        lines.append(f"    return S.record_built({declared}, v)")  # bound keys: checked
+        return name
+    # Scope.record_built, inlined for the common case: one key, its own type.
+    counter = source.constant(parent.root._counter.__next__)  # noqa: SLF001 - the build order
+    lines += [
+        f"    if i.setdefault({key}, v) is not v:",
+        f"        return S.record_built({declared}, v)",  # another thread won: its instance
+        f"    S._fast.append(({declared}, v, {counter}()))",
+        "    if S._closed:",
+        f"        S.refuse_built({declared}, v)",
+        "    return v",
     ]
     return name

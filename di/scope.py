@@ -133,6 +133,7 @@ class Scope:
         "_labels",
         "_name",
         "_parent",
+        "_request_builders",
         "_root",
         "_scoped",
         "_services",
@@ -168,6 +169,8 @@ class Scope:
         # (declaration, instance, index) of those a compiled builder made, copied on need.
         self._scoped: dict[Service, Service] = {}
         self._fast: list[tuple[Service, Any, int]] = []
+        # For its request scopes: compiled builders of scoped services, by key.
+        self._request_builders: dict[Key, tuple[int, Callable[[Scope], Any]]] = {}
         self._labels: set[str] = set()  # the reported names of the type keys provided here
         self._shutting: _Shutting | None = None  # a shutdown running its hooks now
 
@@ -413,7 +416,8 @@ class Scope:
         A replaced instance that was already built is shut down first. Services already
         built from the old instance keep it. Meant for tests and fakes.
         """
-        service = self._service(factory, Lifetime.LAZY, name, provides, shutdown, health_check)
+        lifetime = self._lifetime_replaced(name, provides, factory)
+        service = self._service(factory, lifetime, name, provides, shutdown, health_check)
         self._override(service, "override", "aoverride")
 
     async def aoverride(
@@ -426,7 +430,8 @@ class Scope:
         health_check: Callable[[Any], Any] | None = None,
     ) -> None:
         """:meth:`override`, awaiting the replaced instance's async shutdown hook."""
-        service = self._service(factory, Lifetime.LAZY, name, provides, shutdown, health_check)
+        lifetime = self._lifetime_replaced(name, provides, factory)
+        service = self._service(factory, lifetime, name, provides, shutdown, health_check)
         await self._aoverride(service)
 
     def override_value(
@@ -460,6 +465,19 @@ class Scope:
         )
         await self._aoverride(service)
         resolve_sync(service, self)
+
+    def _lifetime_replaced(self, name: str | None, provides: Keys, factory: Any) -> Lifetime:
+        """An override keeps the lifetime of a scoped or transient service it replaces."""
+        if name is not None:
+            key: Any = name
+        elif provides is not None:
+            key = provides[0] if isinstance(provides, tuple) and provides else provides
+        else:
+            key = factory if isinstance(factory, type) else None
+        old = self._lookup(key) if key is not None else None
+        if old is not None and old.lifetime in (Lifetime.SCOPED, Lifetime.TRANSIENT):
+            return old.lifetime
+        return Lifetime.LAZY
 
     def _override(self, service: Service, sync_name: str, async_name: str) -> None:
         replaced = self._replaced(service, sync_name)
@@ -628,6 +646,12 @@ class Scope:
                 if instance is not COMPILED:
                     return instance
                 return self._compiled[service]()
+            # A request scope's first ask for a scoped service: its parent's builder.
+            parent = self._parent
+            if parent is not None and not self._services and not self._closed:
+                entry = parent._request_builders.get(service)
+                if entry is not None and entry[0] == self._root._providers_version:
+                    return entry[1](self)
         found, expected = self._find(service, name)
         if found.lifetime is Lifetime.SCOPED and expected is None:
             build = self._fast_builder(found)
@@ -744,6 +768,9 @@ class Scope:
             if service.fast is None or len(service.fast) > 16:
                 service.fast = {}  # parents come and go: keep the cache small
             service.fast[parent] = (version, builder)
+            if builder is not None:
+                for key in service.keys:
+                    parent._request_builders[key] = (version, builder)
         return builder
 
     def _keep(
@@ -779,13 +806,19 @@ class Scope:
             for key in service.keys[1:]:
                 instances[key] = instance
         self._fast.append((service, instance, next(self._root._counter)))
-        if self._closed:  # shut down meanwhile: nothing built here may stay
-            with self._root._mutex:
-                for key in service.keys:
-                    instances.pop(key, None)
-            _discard_unused(service, instance)
-            raise ScopeClosedError(self._name, f"build {service.label!r}")
+        if self._closed:
+            self.refuse_built(service, instance)
         return instance
+
+    def refuse_built(self, service: Service, instance: Any) -> None:
+        """A compiled build landed in a scope shut down meanwhile: undo it and raise."""
+        with self._root._mutex:
+            for key in service.keys:
+                if self._instances.get(key) is instance:
+                    del self._instances[key]
+            self._fast = [record for record in self._fast if record[1] is not instance]
+        _discard_unused(service, instance)
+        raise ScopeClosedError(self._name, f"build {service.label!r}")
 
     def built_here(self, service: Service) -> bool:
         """Whether this scope has built its own copy of scoped declaration ``service``."""
@@ -1075,7 +1108,12 @@ class Scope:
             return False
         fast = self._fast
         for service, instance, _ in fast:
-            if hook_of(service, instance, None, None) is not None:
+            if service.shutdown_hook is not None or service.kind is not Kind.PLAIN:
+                return False
+            try:
+                if callable(getattr(instance, "shutdown", None)):
+                    return False
+            except Exception:
                 return False
         built = len(fast)
         with self._root._mutex:
@@ -1086,8 +1124,7 @@ class Scope:
             self._closed = True
             self._generation += 1
             self._fast.clear()
-            self._instances.clear()
-            self._compiled.clear()
+            self._instances.clear()  # a scope kept by its caller keeps nothing alive
             if self._parent._children.get(self._name) is self:
                 del self._parent._children[self._name]
         return True

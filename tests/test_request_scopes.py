@@ -459,3 +459,19 @@ def test_exceptions_keep_the_builtins_they_replaced() -> None:
     injector.invoke(Database)
     with pytest.raises(NoHealthCheckError):
         injector.health_check_service(Database)
+
+
+def test_an_override_of_a_scoped_service_stays_scoped_and_reaches_new_requests() -> None:
+    injector = app()
+    with injector.scope(context={Request: Request("/")}) as scope:
+        assert type(scope.invoke(Handler)) is Handler  # compiles the request builders
+    injector.override(FakeHandler, provides=Handler)
+    with injector.scope(context={Request: Request("/")}) as first:
+        fake = first.invoke(Handler)
+        assert isinstance(fake, FakeHandler) and first.invoke(Handler) is fake
+    with injector.scope(context={Request: Request("/")}) as second:
+        assert second.invoke(Handler) is not fake  # still one per scope
+
+
+class FakeHandler(Handler):
+    pass
