@@ -171,7 +171,11 @@ def _scoped_function(
         f"    v = i.get({key}, _MISSING)",
         "    if v is not _MISSING:",
         "        return v",
-        f"    v = {factory}({', '.join(arguments)})",
+        "    try:",
+        f"        v = {factory}({', '.join(arguments)})",
+        "    except Exception as error:",
+        f"        S.note_failed_build(error, {declared})",
+        "        raise",
     ]
     if len(service.keys) > 1 or service.key is not service.expected:
         lines.append(f"    return S.record_built({declared}, v)")  # bound keys: checked

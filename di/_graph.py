@@ -93,6 +93,11 @@ def _captive(singleton: Service, scope: Scope) -> str | None:
         for _, dependency in edges:
             if dependency is None:
                 continue
+            owner = singleton.owner
+            if dependency.lifetime is Lifetime.CONTEXT and owner._context_scope(dependency.key):
+                continue  # the singleton's own scope received that value
+            if dependency.lifetime is Lifetime.SCOPED and owner.parent is not None:
+                continue  # built in the singleton's own scope: they live as long
             if dependency.lifetime in (Lifetime.SCOPED, Lifetime.CONTEXT):
                 chain = " -> ".join(s.label for s in (*path, dependency))
                 return (
@@ -190,7 +195,8 @@ def graph(scope: Scope) -> str:
     lines = ["flowchart TD"]
     missing: dict[str, str] = {}
     for service in services:
-        text = f"{service.label}<br/>{service.lifetime.value} in {service.owner.name}"
+        keys = " | ".join(describe(key) for key in service.keys)
+        text = f"{keys}<br/>{service.lifetime.value} in {service.owner.name}"
         lines.append(f'    {ids[id(service)]}["{_escape(text)}"]')
     for service in services:
         try:

@@ -68,7 +68,6 @@ class Service:
         "critical",
         "expected",
         "factory",
-        "fast",
         "flight",
         "index",
         "key",
@@ -114,9 +113,6 @@ class Service:
         self.flight: _Flight | None = None
         # For a scoped service's copy in the scope that built it: its declaration.
         self.template: Service | None = None
-        # For a scoped declaration: compiled builders by parent scope, with the
-        # providers' version they were compiled at (see Scope._fast_builder).
-        self.fast: dict[Any, tuple[int, Callable[[Any], Any] | None]] | None = None
         # The health check of the built instance: (call, is_async), NO_CHECK, or None
         # when not worked out yet. Reset when the instance is released.
         self.probe: Any = None
@@ -125,6 +121,24 @@ class Service:
 
     def __repr__(self) -> str:
         return f"<service {self.label!r} ({self.lifetime.value}) in scope {self.owner.name!r}>"
+
+    def rebound(self, keys: tuple[Any, ...]) -> Service:
+        """This service, unbuilt, bound to ``keys`` only (the rest were overridden)."""
+        copy = Service(
+            key=keys[0],
+            label=describe(keys[0]),
+            lifetime=self.lifetime,
+            owner=self.owner,
+            factory=self.factory,
+            kind=self.kind,
+            expected=self.expected,
+            params=self.params,
+            shutdown_hook=self.shutdown_hook,
+            check=self.check,
+        )
+        copy.keys = keys
+        copy.critical = self.critical
+        return copy
 
     def copy_for(self, scope: Scope) -> Service:
         """This scoped declaration's own copy in ``scope``, which builds and caches it."""
@@ -460,7 +474,7 @@ def _make_sync(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
             if service.kind is Kind.GENERATOR:
                 return next(instance), _closer(service, instance)
         except Exception as error:
-            _note_building(error, service)
+            note_building(error, service)
             raise
         return instance, None
     finally:
@@ -487,7 +501,7 @@ async def _make_async(service: Service, scope: Scope) -> tuple[Any, Teardown | N
             if service.kind is Kind.ASYNC_GENERATOR:
                 return await _first_anext(instance), _async_closer(service, instance)
         except Exception as error:
-            _note_building(error, service)
+            note_building(error, service)
             raise
         return instance, None
     finally:
@@ -512,11 +526,11 @@ async def _argument_async(p: Param, scope: Scope, service: Service) -> Any:
     return _checked(p, await resolve_async(dependency, scope), service)
 
 
-def _note_building(error: Exception, service: Service) -> None:
+def note_building(error: Exception, service: Service, where: str = "") -> None:
     """Name, once, the service whose factory raised and the chain that asked for it."""
     if any(note.startswith(_BUILDING) for note in getattr(error, "__notes__", ())):
         return
-    chain = " -> ".join(s.label for s in _PATH.get())
+    chain = " -> ".join(s.label for s in _PATH.get()) or where
     error.add_note(f"{_BUILDING}{service.label!r} (asked for by {chain})")
 
 
@@ -543,10 +557,14 @@ def explain_captive(error: Exception, service: Service, invoker: Scope) -> None:
         return
     provider = invoker._lookup(missing)
     where = None
-    if provider is not None and provider.lifetime is not Lifetime.CONTEXT:
-        where = provider.owner.name
-    elif provider is not None:
+    if provider is None:
+        pass
+    elif provider.lifetime is Lifetime.CONTEXT:
         where = invoker._context_scope(missing)
+    elif provider.lifetime is Lifetime.SCOPED:
+        where = invoker.name if invoker.parent is not None else None
+    else:
+        where = provider.owner.name
     if where is None or where == owner.name:
         return
     label = describe(missing)
@@ -609,12 +627,16 @@ def _unresolvable(factory: Callable[..., Any]) -> str:
     namespace = getattr(target, "__globals__", {})
     for p in inspect.signature(factory).parameters.values():
         if isinstance(p.annotation, str):
+            value: Any = p.annotation
+            text = value
             try:
-                eval(p.annotation, namespace)
+                while isinstance(value, str):  # quoted twice under postponed annotations
+                    text = value
+                    value = eval(value, namespace)
             except Exception as error:
                 return (
                     f"factory {label(factory)}: cannot resolve the annotation "
-                    f"{p.annotation!r} of parameter {p.name!r} ({error}); "
+                    f"{text!r} of parameter {p.name!r} ({error}); "
                     "define or import that type at module level"
                 )
     return f"factory {label(factory)}: cannot resolve its parameter annotations"

@@ -18,6 +18,7 @@ __all__ = [
     "HealthCheckTimeoutError",
     "NoHealthCheckError",
     "ScopeClosedError",
+    "ScopeRequiredError",
     "ServiceAlreadyProvidedError",
     "ServiceNotBuiltError",
     "ServiceNotFoundError",
@@ -53,7 +54,7 @@ class ServiceNotFoundError(DIError, LookupError):
             more = len(self.available) - 20
             message += f" (available: {shown}{f' and {more} more' if more > 0 else ''})"
         else:
-            message += " (nothing is provided there yet)"
+            message += " (nothing else is provided there)"
         super().__init__(message)
 
 
@@ -67,6 +68,18 @@ class ContextNotProvidedError(DIError, LookupError):
         super().__init__(
             f"context key {key!r} has no value in scope {scope!r} nor its ancestors; open "
             f"the scope with context={{{key}: ...}} (as declared with provide_context)"
+        )
+
+
+class ScopeRequiredError(DIError, LookupError):
+    """Raised when a scoped service is asked for where no scope builds it: the root."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.missing: object = None  # the key object
+        super().__init__(
+            f"service {key!r} is scoped: it is built once per scope, never in the root "
+            "injector; open a scope (`with injector.scope() as scope:`) and invoke it there"
         )
 
 

@@ -42,7 +42,6 @@ class Injector(Scope):
         "_counter",
         "_health",
         "_mutex",
-        "_providers_version",
         "_scope_numbers",
         "_shutdown_timeout",
     )
@@ -77,7 +76,6 @@ class Injector(Scope):
         # Guards the tree's structure (services, children, instances being cached) and
         # builds in flight; never held while user code runs.
         self._mutex = threading.RLock()
-        self._providers_version = 0  # bumped whenever a provider changes anywhere
         # One invocation counter per tree: an index orders builds across all scopes.
         self._counter = itertools.count(1)
         self._scope_numbers = itertools.count(1)  # names of anonymous scopes

@@ -37,6 +37,7 @@ from ._service import (
     Teardown,
     check_provides,
     check_type,
+    note_building,
     resolve_async,
     resolve_sync,
 )
@@ -46,6 +47,7 @@ from .errors import (
     ContextNotProvidedError,
     DIError,
     ScopeClosedError,
+    ScopeRequiredError,
     ServiceAlreadyProvidedError,
     ServiceNotFoundError,
     ShutdownError,
@@ -138,6 +140,8 @@ class Scope:
         "_scoped",
         "_services",
         "_shutting",
+        "_thread",
+        "_version",
     )
 
     _root: Injector
@@ -169,8 +173,13 @@ class Scope:
         # (declaration, instance, index) of those a compiled builder made, copied on need.
         self._scoped: dict[Service, Service] = {}
         self._fast: list[tuple[Service, Any, int]] = []
-        # For its request scopes: compiled builders of scoped services, by key.
-        self._request_builders: dict[Key, tuple[int, Callable[[Scope], Any]]] = {}
+        # For its request scopes: compiled builders of scoped services (None where the
+        # general path must build), by key, with the version they were compiled at.
+        self._request_builders: dict[Key, tuple[int, Callable[[Scope], Any] | None]] = {}
+        # Bumped when a provider changes here or above, or a built instance is dropped:
+        # what was compiled against this scope's view is stale then.
+        self._version = 0
+        self._thread = threading.get_ident()  # the thread that opened it
         self._labels: set[str] = set()  # the reported names of the type keys provided here
         self._shutting: _Shutting | None = None  # a shutdown running its hooks now
 
@@ -237,6 +246,8 @@ class Scope:
         root = self._root
         if name is None:
             name = f"{self._name}.{next(root._scope_numbers)}"
+            while name in self._children:  # a name someone chose by hand
+                name = f"{self._name}.{next(root._scope_numbers)}"
         else:
             _check_name(name, "scope()")
         child = Scope(name, self)
@@ -245,12 +256,19 @@ class Scope:
                 raise TypeError(
                     f"scope(context=...) takes a mapping of key to value, got {context!r}"
                 )
-            for key in context:
+            for key, value in context.items():
                 declared = self._lookup(key)
                 if declared is None or declared.lifetime is not Lifetime.CONTEXT:
                     raise DIError(
-                        f"scope(context=...): {describe(key)!r} is not a context key; "
-                        f"declare it with provide_context({describe(key)})"
+                        f"scope(context=...): {describe(key)!r} is not a context key seen "
+                        f"from scope {self._name!r}; declare it with "
+                        f"provide_context({describe(key)}) in this scope or above"
+                    )
+                expected = declared.expected
+                if isinstance(expected, type) and not isinstance(value, expected):
+                    raise TypeError(
+                        f"scope(context=...): the value of {describe(key)!r} must be a "
+                        f"{describe(expected)}, got {describe(type(value))}"
                     )
             child._context = dict(context)
             child._instances.update(context)
@@ -395,7 +413,8 @@ class Scope:
         if service.kind in (Kind.GENERATOR, Kind.ASYNC_GENERATOR):
             raise TypeError(
                 f"provide_transient({service.label}): a generator factory's cleanup would "
-                "never run, since transients are not tracked; use provide() instead"
+                "never run, since transients are not tracked; use provide_scoped() (one per "
+                "scope, cleaned up with it) or provide() instead"
             )
         self._add(service)
 
@@ -516,16 +535,40 @@ class Scope:
             old = self._services.get(key)
             if old is not None and old.index and old not in replaced:
                 replaced.append(old)
+        # A scoped service this scope built from a declaration above: its copy goes too.
+        with self._root._mutex:
+            self._materialize()
+            for template, copy in self._scoped.items():
+                if copy.index and copy not in replaced and set(template.keys) & set(service.keys):
+                    replaced.append(copy)
         return replaced
 
     def _replace(self, service: Service, where: str) -> list[_Step]:
         """Swap ``service`` in; the replaced instances, taken out, are left to shut down."""
+        if service.lifetime is Lifetime.TRANSIENT and service.kind in (
+            Kind.GENERATOR,
+            Kind.ASYNC_GENERATOR,
+        ):
+            raise TypeError(
+                f"{where}({service.label}): the service replaced is a transient, and a "
+                "generator factory's cleanup would never run for one"
+            )
         replaced = self._replaced(service, where)
         with self._root._mutex:
             if self._closed:
                 raise ScopeClosedError(self._name, f"override {service.label!r}")
             steps = self._take_out(replaced)
+            for copy in replaced:
+                if copy.template is not None:
+                    self._scoped.pop(copy.template, None)
             for key in service.keys:
+                old = self._services.get(key)
+                if old is not None and old is not service and len(old.keys) > 1:
+                    # The old service keeps the keys not overridden, as a service of its own.
+                    kept = tuple(k for k in old.keys if k not in service.keys)
+                    rest = old.rebound(kept)
+                    for other in kept:
+                        self._services[other] = rest
                 self._services[key] = service
             self._forget_builders()
         return steps
@@ -648,10 +691,17 @@ class Scope:
                 return self._compiled[service]()
             # A request scope's first ask for a scoped service: its parent's builder.
             parent = self._parent
-            if parent is not None and not self._services and not self._closed:
+            if (
+                parent is not None
+                and not self._services
+                and not self._closed
+                and self._thread == threading.get_ident()
+            ):
                 entry = parent._request_builders.get(service)
-                if entry is not None and entry[0] == self._root._providers_version:
-                    return entry[1](self)
+                if entry is not None and entry[0] == parent._version:
+                    build = entry[1]
+                    if build is not None:
+                        return build(self)
         found, expected = self._find(service, name)
         if found.lifetime is Lifetime.SCOPED and expected is None:
             build = self._fast_builder(found)
@@ -659,12 +709,12 @@ class Scope:
                 return build(self)
         if found.lifetime is Lifetime.TRANSIENT and expected is None:
             root = self._root
-            version = root._providers_version
+            version = self._version
             builder = compile_transient(self, found)
             if builder is not None:
                 with root._mutex:
                     # Cached only if no provider changed while compiling.
-                    if root._providers_version == version and not self._closed:
+                    if self._version == version and not self._closed:
                         self._compiled[service] = builder
                         self._instances[service] = COMPILED
                 return builder()
@@ -724,12 +774,12 @@ class Scope:
         return None
 
     def _visible(self) -> list[Service]:
-        """Every service this scope can invoke, nearest provider first."""
+        """Every service this scope can invoke, once each, nearest provider first."""
         seen: dict[Key, Service] = {}
         for _, services in self._lineage():
             for key, service in services:
                 seen.setdefault(key, service)
-        return list(seen.values())
+        return list(dict.fromkeys(seen.values()))
 
     def _lineage(self) -> list[tuple[Scope, list[tuple[Key, Service]]]]:
         """This scope and its ancestors, nearest first, each with its services then.
@@ -751,24 +801,22 @@ class Scope:
     def _fast_builder(self, service: Service) -> Callable[[Scope], Any] | None:
         """The compiled builder of a scoped declaration for this scope, if it can have one.
 
-        Only a scope that provides nothing itself (a request scope) shares its parent's
-        builder; one is compiled per parent and providers' version.
+        Only a scope that provides nothing itself (a request scope), used from the thread
+        that opened it, shares its parent's builder; one is compiled per parent and kept
+        there, by key, until a provider changes in the parent or above.
         """
         parent = self._parent
         if parent is None or self._services or service.template is not None:
             return None
-        root = self._root
-        version = root._providers_version
-        cache = service.fast
-        entry = cache.get(parent) if cache is not None else None
+        if self._thread != threading.get_ident():
+            return None  # another thread: the general path, whose flights build it once
+        version = parent._version
+        entry = parent._request_builders.get(service.key)
         if entry is not None and entry[0] == version:
             return entry[1]
         builder = compile_scoped(parent, service)
-        with root._mutex:
-            if service.fast is None or len(service.fast) > 16:
-                service.fast = {}  # parents come and go: keep the cache small
-            service.fast[parent] = (version, builder)
-            if builder is not None:
+        with self._root._mutex:
+            if parent._version == version:
                 for key in service.keys:
                     parent._request_builders[key] = (version, builder)
         return builder
@@ -796,19 +844,24 @@ class Scope:
 
         If another thread cached one first, that one is used and this one shut down.
         """
+        if service.key is not service.expected:
+            check_provides(service, instance)
         instances = self._instances
         kept = instances.setdefault(service.key, instance)
         if kept is not instance:
             _discard_unused(service, instance)
             return kept
         if service.key is not service.expected:
-            check_provides(service, instance)
             for key in service.keys[1:]:
                 instances[key] = instance
         self._fast.append((service, instance, next(self._root._counter)))
         if self._closed:
             self.refuse_built(service, instance)
         return instance
+
+    def note_failed_build(self, error: Exception, service: Service) -> None:
+        """Name the scoped service whose factory raised (for compiled builders)."""
+        note_building(error, service, f"scope {self._name!r}")
 
     def refuse_built(self, service: Service, instance: Any) -> None:
         """A compiled build landed in a scope shut down meanwhile: undo it and raise."""
@@ -859,11 +912,9 @@ class Scope:
         if copy is not None:
             return copy
         if self._parent is None:
-            raise DIError(
-                f"service {service.label!r} is scoped: it is built once per scope, never "
-                "in the root injector; open a scope (`with injector.scope() as scope:`) "
-                "and invoke it there"
-            )
+            error = ScopeRequiredError(service.label)
+            error.missing = service.key
+            raise error
         with self._root._mutex:
             if self._closed:
                 raise ScopeClosedError(self._name, f"build {service.label!r}")
@@ -871,7 +922,7 @@ class Scope:
             return self._scoped.setdefault(service, service.copy_for(self))
 
     def _not_found(self, key: Key, needed_by: str | None = None) -> ServiceNotFoundError:
-        available = [s.label for s in self._visible() if s.label != needed_by]
+        available = [describe(k) for s in self._visible() if s.label != needed_by for k in s.keys]
         return ServiceNotFoundError(describe(key), self._name, available)
 
     def _context_scope(self, key: Key) -> str | None:
@@ -1125,6 +1176,7 @@ class Scope:
             self._generation += 1
             self._fast.clear()
             self._instances.clear()  # a scope kept by its caller keeps nothing alive
+            self._context = {}
             if self._parent._children.get(self._name) is self:
                 del self._parent._children[self._name]
         return True
@@ -1155,6 +1207,9 @@ class Scope:
             scopes = self._subtree()
             for scope in scopes:
                 scope._materialize()
+                for key in scope._context:
+                    scope._instances.pop(key, None)
+                scope._context = {}
                 scope._closed = True
                 scope._generation += 1
                 built = sorted(
@@ -1213,7 +1268,9 @@ class Scope:
 
         The caller holds the root's mutex.
         """
-        self._root._providers_version += 1
+        self._version += 1
+        if self._request_builders:
+            self._request_builders = {}
         for key in self._compiled:
             self._instances.pop(key, None)
         self._compiled.clear()
@@ -1248,9 +1305,10 @@ class Scope:
     ) -> None:
         if self._close_plainly():
             return
-        # The block's failure is thrown into generator factories at their yield, so
-        # that `except: rollback` in them runs, as with contextlib.
-        self._shutdown(error if isinstance(error, Exception) else None)
+        # The block's failure (any exception, cancellation and KeyboardInterrupt too) is
+        # thrown into generator factories at their yield, so that a rollback there runs,
+        # as with contextlib: partial work is never committed.
+        self._shutdown(error)
 
     async def __aenter__(self) -> Scope:
         return self
@@ -1265,8 +1323,7 @@ class Scope:
             return
         # Run to the end even if the block is cancelled, so it still releases what it
         # built (each hook within the shutdown timeout); the cancellation follows.
-        failure = error if isinstance(error, Exception) else None
-        await to_completion(lambda: self._ashutdown(failure))
+        await to_completion(lambda: self._ashutdown(error))
 
 
 def _note_start(error: Exception, scope: Scope, key: Key) -> None:
