@@ -149,6 +149,8 @@ def _scoped_function(
                     return None
                 value = f"{inner}(S)"
             elif dependency.lifetime is Lifetime.CONTEXT:
+                if p.default is not _EMPTY:
+                    return None  # its default when absent: the general path decides
                 key = source.constant(dependency.key)
                 declared = source.constant(dependency)
                 value = f"S.context_value({key}, {declared})"

@@ -512,7 +512,7 @@ def _argument_sync(p: Param, scope: Scope, service: Service) -> Any:
     if p.target is Scoped:
         return scope
     dependency = _dependency(p, scope, service)
-    if dependency is None:
+    if dependency is None or _absent_context(dependency, p, scope):
         return p.default
     return _checked(p, resolve_sync(dependency, scope), service)
 
@@ -521,9 +521,18 @@ async def _argument_async(p: Param, scope: Scope, service: Service) -> Any:
     if p.target is Scoped:
         return scope
     dependency = _dependency(p, scope, service)
-    if dependency is None:
+    if dependency is None or _absent_context(dependency, p, scope):
         return p.default
     return _checked(p, await resolve_async(dependency, scope), service)
+
+
+def _absent_context(dependency: Service, p: Param, scope: Scope) -> bool:
+    """A context key with no value here, asked for by a parameter with a default."""
+    return (
+        dependency.lifetime is Lifetime.CONTEXT
+        and p.default is not _EMPTY
+        and scope._context_scope(dependency.key) is None
+    )
 
 
 def note_building(error: Exception, service: Service, where: str = "") -> None:

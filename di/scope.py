@@ -435,8 +435,8 @@ class Scope:
         A replaced instance that was already built is shut down first. Services already
         built from the old instance keep it. Meant for tests and fakes.
         """
-        lifetime = self._lifetime_replaced(name, provides, factory)
-        service = self._service(factory, lifetime, name, provides, shutdown, health_check)
+        service = self._service(factory, Lifetime.LAZY, name, provides, shutdown, health_check)
+        self._keep_lifetime(service)
         self._override(service, "override", "aoverride")
 
     async def aoverride(
@@ -449,8 +449,8 @@ class Scope:
         health_check: Callable[[Any], Any] | None = None,
     ) -> None:
         """:meth:`override`, awaiting the replaced instance's async shutdown hook."""
-        lifetime = self._lifetime_replaced(name, provides, factory)
-        service = self._service(factory, lifetime, name, provides, shutdown, health_check)
+        service = self._service(factory, Lifetime.LAZY, name, provides, shutdown, health_check)
+        self._keep_lifetime(service)
         await self._aoverride(service)
 
     def override_value(
@@ -485,18 +485,11 @@ class Scope:
         await self._aoverride(service)
         resolve_sync(service, self)
 
-    def _lifetime_replaced(self, name: str | None, provides: Keys, factory: Any) -> Lifetime:
+    def _keep_lifetime(self, service: Service) -> None:
         """An override keeps the lifetime of a scoped or transient service it replaces."""
-        if name is not None:
-            key: Any = name
-        elif provides is not None:
-            key = provides[0] if isinstance(provides, tuple) and provides else provides
-        else:
-            key = factory if isinstance(factory, type) else None
-        old = self._lookup(key) if key is not None else None
+        old = self._lookup(service.key)
         if old is not None and old.lifetime in (Lifetime.SCOPED, Lifetime.TRANSIENT):
-            return old.lifetime
-        return Lifetime.LAZY
+            service.lifetime = old.lifetime
 
     def _override(self, service: Service, sync_name: str, async_name: str) -> None:
         replaced = self._replaced(service, sync_name)

@@ -183,3 +183,30 @@ def test_an_async_transient_from_invoke_does_not_say_not_built_yet() -> None:
 
 def _unused() -> Iterator[None]:
     yield
+
+
+def test_a_twice_quoted_annotation_names_its_parameter(tmp_path: Path) -> None:
+    module = tmp_path / "quoted.py"
+    module.write_text(
+        textwrap.dedent(
+            """
+            from __future__ import annotations
+            from di import Injector
+
+            class Needs:
+                def __init__(self, db: 'Databse') -> None:
+                    self.db = db
+
+            injector = Injector()
+            injector.provide(Needs)
+            try:
+                injector.invoke(Needs)
+            except TypeError as error:
+                print(error)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(module)], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert "cannot resolve the annotation 'Databse' of parameter 'db'" in done.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
 
@@ -18,6 +19,7 @@ from di import (
     Injector,
     NoHealthCheckError,
     ScopeClosedError,
+    ScopeRequiredError,
     ServiceNotFoundError,
 )
 
@@ -475,3 +477,229 @@ def test_an_override_of_a_scoped_service_stays_scoped_and_reaches_new_requests()
 
 class FakeHandler(Handler):
     pass
+
+
+# -- faults found under attack: each once made the two build paths disagree ----------
+
+
+class Sender(Protocol):
+    def send(self, to: str) -> None: ...
+
+
+def test_overriding_one_key_of_a_bound_service_holds_and_leaves_the_other_key() -> None:
+    injector = Injector()
+    injector.provide(SmtpMailer, provides=(Mailer, Sender))
+    fake = FakeMailer()
+    injector.override_value(fake, provides=Sender)
+    injector.invoke(Mailer)  # rebuilds the real one for Mailer alone
+    assert injector.invoke(Sender) is fake
+    assert isinstance(injector.invoke(Mailer), SmtpMailer)
+    other = Injector()
+    other.provide(SmtpMailer, provides=(Mailer, Sender))
+    other.override_value(FakeMailer(), provides=Mailer)
+    assert isinstance(other.invoke(Sender), SmtpMailer)
+
+
+def open_tracked(db: Database) -> Iterator[UnitOfWork]:
+    unit = UnitOfWork(db)
+    try:
+        yield unit
+    except BaseException as error:
+        unit.log.append(f"rollback: {type(error).__name__}")
+        raise
+    else:
+        unit.log.append("commit")
+
+
+async def test_a_cancelled_request_rolls_back_and_never_commits() -> None:
+    injector = Injector()
+    injector.provide(Database)
+    injector.provide_scoped(open_tracked)
+    with anyio.move_on_after(0.05):
+        async with injector.scope() as scope:
+            unit = await scope.ainvoke(UnitOfWork)
+            await anyio.sleep(10)
+    assert len(unit.log) == 1 and unit.log[0].startswith("rollback")
+
+
+def test_keyboard_interrupt_in_a_block_rolls_back() -> None:
+    injector = Injector()
+    injector.provide(Database)
+    injector.provide_scoped(open_tracked)
+    with pytest.raises(KeyboardInterrupt), injector.scope() as scope:
+        unit = scope.invoke(UnitOfWork)
+        raise KeyboardInterrupt
+    assert unit.log == ["rollback: KeyboardInterrupt"]
+
+
+def test_a_singleton_in_a_scope_that_received_its_context_is_not_captive() -> None:
+    injector = Injector()
+    injector.provide_context(Request)
+    with injector.scope(context={Request: Request("/")}) as scope:
+        scope.provide(Audit)
+        scope.validate()
+        scope.start()
+        assert scope.invoke(Audit).request.path == "/"
+
+
+def test_request_builders_survive_changes_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    import di.scope
+
+    compiled: list[object] = []
+    original = di.scope.compile_scoped
+
+    def counting(parent: object, service: object) -> object:
+        compiled.append(service)
+        return original(parent, service)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(di.scope, "compile_scoped", counting)
+    injector = app()
+    injector.provide_scoped(open_unit_of_work)  # a generator: its scope closes in full
+    sibling = injector.scope("sibling")
+    for i in range(50):
+        with injector.scope(context={Request: Request("/")}) as scope:
+            scope.invoke(Handler)
+            scope.invoke(UnitOfWork)
+        sibling.provide_value(i, name=f"n{i}")
+    assert len(compiled) <= 3  # Handler (with RequestCtx inside), and one refusal for the rest
+
+
+def test_the_compiled_path_names_a_failing_factory() -> None:
+    class Down:
+        def __init__(self) -> None:
+            raise ConnectionError("repo down")
+
+    injector = Injector()
+    injector.provide_scoped(Down)
+    with injector.scope() as scope, pytest.raises(ConnectionError) as caught:
+        scope.invoke(Down)
+    assert caught.value.__notes__ == [
+        f"while building '{Down.__module__}.{Down.__qualname__}' (asked for by scope "
+        f"'{scope.name}')"
+    ]
+
+
+def test_a_bound_type_check_failure_is_never_cached() -> None:
+    class NotAMailer:
+        pass
+
+    def new_mailer():  # type: ignore[no-untyped-def]
+        return NotAMailer()
+
+    injector = Injector()
+    injector.provide_scoped(new_mailer, provides=Handler)
+    with injector.scope() as scope:
+        for _ in range(2):
+            with pytest.raises(TypeError, match="bound to"):
+                scope.invoke(Handler)
+
+
+def test_context_values_are_checked_against_their_declaration() -> None:
+    injector = Injector()
+    injector.provide_context(str, name="tenant")
+    injector.provide_context(Request)
+    with pytest.raises(TypeError, match="'tenant' must be a str, got int"):
+        injector.scope(context={"tenant": 42})
+    with pytest.raises(TypeError, match=r"must be a .*Request, got str"):
+        injector.scope(context={Request: "/"})
+
+
+def test_one_request_scope_from_8_threads_builds_once() -> None:
+    built: list[object] = []
+
+    class Session:
+        def __init__(self) -> None:
+            built.append(self)
+            time.sleep(0.05)
+
+    injector = Injector()
+    injector.provide_scoped(Session)
+    with injector.scope() as scope:
+        got: list[Session] = []
+        threads = [
+            threading.Thread(target=lambda: got.append(scope.invoke(Session))) for _ in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    assert len(built) == 1 and len(set(map(id, got))) == 1
+
+
+def test_an_override_in_a_scope_replaces_its_built_scoped_copy() -> None:
+    injector = app()
+    with injector.scope(context={Request: Request("/")}) as scope:
+        first = scope.invoke(Handler)
+        scope.override(FakeHandler, provides=Handler)
+        assert isinstance(scope.invoke(Handler), FakeHandler)
+        assert scope.invoke(Handler) is not first
+
+
+def test_a_transient_replaced_by_a_generator_is_refused() -> None:
+    def open_conn() -> Iterator[Database]:
+        yield Database()
+
+    injector = Injector()
+    injector.provide_transient(Database)
+    with pytest.raises(TypeError, match="generator factory's cleanup would never run"):
+        injector.override(open_conn)
+
+
+def test_anonymous_names_never_collide_with_chosen_ones() -> None:
+    injector = Injector()
+    injector.scope("root.2")
+    names = {injector.scope().name for _ in range(3)}
+    assert "root.2" not in names and len(names) == 3
+
+
+def test_a_closed_scope_no_longer_answers_with_its_context() -> None:
+    injector = app()
+    injector.provide_scoped(open_unit_of_work)
+    with injector.scope(context={Request: Request("/")}) as scope:
+        scope.invoke(UnitOfWork)  # a generator: the general close
+    with pytest.raises(ScopeClosedError):
+        scope.invoke(Request)
+
+
+def test_an_optional_context_parameter_takes_its_default() -> None:
+    class Greeting:
+        def __init__(self, request: Request | None = None) -> None:
+            self.request = request
+
+    injector = Injector()
+    injector.provide_context(Request)
+    injector.provide_scoped(Greeting)
+    with injector.scope() as anonymous:
+        assert anonymous.invoke(Greeting).request is None
+    with injector.scope(context={Request: Request("/me")}) as known:
+        assert known.invoke(Greeting).request.path == "/me"  # type: ignore[union-attr]
+
+
+def test_a_singleton_needing_a_scoped_service_is_told_why() -> None:
+    injector = Injector()
+    injector.provide_scoped(Session)
+    injector.provide(SessionCache)
+    with injector.scope() as scope, pytest.raises(ScopeRequiredError) as caught:
+        scope.invoke(SessionCache)
+    assert any("a singleton resolves its dependencies" in n for n in caught.value.__notes__)
+
+
+def test_validate_reports_a_bound_service_once() -> None:
+    class Needs:
+        def __init__(self, missing: Cache) -> None:
+            self.missing = missing
+
+    injector = Injector()
+    injector.provide(Needs, provides=(Mailer, Sender, Needs))
+    with pytest.raises(GraphError) as caught:
+        injector.validate()
+    assert len(caught.value.problems) == 1
+
+
+class Session:
+    pass
+
+
+class SessionCache:
+    def __init__(self, session: Session) -> None:
+        self.session = session
