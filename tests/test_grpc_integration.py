@@ -338,7 +338,20 @@ async def test_a_cancelled_stream_closes_its_scope_at_once() -> None:
         async with asyncio.timeout(5):
             while not JOURNAL or "closed" not in JOURNAL[0].log:
                 await asyncio.sleep(0.01)
+        # Rolled back, not committed: the factory sees the cancellation as an exception.
+        assert JOURNAL[0].log[-2:] == ["rollback: RpcCancelledError", "closed"]
         assert served.injector.children() == []
+
+
+async def test_an_rpc_past_its_deadline_rolls_back() -> None:
+    async with serve() as served:
+        with pytest.raises(grpc.aio.AioRpcError) as late:
+            await served.unary("Place")({"item": "tea", "sleep": 2}, timeout=0.2)
+        assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        async with asyncio.timeout(5):
+            while not JOURNAL or "closed" not in JOURNAL[0].log:
+                await asyncio.sleep(0.01)
+        assert JOURNAL[0].log == ["rollback: RpcCancelledError", "closed"]
 
 
 async def test_100_concurrent_rpcs_do_not_cross_talk() -> None:

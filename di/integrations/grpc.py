@@ -14,10 +14,12 @@ and the server together.
 ...     await server.wait_for_termination()
 
 Each RPC runs in a scope of its own, opened with the RPC's ``grpc.aio.ServicerContext``
-in its context and closed when the RPC ends, streaming RPCs included; an exception that
+in its context and closed when the RPC ends, streaming RPCs included. An exception that
 ends the RPC (``context.abort()`` included) is thrown into the scope's generator
-factories, so that a transaction rolls back. The health service's own RPCs open no
-scope: a probe never touches the container.
+factories, so that a transaction rolls back, and so is :class:`RpcCancelledError` when
+the client cancels or the deadline passes; the exception's text goes to the log, and
+the client reads :data:`WITHHELD`. The health service's own RPCs open no scope: a
+probe never touches the container.
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ from ..monitor import HealthMonitor
 from ..scope import Scope
 
 __all__ = [
+    "WITHHELD",
     "Inject",
     "Lifecycle",
+    "RpcCancelledError",
     "ScopeInterceptor",
     "ServicerContext",
     "current_scope",
@@ -64,6 +68,13 @@ _HEALTH = "/grpc.health.v1.Health/"
 # What a client reads when an RPC fails with an exception: its text may hold secrets.
 WITHHELD = "unexpected error (details withheld: see the server's log)"
 _UNSET: Any = object()  # stop()'s grace and drain: those given to install()
+
+
+class RpcCancelledError(Exception):
+    """Thrown into an RPC's generator factories when the RPC was cancelled.
+
+    By its client, or past its deadline: the factory's ``except Exception`` rolls back.
+    """
 
 
 class _Injected:
@@ -164,6 +175,42 @@ def _in_scope(
     )
 
 
+async def _in_rpc_scope(
+    injector: Scope, context: Any, method: str, run: Callable[[], Awaitable[R]]
+) -> R:
+    """``await run()`` in a new scope; the scope sees how the RPC ended, the client not.
+
+    A cancelled RPC (by its client, or past its deadline) reaches generator factories
+    as :class:`RpcCancelledError`, so that it rolls back rather than commits.
+    """
+    try:
+        scope = injector.scope(context={ServicerContext: context})
+        token = _scope.set(scope)
+        try:
+            result = await run()
+        except asyncio.CancelledError:
+            _scope.reset(token)
+            failure = RpcCancelledError(f"RPC {method} was cancelled")
+            try:
+                await scope.__aexit__(RpcCancelledError, failure, None)
+            except Exception:
+                logger.exception("closing the scope of cancelled RPC %s failed", method)
+            raise
+        except BaseException as error:
+            _scope.reset(token)
+            await scope.__aexit__(type(error), error, error.__traceback__)
+            raise
+        _scope.reset(token)
+        await scope.__aexit__(None, None, None)
+        return result
+    except grpc.aio.AbortError:
+        raise
+    except Exception:
+        logger.exception("RPC %s failed", method)
+        await context.abort(grpc.StatusCode.UNKNOWN, WITHHELD)
+        raise  # not reached: abort() raises
+
+
 def _scoped_behavior(behavior: Any, injector: Scope, streaming: bool, method: str) -> Any:
     """Wrap a behavior of any kind grpc.aio accepts in a scope opened per call.
 
@@ -176,37 +223,20 @@ def _scoped_behavior(behavior: Any, injector: Scope, streaming: bool, method: st
         # cancels this coroutine when the RPC ends early, and the scope closes in the
         # RPC's own task instead of whenever the generator is collected.
         async def stream(request: Any, context: Any) -> None:
-            try:
-                async with injector.scope(context={ServicerContext: context}) as scope:
-                    token = _scope.set(scope)
-                    try:
-                        async with contextlib.aclosing(behavior(request, context)) as responses:
-                            async for response in responses:
-                                await context.write(response)
-                    finally:
-                        _scope.reset(token)
-            except grpc.aio.AbortError:
-                raise
-            except Exception:
-                logger.exception("RPC %s failed", method)
-                await context.abort(grpc.StatusCode.UNKNOWN, WITHHELD)
+            async def respond() -> None:
+                async with contextlib.aclosing(behavior(request, context)) as responses:
+                    async for response in responses:
+                        await context.write(response)
+
+            await _in_rpc_scope(injector, context, method, respond)
 
         return stream
     if inspect.iscoroutinefunction(behavior):
 
         async def call(request: Any, context: Any) -> Any:
-            try:
-                async with injector.scope(context={ServicerContext: context}) as scope:
-                    token = _scope.set(scope)
-                    try:
-                        return await behavior(request, context)
-                    finally:
-                        _scope.reset(token)
-            except grpc.aio.AbortError:
-                raise
-            except Exception:
-                logger.exception("RPC %s failed", method)
-                await context.abort(grpc.StatusCode.UNKNOWN, WITHHELD)
+            return await _in_rpc_scope(
+                injector, context, method, lambda: behavior(request, context)
+            )
 
         return call
     # Sync behaviors run in the server's migration thread pool: so do their scopes.
