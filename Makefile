@@ -26,6 +26,10 @@ $(VENV)/.demo: $(BIN)/python pyproject.toml
 demo: $(VENV)/.demo
 	$(BIN)/python examples/demo.py
 	@echo
+	@# -- the gRPC orders service: a client's calls, then a clean stop --
+	$(BIN)/python -m examples.orders_grpc.demo
+	@echo
+	@# -- end of the gRPC step --
 	$(BIN)/python -m examples.shop.demo
 
 lint: $(VENV)/.test

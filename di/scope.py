@@ -264,8 +264,14 @@ class Scope:
                         f"from scope {self._name!r}; declare it with "
                         f"provide_context({describe(key)}) in this scope or above"
                     )
+                # A named key's value is checked against the type it was declared with;
+                # a type key's is not: implementations need not subclass an interface.
                 expected = declared.expected
-                if isinstance(expected, type) and not isinstance(value, expected):
+                if (
+                    isinstance(key, str)
+                    and isinstance(expected, type)
+                    and not isinstance(value, expected)
+                ):
                     raise TypeError(
                         f"scope(context=...): the value of {describe(key)!r} must be a "
                         f"{describe(expected)}, got {describe(type(value))}"

@@ -16,6 +16,7 @@ from importlib.metadata import version
 import di
 
 from .processes import ROOT
+from .test_cli import coming_integrations
 
 REPOSITORY = "https://github.com/healthdi/healthdi"
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -90,12 +91,10 @@ def test_readme_says_di_serve_is_a_health_sidecar_and_points_to_the_integrations
     assert "it does not serve the application itself." in text
     assert "mount `di.asgi.health_app` in your ASGI application" in text
     assert "add `di.grpc.add_health_servicer` to your gRPC server" in text
-    # Said to be coming until the package exists; then this test asks for new words.
-    assert importlib.util.find_spec("di.integrations") is None
-    assert (
-        "Integrations for FastAPI, Starlette, Litestar, grpc.aio and Flask "
-        "(`di.integrations`) are coming." in text
-    )
+    # Each integration is named once it exists; those still missing are said to be coming.
+    assert importlib.util.find_spec("di.integrations.grpc") is not None
+    assert "For grpc.aio servers, `di.integrations.grpc` does it all" in text
+    assert coming_integrations() in text
 
 
 def test_no_extra_names_a_framework_integration_that_does_not_exist() -> None:

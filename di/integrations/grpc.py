@@ -1,0 +1,515 @@
+"""grpc.aio servers: a scope per RPC, ``@inject`` for servicer methods, health, lifecycle.
+
+Needs the ``grpc`` extra (``pip install 'healthdi[grpc]'``). grpcio fixes a server's
+interceptors when the server is made, so :class:`ScopeInterceptor` goes to
+``grpc.aio.server(interceptors=[...])``; :func:`install` adds the rest: the health
+servicer, and the :class:`Lifecycle` that starts and stops the container, its monitor
+and the server together.
+
+>>> server = grpc.aio.server(interceptors=[ScopeInterceptor(injector)])
+>>> add_OrdersServicer_to_server(Orders(), server)
+>>> lifecycle = install(server, injector)
+>>> server.add_insecure_port("[::]:50051")
+>>> async with lifecycle:  # astart(), the monitor, server.start(); on exit, the stop
+...     await server.wait_for_termination()
+
+Each RPC runs in a scope of its own, opened with the RPC's ``grpc.aio.ServicerContext``
+in its context and closed when the RPC ends, streaming RPCs included. An exception that
+ends the RPC (``context.abort()`` included) is thrown into the scope's generator
+factories, so that a transaction rolls back, and so is :class:`RpcCancelledError` when
+the client cancels or the deadline passes; the exception's text goes to the log, and
+the client reads :data:`WITHHELD`. The health service's own RPCs open no scope: a
+probe never touches the container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import inspect
+import logging
+import typing
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from types import TracebackType
+from typing import Annotated, Any, TypeVar
+
+import grpc
+import grpc.aio
+
+from .._keys import Named
+from .._runner import to_completion
+from .._service import Lifetime
+from ..errors import DIError
+from ..grpc import HealthServicer, add_health_servicer
+from ..monitor import HealthMonitor
+from ..scope import Scope
+
+__all__ = [
+    "WITHHELD",
+    "Inject",
+    "Lifecycle",
+    "RpcCancelledError",
+    "ScopeInterceptor",
+    "ServicerContext",
+    "current_scope",
+    "inject",
+    "install",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+logger = logging.getLogger("di.integrations.grpc")
+
+# The context key each RPC's scope receives: the ServicerContext class itself.
+ServicerContext = grpc.aio.ServicerContext
+_HEALTH = "/grpc.health.v1.Health/"
+# What a client reads when an RPC fails with an exception: its text may hold secrets.
+WITHHELD = "unexpected error (details withheld: see the server's log)"
+_UNSET: Any = object()  # stop()'s grace and drain: those given to install()
+
+
+class RpcCancelledError(Exception):
+    """Thrown into an RPC's generator factories when the RPC was cancelled.
+
+    By its client, or past its deadline: the factory's ``except Exception`` rolls back.
+    """
+
+
+class _Injected:
+    """The mark ``Inject[T]`` puts on a parameter for :func:`inject` to fill."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Inject"
+
+
+_INJECTED = _Injected()
+
+Inject = Annotated[T, _INJECTED]
+"""A parameter :func:`inject` fills from the RPC's scope: ``db: Inject[Database]``.
+
+``Inject[Annotated[Database, Named("replica")]]`` asks for the service named
+``replica``, checked to be a ``Database``.
+"""
+
+_scope: contextvars.ContextVar[Scope] = contextvars.ContextVar("di.integrations.grpc.scope")
+
+
+def current_scope() -> Scope:
+    """The scope of the RPC being handled (in a handler, or code it calls)."""
+    try:
+        return _scope.get()
+    except LookupError:
+        raise DIError(
+            "no RPC scope here: make the server with "
+            "grpc.aio.server(interceptors=[ScopeInterceptor(injector)]), and reach the "
+            "scope only while an RPC is handled"
+        ) from None
+
+
+def declare_context(injector: Scope) -> None:
+    """Declare ``grpc.aio.ServicerContext`` a context key of ``injector``, once."""
+    declared = injector._lookup(ServicerContext)
+    if declared is None:
+        injector.provide_context(ServicerContext)
+    elif declared.lifetime is not Lifetime.CONTEXT:
+        raise DIError(
+            f"{ServicerContext.__module__}.ServicerContext is provided as a service of "
+            f"{declared.owner.name!r}; each RPC's scope provides it, so provide nothing "
+            "under that key"
+        )
+
+
+# -- a scope per RPC ----------------------------------------------------------------------
+
+
+class ScopeInterceptor(grpc.aio.ServerInterceptor):
+    """Runs every RPC (but health's) in a scope of ``injector``, its context in context.
+
+    Making it declares ``grpc.aio.ServicerContext`` as a context key of ``injector``
+    (``provide_context``), unless it is declared already, so that scoped services
+    can take the RPC's context (its metadata, its peer, its deadline) as a parameter.
+    """
+
+    def __init__(self, injector: Scope) -> None:
+        if not isinstance(injector, Scope):
+            raise TypeError(f"ScopeInterceptor() needs an Injector or Scope, got {injector!r}")
+        declare_context(injector)
+        self.injector = injector
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(_HEALTH):
+            return handler
+        return _in_scope(handler, self.injector, handler_call_details.method)
+
+
+def _in_scope(
+    handler: grpc.RpcMethodHandler[Any, Any], injector: Scope, method: str
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """The same handler, its behavior run inside a new scope of ``injector``."""
+    behavior: Any
+    if handler.request_streaming and handler.response_streaming:
+        make, behavior = grpc.stream_stream_rpc_method_handler, handler.stream_stream
+    elif handler.request_streaming:
+        make, behavior = grpc.stream_unary_rpc_method_handler, handler.stream_unary
+    elif handler.response_streaming:
+        make, behavior = grpc.unary_stream_rpc_method_handler, handler.unary_stream
+    else:
+        make, behavior = grpc.unary_unary_rpc_method_handler, handler.unary_unary
+    if behavior is None:
+        return handler
+    return make(
+        _scoped_behavior(behavior, injector, handler.response_streaming, method),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+async def _in_rpc_scope(
+    injector: Scope, context: Any, method: str, run: Callable[[], Awaitable[R]]
+) -> R:
+    """``await run()`` in a new scope; the scope sees how the RPC ended, the client not.
+
+    A cancelled RPC (by its client, or past its deadline) reaches generator factories
+    as :class:`RpcCancelledError`, so that it rolls back rather than commits.
+    """
+    try:
+        scope = injector.scope(context={ServicerContext: context})
+        token = _scope.set(scope)
+        try:
+            result = await run()
+        except asyncio.CancelledError:
+            _scope.reset(token)
+            failure = RpcCancelledError(f"RPC {method} was cancelled")
+            try:
+                await scope.__aexit__(RpcCancelledError, failure, None)
+            except Exception:
+                logger.exception("closing the scope of cancelled RPC %s failed", method)
+            raise
+        except BaseException as error:
+            _scope.reset(token)
+            await scope.__aexit__(type(error), error, error.__traceback__)
+            raise
+        _scope.reset(token)
+        await scope.__aexit__(None, None, None)
+        return result
+    except grpc.aio.AbortError:
+        raise
+    except Exception:
+        logger.exception("RPC %s failed", method)
+        await context.abort(grpc.StatusCode.UNKNOWN, WITHHELD)
+        raise  # not reached: abort() raises
+
+
+def _scoped_behavior(behavior: Any, injector: Scope, streaming: bool, method: str) -> Any:
+    """Wrap a behavior of any kind grpc.aio accepts in a scope opened per call.
+
+    An exception that ends the RPC reaches the scope first (its generator factories see
+    it), then the server's log; the client gets UNKNOWN without its text, which grpcio
+    would otherwise send.
+    """
+    if inspect.isasyncgenfunction(behavior):
+        # Written with context.write from a coroutine, not re-yielded: grpc.aio then
+        # cancels this coroutine when the RPC ends early, and the scope closes in the
+        # RPC's own task instead of whenever the generator is collected.
+        async def stream(request: Any, context: Any) -> None:
+            async def respond() -> None:
+                async with contextlib.aclosing(behavior(request, context)) as responses:
+                    async for response in responses:
+                        await context.write(response)
+
+            await _in_rpc_scope(injector, context, method, respond)
+
+        return stream
+    if inspect.iscoroutinefunction(behavior):
+
+        async def call(request: Any, context: Any) -> Any:
+            return await _in_rpc_scope(
+                injector, context, method, lambda: behavior(request, context)
+            )
+
+        return call
+    # Sync behaviors run in the server's migration thread pool: so do their scopes.
+    if streaming:
+
+        def sync_stream(request: Any, context: Any) -> Iterator[Any]:
+            try:
+                with injector.scope(context={ServicerContext: context}) as scope:
+                    token = _scope.set(scope)
+                    try:
+                        yield from behavior(request, context)
+                    finally:
+                        with contextlib.suppress(ValueError):  # closed from another context
+                            _scope.reset(token)
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                logger.exception("RPC %s failed", method)
+                context.abort(grpc.StatusCode.UNKNOWN, WITHHELD)
+
+        return sync_stream
+
+    def sync_call(request: Any, context: Any) -> Any:
+        try:
+            with injector.scope(context={ServicerContext: context}) as scope:
+                token = _scope.set(scope)
+                try:
+                    return behavior(request, context)
+                finally:
+                    _scope.reset(token)
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            logger.exception("RPC %s failed", method)
+            context.abort(grpc.StatusCode.UNKNOWN, WITHHELD)
+
+    return sync_call
+
+
+# -- injection into servicer methods ------------------------------------------------------
+
+
+def inject(method: Callable[..., R]) -> Callable[..., R]:
+    """Fill a servicer method's ``Inject[T]`` parameters from the RPC's scope.
+
+    For ``async def`` methods (unary or streaming), async generators (response
+    streaming) and sync methods alike; the RPC's own arguments (``request`` or
+    ``request_iterator``, ``context``) pass through untouched.
+
+    >>> class Orders(orders_pb2_grpc.OrdersServicer):
+    ...     @inject
+    ...     async def Place(self, request, context, uow: Inject[UnitOfWork]) -> Reply:
+    ...         ...
+    """
+    signature = inspect.signature(method)
+    plan: list[tuple[str, Any, str | None]] | None = None
+
+    def wanted() -> list[tuple[str, Any, str | None]]:
+        nonlocal plan
+        if plan is None:
+            plan = _injected(method, signature)
+        return plan
+
+    with contextlib.suppress(NameError):  # an annotation defined later: read on first call
+        wanted()
+
+    wrapper: Any
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            scope = current_scope()
+            for name, key, named in wanted():
+                kwargs[name] = await scope.ainvoke(key, named)
+            async with contextlib.aclosing(method(*args, **kwargs)) as responses:
+                async for response in responses:
+                    yield response
+
+        wrapper = stream
+    elif inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            scope = current_scope()
+            for name, key, named in wanted():
+                kwargs[name] = await scope.ainvoke(key, named)
+            return await method(*args, **kwargs)
+
+        wrapper = call
+    elif inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def sync_stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            scope = current_scope()
+            for name, key, named in wanted():
+                kwargs[name] = scope.invoke(key, named)
+            yield from method(*args, **kwargs)
+
+        wrapper = sync_stream
+    else:
+
+        @functools.wraps(method)
+        def sync_call(*args: Any, **kwargs: Any) -> Any:
+            scope = current_scope()
+            for name, key, named in wanted():
+                kwargs[name] = scope.invoke(key, named)
+            return method(*args, **kwargs)
+
+        wrapper = sync_call
+    # What grpcio calls it with, for introspection: the method without what is injected.
+    injected = {name for name, _, _ in plan} if plan is not None else set()
+    wrapper.__signature__ = signature.replace(
+        parameters=[p for p in signature.parameters.values() if p.name not in injected]
+    )
+    return typing.cast("Callable[..., R]", wrapper)
+
+
+def _injected(
+    method: Callable[..., Any], signature: inspect.Signature
+) -> list[tuple[str, Any, str | None]]:
+    """``(parameter, key, name)`` for each ``Inject[T]`` parameter of ``method``."""
+    hints = typing.get_type_hints(method, include_extras=True)
+    found = []
+    for parameter in signature.parameters.values():
+        hint: Any = hints.get(parameter.name)
+        if typing.get_origin(hint) is not Annotated:
+            continue
+        metadata = hint.__metadata__
+        if not any(extra is _INJECTED for extra in metadata):
+            continue
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.VAR_POSITIONAL):
+            raise TypeError(
+                f"@inject {method.__qualname__}: parameter {parameter.name!r} is filled by "
+                "keyword; it cannot be positional-only"
+            )
+        named = [extra.name for extra in metadata if isinstance(extra, Named)]
+        found.append((parameter.name, hint.__origin__, named[-1] if named else None))
+    return found
+
+
+# -- health, start and stop ---------------------------------------------------------------
+
+
+def install(
+    server: grpc.aio.Server,
+    injector: Scope,
+    *,
+    monitor: HealthMonitor | None = None,
+    grace: float | None = 5.0,
+    drain: float = 0.0,
+) -> Lifecycle:
+    """Add the health servicer to ``server``; the :class:`Lifecycle` that runs them all.
+
+    ``monitor=None`` makes ``HealthMonitor(injector)``. ``grace`` and ``drain`` are
+    what ``async with lifecycle`` stops with (see :meth:`Lifecycle.stop`). Make the
+    server with ``interceptors=[ScopeInterceptor(injector)]`` for a scope per RPC.
+    """
+    if not isinstance(injector, Scope):
+        raise TypeError(f"install() needs an Injector or Scope, got {injector!r}")
+    if monitor is None:
+        monitor = HealthMonitor(injector)
+    elif monitor.injector is not injector:
+        raise ValueError("install(monitor=...): the monitor checks another injector")
+    declare_context(injector)
+    health = add_health_servicer(server, monitor)
+    return Lifecycle(server, injector, monitor, health, grace=grace, drain=drain)
+
+
+class Lifecycle:
+    """Starts and stops the container, its health monitor and the gRPC server, in order.
+
+    Made by :func:`install`. ``async with lifecycle:`` calls :meth:`start` and, however
+    the block ends, :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        injector: Scope,
+        monitor: HealthMonitor,
+        health: HealthServicer,
+        *,
+        grace: float | None = 5.0,
+        drain: float = 0.0,
+    ) -> None:
+        self.server = server
+        self.injector = injector
+        self.monitor = monitor
+        self.health = health
+        self.grace = grace
+        self.drain = drain
+        self._monitoring: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Future[None] | None = None
+
+    async def start(self) -> None:
+        """Build the eager services (``astart()``), run the monitor, start the server.
+
+        The server accepts RPCs only once the container has started; health reads
+        NOT_SERVING until the monitor's first round. A failed start stops the server,
+        runs the shutdown hooks of what it built, and raises the start's error.
+        """
+        try:
+            await self.monitor.start()
+        except BaseException:
+            await to_completion(self._abandon)
+            raise
+        if not self.monitor.running:
+            self._monitoring = asyncio.get_running_loop().create_task(self._run_monitor())
+        await self.server.start()
+
+    async def _abandon(self) -> None:
+        await self.server.stop(None)
+        try:
+            await self.injector.ashutdown()
+        except Exception:
+            logger.exception("shutting down after a failed start failed too")
+
+    async def _run_monitor(self) -> None:
+        try:
+            await self.monitor.run()
+        except Exception:
+            logger.exception("the health monitor failed")
+
+    async def stop(self, grace: float | None = _UNSET, *, drain: float = _UNSET) -> None:
+        """NOT_SERVING, then stop the server, then ``ashutdown()`` the container.
+
+        Every health status turns NOT_SERVING for good; for ``drain`` seconds the
+        server still takes RPCs, so that clients watching health move away; then it
+        stops accepting, and RPCs in flight get ``grace`` seconds (None: cancelled at
+        once) to finish. The monitor's round in progress finishes, and the container's
+        shutdown hooks run, whatever happened before; their failure is raised.
+        ``grace`` and ``drain`` default to those given to :func:`install`. A second
+        call waits for the first.
+        """
+        if self._stopping is not None:
+            await asyncio.shield(self._stopping)
+            return
+        self._stopping = asyncio.get_running_loop().create_future()
+        grace = self.grace if grace is _UNSET else grace
+        drain = self.drain if drain is _UNSET else drain
+        monitor = self.monitor
+        try:
+            await monitor.enter_graceful_shutdown()
+            if drain > 0:
+                await asyncio.sleep(drain)
+            monitor.stop()
+            monitor.close_watches()  # health Watch streams end, and don't hold the grace
+            await self.server.stop(grace)
+            await to_completion(self._wait_monitor)
+        finally:
+            try:
+                await to_completion(self.injector.ashutdown)
+            finally:
+                self._stopping.set_result(None)
+
+    async def _wait_monitor(self) -> None:
+        task = self._monitoring
+        if task is None:
+            return
+        # The round in progress finishes before the hooks run; it is bounded.
+        done, _ = await asyncio.wait([task], timeout=self.monitor.timeout + 1.0)
+        if not done:
+            task.cancel()
+            await asyncio.wait([task])
+
+    async def __aenter__(self) -> Lifecycle:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

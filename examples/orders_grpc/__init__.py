@@ -1,0 +1,1 @@
+"""A gRPC orders service using di.integrations.grpc; ``make demo`` runs it."""
