@@ -30,6 +30,10 @@ HEALTH_PATHS = (
     "/grpc.health.v1.Health/Check",
 )
 
+# The same routes as exact paths and as prefixes of the paths below them.
+HEALTH_EXACT = ("/health", "/livez", "/readyz", "/grpc.health.v1.Health/Check")
+HEALTH_BELOW = ("/health/", "/livez/", "/readyz/")
+
 _opening = threading.Lock()  # a sync endpoint's worker thread may open the scope too
 
 
@@ -40,13 +44,16 @@ class Slot:
     files) free of any scope work; a closed slot refuses to open.
     """
 
-    __slots__ = ("context", "done", "injector", "scope")
+    __slots__ = ("context", "done", "failure", "injector", "scope")
 
     def __init__(self, injector: Scope, context: Callable[[Any], Mapping[Any, Any]]) -> None:
         self.injector = injector
         self.context = context
         self.scope: Scope | None = None
         self.done = False
+        # A handler's exception that the framework turned into a response, seen by an
+        # injecting dependency: the scope closes with it all the same.
+        self.failure: Exception | None = None
 
     def open(self, connection: Any) -> Scope:
         """The request's scope, opened with ``connection`` in its context if need be."""
@@ -106,7 +113,11 @@ class RequestScopes:
         slot.done = True
         opened = slot.scope
         if opened is not None:
-            await opened.__aexit__(None, None, None)
+            failure = slot.failure
+            if failure is None:
+                await opened.__aexit__(None, None, None)
+            else:
+                await opened.__aexit__(type(failure), failure, failure.__traceback__)
 
 
 def declare_context(injector: Scope, keys: tuple[type[Any], ...], framework: str) -> None:

@@ -19,7 +19,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, NoMatchFound
+from starlette.types import Receive, Send
+from starlette.types import Scope as ASGIScope
 from starlette.websockets import WebSocket
 
 from ..monitor import HealthMonitor
@@ -66,9 +68,7 @@ def install(
     _asgi.declare_context(injector, CONTEXT_KEYS, "starlette")
     install_lifespan(app, injector, monitor)
     app.add_middleware(_asgi.RequestScopes, injector=injector, context=context_of)
-    endpoint = _asgi.HealthEndpoint(monitor, show_details, prefix)
-    for path in _asgi.HEALTH_PATHS:
-        app.router.routes.append(Route(prefix + path, endpoint, include_in_schema=False))
+    app.router.routes.append(HealthRoutes(_asgi.HealthEndpoint(monitor, show_details, prefix)))
     return monitor
 
 
@@ -103,3 +103,32 @@ def install_lifespan(app: Starlette, injector: Scope, monitor: HealthMonitor) ->
                 await monitor.enter_graceful_shutdown()  # before the app's own shutdown
 
     router.lifespan_context = lifespan
+
+
+class HealthRoutes(BaseRoute):
+    """The health routes as one route: a set lookup and a prefix test per request.
+
+    Routes are tried in order, and these are added before the app's later routes: one
+    cheap test keeps them from slowing every other request down.
+    """
+
+    def __init__(self, endpoint: _asgi.HealthEndpoint) -> None:
+        self.endpoint = endpoint
+        self.exact = frozenset(endpoint.prefix + path for path in _asgi.HEALTH_EXACT)
+        self.below = tuple(endpoint.prefix + path for path in _asgi.HEALTH_BELOW)
+
+    def matches(self, scope: ASGIScope) -> tuple[Match, ASGIScope]:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            root: str = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            if path in self.exact or path.startswith(self.below):
+                return Match.FULL, {}
+        return Match.NONE, {}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        await self.endpoint(scope, receive, send)
