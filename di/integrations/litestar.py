@@ -109,7 +109,7 @@ class DIPlugin(InitPlugin):
             await endpoint(scope, receive, send)  # type: ignore[arg-type]
 
         paths = [self.health_prefix + path for path in _asgi.HEALTH_PATHS]
-        handler = asgi(path=paths, name="healthdi.health", include_in_schema=False)(health)
+        handler = asgi(path=paths, name="healthdi.health", copy_scope=True)(health)
         app_config.route_handlers = [*app_config.route_handlers, handler]
         return app_config
 
