@@ -529,7 +529,7 @@ def flask_app() -> Any:
 def test_flask_request_scopes_health_and_shutdown() -> None:
     from di.integrations.flask import shutdown
 
-    app, injector, events, monitor = flask_app()
+    app, injector, events, _ = flask_app()
     assert events.lines == ["database built"]  # install() started it
     client = app.test_client()
     try:
