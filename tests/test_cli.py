@@ -198,9 +198,10 @@ def test_serve_help_says_it_is_a_health_sidecar_and_points_to_the_integrations()
     assert "https://github.com/healthdi/healthdi/blob/main/docs/exposure.md" in text
     integrations = "Integrations for FastAPI, Starlette, Litestar, grpc.aio and Flask"
     assert integrations in text
-    # Said to be coming until the package exists; then this test asks for new words.
-    assert importlib.util.find_spec("di.integrations") is None
-    assert f"{integrations} (di.integrations) are coming." in text
+    # The package exists: the help points to it rather than saying it is coming.
+    assert importlib.util.find_spec("di.integrations") is not None
+    assert f"{integrations} (di.integrations) do both in one call" in text
+    assert "are coming" not in text
 
 
 # -- probe against the wrong kind of server ---------------------------------------------
