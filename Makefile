@@ -20,7 +20,7 @@ $(VENV)/.bench: $(BIN)/python pyproject.toml
 	@touch $@
 
 $(VENV)/.demo: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q -e '.[grpc,http]' 'redis>=5'
+	$(BIN)/python -m pip install -q -e '.[grpc,http,fastapi]' 'redis>=5'
 	@touch $@
 
 demo: $(VENV)/.demo

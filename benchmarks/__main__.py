@@ -6,7 +6,7 @@ import platform
 import sys
 from typing import Any
 
-from . import health, probe, request_scopes, resolve, serving, soak
+from . import health, probe, request_scopes, resolve, serving, soak, web
 from ._timing import measure, save, table
 
 
@@ -214,6 +214,15 @@ def serving_tables() -> None:
     for name, ms in watch.items():  # type: ignore[attr-defined]
         print(f"{name:<52}{ms:>10.1f}")
     path = save("serving", results)
+    print(f"\nwritten to {path}")
+    web_table()
+
+
+def web_table() -> None:
+    rows = web.measure()
+    print()
+    print(web.report(rows))
+    path = save("web", {"rows": rows})
     print(f"\nwritten to {path}")
     soak_table()
 

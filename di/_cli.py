@@ -56,9 +56,9 @@ application is shut down.
 
 di serve does not serve the application itself. To serve your application with its
 health routes beside its own, mount di.asgi.health_app in your ASGI application, or add
-di.grpc.add_health_servicer to your gRPC server: see {DOCS}. For grpc.aio servers,
-di.integrations.grpc does it all: a scope per RPC, injection, health, start and stop.
-Integrations for FastAPI, Starlette, Litestar and Flask are coming."""
+di.grpc.add_health_servicer to your gRPC server: see {DOCS}. Integrations for FastAPI,
+Starlette, Litestar, grpc.aio and Flask (di.integrations) do both in one call, with the
+container's lifespan and a scope per request."""
 
 TARGET = "an Injector, or a function (sync or async) returning one: myapp.container:create_app"
 

@@ -174,3 +174,83 @@ def test_serve_without_redis_stops_on_either_signal(signum: int, tmp_path: Path)
             serve.kill()
     output = serve.stdout.read().decode() if serve.stdout else ""
     assert "order store closed" in output
+
+
+# -- the shop as a FastAPI app under uvicorn, with di.integrations.fastapi --------------
+
+
+def serve_api(data_dir: Path, port: int, output: IO[str], **env: str) -> subprocess.Popen[bytes]:
+    """uvicorn serving the shop's FastAPI app, as a child process."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "examples.shop.api:create_api",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "SHOP_DATA_DIR": str(data_dir),
+            "SHOP_HEALTH_INTERVAL": str(INTERVAL),
+            **env,
+        },
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_shop_api_takes_orders_follows_redis_and_stops_cleanly(
+    redis: Redis, tmp_path: Path
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "api.log").open("w+")
+    api = serve_api(tmp_path, port, log, SHOP_REDIS_URL=redis.url)
+
+    def status(path: str) -> int:
+        try:
+            return httpx.get(base + path, timeout=5).status_code
+        except httpx.TransportError:
+            return 0
+
+    try:
+        wait_for(lambda: status("/readyz") == 200, 20, "the shop to be ready")
+        placed = httpx.post(base + "/orders/tea", timeout=5)
+        assert placed.status_code == 201 and placed.json()["item"] == "tea"
+        httpx.post(base + "/orders/coffee", timeout=5)
+        wait_for(
+            lambda: (
+                httpx.get(base + "/orders/count", timeout=5).json() == {"orders": 2, "cached": 2}
+            ),
+            10,
+            "the count to reach redis",
+        )
+
+        redis.kill()
+        wait_for(lambda: status("/readyz") == 503, 2 * INTERVAL + 3, "readiness to fail")
+        verbose = httpx.get(base + "/readyz?verbose", timeout=5).text
+        assert "[-]examples.shop.app.Cache failed: reason withheld" in verbose
+        assert status("/livez") == 200  # a dependency down is not a reason to restart
+        assert httpx.post(base + "/orders/cake", timeout=5).status_code == 201  # SQLite only
+
+        redis.start()
+        wait_for(lambda: status("/readyz") == 200, 2 * INTERVAL + 3, "readiness to recover")
+
+        api.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught.
+        assert api.wait(timeout=20) in (0, -signal.SIGTERM)
+    finally:
+        if api.poll() is None:
+            api.kill()
+            api.wait()
+    log.seek(0)
+    output = log.read()
+    assert "cache closed" in output and "order store closed" in output  # shutdown hooks ran
+    assert "Application shutdown complete." in output
+    assert "Traceback" not in output

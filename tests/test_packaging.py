@@ -16,7 +16,6 @@ from importlib.metadata import version
 import di
 
 from .processes import ROOT
-from .test_cli import coming_integrations
 
 REPOSITORY = "https://github.com/healthdi/healthdi"
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -91,17 +90,22 @@ def test_readme_says_di_serve_is_a_health_sidecar_and_points_to_the_integrations
     assert "it does not serve the application itself." in text
     assert "mount `di.asgi.health_app` in your ASGI application" in text
     assert "add `di.grpc.add_health_servicer` to your gRPC server" in text
-    # Each integration is named once it exists; those still missing are said to be coming.
-    assert importlib.util.find_spec("di.integrations.grpc") is not None
-    assert "For grpc.aio servers, `di.integrations.grpc` does it all" in text
-    assert coming_integrations() in text
+    # The package exists: the README points to it rather than saying it is coming.
+    assert importlib.util.find_spec("di.integrations") is not None
+    assert (
+        "Integrations for FastAPI, Starlette, Litestar, grpc.aio and Flask "
+        "(`di.integrations`) do both in one call" in text
+    )
+    assert "are coming" not in text
 
 
-def test_no_extra_names_a_framework_integration_that_does_not_exist() -> None:
-    extras = set(PROJECT["optional-dependencies"])
-    frameworks = {"fastapi", "starlette", "litestar", "flask"}
-    if importlib.util.find_spec("di.integrations") is None:
-        assert not extras & frameworks, extras
+def test_each_framework_integration_has_its_extra_and_the_tests_install_it() -> None:
+    extras = PROJECT["optional-dependencies"]
+    for framework in ("fastapi", "starlette", "litestar", "flask"):
+        assert importlib.util.find_spec(f"di.integrations.{framework}") is not None
+        (requirement,) = extras[framework]
+        assert requirement.startswith(framework), (framework, requirement)
+        assert requirement in extras["test"], framework
 
 
 def test_changelog_keeps_a_changelog() -> None:

@@ -1,7 +1,19 @@
-"""Framework integrations: one module per framework, each importing only its framework.
+"""Integrations with web and RPC frameworks: one module per framework.
 
-Each needs its framework's extra (``pip install 'healthdi[grpc]'``, ...) and does four
-things in that framework's own idiom: start and stop the container with a running
-:class:`~di.HealthMonitor`, open a scope per request with the request object in its
-context, inject services into handlers, and serve the health endpoints.
+Each module imports only its framework (install it with the matching extra, such as
+``pip install 'healthdi[fastapi]'``) and does four things the framework's own way:
+
+1. **Lifespan:** the app's startup runs the injector's ``astart()`` and a
+   :class:`~di.HealthMonitor`; its shutdown turns every status NOT_SERVING, then shuts
+   the injector down. A failed start fails the app's startup with the error.
+2. **A scope per request** (or WebSocket connection, or RPC), with the framework's
+   request object in its context, closed after the response; an exception that
+   escapes the request is thrown into generator factories, so they can roll back.
+3. **Injection into handlers,** in the framework's idiom.
+4. **Health routes** (``/health``, ``/livez``, ``/readyz``, the JSON Check) served
+   from the monitor.
+
+Modules: :mod:`di.integrations.fastapi`, :mod:`di.integrations.starlette`,
+:mod:`di.integrations.litestar`, :mod:`di.integrations.grpc` and
+:mod:`di.integrations.flask`.
 """

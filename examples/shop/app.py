@@ -1,4 +1,8 @@
-"""The shop's container. Serve its health with:
+"""The shop's container. The shop itself is a FastAPI app (examples.shop.api):
+
+    uvicorn --factory examples.shop.api:create_api --port 8080
+
+Its health alone, beside it, from a sidecar:
 
     di serve examples.shop.app:create_app --http 127.0.0.1:8080 --grpc 127.0.0.1:50051
 

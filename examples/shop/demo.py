@@ -1,8 +1,9 @@
-"""`make demo`: serve the shop's health on embedded defaults.
+"""`make demo`: serve the shop, a FastAPI app with its health routes, on embedded defaults.
 
 Starts a local redis-server on a free loopback port when one is installed (unless
-SHOP_REDIS_URL points elsewhere), else runs on SQLite alone and says so; then runs
-`di serve` until Ctrl-C.
+SHOP_REDIS_URL points elsewhere), else runs on SQLite alone and says so; then serves
+the shop's FastAPI app (examples.shop.api) with uvicorn until Ctrl-C. The container
+starts and stops with the app (di.integrations.fastapi).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import tempfile
 import time
 from typing import cast
 
-HTTP = "127.0.0.1:8080"
-GRPC = "127.0.0.1:50051"
+HOST, PORT = "127.0.0.1", 8080
+HTTP = f"{HOST}:{PORT}"
 
 
 def _free_port() -> int:
@@ -69,11 +70,12 @@ def instructions(redis: subprocess.Popen[bytes] | None) -> str:
     """What to try while the shop is served."""
     return f"""
 Try, from another terminal:
+  curl -X POST http://{HTTP}/orders/tea
+  curl http://{HTTP}/orders/count
   curl -i http://{HTTP}/health
   curl http://{HTTP}/readyz?verbose
   curl -X POST -d '{{"service": ""}}' http://{HTTP}/grpc.health.v1.Health/Check
   .venv/bin/di probe http://{HTTP}/livez
-  .venv/bin/di probe grpc://{GRPC} --service readiness
 {redis_steps(redis) if redis else ""}
 Ctrl-C stops the server (it goes NOT_SERVING, then shuts the container down).
 """
@@ -81,23 +83,18 @@ Ctrl-C stops the server (it goes NOT_SERVING, then shuts the container down).
 
 def main() -> None:
     redis, url = _start_redis()
-    env = {**os.environ, "SHOP_DATA_DIR": tempfile.mkdtemp(prefix="shop-")}
+    env = {
+        **os.environ,
+        "SHOP_DATA_DIR": tempfile.mkdtemp(prefix="shop-"),
+        "SHOP_HEALTH_INTERVAL": "2",
+    }
     if url:
         env["SHOP_REDIS_URL"] = url
     print(instructions(redis))
     command = [
-        sys.executable,
-        "-m",
-        "di",
-        "serve",
-        "examples.shop.app:create_app",
-        "--http",
-        HTTP,
-        "--grpc",
-        GRPC,
-        "--interval",
-        "2",
-    ]
+        sys.executable, "-m", "uvicorn", "--factory", "examples.shop.api:create_api",
+        "--host", HOST, "--port", str(PORT),
+    ]  # fmt: skip
     server = subprocess.Popen(command, env=env)
     signal.signal(signal.SIGTERM, lambda *_: server.send_signal(signal.SIGTERM))
     try:
@@ -108,7 +105,7 @@ def main() -> None:
         if redis is not None:
             redis.terminate()
             redis.wait(5)
-    sys.exit(code)
+    sys.exit(0 if code == -signal.SIGTERM else code)  # uvicorn re-raises the signal it caught
 
 
 if __name__ == "__main__":

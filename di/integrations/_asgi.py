@@ -1,0 +1,194 @@
+"""What the ASGI integrations share: the lifespan, a scope per connection, health routes.
+
+Framework-free (the core's dependencies only): the Starlette, FastAPI and Litestar
+modules build on it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from ..asgi import ASGIApp, Receive, Send, health_app
+from ..errors import DIError, ScopeClosedError
+from ..monitor import HealthMonitor
+from ..scope import Scope
+
+# The ASGI scope key under which each HTTP request and WebSocket connection keeps its slot.
+SLOT = "healthdi.scope"
+
+# The paths of the health routes, in the syntax Starlette and Litestar share.
+HEALTH_PATHS = (
+    "/health",
+    "/health/{name:path}",
+    "/livez",
+    "/livez/{check:str}",
+    "/readyz",
+    "/readyz/{check:str}",
+    "/grpc.health.v1.Health/Check",
+)
+
+# The same routes as exact paths and as prefixes of the paths below them.
+HEALTH_EXACT = ("/health", "/livez", "/readyz", "/grpc.health.v1.Health/Check")
+HEALTH_BELOW = ("/health/", "/livez/", "/readyz/")
+
+_opening = threading.Lock()  # a sync endpoint's worker thread may open the scope too
+
+
+class Slot:
+    """A connection's request scope, opened on first use and closed after the response.
+
+    Opening it on first use keeps requests that inject nothing (health probes, static
+    files) free of any scope work; a closed slot refuses to open.
+    """
+
+    __slots__ = ("context", "done", "failure", "injector", "scope")
+
+    def __init__(self, injector: Scope, context: Callable[[Any], Mapping[Any, Any]]) -> None:
+        self.injector = injector
+        self.context = context
+        self.scope: Scope | None = None
+        self.done = False
+        # A handler's exception that the framework turned into a response, seen by an
+        # injecting dependency: the scope closes with it all the same.
+        self.failure: Exception | None = None
+
+    def open(self, connection: Any) -> Scope:
+        """The request's scope, opened with ``connection`` in its context if need be."""
+        with _opening:
+            scope = self.scope
+            if scope is None:
+                if self.done:
+                    raise ScopeClosedError(
+                        "request", "open a request scope after the response was sent"
+                    )
+                scope = self.scope = self.injector.scope(context=self.context(connection))
+            return scope
+
+
+def scope_of(connection: Any, scope: MutableMapping[str, Any], framework: str) -> Scope:
+    """The request scope of ``connection``, whose ASGI scope is ``scope``."""
+    slot: Slot | None = scope.get(SLOT)
+    if slot is None:
+        raise DIError(
+            f"this {framework} app has no request scopes: call "
+            f"di.integrations.{framework}.install(app, injector) where the app is made"
+        )
+    return slot.scope or slot.open(connection)
+
+
+class RequestScopes:
+    """ASGI middleware: a slot per HTTP request and WebSocket connection, closed after it.
+
+    The scope closes once the app has returned (the response sent, background tasks
+    run); an exception that escapes the app is thrown into generator factories first.
+    """
+
+    __slots__ = ("app", "context", "injector")
+
+    def __init__(
+        self, app: ASGIApp, injector: Scope, context: Callable[[Any], Mapping[Any, Any]]
+    ) -> None:
+        self.app = app
+        self.injector = injector
+        self.context = context
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        slot = Slot(self.injector, self.context)
+        scope[SLOT] = slot
+        try:
+            await self.app(scope, receive, send)
+        except BaseException as error:
+            slot.done = True
+            opened = slot.scope
+            if opened is not None:
+                await opened.__aexit__(type(error), error, error.__traceback__)
+            raise
+        slot.done = True
+        opened = slot.scope
+        if opened is not None:
+            failure = slot.failure
+            if failure is None:
+                await opened.__aexit__(None, None, None)
+            else:
+                await opened.__aexit__(type(failure), failure, failure.__traceback__)
+
+
+def declare_context(injector: Scope, keys: tuple[type[Any], ...], framework: str) -> None:
+    """Declare each connection type as a context key, unless it already is one."""
+    from .._service import Lifetime
+
+    for key in keys:
+        found = injector._lookup(key)
+        if found is None:
+            injector.provide_context(key)
+        elif found.lifetime is not Lifetime.CONTEXT:
+            raise DIError(
+                f"{found.label} is provided as a service, but the {framework} integration "
+                f"gives each request scope its own: remove that provider, or declare it "
+                f"with provide_context({key.__name__})"
+            )
+
+
+def monitor_for(injector: Scope, monitor: HealthMonitor | None) -> HealthMonitor:
+    if not isinstance(injector, Scope):
+        raise TypeError(f"install() needs an Injector, got {injector!r}")
+    if monitor is None:
+        return HealthMonitor(injector)
+    if monitor.injector is not injector:
+        raise ValueError("install(monitor=...) must monitor the injector it is given")
+    return monitor
+
+
+@asynccontextmanager
+async def running(injector: Scope, monitor: HealthMonitor) -> AsyncIterator[None]:
+    """Start the injector and run the monitor; on exit, NOT_SERVING, then shut down.
+
+    A failed start shuts down what it had built, then raises (failing the app's
+    startup).
+    """
+    try:
+        await monitor.__aenter__()  # astart(), then a round every interval
+    except BaseException:
+        await injector.ashutdown()
+        raise
+    try:
+        yield
+    finally:
+        try:
+            await monitor.enter_graceful_shutdown()
+            await monitor.__aexit__(None, None, None)
+        finally:
+            await injector.ashutdown()
+
+
+def normalize_prefix(prefix: str) -> str:
+    if not isinstance(prefix, str) or (prefix and not prefix.startswith("/")):
+        raise ValueError(f"health_prefix must be '' or start with '/', got {prefix!r}")
+    return prefix.rstrip("/")
+
+
+class HealthEndpoint:
+    """The health app behind routes under ``prefix``: it sees the path below the prefix."""
+
+    __slots__ = ("app", "prefix")
+
+    def __init__(self, monitor: HealthMonitor, show_details: bool, prefix: str) -> None:
+        self.app = health_app(monitor, show_details=show_details)
+        self.prefix = prefix
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        child = dict(scope)
+        child["path"] = path[len(self.prefix) :] or "/"
+        child["root_path"] = ""
+        await self.app(child, receive, send)

@@ -1,0 +1,282 @@
+"""Flask: a scope per request, ``@inject``, health routes as a blueprint, shutdown at exit.
+
+>>> app = Flask(__name__)
+>>> install(app, injector)
+>>> @app.get("/orders")
+... @inject
+... def list_orders(store: Inject[OrderStore]) -> list[str]:
+...     return store.items()
+
+Flask apps are sync: :func:`install` starts the injector with ``start()`` (sync
+factories) and runs the :class:`~di.HealthMonitor` on an event loop in a thread of its
+own. ``pip install 'healthdi[flask]'``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import inspect
+import threading
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+from flask import Blueprint, Flask, Request, Response, current_app, g, request
+
+from .._keys import Named
+from ..asgi import _BY_STATUS, _EXPECTED, _Answer, _health, _json, _probe
+from ..errors import DIError
+from ..monitor import HealthMonitor
+from ..scope import Scope
+from . import _asgi
+
+__all__ = ["Inject", "inject", "install", "scope_of", "shutdown"]
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Marker:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Inject"
+
+
+_INJECT = _Marker()
+
+# ``Inject[T]`` is ``Annotated[T, <marker>]``: for type checkers it is ``T``.
+Inject = Annotated[T, _INJECT]
+
+_EXTENSION = "healthdi"
+_G_SCOPE = "_healthdi_scope"
+
+
+class _Running:
+    """The injector and monitor of one app, and the thread the monitor runs in."""
+
+    def __init__(self, injector: Scope, monitor: HealthMonitor) -> None:
+        self.injector = injector
+        self.monitor = monitor
+        self.thread: threading.Thread | None = None
+        self.stop: Callable[[], None] | None = None
+        self.done = False
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the injector here, then run the monitor in a thread until :meth:`close`."""
+        try:
+            self.injector.start()
+        except BaseException:
+            self.injector.shutdown()  # what the failed start had built
+            raise
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        async def run() -> None:
+            token = anyio.lowlevel.current_token()
+            stopped = anyio.Event()
+            self.stop = lambda: anyio.from_thread.run_sync(stopped.set, token=token)
+            try:
+                async with self.monitor:
+                    ready.set()
+                    await stopped.wait()
+                    await self.monitor.enter_graceful_shutdown()
+            except BaseException as error:
+                failure.append(error)
+                raise
+            finally:
+                ready.set()
+
+        self.thread = threading.Thread(
+            target=lambda: anyio.run(run), name="healthdi-monitor", daemon=True
+        )
+        self.thread.start()
+        ready.wait()
+        if failure:
+            self.injector.shutdown()
+            raise failure[0]
+
+    def close(self) -> None:
+        """NOT_SERVING, stop the monitor (after its round), then shut the injector down."""
+        with self.lock:
+            if self.done:
+                return
+            self.done = True
+        if self.stop is not None and self.thread is not None and self.thread.is_alive():
+            self.stop()
+            self.thread.join(self.monitor.timeout + 5.0)
+        self.injector.shutdown()
+
+
+def install(
+    app: Flask,
+    injector: Scope,
+    *,
+    monitor: HealthMonitor | None = None,
+    health_prefix: str = "",
+    show_details: bool = False,
+) -> HealthMonitor:
+    """Run ``injector`` with ``app``: start now, a scope per request, health, shutdown.
+
+    - **Start:** the injector's ``start()`` runs now (validation, then eager
+      services): a failure raises here, so the app is never made. The monitor
+      (``monitor``, or ``HealthMonitor(injector)``) then runs in a thread of its own.
+    - **Request scopes:** ``flask.Request`` is declared with ``provide_context``
+      (unless it already is). Each request gets its own scope on first use (an
+      ``Inject`` parameter, :func:`scope_of`), with the request in its context; it
+      closes in ``teardown_request``, and an unhandled exception of the request is
+      thrown into generator factories. One that an ``errorhandler`` or ``abort()``
+      answered is handled: the scope closes as usual.
+    - **Health routes:** a blueprint serving ``/health``, ``/livez``, ``/readyz``
+      (and their ``/<name>`` forms) and ``POST /grpc.health.v1.Health/Check`` under
+      ``health_prefix``, as :func:`di.asgi.health_app` answers them.
+    - **Shutdown:** at interpreter exit (``atexit``), or earlier with
+      :func:`shutdown`: every status turns NOT_SERVING, the monitor stops, and the
+      injector's ``shutdown()`` runs.
+
+    Returns the monitor.
+    """
+    monitor = _asgi.monitor_for(injector, monitor)
+    prefix = _asgi.normalize_prefix(health_prefix)
+    if _EXTENSION in app.extensions:
+        raise RuntimeError("install() was already called on this Flask app")
+    _asgi.declare_context(injector, (Request,), "flask")
+    running = _Running(injector, monitor)
+    running.start()
+    app.extensions[_EXTENSION] = running
+    atexit.register(running.close)
+    app.teardown_request(_close_scope)
+    app.register_blueprint(_blueprint(monitor, show_details), url_prefix=prefix or None)
+    return monitor
+
+
+def shutdown(app: Flask) -> None:
+    """What runs at exit, now: NOT_SERVING, stop the monitor, shut the injector down."""
+    running: _Running | None = app.extensions.get(_EXTENSION)
+    if running is None:
+        raise DIError("this Flask app has no injector: call install(app, injector) first")
+    running.close()
+
+
+def scope_of(req: Request | None = None) -> Scope:
+    """The scope of the current request, opened on first use.
+
+    >>> order = scope_of().invoke(Order)
+    """
+    scope: Scope | None = g.get(_G_SCOPE)
+    if scope is not None:
+        return scope
+    running: _Running | None = current_app.extensions.get(_EXTENSION)
+    if running is None:
+        raise DIError(
+            "this Flask app has no request scopes: call "
+            "di.integrations.flask.install(app, injector) where the app is made"
+        )
+    # werkzeug documents _get_current_object() as the way to unwrap its LocalProxy.
+    current = req if req is not None else request._get_current_object()  # type: ignore[attr-defined]  # noqa: SLF001
+    scope = running.injector.scope(context={Request: current})
+    setattr(g, _G_SCOPE, scope)
+    return scope
+
+
+def _close_scope(error: BaseException | None) -> None:
+    scope: Scope | None = g.pop(_G_SCOPE, None)
+    if scope is not None:
+        if error is None:
+            scope.__exit__(None, None, None)
+        else:
+            scope.__exit__(type(error), error, error.__traceback__)
+
+
+def inject(view: F) -> F:
+    """Fill the view's ``Inject[T]`` parameters from the request's scope.
+
+    Other parameters (URL variables) are passed as Flask passes them; the view's
+    signature loses the injected ones, so Flask never sees them.
+    """
+    hints = get_type_hints(view, include_extras=True)
+    wanted: dict[str, tuple[Any, str | None]] = {}
+    for name, hint in hints.items():
+        if name == "return" or get_origin(hint) is not Annotated:
+            continue
+        key, *metadata = get_args(hint)
+        if not any(m is _INJECT for m in metadata):
+            continue
+        names = [m.name for m in metadata if isinstance(m, Named)]
+        wanted[name] = (key, names[-1] if names else None)
+    if not wanted:
+        raise TypeError(f"@inject: {view.__qualname__} has no Inject[T] parameter")
+    if inspect.iscoroutinefunction(view):
+        raise TypeError(f"@inject: {view.__qualname__} is async; Flask views here are sync")
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        scope = scope_of()
+        for name, (key, named) in wanted.items():
+            kwargs[name] = scope.invoke(key) if named is None else scope.invoke(key, named)
+        return view(*args, **kwargs)
+
+    signature = inspect.signature(view)
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p for p in signature.parameters.values() if p.name not in wanted]
+    )
+    return wrapper  # type: ignore[return-value]
+
+
+def _blueprint(monitor: HealthMonitor, details: bool) -> Blueprint:
+    blueprint = Blueprint("healthdi", __name__)
+
+    def answer(found: _Answer, head: bool = False) -> Response:
+        response = Response(b"" if head else found.body, status=found.status)
+        for name, value in found.head:
+            if name != b"content-length":
+                response.headers[name.decode()] = value.decode()
+        return response
+
+    def run(make: Callable[[], _Answer]) -> Response:
+        try:
+            found = make()
+        except _Answer as raised:
+            found = raised
+        return answer(found, request.method == "HEAD")
+
+    @blueprint.get("/health", defaults={"name": ""})
+    @blueprint.get("/health/<path:name>")
+    def health(name: str) -> Response:
+        return run(lambda: _health(monitor, details, name))
+
+    def probe(endpoint: str, group: str, single: str | None) -> Response:
+        query = {key: request.args.getlist(key) for key in request.args}
+        return run(lambda: _probe(monitor, details, endpoint, group, single, query))
+
+    @blueprint.get("/livez", defaults={"check": None})
+    @blueprint.get("/livez/<check>")
+    def livez(check: str | None) -> Response:
+        return probe("livez", "liveness", check)
+
+    @blueprint.get("/readyz", defaults={"check": None})
+    @blueprint.get("/readyz/<check>")
+    def readyz(check: str | None) -> Response:
+        return probe("readyz", "readiness", check)
+
+    @blueprint.post("/grpc.health.v1.Health/Check")
+    def check() -> Response:
+        payload = request.get_json(force=True, silent=True)
+        if payload is None and request.get_data():
+            return answer(_json(400, {"code": "invalid_argument", "message": "body is not JSON"}))
+        payload = {} if payload is None else payload
+        name = payload.get("service") if isinstance(payload, dict) else 0
+        if name is None:
+            name = ""
+        if not isinstance(name, str):
+            return answer(_json(400, {"code": "invalid_argument", "message": _EXPECTED}))
+        status = monitor.status(name)
+        if status is None:
+            return answer(_json(404, {"code": "not_found", "message": f"unknown service {name!r}"}))
+        return answer(_BY_STATUS[status])
+
+    return blueprint

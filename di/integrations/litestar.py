@@ -1,0 +1,159 @@
+"""Litestar: a plugin running the container with the app, and ``Provide`` for services.
+
+>>> app = Litestar(
+...     route_handlers=[list_orders],
+...     plugins=[DIPlugin(injector, dependencies={"store": OrderStore})],
+... )
+>>> @get("/orders")
+... async def list_orders(store: OrderStore) -> list[str]: ...
+
+Litestar injects by parameter name: :class:`DIPlugin` ``dependencies=`` maps names to
+services for the whole app, and :func:`provide` makes the ``Provide`` for a handler's,
+controller's or router's own ``dependencies``. ``pip install 'healthdi[litestar]'``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, get_args, get_origin
+
+from litestar import Litestar, Request, WebSocket
+from litestar.config.app import AppConfig
+from litestar.connection import ASGIConnection
+from litestar.di import Provide
+from litestar.handlers import asgi
+from litestar.middleware import DefineMiddleware
+from litestar.plugins import InitPlugin
+from litestar.types import Receive, Send
+from litestar.types import Scope as ASGIScope
+
+from .._keys import Named
+from ..monitor import HealthMonitor
+from ..scope import Scope
+from . import _asgi
+
+__all__ = ["DIPlugin", "provide", "scope_of"]
+
+# The context keys each request scope receives: the connection as its own class, and as
+# ASGIConnection (either kind) for services that serve both.
+CONTEXT_KEYS = (Request, WebSocket, ASGIConnection)
+
+
+class DIPlugin(InitPlugin):
+    """Runs ``injector`` with the app: lifespan, a scope per request, ``Provide``, health.
+
+    - **Lifespan:** a lifespan manager, entered before the app's own, runs
+      ``astart()`` (a failure fails the app's startup) and the monitor (``monitor``,
+      or ``HealthMonitor(injector)``); at shutdown every status turns NOT_SERVING,
+      the app's own lifespan ends, the monitor stops and ``ashutdown()`` runs.
+    - **Request scopes:** ``Request``, ``WebSocket`` and ``ASGIConnection`` are
+      declared with ``provide_context`` (unless they already are). Each request (and
+      WebSocket connection) to a route gets its own scope on its first injected
+      service, with the connection in its context; it closes after the response has
+      been sent. An exception raised by the handler (``HTTPException`` included) is
+      thrown into generator factories when the scope closes, as Litestar throws it
+      into its own generator dependencies.
+    - **Injection:** ``dependencies`` maps parameter names to services (a type, a
+      name, or ``Annotated[T, Named("x")]``), as app-level ``Provide`` dependencies.
+    - **Health routes:** ``/health``, ``/livez``, ``/readyz`` (and their ``/{name}``
+      forms) and ``POST /grpc.health.v1.Health/Check`` under ``health_prefix``;
+      error texts only with ``show_details=True``.
+    """
+
+    __slots__ = ("dependencies", "health_prefix", "injector", "monitor", "show_details")
+
+    def __init__(
+        self,
+        injector: Scope,
+        *,
+        monitor: HealthMonitor | None = None,
+        health_prefix: str = "",
+        show_details: bool = False,
+        dependencies: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.injector = injector
+        self.monitor = _asgi.monitor_for(injector, monitor)
+        self.health_prefix = _asgi.normalize_prefix(health_prefix)
+        self.show_details = show_details
+        self.dependencies = dict(dependencies or {})
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        injector, monitor = self.injector, self.monitor
+        _asgi.declare_context(injector, CONTEXT_KEYS, "litestar")
+
+        def running(app: Litestar) -> Any:
+            return _asgi.running(injector, monitor)
+
+        @asynccontextmanager
+        async def draining(app: Litestar) -> AsyncIterator[None]:
+            try:
+                yield
+            finally:
+                await monitor.enter_graceful_shutdown()  # before the app's own shutdown
+
+        app_config.lifespan = [running, *app_config.lifespan, draining]
+        app_config.middleware = [
+            DefineMiddleware(
+                _asgi.RequestScopes,  # type: ignore[arg-type]  # plain ASGI types
+                injector=injector,
+                context=context_of,
+            ),
+            *app_config.middleware,
+        ]
+        for name, key in self.dependencies.items():
+            app_config.dependencies[name] = provide(key)
+        endpoint = _asgi.HealthEndpoint(monitor, self.show_details, self.health_prefix)
+
+        async def health(scope: ASGIScope, receive: Receive, send: Send) -> None:
+            await endpoint(scope, receive, send)  # type: ignore[arg-type]
+
+        paths = [self.health_prefix + path for path in _asgi.HEALTH_PATHS]
+        handler = asgi(path=paths, name="healthdi.health", copy_scope=True)(health)
+        app_config.route_handlers = [*app_config.route_handlers, handler]
+        return app_config
+
+
+def provide(service: Any, *, use_cache: bool = False) -> Provide:
+    """The ``Provide`` for ``service``, invoked from the request's scope.
+
+    ``service`` is a type, a name, or ``Annotated[T, Named("x")]``:
+
+    >>> @get("/orders", dependencies={"store": provide(OrderStore)})
+    ... async def list_orders(store: OrderStore) -> list[str]: ...
+    """
+    key, name = service, None
+    if get_origin(service) is Annotated:
+        key, *metadata = get_args(service)
+        names = [m.name for m in metadata if isinstance(m, Named)]
+        name = names[-1] if names else None
+
+    async def resolve(request: ASGIConnection[Any, Any, Any, Any]) -> AsyncGenerator[Any, None]:
+        slot: Any = request.scope.get(_asgi.SLOT)
+        # Without a slot, scope_of() raises: the plugin is missing.
+        scope = scope_of(request) if slot is None else slot.scope or slot.open(request)
+        value = await (scope.ainvoke(key) if name is None else scope.ainvoke(key, name))
+        try:
+            yield value
+        except Exception as error:
+            # The handler failed: the scope closes with its exception, after the response.
+            if slot is not None and slot.failure is None:
+                slot.failure = error
+            raise
+
+    resolve.__qualname__ = f"provide({getattr(key, '__qualname__', key)})"
+    return Provide(resolve, use_cache=use_cache)
+
+
+def scope_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Scope:
+    """The scope of this request (or WebSocket connection), opened on first use."""
+    return _asgi.scope_of(connection, connection.scope, "litestar")  # type: ignore[arg-type]
+
+
+def context_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Mapping[Any, Any]:
+    """A request scope's context: the connection under its class and ASGIConnection."""
+    if isinstance(connection, Request):
+        return {Request: connection, ASGIConnection: connection}
+    if isinstance(connection, WebSocket):
+        return {WebSocket: connection, ASGIConnection: connection}
+    return {ASGIConnection: connection}

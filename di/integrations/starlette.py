@@ -1,0 +1,134 @@
+"""Starlette: the container's lifespan, a scope per request, and health routes.
+
+>>> app = Starlette(routes=[Route("/orders", list_orders)])
+>>> install(app, injector)
+>>> async def list_orders(request: Request) -> Response:
+...     orders = await scope_of(request).ainvoke(OrderStore)
+
+:func:`install` wraps the app's lifespan (the injector's ``astart()`` and a
+:class:`~di.HealthMonitor` at startup; NOT_SERVING, then ``ashutdown()`` at shutdown),
+adds a middleware giving each HTTP request and WebSocket connection a scope, and adds
+the health routes. ``pip install 'healthdi[starlette]'``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection, Request
+from starlette.routing import BaseRoute, Match, NoMatchFound
+from starlette.types import Receive, Send
+from starlette.types import Scope as ASGIScope
+from starlette.websockets import WebSocket
+
+from ..monitor import HealthMonitor
+from ..scope import Scope
+from . import _asgi
+
+__all__ = ["install", "scope_of"]
+
+# The context keys each request scope receives: the connection as its own class, and as
+# HTTPConnection (either kind) for services that serve both.
+CONTEXT_KEYS = (Request, WebSocket, HTTPConnection)
+
+
+def install(
+    app: Starlette,
+    injector: Scope,
+    *,
+    monitor: HealthMonitor | None = None,
+    health_prefix: str = "",
+    show_details: bool = False,
+) -> HealthMonitor:
+    """Run ``injector`` with ``app``: lifespan, a scope per request, health routes.
+
+    - **Lifespan:** the app's own lifespan runs inside the container's: startup runs
+      ``astart()`` (a failure fails the app's startup) and the monitor (``monitor``,
+      or ``HealthMonitor(injector)``); at shutdown every status turns NOT_SERVING,
+      the app's own shutdown runs, the monitor stops and ``ashutdown()`` runs.
+    - **Request scopes:** ``Request``, ``WebSocket`` and ``HTTPConnection`` are
+      declared with ``provide_context`` (unless they already are). Each HTTP request
+      and WebSocket connection gets its own scope when a handler first asks for it
+      with :func:`scope_of`, with the connection in its context; it closes when the
+      response has been sent (background tasks included), and an exception escaping
+      the app is thrown into generator factories. One the app answers with an
+      exception handler (``HTTPException``) is handled: the scope closes as usual.
+    - **Health routes:** ``/health``, ``/livez``, ``/readyz`` (and their ``/{name}``
+      forms) and ``POST /grpc.health.v1.Health/Check`` under ``health_prefix``, as
+      :func:`di.asgi.health_app` answers them; error texts only with
+      ``show_details=True``.
+
+    Call it where the app is made, before it serves. Returns the monitor.
+    """
+    monitor = _asgi.monitor_for(injector, monitor)
+    prefix = _asgi.normalize_prefix(health_prefix)
+    _asgi.declare_context(injector, CONTEXT_KEYS, "starlette")
+    install_lifespan(app, injector, monitor)
+    app.add_middleware(_asgi.RequestScopes, injector=injector, context=context_of)
+    app.router.routes.append(HealthRoutes(_asgi.HealthEndpoint(monitor, show_details, prefix)))
+    return monitor
+
+
+def scope_of(connection: HTTPConnection) -> Scope:
+    """The scope of this request (or WebSocket connection), opened on first use.
+
+    >>> order = await scope_of(request).ainvoke(Order)
+    """
+    return _asgi.scope_of(connection, connection.scope, "starlette")
+
+
+def context_of(connection: HTTPConnection) -> Mapping[Any, Any]:
+    """A request scope's context: the connection under its class and HTTPConnection."""
+    if isinstance(connection, Request):
+        return {Request: connection, HTTPConnection: connection}
+    if isinstance(connection, WebSocket):
+        return {WebSocket: connection, HTTPConnection: connection}
+    return {HTTPConnection: connection}
+
+
+def install_lifespan(app: Starlette, injector: Scope, monitor: HealthMonitor) -> None:
+    """Wrap the app's lifespan in the container's."""
+    router = app.router
+    inner = router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
+        async with _asgi.running(injector, monitor), inner(app) as state:
+            try:
+                yield state
+            finally:
+                await monitor.enter_graceful_shutdown()  # before the app's own shutdown
+
+    router.lifespan_context = lifespan
+
+
+class HealthRoutes(BaseRoute):
+    """The health routes as one route: a set lookup and a prefix test per request.
+
+    Routes are tried in order, and these are added before the app's later routes: one
+    cheap test keeps them from slowing every other request down.
+    """
+
+    def __init__(self, endpoint: _asgi.HealthEndpoint) -> None:
+        self.endpoint = endpoint
+        self.exact = frozenset(endpoint.prefix + path for path in _asgi.HEALTH_EXACT)
+        self.below = tuple(endpoint.prefix + path for path in _asgi.HEALTH_BELOW)
+
+    def matches(self, scope: ASGIScope) -> tuple[Match, ASGIScope]:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            root: str = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            if path in self.exact or path.startswith(self.below):
+                return Match.FULL, {}
+        return Match.NONE, {}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        await self.endpoint(scope, receive, send)

@@ -1,0 +1,603 @@
+"""di.integrations against the real frameworks: FastAPI, Starlette, Litestar and Flask.
+
+For each: eager services built at startup, one scope per request with the request
+object injectable, scoped services shared within a request and closed after it, 100
+concurrent requests without cross-talk, /readyz following a check that starts failing,
+error texts withheld, shutdown hooks run when the app stops.
+
+FastAPI and Starlette are driven through their lifespan and httpx's ASGI transport, so
+their async tests run on asyncio and on trio; once more under a real uvicorn server.
+Litestar's test client and uvicorn run on asyncio only, so those tests are sync.
+Flask is sync: its test client, and threads for concurrency.
+"""
+
+# No `from __future__ import annotations`: the frameworks read the annotations of
+# endpoints defined inside functions, which name local imports.
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import anyio
+import httpx
+import pytest
+
+from di import HealthMonitor, Injector, Named
+
+from .processes import free_port
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "password=hunter2@db.internal"
+
+
+class Events:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.lock = threading.Lock()
+
+    def add(self, line: str) -> None:
+        with self.lock:
+            self.lines.append(line)
+
+
+class Database:
+    """An eager singleton whose check fails (with a secret in its text) when told to."""
+
+    def __init__(self, events: Events) -> None:
+        self.events = events
+        self.failing = False
+        events.add("database built")
+
+    def health_check(self) -> None:
+        if self.failing:
+            raise ConnectionError(f"cannot reach {SECRET}")
+
+    def shutdown(self) -> None:
+        self.events.add("database shut down")
+
+
+class Unit:
+    """A scoped unit of work holding its request; its generator records how it ended."""
+
+    def __init__(self, request: Any, tag: str) -> None:
+        self.request = request
+        self.tag = tag
+
+
+def make_injector(request_type: type[Any], tag: Callable[[Any], str]) -> tuple[Injector, Events]:
+    events = Events()
+    injector = Injector()
+    injector.provide_value(events)
+    injector.provide(Database, eager=True)
+
+    def unit(request: Any) -> Iterator[Unit]:
+        made = Unit(request, tag(request))
+        events.add(f"open {made.tag}")
+        try:
+            yield made
+        except Exception as error:
+            events.add(f"rollback {made.tag}: {error}")
+            raise
+        else:
+            events.add(f"close {made.tag}")
+
+    # The framework's own request class, as the annotation (not a string) names it.
+    unit.__annotations__["request"] = request_type
+    unit.__annotations__["return"] = Iterator[Unit]
+    injector.provide_scoped(unit)
+    injector.provide_value("named value", name="greeting")
+    return injector, events
+
+
+def fast_monitor(injector: Injector) -> HealthMonitor:
+    return HealthMonitor(injector, interval=0.05)
+
+
+async def wait_for_status(client: Any, path: str, status: int) -> Any:
+    with anyio.fail_after(10):
+        while True:
+            response = await client.get(path)
+            if response.status_code == status:
+                return response
+            await anyio.sleep(0.02)
+
+
+# -- FastAPI ------------------------------------------------------------------------------
+
+
+def fastapi_app(monitor_of: Callable[[Injector], HealthMonitor] = fast_monitor) -> Any:
+    from fastapi import Depends, FastAPI, Request
+
+    from di.integrations.fastapi import Inject, install
+
+    injector, events = make_injector(Request, lambda r: r.query_params.get("id", "-"))
+    app = FastAPI()
+    monitor = install(app, injector, monitor=monitor_of(injector))
+
+    def tag_of(unit: Inject[Unit]) -> str:  # a sync dependency using Inject
+        return unit.tag
+
+    @app.get("/unit")
+    async def read(
+        request: Request,
+        unit: Inject[Unit],
+        again: Inject[Unit],
+        tag: Annotated[str, Depends(tag_of)],
+        greeting: Inject[Annotated[str, Named("greeting")]],
+    ) -> dict[str, Any]:
+        await anyio.sleep(0.01)  # other requests run meanwhile
+        assert ("close " + unit.tag) not in events.lines  # closed after, not before
+        return {
+            "tag": unit.tag,
+            "same": unit is again,
+            "request": unit.request is request,
+            "dependency": tag == unit.tag,
+            "greeting": greeting,
+        }
+
+    @app.get("/sync")
+    def read_sync(request: Request, unit: Inject[Unit]) -> dict[str, Any]:
+        return {"tag": unit.tag, "request": unit.request is request}
+
+    @app.get("/fail")
+    async def fail(unit: Inject[Unit]) -> None:
+        raise RuntimeError("request failed")
+
+    @app.get("/plain")
+    async def plain() -> str:
+        return "no scope"
+
+    return app, injector, events, monitor
+
+
+def starlette_app(monitor_of: Callable[[Injector], HealthMonitor] = fast_monitor) -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from di.integrations.starlette import install, scope_of
+
+    injector, events = make_injector(Request, lambda r: r.query_params.get("id", "-"))
+
+    async def read(request: Request) -> JSONResponse:
+        scope = scope_of(request)
+        unit = await scope.ainvoke(Unit)
+        await anyio.sleep(0.01)
+        again = await scope_of(request).ainvoke(Unit)
+        greeting = await scope.ainvoke(str, "greeting")
+        return JSONResponse(
+            {
+                "tag": unit.tag,
+                "same": unit is again,
+                "request": unit.request is request,
+                "dependency": True,
+                "greeting": greeting,
+            }
+        )
+
+    def read_sync(request: Request) -> JSONResponse:
+        unit = scope_of(request).invoke(Unit)
+        return JSONResponse({"tag": unit.tag, "request": unit.request is request})
+
+    async def fail(request: Request) -> None:
+        await scope_of(request).ainvoke(Unit)
+        raise RuntimeError("request failed")
+
+    app = Starlette(routes=[Route("/unit", read), Route("/sync", read_sync), Route("/fail", fail)])
+    monitor = install(app, injector, monitor=monitor_of(injector))
+    return app, injector, events, monitor
+
+
+ASGI_APPS = {"fastapi": fastapi_app, "starlette": starlette_app}
+
+
+@asynccontextmanager
+async def served(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The app's lifespan (as an ASGI server runs it) around an in-process client."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://app") as client,
+    ):
+        yield client
+
+
+@pytest.mark.parametrize("framework", ASGI_APPS)
+async def test_asgi_request_scopes_and_lifespan(framework: str) -> None:
+    app, _, events, monitor = ASGI_APPS[framework]()
+    assert events.lines == []
+    async with served(app) as client:
+        assert events.lines == ["database built"]  # eager, at startup
+        await monitor.wait_ready()
+        answer = (await client.get("/unit?id=a")).json()
+        assert answer == {
+            "tag": "a",
+            "same": True,
+            "request": True,
+            "dependency": True,
+            "greeting": "named value",
+        }
+        assert events.lines[-2:] == ["open a", "close a"]  # one scope, closed after it
+        assert (await client.get("/sync?id=s")).json() == {"tag": "s", "request": True}
+        assert (await client.get("/fail?id=f")).status_code == 500
+        assert events.lines[-1] == "rollback f: request failed"
+        assert not any(line.startswith("open -") for line in events.lines)
+        assert (await client.get("/readyz")).text == "ok"
+        assert not monitor.injector.children()  # every request scope closed
+    assert events.lines[-1] == "database shut down"  # at shutdown
+    assert monitor.status("") is not None and monitor.status("").name == "NOT_SERVING"
+
+
+@pytest.mark.parametrize("framework", ASGI_APPS)
+async def test_asgi_100_concurrent_requests_do_not_cross(framework: str) -> None:
+    app, injector, events, _ = ASGI_APPS[framework]()
+    async with served(app) as client:
+        answers: dict[int, Any] = {}
+
+        async def one(number: int) -> None:
+            answers[number] = (await client.get(f"/unit?id={number}")).json()
+
+        async with anyio.create_task_group() as tasks:
+            for number in range(100):
+                tasks.start_soon(one, number)
+        for number, answer in answers.items():
+            assert answer["tag"] == str(number) and answer["same"] and answer["request"]
+        assert len(answers) == 100
+        assert sum(line.startswith("close ") for line in events.lines) == 100
+        assert not injector.children()
+
+
+@pytest.mark.parametrize("framework", ASGI_APPS)
+async def test_asgi_readyz_follows_a_failing_check_and_withholds_its_text(framework: str) -> None:
+    app, injector, _, monitor = ASGI_APPS[framework]()
+    async with served(app) as client:
+        await monitor.wait_ready()
+        assert (await client.get("/readyz")).status_code == 200
+        (await injector.ainvoke(Database)).failing = True
+        failed = await wait_for_status(client, "/readyz?verbose", 503)
+        assert "reason withheld" in failed.text and SECRET not in failed.text
+        health = await client.get("/health")
+        assert health.status_code == 503 and SECRET not in health.text
+        check = await client.post("/grpc.health.v1.Health/Check", json={"service": ""})
+        assert check.json() == {"status": "NOT_SERVING"}
+        assert (await client.get("/livez")).status_code == 200
+        (await injector.ainvoke(Database)).failing = False
+        await wait_for_status(client, "/readyz", 200)
+
+
+async def test_fastapi_health_prefix_details_and_schema() -> None:
+    from fastapi import FastAPI, Request
+
+    from di.integrations.fastapi import install
+
+    injector, _ = make_injector(Request, str)
+    app = FastAPI()
+    monitor = install(app, injector, health_prefix="/ops", show_details=True)
+    async with served(app) as client:
+        await monitor.wait_ready()
+        (await injector.ainvoke(Database)).failing = True
+        await monitor.check()
+        failed = await client.get("/ops/readyz?verbose")
+        assert failed.status_code == 503 and SECRET in failed.text  # shown when asked
+        assert (await client.get("/readyz")).status_code == 404
+        assert (await client.get("/ops/livez")).text == "ok"
+    assert "/ops/readyz" not in app.openapi()["paths"]
+
+
+async def test_a_failed_start_fails_the_app_startup() -> None:
+    from fastapi import FastAPI
+
+    from di.integrations.fastapi import install
+
+    events = Events()
+
+    class Broken:
+        def __init__(self) -> None:
+            raise ConnectionError("no database")
+
+    class Fine:
+        def shutdown(self) -> None:
+            events.add("fine shut down")
+
+    injector = Injector()
+    injector.provide(Fine, eager=True)
+    injector.provide(Broken, eager=True)
+    app = FastAPI()
+    install(app, injector)
+    with pytest.raises(ConnectionError, match="no database"):
+        async with app.router.lifespan_context(app):
+            pass
+    assert events.lines == ["fine shut down"]  # what the start had built
+
+
+async def test_inject_without_install_says_what_to_do() -> None:
+    from fastapi import FastAPI
+
+    from di.integrations.fastapi import Inject
+
+    app = FastAPI()
+
+    @app.get("/")
+    async def read(unit: Inject[Unit]) -> None: ...
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        with pytest.raises(Exception, match=r"install\(app, injector\)"):
+            await client.get("/")
+
+
+async def test_fastapi_websocket_gets_a_scope_for_its_connection() -> None:
+    from fastapi import FastAPI, WebSocket
+    from fastapi.testclient import TestClient
+
+    from di.integrations.fastapi import Inject, install
+
+    events = Events()
+    injector = Injector()
+
+    class Session:
+        def __init__(self, socket: WebSocket) -> None:
+            self.socket = socket
+
+        def shutdown(self) -> None:
+            events.add("session closed")
+
+    injector.provide_scoped(Session)
+    app = FastAPI()
+    install(app, injector)
+
+    @app.websocket("/ws")
+    async def talk(socket: WebSocket, session: Inject[Session]) -> None:
+        await socket.accept()
+        await socket.send_text(str(session.socket is socket))
+        await socket.close()
+
+    with TestClient(app) as client, client.websocket_connect("/ws") as socket:
+        assert socket.receive_text() == "True"
+    assert events.lines == ["session closed"]
+
+
+def test_fastapi_under_a_real_uvicorn_server() -> None:
+    """TestClient aside, a real server: startup, 100 concurrent requests, shutdown."""
+    import asyncio
+
+    import uvicorn
+
+    app, injector, events, monitor = fastapi_app()
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.02)
+        assert events.lines == ["database built"]
+
+        async def load() -> list[Any]:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                answers = await asyncio.gather(*(client.get(f"/unit?id={n}") for n in range(100)))
+                return [a.json()["tag"] for a in answers]
+
+        assert asyncio.run(load()) == [str(n) for n in range(100)]
+        assert httpx.get(f"http://127.0.0.1:{port}/livez").text == "ok"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+    assert not thread.is_alive()
+    assert sum(line.startswith("close ") for line in events.lines) == 100
+    assert events.lines[-1] == "database shut down"
+    assert monitor.status("readiness") is not None
+    assert not injector.children()
+
+
+# -- Litestar (its test client runs on asyncio) ---------------------------------------------
+
+
+def litestar_app() -> Any:
+    from litestar import Litestar, Request, get
+    from litestar.di import NamedDependency
+    from litestar.exceptions import HTTPException
+
+    from di.integrations.litestar import DIPlugin, provide
+
+    injector, events = make_injector(Request, lambda r: r.query_params.get("id", "-"))
+
+    @get("/unit", dependencies={"greeting": provide(Annotated[str, Named("greeting")])})
+    async def read(
+        request: Request[Any, Any, Any],
+        unit: NamedDependency[Unit],
+        again: NamedDependency[Unit],
+        greeting: NamedDependency[str],
+    ) -> Any:
+        await anyio.sleep(0.01)
+        return {
+            "tag": unit.tag,
+            "same": unit is again,
+            "request": unit.request is request,
+            "greeting": greeting,
+        }
+
+    @get("/sync", sync_to_thread=True)
+    def read_sync(request: Request[Any, Any, Any], unit: NamedDependency[Unit]) -> Any:
+        return {"tag": unit.tag, "request": unit.request is request}
+
+    @get("/conflict")
+    async def conflict(unit: NamedDependency[Unit]) -> None:
+        raise HTTPException(status_code=409, detail="conflict")
+
+    monitor = fast_monitor(injector)
+    plugin = DIPlugin(injector, monitor=monitor, dependencies={"unit": Unit, "again": Unit})
+    app = Litestar([read, read_sync, conflict], plugins=[plugin], logging_config=None)
+    return app, injector, events, monitor
+
+
+def test_litestar_request_scopes_lifespan_and_health() -> None:
+    from litestar.testing import TestClient
+
+    app, injector, events, monitor = litestar_app()
+    with TestClient(app) as client:
+        assert events.lines == ["database built"]
+        answer = client.get("/unit?id=a").json()
+        assert answer == {"tag": "a", "same": True, "request": True, "greeting": "named value"}
+        assert events.lines[-2:] == ["open a", "close a"]
+        assert client.get("/sync?id=s").json() == {"tag": "s", "request": True}
+        assert client.get("/conflict?id=c").status_code == 409
+        assert events.lines[-1].startswith("rollback c: ")  # handled, and thrown in
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        injector.invoke(Database).failing = True
+        while client.get("/readyz").status_code != 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        failed = client.get("/readyz?verbose")
+        assert "reason withheld" in failed.text and SECRET not in failed.text
+        assert SECRET not in client.get("/health").text
+        check = client.post("/grpc.health.v1.Health/Check", json={"service": "readiness"})
+        assert check.json() == {"status": "NOT_SERVING"}
+        assert client.get("/livez").text == "ok"
+        assert not injector.children()
+    assert events.lines[-1] == "database shut down"
+    assert monitor.status("").name == "NOT_SERVING"  # type: ignore[union-attr]
+
+
+def test_litestar_100_concurrent_requests_do_not_cross() -> None:
+    import asyncio
+
+    from litestar.testing import AsyncTestClient
+
+    app, injector, events, _ = litestar_app()
+
+    async def run() -> list[Any]:
+        async with AsyncTestClient(app) as client:
+            answers = await asyncio.gather(*(client.get(f"/unit?id={n}") for n in range(100)))
+            return [a.json() for a in answers]
+
+    answers = asyncio.run(run())
+    assert [a["tag"] for a in answers] == [str(n) for n in range(100)]
+    assert all(a["same"] and a["request"] for a in answers)
+    assert sum(line.startswith("close ") for line in events.lines) == 100
+    assert not injector.children()
+
+
+# -- Flask (sync) ---------------------------------------------------------------------------
+
+
+def flask_app() -> Any:
+    from flask import Flask, Request, request
+
+    from di.integrations.flask import Inject, inject, install
+
+    injector, events = make_injector(Request, lambda r: r.args.get("id", "-"))
+    app = Flask(__name__)
+    monitor = install(app, injector, monitor=fast_monitor(injector))
+
+    @app.get("/unit/<int:number>")
+    @inject
+    def read(
+        number: int,
+        unit: Inject[Unit],
+        again: Inject[Unit],
+        greeting: Inject[Annotated[str, Named("greeting")]],
+    ) -> Any:
+        time.sleep(0.01)
+        return {
+            "tag": unit.tag,
+            "number": number,
+            "same": unit is again,
+            "request": unit.request is request._get_current_object(),  # type: ignore[attr-defined]
+            "greeting": greeting,
+        }
+
+    @app.get("/fail")
+    @inject
+    def fail(unit: Inject[Unit]) -> None:
+        raise RuntimeError("request failed")
+
+    return app, injector, events, monitor
+
+
+def test_flask_request_scopes_health_and_shutdown() -> None:
+    from di.integrations.flask import shutdown
+
+    app, injector, events, _ = flask_app()
+    assert events.lines == ["database built"]  # install() started it
+    client = app.test_client()
+    try:
+        answer = client.get("/unit/7?id=a").json
+        assert answer == {
+            "tag": "a",
+            "number": 7,
+            "same": True,
+            "request": True,
+            "greeting": "named value",
+        }
+        assert events.lines[-2:] == ["open a", "close a"]
+        app.testing = False  # an unhandled exception becomes a 500, as in production
+        assert client.get("/fail?id=f").status_code == 500
+        assert events.lines[-1] == "rollback f: request failed"
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        injector.invoke(Database).failing = True
+        while client.get("/readyz").status_code != 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        failed = client.get("/readyz?verbose")
+        assert "reason withheld" in failed.text and SECRET not in failed.text
+        assert SECRET not in client.get("/health").text
+        check = client.post("/grpc.health.v1.Health/Check", json={"service": ""})
+        assert check.json == {"status": "NOT_SERVING"}
+        assert client.get("/livez").text == "ok"
+        assert client.head("/livez").status_code == 200
+        assert not injector.children()
+    finally:
+        shutdown(app)
+    assert events.lines[-1] == "database shut down"
+    assert client.get("/readyz").status_code == 503  # NOT_SERVING for good
+    shutdown(app)  # once only, as at exit
+
+
+def test_flask_100_concurrent_requests_do_not_cross() -> None:
+    from di.integrations.flask import shutdown
+
+    app, injector, events, _ = flask_app()
+    try:
+
+        def one(number: int) -> Any:
+            return app.test_client().get(f"/unit/{number}?id={number}").json
+
+        with ThreadPoolExecutor(max_workers=100) as pool:
+            answers = list(pool.map(one, range(100)))
+        for number, answer in enumerate(answers):
+            assert answer["tag"] == str(number) and answer["number"] == number
+            assert answer["same"] and answer["request"]
+        assert sum(line.startswith("close ") for line in events.lines) == 100
+        assert not injector.children()
+    finally:
+        shutdown(app)
+
+
+def test_flask_failed_start_raises_from_install() -> None:
+    from flask import Flask
+
+    from di.integrations.flask import install
+
+    class Broken:
+        def __init__(self) -> None:
+            raise ConnectionError("no database")
+
+    injector = Injector()
+    injector.provide(Broken, eager=True)
+    with pytest.raises(ConnectionError, match="no database"):
+        install(Flask(__name__), injector)
