@@ -728,31 +728,23 @@ def _resume(run: _Run, item: Item, steps: Any, yielded: Any) -> Generator[Any, A
     Each step is timed: the loop time it takes is charged to this check alone.
     """
     while True:
+        step: Callable[[Any], Any]
         try:
-            sent = yield yielded
+            step, argument = steps.send, (yield yielded)
         except GeneratorExit:
             steps.close()
             raise
         except BaseException as thrown:  # a cancellation delivered to the waiting check
-            began = time.monotonic()
-            try:
-                yielded = steps.throw(thrown)
-            except StopIteration as stop:
-                return stop.value
-            finally:
-                took = time.monotonic() - began
-                run.stall.total += took
-                item.own_stall += took
-        else:
-            began = time.monotonic()
-            try:
-                yielded = steps.send(sent)
-            except StopIteration as stop:
-                return stop.value
-            finally:
-                took = time.monotonic() - began
-                run.stall.total += took
-                item.own_stall += took
+            step, argument = steps.throw, thrown
+        began = time.monotonic()
+        try:
+            yielded = step(argument)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            took = time.monotonic() - began
+            run.stall.total += took
+            item.own_stall += took
 
 
 async def _serve(run: _Run, helper: bool = False) -> None:
