@@ -189,6 +189,9 @@ def _loop_stall() -> _Stall:
 _RUNNING: dict[Service, Attempt] = {}
 _ATTEMPTS = threading.Lock()
 _stuck = 0  # abandoned check threads that have not returned yet
+# One line per service per interval about its abandoned threads: (last logged, held back).
+ABANDON_LOG_INTERVAL = 60.0
+_abandon_log: dict[str, tuple[float, int]] = {}
 
 
 def _conclude(
@@ -219,13 +222,22 @@ def _abandon(item: Item, limit: str) -> None:
         attempt.abandoned = True
         _stuck += 1
         stuck = _stuck
+    label = item.service.label
+    now = time.monotonic()
+    with _ATTEMPTS:
+        last, held = _abandon_log.get(label, (-math.inf, 0))
+        if now - last < ABANDON_LOG_INTERVAL:  # a check that overruns every round
+            _abandon_log[label] = (last, held + 1)
+            return
+        _abandon_log[label] = (now, 0)
     logger.warning(
         "health check of %r overran %s; its thread is abandoned and the check is not "
-        "started again until it returns (%d %s stuck in health checks)",
-        item.service.label,
+        "started again until it returns (%d %s stuck in health checks)%s",
+        label,
         limit,
         stuck,
         "thread" if stuck == 1 else "threads",
+        f"; {held} more abandoned since the last such line" if held else "",
     )
 
 
@@ -520,10 +532,13 @@ class _Run:
         if not item.started:
             item.started, item.started_at = ended, time.time()
         if error is not None:
-            if isinstance(error, Degraded) and outcome is Outcome.UNHEALTHY:
-                outcome, details = Outcome.DEGRADED, error.details
+            degraded = _degraded(error)
+            if degraded is not None and outcome is Outcome.UNHEALTHY:
+                outcome, details = Outcome.DEGRADED, degraded.details
             elif not item.service.critical:
                 outcome = Outcome.DEGRADED
+        if details is not None:
+            details = json_ready(details)
         result = HealthCheckResult(
             item.service.label,
             item.scope,
@@ -606,6 +621,45 @@ def _verdict(item: Item, value: Any) -> HealthCheckError | None:
             label, f"it returned a {kind} that was never run; a check must raise to fail"
         )
     return None
+
+
+def _degraded(error: Exception) -> Degraded | None:
+    """The Degraded a check raised, also from a task group where only Degraded was raised."""
+    if isinstance(error, Degraded):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        matched, rest = error.split(Degraded)
+        if matched is not None and rest is None:
+            leaves: list[BaseException] = list(matched.exceptions)
+            while leaves and isinstance(leaves[0], BaseExceptionGroup):
+                leaves = list(leaves[0].exceptions)
+            first = leaves[0] if leaves else None
+            return first if isinstance(first, Degraded) else Degraded(str(error))
+    return None
+
+
+def json_ready(details: Any) -> dict[str, Any] | None:
+    """A check's details as JSON can carry them: string keys, plain values, finite numbers.
+
+    Anything else is shown by its text, so that no answer or report fails on them.
+    """
+    if not isinstance(details, Mapping):
+        return None
+    return {str(key): _plain(value, 0) for key, value in details.items()}
+
+
+def _plain(value: Any, depth: int) -> Any:
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if depth < 4 and isinstance(value, Mapping):
+        return {str(key): _plain(item, depth + 1) for key, item in value.items()}
+    if depth < 4 and isinstance(value, list | tuple):
+        return [_plain(item, depth + 1) for item in value]
+    return str(value)
 
 
 def as_exception(label: str, error: BaseException) -> Exception:

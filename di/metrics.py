@@ -38,8 +38,9 @@ __all__ = ["STATUSES", "HealthCollector", "register"]
 
 STATUSES = ("pass", "warn", "fail")
 
-# The collector of each monitor on each registry, so that registering twice is harmless.
-_REGISTERED: weakref.WeakKeyDictionary[HealthMonitor, dict[int, HealthCollector]] = (
+# The healthdi collector of each registry: one per registry, since its families' names
+# may appear once in a scrape. Held weakly: a registry that goes away takes it along.
+_REGISTERED: weakref.WeakKeyDictionary[CollectorRegistry, HealthCollector] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -117,16 +118,23 @@ class HealthCollector(Collector):
 def register(monitor: HealthMonitor, registry: CollectorRegistry | None = None) -> HealthCollector:
     """Add ``monitor``'s collector to ``registry`` (the default registry when None).
 
-    Registering the same monitor on the same registry again returns the same collector.
+    Registering the same monitor on the same registry again returns the same collector;
+    another monitor on the same registry is refused (its families would repeat).
     Counts start when it is registered: register before the monitor runs.
     """
     registry = REGISTRY if registry is None else registry
-    collectors = _REGISTERED.setdefault(monitor, {})
-    collector = collectors.get(id(registry))
-    if collector is None:
-        collector = HealthCollector(monitor)
-        registry.register(collector)
-        collectors[id(registry)] = collector
+    collector = _REGISTERED.get(registry)
+    if collector is not None:
+        if collector.monitor is not monitor:
+            raise ValueError(
+                "di.metrics.register(): this registry already has the healthdi metrics of "
+                "another HealthMonitor, and a scrape may carry each family once; give each "
+                "monitor its own registry (registry=CollectorRegistry())"
+            )
+        return collector
+    collector = HealthCollector(monitor)
+    registry.register(collector)
+    _REGISTERED[registry] = collector
     return collector
 
 

@@ -555,10 +555,12 @@ class HealthMonitor:
     def _publish(self, wake: bool = False) -> None:
         statuses = self._compute()
         self._version += 1  # reasons may change without the statuses
-        if statuses == self._statuses and not wake:
-            return
         now = time.monotonic()
         throttle = self._status_log
+        if statuses == self._statuses and not wake:
+            # Nothing changed now; a summary of changes held back may still be due.
+            self._log_held_back(throttle, statuses, now)
+            return
         for name in sorted(set(statuses) | set(self._statuses)):
             old, new = self._statuses.get(name), statuses.get(name)
             # Names appearing, the first round and shutdown log once each, unthrottled.
@@ -570,6 +572,18 @@ class HealthMonitor:
                     old.name if old is not None else "(none)",
                     new.name if new is not None else "(gone)",
                 )
+        self._log_held_back(throttle, statuses, now)
+        self._statuses = statuses
+        if self._closed:
+            return
+        changed, self._changed = self._changed, anyio.Event() if _in_loop() else None
+        if changed is not None:
+            changed.set()
+
+    def _log_held_back(
+        self, throttle: _Throttle, statuses: dict[str, ServingStatus], now: float
+    ) -> None:
+        """Summarise the status changes the throttle held back, once their interval ends."""
         for name, count in throttle.due(now):
             current = statuses.get(name)
             logger.info(
@@ -580,12 +594,6 @@ class HealthMonitor:
                 self.log_interval,
                 current.name if current is not None else "(gone)",
             )
-        self._statuses = statuses
-        if self._closed:
-            return
-        changed, self._changed = self._changed, anyio.Event() if _in_loop() else None
-        if changed is not None:
-            changed.set()
 
     def _compute(self, exclude: frozenset[str] = frozenset()) -> dict[str, ServingStatus]:
         report = self._report
