@@ -395,20 +395,39 @@ class _Uvicorn:
         self._server.force_exit = True
 
 
+MAX_HEAD = 16 * 1024  # bytes of request line and headers, as h11 caps them
+_SLICE = 1024  # bytes fed to httptools at a time: bounds the requests one feed can queue
+
+
 def _protocol(limit: int) -> type[Any]:
-    """uvicorn's HTTP protocol (httptools where installed), with two bounds added.
+    """uvicorn's HTTP protocol (httptools where installed), with bounds added.
 
     - it notes when a connection starts waiting for a request head (on opening, and
-      after each answer) and when one arrives, for :func:`_sweep` to close connections
-      that wait too long (uvicorn's own keep-alive timeout only starts after a first
-      answer, and any byte stops it);
-    - beyond ``limit`` open connections, a new one is closed at once.
+      after each answer) and when one arrives, and since when an answer cannot be
+      written (the client does not read), for :func:`_sweep` to close connections
+      that wait or stall too long (uvicorn's own keep-alive timeout only starts after
+      a first answer, and any byte stops it);
+    - beyond ``limit`` open connections, the one that has waited longest for a request
+      head is closed to make room, or if none waits the oldest: silent or busy clients
+      holding every slot never lock probes out;
+    - over httptools: a connection's requests are parsed one at a time (bytes that
+      follow a request are held, with reading paused, until it is answered), and a
+      request head over :data:`MAX_HEAD` bytes is answered 431 and closed. uvicorn's
+      httptools protocol parses whatever arrives, queues pipelined requests without
+      bound and has no limit on a head's size; h11 does both already.
+    - uvicorn's own answers (400 for what does not parse, 500 when a request is cut
+      off) carry ``X-Content-Type-Options: nosniff`` like the application's.
     """
     import time
 
     try:
         import httptools  # noqa: F401
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        from uvicorn.protocols.http.flow_control import FlowControl
+        from uvicorn.protocols.http.httptools_impl import (
+            STATUS_LINE,
+            HttpToolsProtocol,
+            RequestResponseCycle,
+        )
     except ImportError:
         from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -425,39 +444,198 @@ def _protocol(limit: int) -> type[Any]:
 
     else:
 
+        class Flow(FlowControl):
+            """Reading stays paused while the connection holds bytes not yet parsed."""
+
+            holding = False
+
+            def resume_reading(self) -> None:
+                if not self.holding:
+                    super().resume_reading()
+
+        class Cycle(RequestResponseCycle):
+            async def send_500_response(self) -> None:
+                await self.send({"type": "http.response.start", "status": 500, "headers": _500})
+                await self.send({"type": "http.response.body", "body": b"Internal Server Error"})
+
         class Base(HttpToolsProtocol):  # type: ignore[no-redef]
             waiting_since: float | None = None
+            _held = b""  # bytes received after a complete request, not yet parsed
+            _head = 0  # bytes fed since the head of the next request began to be awaited
+            _in_head = True  # awaiting a request head (not its body)
+            _message_done = False  # the latest request was received whole
+
+            def connection_made(self, transport: Any) -> None:
+                super().connection_made(transport)
+                self.flow = self._flow = Flow(transport)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                self._held = b""
+                super().connection_lost(exc)
+
+            def data_received(self, data: bytes) -> None:
+                if self._held or self._busy():
+                    self._hold(data)
+                else:
+                    self._feed(data)
+
+            def _busy(self) -> bool:
+                """Whether a request was received whole and awaits its answer."""
+                if self.pipeline:
+                    return True
+                cycle = self.cycle
+                return cycle is not None and self._message_done and not cycle.response_complete
+
+            def _hold(self, data: bytes) -> None:
+                self._held += data  # at most one read: reading is paused until it is fed
+                self._flow.holding = True
+                self._flow.pause_reading()
+
+            def _feed(self, data: bytes) -> None:
+                while data:
+                    piece, data = data[:_SLICE], data[_SLICE:]
+                    if self._in_head:
+                        self._head += len(piece)
+                        if self._head > MAX_HEAD:
+                            self._refuse(431, "Request header fields too large.")
+                            return
+                    super().data_received(piece)
+                    if self.parser is None or self.transport.is_closing():
+                        return
+                    if data and self._busy():
+                        self._hold(data)
+                        return
+
+            def _feed_held(self) -> None:
+                if not self._held or self._busy() or self.parser is None:
+                    return
+                held, self._held = self._held, b""
+                self._flow.holding = False
+                self._feed(held)
+                if not self._held and self.parser is not None:
+                    self.flow.resume_reading()
+
+            def on_message_begin(self) -> None:
+                self._message_done = False
+                super().on_message_begin()
 
             def on_headers_complete(self) -> None:
                 self.waiting_since = None  # a request head arrived
+                self._in_head = False
                 super().on_headers_complete()
+                if self.cycle is not None:
+                    self.cycle.__class__ = Cycle
+
+            def on_message_complete(self) -> None:
+                self._message_done = True
+                self._in_head, self._head = True, 0
+                super().on_message_complete()
+
+            def on_response_complete(self) -> None:
+                queued = bool(self.pipeline)
+                super().on_response_complete()
+                if queued:
+                    self.waiting_since = None  # the next request, received, now runs
+                if self._held:
+                    self.flow.pause_reading()
+                    self.loop.call_soon(self._feed_held)
+
+            def send_400_response(self, msg: str) -> None:
+                self._refuse(400, msg)
+
+            def _refuse(self, status: int, message: str) -> None:
+                body = message.encode("ascii")
+                head = [
+                    *(self.server_state.default_headers),
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode("ascii")),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"connection", b"close"),
+                ]
+                lines = b"".join(name + b": " + value + b"\r\n" for name, value in head)
+                self.transport.write(STATUS_LINE[status] + lines + b"\r\n" + body)
+                self.transport.close()
 
     class Protocol(Base):
+        stalled_since: float | None = None  # time.monotonic() when writing was paused
+        opened = 0.0
+
         def connection_made(self, transport: Any) -> None:
+            self.opened = time.monotonic()
             super().connection_made(transport)
-            if len(self.connections) > limit:
+            if len(self.connections) > limit and not self._make_room():
                 transport.close()
                 return
             self.waiting_since = time.monotonic()
 
+        def _make_room(self) -> bool:
+            """Close the connection that has waited longest for a request head, else
+            the oldest: at the limit, a new probe matters more than an old client."""
+            waiting: Any = None
+            opened: Any = None
+            connections: set[Any] = self.connections
+            for connection in connections:
+                if connection is self or connection.transport.is_closing():
+                    continue
+                since = getattr(connection, "waiting_since", None)
+                if since is not None and (waiting is None or since < waiting.waiting_since):
+                    waiting = connection
+                if opened is None or connection.opened < opened.opened:
+                    opened = connection
+            chosen = waiting or opened
+            if chosen is None:
+                return False
+            _drop(chosen.transport)
+            return True
+
         def on_response_complete(self) -> None:
-            super().on_response_complete()
             self.waiting_since = time.monotonic()
+            super().on_response_complete()
+
+        def pause_writing(self) -> None:
+            self.stalled_since = time.monotonic()
+            super().pause_writing()
+
+        def resume_writing(self) -> None:
+            self.stalled_since = None
+            super().resume_writing()
 
     return Protocol
 
 
+_500 = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", b"21"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"connection", b"close"),
+]
+
+
 async def _sweep(connections: set[Any], idle: float) -> None:
-    """Close connections that have waited over ``idle`` seconds for a request head."""
+    """Close connections that have waited ``idle`` seconds for a request head, or that
+    have not taken an answer for as long (their write buffer stays full)."""
     import time
 
     while True:
         await anyio.sleep(min(idle / 5, 1.0))
         limit = time.monotonic() - idle
         for connection in list(connections):
+            transport = connection.transport
+            stalled = getattr(connection, "stalled_since", None)
+            if stalled is not None and stalled < limit:
+                transport.abort()  # close() would wait for the unread answers
+                continue
             since = getattr(connection, "waiting_since", None)
-            if since is not None and since < limit and not connection.transport.is_closing():
-                connection.transport.close()
+            if since is not None and since < limit:
+                _drop(transport)
+
+
+def _drop(transport: Any) -> None:
+    """Close a connection now: at once if an answer it did not read is still buffered."""
+    if transport.is_closing() or transport.get_write_buffer_size():
+        transport.abort()
+    else:
+        transport.close()
 
 
 def _listen(address: tuple[str, int]) -> socket.socket:

@@ -290,6 +290,138 @@ def test_silent_connections_are_closed(start: object) -> None:
     assert status(serving, "/livez") == 200
 
 
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def read_answers(connection: socket.socket, count: int, timeout: float = 10) -> bytes:
+    """Read until ``count`` whole answers with empty or short bodies have arrived."""
+    connection.settimeout(timeout)
+    data = b""
+    deadline = time.monotonic() + timeout
+    while data.count(b"HTTP/1.1 ") < count or not data.endswith((b"ok", b"}")):
+        assert time.monotonic() < deadline, data[-300:]
+        chunk = connection.recv(65536)
+        assert chunk, data[-300:]
+        data += chunk
+    return data
+
+
+def test_pipelined_requests_are_answered_in_order(start: object) -> None:
+    serving = start("healthy")  # type: ignore[operator]
+    up(serving)
+    body = b'{"service": "liveness"}'
+    check = (
+        b"POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    requests = b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n" * 100 + check
+    with socket.create_connection(("127.0.0.1", serving.http_port), timeout=5) as connection:
+        connection.sendall(requests)  # all at once: one read holds many requests
+        answers = read_answers(connection, 101)
+        assert answers.count(b"HTTP/1.1 200 OK") == 101
+        assert answers.endswith(b'{"status": "SERVING"}')
+        for byte in requests[:300]:  # and a byte at a time, across request boundaries
+            connection.sendall(bytes([byte]))
+        assert read_answers(connection, 9).count(b"HTTP/1.1 200 OK") == 9
+
+
+def test_pipelining_without_reading_holds_no_memory_and_starves_nothing(start: object) -> None:
+    """A client that pipelines requests and never reads an answer: the server parses one
+    request at a time, so what it holds is bounded; the stalled connection is dropped."""
+    serving = start("healthy", "--interval", "1")  # type: ignore[operator]
+    up(serving)
+    before = rss_mb(serving.process.pid)
+    flood = socket.socket()
+    flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    flood.connect(("127.0.0.1", serving.http_port))
+    flood.settimeout(0.2)
+    requests = b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n" * 2000
+    sent = 0
+    began = time.monotonic()
+    try:
+        while time.monotonic() - began < 2.5:
+            with contextlib.suppress(TimeoutError):
+                sent += flood.send(requests)
+            probe = time.monotonic()
+            assert status(serving, "/livez") == 200
+            assert time.monotonic() - probe < 0.5
+        assert rss_mb(serving.process.pid) - before < 40, (before, sent)
+        # Its answers are not read: the connection is dropped, as an idle one would be.
+        flood.settimeout(15)
+        with contextlib.suppress(TimeoutError):
+            while flood.send(requests):
+                pass
+        raise AssertionError("the stalled connection was never dropped")
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    finally:
+        flood.close()
+    assert status(serving, "/livez") == 200
+
+
+def test_a_request_head_is_bounded_in_size(start: object) -> None:
+    serving = start("healthy")  # type: ignore[operator]
+    up(serving)
+    before = rss_mb(serving.process.pid)
+    with socket.create_connection(("127.0.0.1", serving.http_port), timeout=5) as connection:
+        connection.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        sent = 0
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            while sent < 64 * 2**20:  # one endless header line
+                connection.sendall(b"a" * 65536)
+                sent += 65536
+        assert sent < 2**20, "a 1 MiB header line was taken in"
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := connection.recv(65536):
+                answer += chunk
+    if answer:  # the answer may be lost to a reset if unread bytes remained
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+        assert b"x-content-type-options: nosniff" in answer
+    assert rss_mb(serving.process.pid) - before < 20
+    assert status(serving, "/livez") == 200
+
+
+def test_at_the_connection_limit_silent_connections_make_room(start: object) -> None:
+    serving = start("healthy", "--limit-concurrency", "20")  # type: ignore[operator]
+    up(serving)
+    silent = [
+        socket.create_connection(("127.0.0.1", serving.http_port), timeout=5) for _ in range(30)
+    ]
+    try:
+        time.sleep(0.2)
+        with httpx.Client(base_url=serving.url, timeout=5) as client:
+            for _ in range(10):  # each a new connection, as kubelet probes
+                answer = client.get("/livez", headers={"Connection": "close"})
+                assert answer.status_code == 200
+    finally:
+        for connection in silent:
+            connection.close()
+
+
+def test_the_servers_own_answers_carry_nosniff(start: object) -> None:
+    serving = start("healthy")  # type: ignore[operator]
+    up(serving)
+    for garbage in (
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)),
+        b"FOO /livez HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    ):
+        with socket.create_connection(("127.0.0.1", serving.http_port), timeout=5) as connection:
+            connection.sendall(garbage)
+            answer = b""
+            while chunk := connection.recv(65536):
+                answer += chunk
+        head = answer.split(b"\r\n\r\n")[0].lower()
+        assert head.startswith(b"http/1.1 400 "), answer
+        assert b"x-content-type-options: nosniff" in head, answer
+
+
 def test_serving_needs_only_the_extra_it_uses(tmp_path: Path) -> None:
     """A missing extra is simulated by making its import fail (both are installed here)."""
 
