@@ -26,7 +26,7 @@ from urllib.parse import parse_qs
 
 import anyio
 
-from .health import HealthCheckResult
+from .health import HealthCheckResult, error_text
 from .monitor import HealthMonitor, ServingStatus
 
 __all__ = ["BODY_SECONDS", "MAX_BODY", "health_app"]
@@ -305,7 +305,11 @@ def _reason(result: HealthCheckResult, details: bool) -> str:
     if not details:
         return "reason withheld"
     error = result.error
-    return f"{type(error).__name__}: {error}" if error is not None else result.outcome.value
+    return (
+        f"{type(error).__name__}: {error_text(error)}"
+        if error is not None
+        else result.outcome.value
+    )
 
 
 def _short(name: str) -> str:
