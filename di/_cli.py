@@ -429,21 +429,31 @@ def _run_check(target: str, as_json: bool) -> int:
     import anyio
 
     async def check() -> int:
+        from ._runner import cancel_requests, cancelled_from_outside, is_cancellation
+        from .monitor import _explain
+
         injector = await _injector(target)
+        baseline = cancel_requests()
         try:
-            await injector.astart()  # eager services: never built means never checked
+            try:
+                await injector.astart()  # eager services: never built means never checked
+            except BaseException as error:
+                # Whatever an eager factory raised (SystemExit, CancelledError) is a
+                # failed start, exit 1; Ctrl-C is not.
+                if isinstance(error, KeyboardInterrupt) or (
+                    is_cancellation(error) and cancelled_from_outside(baseline)
+                ):
+                    raise
+                print(f"start failed: {_explain(error)}", file=sys.stderr)
+                return 1
             report = await injector.ahealth_report()
-        except Exception as error:
-            notes = "; ".join(getattr(error, "__notes__", ()))
-            print(f"start failed: {type(error).__name__}: {error} ({notes})", file=sys.stderr)
-            return 1
         finally:
             await _shut_down(injector)
         if as_json:
             print(json.dumps(report.to_dict(), indent=2))
         else:
             rows = [("SERVICE", "OUTCOME", "DURATION", "ERROR")] + [
-                (c.key, c.outcome.value, f"{c.duration * 1000:.1f} ms", str(c.error or ""))
+                (c.key, c.outcome.value, f"{c.duration * 1000:.1f} ms", _error(c.error))
                 for c in report.checks
             ]
             widths = [max(len(row[i]) for row in rows) for i in range(3)]
@@ -455,6 +465,12 @@ def _run_check(target: str, as_json: bool) -> int:
         return 0 if report.healthy else 1
 
     return anyio.run(check)
+
+
+def _error(error: BaseException | None) -> str:
+    from .health import error_text
+
+    return "" if error is None else error_text(error)
 
 
 def _summary(report: HealthReport) -> str:
@@ -522,14 +538,26 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
     if missing is not None:
         raise _Fail(missing)
 
-    import anyio
-
     run = Run(options, lambda: _injector(args.target), signals, _shut_down)
-    # grpcio's server runs on asyncio only.
     try:
-        code = anyio.run(run.main, backend="asyncio")
+        code = run.run()
+    except _Fail:
+        raise  # the application could not be loaded: nothing to shut down
     except BaseException as error:  # the loop itself stopped: see Run.rescue
         code = run.rescue(error)
+    if run.left_behind:
+        # Code that ignores cancellation is still suspended in a task: the interpreter's
+        # teardown would resume it to close it, and it may never end. Everything that
+        # had to run has run: leave now.
+        if run.failed is not None:
+            print(f"di serve: {run.failed}", file=sys.stderr)
+            code = 1
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     if run.failed is not None:
         raise _Fail(run.failed)
     return code

@@ -36,16 +36,22 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from .monitor import HealthMonitor
+from .monitor import HealthMonitor, _explain
 from .scope import Scope
 
 if TYPE_CHECKING:
+    import asyncio
+
     import grpc
 
 logger = logging.getLogger("di.serve")
 
 EXTRAS = {"http": ("uvicorn",), "grpc": ("grpc", "grpc_health.v1.health_pb2")}
 IDLE_SECONDS = 5.0  # an HTTP connection must send a whole request head within this
+# On the way out, the round of checks in progress gets ROUND_WAIT seconds to finish,
+# then is cancelled; work that ignores its cancellation is left behind after LEFT_BEHIND.
+ROUND_WAIT = 1.0
+LEFT_BEHIND = 1.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -147,15 +153,39 @@ class Run:
         self.stopping = False
         self.wake = anyio.Event()
         self.monitor_done = anyio.Event()
+        self.monitor_task: asyncio.Task[None] | None = None
+        self.left_behind: list[asyncio.Task[Any]] = []  # ignored cancellation: not awaited
         self.http: _Uvicorn | None = None
         self.grpc: grpc.aio.Server | None = None
+
+    def run(self) -> int:
+        """Run :meth:`main` on a new asyncio loop (grpcio's server runs on asyncio only).
+
+        As ``asyncio.run`` does, the loop's teardown cancels the tasks left, but it waits
+        for them :data:`LEFT_BEHIND` seconds at most: code that ignores cancellation (a
+        check that swallows ``CancelledError``) was left behind by :meth:`main` and must
+        not hold the exit.
+        """
+        import asyncio
+
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(self.main())
+        finally:
+            try:
+                _cancel_tasks_left(loop, self.left_behind)
+            finally:
+                loop.close()
 
     async def main(self) -> int:
         import asyncio
 
         loop = asyncio.get_running_loop()
         with self.signals.attached(lambda: loop.call_soon_threadsafe(self._wake)):
-            self.injector = injector = await self.build()  # a signal waits for it to return
+            injector = await self._build()
+            if injector is None:
+                return 1 if self.failed is not None else 0
+            self.injector = injector
             hooks_ok = True
             try:
                 if self.signals.received:
@@ -169,11 +199,11 @@ class Run:
                 self.failed = str(error)  # an address that cannot be bound
             except Exception as error:
                 logger.exception("di serve failed")
-                self.failed = f"{type(error).__name__}: {error}"
+                self.failed = _explain(error)
             except BaseException as error:
                 if isinstance(error, anyio.get_cancelled_exc_class()):
                     raise
-                self.failed = f"stopped by {type(error).__name__}: {error}"
+                self.failed = f"stopped by {_explain(error)}"
             finally:
                 with anyio.CancelScope(shield=True):
                     await self._close_servers()
@@ -183,6 +213,49 @@ class Run:
         if self.failed is not None:
             return 1
         return 0 if hooks_ok else 1
+
+    async def _build(self) -> Scope | None:
+        """The application factory's container; None if a signal stopped the factory.
+
+        A sync factory runs to its end (a signal is acted on once it returns: what it
+        built is shut down). An async one is cancelled on the first signal, and one that
+        ignores the cancellation is left behind on the second.
+        """
+        import asyncio
+
+        task = asyncio.ensure_future(self.build())
+        task.add_done_callback(lambda _: self._wake())
+        cancelled = 0
+        while not task.done():
+            self.wake = anyio.Event()
+            received = len(self.signals.received)
+            if received > cancelled:
+                if cancelled:
+                    logger.error(
+                        "received %s again: leaving the application factory behind",
+                        signal.Signals(self.signals.received[-1]).name,
+                    )
+                    self._leave_behind(task)
+                    self.failed = "stopped while the application factory ignored cancellation"
+                    return None
+                logger.info(
+                    "received %s while the application factory was running: cancelling it",
+                    self.signals.first,
+                )
+                task.cancel()
+                cancelled = received
+                continue
+            await self.wake.wait()
+        if task.cancelled():
+            if cancelled:
+                logger.info("the application factory was cancelled: it returned nothing")
+                return None
+            self.failed = "the application factory raised CancelledError"
+            return None
+        return task.result()
+
+    def _leave_behind(self, task: asyncio.Task[Any]) -> None:
+        self.left_behind.append(task)
 
     def _wake(self) -> None:
         self.wake.set()
@@ -201,35 +274,70 @@ class Run:
             if listener is not None:
                 listener.close()
             raise
-        async with anyio.create_task_group() as tasks:
-            if listener is not None:
-                self.http = _Uvicorn(monitor, options)
-                await tasks.start(self.http.run_on, listener)
-                tasks.start_soon(self._watch_http, self.http)
-            tasks.start_soon(self._run_monitor, monitor)
-            await self._until_signal(1, math.inf)
-            await self._stop(monitor)
-            tasks.cancel_scope.cancel()
+        import asyncio
+
+        try:
+            async with anyio.create_task_group() as tasks:
+                if listener is not None:
+                    self.http = _Uvicorn(monitor, options)
+                    await tasks.start(self.http.run_on, listener)
+                    tasks.start_soon(self._watch_http, self.http)
+                # The monitor runs in a task of its own, outside the task group: a check
+                # that ignores cancellation would hold the group's exit forever.
+                self.monitor_task = asyncio.ensure_future(self._run_monitor(monitor))
+                await self._until_signal(1, math.inf)
+                await self._stop(monitor)
+                tasks.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._end_monitor(monitor)
 
     async def _run_monitor(self, monitor: HealthMonitor) -> None:
+        from ._runner import cancel_requests
+
         try:
             await monitor.run()
-        except Exception as error:
-            # The monitor has logged a failed start.
-            self.failed = f"{'start' if not monitor.started else 'monitor'} failed: {error}"
-            if monitor.started:
-                logger.exception("the health monitor failed")
-            self._wake()
         except BaseException as error:
-            if isinstance(error, anyio.get_cancelled_exc_class()):
-                raise
-            # A check raised SystemExit or the like: stop, with the shutdown hooks run.
+            if isinstance(error, anyio.get_cancelled_exc_class()) and cancel_requests():
+                raise  # _end_monitor cancelled it
             error = _leaf(error)
-            self.failed = f"a health check raised {type(error).__name__}: {error}"
-            logger.error("%s; stopping", self.failed)
+            if not monitor.started:  # the monitor logged why
+                self.failed = f"start failed: {_explain(error)}"
+            elif isinstance(error, Exception):
+                self.failed = f"monitor failed: {_explain(error)}"
+                logger.exception("the health monitor failed")
+            else:
+                # A check raised SystemExit or the like: stop, with the shutdown hooks run.
+                self.failed = f"a health check raised {_explain(error)}"
+                logger.error("%s; stopping", self.failed)
             self._wake()
         finally:
             self.monitor_done.set()
+
+    async def _end_monitor(self, monitor: HealthMonitor) -> None:
+        """Stop the monitor before the hooks run, in bounded time whatever a check does.
+
+        The round in progress gets :data:`ROUND_WAIT` seconds to finish; then it is
+        cancelled, and after :data:`LEFT_BEHIND` more seconds a check that ignores the
+        cancellation is left behind: the hooks run and the process exits all the same.
+        """
+        task = self.monitor_task
+        if task is None or task.done() or task in self.left_behind:
+            return
+        monitor.stop()
+        with anyio.move_on_after(ROUND_WAIT):
+            await self.monitor_done.wait()
+        if task.done():
+            return
+        task.cancel()
+        with anyio.move_on_after(LEFT_BEHIND):
+            await self.monitor_done.wait()
+        if not task.done():
+            logger.warning(
+                "a health check ignores cancellation: leaving it behind (its service is "
+                "shut down all the same)"
+            )
+            self._leave_behind(task)
 
     async def _watch_http(self, http: _Uvicorn) -> None:
         await http.done.wait()
@@ -252,7 +360,6 @@ class Run:
             if first:
                 logger.info("received %s: going NOT_SERVING and stopping", first)
             await monitor.enter_graceful_shutdown()
-        monitor.stop()  # the round in progress finishes before the hooks run
         monitor.close_watches()
         grace = 0.0 if len(self.signals.received) > 1 else options.grace
         logger.info("stopping the servers (grace %g s for calls in flight)", grace)
@@ -264,13 +371,9 @@ class Run:
                 if self.http is not None:
                     self.http.stop(grace)
                     servers.start_soon(self.http.done.wait)
-                servers.start_soon(self._wait_monitor, monitor.timeout + 1.0)
+                servers.start_soon(self._end_monitor, monitor)
             stopping.cancel_scope.cancel()
         logger.info("servers stopped")
-
-    async def _wait_monitor(self, seconds: float) -> None:
-        with anyio.move_on_after(seconds):
-            await self.monitor_done.wait()
 
     async def _hurry_on_signal(self) -> None:
         """A further signal cuts the grace period short (the hooks still run)."""
@@ -301,7 +404,7 @@ class Run:
         (a health check that calls ``sys.exit()`` does that); the hooks still run.
         """
         error = _leaf(error)
-        self.failed = self.failed or f"stopped by {type(error).__name__}: {error}"
+        self.failed = self.failed or f"stopped by {_explain(error)}"
         logger.error("di serve stopped: %s", self.failed)
         if self.injector is not None and not self.shutdown_started:
             logger.info("shutting the container down")
@@ -319,6 +422,22 @@ class Run:
             with anyio.move_on_after(5):
                 await self.http.done.wait()
             self.http = None
+
+
+def _cancel_tasks_left(loop: asyncio.AbstractEventLoop, left_behind: list[Any]) -> None:
+    """Cancel every task still pending and wait for them, :data:`LEFT_BEHIND` s at most."""
+    import asyncio
+
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    waited = [task for task in tasks if task not in left_behind]
+    if waited:
+        loop.run_until_complete(asyncio.wait(waited, timeout=LEFT_BEHIND))
+    generators = loop.create_task(loop.shutdown_asyncgens())
+    loop.run_until_complete(asyncio.wait([generators], timeout=LEFT_BEHIND))
+    for task in asyncio.all_tasks(loop):
+        task._log_destroy_pending = False  # type: ignore[attr-defined]  # we logged it
 
 
 def _leaf(error: BaseException) -> BaseException:

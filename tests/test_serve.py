@@ -212,6 +212,107 @@ def test_a_check_raising_system_exit_is_its_failure_not_the_end(start: object) -
     assert "database closed" in output
 
 
+def test_a_check_that_ignores_cancellation_never_holds_the_exit(start: object) -> None:
+    serving = start("stubborn", "--interval", "0.5", "--drain", "1")  # type: ignore[operator]
+    up(serving)
+    # Started, but no round ever completes: readiness says which.
+    wait_for(
+        lambda: (
+            "[-]startup: first round of checks not completed"
+            in httpx.get(serving.url + "/readyz?verbose", timeout=5).text
+        ),
+        10,
+        "readiness to name the pending first round",
+    )
+    stopping = time.monotonic()
+    serving.process.send_signal(signal.SIGTERM)
+    assert serving.wait(timeout=20) == 0
+    assert time.monotonic() - stopping < 1 + 5  # drain + 5 s
+    output = serving.output()
+    assert "a health check ignores cancellation: leaving it behind" in output
+    assert "database closed" in output
+
+
+@pytest.mark.parametrize(
+    ("target", "marker"),
+    [("hung_without_timeouts", "HTTP health on"), ("slow_async_start", "slow start begins")],
+)
+def test_sigterm_never_waits_for_a_long_round_or_start(
+    start: object, target: str, marker: str
+) -> None:
+    """The round (or start) in progress gets a short fixed time, not the interval."""
+    serving = start(target, "--interval", "30", "--drain", "0")  # type: ignore[operator]
+    serving.wait_output(marker)
+    up(serving)
+    time.sleep(0.3)  # the round, or the start, is under way
+    stopping = time.monotonic()
+    serving.process.send_signal(signal.SIGTERM)
+    assert serving.wait(timeout=20) == 0
+    assert time.monotonic() - stopping < 5
+    assert "database closed" in serving.output()
+
+
+def test_a_signal_cancels_an_async_factory_that_never_returns(start: object) -> None:
+    serving = start("async_factory_hangs")  # type: ignore[operator]
+    serving.wait_output("factory waiting")
+    serving.process.send_signal(signal.SIGTERM)
+    assert serving.wait(timeout=10) == 0
+    assert "received SIGTERM while the application factory was running: cancelling it" in (
+        serving.output()
+    )
+
+
+def test_a_second_signal_leaves_a_factory_that_ignores_cancellation_behind(
+    start: object,
+) -> None:
+    serving = start("stubborn_factory")  # type: ignore[operator]
+    serving.wait_output("factory waiting")
+    serving.process.send_signal(signal.SIGINT)
+    serving.wait_output("cancelling it", 5)
+    time.sleep(0.3)
+    serving.process.send_signal(signal.SIGINT)
+    assert serving.wait(timeout=10) == 1
+    assert "leaving the application factory behind" in serving.output()
+
+
+def test_an_error_that_cannot_be_rendered_is_its_checks_failure(start: object) -> None:
+    serving = start("badly_failing", "--interval", "0.2")  # type: ignore[operator]
+    up(serving)
+    wait_for(lambda: status(serving, "/readyz") == 503, 10, "/readyz to answer 503")
+    time.sleep(1)  # several rounds later, still serving
+    assert serving.process.poll() is None
+    verbose = httpx.get(serving.url + "/health", timeout=5)
+    assert verbose.status_code == 503
+    serving.process.send_signal(signal.SIGTERM)
+    assert serving.wait(timeout=20) == 0
+    output = serving.output()
+    assert "BadText: <str() of the BadText raised RuntimeError>" in output
+    assert "Traceback" not in output
+    done = di("check", "tests.serve_targets:badly_failing")
+    assert done.returncode == 1
+    assert "<str() of the BadText raised RuntimeError>" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "error"),
+    [("start_cancelled", "CancelledError"), ("start_exits", "SystemExit: 3")],
+)
+def test_an_eager_factory_raising_a_base_exception_is_a_failed_start(
+    start: object, target: str, error: str
+) -> None:
+    serving = start(target)  # type: ignore[operator]
+    assert serving.wait(timeout=20) == 1
+    output = serving.output()
+    assert f"starting the application failed: {error}" in output
+    assert f"di serve: start failed: {error}" in output
+    assert "database closed" in output
+    done = di("check", f"tests.serve_targets:{target}")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"start failed: {error}"), done.stderr
+    assert "()" not in done.stderr
+
+
 def test_a_failed_start_exits_1_after_shutdown(start: object) -> None:
     serving = start("broken_start")  # type: ignore[operator]
     assert serving.wait(timeout=20) == 1
