@@ -5,7 +5,8 @@ The order of a run:
 1. SIGINT and SIGTERM are handled from the first line of the command to its exit
    (:class:`Signals`); nothing below is ever cut off by one.
 2. The application factory builds the container. A signal meanwhile is acted on once
-   it returns: what it built is shut down.
+   a sync factory returns (what it built is shut down); an async factory is cancelled,
+   and one that ignores it is left behind on a second signal.
 3. Both addresses are bound (a taken port is one clear error), and the servers start
    answering at once: liveness is SERVING, readiness is NOT_SERVING ("startup: not
    started").
@@ -14,6 +15,9 @@ The order of a run:
 5. On SIGTERM every status turns NOT_SERVING while both servers keep answering for the
    drain period; then they stop accepting and in-flight calls get the grace period.
    SIGINT skips the drain, and a second signal skips what is left of drain and grace.
+   The round in progress gets :data:`ROUND_WAIT` s, then is cancelled; what ignores the
+   cancellation is left behind after :data:`LEFT_BEHIND` s (the process then leaves
+   with ``os._exit`` once the hooks have run).
 6. The container is shut down, whatever ended the run (a ``finally``). The exit status
    is 0 only when a signal asked for the stop and every shutdown hook succeeded.
 
@@ -52,6 +56,10 @@ IDLE_SECONDS = 5.0  # an HTTP connection must send a whole request head within t
 # then is cancelled; work that ignores its cancellation is left behind after LEFT_BEHIND.
 ROUND_WAIT = 1.0
 LEFT_BEHIND = 1.0
+STALL_WARNING = 1.0  # a loop blocked this long (s) is logged: answers waited meanwhile
+DOCS_BLOCKING = (
+    "https://github.com/healthdi/healthdi/blob/main/docs/exposure.md#blocking-the-event-loop"
+)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -282,6 +290,7 @@ class Run:
                     self.http = _Uvicorn(monitor, options)
                     await tasks.start(self.http.run_on, listener)
                     tasks.start_soon(self._watch_http, self.http)
+                tasks.start_soon(_watch_loop, monitor)
                 # The monitor runs in a task of its own, outside the task group: a check
                 # that ignores cancellation would hold the group's exit forever.
                 self.monitor_task = asyncio.ensure_future(self._run_monitor(monitor))
@@ -422,6 +431,34 @@ class Run:
             with anyio.move_on_after(5):
                 await self.http.done.wait()
             self.http = None
+
+
+async def _watch_loop(monitor: HealthMonitor) -> None:
+    """Log when something blocked the event loop: no request was answered meanwhile.
+
+    Nothing here can stop it: a sync factory of the start and an ``async def`` check
+    both run on the loop that answers. The log names the cause to look for.
+    """
+    import time
+
+    while True:
+        starting = not monitor.started
+        before = time.monotonic()
+        await anyio.sleep(0.25)
+        blocked = time.monotonic() - before - 0.25
+        if blocked >= STALL_WARNING:
+            cause = (
+                "while the application started (a sync factory, or a blocking call in an async one)"
+                if starting
+                else "(a blocking call in an async health check?)"
+            )
+            logger.warning(
+                "the event loop was blocked for %.1f s %s: no request was answered "
+                "meanwhile; see %s",
+                blocked,
+                cause,
+                DOCS_BLOCKING,
+            )
 
 
 def _cancel_tasks_left(loop: asyncio.AbstractEventLoop, left_behind: list[Any]) -> None:

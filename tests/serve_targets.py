@@ -194,3 +194,29 @@ async def stubborn_factory() -> Injector:
             await asyncio.sleep(0.1)
         except BaseException:
             pass
+
+
+class SlowToBuild:
+    """A sync constructor that blocks (a client connecting synchronously)."""
+
+    def __init__(self) -> None:
+        time.sleep(1.5)
+
+
+class LoopBlocker:
+    """An async check that calls a blocking client: it stalls the event loop (from its
+    second round on, so that the start's stall is seen apart)."""
+
+    rounds = 0
+
+    async def health_check(self) -> None:
+        LoopBlocker.rounds += 1
+        if LoopBlocker.rounds == 2:
+            time.sleep(1.5)
+
+
+def blocking() -> Injector:
+    injector = healthy()
+    injector.provide(SlowToBuild, eager=True)
+    injector.provide(LoopBlocker, eager=True)
+    return injector

@@ -313,6 +313,16 @@ def test_an_eager_factory_raising_a_base_exception_is_a_failed_start(
     assert "()" not in done.stderr
 
 
+def test_a_blocked_event_loop_is_logged_with_its_likely_cause(start: object) -> None:
+    """Nothing can answer while the loop is blocked; the log says what to look for."""
+    serving = start("blocking", "--interval", "0.5", "--drain", "0")  # type: ignore[operator]
+    serving.wait_output("while the application started (a sync factory", 15)
+    serving.wait_output("(a blocking call in an async health check?)", 15)
+    assert "#blocking-the-event-loop" in serving.output()
+    serving.process.send_signal(signal.SIGTERM)
+    assert serving.wait(timeout=20) == 0
+
+
 def test_a_failed_start_exits_1_after_shutdown(start: object) -> None:
     serving = start("broken_start")  # type: ignore[operator]
     assert serving.wait(timeout=20) == 1
