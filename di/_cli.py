@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 
 DOCS = "https://github.com/healthdi/healthdi/blob/main/docs/exposure.md"
+MAX_PROBE_TIMEOUT = 86400  # seconds: a day, far beyond any probe
 
 # Help texts are plain text: the terminal shows them as written.
 DESCRIPTION = """\
@@ -183,8 +184,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = parser.parse_args(arguments)
     try:
         if args.command == "probe":
-            if not (args.timeout > 0 and args.timeout != float("inf")):
-                raise _Fail(f"--timeout must be a finite number of seconds > 0, got {args.timeout}")
+            if not 0 < args.timeout <= MAX_PROBE_TIMEOUT:  # NaN too
+                raise _Fail(
+                    "--timeout must be a finite number of seconds > 0 and at most "
+                    f"{MAX_PROBE_TIMEOUT}, got {args.timeout:g}"
+                )
             code = _probe(args.url, args.service, args.timeout)
         elif args.command == "check":
             code = _run_check(args.target, args.json)
@@ -216,24 +220,32 @@ def _probe(url: str, service: str, timeout: float) -> int:
     from urllib.parse import urlsplit
 
     deadline = time.monotonic() + timeout
+    armed = False
 
     def expired(signum: int, frame: object) -> None:
-        raise TimeoutError(f"no answer within {timeout:g} s")
+        if armed:  # never once the probe is over
+            raise TimeoutError(f"no answer within {timeout:g} s")
 
     previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        parts = urlsplit(url)
-        if parts.scheme in ("http", "https"):
-            healthy, detail = _probe_http(parts, deadline)
-        elif parts.scheme == "grpc":
-            healthy, detail = _probe_grpc(parts, service, deadline)
-        else:
-            healthy, detail = False, f"unsupported URL {url!r}: use http://, https:// or grpc://"
+        try:
+            armed = True
+            # Below a microsecond setitimer would read 0, which disarms it.
+            signal.setitimer(signal.ITIMER_REAL, max(timeout, 1e-6))
+            parts = urlsplit(url)
+            if parts.scheme in ("http", "https"):
+                healthy, detail = _probe_http(parts, deadline)
+            elif parts.scheme == "grpc":
+                healthy, detail = _probe_grpc(parts, service, deadline)
+            else:
+                healthy = False
+                detail = f"unsupported URL {url!r}: use http://, https:// or grpc://"
+        finally:
+            armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
     except Exception as error:  # any failure to get an answer is unhealthy
         healthy, detail = False, f"{type(error).__name__}: {error}"
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     print(f"{'healthy' if healthy else 'unhealthy'}: {detail}")
     return 0 if healthy else 1

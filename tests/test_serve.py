@@ -611,11 +611,19 @@ def test_probe_timeout_bounds_the_whole_probe_against_a_drip_server() -> None:
     assert done.stdout.startswith("unhealthy:") and "TimeoutError" in done.stdout
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "-inf"])
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "-inf", "1e300", "86401"])
 def test_probe_refuses_a_timeout_that_is_not_finite_and_positive(value: str) -> None:
     done = di("probe", "http://127.0.0.1:1/", f"--timeout={value}")
     assert done.returncode == 1
     assert "--timeout must be a finite number of seconds > 0" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_probe_with_a_tiny_timeout_times_out_in_one_line() -> None:
+    done = di("probe", "http://127.0.0.1:1/", "--timeout=1e-320")
+    assert done.returncode == 1
+    assert done.stdout.startswith("unhealthy: TimeoutError"), done.stdout
+    assert done.stderr == ""
 
 
 def test_probe_passes_2xx_and_3xx_as_kubelet_does(start: object) -> None:
