@@ -842,6 +842,12 @@ class Scope:
         for key in list(self._eager):
             try:
                 self.invoke(key)
+            except AsyncRequiredError as error:
+                # invoke() names ainvoke(); the caller called start().
+                raise AsyncRequiredError(
+                    f"start() cannot build eager service {describe(key)!r}: it or a service "
+                    "it needs has an async factory; use `await scope.astart()`"
+                ) from error
             except Exception as error:
                 _note_start(error, self, key)
                 raise
@@ -934,14 +940,17 @@ class Scope:
         """
         self._shutdown(None)
 
-    def _shutdown(self, failure: BaseException | None) -> None:
+    def _shutdown(self, failure: BaseException | None, called: str = "shutdown") -> None:
         if self._close_plainly():
             return
         if self._has_async_hooks():
             if in_event_loop():
                 raise AsyncRequiredError(
-                    "shutdown() was called inside a running event loop and some services "
-                    "have async shutdown hooks; use `await ashutdown()` there"
+                    "a `with` block of the scope ended inside a running event loop and some "
+                    "services have async shutdown hooks; use `async with` there"
+                    if called == "with"
+                    else "shutdown() was called inside a running event loop and some "
+                    "services have async shutdown hooks; use `await ashutdown()` there"
                 )
             run(lambda: self._ashutdown(failure), "shutdown", "ashutdown")
             return
@@ -1159,7 +1168,7 @@ class Scope:
             return
         # The block's failure is thrown into generator factories at their yield, so
         # that `except: rollback` in them runs, as with contextlib.
-        self._shutdown(error if isinstance(error, Exception) else None)
+        self._shutdown(error if isinstance(error, Exception) else None, "with")
 
     async def __aenter__(self) -> Scope:
         return self
