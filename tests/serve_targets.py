@@ -220,3 +220,11 @@ def blocking() -> Injector:
     injector.provide(SlowToBuild, eager=True)
     injector.provide(LoopBlocker, eager=True)
     return injector
+
+
+def top_app() -> object:
+    """The health app as uvicorn's top app: its lifespan owns the container."""
+    from di import HealthMonitor
+    from di.asgi import health_app
+
+    return health_app(HealthMonitor(healthy(), interval=0.2))

@@ -533,6 +533,30 @@ def test_the_servers_own_answers_carry_nosniff(start: object) -> None:
         assert b"x-content-type-options: nosniff" in head, answer
 
 
+def test_the_health_app_as_uvicorns_top_app_shuts_the_container_down() -> None:
+    from .processes import free_port
+
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", "tests.serve_targets:top_app",
+        "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    server = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/readyz"
+        wait_for(lambda: answers(url) and httpx.get(url).status_code == 200, 20, "readiness")
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=20)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert server.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+    assert "database closed" in output
+
+
 def test_serving_needs_only_the_extra_it_uses(tmp_path: Path) -> None:
     """A missing extra is simulated by making its import fail (both are installed here)."""
 
