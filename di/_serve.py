@@ -510,6 +510,7 @@ class _Uvicorn:
         )
         self._server = Server(config)
         self.done = anyio.Event()
+        logging.getLogger("uvicorn.error").addFilter(_quiet_cancelled)
 
     async def run_on(
         self, listener: socket.socket, *, task_status: anyio.abc.TaskStatus[None]
@@ -553,6 +554,14 @@ class _Uvicorn:
 
 MAX_HEAD = 16 * 1024  # bytes of request line and headers, as h11 caps them
 _SLICE = 1024  # bytes fed to httptools at a time: bounds the requests one feed can queue
+
+
+def _quiet_cancelled(record: logging.LogRecord) -> bool:
+    """Drop uvicorn's traceback for a request cut off by a forced stop (it answers 500)."""
+    import asyncio
+
+    error = record.exc_info[1] if record.exc_info else None
+    return not isinstance(error, asyncio.CancelledError)
 
 
 def _protocol(limit: int) -> type[Any]:

@@ -557,6 +557,30 @@ def test_the_health_app_as_uvicorns_top_app_shuts_the_container_down() -> None:
     assert "database closed" in output
 
 
+def test_a_request_cut_off_by_a_forced_stop_gets_a_quiet_500(start: object) -> None:
+    serving = start("healthy", "--drain", "0", "--grace", "30")  # type: ignore[operator]
+    up(serving)
+    with socket.create_connection(("127.0.0.1", serving.http_port), timeout=10) as slow:
+        slow.sendall(
+            b"POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: 20\r\n\r\n{"  # the rest of the body never comes
+        )
+        time.sleep(0.3)
+        serving.process.send_signal(signal.SIGTERM)
+        serving.wait_output("stopping the servers (grace 30 s")
+        serving.process.send_signal(signal.SIGTERM)
+        assert serving.wait(timeout=10) == 0
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := slow.recv(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 500 "), answer
+    assert b"x-content-type-options: nosniff" in answer
+    output = serving.output()
+    assert "database closed" in output
+    assert "Traceback" not in output and "Exception in ASGI application" not in output
+
+
 def test_serving_needs_only_the_extra_it_uses(tmp_path: Path) -> None:
     """A missing extra is simulated by making its import fail (both are installed here)."""
 
