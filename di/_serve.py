@@ -503,6 +503,7 @@ class _Uvicorn:
             health_app(monitor, show_details=options.show_details),
             http=_protocol(options.limit_concurrency),
             lifespan="off",  # this command runs the monitor
+            proxy_headers=False,  # health answers use neither the client's address nor scheme
             log_level="warning",
             access_log=False,
             timeout_keep_alive=int(IDLE_SECONDS),
@@ -544,16 +545,32 @@ class _Uvicorn:
             self.done.set()
 
     def stop(self, grace: float) -> None:
+        self._nosniff_in_flight()
         self._server.config.timeout_graceful_shutdown = math.ceil(grace)
         self._server.should_exit = True
 
     def force(self) -> None:
+        self._nosniff_in_flight()
         self._server.should_exit = True
         self._server.force_exit = True
+
+    def _nosniff_in_flight(self) -> None:
+        """uvicorn answers 500 for a request cut off by the stop, with only its default
+        headers: add nosniff to those of the requests in flight now (no new ones come).
+        Done here, once, rather than on every request."""
+        for connection in list(self._server.server_state.connections):
+            pipeline = getattr(connection, "pipeline", ())
+            for cycle in [getattr(connection, "cycle", None), *(c for c, _ in pipeline)]:
+                headers = getattr(cycle, "default_headers", None)
+                if headers is not None and _NOSNIFF not in headers:
+                    cycle.default_headers = [*headers, _NOSNIFF]
 
 
 MAX_HEAD = 16 * 1024  # bytes of request line and headers, as h11 caps them
 _SLICE = 1024  # bytes fed to httptools at a time: bounds the requests one feed can queue
+
+
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
 def _quiet_cancelled(record: logging.LogRecord) -> bool:
@@ -580,19 +597,15 @@ def _protocol(limit: int) -> type[Any]:
       request head over :data:`MAX_HEAD` bytes is answered 431 and closed. uvicorn's
       httptools protocol parses whatever arrives, queues pipelined requests without
       bound and has no limit on a head's size; h11 does both already.
-    - uvicorn's own answers (400 for what does not parse, 500 when a request is cut
-      off) carry ``X-Content-Type-Options: nosniff`` like the application's.
+    - uvicorn's 400 for what does not parse carries ``X-Content-Type-Options:
+      nosniff`` like the application's answers (for its 500, see ``_Uvicorn.stop``).
     """
     import time
 
     try:
         import httptools  # noqa: F401
         from uvicorn.protocols.http.flow_control import FlowControl
-        from uvicorn.protocols.http.httptools_impl import (
-            STATUS_LINE,
-            HttpToolsProtocol,
-            RequestResponseCycle,
-        )
+        from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
     except ImportError:
         from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -607,6 +620,10 @@ def _protocol(limit: int) -> type[Any]:
                     self._seen = cycle  # a request head arrived: the app has it now
                     self.waiting_since = None
 
+            def on_response_complete(self) -> None:
+                self.waiting_since = time.monotonic()
+                super().on_response_complete()
+
     else:
 
         class Flow(FlowControl):
@@ -614,14 +631,16 @@ def _protocol(limit: int) -> type[Any]:
 
             holding = False
 
-            def resume_reading(self) -> None:
-                if not self.holding:
-                    super().resume_reading()
+            def resume_reading(self) -> None:  # FlowControl's, inlined: once a request
+                if self.read_paused and not self.holding:
+                    self.read_paused = False
+                    self._transport.resume_reading()
 
-        class Cycle(RequestResponseCycle):
-            async def send_500_response(self) -> None:
-                await self.send({"type": "http.response.start", "status": 500, "headers": _500})
-                await self.send({"type": "http.response.body", "body": b"Internal Server Error"})
+        # Called directly: these run once or more per request.
+        parse = HttpToolsProtocol.data_received
+        headers_complete = HttpToolsProtocol.on_headers_complete
+        message_complete = HttpToolsProtocol.on_message_complete
+        response_complete = HttpToolsProtocol.on_response_complete
 
         class Base(HttpToolsProtocol):  # type: ignore[no-redef]
             waiting_since: float | None = None
@@ -639,8 +658,20 @@ def _protocol(limit: int) -> type[Any]:
                 super().connection_lost(exc)
 
             def data_received(self, data: bytes) -> None:
-                if self._held or self._busy():
+                cycle = self.cycle
+                if (
+                    self._held
+                    or self.pipeline
+                    or (cycle is not None and self._message_done and not cycle.response_complete)
+                ):  # _busy(), inlined
                     self._hold(data)
+                elif len(data) <= _SLICE and (
+                    not self._in_head or self._head + len(data) <= MAX_HEAD
+                ):
+                    # The common case, kept cheap: one small read, nothing in flight.
+                    if self._in_head:
+                        self._head += len(data)
+                    parse(self, data)
                 else:
                     self._feed(data)
 
@@ -664,7 +695,7 @@ def _protocol(limit: int) -> type[Any]:
                         if self._head > MAX_HEAD:
                             self._refuse(431, "Request header fields too large.")
                             return
-                    super().data_received(piece)
+                    parse(self, piece)
                     if self.parser is None or self.transport.is_closing():
                         return
                     if data and self._busy():
@@ -680,27 +711,20 @@ def _protocol(limit: int) -> type[Any]:
                 if not self._held and self.parser is not None:
                     self.flow.resume_reading()
 
-            def on_message_begin(self) -> None:
-                self._message_done = False
-                super().on_message_begin()
-
             def on_headers_complete(self) -> None:
                 self.waiting_since = None  # a request head arrived
-                self._in_head = False
-                super().on_headers_complete()
-                if self.cycle is not None:
-                    self.cycle.__class__ = Cycle
+                self._in_head = self._message_done = False
+                headers_complete(self)
 
             def on_message_complete(self) -> None:
-                self._message_done = True
-                self._in_head, self._head = True, 0
-                super().on_message_complete()
+                self._message_done = self._in_head = True
+                self._head = 0
+                message_complete(self)
 
             def on_response_complete(self) -> None:
-                queued = bool(self.pipeline)
-                super().on_response_complete()
-                if queued:
-                    self.waiting_since = None  # the next request, received, now runs
+                # Waiting for the next head, unless it came already and now runs.
+                self.waiting_since = None if self.pipeline else time.monotonic()
+                response_complete(self)
                 if self._held:
                     self.flow.pause_reading()
                     self.loop.call_soon(self._feed_held)
@@ -753,10 +777,6 @@ def _protocol(limit: int) -> type[Any]:
             _drop(chosen.transport)
             return True
 
-        def on_response_complete(self) -> None:
-            self.waiting_since = time.monotonic()
-            super().on_response_complete()
-
         def pause_writing(self) -> None:
             self.stalled_since = time.monotonic()
             super().pause_writing()
@@ -766,14 +786,6 @@ def _protocol(limit: int) -> type[Any]:
             super().resume_writing()
 
     return Protocol
-
-
-_500 = [
-    (b"content-type", b"text/plain; charset=utf-8"),
-    (b"content-length", b"21"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"connection", b"close"),
-]
 
 
 async def _sweep(connections: set[Any], idle: float) -> None:

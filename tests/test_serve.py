@@ -486,7 +486,8 @@ def test_a_request_head_is_bounded_in_size(start: object) -> None:
             while sent < 64 * 2**20:  # one endless header line
                 connection.sendall(b"a" * 65536)
                 sent += 65536
-        assert sent < 2**20, "a 1 MiB header line was taken in"
+        # Refused after 16 KiB; what the kernel's buffers took in meanwhile is all.
+        assert sent < 16 * 2**20, "the server kept taking an endless header line in"
         answer = b""
         with contextlib.suppress(ConnectionResetError):
             while chunk := connection.recv(65536):
