@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 
 DOCS = "https://github.com/healthdi/healthdi/blob/main/docs/exposure.md"
+MAX_PROBE_TIMEOUT = 86400  # seconds: a day, far beyond any probe
 
 # Help texts are plain text: the terminal shows them as written.
 DESCRIPTION = """\
@@ -202,8 +203,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = parser.parse_args(arguments)
     try:
         if args.command == "probe":
-            if not (args.timeout > 0 and args.timeout != float("inf")):
-                raise _Fail(f"--timeout must be a finite number of seconds > 0, got {args.timeout}")
+            if not 0 < args.timeout <= MAX_PROBE_TIMEOUT:  # NaN too
+                raise _Fail(
+                    "--timeout must be a finite number of seconds > 0 and at most "
+                    f"{MAX_PROBE_TIMEOUT}, got {args.timeout:g}"
+                )
             code = _probe(args.url, args.service, args.timeout)
         elif args.command == "check":
             code = _run_check(args.target, args.json)
@@ -237,24 +241,32 @@ def _probe(url: str, service: str, timeout: float) -> int:
     from urllib.parse import urlsplit
 
     deadline = time.monotonic() + timeout
+    armed = False
 
     def expired(signum: int, frame: object) -> None:
-        raise TimeoutError(f"no answer within {timeout:g} s")
+        if armed:  # never once the probe is over
+            raise TimeoutError(f"no answer within {timeout:g} s")
 
     previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        parts = urlsplit(url)
-        if parts.scheme in ("http", "https"):
-            healthy, detail = _probe_http(parts, deadline)
-        elif parts.scheme == "grpc":
-            healthy, detail = _probe_grpc(parts, service, deadline)
-        else:
-            healthy, detail = False, f"unsupported URL {url!r}: use http://, https:// or grpc://"
+        try:
+            armed = True
+            # Below a microsecond setitimer would read 0, which disarms it.
+            signal.setitimer(signal.ITIMER_REAL, max(timeout, 1e-6))
+            parts = urlsplit(url)
+            if parts.scheme in ("http", "https"):
+                healthy, detail = _probe_http(parts, deadline)
+            elif parts.scheme == "grpc":
+                healthy, detail = _probe_grpc(parts, service, deadline)
+            else:
+                healthy = False
+                detail = f"unsupported URL {url!r}: use http://, https:// or grpc://"
+        finally:
+            armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
     except Exception as error:  # any failure to get an answer is unhealthy
         healthy, detail = False, f"{type(error).__name__}: {error}"
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     print(f"{'healthy' if healthy else 'unhealthy'}: {detail}")
     return 0 if healthy else 1
@@ -474,21 +486,31 @@ def _run_check(target: str, as_json: bool) -> int:
     import anyio
 
     async def check() -> int:
+        from ._runner import cancel_requests, cancelled_from_outside, is_cancellation
+        from .monitor import _explain
+
         injector = await _injector(target)
+        baseline = cancel_requests()
         try:
-            await injector.astart()  # eager services: never built means never checked
+            try:
+                await injector.astart()  # eager services: never built means never checked
+            except BaseException as error:
+                # Whatever an eager factory raised (SystemExit, CancelledError) is a
+                # failed start, exit 1; Ctrl-C is not.
+                if isinstance(error, KeyboardInterrupt) or (
+                    is_cancellation(error) and cancelled_from_outside(baseline)
+                ):
+                    raise
+                print(f"start failed: {_explain(error)}", file=sys.stderr)
+                return 1
             report = await injector.ahealth_report()
-        except Exception as error:
-            notes = "; ".join(getattr(error, "__notes__", ()))
-            print(f"start failed: {type(error).__name__}: {error} ({notes})", file=sys.stderr)
-            return 1
         finally:
             await _shut_down(injector)
         if as_json:
             print(json.dumps(report.to_dict(), indent=2))
         else:
             rows = [("SERVICE", "OUTCOME", "DURATION", "ERROR")] + [
-                (c.key, c.outcome.value, f"{c.duration * 1000:.1f} ms", str(c.error or ""))
+                (c.key, c.outcome.value, f"{c.duration * 1000:.1f} ms", _error(c.error))
                 for c in report.checks
             ]
             widths = [max(len(row[i]) for row in rows) for i in range(3)]
@@ -500,6 +522,12 @@ def _run_check(target: str, as_json: bool) -> int:
         return 0 if report.healthy else 1
 
     return anyio.run(check)
+
+
+def _error(error: BaseException | None) -> str:
+    from .health import error_text
+
+    return "" if error is None else error_text(error)
 
 
 def _summary(report: HealthReport) -> str:
@@ -574,14 +602,26 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
     if missing is not None:
         raise _Fail(missing)
 
-    import anyio
-
     run = Run(options, lambda: _injector(args.target), signals, _shut_down)
-    # grpcio's server runs on asyncio only.
     try:
-        code = anyio.run(run.main, backend="asyncio")
+        code = run.run()
+    except _Fail:
+        raise  # the application could not be loaded: nothing to shut down
     except BaseException as error:  # the loop itself stopped: see Run.rescue
         code = run.rescue(error)
+    if run.left_behind:
+        # Code that ignores cancellation is still suspended in a task: the interpreter's
+        # teardown would resume it to close it, and it may never end. Everything that
+        # had to run has run: leave now.
+        if run.failed is not None:
+            print(f"di serve: {run.failed}", file=sys.stderr)
+            code = 1
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     if run.failed is not None:
         raise _Fail(run.failed)
     return code

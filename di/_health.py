@@ -191,7 +191,7 @@ _ATTEMPTS = threading.Lock()
 _stuck = 0  # abandoned check threads that have not returned yet
 # One line per service per interval about its abandoned threads: (last logged, held back).
 ABANDON_LOG_INTERVAL = 60.0
-_abandon_log: dict[str, tuple[float, int]] = {}
+_abandon_log: dict[Service, tuple[float, int]] = {}
 
 
 def _conclude(
@@ -222,14 +222,17 @@ def _abandon(item: Item, limit: str) -> None:
         attempt.abandoned = True
         _stuck += 1
         stuck = _stuck
-    label = item.service.label
+    service = item.service
+    label = service.label
     now = time.monotonic()
     with _ATTEMPTS:
-        last, held = _abandon_log.get(label, (-math.inf, 0))
+        last, held = _abandon_log.get(service, (-math.inf, 0))
         if now - last < ABANDON_LOG_INTERVAL:  # a check that overruns every round
-            _abandon_log[label] = (last, held + 1)
+            _abandon_log[service] = (last, held + 1)
             return
-        _abandon_log[label] = (now, 0)
+        if len(_abandon_log) > 1024:
+            _abandon_log.clear()  # services come and go: a bounded memory of them
+        _abandon_log[service] = (now, 0)
     logger.warning(
         "health check of %r overran %s; its thread is abandoned and the check is not "
         "started again until it returns (%d %s stuck in health checks)%s",
@@ -600,9 +603,13 @@ class _Run:
             and not self.exhausted
             and not self.closed
         ):
-            self.started += 1
-            self.active += 1
-            self.tasks.start_soon(_helper, self)
+            # As many again as are started (1, 2, 4, ...): the pool reaches a hundred
+            # waiting checks in a few turns of the loop, not a hundred.
+            more = min(self.started, self.max_workers - self.started)
+            self.started += more
+            self.active += more
+            for _ in range(more):
+                self.tasks.start_soon(_helper, self)
 
     def resume(self) -> None:
         """A worker that waited runs again."""

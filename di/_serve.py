@@ -5,7 +5,8 @@ The order of a run:
 1. SIGINT and SIGTERM are handled from the first line of the command to its exit
    (:class:`Signals`); nothing below is ever cut off by one.
 2. The application factory builds the container. A signal meanwhile is acted on once
-   it returns: what it built is shut down.
+   a sync factory returns (what it built is shut down); an async factory is cancelled,
+   and one that ignores it is left behind on a second signal.
 3. Both addresses are bound (a taken port is one clear error), and the servers start
    answering at once: liveness is SERVING, readiness is NOT_SERVING ("startup: not
    started").
@@ -14,6 +15,9 @@ The order of a run:
 5. On SIGTERM every status turns NOT_SERVING while both servers keep answering for the
    drain period; then they stop accepting and in-flight calls get the grace period.
    SIGINT skips the drain, and a second signal skips what is left of drain and grace.
+   The round in progress gets :data:`ROUND_WAIT` s, then is cancelled; what ignores the
+   cancellation is left behind after :data:`LEFT_BEHIND` s (the process then leaves
+   with ``os._exit`` once the hooks have run).
 6. The container is shut down, whatever ended the run (a ``finally``). The exit status
    is 0 only when a signal asked for the stop and every shutdown hook succeeded.
 
@@ -36,10 +40,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from .monitor import HealthMonitor
+from .monitor import HealthMonitor, _explain
 from .scope import Scope
 
 if TYPE_CHECKING:
+    import asyncio
+
     import grpc
 
 logger = logging.getLogger("di.serve")
@@ -51,6 +57,14 @@ EXTRAS = {
 }
 _SERVING = {"http": "serving HTTP", "grpc": "serving gRPC", "prometheus": "--metrics"}
 IDLE_SECONDS = 5.0  # an HTTP connection must send a whole request head within this
+# On the way out, the round of checks in progress gets ROUND_WAIT seconds to finish,
+# then is cancelled; work that ignores its cancellation is left behind after LEFT_BEHIND.
+ROUND_WAIT = 1.0
+LEFT_BEHIND = 1.0
+STALL_WARNING = 1.0  # a loop blocked this long (s) is logged: answers waited meanwhile
+DOCS_BLOCKING = (
+    "https://github.com/healthdi/healthdi/blob/main/docs/exposure.md#blocking-the-event-loop"
+)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -157,15 +171,39 @@ class Run:
         self.stopping = False
         self.wake = anyio.Event()
         self.monitor_done = anyio.Event()
+        self.monitor_task: asyncio.Task[None] | None = None
+        self.left_behind: list[asyncio.Task[Any]] = []  # ignored cancellation: not awaited
         self.http: _Uvicorn | None = None
         self.grpc: grpc.aio.Server | None = None
+
+    def run(self) -> int:
+        """Run :meth:`main` on a new asyncio loop (grpcio's server runs on asyncio only).
+
+        As ``asyncio.run`` does, the loop's teardown cancels the tasks left, but it waits
+        for them :data:`LEFT_BEHIND` seconds at most: code that ignores cancellation (a
+        check that swallows ``CancelledError``) was left behind by :meth:`main` and must
+        not hold the exit.
+        """
+        import asyncio
+
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(self.main())
+        finally:
+            try:
+                _cancel_tasks_left(loop, self.left_behind)
+            finally:
+                loop.close()
 
     async def main(self) -> int:
         import asyncio
 
         loop = asyncio.get_running_loop()
         with self.signals.attached(lambda: loop.call_soon_threadsafe(self._wake)):
-            self.injector = injector = await self.build()  # a signal waits for it to return
+            injector = await self._build()
+            if injector is None:
+                return 1 if self.failed is not None else 0
+            self.injector = injector
             hooks_ok = True
             try:
                 if self.signals.received:
@@ -179,11 +217,11 @@ class Run:
                 self.failed = str(error)  # an address that cannot be bound
             except Exception as error:
                 logger.exception("di serve failed")
-                self.failed = f"{type(error).__name__}: {error}"
+                self.failed = _explain(error)
             except BaseException as error:
                 if isinstance(error, anyio.get_cancelled_exc_class()):
                     raise
-                self.failed = f"stopped by {type(error).__name__}: {error}"
+                self.failed = f"stopped by {_explain(error)}"
             finally:
                 with anyio.CancelScope(shield=True):
                     await self._close_servers()
@@ -193,6 +231,49 @@ class Run:
         if self.failed is not None:
             return 1
         return 0 if hooks_ok else 1
+
+    async def _build(self) -> Scope | None:
+        """The application factory's container; None if a signal stopped the factory.
+
+        A sync factory runs to its end (a signal is acted on once it returns: what it
+        built is shut down). An async one is cancelled on the first signal, and one that
+        ignores the cancellation is left behind on the second.
+        """
+        import asyncio
+
+        task = asyncio.ensure_future(self.build())
+        task.add_done_callback(lambda _: self._wake())
+        cancelled = 0
+        while not task.done():
+            self.wake = anyio.Event()
+            received = len(self.signals.received)
+            if received > cancelled:
+                if cancelled:
+                    logger.error(
+                        "received %s again: leaving the application factory behind",
+                        signal.Signals(self.signals.received[-1]).name,
+                    )
+                    self._leave_behind(task)
+                    self.failed = "stopped while the application factory ignored cancellation"
+                    return None
+                logger.info(
+                    "received %s while the application factory was running: cancelling it",
+                    self.signals.first,
+                )
+                task.cancel()
+                cancelled = received
+                continue
+            await self.wake.wait()
+        if task.cancelled():
+            if cancelled:
+                logger.info("the application factory was cancelled: it returned nothing")
+                return None
+            self.failed = "the application factory raised CancelledError"
+            return None
+        return task.result()
+
+    def _leave_behind(self, task: asyncio.Task[Any]) -> None:
+        self.left_behind.append(task)
 
     def _wake(self) -> None:
         self.wake.set()
@@ -213,35 +294,71 @@ class Run:
             if listener is not None:
                 listener.close()
             raise
-        async with anyio.create_task_group() as tasks:
-            if listener is not None:
-                self.http = _Uvicorn(monitor, options)
-                await tasks.start(self.http.run_on, listener)
-                tasks.start_soon(self._watch_http, self.http)
-            tasks.start_soon(self._run_monitor, monitor)
-            await self._until_signal(1, math.inf)
-            await self._stop(monitor)
-            tasks.cancel_scope.cancel()
+        import asyncio
+
+        try:
+            async with anyio.create_task_group() as tasks:
+                if listener is not None:
+                    self.http = _Uvicorn(monitor, options)
+                    await tasks.start(self.http.run_on, listener)
+                    tasks.start_soon(self._watch_http, self.http)
+                tasks.start_soon(_watch_loop, monitor)
+                # The monitor runs in a task of its own, outside the task group: a check
+                # that ignores cancellation would hold the group's exit forever.
+                self.monitor_task = asyncio.ensure_future(self._run_monitor(monitor))
+                await self._until_signal(1, math.inf)
+                await self._stop(monitor)
+                tasks.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._end_monitor(monitor)
 
     async def _run_monitor(self, monitor: HealthMonitor) -> None:
+        from ._runner import cancel_requests
+
         try:
             await monitor.run()
-        except Exception as error:
-            # The monitor has logged a failed start.
-            self.failed = f"{'start' if not monitor.started else 'monitor'} failed: {error}"
-            if monitor.started:
-                logger.exception("the health monitor failed")
-            self._wake()
         except BaseException as error:
-            if isinstance(error, anyio.get_cancelled_exc_class()):
-                raise
-            # A check raised SystemExit or the like: stop, with the shutdown hooks run.
+            if isinstance(error, anyio.get_cancelled_exc_class()) and cancel_requests():
+                raise  # _end_monitor cancelled it
             error = _leaf(error)
-            self.failed = f"a health check raised {type(error).__name__}: {error}"
-            logger.error("%s; stopping", self.failed)
+            if not monitor.started:  # the monitor logged why
+                self.failed = f"start failed: {_explain(error)}"
+            elif isinstance(error, Exception):
+                self.failed = f"monitor failed: {_explain(error)}"
+                logger.exception("the health monitor failed")
+            else:
+                # A check raised SystemExit or the like: stop, with the shutdown hooks run.
+                self.failed = f"a health check raised {_explain(error)}"
+                logger.error("%s; stopping", self.failed)
             self._wake()
         finally:
             self.monitor_done.set()
+
+    async def _end_monitor(self, monitor: HealthMonitor) -> None:
+        """Stop the monitor before the hooks run, in bounded time whatever a check does.
+
+        The round in progress gets :data:`ROUND_WAIT` seconds to finish; then it is
+        cancelled, and after :data:`LEFT_BEHIND` more seconds a check that ignores the
+        cancellation is left behind: the hooks run and the process exits all the same.
+        """
+        task = self.monitor_task
+        if task is None or task.done() or task in self.left_behind:
+            return
+        monitor.stop()
+        with anyio.move_on_after(ROUND_WAIT):
+            await self.monitor_done.wait()
+        if task.done():
+            return
+        task.cancel()
+        with anyio.move_on_after(LEFT_BEHIND):
+            await self.monitor_done.wait()
+        if not task.done():
+            logger.warning(
+                "a health check ignores cancellation: leaving it behind (its service is "
+                "shut down all the same)"
+            )
+            self._leave_behind(task)
 
     async def _watch_http(self, http: _Uvicorn) -> None:
         await http.done.wait()
@@ -264,7 +381,6 @@ class Run:
             if first:
                 logger.info("received %s: going NOT_SERVING and stopping", first)
             await monitor.enter_graceful_shutdown()
-        monitor.stop()  # the round in progress finishes before the hooks run
         monitor.close_watches()
         grace = 0.0 if len(self.signals.received) > 1 else options.grace
         logger.info("stopping the servers (grace %g s for calls in flight)", grace)
@@ -276,13 +392,9 @@ class Run:
                 if self.http is not None:
                     self.http.stop(grace)
                     servers.start_soon(self.http.done.wait)
-                servers.start_soon(self._wait_monitor, monitor.timeout + 1.0)
+                servers.start_soon(self._end_monitor, monitor)
             stopping.cancel_scope.cancel()
         logger.info("servers stopped")
-
-    async def _wait_monitor(self, seconds: float) -> None:
-        with anyio.move_on_after(seconds):
-            await self.monitor_done.wait()
 
     async def _hurry_on_signal(self) -> None:
         """A further signal cuts the grace period short (the hooks still run)."""
@@ -313,7 +425,7 @@ class Run:
         (a health check that calls ``sys.exit()`` does that); the hooks still run.
         """
         error = _leaf(error)
-        self.failed = self.failed or f"stopped by {type(error).__name__}: {error}"
+        self.failed = self.failed or f"stopped by {_explain(error)}"
         logger.error("di serve stopped: %s", self.failed)
         if self.injector is not None and not self.shutdown_started:
             logger.info("shutting the container down")
@@ -331,6 +443,51 @@ class Run:
             with anyio.move_on_after(5):
                 await self.http.done.wait()
             self.http = None
+
+
+async def _watch_loop(monitor: HealthMonitor) -> None:
+    """Log when something blocked the event loop: no request was answered meanwhile.
+
+    Nothing here can stop it: a sync factory of the start and an ``async def`` check
+    both run on the loop that answers. The log names the cause to look for.
+    """
+    import time
+
+    while True:
+        starting = not monitor.started
+        before = time.monotonic()
+        await anyio.sleep(0.25)
+        blocked = time.monotonic() - before - 0.25
+        if blocked >= STALL_WARNING:
+            cause = (
+                "while the application started (a sync factory, or a blocking call in an async one)"
+                if starting
+                else "(a blocking call in an async health check?)"
+            )
+            logger.warning(
+                "the event loop was blocked for %.1f s %s: no request was answered "
+                "meanwhile; see %s",
+                blocked,
+                cause,
+                DOCS_BLOCKING,
+            )
+
+
+def _cancel_tasks_left(loop: asyncio.AbstractEventLoop, left_behind: list[Any]) -> None:
+    """Cancel every task still pending and wait for them, :data:`LEFT_BEHIND` s at most."""
+    import asyncio
+
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    waited = [task for task in tasks if task not in left_behind]
+    if waited:
+        loop.run_until_complete(asyncio.wait(waited, timeout=LEFT_BEHIND))
+    generators = loop.create_task(loop.shutdown_asyncgens())
+    loop.run_until_complete(asyncio.wait([generators], timeout=LEFT_BEHIND))
+    for task in asyncio.all_tasks(loop):
+        # asyncio would warn of each task left behind; they were logged already.
+        task._log_destroy_pending = False  # type: ignore[attr-defined]  # noqa: SLF001
 
 
 def _leaf(error: BaseException) -> BaseException:
@@ -359,6 +516,7 @@ class _Uvicorn:
             health_app(monitor, show_details=options.show_details, metrics=options.metrics),
             http=_protocol(options.limit_concurrency),
             lifespan="off",  # this command runs the monitor
+            proxy_headers=False,  # health answers use neither the client's address nor scheme
             log_level="warning",
             access_log=False,
             timeout_keep_alive=int(IDLE_SECONDS),
@@ -367,6 +525,7 @@ class _Uvicorn:
         self._server = Server(config)
         self._metrics = options.metrics
         self.done = anyio.Event()
+        logging.getLogger("uvicorn.error").addFilter(_quiet_cancelled)
 
     async def run_on(
         self, listener: socket.socket, *, task_status: anyio.abc.TaskStatus[None]
@@ -403,28 +562,67 @@ class _Uvicorn:
             self.done.set()
 
     def stop(self, grace: float) -> None:
+        self._nosniff_in_flight()
         self._server.config.timeout_graceful_shutdown = math.ceil(grace)
         self._server.should_exit = True
 
     def force(self) -> None:
+        self._nosniff_in_flight()
         self._server.should_exit = True
         self._server.force_exit = True
 
+    def _nosniff_in_flight(self) -> None:
+        """uvicorn answers 500 for a request cut off by the stop, with only its default
+        headers: add nosniff to those of the requests in flight now (no new ones come).
+        Done here, once, rather than on every request."""
+        for connection in list(self._server.server_state.connections):
+            pipeline = getattr(connection, "pipeline", ())
+            for cycle in [getattr(connection, "cycle", None), *(c for c, _ in pipeline)]:
+                headers = getattr(cycle, "default_headers", None)
+                if headers is not None and _NOSNIFF not in headers:
+                    cycle.default_headers = [*headers, _NOSNIFF]
+
+
+MAX_HEAD = 16 * 1024  # bytes of request line and headers, as h11 caps them
+_SLICE = 1024  # bytes fed to httptools at a time: bounds the requests one feed can queue
+
+
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
+def _quiet_cancelled(record: logging.LogRecord) -> bool:
+    """Drop uvicorn's traceback for a request cut off by a forced stop (it answers 500)."""
+    import asyncio
+
+    error = record.exc_info[1] if record.exc_info else None
+    return not isinstance(error, asyncio.CancelledError)
+
 
 def _protocol(limit: int) -> type[Any]:
-    """uvicorn's HTTP protocol (httptools where installed), with two bounds added.
+    """uvicorn's HTTP protocol (httptools where installed), with bounds added.
 
     - it notes when a connection starts waiting for a request head (on opening, and
-      after each answer) and when one arrives, for :func:`_sweep` to close connections
-      that wait too long (uvicorn's own keep-alive timeout only starts after a first
-      answer, and any byte stops it);
-    - beyond ``limit`` open connections, a new one is closed at once.
+      after each answer) and when one arrives, and since when an answer cannot be
+      written (the client does not read), for :func:`_sweep` to close connections
+      that wait or stall too long (uvicorn's own keep-alive timeout only starts after
+      a first answer, and any byte stops it);
+    - beyond ``limit`` open connections, the one that has waited longest for a request
+      head is closed to make room, or if none waits the oldest: silent or busy clients
+      holding every slot never lock probes out;
+    - over httptools: a connection's requests are parsed one at a time (bytes that
+      follow a request are held, with reading paused, until it is answered), and a
+      request head over :data:`MAX_HEAD` bytes is answered 431 and closed. uvicorn's
+      httptools protocol parses whatever arrives, queues pipelined requests without
+      bound and has no limit on a head's size; h11 does both already.
+    - uvicorn's 400 for what does not parse carries ``X-Content-Type-Options:
+      nosniff`` like the application's answers (for its 500, see ``_Uvicorn.stop``).
     """
     import time
 
     try:
         import httptools  # noqa: F401
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        from uvicorn.protocols.http.flow_control import FlowControl
+        from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
     except ImportError:
         from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -439,41 +637,199 @@ def _protocol(limit: int) -> type[Any]:
                     self._seen = cycle  # a request head arrived: the app has it now
                     self.waiting_since = None
 
+            def on_response_complete(self) -> None:
+                self.waiting_since = time.monotonic()
+                super().on_response_complete()
+
     else:
+
+        class Flow(FlowControl):
+            """Reading stays paused while the connection holds bytes not yet parsed."""
+
+            holding = False
+
+            def resume_reading(self) -> None:  # FlowControl's, inlined: once a request
+                if self.read_paused and not self.holding:
+                    self.read_paused = False
+                    self._transport.resume_reading()
+
+        # Called directly: these run once or more per request.
+        parse = HttpToolsProtocol.data_received
+        headers_complete = HttpToolsProtocol.on_headers_complete
+        message_complete = HttpToolsProtocol.on_message_complete
+        response_complete = HttpToolsProtocol.on_response_complete
 
         class Base(HttpToolsProtocol):  # type: ignore[no-redef]
             waiting_since: float | None = None
+            _held = b""  # bytes received after a complete request, not yet parsed
+            _head = 0  # bytes fed since the head of the next request began to be awaited
+            _in_head = True  # awaiting a request head (not its body)
+            _message_done = False  # the latest request was received whole
+
+            def connection_made(self, transport: Any) -> None:
+                super().connection_made(transport)
+                self.flow = self._flow = Flow(transport)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                self._held = b""
+                super().connection_lost(exc)
+
+            def data_received(self, data: bytes) -> None:
+                cycle = self.cycle
+                if (
+                    self._held
+                    or self.pipeline
+                    or (cycle is not None and self._message_done and not cycle.response_complete)
+                ):  # _busy(), inlined
+                    self._hold(data)
+                elif len(data) <= _SLICE and (
+                    not self._in_head or self._head + len(data) <= MAX_HEAD
+                ):
+                    # The common case, kept cheap: one small read, nothing in flight.
+                    if self._in_head:
+                        self._head += len(data)
+                    parse(self, data)
+                else:
+                    self._feed(data)
+
+            def _busy(self) -> bool:
+                """Whether a request was received whole and awaits its answer."""
+                if self.pipeline:
+                    return True
+                cycle = self.cycle
+                return cycle is not None and self._message_done and not cycle.response_complete
+
+            def _hold(self, data: bytes) -> None:
+                self._held += data  # at most one read: reading is paused until it is fed
+                self._flow.holding = True
+                self._flow.pause_reading()
+
+            def _feed(self, data: bytes) -> None:
+                while data:
+                    piece, data = data[:_SLICE], data[_SLICE:]
+                    if self._in_head:
+                        self._head += len(piece)
+                        if self._head > MAX_HEAD:
+                            self._refuse(431, "Request header fields too large.")
+                            return
+                    parse(self, piece)
+                    if self.parser is None or self.transport.is_closing():
+                        return
+                    if data and self._busy():
+                        self._hold(data)
+                        return
+
+            def _feed_held(self) -> None:
+                if not self._held or self._busy() or self.parser is None:
+                    return
+                held, self._held = self._held, b""
+                self._flow.holding = False
+                self._feed(held)
+                if not self._held and self.parser is not None:
+                    self.flow.resume_reading()
 
             def on_headers_complete(self) -> None:
                 self.waiting_since = None  # a request head arrived
-                super().on_headers_complete()
+                self._in_head = self._message_done = False
+                headers_complete(self)
+
+            def on_message_complete(self) -> None:
+                self._message_done = self._in_head = True
+                self._head = 0
+                message_complete(self)
+
+            def on_response_complete(self) -> None:
+                # Waiting for the next head, unless it came already and now runs.
+                self.waiting_since = None if self.pipeline else time.monotonic()
+                response_complete(self)
+                if self._held:
+                    self.flow.pause_reading()
+                    self.loop.call_soon(self._feed_held)
+
+            def send_400_response(self, msg: str) -> None:
+                self._refuse(400, msg)
+
+            def _refuse(self, status: int, message: str) -> None:
+                body = message.encode("ascii")
+                head = [
+                    *(self.server_state.default_headers),
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode("ascii")),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"connection", b"close"),
+                ]
+                lines = b"".join(name + b": " + value + b"\r\n" for name, value in head)
+                self.transport.write(STATUS_LINE[status] + lines + b"\r\n" + body)
+                self.transport.close()
 
     class Protocol(Base):
+        stalled_since: float | None = None  # time.monotonic() when writing was paused
+        opened = 0.0
+
         def connection_made(self, transport: Any) -> None:
+            self.opened = time.monotonic()
             super().connection_made(transport)
-            if len(self.connections) > limit:
+            if len(self.connections) > limit and not self._make_room():
                 transport.close()
                 return
             self.waiting_since = time.monotonic()
 
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self.waiting_since = time.monotonic()
+        def _make_room(self) -> bool:
+            """Close the connection that has waited longest for a request head, else
+            the oldest: at the limit, a new probe matters more than an old client."""
+            waiting: Any = None
+            opened: Any = None
+            connections: set[Any] = self.connections
+            for connection in connections:
+                if connection is self or connection.transport.is_closing():
+                    continue
+                since = getattr(connection, "waiting_since", None)
+                if since is not None and (waiting is None or since < waiting.waiting_since):
+                    waiting = connection
+                if opened is None or connection.opened < opened.opened:
+                    opened = connection
+            chosen = waiting or opened
+            if chosen is None:
+                return False
+            _drop(chosen.transport)
+            return True
+
+        def pause_writing(self) -> None:
+            self.stalled_since = time.monotonic()
+            super().pause_writing()
+
+        def resume_writing(self) -> None:
+            self.stalled_since = None
+            super().resume_writing()
 
     return Protocol
 
 
 async def _sweep(connections: set[Any], idle: float) -> None:
-    """Close connections that have waited over ``idle`` seconds for a request head."""
+    """Close connections that have waited ``idle`` seconds for a request head, or that
+    have not taken an answer for as long (their write buffer stays full)."""
     import time
 
     while True:
         await anyio.sleep(min(idle / 5, 1.0))
         limit = time.monotonic() - idle
         for connection in list(connections):
+            transport = connection.transport
+            stalled = getattr(connection, "stalled_since", None)
+            if stalled is not None and stalled < limit:
+                transport.abort()  # close() would wait for the unread answers
+                continue
             since = getattr(connection, "waiting_since", None)
-            if since is not None and since < limit and not connection.transport.is_closing():
-                connection.transport.close()
+            if since is not None and since < limit:
+                _drop(transport)
+
+
+def _drop(transport: Any) -> None:
+    """Close a connection now: at once if an answer it did not read is still buffered."""
+    if transport.is_closing() or transport.get_write_buffer_size():
+        transport.abort()
+    else:
+        transport.close()
 
 
 def _listen(address: tuple[str, int]) -> socket.socket:

@@ -31,8 +31,8 @@ from urllib.parse import parse_qs
 
 import anyio
 
-from .health import HealthCheckResult, Outcome
-from .monitor import HealthMonitor, ServingStatus
+from .health import HealthCheckResult, Outcome, error_text
+from .monitor import HealthMonitor, ServingStatus, _explain
 
 __all__ = ["BODY_SECONDS", "MAX_BODY", "health_app"]
 
@@ -79,10 +79,11 @@ def health_app(monitor: HealthMonitor, show_details: bool = False, metrics: Any 
 
     Answers read the monitor's latest statuses and never wait for a check, so the
     monitor must run: when this app is the top ASGI app, its lifespan runs it (starts
-    the injector's eager services, then checks every interval); mounted inside another
-    app, run it in that app's lifespan (``async with monitor``). Each answer is rendered
-    once per published change. ``show_details=True`` puts error texts and details in
-    answers; otherwise they read "reason withheld" (the ``di.health`` log has them).
+    the injector's eager services, then checks every interval) and at shutdown runs the
+    injector's shutdown hooks; mounted inside another app, run it in that app's lifespan
+    (``async with monitor``). Each answer is rendered once per published change.
+    ``show_details=True`` puts error texts and details in answers; otherwise they read
+    "reason withheld" (the ``di.health`` log has them).
 
     ``metrics=True`` serves Prometheus metrics at ``/metrics``: the monitor's (see
     :mod:`di.metrics`, registered if need be) and the rest of the default registry;
@@ -132,7 +133,11 @@ def health_app(monitor: HealthMonitor, show_details: bool = False, metrics: Any 
 
 
 async def _lifespan(monitor: HealthMonitor, receive: Receive, send: Send) -> None:
-    """As the top app: run the monitor from startup to shutdown (unless it already runs)."""
+    """As the top app: run the monitor from startup to shutdown (unless it already runs).
+
+    The lifespan that started the injector shuts it down: its hooks run at shutdown,
+    and after a failed start, for what the start built.
+    """
     message = await receive()
     if message["type"] != "lifespan.startup":
         return
@@ -145,17 +150,35 @@ async def _lifespan(monitor: HealthMonitor, receive: Receive, send: Send) -> Non
     try:
         await monitor.__aenter__()
     except Exception as error:
-        notes = "; ".join(getattr(error, "__notes__", ()))
-        text = f"{type(error).__name__}: {error}" + (f" ({notes})" if notes else "")
-        await send({"type": "lifespan.startup.failed", "message": text})
+        await _shut_down(monitor)
+        await send({"type": "lifespan.startup.failed", "message": _explain(error)})
         return
+    failure = None
     try:
         await send({"type": "lifespan.startup.complete"})
         while (await receive())["type"] != "lifespan.shutdown":
             pass
     finally:
-        await monitor.__aexit__(None, None, None)
-    await send({"type": "lifespan.shutdown.complete"})
+        try:
+            await monitor.__aexit__(None, None, None)
+        finally:
+            with anyio.CancelScope(shield=True):
+                failure = await _shut_down(monitor)
+    if failure is not None:
+        await send({"type": "lifespan.shutdown.failed", "message": failure})
+    else:
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+async def _shut_down(monitor: HealthMonitor) -> str | None:
+    """Run the injector's shutdown hooks; what failed, or None."""
+    from .errors import ShutdownError
+
+    try:
+        await monitor.injector.ashutdown()
+    except ShutdownError as error:
+        return error_text(error)
+    return None
 
 
 def _path(scope: MutableMapping[str, Any]) -> str:
@@ -354,7 +377,11 @@ def _reason(result: HealthCheckResult, details: bool) -> str:
     if not details:
         return "reason withheld"
     error = result.error
-    return f"{type(error).__name__}: {error}" if error is not None else result.outcome.value
+    return (
+        f"{type(error).__name__}: {error_text(error)}"
+        if error is not None
+        else result.outcome.value
+    )
 
 
 def _short(name: str) -> str:

@@ -115,7 +115,7 @@ class HealthCheckResult:
             "key": self.key,
             "scope": self.scope,
             "outcome": self.outcome.value,
-            "error": None if self.error is None else str(self.error),
+            "error": None if self.error is None else error_text(self.error),
             "error_type": None if self.error is None else type(self.error).__qualname__,
             "started": self.started.isoformat(),
             "duration_ms": round(self.duration * 1000, 3),
@@ -174,3 +174,12 @@ class HealthReport:
             "status": self.status,
             "checks": [check.to_dict() for check in self.checks],
         }
+
+
+def error_text(error: BaseException) -> str:
+    """``str(error)``, or a stand-in when its ``__str__`` fails: rendering a check's error
+    (in a log, an answer, a report) must never fail in its turn."""
+    try:
+        return str(error)
+    except (Exception, SystemExit) as failure:
+        return f"<str() of the {type(error).__name__} raised {type(failure).__name__}>"

@@ -16,10 +16,10 @@ import anyio.abc
 import anyio.lowlevel
 
 from . import _health  # the engine's entry point, for rounds bounded by ``timeout``
-from ._runner import in_event_loop
+from ._runner import cancel_requests, cancelled_from_outside, in_event_loop, is_cancellation
 from ._service import Service
 from .errors import HealthCheckTimeoutError
-from .health import HealthCheckResult, HealthReport, Outcome, Status
+from .health import HealthCheckResult, HealthReport, Outcome, Status, error_text
 from .scope import Scope
 
 __all__ = ["HealthMonitor", "ServingStatus"]
@@ -192,14 +192,16 @@ class HealthMonitor:
         if self._phase == _STARTED:
             return
         self._phase, self._start_done = _STARTING, anyio.Event()
+        baseline = cancel_requests()
         try:
             await self.injector.astart()
-        except Exception as error:
+        except BaseException as error:
+            if is_cancellation(error) and cancelled_from_outside(baseline):
+                self._phase = _NOT_STARTED
+                raise
+            # An eager factory raised, whatever it raised (CancelledError, SystemExit).
             self._phase = _FAILED
             logger.error("starting the application failed: %s", _explain(error))
-            raise
-        except BaseException:
-            self._phase = _NOT_STARTED
             raise
         else:
             self._phase = _STARTED
@@ -384,14 +386,15 @@ class HealthMonitor:
     def reasons(self) -> list[tuple[str, str]]:
         """Why names read NOT_SERVING whatever the checks say: ``(what, why)`` pairs.
 
-        ``("startup", "not started")`` (or ``"failed"``) until the start and a first
-        round completed; ``("checks", "health checks overdue")``; ``("shutdown",
+        ``("startup", "not started")`` until the start completed (``"failed"`` if it
+        failed), then ``("startup", "first round of checks not completed")`` until a
+        first round completed; ``("checks", "health checks overdue")``; ``("shutdown",
         "shutting down")`` after :meth:`enter_graceful_shutdown`.
         """
         self._check_stale()
         found = []
         if not self._ready:
-            found.append(("startup", "failed" if self._phase == _FAILED else "not started"))
+            found.append(("startup", _STARTUP.get(self._phase, "not started")))
         elif self._overdue:
             found.append(("checks", "health checks overdue"))
         if self._shutting_down:
@@ -621,6 +624,8 @@ class HealthMonitor:
 
 
 _NOT_STARTED, _STARTING, _STARTED, _FAILED = "not started", "starting", "started", "failed"
+# Why names are held NOT_SERVING before they are ready, by phase of the start.
+_STARTUP = {_FAILED: "failed", _STARTED: "first round of checks not completed"}
 
 
 class _Throttle:
@@ -731,13 +736,15 @@ _SET: Any = _Set()
 
 
 def _text(error: BaseException | None, limit: int = 500) -> str:
-    text = str(error)
+    text = "None" if error is None else error_text(error)
     return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _explain(error: BaseException) -> str:
+    """``Type: text (notes)``, with what is empty left out."""
     notes = "; ".join(getattr(error, "__notes__", ()))
-    return f"{type(error).__name__}: {_text(error)}" + (f" ({notes})" if notes else "")
+    text = _text(error)
+    return type(error).__name__ + (f": {text}" if text else "") + (f" ({notes})" if notes else "")
 
 
 def _serving(healthy: bool) -> ServingStatus:

@@ -979,6 +979,12 @@ class Scope:
         for key in list(self._eager):
             try:
                 self.invoke(key)
+            except AsyncRequiredError as error:
+                # invoke() names ainvoke(); the caller called start().
+                raise AsyncRequiredError(
+                    f"start() cannot build eager service {describe(key)!r}: it or a service "
+                    "it needs has an async factory; use `await scope.astart()`"
+                ) from error
             except Exception as error:
                 _note_start(error, self, key)
                 raise
@@ -1071,14 +1077,17 @@ class Scope:
         """
         self._shutdown(None)
 
-    def _shutdown(self, failure: BaseException | None) -> None:
+    def _shutdown(self, failure: BaseException | None, called: str = "shutdown") -> None:
         if self._close_plainly():
             return
         if self._has_async_hooks():
             if in_event_loop():
                 raise AsyncRequiredError(
-                    "shutdown() was called inside a running event loop and some services "
-                    "have async shutdown hooks; use `await ashutdown()` there"
+                    "a `with` block of the scope ended inside a running event loop and some "
+                    "services have async shutdown hooks; use `async with` there"
+                    if called == "with"
+                    else "shutdown() was called inside a running event loop and some "
+                    "services have async shutdown hooks; use `await ashutdown()` there"
                 )
             run(lambda: self._ashutdown(failure), "shutdown", "ashutdown")
             return
@@ -1307,7 +1316,7 @@ class Scope:
         # The block's failure (any exception, cancellation and KeyboardInterrupt too) is
         # thrown into generator factories at their yield, so that a rollback there runs,
         # as with contextlib: partial work is never committed.
-        self._shutdown(error)
+        self._shutdown(error, "with")
 
     async def __aenter__(self) -> Scope:
         return self

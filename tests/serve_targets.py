@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +31,29 @@ class Hung:
         threading.Event().wait()
 
 
+class Stubborn:
+    """An async check that swallows its cancellation (a client's careless retry loop)."""
+
+    async def health_check(self) -> None:
+        while True:
+            try:  # noqa: SIM105 (written as careless code is)
+                await asyncio.sleep(0.1)
+            except BaseException:
+                pass
+
+
+class BadText(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this error cannot be rendered")
+
+
+class BadlyFailing:
+    """Fails with an error whose str() raises."""
+
+    def health_check(self) -> None:
+        raise BadText()
+
+
 class Failing:
     def health_check(self) -> None:
         raise ConnectionRefusedError("payments.internal:443 refused the connection")
@@ -49,7 +73,8 @@ def healthy() -> Injector:
 
 
 def hung() -> Injector:
-    """A hung check with Injector() defaults: no timeouts of its own."""
+    """A hung check with Injector() defaults (a 5 s timeout per check, which the
+    round's own timeout of one interval usually cuts first)."""
     injector = healthy()
     injector.provide(Hung, eager=True)
     return injector
@@ -113,3 +138,110 @@ def degraded() -> Injector:
     injector.provide(Lagging, eager=True)
     injector.provide(Failing, eager=True, critical=False)
     return injector
+
+
+def hung_without_timeouts() -> Injector:
+    """A hung check and no timeout but the round's (one interval)."""
+    injector = Injector(health_check_timeout=None)
+    injector.provide(Database, eager=True)
+    injector.provide(Hung, eager=True)
+    return injector
+
+
+def stubborn() -> Injector:
+    injector = Injector(health_check_timeout=None)
+    injector.provide(Database, eager=True)
+    injector.provide(Stubborn, eager=True)
+    return injector
+
+
+def badly_failing() -> Injector:
+    injector = healthy()
+    injector.provide(BadlyFailing, eager=True)
+    return injector
+
+
+def start_cancelled() -> Injector:
+    """An eager factory that raises CancelledError: a failed start, not a stop."""
+
+    def payments(database: Database) -> Failing:
+        raise asyncio.CancelledError()
+
+    injector = healthy()
+    injector.provide(payments, eager=True)
+    return injector
+
+
+def start_exits() -> Injector:
+    def payments(database: Database) -> Failing:
+        raise SystemExit(3)
+
+    injector = healthy()
+    injector.provide(payments, eager=True)
+    return injector
+
+
+def slow_async_start() -> Injector:
+    """An eager async factory that takes 30 s: a signal arrives meanwhile."""
+
+    async def payments(database: Database) -> Failing:
+        say("slow start begins")
+        await asyncio.sleep(30)
+        return Failing()
+
+    injector = healthy()
+    injector.provide(payments, eager=True)
+    return injector
+
+
+async def async_factory_hangs() -> Injector:
+    """An async application factory that never returns."""
+    injector = healthy()
+    injector.invoke(Database)
+    say("factory waiting")
+    await asyncio.Event().wait()
+    return injector
+
+
+async def stubborn_factory() -> Injector:
+    """An async application factory that never returns and ignores cancellation."""
+    say("factory waiting")
+    while True:
+        try:  # noqa: SIM105 (written as careless code is)
+            await asyncio.sleep(0.1)
+        except BaseException:
+            pass
+
+
+class SlowToBuild:
+    """A sync constructor that blocks (a client connecting synchronously)."""
+
+    def __init__(self) -> None:
+        time.sleep(1.5)
+
+
+class LoopBlocker:
+    """An async check that calls a blocking client: it stalls the event loop (from its
+    second round on, so that the start's stall is seen apart)."""
+
+    rounds = 0
+
+    async def health_check(self) -> None:
+        LoopBlocker.rounds += 1
+        if LoopBlocker.rounds == 2:
+            time.sleep(1.5)
+
+
+def blocking() -> Injector:
+    injector = healthy()
+    injector.provide(SlowToBuild, eager=True)
+    injector.provide(LoopBlocker, eager=True)
+    return injector
+
+
+def top_app() -> object:
+    """The health app as uvicorn's top app: its lifespan owns the container."""
+    from di import HealthMonitor
+    from di.asgi import health_app
+
+    return health_app(HealthMonitor(healthy(), interval=0.2))

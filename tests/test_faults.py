@@ -21,8 +21,8 @@ from di import Injector, Outcome
 
 pytestmark = pytest.mark.anyio
 
-PER_CHECK = 0.15
-GLOBAL = 1.0
+PER_CHECK = 0.3
+GLOBAL = 1.5
 SLACK = 0.05
 
 # Released when each test ends, so that hung sync checks' threads return.

@@ -301,8 +301,14 @@ async def test_readiness_reads_not_started_until_start_and_a_first_round() -> No
 
 @pytest.mark.anyio
 async def test_as_the_top_app_its_lifespan_runs_the_monitor() -> None:
+    closed: list[str] = []
+
+    def database() -> Iterator[Database]:
+        yield Database()
+        closed.append("database")
+
     injector = Injector()
-    injector.provide(Database, eager=True)
+    injector.provide(database, eager=True)
     monitor = HealthMonitor(injector, interval=0.05)
     app = health_app(monitor)
     to_app = anyio.create_memory_object_stream[dict[str, Any]](10)
@@ -322,6 +328,7 @@ async def test_as_the_top_app_its_lifespan_runs_the_monitor() -> None:
             await to_app[0].send({"type": "lifespan.shutdown"})
             assert (await from_app[1].receive())["type"] == "lifespan.shutdown.complete"
     assert not monitor.running
+    assert closed == ["database"]  # the lifespan that started it shut it down
 
 
 @pytest.mark.anyio

@@ -351,6 +351,60 @@ async def test_a_failed_start_is_logged_raised_and_reads_not_serving(
     assert monitor.status("readiness") is NOT_SERVING
 
 
+async def test_an_eager_factory_raising_cancellation_is_a_failed_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The application raised it; nothing cancelled the start (asyncio's or trio's)."""
+    import asyncio
+
+    def refuse() -> Broken:
+        raise asyncio.CancelledError()
+
+    injector = Injector()
+    injector.provide(refuse, eager=True)
+    monitor = HealthMonitor(injector)
+    with (
+        caplog.at_level(logging.ERROR, logger="di.health"),
+        pytest.raises(asyncio.CancelledError),
+    ):
+        await monitor.start()
+    assert "starting the application failed: CancelledError" in caplog.text
+    assert monitor.reasons() == [("startup", "failed")]
+
+
+async def test_readiness_names_the_first_round_once_started() -> None:
+    injector = Injector()
+    injector.provide(Database, eager=True)
+    monitor = HealthMonitor(injector)
+    await monitor.start()
+    assert monitor.reasons() == [("startup", "first round of checks not completed")]
+    await monitor.check()
+    assert monitor.reasons() == []
+
+
+async def test_an_error_whose_text_fails_is_logged_with_a_stand_in(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    class Odd:
+        def health_check(self) -> None:
+            raise Unprintable()
+
+    injector = Injector()
+    injector.provide(Odd, eager=True)
+    monitor = HealthMonitor(injector)
+    with caplog.at_level(logging.WARNING, logger="di.health"):
+        report = await monitor.check()
+    assert not report.healthy
+    assert "Unprintable: <str() of the Unprintable raised RuntimeError>" in caplog.text
+    assert report.to_dict()["checks"][0]["error"] == (
+        "<str() of the Unprintable raised RuntimeError>"
+    )
+
+
 async def test_stop_lets_the_round_in_progress_finish() -> None:
     class Slow:
         finished = 0

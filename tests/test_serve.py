@@ -212,6 +212,117 @@ def test_a_check_raising_system_exit_is_its_failure_not_the_end(start: object) -
     assert "database closed" in output
 
 
+def test_a_check_that_ignores_cancellation_never_holds_the_exit(start: object) -> None:
+    serving = start("stubborn", "--interval", "0.5", "--drain", "1")  # type: ignore[operator]
+    up(serving)
+    # Started, but no round ever completes: readiness says which.
+    wait_for(
+        lambda: (
+            "[-]startup: first round of checks not completed"
+            in httpx.get(serving.url + "/readyz?verbose", timeout=5).text
+        ),
+        10,
+        "readiness to name the pending first round",
+    )
+    stopping = time.monotonic()
+    serving.process.send_signal(signal.SIGTERM)
+    assert serving.wait(timeout=20) == 0
+    assert time.monotonic() - stopping < 1 + 5  # drain + 5 s
+    output = serving.output()
+    assert "a health check ignores cancellation: leaving it behind" in output
+    assert "database closed" in output
+
+
+@pytest.mark.parametrize(
+    ("target", "marker"),
+    [("hung_without_timeouts", "HTTP health on"), ("slow_async_start", "slow start begins")],
+)
+def test_sigterm_never_waits_for_a_long_round_or_start(
+    start: object, target: str, marker: str
+) -> None:
+    """The round (or start) in progress gets a short fixed time, not the interval."""
+    serving = start(target, "--interval", "30", "--drain", "0")  # type: ignore[operator]
+    serving.wait_output(marker)
+    up(serving)
+    time.sleep(0.3)  # the round, or the start, is under way
+    stopping = time.monotonic()
+    serving.process.send_signal(signal.SIGTERM)
+    assert serving.wait(timeout=20) == 0
+    assert time.monotonic() - stopping < 5
+    assert "database closed" in serving.output()
+
+
+def test_a_signal_cancels_an_async_factory_that_never_returns(start: object) -> None:
+    serving = start("async_factory_hangs")  # type: ignore[operator]
+    serving.wait_output("factory waiting")
+    serving.process.send_signal(signal.SIGTERM)
+    assert serving.wait(timeout=10) == 0
+    assert "received SIGTERM while the application factory was running: cancelling it" in (
+        serving.output()
+    )
+
+
+def test_a_second_signal_leaves_a_factory_that_ignores_cancellation_behind(
+    start: object,
+) -> None:
+    serving = start("stubborn_factory")  # type: ignore[operator]
+    serving.wait_output("factory waiting")
+    serving.process.send_signal(signal.SIGINT)
+    serving.wait_output("cancelling it", 5)
+    time.sleep(0.3)
+    serving.process.send_signal(signal.SIGINT)
+    assert serving.wait(timeout=10) == 1
+    assert "leaving the application factory behind" in serving.output()
+
+
+def test_an_error_that_cannot_be_rendered_is_its_checks_failure(start: object) -> None:
+    serving = start("badly_failing", "--interval", "0.2")  # type: ignore[operator]
+    up(serving)
+    wait_for(lambda: status(serving, "/readyz") == 503, 10, "/readyz to answer 503")
+    time.sleep(1)  # several rounds later, still serving
+    assert serving.process.poll() is None
+    verbose = httpx.get(serving.url + "/health", timeout=5)
+    assert verbose.status_code == 503
+    serving.process.send_signal(signal.SIGTERM)
+    assert serving.wait(timeout=20) == 0
+    output = serving.output()
+    assert "BadText: <str() of the BadText raised RuntimeError>" in output
+    assert "Traceback" not in output
+    done = di("check", "tests.serve_targets:badly_failing")
+    assert done.returncode == 1
+    assert "<str() of the BadText raised RuntimeError>" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "error"),
+    [("start_cancelled", "CancelledError"), ("start_exits", "SystemExit: 3")],
+)
+def test_an_eager_factory_raising_a_base_exception_is_a_failed_start(
+    start: object, target: str, error: str
+) -> None:
+    serving = start(target)  # type: ignore[operator]
+    assert serving.wait(timeout=20) == 1
+    output = serving.output()
+    assert f"starting the application failed: {error}" in output
+    assert f"di serve: start failed: {error}" in output
+    assert "database closed" in output
+    done = di("check", f"tests.serve_targets:{target}")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"start failed: {error}"), done.stderr
+    assert "()" not in done.stderr
+
+
+def test_a_blocked_event_loop_is_logged_with_its_likely_cause(start: object) -> None:
+    """Nothing can answer while the loop is blocked; the log says what to look for."""
+    serving = start("blocking", "--interval", "0.5", "--drain", "0")  # type: ignore[operator]
+    serving.wait_output("while the application started (a sync factory", 15)
+    serving.wait_output("(a blocking call in an async health check?)", 15)
+    assert "#blocking-the-event-loop" in serving.output()
+    serving.process.send_signal(signal.SIGTERM)
+    assert serving.wait(timeout=20) == 0
+
+
 def test_a_failed_start_exits_1_after_shutdown(start: object) -> None:
     serving = start("broken_start")  # type: ignore[operator]
     assert serving.wait(timeout=20) == 1
@@ -288,6 +399,187 @@ def test_silent_connections_are_closed(start: object) -> None:
         for connection in silent:
             connection.close()
     assert status(serving, "/livez") == 200
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def read_answers(connection: socket.socket, count: int, timeout: float = 10) -> bytes:
+    """Read until ``count`` whole answers with empty or short bodies have arrived."""
+    connection.settimeout(timeout)
+    data = b""
+    deadline = time.monotonic() + timeout
+    while data.count(b"HTTP/1.1 ") < count or not data.endswith((b"ok", b"}")):
+        assert time.monotonic() < deadline, data[-300:]
+        chunk = connection.recv(65536)
+        assert chunk, data[-300:]
+        data += chunk
+    return data
+
+
+def test_pipelined_requests_are_answered_in_order(start: object) -> None:
+    serving = start("healthy")  # type: ignore[operator]
+    up(serving)
+    body = b'{"service": "liveness"}'
+    check = (
+        b"POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    requests = b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n" * 100 + check
+    with socket.create_connection(("127.0.0.1", serving.http_port), timeout=5) as connection:
+        connection.sendall(requests)  # all at once: one read holds many requests
+        answers = read_answers(connection, 101)
+        assert answers.count(b"HTTP/1.1 200 OK") == 101
+        assert answers.endswith(b'{"status": "SERVING"}')
+        for byte in requests[:300]:  # and a byte at a time, across request boundaries
+            connection.sendall(bytes([byte]))
+        assert read_answers(connection, 9).count(b"HTTP/1.1 200 OK") == 9
+
+
+def test_pipelining_without_reading_holds_no_memory_and_starves_nothing(start: object) -> None:
+    """A client that pipelines requests and never reads an answer: the server parses one
+    request at a time, so what it holds is bounded; the stalled connection is dropped."""
+    serving = start("healthy", "--interval", "1")  # type: ignore[operator]
+    up(serving)
+    before = rss_mb(serving.process.pid)
+    flood = socket.socket()
+    flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    flood.connect(("127.0.0.1", serving.http_port))
+    flood.settimeout(0.2)
+    requests = b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n" * 2000
+    sent = 0
+    began = time.monotonic()
+    try:
+        while time.monotonic() - began < 2.5:
+            with contextlib.suppress(TimeoutError):
+                sent += flood.send(requests)
+            probe = time.monotonic()
+            assert status(serving, "/livez") == 200
+            assert time.monotonic() - probe < 0.5
+        assert rss_mb(serving.process.pid) - before < 40, (before, sent)
+        # Its answers are not read: the connection is dropped, as an idle one would be.
+        flood.settimeout(15)
+        with contextlib.suppress(TimeoutError):
+            while flood.send(requests):
+                pass
+        raise AssertionError("the stalled connection was never dropped")
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    finally:
+        flood.close()
+    assert status(serving, "/livez") == 200
+
+
+def test_a_request_head_is_bounded_in_size(start: object) -> None:
+    serving = start("healthy")  # type: ignore[operator]
+    up(serving)
+    before = rss_mb(serving.process.pid)
+    with socket.create_connection(("127.0.0.1", serving.http_port), timeout=5) as connection:
+        connection.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        sent = 0
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            while sent < 64 * 2**20:  # one endless header line
+                connection.sendall(b"a" * 65536)
+                sent += 65536
+        # Refused after 16 KiB; what the kernel's buffers took in meanwhile is all.
+        assert sent < 16 * 2**20, "the server kept taking an endless header line in"
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := connection.recv(65536):
+                answer += chunk
+    if answer:  # the answer may be lost to a reset if unread bytes remained
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+        assert b"x-content-type-options: nosniff" in answer
+    assert rss_mb(serving.process.pid) - before < 20
+    assert status(serving, "/livez") == 200
+
+
+def test_at_the_connection_limit_silent_connections_make_room(start: object) -> None:
+    serving = start("healthy", "--limit-concurrency", "20")  # type: ignore[operator]
+    up(serving)
+    silent = [
+        socket.create_connection(("127.0.0.1", serving.http_port), timeout=5) for _ in range(30)
+    ]
+    try:
+        time.sleep(0.2)
+        with httpx.Client(base_url=serving.url, timeout=5) as client:
+            for _ in range(10):  # each a new connection, as kubelet probes
+                answer = client.get("/livez", headers={"Connection": "close"})
+                assert answer.status_code == 200
+    finally:
+        for connection in silent:
+            connection.close()
+
+
+def test_the_servers_own_answers_carry_nosniff(start: object) -> None:
+    serving = start("healthy")  # type: ignore[operator]
+    up(serving)
+    for garbage in (
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)),
+        b"FOO /livez HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    ):
+        with socket.create_connection(("127.0.0.1", serving.http_port), timeout=5) as connection:
+            connection.sendall(garbage)
+            answer = b""
+            while chunk := connection.recv(65536):
+                answer += chunk
+        head = answer.split(b"\r\n\r\n")[0].lower()
+        assert head.startswith(b"http/1.1 400 "), answer
+        assert b"x-content-type-options: nosniff" in head, answer
+
+
+def test_the_health_app_as_uvicorns_top_app_shuts_the_container_down() -> None:
+    from .processes import free_port
+
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", "tests.serve_targets:top_app",
+        "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    server = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/readyz"
+        wait_for(lambda: answers(url) and httpx.get(url).status_code == 200, 20, "readiness")
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=20)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert server.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+    assert "database closed" in output
+
+
+def test_a_request_cut_off_by_a_forced_stop_gets_a_quiet_500(start: object) -> None:
+    serving = start("healthy", "--drain", "0", "--grace", "30")  # type: ignore[operator]
+    up(serving)
+    with socket.create_connection(("127.0.0.1", serving.http_port), timeout=10) as slow:
+        slow.sendall(
+            b"POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: 20\r\n\r\n{"  # the rest of the body never comes
+        )
+        time.sleep(0.3)
+        serving.process.send_signal(signal.SIGTERM)
+        serving.wait_output("stopping the servers (grace 30 s")
+        serving.process.send_signal(signal.SIGTERM)
+        assert serving.wait(timeout=10) == 0
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := slow.recv(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 500 "), answer
+    assert b"x-content-type-options: nosniff" in answer
+    output = serving.output()
+    assert "database closed" in output
+    assert "Traceback" not in output and "Exception in ASGI application" not in output
 
 
 def test_serving_needs_only_the_extra_it_uses(tmp_path: Path) -> None:
@@ -368,11 +660,19 @@ def test_probe_timeout_bounds_the_whole_probe_against_a_drip_server() -> None:
     assert done.stdout.startswith("unhealthy:") and "TimeoutError" in done.stdout
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "-inf"])
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "-inf", "1e300", "86401"])
 def test_probe_refuses_a_timeout_that_is_not_finite_and_positive(value: str) -> None:
     done = di("probe", "http://127.0.0.1:1/", f"--timeout={value}")
     assert done.returncode == 1
     assert "--timeout must be a finite number of seconds > 0" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_probe_with_a_tiny_timeout_times_out_in_one_line() -> None:
+    done = di("probe", "http://127.0.0.1:1/", "--timeout=1e-320")
+    assert done.returncode == 1
+    assert done.stdout.startswith("unhealthy: TimeoutError"), done.stdout
+    assert done.stderr == ""
 
 
 def test_probe_passes_2xx_and_3xx_as_kubelet_does(start: object) -> None:

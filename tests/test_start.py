@@ -103,3 +103,47 @@ def test_a_scope_starts_its_own_eager_services() -> None:
     request.start()
     assert built == ["Mailer"]
     assert request.list_invoked() == ["tests.test_start.Mailer"]
+
+
+# -- messages name the method the caller used ----------------------------------------
+
+
+class Pool:
+    pass
+
+
+async def open_pool() -> Pool:
+    return Pool()
+
+
+class Client:
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+
+async def test_start_with_an_async_factory_points_to_astart() -> None:
+    from di import AsyncRequiredError
+
+    injector = Injector()
+    injector.provide(open_pool)
+    injector.provide(Client, eager=True)
+    with pytest.raises(AsyncRequiredError, match=r"start\(\).*`await scope\.astart\(\)`"):
+        injector.start()
+    await injector.astart()  # what the message says works
+    assert isinstance(injector.invoke(Client).pool, Pool)
+
+
+async def test_a_with_block_inside_a_loop_points_to_async_with() -> None:
+    from di import AsyncRequiredError
+
+    class Hooked:
+        async def shutdown(self) -> None:
+            pass
+
+    injector = Injector()
+    injector.provide(Hooked)
+    injector.invoke(Hooked)
+    with pytest.raises(AsyncRequiredError, match="use `async with` there"):  # noqa: SIM117
+        with injector:
+            pass
+    await injector.ashutdown()
