@@ -38,7 +38,7 @@ health endpoints. Run "di COMMAND --help" for each command."""
 CHECK = """\
 Build the application's eager services, run every health check once, print one line
 per check and a summary (or the report as JSON with --json), then shut the application
-down. Exits 0 when every check passes, 1 otherwise."""
+down. Exits 0 when every check passes or is only degraded, 1 otherwise."""
 
 PROBE = """\
 Ask a running server whether it is healthy, for Docker's HEALTHCHECK and for scripts.

@@ -459,6 +459,8 @@ class _Run:
                 item.shared = True
                 item.started, item.started_at = running.started, running.started_at
                 return item
+            # Reported with the time it has been running, not the instant it took to see it.
+            item.started, item.started_at = running.started, running.started_at
             self.finish(item, self._stuck_error(item), Outcome.TIMEOUT)
         return None
 

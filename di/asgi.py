@@ -93,7 +93,13 @@ def health_app(monitor: HealthMonitor, show_details: bool = False, metrics: Any 
     version = -1
     registry: Any = None
     if metrics is not False and metrics is not None:
-        import prometheus_client
+        try:
+            import prometheus_client
+        except ImportError:
+            raise ImportError(
+                "health_app(metrics=...) needs prometheus-client: "
+                "pip install 'healthdi[prometheus]'"
+            ) from None
 
         from . import metrics as di_metrics
 

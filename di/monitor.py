@@ -170,14 +170,26 @@ class HealthMonitor:
         self._tracer: Any = _tracer(tracing)
 
     def _members(self, group: str, members: Sequence[type[Any] | str]) -> list[Service] | None:
-        if isinstance(members, str):
-            raise TypeError(f"HealthMonitor group {group!r} must list members, got {members!r}")
+        if isinstance(members, str) or not isinstance(members, Sequence | set | frozenset):
+            raise TypeError(
+                f"HealthMonitor(groups=...): group {group!r} must list its members, such as "
+                f"groups={{{group!r}: [Database, 'replica']}}; got {members!r}"
+            )
         if "*" in members:
             return None
         # Unknown members are an error now, not a group that can never be SERVING.
         # The services by key, as invoke finds them: an unknown member fails here.
         find = self.injector._find  # noqa: SLF001 - the lookup invoke does, without building
-        return [find(member, None)[0] for member in members]
+        found = [find(member, None)[0] for member in members]
+        # A service's own name must not pass for a group that does not answer for it.
+        shadowed = self.injector._lookup(group)
+        if shadowed is not None and shadowed not in found:
+            raise ValueError(
+                f"HealthMonitor(groups=...): group {group!r} has the name of a service it "
+                "does not list; rename the group or the service, so that each name has one "
+                "status"
+            )
+        return found
 
     # -- running ---------------------------------------------------------------------
 

@@ -358,6 +358,7 @@ class Scope:
         provides: Keys = None,
         shutdown: Callable[[Any], Any] | None = None,
         health_check: Callable[[Any], Any] | None = None,
+        critical: bool = True,
     ) -> None:
         """Provide a service built at most once per scope that invokes it.
 
@@ -372,6 +373,7 @@ class Scope:
         ...     uow = await request.ainvoke(UnitOfWork)
         """
         service = self._service(factory, Lifetime.SCOPED, name, provides, shutdown, health_check)
+        service.critical = critical
         self._add(service)
 
     def provide_context(self, key: Any, *, name: str | None = None) -> None:
@@ -472,6 +474,9 @@ class Scope:
         service = self._value_service(
             value, "override_value", name, provides, shutdown, health_check
         )
+        replaced = self._lookup(service.key)
+        if replaced is not None:
+            service.critical = replaced.critical
         self._override(service, "override_value", "aoverride_value")
         resolve_sync(service, self)
 
@@ -492,10 +497,13 @@ class Scope:
         resolve_sync(service, self)
 
     def _keep_lifetime(self, service: Service) -> None:
-        """An override keeps the lifetime of a scoped or transient service it replaces."""
+        """An override keeps the lifetime of a scoped or transient service it replaces,
+        and whether its failures are critical."""
         old = self._lookup(service.key)
         if old is not None and old.lifetime in (Lifetime.SCOPED, Lifetime.TRANSIENT):
             service.lifetime = old.lifetime
+        if old is not None:
+            service.critical = old.critical
 
     def _override(self, service: Service, sync_name: str, async_name: str) -> None:
         replaced = self._replaced(service, sync_name)

@@ -65,7 +65,7 @@ def test_unknown_group_member_is_an_error_at_construction() -> None:
     injector, _, _ = make()
     with pytest.raises(ServiceNotFoundError):
         HealthMonitor(injector, groups={"db": ["postgres"]})
-    with pytest.raises(TypeError, match="must list members"):
+    with pytest.raises(TypeError, match="must list its members"):
         HealthMonitor(injector, groups={"db": "postgres"})  # type: ignore[dict-item]
     with pytest.raises(ValueError, match="interval"):
         HealthMonitor(injector, interval=-1)
