@@ -601,3 +601,64 @@ def test_flask_failed_start_raises_from_install() -> None:
     injector.provide(Broken, eager=True)
     with pytest.raises(ConnectionError, match="no database"):
         install(Flask(__name__), injector)
+
+
+def test_litestar_handlers_reaching_their_scope_by_hand_roll_back_when_they_fail() -> None:
+    from litestar import Litestar, Request, get
+    from litestar.exceptions import HTTPException
+    from litestar.testing import TestClient
+
+    from di.integrations.litestar import DIPlugin, scope_of
+
+    injector, events = make_injector(Request, lambda r: r.query_params.get("id", "-"))
+
+    @get("/boom")
+    async def boom(request: Request[Any, Any, Any]) -> None:
+        await scope_of(request).ainvoke(Unit)
+        raise RuntimeError("request failed")
+
+    @get("/conflict")
+    async def conflict(request: Request[Any, Any, Any]) -> None:
+        await scope_of(request).ainvoke(Unit)
+        raise HTTPException(status_code=409, detail="conflict")
+
+    @get("/sync-boom", sync_to_thread=True)
+    def sync_boom(request: Request[Any, Any, Any]) -> None:
+        scope_of(request).invoke(Unit)
+        raise RuntimeError("sync request failed")
+
+    @get("/fine")
+    async def fine(request: Request[Any, Any, Any]) -> str:
+        return (await scope_of(request).ainvoke(Unit)).tag
+
+    plugin = DIPlugin(injector, monitor=fast_monitor(injector))
+    app = Litestar([boom, conflict, sync_boom, fine], plugins=[plugin], logging_config=None)
+    with TestClient(app) as client:
+        assert client.get("/boom?id=b").status_code == 500
+        assert events.lines[-1] == "rollback b: request failed"
+        assert client.get("/conflict?id=c").status_code == 409
+        assert events.lines[-1].startswith("rollback c: ")
+        assert client.get("/sync-boom?id=s").status_code == 500
+        assert events.lines[-1] == "rollback s: sync request failed"
+        assert client.get("/fine?id=f").text == "f"
+        assert events.lines[-1] == "close f"
+        assert not injector.children()
+
+
+def test_litestar_plugin_refuses_a_dependency_name_the_app_provides() -> None:
+    from litestar import Litestar
+    from litestar.di import Provide
+    from litestar.exceptions import ImproperlyConfiguredException
+
+    from di.integrations.litestar import DIPlugin
+
+    def config() -> str:
+        return "the app's"
+
+    injector = Injector()
+    injector.provide_value("ours", name="config")
+    plugin = DIPlugin(injector, dependencies={"config": Annotated[str, Named("config")]})
+    with pytest.raises(ImproperlyConfiguredException, match="'config'"):
+        Litestar(
+            [], dependencies={"config": Provide(config, sync_to_thread=False)}, plugins=[plugin]
+        )

@@ -22,6 +22,7 @@ from litestar import Litestar, Request, WebSocket
 from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
+from litestar.exceptions import ImproperlyConfiguredException
 from litestar.handlers import asgi
 from litestar.middleware import DefineMiddleware
 from litestar.plugins import InitPlugin
@@ -51,11 +52,13 @@ class DIPlugin(InitPlugin):
       declared with ``provide_context`` (unless they already are). Each request (and
       WebSocket connection) to a route gets its own scope on its first injected
       service, with the connection in its context; it closes after the response has
-      been sent. An exception raised by the handler (``HTTPException`` included) is
+      been sent. An exception raised by the handler (``HTTPException`` included),
+      however it reached the scope (``provide()``, ``scope_of()``, a sync handler), is
       thrown into generator factories when the scope closes, as Litestar throws it
-      into its own generator dependencies.
+      into its own generator dependencies (an ``after_exception`` hook records it).
     - **Injection:** ``dependencies`` maps parameter names to services (a type, a
-      name, or ``Annotated[T, Named("x")]``), as app-level ``Provide`` dependencies.
+      name, or ``Annotated[T, Named("x")]``), as app-level ``Provide`` dependencies;
+      a name the app's own ``dependencies`` provide already is refused.
     - **Health routes:** ``/health``, ``/livez``, ``/readyz`` (and their ``/{name}``
       forms) and ``POST /grpc.health.v1.Health/Check`` under ``health_prefix``;
       error texts only with ``show_details=True``.
@@ -102,7 +105,15 @@ class DIPlugin(InitPlugin):
             *app_config.middleware,
         ]
         for name, key in self.dependencies.items():
+            if name in app_config.dependencies:
+                raise ImproperlyConfiguredException(
+                    f"DIPlugin(dependencies=...) provides {name!r}, which the app's own "
+                    "dependencies provide already: rename one of them"
+                )
             app_config.dependencies[name] = provide(key)
+        # Every exception a handler raises (HTTPException included) reaches the request
+        # scope's generator factories, however the handler reached its scope.
+        app_config.after_exception = [*app_config.after_exception, record_failure]
         endpoint = _asgi.HealthEndpoint(monitor, self.show_details, self.health_prefix)
 
         async def health(scope: ASGIScope, receive: Receive, send: Send) -> None:
@@ -112,6 +123,13 @@ class DIPlugin(InitPlugin):
         handler = asgi(path=paths, name="healthdi.health", copy_scope=True)(health)
         app_config.route_handlers = [*app_config.route_handlers, handler]
         return app_config
+
+
+async def record_failure(error: Exception, scope: ASGIScope) -> None:
+    """Keep the handler's exception for its request scope, which closes with it."""
+    slot: Any = scope.get(_asgi.SLOT)
+    if slot is not None and slot.failure is None:
+        slot.failure = error
 
 
 def provide(service: Any, *, use_cache: bool = False) -> Provide:
