@@ -662,3 +662,46 @@ def test_litestar_plugin_refuses_a_dependency_name_the_app_provides() -> None:
         Litestar(
             [], dependencies={"config": Provide(config, sync_to_thread=False)}, plugins=[plugin]
         )
+
+
+def test_flask_a_streamed_response_keeps_its_scope_until_its_body_is_sent() -> None:
+    from flask import Flask, Request, stream_with_context
+
+    from di.integrations.flask import Inject, inject, install, shutdown
+
+    injector, events = make_injector(Request, lambda r: r.args.get("id", "-"))
+    app = Flask(__name__)
+    install(app, injector, monitor=fast_monitor(injector))
+
+    @app.get("/rows")
+    @inject
+    def rows(unit: Inject[Unit]) -> Any:
+        def body() -> Iterator[str]:
+            for n in range(3):
+                assert f"close {unit.tag}" not in events.lines  # still open
+                yield f"row {n}\n"
+            if unit.request.args.get("fail"):
+                raise RuntimeError("export failed half-way")
+
+        wrapped = stream_with_context(body()) if unit.request.args.get("ctx") else body()
+        return app.response_class(wrapped)
+
+    client = app.test_client()
+    try:
+        for n, context in enumerate(("", "&ctx=1")):
+            assert client.get(f"/rows?id=a{n}{context}").text == "row 0\nrow 1\nrow 2\n"
+            assert events.lines[-2:] == [f"open a{n}", f"close a{n}"]
+            with pytest.raises(RuntimeError, match="half-way"):
+                client.get(f"/rows?id=f{n}&fail=1{context}").get_data()
+            assert events.lines[-1] == f"rollback f{n}: export failed half-way"
+            cut = client.get(f"/rows?id=c{n}{context}")
+            assert next(iter(cut.response)) == b"row 0\n"
+            cut.close()  # the client went away after the first chunk
+            assert events.lines[-1] == f"rollback c{n}: the response's body was cut short"
+            head = client.head(f"/rows?id=h{n}{context}")
+            head.close()  # as a server does once it has sent the headers
+            assert head.status_code == 200
+            assert events.lines[-1] == f"close h{n}"
+        assert not injector.children()
+    finally:
+        shutdown(app)

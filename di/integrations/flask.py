@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import functools
 import inspect
+import sys
 import threading
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
@@ -33,7 +34,7 @@ from ..monitor import HealthMonitor
 from ..scope import Scope
 from . import _asgi
 
-__all__ = ["Inject", "inject", "install", "scope_of", "shutdown"]
+__all__ = ["Inject", "StreamAbortedError", "inject", "install", "scope_of", "shutdown"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,6 +54,15 @@ Inject = Annotated[T, _INJECT]
 
 _EXTENSION = "healthdi"
 _G_SCOPE = "_healthdi_scope"
+_G_STREAMED = "_healthdi_streamed"  # the scope closes with the streamed body, not before
+
+
+class StreamAbortedError(Exception):
+    """Thrown into a request's generator factories when its streamed body was cut short.
+
+    The server closed the body before its last chunk (the client went away): what
+    the request did rolls back rather than commits.
+    """
 
 
 class _Running:
@@ -130,7 +140,9 @@ def install(
       ``Inject`` parameter, :func:`scope_of`), with the request in its context; it
       closes in ``teardown_request``, and an unhandled exception of the request is
       thrown into generator factories. One that an ``errorhandler`` or ``abort()``
-      answered is handled: the scope closes as usual.
+      answered is handled: the scope closes as usual. A streamed response's scope
+      closes once its body has been sent instead, with the body's exception if it
+      fails part-way (:class:`StreamAbortedError` if it is cut short).
     - **Health routes:** a blueprint serving ``/health``, ``/livez``, ``/readyz``
       (and their ``/<name>`` forms) and ``POST /grpc.health.v1.Health/Check`` under
       ``health_prefix``, as :func:`di.asgi.health_app` answers them.
@@ -149,6 +161,7 @@ def install(
     running.start()
     app.extensions[_EXTENSION] = running
     atexit.register(running.close)
+    app.after_request(_hand_scope_to_stream)
     app.teardown_request(_close_scope)
     app.register_blueprint(_blueprint(monitor, show_details), url_prefix=prefix or None)
     return monitor
@@ -183,13 +196,77 @@ def scope_of(req: Request | None = None) -> Scope:
     return scope
 
 
+def _hand_scope_to_stream(response: Response) -> Response:
+    """A streamed response's body closes the request's scope, once it has been sent."""
+    scope: Scope | None = g.get(_G_SCOPE)
+    # Flask answers an unhandled exception while handling it: that scope closes with the
+    # exception, in teardown_request.
+    unhandled = sys.exc_info()[1] is not None
+    if scope is not None and response.is_streamed and not unhandled and not g.get(_G_STREAMED):
+        setattr(g, _G_STREAMED, True)
+        response.response = _Streamed(response.response, scope)
+    return response
+
+
 def _close_scope(error: BaseException | None) -> None:
+    if g.get(_G_STREAMED):
+        return  # the streamed body closes it
     scope: Scope | None = g.pop(_G_SCOPE, None)
     if scope is not None:
         if error is None:
             scope.__exit__(None, None, None)
         else:
             scope.__exit__(type(error), error, error.__traceback__)
+
+
+class _Streamed:
+    """A streamed body that closes its request's scope after its last chunk.
+
+    Its exception, if it fails part-way, is thrown into generator factories, and so is
+    :class:`StreamAbortedError` if the server closes it before its end; a body the
+    server never read (a HEAD request) closes the scope as a complete one.
+    """
+
+    __slots__ = ("body", "iterator", "open", "scope")
+
+    def __init__(self, body: Any, scope: Scope) -> None:
+        self.body = body
+        self.scope = scope
+        self.iterator: Any = None
+        self.open = True
+
+    def __iter__(self) -> _Streamed:
+        return self
+
+    def __next__(self) -> Any:
+        if self.iterator is None:
+            self.iterator = iter(self.body)
+        try:
+            return next(self.iterator)
+        except StopIteration:
+            self._close(None)
+            raise
+        except BaseException as error:
+            self._close(error)
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            cut = self.iterator is not None
+            self._close(StreamAbortedError("the response's body was cut short") if cut else None)
+
+    def _close(self, error: BaseException | None) -> None:
+        if not self.open:
+            return
+        self.open = False
+        if error is None:
+            self.scope.__exit__(None, None, None)
+        else:
+            self.scope.__exit__(type(error), error, error.__traceback__)
 
 
 def inject(view: F) -> F:
