@@ -705,3 +705,121 @@ def test_flask_a_streamed_response_keeps_its_scope_until_its_body_is_sent() -> N
         assert not injector.children()
     finally:
         shutdown(app)
+
+
+# -- mounting, route precedence, guards and metrics on the ASGI apps --------------------------
+
+
+def metric_families(text: str) -> dict[str, Any]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+@pytest.mark.parametrize("framework", ASGI_APPS)
+async def test_asgi_an_app_mounted_in_another_says_its_lifespan_never_ran(
+    framework: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    app, _, events, _ = ASGI_APPS[framework]()
+    parent = Starlette(routes=[Mount("/sub", app=app)])
+    async with served(parent) as client:
+        assert events.lines == []  # a mounted app's lifespan never runs
+        assert (await client.get("/sub/unit?id=a")).status_code == 500
+        assert (await client.get("/sub/unit?id=b")).status_code == 500
+        assert (await client.get("/sub/readyz")).status_code == 503
+    said = [r.getMessage() for r in caplog.records if "lifespan never ran" in r.getMessage()]
+    assert len(said) == 1 and "top-level app" in said[0]  # logged once, at the first request
+    assert events.lines == []  # nothing was built lazily either
+
+
+@pytest.mark.parametrize("framework", ASGI_APPS)
+async def test_asgi_app_routes_below_the_health_routes_take_precedence(framework: str) -> None:
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    app, _, _, monitor = ASGI_APPS[framework]()
+
+    async def version(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("v1")
+
+    app.router.routes.append(Route("/health/version", version))  # added after install
+    async with served(app) as client:
+        await monitor.wait_ready()
+        assert (await client.get("/health/version")).text == "v1"
+        assert (await client.get("/health")).status_code == 200
+        assert (await client.get("/health/nothing-by-that-name")).status_code == 404
+        assert (await client.get("/health/tests.test_integrations.Database")).status_code == 200
+
+
+@pytest.mark.parametrize("framework", ASGI_APPS)
+def test_asgi_install_refuses_a_second_call_and_a_prefix_that_never_matches(
+    framework: str,
+) -> None:
+    import importlib
+
+    app, injector, _, _ = ASGI_APPS[framework]()
+    install = importlib.import_module(f"di.integrations.{framework}").install
+    with pytest.raises(RuntimeError, match="already"):
+        install(app, injector)
+    fresh = type(app)()
+    for prefix in ("/ops?x", "/ops#x", "/ops/{name}", "/o ps"):
+        with pytest.raises(ValueError, match="plain path"):
+            install(fresh, Injector(), health_prefix=prefix)
+
+
+@pytest.mark.parametrize("framework", ASGI_APPS)
+async def test_asgi_metrics_are_scraped_at_metrics(framework: str) -> None:
+    import importlib
+
+    from prometheus_client import CollectorRegistry
+
+    install = importlib.import_module(f"di.integrations.{framework}").install
+    registry = CollectorRegistry()
+    app = type(ASGI_APPS[framework]()[0])()  # a fresh FastAPI or Starlette app
+    injector = Injector()
+
+    class Cache:
+        def health_check(self) -> None:
+            pass
+
+    injector.provide(Cache, eager=True)
+    monitor = install(app, injector, monitor=fast_monitor(injector), metrics=registry)
+    bare = type(app)()
+    install(bare, Injector())
+    async with served(app) as client, served(bare) as plain:
+        await monitor.wait_ready()
+        scraped = await client.get("/metrics")
+        assert scraped.status_code == 200
+        assert scraped.headers["content-type"].startswith("text/plain")
+        families = metric_families(scraped.text)
+        status = families["healthdi_health_status"]
+        assert any(
+            s.labels == {"name": "", "status": "pass"} and s.value == 1 for s in status.samples
+        )
+        assert "healthdi_service_build_duration_seconds" in families
+        assert (await plain.get("/metrics")).status_code == 404  # metrics=False: none
+
+
+def test_litestar_metrics_are_scraped_at_metrics() -> None:
+    from litestar import Litestar
+    from litestar.testing import TestClient
+    from prometheus_client import CollectorRegistry
+
+    from di.integrations.litestar import DIPlugin
+
+    injector = Injector()
+    monitor = fast_monitor(injector)
+    plugin = DIPlugin(injector, monitor=monitor, metrics=CollectorRegistry())
+    with TestClient(Litestar([], plugins=[plugin], logging_config=None)) as client:
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        families = metric_families(client.get("/metrics").text)
+        assert {"healthdi_health_status", "healthdi_health_check"} <= set(families)
+    bare = Litestar([], plugins=[DIPlugin(Injector())], logging_config=None)
+    with TestClient(bare) as client:
+        assert client.get("/metrics").status_code == 404

@@ -62,9 +62,15 @@ class DIPlugin(InitPlugin):
     - **Health routes:** ``/health``, ``/livez``, ``/readyz`` (and their ``/{name}``
       forms) and ``POST /grpc.health.v1.Health/Check`` under ``health_prefix``;
       error texts only with ``show_details=True``.
+    - **Metrics:** ``metrics=True`` serves Prometheus metrics at ``/metrics`` (under
+      ``health_prefix``) from the default registry, the monitor's collector
+      registered on it (:mod:`di.metrics`); or pass a ``CollectorRegistry``.
+
+    A request to an app whose lifespan never started logs an error, and fails where
+    it injects.
     """
 
-    __slots__ = ("dependencies", "health_prefix", "injector", "monitor", "show_details")
+    __slots__ = ("dependencies", "health_prefix", "injector", "metrics", "monitor", "show_details")
 
     def __init__(
         self,
@@ -74,8 +80,10 @@ class DIPlugin(InitPlugin):
         health_prefix: str = "",
         show_details: bool = False,
         dependencies: Mapping[str, Any] | None = None,
+        metrics: Any = False,
     ) -> None:
         self.injector = injector
+        self.metrics = metrics
         self.monitor = _asgi.monitor_for(injector, monitor)
         self.health_prefix = _asgi.normalize_prefix(health_prefix)
         self.show_details = show_details
@@ -84,9 +92,10 @@ class DIPlugin(InitPlugin):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         injector, monitor = self.injector, self.monitor
         _asgi.declare_context(injector, CONTEXT_KEYS, "litestar")
+        lifespan = _asgi.Lifespan()
 
         def running(app: Litestar) -> Any:
-            return _asgi.running(injector, monitor)
+            return _asgi.running(injector, monitor, lifespan)
 
         @asynccontextmanager
         async def draining(app: Litestar) -> AsyncIterator[None]:
@@ -101,6 +110,7 @@ class DIPlugin(InitPlugin):
                 _asgi.RequestScopes,  # type: ignore[arg-type]  # plain ASGI types
                 injector=injector,
                 context=context_of,
+                lifespan=lifespan,
             ),
             *app_config.middleware,
         ]
@@ -114,12 +124,17 @@ class DIPlugin(InitPlugin):
         # Every exception a handler raises (HTTPException included) reaches the request
         # scope's generator factories, however the handler reached its scope.
         app_config.after_exception = [*app_config.after_exception, record_failure]
-        endpoint = _asgi.HealthEndpoint(monitor, self.show_details, self.health_prefix)
+        endpoint = _asgi.HealthEndpoint(
+            monitor, self.show_details, self.health_prefix, self.metrics
+        )
 
         async def health(scope: ASGIScope, receive: Receive, send: Send) -> None:
             await endpoint(scope, receive, send)  # type: ignore[arg-type]
 
-        paths = [self.health_prefix + path for path in _asgi.HEALTH_PATHS]
+        paths = [
+            self.health_prefix + path
+            for path in (*_asgi.HEALTH_PATHS, *_asgi.metrics_paths(self.metrics))
+        ]
         handler = asgi(path=paths, name="healthdi.health", copy_scope=True)(health)
         app_config.route_handlers = [*app_config.route_handlers, handler]
         return app_config
