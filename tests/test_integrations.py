@@ -823,3 +823,87 @@ def test_litestar_metrics_are_scraped_at_metrics() -> None:
     bare = Litestar([], plugins=[DIPlugin(Injector())], logging_config=None)
     with TestClient(bare) as client:
         assert client.get("/metrics").status_code == 404
+
+
+def test_flask_inject_reads_annotations_defined_after_the_view() -> None:
+    from flask import Flask
+
+    from di.integrations.flask import Inject, inject, install, shutdown
+
+    app = Flask(__name__)
+    injector = Injector()
+
+    @app.get("/later")
+    @inject
+    def later(thing: Inject["Later"]) -> str:  # a module-level class not defined yet
+        return thing.name
+
+    class Later:
+        name = "defined after the view"
+
+    globals()["Later"] = Later  # as if defined further down the view's module
+    try:
+        injector.provide(Later)
+        install(app, injector, monitor=fast_monitor(injector))
+        assert app.test_client().get("/later").text == "defined after the view"
+    finally:
+        del globals()["Later"]
+        shutdown(app)
+
+
+def test_flask_one_injector_serves_one_app_and_not_after_shutdown() -> None:
+    from flask import Flask
+
+    from di.integrations.flask import Inject, inject, install, shutdown
+
+    def factory(injector: Injector) -> Flask:
+        app = Flask(__name__)
+        install(app, injector, monitor=fast_monitor(injector))
+
+        @app.get("/unit")
+        @inject
+        def read(unit: Inject[str]) -> str:
+            return unit
+
+        return app
+
+    injector = Injector()
+    injector.provide_value("a value")
+    first = factory(injector)
+    with pytest.raises(RuntimeError, match="already runs with another Flask app"):
+        factory(injector)
+    client = first.test_client()
+    assert client.get("/unit").text == "a value"
+    shutdown(first)
+    first.testing = False
+    assert client.get("/unit").status_code == 500  # refused: its services are shut down
+    assert client.get("/readyz").status_code == 503
+    second = factory(injector)  # once shut down, the injector may serve another app
+    shutdown(second)
+
+
+def test_flask_metrics_are_scraped_at_metrics() -> None:
+    from flask import Flask
+    from prometheus_client import CollectorRegistry
+
+    from di.integrations.flask import install, shutdown
+
+    injector = Injector()
+    app = Flask(__name__)
+    install(app, injector, monitor=fast_monitor(injector), metrics=CollectorRegistry())
+    bare = Flask(__name__)
+    install(bare, Injector())
+    try:
+        client = app.test_client()
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        scraped = client.get("/metrics")
+        assert scraped.content_type.startswith("text/plain")
+        families = metric_families(scraped.text)
+        assert {"healthdi_health_status", "healthdi_health_check"} <= set(families)
+        assert bare.test_client().get("/metrics").status_code == 404
+    finally:
+        shutdown(app)
+        shutdown(bare)
