@@ -591,3 +591,59 @@ def test_inject_hides_what_it_injects_from_the_signature() -> None:
     assert list(inspect.signature(Orders.Echo).parameters) == ["self", "requests", "context"]
     assert inspect.isasyncgenfunction(Orders.Track)
     assert inspect.iscoroutinefunction(Orders.Place)
+
+
+def lifecycle_of(injector: Injector, **options: Any) -> Lifecycle:
+    server = grpc.aio.server(interceptors=[ScopeInterceptor(injector)])
+    server.add_insecure_port("127.0.0.1:0")
+    return install(server, injector, grace=0.5, **options)
+
+
+async def test_a_stop_before_start_leaves_the_later_stop_its_work() -> None:
+    Database.built = 0
+    injector = make_injector()
+    lifecycle = lifecycle_of(injector)
+    await lifecycle.stop()  # nothing started: nothing to stop
+    await lifecycle.start()
+    database = injector.invoke(Database)
+    assert lifecycle.monitor.running
+    await lifecycle.stop()
+    assert database.closed and not lifecycle.monitor.running
+    with pytest.raises(RuntimeError, match="once"):
+        await lifecycle.start()
+
+
+async def test_a_stop_during_a_slow_start_waits_for_the_start() -> None:
+    events: list[str] = []
+
+    class Slow:
+        def __init__(self) -> None:
+            time.sleep(0.3)
+            events.append("built")
+
+        def shutdown(self) -> None:
+            events.append("shut down")
+
+    injector = Injector()
+    injector.provide(Slow, eager=True)
+    lifecycle = lifecycle_of(injector)
+    starting = asyncio.create_task(lifecycle.start())
+    await asyncio.sleep(0.05)
+    await lifecycle.stop()
+    assert events == ["built", "shut down"]  # the build finished, then the hooks ran
+    await starting
+
+
+async def test_metrics_register_the_monitors_collector() -> None:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from di.metrics import render
+
+    registry = CollectorRegistry()
+    injector = make_injector()
+    async with lifecycle_of(injector, metrics=registry) as lifecycle:
+        await lifecycle.monitor.wait_ready()
+        text = render(registry)[0].decode()
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert {"healthdi_health_status", "healthdi_health_check"} <= names

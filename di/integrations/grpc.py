@@ -453,12 +453,17 @@ def install(
     monitor: HealthMonitor | None = None,
     grace: float | None = 5.0,
     drain: float = 0.0,
+    metrics: Any = False,
 ) -> Lifecycle:
     """Add the health servicer to ``server``; the :class:`Lifecycle` that runs them all.
 
     ``monitor=None`` makes ``HealthMonitor(injector)``. ``grace`` and ``drain`` are
     what ``async with lifecycle`` stops with (see :meth:`Lifecycle.stop`). Make the
     server with ``interceptors=[ScopeInterceptor(injector)]`` for a scope per RPC.
+    ``metrics=True`` registers the monitor's Prometheus collector (:mod:`di.metrics`)
+    on the default registry, or on the ``CollectorRegistry`` given: serve it over
+    HTTP as you serve the process's other metrics (``prometheus_client``'s
+    ``start_http_server``, say).
     """
     if not isinstance(injector, Scope):
         raise TypeError(f"install() needs an Injector or Scope, got {injector!r}")
@@ -467,6 +472,10 @@ def install(
     elif monitor.injector is not injector:
         raise ValueError("install(monitor=...): the monitor checks another injector")
     declare_context(injector)
+    if metrics is not False and metrics is not None:
+        from .. import metrics as di_metrics
+
+        di_metrics.register(monitor, None if metrics is True else metrics)
     health = add_health_servicer(server, monitor)
     return Lifecycle(server, injector, monitor, health, grace=grace, drain=drain)
 
@@ -495,6 +504,7 @@ class Lifecycle:
         self.grace = grace
         self.drain = drain
         self._monitoring: asyncio.Task[None] | None = None
+        self._starting: asyncio.Future[None] | None = None
         self._stopping: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
@@ -502,8 +512,18 @@ class Lifecycle:
 
         The server accepts RPCs only once the container has started; health reads
         NOT_SERVING until the monitor's first round. A failed start stops the server,
-        runs the shutdown hooks of what it built, and raises the start's error.
+        runs the shutdown hooks of what it built, and raises the start's error. Once
+        per lifecycle.
         """
+        if self._starting is not None or self._stopping is not None:
+            raise RuntimeError("Lifecycle.start(): this lifecycle was started (or stopped) once")
+        self._starting = asyncio.get_running_loop().create_future()
+        try:
+            await self._start()
+        finally:
+            self._starting.set_result(None)
+
+    async def _start(self) -> None:
         try:
             await self.monitor.start()
         except BaseException:
@@ -535,12 +555,19 @@ class Lifecycle:
         once) to finish. The monitor's round in progress finishes, and the container's
         shutdown hooks run, whatever happened before; their failure is raised.
         ``grace`` and ``drain`` default to those given to :func:`install`. A second
-        call waits for the first.
+        call waits for the first. Before :meth:`start` it does nothing (and a later
+        ``stop()`` still stops what ``start()`` starts); during it, it waits for the
+        start to end first.
         """
         if self._stopping is not None:
             await asyncio.shield(self._stopping)
             return
+        starting = self._starting
+        if starting is None:
+            return  # nothing started yet: nothing to stop
         self._stopping = asyncio.get_running_loop().create_future()
+        if not starting.done():
+            await asyncio.shield(starting)  # the eager build finishes (or fails) first
         grace = self.grace if grace is _UNSET else grace
         drain = self.drain if drain is _UNSET else drain
         monitor = self.monitor
