@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import grpc
 import grpc.aio
@@ -613,19 +613,27 @@ async def test_a_stop_before_start_leaves_the_later_stop_its_work() -> None:
         await lifecycle.start()
 
 
+class Slow:
+    """An eager service whose async factory takes a while."""
+
+    events: ClassVar[list[str]] = []
+
+    def shutdown(self) -> None:
+        Slow.events.append("shut down")
+
+
+async def slow() -> Slow:
+    await asyncio.sleep(0.3)
+    Slow.events.append("built")
+    return Slow()
+
+
 async def test_a_stop_during_a_slow_start_waits_for_the_start() -> None:
-    events: list[str] = []
-
-    class Slow:
-        def __init__(self) -> None:
-            time.sleep(0.3)
-            events.append("built")
-
-        def shutdown(self) -> None:
-            events.append("shut down")
+    events = Slow.events
+    events.clear()
 
     injector = Injector()
-    injector.provide(Slow, eager=True)
+    injector.provide(slow, eager=True)
     lifecycle = lifecycle_of(injector)
     starting = asyncio.create_task(lifecycle.start())
     await asyncio.sleep(0.05)
