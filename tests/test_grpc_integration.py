@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import grpc
 import grpc.aio
@@ -182,7 +183,21 @@ class Orders:
     ) -> dict[str, Any]:
         """A sync method: grpc.aio runs it in the server's migration thread pool."""
         transaction.log.append("count")
+        time.sleep(request.get("sleep", 0))
         return {"caller": caller.name, "shared": caller is transaction.caller}
+
+    @inject
+    def Tally(
+        self,
+        request: dict[str, Any],
+        context: Any,
+        transaction: Inject[Transaction],
+    ) -> Iterator[dict[str, Any]]:
+        """A sync response stream."""
+        for step in range(request["steps"]):
+            transaction.log.append(f"step {step}")
+            yield {"step": step}
+            time.sleep(request.get("pause", 0))
 
 
 def handlers(orders: Orders) -> grpc.GenericRpcHandler:
@@ -199,6 +214,7 @@ def handlers(orders: Orders) -> grpc.GenericRpcHandler:
             "Batch": method(grpc.stream_unary_rpc_method_handler, orders.Batch),
             "Echo": method(grpc.stream_stream_rpc_method_handler, orders.Echo),
             "Count": method(grpc.unary_unary_rpc_method_handler, orders.Count),
+            "Tally": method(grpc.unary_stream_rpc_method_handler, orders.Tally),
         },
     )
 
@@ -253,7 +269,7 @@ async def serve(injector: Injector | None = None, **monitor: Any) -> AsyncIterat
     injector = injector or make_injector()
     with ThreadPoolExecutor(4) as pool:
         server = grpc.aio.server(
-            interceptors=[ScopeInterceptor(injector)], migration_thread_pool=pool
+            interceptors=[ScopeInterceptor(injector, executor=pool)], migration_thread_pool=pool
         )
         server.add_generic_rpc_handlers([handlers(Orders())])
         lifecycle = install(
@@ -352,6 +368,60 @@ async def test_an_rpc_past_its_deadline_rolls_back() -> None:
             while not JOURNAL or "closed" not in JOURNAL[0].log:
                 await asyncio.sleep(0.01)
         assert JOURNAL[0].log == ["rollback: RpcCancelledError", "closed"]
+
+
+async def closed(served: Served) -> list[str]:
+    """The first RPC's transaction log, once its scope closed."""
+    async with asyncio.timeout(5):
+        while not JOURNAL or "closed" not in JOURNAL[0].log:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert served.injector.children() == []
+    return JOURNAL[0].log
+
+
+async def test_a_sync_method_past_its_deadline_rolls_back() -> None:
+    async with serve() as served:
+        with pytest.raises(grpc.aio.AioRpcError) as late:
+            await served.unary("Count")({"sleep": 0.5}, timeout=0.1)
+        assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert await closed(served) == ["count", "rollback: RpcCancelledError", "closed"]
+
+
+async def test_a_sync_method_cancelled_by_its_client_rolls_back() -> None:
+    async with serve() as served:
+        call = served.unary("Count")({"sleep": 0.5}, timeout=5)
+        await asyncio.sleep(0.1)
+        call.cancel()
+        assert await closed(served) == ["count", "rollback: RpcCancelledError", "closed"]
+
+
+async def test_a_cancelled_sync_stream_closes_its_scope_at_once() -> None:
+    async with serve() as served:
+        call = served.unary_stream("Tally")({"steps": 1000, "pause": 0.01}, timeout=10)
+        async for reply in call:
+            if reply["step"] == 2:
+                break
+        call.cancel()
+        log = await closed(served)
+        assert log[-2:] == ["rollback: RpcCancelledError", "closed"]
+        assert len(log) < 20  # stopped producing once cancelled
+
+
+async def test_a_sync_stream_past_its_deadline_rolls_back() -> None:
+    async with serve() as served:
+        call = served.unary_stream("Tally")({"steps": 1000, "pause": 0.05}, timeout=0.3)
+        with pytest.raises(grpc.aio.AioRpcError) as late:
+            _ = [reply async for reply in call]
+        assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert (await closed(served))[-2:] == ["rollback: RpcCancelledError", "closed"]
+
+
+async def test_a_sync_stream_commits_after_its_last_message() -> None:
+    async with serve() as served:
+        replies = [r async for r in served.unary_stream("Tally")({"steps": 2}, timeout=5)]
+        assert replies == [{"step": 0}, {"step": 1}]
+        assert await closed(served) == ["step 0", "step 1", "commit", "closed"]
 
 
 async def test_100_concurrent_rpcs_do_not_cross_talk() -> None:
@@ -521,3 +591,67 @@ def test_inject_hides_what_it_injects_from_the_signature() -> None:
     assert list(inspect.signature(Orders.Echo).parameters) == ["self", "requests", "context"]
     assert inspect.isasyncgenfunction(Orders.Track)
     assert inspect.iscoroutinefunction(Orders.Place)
+
+
+def lifecycle_of(injector: Injector, **options: Any) -> Lifecycle:
+    server = grpc.aio.server(interceptors=[ScopeInterceptor(injector)])
+    server.add_insecure_port("127.0.0.1:0")
+    return install(server, injector, grace=0.5, **options)
+
+
+async def test_a_stop_before_start_leaves_the_later_stop_its_work() -> None:
+    Database.built = 0
+    injector = make_injector()
+    lifecycle = lifecycle_of(injector)
+    await lifecycle.stop()  # nothing started: nothing to stop
+    await lifecycle.start()
+    database = injector.invoke(Database)
+    assert lifecycle.monitor.running
+    await lifecycle.stop()
+    assert database.closed and not lifecycle.monitor.running
+    with pytest.raises(RuntimeError, match="once"):
+        await lifecycle.start()
+
+
+class Slow:
+    """An eager service whose async factory takes a while."""
+
+    events: ClassVar[list[str]] = []
+
+    def shutdown(self) -> None:
+        Slow.events.append("shut down")
+
+
+async def slow() -> Slow:
+    await asyncio.sleep(0.3)
+    Slow.events.append("built")
+    return Slow()
+
+
+async def test_a_stop_during_a_slow_start_waits_for_the_start() -> None:
+    events = Slow.events
+    events.clear()
+
+    injector = Injector()
+    injector.provide(slow, eager=True)
+    lifecycle = lifecycle_of(injector)
+    starting = asyncio.create_task(lifecycle.start())
+    await asyncio.sleep(0.05)
+    await lifecycle.stop()
+    assert events == ["built", "shut down"]  # the build finished, then the hooks ran
+    await starting
+
+
+async def test_metrics_register_the_monitors_collector() -> None:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from di.metrics import render
+
+    registry = CollectorRegistry()
+    injector = make_injector()
+    async with lifecycle_of(injector, metrics=registry) as lifecycle:
+        await lifecycle.monitor.wait_ready()
+        text = render(registry)[0].decode()
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert {"healthdi_health_status", "healthdi_health_check"} <= names

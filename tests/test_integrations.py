@@ -601,3 +601,309 @@ def test_flask_failed_start_raises_from_install() -> None:
     injector.provide(Broken, eager=True)
     with pytest.raises(ConnectionError, match="no database"):
         install(Flask(__name__), injector)
+
+
+def test_litestar_handlers_reaching_their_scope_by_hand_roll_back_when_they_fail() -> None:
+    from litestar import Litestar, Request, get
+    from litestar.exceptions import HTTPException
+    from litestar.testing import TestClient
+
+    from di.integrations.litestar import DIPlugin, scope_of
+
+    injector, events = make_injector(Request, lambda r: r.query_params.get("id", "-"))
+
+    @get("/boom")
+    async def boom(request: Request[Any, Any, Any]) -> None:
+        await scope_of(request).ainvoke(Unit)
+        raise RuntimeError("request failed")
+
+    @get("/conflict")
+    async def conflict(request: Request[Any, Any, Any]) -> None:
+        await scope_of(request).ainvoke(Unit)
+        raise HTTPException(status_code=409, detail="conflict")
+
+    @get("/sync-boom", sync_to_thread=True)
+    def sync_boom(request: Request[Any, Any, Any]) -> None:
+        scope_of(request).invoke(Unit)
+        raise RuntimeError("sync request failed")
+
+    @get("/fine")
+    async def fine(request: Request[Any, Any, Any]) -> str:
+        return (await scope_of(request).ainvoke(Unit)).tag
+
+    plugin = DIPlugin(injector, monitor=fast_monitor(injector))
+    app = Litestar([boom, conflict, sync_boom, fine], plugins=[plugin], logging_config=None)
+    with TestClient(app) as client:
+        assert client.get("/boom?id=b").status_code == 500
+        assert events.lines[-1] == "rollback b: request failed"
+        assert client.get("/conflict?id=c").status_code == 409
+        assert events.lines[-1].startswith("rollback c: ")
+        assert client.get("/sync-boom?id=s").status_code == 500
+        assert events.lines[-1] == "rollback s: sync request failed"
+        assert client.get("/fine?id=f").text == "f"
+        assert events.lines[-1] == "close f"
+        assert not injector.children()
+
+
+def test_litestar_plugin_refuses_a_dependency_name_the_app_provides() -> None:
+    from litestar import Litestar
+    from litestar.di import Provide
+    from litestar.exceptions import ImproperlyConfiguredException
+
+    from di.integrations.litestar import DIPlugin
+
+    def config() -> str:
+        return "the app's"
+
+    injector = Injector()
+    injector.provide_value("ours", name="config")
+    plugin = DIPlugin(injector, dependencies={"config": Annotated[str, Named("config")]})
+    with pytest.raises(ImproperlyConfiguredException, match="'config'"):
+        Litestar(
+            [], dependencies={"config": Provide(config, sync_to_thread=False)}, plugins=[plugin]
+        )
+
+
+def test_flask_a_streamed_response_keeps_its_scope_until_its_body_is_sent() -> None:
+    from flask import Flask, Request, stream_with_context
+
+    from di.integrations.flask import Inject, inject, install, shutdown
+
+    injector, events = make_injector(Request, lambda r: r.args.get("id", "-"))
+    app = Flask(__name__)
+    install(app, injector, monitor=fast_monitor(injector))
+
+    @app.get("/rows")
+    @inject
+    def rows(unit: Inject[Unit]) -> Any:
+        def body() -> Iterator[str]:
+            for n in range(3):
+                assert f"close {unit.tag}" not in events.lines  # still open
+                yield f"row {n}\n"
+            if unit.request.args.get("fail"):
+                raise RuntimeError("export failed half-way")
+
+        wrapped = stream_with_context(body()) if unit.request.args.get("ctx") else body()
+        return app.response_class(wrapped)
+
+    client = app.test_client()
+    try:
+        for n, context in enumerate(("", "&ctx=1")):
+            assert client.get(f"/rows?id=a{n}{context}").text == "row 0\nrow 1\nrow 2\n"
+            assert events.lines[-2:] == [f"open a{n}", f"close a{n}"]
+            with pytest.raises(RuntimeError, match="half-way"):
+                client.get(f"/rows?id=f{n}&fail=1{context}").get_data()
+            assert events.lines[-1] == f"rollback f{n}: export failed half-way"
+            cut = client.get(f"/rows?id=c{n}{context}")
+            assert next(iter(cut.response)) == b"row 0\n"
+            cut.close()  # the client went away after the first chunk
+            assert events.lines[-1] == f"rollback c{n}: the response's body was cut short"
+            head = client.head(f"/rows?id=h{n}{context}")
+            head.close()  # as a server does once it has sent the headers
+            assert head.status_code == 200
+            assert events.lines[-1] == f"close h{n}"
+        assert not injector.children()
+    finally:
+        shutdown(app)
+
+
+# -- mounting, route precedence, guards and metrics on the ASGI apps --------------------------
+
+
+def metric_families(text: str) -> dict[str, Any]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+@pytest.mark.parametrize("framework", ASGI_APPS)
+async def test_asgi_an_app_mounted_in_another_says_its_lifespan_never_ran(
+    framework: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    app, _, events, _ = ASGI_APPS[framework]()
+    parent = Starlette(routes=[Mount("/sub", app=app)])
+    async with served(parent) as client:
+        assert events.lines == []  # a mounted app's lifespan never runs
+        assert (await client.get("/sub/unit?id=a")).status_code == 500
+        assert (await client.get("/sub/unit?id=b")).status_code == 500
+        assert (await client.get("/sub/readyz")).status_code == 503
+    said = [r.getMessage() for r in caplog.records if "lifespan never ran" in r.getMessage()]
+    assert len(said) == 1 and "top-level app" in said[0]  # logged once, at the first request
+    assert events.lines == []  # nothing was built lazily either
+
+
+@pytest.mark.parametrize("framework", ASGI_APPS)
+async def test_asgi_app_routes_below_the_health_routes_take_precedence(framework: str) -> None:
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    app, _, _, monitor = ASGI_APPS[framework]()
+
+    async def version(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("v1")
+
+    app.router.routes.append(Route("/health/version", version))  # added after install
+    async with served(app) as client:
+        await monitor.wait_ready()
+        assert (await client.get("/health/version")).text == "v1"
+        assert (await client.get("/health")).status_code == 200
+        assert (await client.get("/health/nothing-by-that-name")).status_code == 404
+        assert (await client.get("/health/tests.test_integrations.Database")).status_code == 200
+
+
+@pytest.mark.parametrize("framework", ASGI_APPS)
+def test_asgi_install_refuses_a_second_call_and_a_prefix_that_never_matches(
+    framework: str,
+) -> None:
+    import importlib
+
+    app, injector, _, _ = ASGI_APPS[framework]()
+    install = importlib.import_module(f"di.integrations.{framework}").install
+    with pytest.raises(RuntimeError, match="already"):
+        install(app, injector)
+    fresh = type(app)()
+    for prefix in ("/ops?x", "/ops#x", "/ops/{name}", "/o ps"):
+        with pytest.raises(ValueError, match="plain path"):
+            install(fresh, Injector(), health_prefix=prefix)
+
+
+@pytest.mark.parametrize("framework", ASGI_APPS)
+async def test_asgi_metrics_are_scraped_at_metrics(framework: str) -> None:
+    import importlib
+
+    from prometheus_client import CollectorRegistry
+
+    install = importlib.import_module(f"di.integrations.{framework}").install
+    registry = CollectorRegistry()
+    app = type(ASGI_APPS[framework]()[0])()  # a fresh FastAPI or Starlette app
+    injector = Injector()
+
+    class Cache:
+        def health_check(self) -> None:
+            pass
+
+    injector.provide(Cache, eager=True)
+    monitor = install(app, injector, monitor=fast_monitor(injector), metrics=registry)
+    bare = type(app)()
+    install(bare, Injector())
+    async with served(app) as client, served(bare) as plain:
+        await monitor.wait_ready()
+        scraped = await client.get("/metrics")
+        assert scraped.status_code == 200
+        assert scraped.headers["content-type"].startswith("text/plain")
+        families = metric_families(scraped.text)
+        status = families["healthdi_health_status"]
+        assert any(
+            s.labels == {"name": "", "status": "pass"} and s.value == 1 for s in status.samples
+        )
+        assert "healthdi_service_build_duration_seconds" in families
+        assert (await plain.get("/metrics")).status_code == 404  # metrics=False: none
+
+
+def test_litestar_metrics_are_scraped_at_metrics() -> None:
+    from litestar import Litestar
+    from litestar.testing import TestClient
+    from prometheus_client import CollectorRegistry
+
+    from di.integrations.litestar import DIPlugin
+
+    injector = Injector()
+    monitor = fast_monitor(injector)
+    plugin = DIPlugin(injector, monitor=monitor, metrics=CollectorRegistry())
+    with TestClient(Litestar([], plugins=[plugin], logging_config=None)) as client:
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        families = metric_families(client.get("/metrics").text)
+        assert {"healthdi_health_status", "healthdi_health_check"} <= set(families)
+    bare = Litestar([], plugins=[DIPlugin(Injector())], logging_config=None)
+    with TestClient(bare) as client:
+        assert client.get("/metrics").status_code == 404
+
+
+def test_flask_inject_reads_annotations_defined_after_the_view() -> None:
+    from flask import Flask
+
+    from di.integrations.flask import Inject, inject, install, shutdown
+
+    app = Flask(__name__)
+    injector = Injector()
+
+    @app.get("/later")
+    @inject
+    def later(thing: Inject["Later"]) -> str:  # a module-level class not defined yet
+        return thing.name
+
+    class Later:
+        name = "defined after the view"
+
+    globals()["Later"] = Later  # as if defined further down the view's module
+    try:
+        injector.provide(Later)
+        install(app, injector, monitor=fast_monitor(injector))
+        assert app.test_client().get("/later").text == "defined after the view"
+    finally:
+        del globals()["Later"]
+        shutdown(app)
+
+
+def test_flask_one_injector_serves_one_app_and_not_after_shutdown() -> None:
+    from flask import Flask
+
+    from di.integrations.flask import Inject, inject, install, shutdown
+
+    def factory(injector: Injector) -> Flask:
+        app = Flask(__name__)
+        install(app, injector, monitor=fast_monitor(injector))
+
+        @app.get("/unit")
+        @inject
+        def read(unit: Inject[str]) -> str:
+            return unit
+
+        return app
+
+    injector = Injector()
+    injector.provide_value("a value")
+    first = factory(injector)
+    with pytest.raises(RuntimeError, match="already runs with another Flask app"):
+        factory(injector)
+    client = first.test_client()
+    assert client.get("/unit").text == "a value"
+    shutdown(first)
+    first.testing = False
+    assert client.get("/unit").status_code == 500  # refused: its services are shut down
+    assert client.get("/readyz").status_code == 503
+    second = factory(injector)  # once shut down, the injector may serve another app
+    shutdown(second)
+
+
+def test_flask_metrics_are_scraped_at_metrics() -> None:
+    from flask import Flask
+    from prometheus_client import CollectorRegistry
+
+    from di.integrations.flask import install, shutdown
+
+    injector = Injector()
+    app = Flask(__name__)
+    install(app, injector, monitor=fast_monitor(injector), metrics=CollectorRegistry())
+    bare = Flask(__name__)
+    install(bare, Injector())
+    try:
+        client = app.test_client()
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        scraped = client.get("/metrics")
+        assert scraped.content_type.startswith("text/plain")
+        families = metric_families(scraped.text)
+        assert {"healthdi_health_status", "healthdi_health_check"} <= set(families)
+        assert bare.test_client().get("/metrics").status_code == 404
+    finally:
+        shutdown(app)
+        shutdown(bare)

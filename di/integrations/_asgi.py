@@ -6,6 +6,7 @@ modules build on it.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
@@ -35,6 +36,29 @@ HEALTH_EXACT = ("/health", "/livez", "/readyz", "/grpc.health.v1.Health/Check")
 HEALTH_BELOW = ("/health/", "/livez/", "/readyz/")
 
 _opening = threading.Lock()  # a sync endpoint's worker thread may open the scope too
+logger = logging.getLogger("di.integrations")
+
+NOT_STARTED = (
+    "the app's lifespan never ran, so its injector was never started (no eager services, "
+    "no monitor, no shutdown hooks): serve the app with its lifespan on, and install "
+    "on the top-level app; a mounted app's lifespan never runs"
+)
+
+
+class Lifespan:
+    """Whether the app's lifespan has started the injector: requests check it."""
+
+    __slots__ = ("started", "warned")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.warned = False
+
+    def check(self) -> None:
+        """Log once, at the first request of an app whose lifespan never ran."""
+        if not self.started and not self.warned:
+            self.warned = True
+            logger.error("%s", NOT_STARTED)
 
 
 class Slot:
@@ -44,11 +68,17 @@ class Slot:
     files) free of any scope work; a closed slot refuses to open.
     """
 
-    __slots__ = ("context", "done", "failure", "injector", "scope")
+    __slots__ = ("context", "done", "failure", "injector", "lifespan", "scope")
 
-    def __init__(self, injector: Scope, context: Callable[[Any], Mapping[Any, Any]]) -> None:
+    def __init__(
+        self,
+        injector: Scope,
+        context: Callable[[Any], Mapping[Any, Any]],
+        lifespan: Lifespan | None = None,
+    ) -> None:
         self.injector = injector
         self.context = context
+        self.lifespan = lifespan
         self.scope: Scope | None = None
         self.done = False
         # A handler's exception that the framework turned into a response, seen by an
@@ -64,6 +94,8 @@ class Slot:
                     raise ScopeClosedError(
                         "request", "open a request scope after the response was sent"
                     )
+                if self.lifespan is not None and not self.lifespan.started:
+                    raise DIError(NOT_STARTED)
                 scope = self.scope = self.injector.scope(context=self.context(connection))
             return scope
 
@@ -86,21 +118,29 @@ class RequestScopes:
     run); an exception that escapes the app is thrown into generator factories first.
     """
 
-    __slots__ = ("app", "context", "injector")
+    __slots__ = ("app", "context", "injector", "lifespan")
 
     def __init__(
-        self, app: ASGIApp, injector: Scope, context: Callable[[Any], Mapping[Any, Any]]
+        self,
+        app: ASGIApp,
+        injector: Scope,
+        context: Callable[[Any], Mapping[Any, Any]],
+        lifespan: Lifespan | None = None,
     ) -> None:
         self.app = app
         self.injector = injector
         self.context = context
+        self.lifespan = lifespan
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        slot = Slot(self.injector, self.context)
+        lifespan = self.lifespan
+        if lifespan is not None and not lifespan.started:
+            lifespan.check()
+        slot = Slot(self.injector, self.context, lifespan)
         scope[SLOT] = slot
         try:
             await self.app(scope, receive, send)
@@ -147,7 +187,9 @@ def monitor_for(injector: Scope, monitor: HealthMonitor | None) -> HealthMonitor
 
 
 @asynccontextmanager
-async def running(injector: Scope, monitor: HealthMonitor) -> AsyncIterator[None]:
+async def running(
+    injector: Scope, monitor: HealthMonitor, lifespan: Lifespan | None = None
+) -> AsyncIterator[None]:
     """Start the injector and run the monitor; on exit, NOT_SERVING, then shut down.
 
     A failed start shuts down what it had built, then raises (failing the app's
@@ -158,6 +200,8 @@ async def running(injector: Scope, monitor: HealthMonitor) -> AsyncIterator[None
     except BaseException:
         await injector.ashutdown()
         raise
+    if lifespan is not None:
+        lifespan.started = True
     try:
         yield
     finally:
@@ -171,7 +215,14 @@ async def running(injector: Scope, monitor: HealthMonitor) -> AsyncIterator[None
 def normalize_prefix(prefix: str) -> str:
     if not isinstance(prefix, str) or (prefix and not prefix.startswith("/")):
         raise ValueError(f"health_prefix must be '' or start with '/', got {prefix!r}")
+    if any(c in prefix for c in "?#{}<>%\\ ") or any(ord(c) < 32 for c in prefix):
+        raise ValueError(f"health_prefix must be a plain path, got {prefix!r}")
     return prefix.rstrip("/")
+
+
+def metrics_paths(metrics: Any) -> tuple[str, ...]:
+    """``("/metrics",)`` when ``metrics`` asks for it (True, or a registry)."""
+    return () if metrics is False or metrics is None else ("/metrics",)
 
 
 class HealthEndpoint:
@@ -179,8 +230,10 @@ class HealthEndpoint:
 
     __slots__ = ("app", "prefix")
 
-    def __init__(self, monitor: HealthMonitor, show_details: bool, prefix: str) -> None:
-        self.app = health_app(monitor, show_details=show_details)
+    def __init__(
+        self, monitor: HealthMonitor, show_details: bool, prefix: str, metrics: Any = False
+    ) -> None:
+        self.app = health_app(monitor, show_details=show_details, metrics=metrics)
         self.prefix = prefix
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:

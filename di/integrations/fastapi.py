@@ -37,6 +37,7 @@ def install(
     monitor: HealthMonitor | None = None,
     health_prefix: str = "",
     show_details: bool = False,
+    metrics: Any = False,
 ) -> HealthMonitor:
     """Run ``injector`` with ``app``: lifespan, a scope per request, health routes.
 
@@ -54,12 +55,25 @@ def install(
       (``HTTPException``, validation errors) is handled: the scope closes as usual.
     - **Health routes:** ``/health``, ``/livez``, ``/readyz`` (and their ``/{name}``
       forms) and ``POST /grpc.health.v1.Health/Check`` under ``health_prefix``, left
-      out of the OpenAPI schema; error texts only with ``show_details=True``.
+      out of the OpenAPI schema; error texts only with ``show_details=True``. An app
+      route below ``/health/``, ``/livez/`` or ``/readyz/`` (``/health/version``)
+      takes precedence, wherever it is added.
+    - **Metrics:** ``metrics=True`` serves Prometheus metrics at ``/metrics`` (under
+      ``health_prefix``) from the default registry, the monitor's collector
+      registered on it (:mod:`di.metrics`); or pass a ``CollectorRegistry``.
 
-    Call it where the app is made, before it serves. Returns the monitor.
+    Call it where the app is made, before it serves, on the app the server runs: a
+    mounted app's lifespan never runs, and a request to an app whose lifespan never
+    started logs an error, and fails where it injects. Once per app. Returns the
+    monitor.
     """
     return _starlette.install(
-        app, injector, monitor=monitor, health_prefix=health_prefix, show_details=show_details
+        app,
+        injector,
+        monitor=monitor,
+        health_prefix=health_prefix,
+        show_details=show_details,
+        metrics=metrics,
     )
 
 

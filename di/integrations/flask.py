@@ -15,8 +15,10 @@ own. ``pip install 'healthdi[flask]'``.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import inspect
+import sys
 import threading
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
@@ -33,7 +35,7 @@ from ..monitor import HealthMonitor
 from ..scope import Scope
 from . import _asgi
 
-__all__ = ["Inject", "inject", "install", "scope_of", "shutdown"]
+__all__ = ["Inject", "StreamAbortedError", "inject", "install", "scope_of", "shutdown"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,6 +55,19 @@ Inject = Annotated[T, _INJECT]
 
 _EXTENSION = "healthdi"
 _G_SCOPE = "_healthdi_scope"
+_G_STREAMED = "_healthdi_streamed"  # the scope closes with the streamed body, not before
+
+
+class StreamAbortedError(Exception):
+    """Thrown into a request's generator factories when its streamed body was cut short.
+
+    The server closed the body before its last chunk (the client went away): what
+    the request did rolls back rather than commits.
+    """
+
+
+_apps_lock = threading.Lock()
+_running_injectors: dict[int, _Running] = {}  # by id(injector), until shut down
 
 
 class _Running:
@@ -106,6 +121,9 @@ class _Running:
             if self.done:
                 return
             self.done = True
+        with _apps_lock:
+            if _running_injectors.get(id(self.injector)) is self:
+                del _running_injectors[id(self.injector)]
         if self.stop is not None and self.thread is not None and self.thread.is_alive():
             self.stop()
             self.thread.join(self.monitor.timeout + 5.0)
@@ -119,6 +137,7 @@ def install(
     monitor: HealthMonitor | None = None,
     health_prefix: str = "",
     show_details: bool = False,
+    metrics: Any = False,
 ) -> HealthMonitor:
     """Run ``injector`` with ``app``: start now, a scope per request, health, shutdown.
 
@@ -130,10 +149,15 @@ def install(
       ``Inject`` parameter, :func:`scope_of`), with the request in its context; it
       closes in ``teardown_request``, and an unhandled exception of the request is
       thrown into generator factories. One that an ``errorhandler`` or ``abort()``
-      answered is handled: the scope closes as usual.
+      answered is handled: the scope closes as usual. A streamed response's scope
+      closes once its body has been sent instead, with the body's exception if it
+      fails part-way (:class:`StreamAbortedError` if it is cut short).
     - **Health routes:** a blueprint serving ``/health``, ``/livez``, ``/readyz``
       (and their ``/<name>`` forms) and ``POST /grpc.health.v1.Health/Check`` under
       ``health_prefix``, as :func:`di.asgi.health_app` answers them.
+    - **Metrics:** ``metrics=True`` adds ``/metrics`` (under ``health_prefix``):
+      Prometheus metrics from the default registry, the monitor's collector
+      registered on it (:mod:`di.metrics`); or pass a ``CollectorRegistry``.
     - **Shutdown:** at interpreter exit (``atexit``), or earlier with
       :func:`shutdown`: every status turns NOT_SERVING, the monitor stops, and the
       injector's ``shutdown()`` runs.
@@ -146,11 +170,34 @@ def install(
         raise RuntimeError("install() was already called on this Flask app")
     _asgi.declare_context(injector, (Request,), "flask")
     running = _Running(injector, monitor)
-    running.start()
+    with _apps_lock:
+        if id(injector) in _running_injectors:
+            raise RuntimeError(
+                "this injector already runs with another Flask app: call shutdown() on "
+                "that app first, or give each app (each call of an app factory) its own "
+                "injector"
+            )
+        _running_injectors[id(injector)] = running
+    try:
+        running.start()
+    except BaseException:
+        with _apps_lock:
+            del _running_injectors[id(injector)]
+        raise
     app.extensions[_EXTENSION] = running
     atexit.register(running.close)
+    app.after_request(_hand_scope_to_stream)
     app.teardown_request(_close_scope)
-    app.register_blueprint(_blueprint(monitor, show_details), url_prefix=prefix or None)
+    registry: Any = None
+    if metrics is not False and metrics is not None:
+        import prometheus_client
+
+        from .. import metrics as di_metrics
+
+        registry = prometheus_client.REGISTRY if metrics is True else metrics
+        di_metrics.register(monitor, registry)
+    blueprint = _blueprint(monitor, show_details, registry)
+    app.register_blueprint(blueprint, url_prefix=prefix or None)
     return monitor
 
 
@@ -176,6 +223,11 @@ def scope_of(req: Request | None = None) -> Scope:
             "this Flask app has no request scopes: call "
             "di.integrations.flask.install(app, injector) where the app is made"
         )
+    if running.done:
+        raise DIError(
+            "this Flask app's injector was shut down (shutdown(app), or exit): it serves "
+            "no more requests that need it"
+        )
     # werkzeug documents _get_current_object() as the way to unwrap its LocalProxy.
     current = req if req is not None else request._get_current_object()  # type: ignore[attr-defined]  # noqa: SLF001
     scope = running.injector.scope(context={Request: current})
@@ -183,7 +235,21 @@ def scope_of(req: Request | None = None) -> Scope:
     return scope
 
 
+def _hand_scope_to_stream(response: Response) -> Response:
+    """A streamed response's body closes the request's scope, once it has been sent."""
+    scope: Scope | None = g.get(_G_SCOPE)
+    # Flask answers an unhandled exception while handling it: that scope closes with the
+    # exception, in teardown_request.
+    unhandled = sys.exc_info()[1] is not None
+    if scope is not None and response.is_streamed and not unhandled and not g.get(_G_STREAMED):
+        setattr(g, _G_STREAMED, True)
+        response.response = _Streamed(response.response, scope)
+    return response
+
+
 def _close_scope(error: BaseException | None) -> None:
+    if g.get(_G_STREAMED):
+        return  # the streamed body closes it
     scope: Scope | None = g.pop(_G_SCOPE, None)
     if scope is not None:
         if error is None:
@@ -192,12 +258,93 @@ def _close_scope(error: BaseException | None) -> None:
             scope.__exit__(type(error), error, error.__traceback__)
 
 
+class _Streamed:
+    """A streamed body that closes its request's scope after its last chunk.
+
+    Its exception, if it fails part-way, is thrown into generator factories, and so is
+    :class:`StreamAbortedError` if the server closes it before its end; a body the
+    server never read (a HEAD request) closes the scope as a complete one.
+    """
+
+    __slots__ = ("body", "iterator", "open", "scope")
+
+    def __init__(self, body: Any, scope: Scope) -> None:
+        self.body = body
+        self.scope = scope
+        self.iterator: Any = None
+        self.open = True
+
+    def __iter__(self) -> _Streamed:
+        return self
+
+    def __next__(self) -> Any:
+        if self.iterator is None:
+            self.iterator = iter(self.body)
+        try:
+            return next(self.iterator)
+        except StopIteration:
+            self._close(None)
+            raise
+        except BaseException as error:
+            self._close(error)
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            cut = self.iterator is not None
+            self._close(StreamAbortedError("the response's body was cut short") if cut else None)
+
+    def _close(self, error: BaseException | None) -> None:
+        if not self.open:
+            return
+        self.open = False
+        if error is None:
+            self.scope.__exit__(None, None, None)
+        else:
+            self.scope.__exit__(type(error), error, error.__traceback__)
+
+
 def inject(view: F) -> F:
     """Fill the view's ``Inject[T]`` parameters from the request's scope.
 
     Other parameters (URL variables) are passed as Flask passes them; the view's
     signature loses the injected ones, so Flask never sees them.
     """
+    if inspect.iscoroutinefunction(view):
+        raise TypeError(f"@inject: {view.__qualname__} is async; Flask views here are sync")
+    plan: dict[str, tuple[Any, str | None]] | None = None
+
+    def wanted() -> dict[str, tuple[Any, str | None]]:
+        nonlocal plan
+        if plan is None:
+            plan = _injected(view)
+        return plan
+
+    # An annotation naming a class defined later is read at the first request instead.
+    with contextlib.suppress(NameError):
+        wanted()
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        scope = scope_of()
+        for name, (key, named) in wanted().items():
+            kwargs[name] = scope.invoke(key) if named is None else scope.invoke(key, named)
+        return view(*args, **kwargs)
+
+    if plan is not None:
+        signature = inspect.signature(view)
+        wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[p for p in signature.parameters.values() if p.name not in plan]
+        )
+    return wrapper  # type: ignore[return-value]
+
+
+def _injected(view: Callable[..., Any]) -> dict[str, tuple[Any, str | None]]:
+    """``{parameter: (key, name)}`` for each ``Inject[T]`` parameter of ``view``."""
     hints = get_type_hints(view, include_extras=True)
     wanted: dict[str, tuple[Any, str | None]] = {}
     for name, hint in hints.items():
@@ -210,25 +357,20 @@ def inject(view: F) -> F:
         wanted[name] = (key, names[-1] if names else None)
     if not wanted:
         raise TypeError(f"@inject: {view.__qualname__} has no Inject[T] parameter")
-    if inspect.iscoroutinefunction(view):
-        raise TypeError(f"@inject: {view.__qualname__} is async; Flask views here are sync")
-
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        scope = scope_of()
-        for name, (key, named) in wanted.items():
-            kwargs[name] = scope.invoke(key) if named is None else scope.invoke(key, named)
-        return view(*args, **kwargs)
-
-    signature = inspect.signature(view)
-    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[p for p in signature.parameters.values() if p.name not in wanted]
-    )
-    return wrapper  # type: ignore[return-value]
+    return wanted
 
 
-def _blueprint(monitor: HealthMonitor, details: bool) -> Blueprint:
+def _blueprint(monitor: HealthMonitor, details: bool, registry: Any = None) -> Blueprint:
     blueprint = Blueprint("healthdi", __name__)
+
+    if registry is not None:
+
+        @blueprint.get("/metrics")
+        def metrics() -> Response:
+            from ..metrics import render
+
+            body, content_type = render(registry)
+            return Response(body, status=200, content_type=content_type)
 
     def answer(found: _Answer, head: bool = False) -> Response:
         response = Response(b"" if head else found.body, status=found.status)

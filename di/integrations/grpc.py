@@ -32,11 +32,15 @@ import inspect
 import logging
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import Executor
 from types import TracebackType
 from typing import Annotated, Any, TypeVar
 
 import grpc
 import grpc.aio
+from grpc._cython.cygrpc import (  # type: ignore[import-not-found]
+    _SyncServicerContext,  # the sync methods' context, as grpc.aio makes it
+)
 
 from .._keys import Named
 from .._runner import to_completion
@@ -132,13 +136,18 @@ class ScopeInterceptor(grpc.aio.ServerInterceptor):
     Making it declares ``grpc.aio.ServicerContext`` as a context key of ``injector``
     (``provide_context``), unless it is declared already, so that scoped services
     can take the RPC's context (its metadata, its peer, its deadline) as a parameter.
+
+    Sync servicer methods run in ``executor`` (None: the event loop's default one, as
+    grpc.aio's own default), driven from the RPC's task so that a cancelled RPC rolls
+    back: give it the pool you would give ``grpc.aio.server(migration_thread_pool=...)``.
     """
 
-    def __init__(self, injector: Scope) -> None:
+    def __init__(self, injector: Scope, *, executor: Executor | None = None) -> None:
         if not isinstance(injector, Scope):
             raise TypeError(f"ScopeInterceptor() needs an Injector or Scope, got {injector!r}")
         declare_context(injector)
         self.injector = injector
+        self.executor = executor
 
     async def intercept_service(
         self,
@@ -150,11 +159,14 @@ class ScopeInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(_HEALTH):
             return handler
-        return _in_scope(handler, self.injector, handler_call_details.method)
+        return _in_scope(handler, self.injector, handler_call_details.method, self.executor)
 
 
 def _in_scope(
-    handler: grpc.RpcMethodHandler[Any, Any], injector: Scope, method: str
+    handler: grpc.RpcMethodHandler[Any, Any],
+    injector: Scope,
+    method: str,
+    executor: Executor | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """The same handler, its behavior run inside a new scope of ``injector``."""
     behavior: Any
@@ -169,22 +181,41 @@ def _in_scope(
     if behavior is None:
         return handler
     return make(
-        _scoped_behavior(behavior, injector, handler.response_streaming, method),
+        _scoped_behavior(behavior, injector, handler.response_streaming, method, executor),
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
 
 
 async def _in_rpc_scope(
-    injector: Scope, context: Any, method: str, run: Callable[[], Awaitable[R]]
+    injector: Scope,
+    context: Any,
+    method: str,
+    run: Callable[[], Awaitable[R]],
+    *,
+    seen: Any = None,
+    sync: bool = False,
+    executor: Executor | None = None,
 ) -> R:
     """``await run()`` in a new scope; the scope sees how the RPC ended, the client not.
 
+    Closing the scope runs to its end even if the RPC is cancelled meanwhile.
+
     A cancelled RPC (by its client, or past its deadline) reaches generator factories
-    as :class:`RpcCancelledError`, so that it rolls back rather than commits.
+    as :class:`RpcCancelledError`, so that it rolls back rather than commits. ``seen``
+    is the context the scope provides (``context`` unless given); ``sync`` closes the
+    scope in a worker thread, as its generator factories are plain ones.
     """
+    scope = injector.scope(context={ServicerContext: context if seen is None else seen})
+
+    async def close(error: BaseException | None) -> None:
+        kind = None if error is None else type(error)
+        if sync:
+            await _in_thread(executor, scope.__exit__, kind, error, None)
+        else:
+            await scope.__aexit__(kind, error, None)
+
     try:
-        scope = injector.scope(context={ServicerContext: context})
         token = _scope.set(scope)
         try:
             result = await run()
@@ -192,16 +223,16 @@ async def _in_rpc_scope(
             _scope.reset(token)
             failure = RpcCancelledError(f"RPC {method} was cancelled")
             try:
-                await scope.__aexit__(RpcCancelledError, failure, None)
+                await close(failure)
             except Exception:
                 logger.exception("closing the scope of cancelled RPC %s failed", method)
             raise
         except BaseException as error:
             _scope.reset(token)
-            await scope.__aexit__(type(error), error, error.__traceback__)
+            await close(error)
             raise
         _scope.reset(token)
-        await scope.__aexit__(None, None, None)
+        await close(None)
         return result
     except grpc.aio.AbortError:
         raise
@@ -211,7 +242,38 @@ async def _in_rpc_scope(
         raise  # not reached: abort() raises
 
 
-def _scoped_behavior(behavior: Any, injector: Scope, streaming: bool, method: str) -> Any:
+async def _in_thread(executor: Executor | None, function: Callable[..., R], *args: Any) -> R:
+    """``function(*args)`` in a worker thread, in this context (the RPC's scope).
+
+    Cancelled, it still waits for the call to return (a thread cannot be stopped), so
+    that nothing runs in the RPC's scope once it closes; then the cancellation follows.
+    """
+    call = functools.partial(contextvars.copy_context().run, function, *args)
+    future = asyncio.get_running_loop().run_in_executor(executor, call)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await to_completion(lambda: asyncio.wait([future]))
+        if not future.cancelled():
+            future.exception()  # retrieved: the RPC is gone, its outcome with it
+        raise
+
+
+_END: Any = object()  # what _step returns once a response stream is exhausted
+
+
+def _step(responses: Iterator[Any]) -> Any:
+    return next(responses, _END)
+
+
+def _sync_context(context: Any) -> Any:
+    """The context grpc.aio itself hands sync methods: blocking ``abort()`` and the rest."""
+    return _SyncServicerContext(context)
+
+
+def _scoped_behavior(
+    behavior: Any, injector: Scope, streaming: bool, method: str, executor: Executor | None
+) -> Any:
     """Wrap a behavior of any kind grpc.aio accepts in a scope opened per call.
 
     An exception that ends the RPC reaches the scope first (its generator factories see
@@ -239,39 +301,43 @@ def _scoped_behavior(behavior: Any, injector: Scope, streaming: bool, method: st
             )
 
         return call
-    # Sync behaviors run in the server's migration thread pool: so do their scopes.
+    # A sync behavior runs in a worker thread, each response of a stream too, driven
+    # from a coroutine of the RPC's own: when the client cancels or the deadline passes,
+    # grpc.aio cancels that coroutine, which waits for the thread's step to return and
+    # closes the scope with RpcCancelledError. The method still gets the sync context
+    # grpc.aio gives sync methods, and so does its scope.
     if streaming:
 
-        def sync_stream(request: Any, context: Any) -> Iterator[Any]:
-            try:
-                with injector.scope(context={ServicerContext: context}) as scope:
-                    token = _scope.set(scope)
-                    try:
-                        yield from behavior(request, context)
-                    finally:
-                        with contextlib.suppress(ValueError):  # closed from another context
-                            _scope.reset(token)
-            except grpc.aio.AbortError:
-                raise
-            except Exception:
-                logger.exception("RPC %s failed", method)
-                context.abort(grpc.StatusCode.UNKNOWN, WITHHELD)
+        async def sync_stream(request: Any, context: Any) -> None:
+            sync_context = _sync_context(context)
+
+            async def respond() -> None:
+                responses = iter(await _in_thread(executor, behavior, request, sync_context))
+                try:
+                    while (response := await _in_thread(executor, _step, responses)) is not _END:
+                        await context.write(response)
+                finally:
+                    close = getattr(responses, "close", None)
+                    if close is not None:
+                        await to_completion(lambda: _in_thread(executor, close))
+
+            await _in_rpc_scope(
+                injector, context, method, respond, seen=sync_context, sync=True, executor=executor
+            )
 
         return sync_stream
 
-    def sync_call(request: Any, context: Any) -> Any:
-        try:
-            with injector.scope(context={ServicerContext: context}) as scope:
-                token = _scope.set(scope)
-                try:
-                    return behavior(request, context)
-                finally:
-                    _scope.reset(token)
-        except grpc.aio.AbortError:
-            raise
-        except Exception:
-            logger.exception("RPC %s failed", method)
-            context.abort(grpc.StatusCode.UNKNOWN, WITHHELD)
+    async def sync_call(request: Any, context: Any) -> Any:
+        sync_context = _sync_context(context)
+        return await _in_rpc_scope(
+            injector,
+            context,
+            method,
+            lambda: _in_thread(executor, behavior, request, sync_context),
+            seen=sync_context,
+            sync=True,
+            executor=executor,
+        )
 
     return sync_call
 
@@ -387,12 +453,17 @@ def install(
     monitor: HealthMonitor | None = None,
     grace: float | None = 5.0,
     drain: float = 0.0,
+    metrics: Any = False,
 ) -> Lifecycle:
     """Add the health servicer to ``server``; the :class:`Lifecycle` that runs them all.
 
     ``monitor=None`` makes ``HealthMonitor(injector)``. ``grace`` and ``drain`` are
     what ``async with lifecycle`` stops with (see :meth:`Lifecycle.stop`). Make the
     server with ``interceptors=[ScopeInterceptor(injector)]`` for a scope per RPC.
+    ``metrics=True`` registers the monitor's Prometheus collector (:mod:`di.metrics`)
+    on the default registry, or on the ``CollectorRegistry`` given: serve it over
+    HTTP as you serve the process's other metrics (``prometheus_client``'s
+    ``start_http_server``, say).
     """
     if not isinstance(injector, Scope):
         raise TypeError(f"install() needs an Injector or Scope, got {injector!r}")
@@ -401,6 +472,10 @@ def install(
     elif monitor.injector is not injector:
         raise ValueError("install(monitor=...): the monitor checks another injector")
     declare_context(injector)
+    if metrics is not False and metrics is not None:
+        from .. import metrics as di_metrics
+
+        di_metrics.register(monitor, None if metrics is True else metrics)
     health = add_health_servicer(server, monitor)
     return Lifecycle(server, injector, monitor, health, grace=grace, drain=drain)
 
@@ -429,6 +504,7 @@ class Lifecycle:
         self.grace = grace
         self.drain = drain
         self._monitoring: asyncio.Task[None] | None = None
+        self._starting: asyncio.Future[None] | None = None
         self._stopping: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
@@ -436,8 +512,18 @@ class Lifecycle:
 
         The server accepts RPCs only once the container has started; health reads
         NOT_SERVING until the monitor's first round. A failed start stops the server,
-        runs the shutdown hooks of what it built, and raises the start's error.
+        runs the shutdown hooks of what it built, and raises the start's error. Once
+        per lifecycle.
         """
+        if self._starting is not None or self._stopping is not None:
+            raise RuntimeError("Lifecycle.start(): this lifecycle was started (or stopped) once")
+        self._starting = asyncio.get_running_loop().create_future()
+        try:
+            await self._start()
+        finally:
+            self._starting.set_result(None)
+
+    async def _start(self) -> None:
         try:
             await self.monitor.start()
         except BaseException:
@@ -469,12 +555,19 @@ class Lifecycle:
         once) to finish. The monitor's round in progress finishes, and the container's
         shutdown hooks run, whatever happened before; their failure is raised.
         ``grace`` and ``drain`` default to those given to :func:`install`. A second
-        call waits for the first.
+        call waits for the first. Before :meth:`start` it does nothing (and a later
+        ``stop()`` still stops what ``start()`` starts); during it, it waits for the
+        start to end first.
         """
         if self._stopping is not None:
             await asyncio.shield(self._stopping)
             return
+        starting = self._starting
+        if starting is None:
+            return  # nothing started yet: nothing to stop
         self._stopping = asyncio.get_running_loop().create_future()
+        if not starting.done():
+            await asyncio.shield(starting)  # the eager build finishes (or fails) first
         grace = self.grace if grace is _UNSET else grace
         drain = self.drain if drain is _UNSET else drain
         monitor = self.monitor

@@ -22,6 +22,7 @@ from litestar import Litestar, Request, WebSocket
 from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
+from litestar.exceptions import ImproperlyConfiguredException
 from litestar.handlers import asgi
 from litestar.middleware import DefineMiddleware
 from litestar.plugins import InitPlugin
@@ -51,17 +52,25 @@ class DIPlugin(InitPlugin):
       declared with ``provide_context`` (unless they already are). Each request (and
       WebSocket connection) to a route gets its own scope on its first injected
       service, with the connection in its context; it closes after the response has
-      been sent. An exception raised by the handler (``HTTPException`` included) is
+      been sent. An exception raised by the handler (``HTTPException`` included),
+      however it reached the scope (``provide()``, ``scope_of()``, a sync handler), is
       thrown into generator factories when the scope closes, as Litestar throws it
-      into its own generator dependencies.
+      into its own generator dependencies (an ``after_exception`` hook records it).
     - **Injection:** ``dependencies`` maps parameter names to services (a type, a
-      name, or ``Annotated[T, Named("x")]``), as app-level ``Provide`` dependencies.
+      name, or ``Annotated[T, Named("x")]``), as app-level ``Provide`` dependencies;
+      a name the app's own ``dependencies`` provide already is refused.
     - **Health routes:** ``/health``, ``/livez``, ``/readyz`` (and their ``/{name}``
       forms) and ``POST /grpc.health.v1.Health/Check`` under ``health_prefix``;
       error texts only with ``show_details=True``.
+    - **Metrics:** ``metrics=True`` serves Prometheus metrics at ``/metrics`` (under
+      ``health_prefix``) from the default registry, the monitor's collector
+      registered on it (:mod:`di.metrics`); or pass a ``CollectorRegistry``.
+
+    A request to an app whose lifespan never started logs an error, and fails where
+    it injects.
     """
 
-    __slots__ = ("dependencies", "health_prefix", "injector", "monitor", "show_details")
+    __slots__ = ("dependencies", "health_prefix", "injector", "metrics", "monitor", "show_details")
 
     def __init__(
         self,
@@ -71,8 +80,10 @@ class DIPlugin(InitPlugin):
         health_prefix: str = "",
         show_details: bool = False,
         dependencies: Mapping[str, Any] | None = None,
+        metrics: Any = False,
     ) -> None:
         self.injector = injector
+        self.metrics = metrics
         self.monitor = _asgi.monitor_for(injector, monitor)
         self.health_prefix = _asgi.normalize_prefix(health_prefix)
         self.show_details = show_details
@@ -81,9 +92,10 @@ class DIPlugin(InitPlugin):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         injector, monitor = self.injector, self.monitor
         _asgi.declare_context(injector, CONTEXT_KEYS, "litestar")
+        lifespan = _asgi.Lifespan()
 
         def running(app: Litestar) -> Any:
-            return _asgi.running(injector, monitor)
+            return _asgi.running(injector, monitor, lifespan)
 
         @asynccontextmanager
         async def draining(app: Litestar) -> AsyncIterator[None]:
@@ -98,20 +110,41 @@ class DIPlugin(InitPlugin):
                 _asgi.RequestScopes,  # type: ignore[arg-type]  # plain ASGI types
                 injector=injector,
                 context=context_of,
+                lifespan=lifespan,
             ),
             *app_config.middleware,
         ]
         for name, key in self.dependencies.items():
+            if name in app_config.dependencies:
+                raise ImproperlyConfiguredException(
+                    f"DIPlugin(dependencies=...) provides {name!r}, which the app's own "
+                    "dependencies provide already: rename one of them"
+                )
             app_config.dependencies[name] = provide(key)
-        endpoint = _asgi.HealthEndpoint(monitor, self.show_details, self.health_prefix)
+        # Every exception a handler raises (HTTPException included) reaches the request
+        # scope's generator factories, however the handler reached its scope.
+        app_config.after_exception = [*app_config.after_exception, record_failure]
+        endpoint = _asgi.HealthEndpoint(
+            monitor, self.show_details, self.health_prefix, self.metrics
+        )
 
         async def health(scope: ASGIScope, receive: Receive, send: Send) -> None:
             await endpoint(scope, receive, send)  # type: ignore[arg-type]
 
-        paths = [self.health_prefix + path for path in _asgi.HEALTH_PATHS]
+        paths = [
+            self.health_prefix + path
+            for path in (*_asgi.HEALTH_PATHS, *_asgi.metrics_paths(self.metrics))
+        ]
         handler = asgi(path=paths, name="healthdi.health", copy_scope=True)(health)
         app_config.route_handlers = [*app_config.route_handlers, handler]
         return app_config
+
+
+async def record_failure(error: Exception, scope: ASGIScope) -> None:
+    """Keep the handler's exception for its request scope, which closes with it."""
+    slot: Any = scope.get(_asgi.SLOT)
+    if slot is not None and slot.failure is None:
+        slot.failure = error
 
 
 def provide(service: Any, *, use_cache: bool = False) -> Provide:

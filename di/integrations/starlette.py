@@ -42,6 +42,7 @@ def install(
     monitor: HealthMonitor | None = None,
     health_prefix: str = "",
     show_details: bool = False,
+    metrics: Any = False,
 ) -> HealthMonitor:
     """Run ``injector`` with ``app``: lifespan, a scope per request, health routes.
 
@@ -59,16 +60,33 @@ def install(
     - **Health routes:** ``/health``, ``/livez``, ``/readyz`` (and their ``/{name}``
       forms) and ``POST /grpc.health.v1.Health/Check`` under ``health_prefix``, as
       :func:`di.asgi.health_app` answers them; error texts only with
-      ``show_details=True``.
+      ``show_details=True``. An app route below ``/health/``, ``/livez/`` or
+      ``/readyz/`` (``/health/version``) takes precedence, wherever it is added.
+    - **Metrics:** ``metrics=True`` serves Prometheus metrics at ``/metrics`` (under
+      ``health_prefix``) from the default registry, the monitor's collector
+      registered on it (:mod:`di.metrics`); or pass a ``CollectorRegistry``.
+
+    Install on the app the server runs (the top-level one): a mounted app's lifespan
+    never runs, and a request to an app whose lifespan never started logs an error,
+    and fails where it injects. Once per app.
 
     Call it where the app is made, before it serves. Returns the monitor.
     """
     monitor = _asgi.monitor_for(injector, monitor)
     prefix = _asgi.normalize_prefix(health_prefix)
+    if any(m.cls is _asgi.RequestScopes for m in app.user_middleware):  # type: ignore[comparison-overlap]
+        raise RuntimeError("install() was already called on this app")
     _asgi.declare_context(injector, CONTEXT_KEYS, "starlette")
-    install_lifespan(app, injector, monitor)
-    app.add_middleware(_asgi.RequestScopes, injector=injector, context=context_of)
-    app.router.routes.append(HealthRoutes(_asgi.HealthEndpoint(monitor, show_details, prefix)))
+    lifespan = _asgi.Lifespan()
+    install_lifespan(app, injector, monitor, lifespan)
+    app.add_middleware(
+        _asgi.RequestScopes,
+        injector=injector,
+        context=context_of,
+        lifespan=lifespan,
+    )
+    endpoint = _asgi.HealthEndpoint(monitor, show_details, prefix, metrics)
+    app.router.routes.append(HealthRoutes(endpoint, _asgi.metrics_paths(metrics)))
     return monitor
 
 
@@ -89,14 +107,16 @@ def context_of(connection: HTTPConnection) -> Mapping[Any, Any]:
     return {HTTPConnection: connection}
 
 
-def install_lifespan(app: Starlette, injector: Scope, monitor: HealthMonitor) -> None:
+def install_lifespan(
+    app: Starlette, injector: Scope, monitor: HealthMonitor, started: _asgi.Lifespan | None = None
+) -> None:
     """Wrap the app's lifespan in the container's."""
     router = app.router
     inner = router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[Any]:
-        async with _asgi.running(injector, monitor), inner(app) as state:
+        async with _asgi.running(injector, monitor, started), inner(app) as state:
             try:
                 yield state
             finally:
@@ -109,12 +129,14 @@ class HealthRoutes(BaseRoute):
     """The health routes as one route: a set lookup and a prefix test per request.
 
     Routes are tried in order, and these are added before the app's later routes: one
-    cheap test keeps them from slowing every other request down.
+    cheap test keeps them from slowing every other request down. A path below a health
+    route (``/health/...``) is only a partial match, so that an app's own route there,
+    added later, takes it.
     """
 
-    def __init__(self, endpoint: _asgi.HealthEndpoint) -> None:
+    def __init__(self, endpoint: _asgi.HealthEndpoint, extra: tuple[str, ...] = ()) -> None:
         self.endpoint = endpoint
-        self.exact = frozenset(endpoint.prefix + path for path in _asgi.HEALTH_EXACT)
+        self.exact = frozenset(endpoint.prefix + path for path in (*_asgi.HEALTH_EXACT, *extra))
         self.below = tuple(endpoint.prefix + path for path in _asgi.HEALTH_BELOW)
 
     def matches(self, scope: ASGIScope) -> tuple[Match, ASGIScope]:
@@ -123,8 +145,10 @@ class HealthRoutes(BaseRoute):
             root: str = scope.get("root_path", "")
             if root and path.startswith(root):
                 path = path[len(root) :]
-            if path in self.exact or path.startswith(self.below):
+            if path in self.exact:
                 return Match.FULL, {}
+            if path.startswith(self.below):
+                return Match.PARTIAL, {}
         return Match.NONE, {}
 
     def url_path_for(self, name: str, /, **path_params: Any) -> Any:

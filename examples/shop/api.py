@@ -23,7 +23,7 @@ log = logging.getLogger("shop")
 
 
 class Checkout:
-    """One per request: the orders it placed, counted in Redis once the request succeeds."""
+    """One per request: the orders it placed, logged if the request fails."""
 
     def __init__(self, orders: OrderStore, request: Request) -> None:
         self.orders = orders
