@@ -124,29 +124,21 @@ class Service:
 
     def rebound(self, keys: tuple[Any, ...]) -> Service:
         """This service, unbuilt, bound to ``keys`` only (the rest were overridden)."""
-        copy = Service(
-            key=keys[0],
-            label=describe(keys[0]),
-            lifetime=self.lifetime,
-            owner=self.owner,
-            factory=self.factory,
-            kind=self.kind,
-            expected=self.expected,
-            params=self.params,
-            shutdown_hook=self.shutdown_hook,
-            check=self.check,
-        )
-        copy.keys = keys
-        copy.critical = self.critical
-        return copy
+        return self._like(self.owner, self.lifetime, keys)
 
     def copy_for(self, scope: Scope) -> Service:
         """This scoped declaration's own copy in ``scope``, which builds and caches it."""
-        copy = Service(
-            key=self.key,
-            label=self.label,
-            lifetime=Lifetime.SCOPED,
-            owner=scope,
+        copy = self._like(scope, Lifetime.SCOPED, self.keys)
+        copy.template = self
+        return copy
+
+    def _like(self, owner: Scope, lifetime: Lifetime, keys: tuple[Any, ...]) -> Service:
+        """An unbuilt service with this one's factory and hooks."""
+        like = Service(
+            key=keys[0],
+            label=describe(keys[0]),
+            lifetime=lifetime,
+            owner=owner,
             factory=self.factory,
             kind=self.kind,
             expected=self.expected,
@@ -154,10 +146,9 @@ class Service:
             shutdown_hook=self.shutdown_hook,
             check=self.check,
         )
-        copy.keys = self.keys
-        copy.template = self
-        copy.critical = self.critical
-        return copy
+        like.keys = keys
+        like.critical = self.critical
+        return like
 
 
 class _Flight:
