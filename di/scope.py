@@ -7,7 +7,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
@@ -63,6 +63,10 @@ _EMPTY = inspect.Parameter.empty
 # What provides= takes: a key (a type or a name), a tuple of keys, or None.
 Keys = Any | tuple[Any, ...] | None
 logger = logging.getLogger("di")
+_get_ident = threading.get_ident
+# A read-only empty mapping (and tuple) standing in for a scope's unwritten containers.
+_BLANK: Any = MappingProxyType({})
+_BLANK_LIST: Any = ()
 
 
 class _Step:
@@ -128,6 +132,7 @@ class Scope:
         "_closing",
         "_compiled",
         "_context",
+        "_context_types",
         "_eager",
         "_fast",
         "_generation",
@@ -154,33 +159,38 @@ class Scope:
         self._name = name  # checked by scope()
         self._parent: Scope | None = parent
         self._root = parent._root
-        self._services: dict[Key, Service] = {}
+        # Containers most request scopes never write start as the shared _BLANK, which
+        # refuses writes: each write site makes the scope its own first (_own).
+        self._services: dict[Key, Service] = _BLANK
         # The fast path of invoke: every built singleton of this scope, by key, and
         # COMPILED for each transient with a compiled builder in _compiled.
         self._instances: dict[Key, Any] = {}
-        self._compiled: dict[Key, Callable[[], Any]] = {}
-        self._children: dict[str, Scope] = {}
+        self._compiled: dict[Key, Callable[[], Any]] = _BLANK
+        self._children: dict[str, Scope] = _BLANK
         # Shutdown: closed once it begins (for good, but for the root); the services
         # taken out and not shut down yet; how many shutdowns began.
         self._closed = False
-        self._closing: list[_Step] = []
+        self._closing: list[_Step] = _BLANK_LIST
         self._generation = 0
         # Keys provided with eager=True, in provide order: what start() builds.
-        self._eager: dict[Key, None] = {}
+        self._eager: dict[Key, None] = _BLANK
         # The values this scope received with scope(context=...), by key.
-        self._context: dict[Key, Any] = {}
+        self._context: dict[Key, Any] = _BLANK
         # Scoped services declared above and built here: each declaration's copy, and
         # (declaration, instance, index) of those a compiled builder made, copied on need.
-        self._scoped: dict[Service, Service] = {}
+        self._scoped: dict[Service, Service] = _BLANK
         self._fast: list[tuple[Service, Any, int]] = []
         # For its request scopes: compiled builders of scoped services (None where the
-        # general path must build), by key, with the version they were compiled at.
-        self._request_builders: dict[Key, tuple[int, Callable[[Scope], Any] | None]] = {}
+        # general path must build), by key, with the version they were compiled at; and
+        # the type keys scope(context=...) accepts without a closer look (None: not
+        # worked out since a provider last changed).
+        self._request_builders: dict[Key, tuple[int, Callable[[Scope], Any] | None]] = _BLANK
+        self._context_types: frozenset[Key] | None = None
         # Bumped when a provider changes here or above, or a built instance is dropped:
         # what was compiled against this scope's view is stale then.
         self._version = 0
-        self._thread = threading.get_ident()  # the thread that opened it
-        self._labels: set[str] = set()  # the reported names of the type keys provided here
+        self._thread = _get_ident()  # the thread that opened it
+        self._labels: set[str] = _BLANK  # the reported names of the type keys provided here
         self._shutting: _Shutting | None = None  # a shutdown running its hooks now
 
     def __repr__(self) -> str:
@@ -244,50 +254,76 @@ class Scope:
         different names; a shut-down child frees its name.
         """
         root = self._root
+        anonymous = name is None
         if name is None:
             name = f"{self._name}.{next(root._scope_numbers)}"
-            while name in self._children:  # a name someone chose by hand
-                name = f"{self._name}.{next(root._scope_numbers)}"
         else:
             _check_name(name, "scope()")
         child = Scope(name, self)
         if context:
-            if type(context) is not dict and not isinstance(context, Mapping):
-                raise TypeError(
-                    f"scope(context=...) takes a mapping of key to value, got {context!r}"
-                )
-            for key, value in context.items():
-                declared = self._lookup(key)
-                if declared is None or declared.lifetime is not Lifetime.CONTEXT:
-                    raise DIError(
-                        f"scope(context=...): {describe(key)!r} is not a context key seen "
-                        f"from scope {self._name!r}; declare it with "
-                        f"provide_context({describe(key)}) in this scope or above"
-                    )
-                # A named key's value is checked against the type it was declared with;
-                # a type key's is not: implementations need not subclass an interface.
-                expected = declared.expected
-                if (
-                    isinstance(key, str)
-                    and isinstance(expected, type)
-                    and not isinstance(value, expected)
-                ):
-                    raise TypeError(
-                        f"scope(context=...): the value of {describe(key)!r} must be a "
-                        f"{describe(expected)}, got {describe(type(value))}"
-                    )
+            accepted = self._context_types
+            if accepted is None:
+                accepted = self._accepted_context()
+            if type(context) is not dict or not context.keys() <= accepted:
+                self._check_context(context)
             child._context = dict(context)
-            child._instances.update(context)
+            child._instances = dict(context)
         with root._mutex:
             if self._closed:
                 raise ScopeClosedError(self._name, f"open child scope {name!r}")
-            if name in self._children:
-                raise ValueError(
-                    f"scope {self._name!r} already has a child scope named {name!r}; "
-                    "choose another name (or none) or shut that one down first"
-                )
-            self._children[name] = child
+            children = self._children
+            if children is _BLANK:
+                children = self._children = {}
+            while children.setdefault(name, child) is not child:
+                if not anonymous:
+                    raise ValueError(
+                        f"scope {self._name!r} already has a child scope named {name!r}; "
+                        "choose another name (or none) or shut that one down first"
+                    )
+                name = child._name = f"{self._name}.{next(root._scope_numbers)}"
         return child
+
+    def _accepted_context(self) -> frozenset[Key]:
+        """The type keys declared with provide_context as seen from here (cached)."""
+        with self._root._mutex:
+            version = self._version
+            nearest: dict[Key, Service] = {}
+            for scope in (self, *self.ancestors()):
+                for key, service in scope._services.items():
+                    nearest.setdefault(key, service)
+            accepted = frozenset(
+                key
+                for key, service in nearest.items()
+                if not isinstance(key, str) and service.lifetime is Lifetime.CONTEXT
+            )
+            if self._version == version:
+                self._context_types = accepted
+            return accepted
+
+    def _check_context(self, context: Mapping[Key, Any]) -> None:
+        """Refuse a scope(context=...) that is no mapping, or holds an undeclared key."""
+        if not isinstance(context, Mapping):
+            raise TypeError(f"scope(context=...) takes a mapping of key to value, got {context!r}")
+        for key, value in context.items():
+            declared = self._lookup(key)
+            if declared is None or declared.lifetime is not Lifetime.CONTEXT:
+                raise DIError(
+                    f"scope(context=...): {describe(key)!r} is not a context key seen "
+                    f"from scope {self._name!r}; declare it with "
+                    f"provide_context({describe(key)}) in this scope or above"
+                )
+            # A named key's value is checked against the type it was declared with;
+            # a type key's is not: implementations need not subclass an interface.
+            expected = declared.expected
+            if (
+                isinstance(key, str)
+                and isinstance(expected, type)
+                and not isinstance(value, expected)
+            ):
+                raise TypeError(
+                    f"scope(context=...): the value of {describe(key)!r} must be a "
+                    f"{describe(expected)}, got {describe(type(value))}"
+                )
 
     # -- providing ----------------------------------------------------------------
 
@@ -326,7 +362,10 @@ class Scope:
         service.critical = critical
         self._add(service)
         if eager:
-            self._eager[service.key] = None
+            with self._root._mutex:
+                if self._eager is _BLANK:
+                    self._eager = {}
+                self._eager[service.key] = None
 
     def provide_value(
         self,
@@ -566,8 +605,10 @@ class Scope:
                 raise ScopeClosedError(self._name, f"override {service.label!r}")
             steps = self._take_out(replaced)
             for copy in replaced:
-                if copy.template is not None:
+                if copy.template is not None and self._scoped is not _BLANK:
                     self._scoped.pop(copy.template, None)
+            if self._services is _BLANK:
+                self._services = {}
             for key in service.keys:
                 old = self._services.get(key)
                 if old is not None and old is not service and len(old.keys) > 1:
@@ -667,6 +708,8 @@ class Scope:
                 taken = key in self._labels if isinstance(key, str) else describe(key)
                 if key in self._services or taken in self._services or taken is True:
                     raise ServiceAlreadyProvidedError(describe(key), self._name)
+            if self._services is _BLANK:
+                self._services, self._labels = {}, set()
             for key in service.keys:
                 self._services[key] = service
                 if not isinstance(key, str):
@@ -722,6 +765,8 @@ class Scope:
                 with root._mutex:
                     # Cached only if no provider changed while compiling.
                     if self._version == version and not self._closed:
+                        if self._compiled is _BLANK:
+                            self._compiled = {}
                         self._compiled[service] = builder
                         self._instances[service] = COMPILED
                 return builder()
@@ -824,6 +869,8 @@ class Scope:
         builder = compile_scoped(parent, service)
         with self._root._mutex:
             if parent._version == version:
+                if parent._request_builders is _BLANK:
+                    parent._request_builders = {}
                 for key in service.keys:
                     parent._request_builders[key] = (version, builder)
         return builder
@@ -898,6 +945,8 @@ class Scope:
             service, _, index = self._fast.pop(0)
             copy = self._scoped.get(service)
             if copy is None:
+                if self._scoped is _BLANK:
+                    self._scoped = {}
                 copy = self._scoped[service] = service.copy_for(self)
             copy.index = index
 
@@ -926,6 +975,8 @@ class Scope:
             if self._closed:
                 raise ScopeClosedError(self._name, f"build {service.label!r}")
             self._materialize()
+            if self._scoped is _BLANK:
+                self._scoped = {}
             return self._scoped.setdefault(service, service.copy_for(self))
 
     def _not_found(self, key: Key, needed_by: str | None = None) -> ServiceNotFoundError:
@@ -1192,7 +1243,7 @@ class Scope:
             self._generation += 1
             self._fast.clear()
             self._instances.clear()  # a scope kept by its caller keeps nothing alive
-            self._context = {}
+            self._context = _BLANK
             if self._parent._children.get(self._name) is self:
                 del self._parent._children[self._name]
         return True
@@ -1225,7 +1276,7 @@ class Scope:
                 scope._materialize()
                 for key in scope._context:
                     scope._instances.pop(key, None)
-                scope._context = {}
+                scope._context = _BLANK
                 scope._closed = True
                 scope._generation += 1
                 built = sorted(
@@ -1233,7 +1284,7 @@ class Scope:
                     key=lambda s: s.index,
                     reverse=True,
                 )
-                scope._closing += scope._take_out(built, self, failure)
+                scope._closing = [*scope._closing, *scope._take_out(built, self, failure)]
                 scope._forget_builders()
             return scopes
 
@@ -1285,11 +1336,11 @@ class Scope:
         The caller holds the root's mutex.
         """
         self._version += 1
-        if self._request_builders:
-            self._request_builders = {}
+        self._context_types = None
+        self._request_builders = _BLANK
         for key in self._compiled:
             self._instances.pop(key, None)
-        self._compiled.clear()
+        self._compiled = _BLANK
         for child in self._children.values():
             child._forget_builders()
 
