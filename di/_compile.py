@@ -1,7 +1,7 @@
 """Compiling a transient into one Python function that builds it.
 
 ``invoke(Service)`` for a transient ``Service(repo: Repo, config: Config)`` whose ``Repo``
-is transient too becomes a call of ``lambda: Service(Repo(db), config)``, with ``db`` and
+is transient too becomes a call of ``lambda S: Service(Repo(db), config)``, with ``db`` and
 ``config`` (singletons) captured as built. That is as fast as writing the construction
 by hand, plus one lookup. Scopes drop their compiled builders whenever a provider
 changes or a singleton is released, so a captured instance is never stale.
@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from ._factory import Kind, Scoped
-from ._service import MISSING, Lifetime, Service, check_type, params_of, resolve_sync
+from ._service import COMPILED, Lifetime, Service, check_type, params_of, resolve_sync
 from .errors import DIError
 
 if TYPE_CHECKING:
@@ -36,8 +37,12 @@ class _Source:
         return f"_{len(self.constants) - 1}"
 
 
-def compile_transient(scope: Scope, service: Service) -> Callable[[], Any] | None:
-    """A zero-argument function building ``service`` as ``scope`` would, or None."""
+def compile_transient(scope: Scope, service: Service) -> Callable[[Scope], Any] | None:
+    """A function building ``service`` as ``scope`` would, or None.
+
+    It takes the invoking scope (unused: it captured ``scope``), as every builder kept
+    in ``Scope._compiled`` does.
+    """
     source = _Source()
     try:
         expression = _expression(scope, service, source, ())
@@ -47,11 +52,11 @@ def compile_transient(scope: Scope, service: Service) -> Callable[[], Any] | Non
         return None
     names = ", ".join(f"_{i}" for i in range(len(source.constants)))
     code = (
-        f"def _outer({names}):\n    def build():\n        return {expression}\n    return build\n"
+        f"def _outer({names}):\n    def build(S):\n        return {expression}\n    return build\n"
     )
     namespace: dict[str, Any] = {}
     exec(compile(code, f"<di transient {service.label}>", "exec"), namespace)
-    builder: Callable[[], Any] = namespace["_outer"](*source.constants)
+    builder: Callable[[Scope], Any] = namespace["_outer"](*source.constants)
     return builder
 
 
@@ -94,7 +99,9 @@ def compile_scoped(parent: Scope, service: Service) -> Callable[[Scope], Any] | 
 
     Such a child (a request scope) resolves every key as ``parent`` does, so one builder
     serves every request: it reads the child's context, caches each scoped service it
-    builds in the child (``Scope.record_built``) and captures the singletons, built now.
+    builds in the child and captures the singletons, built now. A call from another
+    thread than the child's own takes the general path (``Scope.build_guarded``), so
+    that two threads never both build one.
     Returns None when anything on the way needs the general path (async or generator
     factories, transients, named services needing a type check, cycles).
     """
@@ -109,10 +116,10 @@ def compile_scoped(parent: Scope, service: Service) -> Callable[[Scope], Any] | 
         return None
     names = ", ".join(f"_{i}" for i in range(len(source.constants)))
     body = "\n".join(f"    {line}" for line in lines)
-    code = f"def _outer(_MISSING, {names}):\n{body}\n    return {entry}\n"
+    code = f"def _outer(_C, _ident, {names}):\n{body}\n    return {entry}\n"
     namespace: dict[str, Any] = {}
     exec(compile(code, f"<di scoped {service.label}>", "exec"), namespace)
-    builder: Callable[[Scope], Any] = namespace["_outer"](MISSING, *source.constants)
+    builder: Callable[[Scope], Any] = namespace["_outer"](COMPILED, get_ident, *source.constants)
     return builder
 
 
@@ -124,12 +131,16 @@ def _scoped_function(
     lines: list[str],
     path: tuple[Service, ...],
 ) -> str | None:
-    """The name of a generated function ``f(scope)`` returning the scoped instance."""
+    """The name of a generated function ``f(S, entry=True)`` returning the scoped instance.
+
+    ``S`` is the request scope. A function called from another one passes
+    ``entry=False``: the thread was checked where the build entered.
+    """
     if service in functions:
         return functions[service]
     if service in path or service.kind is not Kind.PLAIN:
         return None
-    arguments = []
+    arguments: list[str] = []
     for p in params_of(service):
         if p.target is Scoped:
             value = "S"
@@ -147,13 +158,19 @@ def _scoped_function(
                 )
                 if inner is None:
                     return None
-                value = f"{inner}(S)"
+                value = f"{inner}(S, False)"
             elif dependency.lifetime is Lifetime.CONTEXT:
                 if p.default is not _EMPTY:
                     return None  # its default when absent: the general path decides
+                # The scope's context values are in its instances too, by their keys
+                # (which nothing else there uses); an ancestor's, the general lookup.
                 key = source.constant(dependency.key)
                 declared = source.constant(dependency)
-                value = f"S.context_value({key}, {declared})"
+                held = f"c{len(arguments)}"
+                value = (
+                    f"({held} if ({held} := i.get({key}, _C)) is not _C "
+                    f"else S.context_value({key}, {declared}))"
+                )
             elif dependency.lifetime is Lifetime.TRANSIENT:
                 return None
             else:
@@ -168,11 +185,13 @@ def _scoped_function(
     declared = source.constant(service)
     key = source.constant(service.key)
     lines += [
-        f"def {name}(S):",
+        f"def {name}(S, entry=True):",
         "    i = S._instances",
-        f"    v = i.get({key}, _MISSING)",
-        "    if v is not _MISSING:",
+        f"    v = i.get({key}, _C)",
+        "    if v is not _C:",
         "        return v",
+        "    if entry and S._thread != _ident():",
+        f"        return S.build_guarded({declared})",
         "    try:",
         f"        v = {factory}({', '.join(arguments)})",
         "    except Exception as error:",
@@ -185,8 +204,9 @@ def _scoped_function(
     # Scope.record_built, inlined for the common case: one key, its own type.
     counter = source.constant(parent.root._counter.__next__)  # noqa: SLF001 - the build order
     lines += [
-        f"    if i.setdefault({key}, v) is not v:",
+        f"    if i.get({key}, _C) is not _C:",
         f"        return S.record_built({declared}, v)",  # another thread won: its instance
+        f"    i[{key}] = v",
         f"    S._fast.append(({declared}, v, {counter}()))",
         "    if S._closed:",
         f"        S.refuse_built({declared}, v)",

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("di")
 MISSING: Final[Any] = object()
-# Stands in Scope._instances for a transient whose builder is compiled.
+# Stands in Scope._instances for a service not built there, whose compiled builder is
+# in Scope._compiled: every transient, and in a request scope each scoped service.
 COMPILED: Final[Any] = object()
 _EMPTY = inspect.Parameter.empty
 
@@ -216,8 +217,8 @@ def resolve_sync(service: Service, invoker: Scope) -> Any:
         service = copy
     instances = service.owner._instances
     while True:
-        instance = instances.get(service.key, MISSING)
-        if instance is not MISSING:
+        instance = instances.get(service.key, COMPILED)  # COMPILED: not built yet
+        if instance is not COMPILED:
             return instance
         claim = _claim(service, asynchronous=False)
         if claim is None:
@@ -237,8 +238,9 @@ def resolve_sync(service: Service, invoker: Scope) -> Any:
             landed = _land(service, flight, made, None)
             if landed is not _KEPT:
                 _discard_sync(service, made)
-                service = _current(service, landed)
-                instances = service.owner._instances
+                if landed is not _BEATEN:
+                    service = _current(service, landed)
+                    instances = service.owner._instances
             continue
         if flight.event is not None and flight.thread == threading.get_ident():
             raise AsyncRequiredError(
@@ -265,8 +267,8 @@ async def resolve_async(service: Service, invoker: Scope) -> Any:
         service = copy
     instances = service.owner._instances
     while True:
-        instance = instances.get(service.key, MISSING)
-        if instance is not MISSING:
+        instance = instances.get(service.key, COMPILED)  # COMPILED: not built yet
+        if instance is not COMPILED:
             return instance
         claim = _claim(service, asynchronous=True)
         if claim is None:
@@ -286,8 +288,9 @@ async def resolve_async(service: Service, invoker: Scope) -> Any:
             landed = _land(service, flight, made, None)
             if landed is not _KEPT:
                 await _discard_async(service, made)
-                service = _current(service, landed)
-                instances = service.owner._instances
+                if landed is not _BEATEN:
+                    service = _current(service, landed)
+                    instances = service.owner._instances
             continue
         try:
             if flight.event is not None and flight.thread == threading.get_ident():
@@ -321,7 +324,7 @@ def _claim(service: Service, asynchronous: bool) -> tuple[_Flight, bool, _Flight
     path = _enter(service)
     owner = service.owner
     with owner.root._mutex:
-        if service.key in owner._instances:
+        if owner._instances.get(service.key, COMPILED) is not COMPILED:
             return None
         if owner.closed:
             raise ScopeClosedError(owner.name, f"build {service.label!r}")
@@ -346,9 +349,10 @@ class _Replaced(DIError):
     """The service was replaced (override) while being built: build the new one."""
 
 
-# What Scope._keep says of a build: cached, refused by a closed scope, or replaced.
-KEPT, CLOSED, REPLACED = "kept", "closed", "replaced"
-_KEPT, _CLOSED, _REPLACED = KEPT, CLOSED, REPLACED
+# What Scope._keep says of a build: cached, refused by a closed scope, replaced, or
+# beaten by a compiled builder that cached its own instance first.
+KEPT, CLOSED, REPLACED, BEATEN = "kept", "closed", "replaced", "beaten"
+_KEPT, _CLOSED, _REPLACED, _BEATEN = KEPT, CLOSED, REPLACED, BEATEN
 
 
 def _current(service: Service, landed: str) -> Service:

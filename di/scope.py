@@ -27,6 +27,7 @@ from ._runner import (
     to_completion,
 )
 from ._service import (
+    BEATEN,
     CLOSED,
     COMPILED,
     KEPT,
@@ -113,6 +114,27 @@ class _Shutting:
             await ended.wait()
 
 
+class _Plan:
+    """What the request scopes of one scope share while the providers it sees stay put.
+
+    A request scope (one that provides nothing) resolves every key as its parent does,
+    so one compiled builder per scoped service serves all of them: ``builders`` holds
+    them by key (``general``, the keys the general path must build), and ``template``
+    the COMPILED marker of each, copied into every new request scope's instances so
+    that its first invoke of one goes straight to the builder. ``accepted`` holds the
+    type keys ``scope(context=...)`` takes without a closer look.
+    """
+
+    __slots__ = ("accepted", "builders", "general", "template", "version")
+
+    def __init__(self, version: int, accepted: frozenset[Key]) -> None:
+        self.version = version
+        self.accepted = accepted
+        self.builders: dict[Key, Callable[[Scope], Any]] = {}
+        self.general: set[Key] = set()
+        self.template: dict[Key, Any] = {}
+
+
 class Scope:
     """A set of services, which can also see every service of its ancestors.
 
@@ -132,15 +154,15 @@ class Scope:
         "_closing",
         "_compiled",
         "_context",
-        "_context_types",
         "_eager",
         "_fast",
         "_generation",
         "_instances",
         "_labels",
         "_name",
+        "_number",
         "_parent",
-        "_request_builders",
+        "_plan",
         "_root",
         "_scoped",
         "_services",
@@ -153,10 +175,13 @@ class Scope:
     # Parameter annotations that receive the invoking scope rather than a service.
     _scope_types: tuple[type, ...] = ()
 
-    def __init__(self, name: str, parent: Scope) -> None:
+    def __init__(self, name: str | None, parent: Scope, number: int = 0) -> None:
         if not isinstance(parent, Scope):
             raise TypeError("create scopes with injector.scope(name), not Scope()")
-        self._name = name  # checked by scope()
+        # A named scope's name (checked by scope()); an anonymous one's number, which
+        # keys it among its siblings, and its name once someone asks for it (see name).
+        self._name = name
+        self._number = number
         self._parent: Scope | None = parent
         self._root = parent._root
         # Containers most request scopes never write start as the shared _BLANK, which
@@ -165,8 +190,8 @@ class Scope:
         # The fast path of invoke: every built singleton of this scope, by key, and
         # COMPILED for each transient with a compiled builder in _compiled.
         self._instances: dict[Key, Any] = {}
-        self._compiled: dict[Key, Callable[[], Any]] = _BLANK
-        self._children: dict[str, Scope] = _BLANK
+        self._compiled: dict[Key, Callable[[Scope], Any]] = _BLANK
+        self._children: dict[str | int, Scope] = _BLANK  # by name, or number
         # Shutdown: closed once it begins (for good, but for the root); the services
         # taken out and not shut down yet; how many shutdowns began.
         self._closed = False
@@ -180,12 +205,8 @@ class Scope:
         # (declaration, instance, index) of those a compiled builder made, copied on need.
         self._scoped: dict[Service, Service] = _BLANK
         self._fast: list[tuple[Service, Any, int]] = []
-        # For its request scopes: compiled builders of scoped services (None where the
-        # general path must build), by key, with the version they were compiled at; and
-        # the type keys scope(context=...) accepts without a closer look (None: not
-        # worked out since a provider last changed).
-        self._request_builders: dict[Key, tuple[int, Callable[[Scope], Any] | None]] = _BLANK
-        self._context_types: frozenset[Key] | None = None
+        # What its request scopes share until a provider changes here or above.
+        self._plan: _Plan | None = None
         # Bumped when a provider changes here or above, or a built instance is dropped:
         # what was compiled against this scope's view is stale then.
         self._version = 0
@@ -194,14 +215,30 @@ class Scope:
         self._shutting: _Shutting | None = None  # a shutdown running its hooks now
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._name!r}>"
+        return f"<{type(self).__name__} {self.name!r}>"
 
     # -- introspection ------------------------------------------------------------
 
     @property
     def name(self) -> str:
-        """The scope's name, unique among its siblings."""
-        return self._name
+        """The scope's name, unique among its siblings.
+
+        An anonymous scope is named ``"<parent's name>.<n>"`` when first asked.
+        """
+        name = self._name
+        if name is None:
+            with self._root._mutex:
+                name = self._name
+                if name is None:
+                    parent = self._parent
+                    assert parent is not None  # the root always has a name
+                    # Numbers are unique in the tree, so only a name chosen by hand can
+                    # be taken already.
+                    name = f"{parent.name}.{self._number}"
+                    while name in parent._children:
+                        name = f"{parent.name}.{next(self._root._scope_numbers)}"
+                    self._name = name
+        return name
 
     @property
     def closed(self) -> bool:
@@ -254,51 +291,66 @@ class Scope:
         different names; a shut-down child frees its name.
         """
         root = self._root
-        anonymous = name is None
+        key: str | int
         if name is None:
-            name = f"{self._name}.{next(root._scope_numbers)}"
+            key = next(root._scope_numbers)
+            child = Scope(None, self, key)
         else:
-            _check_name(name, "scope()")
-        child = Scope(name, self)
+            key = _check_name(name, "scope()")
+            child = Scope(name, self)
+        plan = self._plan
+        if plan is None:
+            plan = self._make_plan()
         if context:
-            accepted = self._context_types
-            if accepted is None:
-                accepted = self._accepted_context()
-            if type(context) is not dict or not context.keys() <= accepted:
+            if not plan.accepted.issuperset(context) or type(context) is not dict:
                 self._check_context(context)
             child._context = dict(context)
-            child._instances = dict(context)
-        with root._mutex:
+            child._instances = {**plan.template, **context}
+        elif plan.template:
+            child._instances = plan.template.copy()
+        if plan.template:
+            child._compiled = plan.builders
+        # acquire/release rather than `with`: this runs once per request.
+        mutex = root._mutex
+        mutex.acquire()
+        try:
             if self._closed:
-                raise ScopeClosedError(self._name, f"open child scope {name!r}")
+                raise ScopeClosedError(self.name, f"open child scope {child.name!r}")
             children = self._children
             if children is _BLANK:
                 children = self._children = {}
-            while children.setdefault(name, child) is not child:
-                if not anonymous:
-                    raise ValueError(
-                        f"scope {self._name!r} already has a child scope named {name!r}; "
-                        "choose another name (or none) or shut that one down first"
-                    )
-                name = child._name = f"{self._name}.{next(root._scope_numbers)}"
+            if name is not None and (
+                name in children
+                or any(other._name == name for other in children.values() if other._number)
+            ):
+                raise ValueError(
+                    f"scope {self.name!r} already has a child scope named {name!r}; "
+                    "choose another name (or none) or shut that one down first"
+                )
+            children[key] = child
+            if plan.version != self._version:
+                child._forget_builders()  # a provider changed since the plan was made
+        finally:
+            mutex.release()
         return child
 
-    def _accepted_context(self) -> frozenset[Key]:
-        """The type keys declared with provide_context as seen from here (cached)."""
+    def _make_plan(self) -> _Plan:
+        """The plan of this scope's request scopes, made once per version of its view."""
         with self._root._mutex:
-            version = self._version
             nearest: dict[Key, Service] = {}
             for scope in (self, *self.ancestors()):
                 for key, service in scope._services.items():
                     nearest.setdefault(key, service)
-            accepted = frozenset(
-                key
-                for key, service in nearest.items()
-                if not isinstance(key, str) and service.lifetime is Lifetime.CONTEXT
+            plan = _Plan(
+                self._version,
+                frozenset(
+                    key
+                    for key, service in nearest.items()
+                    if not isinstance(key, str) and service.lifetime is Lifetime.CONTEXT
+                ),
             )
-            if self._version == version:
-                self._context_types = accepted
-            return accepted
+            self._plan = plan
+            return plan
 
     def _check_context(self, context: Mapping[Key, Any]) -> None:
         """Refuse a scope(context=...) that is no mapping, or holds an undeclared key."""
@@ -309,7 +361,7 @@ class Scope:
             if declared is None or declared.lifetime is not Lifetime.CONTEXT:
                 raise DIError(
                     f"scope(context=...): {describe(key)!r} is not a context key seen "
-                    f"from scope {self._name!r}; declare it with "
+                    f"from scope {self.name!r}; declare it with "
                     f"provide_context({describe(key)}) in this scope or above"
                 )
             # A named key's value is checked against the type it was declared with;
@@ -602,7 +654,7 @@ class Scope:
         replaced = self._replaced(service, where)
         with self._root._mutex:
             if self._closed:
-                raise ScopeClosedError(self._name, f"override {service.label!r}")
+                raise ScopeClosedError(self.name, f"override {service.label!r}")
             steps = self._take_out(replaced)
             for copy in replaced:
                 if copy.template is not None and self._scoped is not _BLANK:
@@ -701,13 +753,13 @@ class Scope:
     def _add(self, service: Service) -> None:
         with self._root._mutex:
             if self._closed:
-                raise ScopeClosedError(self._name, f"provide {service.label!r}")
+                raise ScopeClosedError(self.name, f"provide {service.label!r}")
             for key in service.keys:
                 # A name may not pass for a type's reported name, nor the reverse:
                 # reports and errors name both the same way.
                 taken = key in self._labels if isinstance(key, str) else describe(key)
                 if key in self._services or taken in self._services or taken is True:
-                    raise ServiceAlreadyProvidedError(describe(key), self._name)
+                    raise ServiceAlreadyProvidedError(describe(key), self.name)
             if self._services is _BLANK:
                 self._services, self._labels = {}, set()
             for key in service.keys:
@@ -738,20 +790,11 @@ class Scope:
             else:
                 if instance is not COMPILED:
                     return instance
-                return self._compiled[service]()
-            # A request scope's first ask for a scoped service: its parent's builder.
-            parent = self._parent
-            if (
-                parent is not None
-                and not self._services
-                and not self._closed
-                and self._thread == threading.get_ident()
-            ):
-                entry = parent._request_builders.get(service)
-                if entry is not None and entry[0] == parent._version:
-                    build = entry[1]
-                    if build is not None:
-                        return build(self)
+                return self._compiled[service](self)
+        return self._invoke(service, name)
+
+    def _invoke(self, service: Any, name: str | None) -> Any:
+        """:meth:`invoke` past its fast path: find the service, compile or build it."""
         found, expected = self._find(service, name)
         if found.lifetime is Lifetime.SCOPED and expected is None:
             build = self._fast_builder(found)
@@ -765,11 +808,9 @@ class Scope:
                 with root._mutex:
                     # Cached only if no provider changed while compiling.
                     if self._version == version and not self._closed:
-                        if self._compiled is _BLANK:
-                            self._compiled = {}
-                        self._compiled[service] = builder
+                        self._own_compiled()[service] = builder
                         self._instances[service] = COMPILED
-                return builder()
+                return builder(self)
         instance = resolve_sync(found, self)
         if expected is not None:
             check_type(found.label, instance, expected, "invoke()")
@@ -784,8 +825,10 @@ class Scope:
         if name is None:
             instance = self._instances.get(service, MISSING)
             if instance is COMPILED:
-                return self._compiled[service]()
-            if instance is not MISSING:
+                compiled = self._compiled[service]
+                if type(compiled) is not _Again:  # a stale builder's stand-in: the full path
+                    return compiled(self)
+            elif instance is not MISSING:
                 return instance
         found, expected = self._find(service, name)
         if found.lifetime is Lifetime.SCOPED and expected is None:
@@ -800,7 +843,7 @@ class Scope:
     def _find(self, service: Any, name: str | None) -> tuple[Service, Any]:
         """The service a caller asks for, and the type to check it against (if any)."""
         if self._closed:
-            raise ScopeClosedError(self._name, f"invoke {describe(service)!r}")
+            raise ScopeClosedError(self.name, f"invoke {describe(service)!r}")
         if name is not None:
             _check_name(name, "invoke()")
             if isinstance(service, str):
@@ -853,27 +896,41 @@ class Scope:
     def _fast_builder(self, service: Service) -> Callable[[Scope], Any] | None:
         """The compiled builder of a scoped declaration for this scope, if it can have one.
 
-        Only a scope that provides nothing itself (a request scope), used from the thread
-        that opened it, shares its parent's builder; one is compiled per parent and kept
-        there, by key, until a provider changes in the parent or above.
+        Only a scope that provides nothing itself (a request scope) shares its parent's
+        builder; one is compiled per parent and kept in the parent's plan, by key, until
+        a provider changes in the parent or above.
         """
         parent = self._parent
         if parent is None or self._services or service.template is not None:
             return None
-        if self._thread != threading.get_ident():
-            return None  # another thread: the general path, whose flights build it once
-        version = parent._version
-        entry = parent._request_builders.get(service.key)
-        if entry is not None and entry[0] == version:
-            return entry[1]
+        plan = parent._plan
+        if plan is None:
+            plan = parent._make_plan()
+        builder = plan.builders.get(service.key)
+        if builder is not None or service.key in plan.general:
+            return builder
         builder = compile_scoped(parent, service)
         with self._root._mutex:
-            if parent._version == version:
-                if parent._request_builders is _BLANK:
-                    parent._request_builders = {}
+            if parent._plan is plan:  # no provider changed meanwhile
                 for key in service.keys:
-                    parent._request_builders[key] = (version, builder)
+                    if builder is None:
+                        plan.general.add(key)
+                    else:
+                        plan.builders[key] = builder
+                        plan.template[key] = COMPILED
         return builder
+
+    def _own_compiled(self) -> dict[Key, Callable[[Scope], Any]]:
+        """This scope's own dict of compiled builders, to write (the caller holds the mutex).
+
+        A request scope starts with its parent's plan's, shared, or with none.
+        """
+        compiled = self._compiled
+        parent = self._parent
+        plan = parent._plan if parent is not None else None
+        if compiled is _BLANK or (plan is not None and compiled is plan.builders):
+            compiled = self._compiled = dict(compiled)
+        return compiled
 
     def _keep(
         self, service: Service, instance: Any, teardown: Teardown | None, generation: int
@@ -887,6 +944,8 @@ class Scope:
             return CLOSED
         if service.template is None and self._services.get(service.key) is not service:
             return REPLACED
+        if self._instances.get(service.key, COMPILED) is not COMPILED:
+            return BEATEN  # a compiled builder, in the scope's own thread, cached one first
         service.index = next(self._root._counter)
         service.teardown = teardown
         for key in service.keys:
@@ -901,21 +960,29 @@ class Scope:
         if service.key is not service.expected:
             check_provides(service, instance)
         instances = self._instances
-        kept = instances.setdefault(service.key, instance)
-        if kept is not instance:
-            _discard_unused(service, instance)
+        kept = instances.get(service.key, COMPILED)
+        if kept is not COMPILED:
+            if kept is not instance:
+                _discard_unused(service, instance)
             return kept
-        if service.key is not service.expected:
-            for key in service.keys[1:]:
-                instances[key] = instance
+        for key in service.keys:
+            instances[key] = instance
         self._fast.append((service, instance, next(self._root._counter)))
         if self._closed:
             self.refuse_built(service, instance)
         return instance
 
+    def build_guarded(self, service: Service) -> Any:
+        """Build a scoped declaration here by the general path (for compiled builders).
+
+        Taken when the build is asked for from another thread than the scope's own:
+        that path's flights make sure two threads never both build it.
+        """
+        return resolve_sync(service, self)
+
     def note_failed_build(self, error: Exception, service: Service) -> None:
         """Name the scoped service whose factory raised (for compiled builders)."""
-        note_building(error, service, f"scope {self._name!r}")
+        note_building(error, service, f"scope {self.name!r}")
 
     def refuse_built(self, service: Service, instance: Any) -> None:
         """A compiled build landed in a scope shut down meanwhile: undo it and raise."""
@@ -925,7 +992,7 @@ class Scope:
                     del self._instances[key]
             self._fast = [record for record in self._fast if record[1] is not instance]
         _discard_unused(service, instance)
-        raise ScopeClosedError(self._name, f"build {service.label!r}")
+        raise ScopeClosedError(self.name, f"build {service.label!r}")
 
     def built_here(self, service: Service) -> bool:
         """Whether this scope has built its own copy of scoped declaration ``service``."""
@@ -958,7 +1025,7 @@ class Scope:
             if value is not MISSING:
                 return value
             scope = scope._parent
-        error = ContextNotProvidedError(service.label, self._name)
+        error = ContextNotProvidedError(service.label, self.name)
         error.missing = service.key
         raise error
 
@@ -973,7 +1040,7 @@ class Scope:
             raise error
         with self._root._mutex:
             if self._closed:
-                raise ScopeClosedError(self._name, f"build {service.label!r}")
+                raise ScopeClosedError(self.name, f"build {service.label!r}")
             self._materialize()
             if self._scoped is _BLANK:
                 self._scoped = {}
@@ -981,14 +1048,14 @@ class Scope:
 
     def _not_found(self, key: Key, needed_by: str | None = None) -> ServiceNotFoundError:
         available = [describe(k) for s in self._visible() if s.label != needed_by for k in s.keys]
-        return ServiceNotFoundError(describe(key), self._name, available)
+        return ServiceNotFoundError(describe(key), self.name, available)
 
     def _context_scope(self, key: Key) -> str | None:
         """The nearest scope, from here up, whose context holds ``key``."""
         scope: Scope | None = self
         while scope is not None:
             if key in scope._context:
-                return scope._name
+                return scope.name
             scope = scope._parent
         return None
 
@@ -1090,7 +1157,7 @@ class Scope:
         on this scope shares its result.
         """
         if self._closed and self._parent is not None:
-            raise ScopeClosedError(self._name, "check health")
+            raise ScopeClosedError(self.name, "check health")
         return await _health.report(self)
 
     def health_check_service(
@@ -1225,8 +1292,8 @@ class Scope:
         if self._services and any(s.index for s in self._services.values()):
             return False
         fast = self._fast
-        for service, instance, _ in fast:
-            if service.shutdown_hook is not None or service.kind is not Kind.PLAIN:
+        for service, instance, _ in fast:  # compiled builds: plain factories only
+            if service.shutdown_hook is not None:
                 return False
             try:
                 if callable(getattr(instance, "shutdown", None)):
@@ -1234,18 +1301,22 @@ class Scope:
             except Exception:
                 return False
         built = len(fast)
-        with self._root._mutex:
+        # acquire/release rather than `with`: this runs once per request.
+        mutex = self._root._mutex
+        mutex.acquire()
+        try:
             if self._children or self._scoped or self._closing or self._closed:
                 return False
             if len(fast) != built:
                 return False  # built more meanwhile: take the general path
             self._closed = True
             self._generation += 1
-            self._fast.clear()
+            fast.clear()
             self._instances.clear()  # a scope kept by its caller keeps nothing alive
             self._context = _BLANK
-            if self._parent._children.get(self._name) is self:
-                del self._parent._children[self._name]
+            self._leave()
+        finally:
+            mutex.release()
         return True
 
     def _has_async_hooks(self) -> bool:
@@ -1298,11 +1369,11 @@ class Scope:
         steps = []
         where = ""
         if shutting is not None and shutting is not self:
-            names = [self._name]
+            names = [self.name]
             for ancestor in self.ancestors():
                 if ancestor is shutting:
                     break
-                names.append(ancestor._name)
+                names.append(ancestor.name)
             where = "/".join(reversed(names))
         for service in services:
             key = f"{service.label} (scope {where!r})" if where else service.label
@@ -1327,8 +1398,16 @@ class Scope:
                 return  # another shutdown call is still running hooks here
             if self._parent is None:
                 self._closed = False
-            elif self._parent._children.get(self._name) is self:
-                del self._parent._children[self._name]
+            else:
+                self._leave()
+
+    def _leave(self) -> None:
+        """Leave the parent's children, if still there (the caller holds the mutex)."""
+        parent = self._parent
+        if parent is not None:
+            key = self._number or self.name
+            if parent._children.get(key) is self:
+                del parent._children[key]
 
     def _forget_builders(self) -> None:
         """Drop compiled transient builders here and below, after the providers change.
@@ -1336,12 +1415,13 @@ class Scope:
         The caller holds the root's mutex.
         """
         self._version += 1
-        self._context_types = None
-        self._request_builders = _BLANK
-        for key in self._compiled:
-            self._instances.pop(key, None)
-        self._compiled = _BLANK
-        for child in self._children.values():
+        self._plan = None
+        if self._compiled:
+            # The COMPILED markers stay in the instances (a compiled builder may be
+            # replacing one with its instance in another thread right now): each is
+            # sent to the full path of invoke instead.
+            self._compiled = {key: _Again(key) for key in self._compiled}
+        for child in list(self._children.values()):
             child._forget_builders()
 
     def _conclude(
@@ -1354,12 +1434,12 @@ class Scope:
         first = cancelled or fatal
         if first is not None:
             if failures:
-                group = ShutdownError(self._name, failures)
+                group = ShutdownError(self.name, failures)
                 logger.error("%s", group, exc_info=group)
                 first.add_note(str(group))
             raise first
         if failures:
-            raise ShutdownError(self._name, failures)
+            raise ShutdownError(self.name, failures)
 
     def __enter__(self) -> Scope:
         return self
@@ -1393,9 +1473,21 @@ class Scope:
         await to_completion(lambda: self._ashutdown(error))
 
 
+class _Again:
+    """Stands in ``Scope._compiled`` for a builder dropped after a provider changed."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: Key) -> None:
+        self.key = key
+
+    def __call__(self, scope: Scope) -> Any:
+        return scope._invoke(self.key, None)
+
+
 def _note_start(error: Exception, scope: Scope, key: Key) -> None:
     """Name the eager service whose start ``error`` failed, in a note on it."""
-    error.add_note(f"while starting eager service {describe(key)!r} of scope {scope._name!r}")
+    error.add_note(f"while starting eager service {describe(key)!r} of scope {scope.name!r}")
 
 
 def hook_of(
