@@ -98,46 +98,57 @@ def compile_scoped(parent: Scope, service: Service) -> Callable[[Scope], Any] | 
     """A function building scoped ``service`` in a child of ``parent`` that provides nothing.
 
     Such a child (a request scope) resolves every key as ``parent`` does, so one builder
-    serves every request: it reads the child's context, caches each scoped service it
-    builds in the child and captures the singletons, built now. A call from another
-    thread than the child's own takes the general path (``Scope.build_guarded``), so
-    that two threads never both build one.
+    serves every request: it reads the child's context, captures the singletons (built
+    now), and builds the scoped services on the way in dependency order, each looked
+    for in the child first and cached there. ``Scope.invoke`` calls it once it saw the
+    child without the instance. A call from another thread than the child's own takes
+    the general path (``Scope.build_guarded``), so that two threads never both build one.
     Returns None when anything on the way needs the general path (async or generator
     factories, transients, named services needing a type check, cycles).
     """
     source = _Source()
-    functions: dict[Service, str] = {}
     lines: list[str] = []
     try:
-        entry = _scoped_function(parent, service, source, functions, lines, ())
+        result = _scoped_step(parent, service, source, {}, lines, ())
     except (TypeError, DIError):
         return None
-    if entry is None:
+    if result is None:
         return None
     names = ", ".join(f"_{i}" for i in range(len(source.constants)))
-    body = "\n".join(f"    {line}" for line in lines)
-    code = f"def _outer(_C, _ident, {names}):\n{body}\n    return {entry}\n"
+    body = "\n".join(f"        {line}" for line in lines)
+    code = (
+        f"def _outer(_C, _ident, _D, {names}):\n"
+        "    def build(S):\n"
+        "        i = S._instances\n"
+        "        if S._thread != _ident():\n"
+        "            return S.build_guarded(_D)\n"
+        f"{body}\n"
+        f"        return {result}\n"
+        "    return build\n"
+    )
     namespace: dict[str, Any] = {}
     exec(compile(code, f"<di scoped {service.label}>", "exec"), namespace)
-    builder: Callable[[Scope], Any] = namespace["_outer"](COMPILED, get_ident, *source.constants)
+    outer = namespace["_outer"]
+    builder: Callable[[Scope], Any] = outer(COMPILED, get_ident, service, *source.constants)
     return builder
 
 
-def _scoped_function(
+def _scoped_step(
     parent: Scope,
     service: Service,
     source: _Source,
-    functions: dict[Service, str],
+    built: dict[Service, str],
     lines: list[str],
     path: tuple[Service, ...],
 ) -> str | None:
-    """The name of a generated function ``f(S, entry=True)`` returning the scoped instance.
+    """Add the lines building scoped ``service`` (after its scoped dependencies).
 
-    ``S`` is the request scope. A function called from another one passes
-    ``entry=False``: the thread was checked where the build entered.
+    Returns the local variable holding the instance, or None when it needs the general
+    path. The service asked for (``path`` empty) is built outright; each dependency is
+    looked for in the scope first.
     """
-    if service in functions:
-        return functions[service]
+    if service in built:
+        return built[service]
     if service in path or service.kind is not Kind.PLAIN:
         return None
     arguments: list[str] = []
@@ -153,12 +164,10 @@ def _scoped_function(
             elif dependency.lifetime is Lifetime.SCOPED:
                 if isinstance(p.target, str):
                     return None  # its type is checked on every build
-                inner = _scoped_function(
-                    parent, dependency, source, functions, lines, (*path, service)
-                )
+                inner = _scoped_step(parent, dependency, source, built, lines, (*path, service))
                 if inner is None:
                     return None
-                value = f"{inner}(S, False)"
+                value = inner
             elif dependency.lifetime is Lifetime.CONTEXT:
                 if p.default is not _EMPTY:
                     return None  # its default when absent: the general path decides
@@ -166,7 +175,7 @@ def _scoped_function(
                 # (which nothing else there uses); an ancestor's, the general lookup.
                 key = source.constant(dependency.key)
                 declared = source.constant(dependency)
-                held = f"c{len(arguments)}"
+                held = f"c{len(source.constants)}"
                 value = (
                     f"({held} if ({held} := i.get({key}, _C)) is not _C "
                     f"else S.context_value({key}, {declared}))"
@@ -179,37 +188,34 @@ def _scoped_function(
                     check_type(p.target, instance, p.expected, f"parameter {p.name!r}")
                 value = source.constant(instance)
         arguments.append(value if p.positional else f"{p.name}={value}")
-    name = f"build_{len(functions)}"
-    functions[service] = name
+    v = built[service] = f"v{len(built)}"
     factory = source.constant(service.factory)
     declared = source.constant(service)
     key = source.constant(service.key)
-    lines += [
-        f"def {name}(S, entry=True):",
-        "    i = S._instances",
-        f"    v = i.get({key}, _C)",
-        "    if v is not _C:",
-        "        return v",
-        "    if entry and S._thread != _ident():",
-        f"        return S.build_guarded({declared})",
-        "    try:",
-        f"        v = {factory}({', '.join(arguments)})",
-        "    except Exception as error:",
-        f"        S.note_failed_build(error, {declared})",
-        "        raise",
+    step = [
+        "try:",
+        f"    {v} = {factory}({', '.join(arguments)})",
+        "except Exception as error:",
+        f"    S.note_failed_build(error, {declared})",
+        "    raise",
     ]
     if len(service.keys) > 1 or service.key is not service.expected:
-        lines.append(f"    return S.record_built({declared}, v)")  # bound keys: checked
-        return name
-    # Scope.record_built, inlined for the common case: one key, its own type.
-    counter = source.constant(parent.root._counter.__next__)  # noqa: SLF001 - the build order
-    lines += [
-        f"    if i.get({key}, _C) is not _C:",
-        f"        return S.record_built({declared}, v)",  # another thread won: its instance
-        f"    i[{key}] = v",
-        f"    S._fast.append(({declared}, v, {counter}()))",
-        "    if S._closed:",
-        f"        S.refuse_built({declared}, v)",
-        "    return v",
-    ]
-    return name
+        step.append(f"{v} = S.record_built({declared}, {v})")  # bound keys: checked
+    else:
+        # Scope.record_built, inlined for the common case: one key, its own type.
+        counter = source.constant(parent.root._counter.__next__)  # noqa: SLF001 - build order
+        step += [
+            f"if i.get({key}, _C) is not _C:",  # another thread won: its instance
+            f"    {v} = S.record_built({declared}, {v})",
+            "else:",
+            f"    i[{key}] = {v}",
+            f"    S._fast.append(({declared}, {v}, {counter}()))",
+            "    if S._closed:",
+            f"        S.refuse_built({declared}, {v})",
+        ]
+    if path:  # a dependency: built only if the scope has none yet
+        lines += [f"{v} = i.get({key}, _C)", f"if {v} is _C:"]
+        lines += [f"    {line}" for line in step]
+    else:
+        lines += step
+    return v

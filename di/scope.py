@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import MappingProxyType, TracebackType
@@ -65,6 +66,10 @@ _EMPTY = inspect.Parameter.empty
 Keys = Any | tuple[Any, ...] | None
 logger = logging.getLogger("di")
 _get_ident = threading.get_ident
+_new = object.__new__
+# Whether the GIL makes single dict and attribute operations atomic and ordered, as the
+# lock-free opening of a request scope relies on; without it, scope() takes the lock.
+_GIL: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 # A read-only empty mapping (and tuple) standing in for a scope's unwritten containers.
 _BLANK: Any = MappingProxyType({})
 _BLANK_LIST: Any = ()
@@ -175,9 +180,29 @@ class Scope:
     # Parameter annotations that receive the invoking scope rather than a service.
     _scope_types: tuple[type, ...] = ()
 
-    def __init__(self, name: str | None, parent: Scope, number: int = 0) -> None:
+    def __init__(
+        self,
+        name: str | None,
+        parent: Scope,
+        number: int = 0,
+        instances: dict[Key, Any] | None = None,
+        context: dict[Key, Any] = _BLANK,
+        compiled: dict[Key, Callable[[Scope], Any]] = _BLANK,
+    ) -> None:
         if not isinstance(parent, Scope):
             raise TypeError("create scopes with injector.scope(name), not Scope()")
+        self._fill(name, parent, number, instances, context, compiled)
+
+    def _fill(
+        self,
+        name: str | None,
+        parent: Scope,
+        number: int,
+        instances: dict[Key, Any] | None,
+        context: dict[Key, Any],
+        compiled: dict[Key, Callable[[Scope], Any]],
+    ) -> None:
+        """Set every attribute: for __init__, and for scope() on a bare object."""
         # A named scope's name (checked by scope()); an anonymous one's number, which
         # keys it among its siblings, and its name once someone asks for it (see name).
         self._name = name
@@ -189,8 +214,8 @@ class Scope:
         self._services: dict[Key, Service] = _BLANK
         # The fast path of invoke: every built singleton of this scope, by key, and
         # COMPILED for each transient with a compiled builder in _compiled.
-        self._instances: dict[Key, Any] = {}
-        self._compiled: dict[Key, Callable[[Scope], Any]] = _BLANK
+        self._instances: dict[Key, Any] = {} if instances is None else instances
+        self._compiled = compiled
         self._children: dict[str | int, Scope] = _BLANK  # by name, or number
         # Shutdown: closed once it begins (for good, but for the root); the services
         # taken out and not shut down yet; how many shutdowns began.
@@ -200,7 +225,7 @@ class Scope:
         # Keys provided with eager=True, in provide order: what start() builds.
         self._eager: dict[Key, None] = _BLANK
         # The values this scope received with scope(context=...), by key.
-        self._context: dict[Key, Any] = _BLANK
+        self._context = context
         # Scoped services declared above and built here: each declaration's copy, and
         # (declaration, instance, index) of those a compiled builder made, copied on need.
         self._scoped: dict[Service, Service] = _BLANK
@@ -291,37 +316,49 @@ class Scope:
         different names; a shut-down child frees its name.
         """
         root = self._root
-        key: str | int
-        if name is None:
-            key = next(root._scope_numbers)
-            child = Scope(None, self, key)
-        else:
-            key = _check_name(name, "scope()")
-            child = Scope(name, self)
+        if name is not None:
+            _check_name(name, "scope()")
         plan = self._plan
         if plan is None:
             plan = self._make_plan()
+        template = plan.template
+        compiled = plan.builders if template else _BLANK
         if context:
             if not plan.accepted.issuperset(context) or type(context) is not dict:
                 self._check_context(context)
-            child._context = dict(context)
-            child._instances = {**plan.template, **context}
-        elif plan.template:
-            child._instances = plan.template.copy()
-        if plan.template:
-            child._compiled = plan.builders
+            values, instances = dict(context), {**template, **context}
+        else:
+            values, instances = _BLANK, template.copy()
+        key: str | int
+        if name is None:
+            key = number = next(root._scope_numbers)
+        else:
+            key, number = name, 0
+        child = _new(Scope)  # no __init__: its argument check is for callers outside
+        child._fill(name, self, number, instances, values, compiled)
+        if name is None and _GIL:
+            children = self._children
+            if children is not _BLANK and not self._closed:
+                # Published without the lock, by one atomic store. A shutdown marks a
+                # scope closed before it lists the children, and a provider change bumps
+                # the version before it visits them: if neither shows yet, either will
+                # find this child.
+                children[key] = child
+                if not self._closed and plan.version == self._version:
+                    return child
         # acquire/release rather than `with`: this runs once per request.
         mutex = root._mutex
         mutex.acquire()
         try:
             if self._closed:
+                child._leave()  # if published above
                 raise ScopeClosedError(self.name, f"open child scope {child.name!r}")
             children = self._children
             if children is _BLANK:
                 children = self._children = {}
             if name is not None and (
                 name in children
-                or any(other._name == name for other in children.values() if other._number)
+                or any(other._name == name for other in list(children.values()) if other._number)
             ):
                 raise ValueError(
                     f"scope {self.name!r} already has a child scope named {name!r}; "
@@ -1305,16 +1342,21 @@ class Scope:
         mutex = self._root._mutex
         mutex.acquire()
         try:
-            if self._children or self._scoped or self._closing or self._closed:
+            if self._closed:
                 return False
-            if len(fast) != built:
-                return False  # built more meanwhile: take the general path
+            # Closed before looking at the children: a child being opened without the
+            # lock then either sees it or is seen here (see scope()).
             self._closed = True
+            if self._children or self._scoped or self._closing or len(fast) != built:
+                return False  # the general path takes it from here, closed already
             self._generation += 1
             fast.clear()
             self._instances.clear()  # a scope kept by its caller keeps nothing alive
             self._context = _BLANK
-            self._leave()
+            children = self._parent._children  # _leave(), inlined
+            key = self._number or self.name
+            if children.get(key) is self:
+                del children[key]
         finally:
             mutex.release()
         return True
@@ -1327,11 +1369,17 @@ class Scope:
             return True
         return any(_has_async_hook(scope, scope._built()) for scope in scopes)
 
-    def _subtree(self) -> list[Scope]:
-        """This scope's subtree in shutdown order: children deepest first, then itself."""
+    def _subtree(self, close: bool = False) -> list[Scope]:
+        """This scope's subtree in shutdown order: children deepest first, then itself.
+
+        ``close=True`` marks each scope closed before listing its children, as a child
+        opened without the lock relies on (see scope()).
+        """
+        if close:
+            self._closed = True
         order: list[Scope] = []
         for child in reversed(list(self._children.values())):
-            order += child._subtree()
+            order += child._subtree(close)
         order.append(self)
         return order
 
@@ -1342,13 +1390,12 @@ class Scope:
         instance down and raise :class:`~di.ScopeClosedError`.
         """
         with self._root._mutex:
-            scopes = self._subtree()
+            scopes = self._subtree(close=True)
             for scope in scopes:
                 scope._materialize()
                 for key in scope._context:
                     scope._instances.pop(key, None)
                 scope._context = _BLANK
-                scope._closed = True
                 scope._generation += 1
                 built = sorted(
                     {s for s in (*scope._services.values(), *scope._scoped.values()) if s.index},
