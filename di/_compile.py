@@ -149,8 +149,8 @@ def _scoped_step(
     """
     if service in built:
         return built[service]
-    if service in path or service.kind is not Kind.PLAIN:
-        return None
+    if service in path or service.kind is not Kind.PLAIN or service.shutdown_hook is not None:
+        return None  # a shutdown= hook: the scope's general shutdown runs it
     arguments: list[str] = []
     for p in params_of(service):
         if p.target is Scoped:
@@ -178,7 +178,7 @@ def _scoped_step(
                 held = f"c{len(source.constants)}"
                 value = (
                     f"({held} if ({held} := i.get({key}, _C)) is not _C "
-                    f"else S.context_value({key}, {declared}))"
+                    f"else S.context_value({declared}))"
                 )
             elif dependency.lifetime is Lifetime.TRANSIENT:
                 return None

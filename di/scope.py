@@ -158,7 +158,6 @@ class Scope:
         "_closed",
         "_closing",
         "_compiled",
-        "_context",
         "_eager",
         "_fast",
         "_generation",
@@ -186,12 +185,11 @@ class Scope:
         parent: Scope,
         number: int = 0,
         instances: dict[Key, Any] | None = None,
-        context: dict[Key, Any] = _BLANK,
         compiled: dict[Key, Callable[[Scope], Any]] = _BLANK,
     ) -> None:
         if not isinstance(parent, Scope):
             raise TypeError("create scopes with injector.scope(name), not Scope()")
-        self._fill(name, parent, number, instances, context, compiled)
+        self._fill(name, parent, number, instances, compiled)
 
     def _fill(
         self,
@@ -199,7 +197,6 @@ class Scope:
         parent: Scope,
         number: int,
         instances: dict[Key, Any] | None,
-        context: dict[Key, Any],
         compiled: dict[Key, Callable[[Scope], Any]],
     ) -> None:
         """Set every attribute: for __init__, and for scope() on a bare object."""
@@ -224,8 +221,6 @@ class Scope:
         self._generation = 0
         # Keys provided with eager=True, in provide order: what start() builds.
         self._eager: dict[Key, None] = _BLANK
-        # The values this scope received with scope(context=...), by key.
-        self._context = context
         # Scoped services declared above and built here: each declaration's copy, and
         # (declaration, instance, index) of those a compiled builder made, copied on need.
         self._scoped: dict[Service, Service] = _BLANK
@@ -326,16 +321,19 @@ class Scope:
         if context:
             if not plan.accepted.issuperset(context) or type(context) is not dict:
                 self._check_context(context)
-            values, instances = dict(context), {**template, **context}
+            # The values live with the instances: by their keys, which nothing else
+            # here can use (those keys resolve to a context declaration, see
+            # _context_value).
+            instances = {**template, **context}
         else:
-            values, instances = _BLANK, template.copy()
+            instances = template.copy()
         key: str | int
         if name is None:
             key = number = next(root._scope_numbers)
         else:
             key, number = name, 0
         child = _new(Scope)  # no __init__: its argument check is for callers outside
-        child._fill(name, self, number, instances, values, compiled)
+        child._fill(name, self, number, instances, compiled)
         if name is None and _GIL:
             children = self._children
             if children is not _BLANK and not self._closed:
@@ -1038,10 +1036,9 @@ class Scope:
             copy = self._scoped.get(service)
             return copy is not None and bool(copy.index)
 
-    def context_value(self, key: Key, declared: Service) -> Any:
-        """The value of context key ``key`` here or above (for compiled builders)."""
-        value = self._context.get(key, MISSING)
-        return value if value is not MISSING else self._context_value(declared)
+    def context_value(self, declared: Service) -> Any:
+        """The value of a context key from above (for compiled builders)."""
+        return self._context_value(declared)
 
     def _materialize(self) -> None:
         """Turn what compiled builders recorded into scoped copies (the caller holds the mutex)."""
@@ -1055,12 +1052,20 @@ class Scope:
             copy.index = index
 
     def _context_value(self, service: Service) -> Any:
-        """The value of a context key, from the nearest enclosing scope that received one."""
+        """The value of a context key, from the nearest enclosing scope that received one.
+
+        ``service`` is the key's declaration as seen from here. A scope keeps the
+        values it received among its instances; from here up to the declaring scope,
+        no scope provides that key itself (or it would be the one seen), so whatever
+        one holds under it is a value it received.
+        """
         scope: Scope | None = self
         while scope is not None:
-            value = scope._context.get(service.key, MISSING)
-            if value is not MISSING:
+            value = scope._instances.get(service.key, COMPILED)
+            if value is not COMPILED:
                 return value
+            if scope is service.owner:
+                break
             scope = scope._parent
         error = ContextNotProvidedError(service.label, self.name)
         error.missing = service.key
@@ -1088,11 +1093,16 @@ class Scope:
         return ServiceNotFoundError(describe(key), self.name, available)
 
     def _context_scope(self, key: Key) -> str | None:
-        """The nearest scope, from here up, whose context holds ``key``."""
+        """The nearest scope, from here up, whose context holds ``key`` (as declared here)."""
+        declared = self._lookup(key)
+        if declared is None or declared.lifetime is not Lifetime.CONTEXT:
+            return None
         scope: Scope | None = self
         while scope is not None:
-            if key in scope._context:
+            if scope._instances.get(key, COMPILED) is not COMPILED:
                 return scope.name
+            if scope is declared.owner:
+                break
             scope = scope._parent
         return None
 
@@ -1324,16 +1334,14 @@ class Scope:
         The common end of a request scope: what it built needs no shutdown, so there is
         nothing to order, run or report.
         """
-        if self._parent is None or self._children or self._closing or self._scoped:
+        if self._parent is None:
             return False
         if self._services and any(s.index for s in self._services.values()):
             return False
         fast = self._fast
-        for service, instance, _ in fast:  # compiled builds: plain factories only
-            if service.shutdown_hook is not None:
-                return False
+        for record in fast:  # compiled builds: plain factories without shutdown= only
             try:
-                if callable(getattr(instance, "shutdown", None)):
+                if callable(getattr(record[1], "shutdown", None)):
                     return False
             except Exception:
                 return False
@@ -1352,7 +1360,6 @@ class Scope:
             self._generation += 1
             fast.clear()
             self._instances.clear()  # a scope kept by its caller keeps nothing alive
-            self._context = _BLANK
             children = self._parent._children  # _leave(), inlined
             key = self._number or self.name
             if children.get(key) is self:
@@ -1393,9 +1400,6 @@ class Scope:
             scopes = self._subtree(close=True)
             for scope in scopes:
                 scope._materialize()
-                for key in scope._context:
-                    scope._instances.pop(key, None)
-                scope._context = _BLANK
                 scope._generation += 1
                 built = sorted(
                     {s for s in (*scope._services.values(), *scope._scoped.values()) if s.index},
@@ -1403,6 +1407,8 @@ class Scope:
                     reverse=True,
                 )
                 scope._closing = [*scope._closing, *scope._take_out(built, self, failure)]
+                if scope._parent is not None:
+                    scope._instances.clear()  # its context's values (a child never reopens)
                 scope._forget_builders()
             return scopes
 
