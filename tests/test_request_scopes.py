@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -18,6 +19,7 @@ from di import (
     GraphError,
     Injector,
     NoHealthCheckError,
+    Scope,
     ScopeClosedError,
     ScopeRequiredError,
     ServiceNotFoundError,
@@ -702,3 +704,185 @@ class Session:
 class SessionCache:
     def __init__(self, session: Session) -> None:
         self.session = session
+
+
+# -- the request path: plans, markers, lock-free opening -------------------------------
+
+
+def warm(injector: Injector) -> None:
+    """One request, so the root's plan holds Handler's compiled builder."""
+    with injector.scope(context={Request: Request("/warm")}) as scope:
+        scope.invoke(Handler)
+
+
+def test_a_provider_change_reaches_a_request_scope_opened_before_it() -> None:
+    injector = app()
+    warm(injector)
+    with injector.scope(context={Request: Request("/")}) as scope:
+        injector.override(FakeHandler, provides=Handler)
+        handler = scope.invoke(Handler)
+        assert isinstance(handler, FakeHandler) and handler is scope.invoke(Handler)
+    with injector.scope(context={Request: Request("/")}) as later:
+        assert isinstance(later.invoke(Handler), FakeHandler)
+
+
+async def test_a_provider_change_reaches_ainvoke_through_a_stale_builder() -> None:
+    class Repo:
+        pass
+
+    class AsyncRepo(Repo):
+        pass
+
+    async def open_repo() -> AsyncRepo:
+        await anyio.sleep(0)
+        return AsyncRepo()
+
+    injector = Injector()
+    injector.provide_transient(Repo)
+    assert type(injector.invoke(Repo)) is Repo  # compiled, and marked in the instances
+    injector.override(open_repo, provides=Repo)  # now async: only ainvoke can build it
+    assert type(await injector.ainvoke(Repo)) is AsyncRepo
+    with pytest.raises(AsyncRequiredError):
+        injector.invoke(Repo)
+
+
+def test_a_nested_scope_reads_its_ancestors_context() -> None:
+    injector = app()
+    warm(injector)
+    outer_request, inner_request = Request("/outer"), Request("/inner")
+    with injector.scope(context={Request: outer_request}) as outer:
+        with outer.scope() as inner:
+            assert inner.invoke(Handler).ctx.request is outer_request
+        with outer.scope(context={Request: inner_request}) as inner:
+            assert inner.invoke(Handler).ctx.request is inner_request
+        assert outer.invoke(Handler).ctx.request is outer_request
+
+
+def test_a_context_value_is_looked_for_no_higher_than_its_declaration() -> None:
+    injector = Injector()
+    injector.provide_value(Request("/root's own"))
+    mid = injector.scope("mid")
+    mid.provide_context(Request)  # shadows the root's singleton below mid
+    with mid.scope() as request, pytest.raises(ContextNotProvidedError):
+        request.invoke(Request)
+    given = Request("/given")
+    with mid.scope(context={Request: given}) as request:
+        assert request.invoke(Request) is given
+    assert injector.invoke(Request).path == "/root's own"
+
+
+def test_a_chosen_name_may_not_take_an_anonymous_scopes_name() -> None:
+    injector = Injector()
+    anonymous = injector.scope()
+    with pytest.raises(ValueError, match="already has a child scope named"):
+        injector.scope(anonymous.name)
+    anonymous.shutdown()
+    injector.scope(anonymous.name).shutdown()  # freed with it
+
+
+def open_until_closed(parent: Scope, opened: list[Scope], errors: list[BaseException]) -> None:
+    try:
+        for _ in range(100_000):  # until the parent closes
+            opened.append(parent.scope(context={Request: Request("/")}))
+    except ScopeClosedError:
+        pass
+    except BaseException as error:
+        errors.append(error)
+
+
+@pytest.mark.parametrize("gil", [True, False])
+@pytest.mark.parametrize("built", [True, False])
+def test_opening_beside_a_parents_shutdown_never_leaves_a_child(
+    gil: bool, built: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import di.scope
+
+    monkeypatch.setattr(di.scope, "_GIL", gil)  # False: the locked path, as without a GIL
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(5):
+            injector = app()
+            warm(injector)
+            parent = injector.scope("parent")
+            if built:  # so the parent's shutdown takes the general path from its start
+                parent.provide_value(Cache())
+            parent.scope().shutdown()  # its children dict exists: the lock-free path
+            opened: list[Scope] = []
+            errors: list[BaseException] = []
+            threads = [
+                threading.Thread(target=open_until_closed, args=(parent, opened, errors))
+                for _ in range(3)
+            ]
+            for thread in threads:
+                thread.start()
+            while len(opened) < 100:
+                time.sleep(0.0001)
+            parent.shutdown()
+            for thread in threads:
+                thread.join(10)
+            assert errors == []
+            assert parent.closed and parent.children() == []
+            assert all(child.closed for child in opened)
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_a_marked_scope_asked_from_8_threads_builds_once() -> None:
+    built: list[object] = []
+
+    class Slow:
+        def __init__(self) -> None:
+            built.append(self)
+            time.sleep(0.05)
+
+    injector = Injector()
+    injector.provide_scoped(Slow)
+    with injector.scope() as scope:
+        scope.invoke(Slow)  # compiled now: later scopes start with its marker
+    built.clear()
+    with injector.scope() as scope:
+        got: list[Slow] = []
+        threads = [
+            threading.Thread(target=lambda: got.append(scope.invoke(Slow))) for _ in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    assert len(built) == 1 and len(got) == 8 and len(set(map(id, got))) == 1
+
+
+def test_a_scope_opened_without_the_lock_still_sees_a_provider_change() -> None:
+    injector = app()
+    warm(injector)
+    with injector.scope(context={Request: Request("/")}):
+        pass  # the root's children dict exists now
+    injector.override(FakeHandler, provides=Handler)
+    with injector.scope(context={Request: Request("/")}) as scope:
+        assert isinstance(scope.invoke(Handler), FakeHandler)
+    assert injector.children() == []
+
+
+def open_one(scope: Scope, start: threading.Barrier, got: list[Scope]) -> None:
+    start.wait()
+    with contextlib.suppress(ScopeClosedError):
+        got.append(scope.scope())
+
+
+def test_opening_a_first_child_beside_a_plain_close_never_leaves_it_open() -> None:
+    injector = app()
+    leaked = []
+    for _ in range(300):
+        scope = injector.scope()
+        scope.scope().shutdown()  # its children dict exists: the lock-free path
+        start = threading.Barrier(2)
+        got: list[Scope] = []
+
+        thread = threading.Thread(target=open_one, args=(scope, start, got))
+        thread.start()
+        start.wait()
+        scope.shutdown()  # a plain close, unless it sees the child
+        thread.join(10)
+        leaked += [child for child in got if not child.closed]
+    assert leaked == []
