@@ -361,6 +361,94 @@ async def test_fastapi_websocket_gets_a_scope_for_its_connection() -> None:
     assert events.lines == ["session closed"]
 
 
+async def test_fastapi_routes_inject_directly_and_routers_through_dependencies() -> None:
+    from fastapi import APIRouter, FastAPI, Request
+
+    from di.integrations.fastapi import Inject, InjectingRoute, install
+
+    injector, events = make_injector(Request, lambda r: r.query_params.get("id", "-"))
+    app = FastAPI()
+    install(app, injector)
+    made: list[str] = []
+
+    @app.get("/direct/{number}")
+    async def direct(number: int, request: Request, unit: Inject[Unit]) -> dict[str, int]:
+        """Reads a unit."""
+        made.append(unit.tag)
+        return {"number": number, "same": int(unit.request is request)}
+
+    router = APIRouter()  # its own route class: Inject stays a dependency there
+
+    @router.get("/routed")
+    async def routed(unit: Inject[Unit]) -> str:
+        return unit.tag
+
+    opted = APIRouter(route_class=InjectingRoute)
+
+    @opted.get("/opted")
+    async def opted_in(unit: Inject[Unit], again: Inject[Unit]) -> bool:
+        return unit is again
+
+    app.include_router(router)
+    app.include_router(opted)
+    route = next(r for r in app.routes if getattr(r, "path", "") == "/direct/{number}")
+    assert isinstance(route, InjectingRoute) and route.name == "direct"
+    assert route.endpoint.__wrapped__ is direct  # type: ignore[attr-defined]
+    operation = app.openapi()["paths"]["/direct/{number}"]["get"]
+    assert [p["name"] for p in operation.get("parameters", [])] == ["number"]
+    assert operation["description"] == "Reads a unit."
+    async with served(app) as client:
+        assert (await client.get("/direct/7?id=d")).json() == {"number": 7, "same": 1}
+        assert (await client.get("/routed?id=r")).json() == "r"
+        assert (await client.get("/opted?id=o")).json() is True
+        # Parameters that fail validation: refused before any service is built.
+        assert (await client.get("/direct/seven?id=x")).status_code == 422
+        assert made == ["d"] and "open x" not in events.lines
+        assert not injector.children()
+    assert [line for line in events.lines if line.startswith("close ")] == [
+        "close d",
+        "close r",
+        "close o",
+    ]
+
+
+async def test_fastapi_direct_injection_reads_string_annotations() -> None:
+    from fastapi import FastAPI, Request
+
+    from di.integrations import fastapi as integration
+
+    injector, _ = make_injector(Request, lambda r: r.query_params.get("id", "-"))
+    app = FastAPI()
+    integration.install(app, injector)
+    namespace: dict[str, Any] = {"Inject": integration.Inject, "Unit": Unit, "Named": Named}
+    namespace["Annotated"] = Annotated
+    source = (
+        "from __future__ import annotations\n"
+        "async def endpoint(unit: Inject[Unit], "
+        "greeting: Inject[Annotated[str, Named('greeting')]]) -> dict:\n"
+        "    return {'tag': unit.tag, 'greeting': greeting}\n"
+    )
+    exec(compile(source, "<endpoint>", "exec"), namespace)
+    app.get("/")(namespace["endpoint"])
+    async with served(app) as client:
+        assert (await client.get("/?id=s")).json() == {"tag": "s", "greeting": "named value"}
+
+
+def test_an_apps_own_route_class_is_kept() -> None:
+    from fastapi import FastAPI
+    from fastapi.routing import APIRoute
+
+    from di.integrations.fastapi import install
+
+    class Mine(APIRoute):
+        pass
+
+    app = FastAPI()
+    app.router.route_class = Mine
+    install(app, Injector())
+    assert app.router.route_class is Mine
+
+
 def test_fastapi_under_a_real_uvicorn_server() -> None:
     """TestClient aside, a real server: startup, 100 concurrent requests, shutdown."""
     import asyncio
