@@ -316,8 +316,8 @@ class Scope:
         plan = self._plan
         if plan is None:
             plan = self._make_plan()
-        template = plan.template
-        compiled = plan.builders if template else _BLANK
+        # Read the builders with the markers: a key gets its builder before its marker.
+        template, compiled = plan.template, plan.builders
         if context:
             if not plan.accepted.issuperset(context) or type(context) is not dict:
                 self._check_context(context)

@@ -6,8 +6,8 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any, Protocol
 
 import anyio
 import pytest
@@ -886,3 +886,64 @@ def test_opening_a_first_child_beside_a_plain_close_never_leaves_it_open() -> No
         thread.join(10)
         leaked += [child for child in got if not child.closed]
     assert leaked == []
+
+
+def test_first_requests_from_many_threads_at_once_each_find_their_builder() -> None:
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(30):
+            injector = app()
+            start = threading.Barrier(6)
+            errors: list[BaseException] = []
+            threads = [
+                threading.Thread(target=first_requests, args=(injector, start, errors))
+                for _ in range(6)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(10)
+            assert errors == []
+            assert injector.children() == []
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def first_requests(
+    injector: Injector, start: threading.Barrier, errors: list[BaseException]
+) -> None:
+    start.wait()
+    try:
+        for number in range(20):
+            with injector.scope(context={Request: Request(str(number))}) as scope:
+                assert scope.invoke(Handler).ctx.request.path == str(number)
+    except BaseException as error:
+        errors.append(error)
+
+
+class CompilingContext(Mapping[Any, Any]):
+    """A context mapping that, read for the first time, has Handler compiled meanwhile:
+    what another thread's first request can do between two steps of scope()."""
+
+    def __init__(self, injector: Injector, values: dict[Any, Any]) -> None:
+        self.injector, self.values, self.read = injector, values, False
+
+    def __iter__(self) -> Iterator[Any]:
+        if not self.read:
+            self.read = True
+            warm(self.injector)
+        return iter(self.values)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.values[key]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def test_a_builder_compiled_while_a_scope_opens_is_found_with_its_marker() -> None:
+    injector = app()
+    request = Request("/")
+    with injector.scope(context=CompilingContext(injector, {Request: request})) as scope:
+        assert scope.invoke(Handler).ctx.request is request
