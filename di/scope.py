@@ -318,8 +318,8 @@ class Scope:
             plan = self._make_plan()
         # Read the builders with the markers: a key gets its builder before its marker.
         template, compiled = plan.template, plan.builders
-        if context:
-            if not plan.accepted.issuperset(context) or type(context) is not dict:
+        if context is not None:
+            if type(context) is not dict or not plan.accepted.issuperset(context):
                 self._check_context(context)
             # The values live with the instances: by their keys, which nothing else
             # here can use (those keys resolve to a context declaration, see
@@ -696,6 +696,7 @@ class Scope:
                     self._scoped.pop(copy.template, None)
             if self._services is _BLANK:
                 self._services = {}
+            self._drop_received(service.keys)
             for key in service.keys:
                 old = self._services.get(key)
                 if old is not None and old is not service and len(old.keys) > 1:
@@ -797,11 +798,20 @@ class Scope:
                     raise ServiceAlreadyProvidedError(describe(key), self.name)
             if self._services is _BLANK:
                 self._services, self._labels = {}, set()
+            self._drop_received(service.keys)
             for key in service.keys:
                 self._services[key] = service
                 if not isinstance(key, str):
                     self._labels.add(describe(key))
             self._forget_builders()
+
+    def _drop_received(self, keys: tuple[Key, ...]) -> None:
+        """Forget the context values this scope received for ``keys``, which it is about
+        to provide itself (the caller holds the mutex): its own provider wins."""
+        for key in keys:
+            seen = self._lookup(key)
+            if seen is not None and seen.lifetime is Lifetime.CONTEXT:
+                self._instances.pop(key, None)
 
     # -- invoking -----------------------------------------------------------------
 
@@ -947,7 +957,9 @@ class Scope:
         builder = compile_scoped(parent, service)
         with self._root._mutex:
             if parent._plan is plan:  # no provider changed meanwhile
-                for key in service.keys:
+                # Only the keys that reach this service from here: a nearer provider
+                # of another of its keys keeps that key.
+                for key in [k for k in service.keys if parent._lookup(k) is service]:
                     if builder is None:
                         plan.general.add(key)
                     else:
@@ -983,9 +995,18 @@ class Scope:
             return BEATEN  # a compiled builder, in the scope's own thread, cached one first
         service.index = next(self._root._counter)
         service.teardown = teardown
-        for key in service.keys:
+        keys = service.keys if service.template is None else self._reaching(service.template)
+        for key in keys:
             self._instances[key] = instance
         return KEPT
+
+    def _reaching(self, declared: Service) -> tuple[Key, ...]:
+        """The keys of scoped ``declared`` that reach it from here, under which this scope
+        keeps its instance: a nearer provider of one of its bound keys keeps that key."""
+        keys = declared.keys
+        if len(keys) == 1:
+            return keys
+        return tuple(key for key in keys if self._lookup(key) is declared)
 
     def record_built(self, service: Service, instance: Any) -> Any:
         """Cache a scoped instance a compiled builder made here; the instance to use.
@@ -1000,7 +1021,7 @@ class Scope:
             if kept is not instance:
                 _discard_unused(service, instance)
             return kept
-        for key in service.keys:
+        for key in self._reaching(service):
             instances[key] = instance
         self._fast.append((service, instance, next(self._root._counter)))
         if self._closed:
@@ -1011,8 +1032,11 @@ class Scope:
         """Build a scoped declaration here by the general path (for compiled builders).
 
         Taken when the build is asked for from another thread than the scope's own:
-        that path's flights make sure two threads never both build it.
+        that path's flights make sure two threads never both build it. From then on
+        the scope's own thread takes it too (no thread matches 0), so its later builds
+        join those flights.
         """
+        self._thread = 0
         return resolve_sync(service, self)
 
     def note_failed_build(self, error: Exception, service: Service) -> None:
@@ -1067,6 +1091,8 @@ class Scope:
             if scope is service.owner:
                 break
             scope = scope._parent
+        if self._closed:  # its values went with it
+            raise ScopeClosedError(self.name, f"invoke {service.label!r}")
         error = ContextNotProvidedError(service.label, self.name)
         error.missing = service.key
         raise error
