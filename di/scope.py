@@ -585,7 +585,7 @@ class Scope:
         """:meth:`override`, awaiting the replaced instance's async shutdown hook."""
         service = self._service(factory, Lifetime.LAZY, name, provides, shutdown, health_check)
         self._keep_lifetime(service)
-        await self._aoverride(service)
+        await self._aoverride(service, "aoverride")
 
     def override_value(
         self,
@@ -600,9 +600,7 @@ class Scope:
         service = self._value_service(
             value, "override_value", name, provides, shutdown, health_check
         )
-        replaced = self._lookup(service.key)
-        if replaced is not None:
-            service.critical = replaced.critical
+        self._keep_criticality(service)
         self._override(service, "override_value", "aoverride_value")
         resolve_sync(service, self)
 
@@ -617,9 +615,10 @@ class Scope:
     ) -> None:
         """:meth:`override_value`, awaiting the replaced instance's async shutdown hook."""
         service = self._value_service(
-            value, "override_value", name, provides, shutdown, health_check
+            value, "aoverride_value", name, provides, shutdown, health_check
         )
-        await self._aoverride(service)
+        self._keep_criticality(service)
+        await self._aoverride(service, "aoverride_value")
         resolve_sync(service, self)
 
     def _keep_lifetime(self, service: Service) -> None:
@@ -628,6 +627,11 @@ class Scope:
         old = self._lookup(service.key)
         if old is not None and old.lifetime in (Lifetime.SCOPED, Lifetime.TRANSIENT):
             service.lifetime = old.lifetime
+        self._keep_criticality(service)
+
+    def _keep_criticality(self, service: Service) -> None:
+        """An override keeps whether the failures of the service it replaces are critical."""
+        old = self._lookup(service.key)
         if old is not None:
             service.critical = old.critical
 
@@ -645,8 +649,8 @@ class Scope:
         else:
             self._conclude(*_run_sync(_drain(steps), self, async_name), None)
 
-    async def _aoverride(self, service: Service) -> None:
-        steps = self._replace(service, "override")
+    async def _aoverride(self, service: Service, where: str) -> None:
+        steps = self._replace(service, where)
         failures, fatal, cancelled = await _run_async(_drain(steps), self)
         self._conclude(failures, fatal, cancelled)
 

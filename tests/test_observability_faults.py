@@ -140,3 +140,14 @@ def test_an_override_keeps_a_services_criticality() -> None:
     injector.override(FakeSearch, provides=Search)
     injector.invoke(Search)
     assert injector.health_report().status == "warn"
+
+
+async def test_aoverride_value_keeps_a_services_criticality_as_its_twin_does() -> None:
+    class Search:
+        def health_check(self) -> None:
+            raise ConnectionError("search is down")
+
+    injector = Injector()
+    injector.provide(Search, critical=False)
+    await injector.aoverride_value(Search(), provides=Search)
+    assert (await injector.ahealth_report()).status == "warn"
