@@ -18,7 +18,7 @@ from collections.abc import Callable
 from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
-from ._factory import Kind, Scoped
+from ._factory import Kind, Param, Scoped
 from ._service import COMPILED, Lifetime, Service, check_type, params_of, resolve_sync
 from .errors import DIError
 
@@ -71,11 +71,7 @@ def _expression(
             value = source.constant(scope)
         else:
             dependency = scope._lookup(p.target)
-            if dependency is None:
-                if p.default is _EMPTY:
-                    return None
-                value = source.constant(p.default)
-            elif dependency.lifetime is Lifetime.TRANSIENT:
+            if dependency is not None and dependency.lifetime is Lifetime.TRANSIENT:
                 if isinstance(p.target, str):
                     return None  # its type is checked on every build
                 inner = _expression(scope, dependency, source, (*path, service))
@@ -83,12 +79,25 @@ def _expression(
                     return None
                 value = inner
             else:
-                instance = resolve_sync(dependency, scope)
-                if isinstance(p.target, str):
-                    check_type(p.target, instance, p.expected, f"parameter {p.name!r}")
-                value = source.constant(instance)
+                captured = _captured(scope, p, dependency, source)
+                if captured is None:
+                    return None
+                value = captured
         arguments.append(value if p.positional else f"{p.name}={value}")
     return f"{source.constant(service.factory)}({', '.join(arguments)})"
+
+
+def _captured(scope: Scope, p: Param, dependency: Service | None, source: _Source) -> str | None:
+    """A parameter's default (no dependency) or its singleton, built now, as a constant.
+
+    None when the dependency is absent and the parameter has no default.
+    """
+    if dependency is None:
+        return None if p.default is _EMPTY else source.constant(p.default)
+    instance = resolve_sync(dependency, scope)
+    if isinstance(p.target, str):
+        check_type(p.target, instance, p.expected, f"parameter {p.name!r}")
+    return source.constant(instance)
 
 
 # -- scoped services ------------------------------------------------------------------
@@ -157,10 +166,11 @@ def _scoped_step(
             value = "S"
         else:
             dependency = parent._lookup(p.target)
-            if dependency is None:
-                if p.default is _EMPTY:
+            if dependency is None or dependency.lifetime in (Lifetime.LAZY, Lifetime.VALUE):
+                captured = _captured(parent, p, dependency, source)
+                if captured is None:
                     return None
-                value = source.constant(p.default)
+                value = captured
             elif dependency.lifetime is Lifetime.SCOPED:
                 if isinstance(p.target, str):
                     return None  # its type is checked on every build
@@ -180,13 +190,8 @@ def _scoped_step(
                     f"({held} if ({held} := i.get({key}, _C)) is not _C "
                     f"else S.context_value({declared}))"
                 )
-            elif dependency.lifetime is Lifetime.TRANSIENT:
-                return None
             else:
-                instance = resolve_sync(dependency, parent)
-                if isinstance(p.target, str):
-                    check_type(p.target, instance, p.expected, f"parameter {p.name!r}")
-                value = source.constant(instance)
+                return None  # a transient
         arguments.append(value if p.positional else f"{p.name}={value}")
     v = built[service] = f"v{len(built)}"
     factory = source.constant(service.factory)
