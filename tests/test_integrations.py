@@ -489,6 +489,22 @@ def test_fastapi_under_a_real_uvicorn_server() -> None:
 # -- Litestar (its test client runs on asyncio) ---------------------------------------------
 
 
+def readyz_follows_a_failing_check(client: Any, injector: Injector) -> None:
+    """Through a sync test client: /readyz turns 503 once the database check fails,
+    and neither it nor /health shows the failure's text."""
+    deadline = time.monotonic() + 10
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    injector.invoke(Database).failing = True
+    while client.get("/readyz").status_code != 503:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    failed = client.get("/readyz?verbose")
+    assert "reason withheld" in failed.text and SECRET not in failed.text
+    assert SECRET not in client.get("/health").text
+
+
 def litestar_app() -> Any:
     from litestar import Litestar, Request, get
     from litestar.di import NamedDependency
@@ -539,17 +555,7 @@ def test_litestar_request_scopes_lifespan_and_health() -> None:
         assert client.get("/sync?id=s").json() == {"tag": "s", "request": True}
         assert client.get("/conflict?id=c").status_code == 409
         assert events.lines[-1].startswith("rollback c: ")  # handled, and thrown in
-        deadline = time.monotonic() + 10
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        injector.invoke(Database).failing = True
-        while client.get("/readyz").status_code != 503:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        failed = client.get("/readyz?verbose")
-        assert "reason withheld" in failed.text and SECRET not in failed.text
-        assert SECRET not in client.get("/health").text
+        readyz_follows_a_failing_check(client, injector)
         check = client.post("/grpc.health.v1.Health/Check", json={"service": "readiness"})
         assert check.json() == {"status": "NOT_SERVING"}
         assert client.get("/livez").text == "ok"
@@ -633,17 +639,7 @@ def test_flask_request_scopes_health_and_shutdown() -> None:
         app.testing = False  # an unhandled exception becomes a 500, as in production
         assert client.get("/fail?id=f").status_code == 500
         assert events.lines[-1] == "rollback f: request failed"
-        deadline = time.monotonic() + 10
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        injector.invoke(Database).failing = True
-        while client.get("/readyz").status_code != 503:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        failed = client.get("/readyz?verbose")
-        assert "reason withheld" in failed.text and SECRET not in failed.text
-        assert SECRET not in client.get("/health").text
+        readyz_follows_a_failing_check(client, injector)
         check = client.post("/grpc.health.v1.Health/Check", json={"service": ""})
         assert check.json == {"status": "NOT_SERVING"}
         assert client.get("/livez").text == "ok"
