@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     __version__: str
-    from ._keys import Named
+    from ._container.keys import Named
     from .errors import (
         AsyncRequiredError,
         CircularDependencyError,
@@ -67,7 +67,7 @@ _WHERE = {
     "Healthchecker": ".protocols",
     "HealthcheckerWithContext": ".protocols",
     "Injector": ".injector",
-    "Named": "._keys",
+    "Named": "._container.keys",
     "Outcome": ".health",
     "Scope": ".scope",
     "ScopeClosedError": ".errors",

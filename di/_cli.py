@@ -486,8 +486,8 @@ def _run_check(target: str, as_json: bool) -> int:
     import anyio
 
     async def check() -> int:
-        from ._runner import cancel_requests, cancelled_from_outside, is_cancellation
-        from .monitor import _explain
+        from ._container.runner import cancel_requests, cancelled_from_outside, is_cancellation
+        from .health import explain_error
 
         injector = await _injector(target)
         baseline = cancel_requests()
@@ -501,7 +501,7 @@ def _run_check(target: str, as_json: bool) -> int:
                     is_cancellation(error) and cancelled_from_outside(baseline)
                 ):
                     raise
-                print(f"start failed: {_explain(error)}", file=sys.stderr)
+                print(f"start failed: {explain_error(error)}", file=sys.stderr)
                 return 1
             report = await injector.ahealth_report()
         finally:

@@ -40,9 +40,16 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import anyio.abc
 
-from ._runner import any_cancellation, cancel_requests, cancelled_from_outside, is_cancellation
-from ._service import COMPILED, MISSING, Service
-from ._threads import Threads, loop_notifier
+from ._container import views
+from ._container.runner import (
+    Threads,
+    any_cancellation,
+    cancel_requests,
+    cancelled_from_outside,
+    is_cancellation,
+    loop_notifier,
+)
+from ._container.service import MISSING, Service
 from .errors import (
     HealthCheckError,
     HealthCheckTimeoutError,
@@ -320,24 +327,14 @@ def _collect(scope: Scope, only: Service | None) -> list[Item]:
     shadowed by a child is not checked, and each service is checked once.
     """
     items: list[Item] = []
-    seen: set[Any] = set()
-    checked: set[Service] = set()  # a service bound to several keys is checked once
-    for owner, services in scope._lineage():
-        for key, service in services:
-            if key in seen:
-                continue
-            seen.add(key)
-            if (only is not None and service is not only) or service in checked:
-                continue
-            checked.add(service)
-            instance = owner._instances.get(key, MISSING)
-            if not service.index or instance is MISSING or instance is COMPILED:
-                continue  # never built, or a transient: nothing to check
-            probe = service.probe
-            if probe is None:
-                probe = service.probe = probe_of(service, instance)
-            if probe is not NO_CHECK:
-                items.append(Item(service, owner.name, probe[0], probe[1]))
+    for owner, service, instance in views.built(scope):
+        if only is not None and service is not only:
+            continue
+        probe = service.probe
+        if probe is None:
+            probe = service.probe = probe_of(service, instance)
+        if probe is not NO_CHECK:
+            items.append(Item(service, owner, probe[0], probe[1]))
     items.sort(key=lambda item: item.service.index, reverse=True)
     for position, item in enumerate(items):
         item.position = position
@@ -372,8 +369,8 @@ async def check_one(scope: Scope, service: Service) -> Exception | None:
 
     A check never builds a service; one not built yet, or with no check, is an error.
     """
-    instance = service.owner._instances.get(service.key, MISSING)
-    if not service.index or instance is MISSING or instance is COMPILED:
+    instance = views.instance_of(service)
+    if instance is MISSING:
         raise ServiceNotBuiltError(service.label, service.owner.name)
     if service.probe is None:
         service.probe = probe_of(service, instance)

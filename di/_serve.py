@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from .monitor import HealthMonitor, _explain
+from .health import explain_error
+from .monitor import HealthMonitor
 from .scope import Scope
 
 if TYPE_CHECKING:
@@ -217,11 +218,11 @@ class Run:
                 self.failed = str(error)  # an address that cannot be bound
             except Exception as error:
                 logger.exception("di serve failed")
-                self.failed = _explain(error)
+                self.failed = explain_error(error)
             except BaseException as error:
                 if isinstance(error, anyio.get_cancelled_exc_class()):
                     raise
-                self.failed = f"stopped by {_explain(error)}"
+                self.failed = f"stopped by {explain_error(error)}"
             finally:
                 with anyio.CancelScope(shield=True):
                     await self._close_servers()
@@ -314,7 +315,7 @@ class Run:
                 await self._end_monitor(monitor)
 
     async def _run_monitor(self, monitor: HealthMonitor) -> None:
-        from ._runner import cancel_requests
+        from ._container.runner import cancel_requests
 
         try:
             await monitor.run()
@@ -323,13 +324,13 @@ class Run:
                 raise  # _end_monitor cancelled it
             error = _leaf(error)
             if not monitor.started:  # the monitor logged why
-                self.failed = f"start failed: {_explain(error)}"
+                self.failed = f"start failed: {explain_error(error)}"
             elif isinstance(error, Exception):
-                self.failed = f"monitor failed: {_explain(error)}"
+                self.failed = f"monitor failed: {explain_error(error)}"
                 logger.exception("the health monitor failed")
             else:
                 # A check raised SystemExit or the like: stop, with the shutdown hooks run.
-                self.failed = f"a health check raised {_explain(error)}"
+                self.failed = f"a health check raised {explain_error(error)}"
                 logger.error("%s; stopping", self.failed)
             self._wake()
         finally:
@@ -425,7 +426,7 @@ class Run:
         (a health check that calls ``sys.exit()`` does that); the hooks still run.
         """
         error = _leaf(error)
-        self.failed = self.failed or f"stopped by {_explain(error)}"
+        self.failed = self.failed or f"stopped by {explain_error(error)}"
         logger.error("di serve stopped: %s", self.failed)
         if self.injector is not None and not self.shutdown_started:
             logger.info("shutting the container down")

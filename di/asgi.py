@@ -31,8 +31,8 @@ from urllib.parse import parse_qs
 
 import anyio
 
-from .health import HealthCheckResult, Outcome, error_text
-from .monitor import HealthMonitor, ServingStatus, _explain
+from .health import HealthCheckResult, Outcome, error_text, explain_error
+from .monitor import HealthMonitor, ServingStatus
 
 __all__ = ["BODY_SECONDS", "MAX_BODY", "health_app"]
 
@@ -157,7 +157,7 @@ async def _lifespan(monitor: HealthMonitor, receive: Receive, send: Send) -> Non
         await monitor.__aenter__()
     except Exception as error:
         await _shut_down(monitor)
-        await send({"type": "lifespan.startup.failed", "message": _explain(error)})
+        await send({"type": "lifespan.startup.failed", "message": explain_error(error)})
         return
     failure = None
     try:

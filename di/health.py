@@ -183,3 +183,13 @@ def error_text(error: BaseException) -> str:
         return str(error)
     except (Exception, SystemExit) as failure:
         return f"<str() of the {type(error).__name__} raised {type(failure).__name__}>"
+
+
+def explain_error(error: BaseException, limit: int = 500) -> str:
+    """``Type: text (notes)`` in one line, with what is empty left out and the text cut
+    at ``limit`` characters: how logs and the CLI name a failure."""
+    text = error_text(error)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    notes = "; ".join(str(note) for note in getattr(error, "__notes__", ()))
+    return type(error).__name__ + (f": {text}" if text else "") + (f" ({notes})" if notes else "")

@@ -6,9 +6,9 @@ import itertools
 import threading
 from collections.abc import Callable
 
+from ._container.keys import check_name
+from ._container.runner import Threads
 from ._health import HealthSettings
-from ._keys import _check_name
-from ._threads import Threads
 from .health import HealthCheckResult
 from .scope import Scope
 
@@ -87,7 +87,7 @@ class Injector(Scope):
             on_check=on_health_check,
             threads=Threads(f"di-{name}"),
         )
-        Scope.__init__(self, _check_name(name, "Injector()"), self)
+        Scope.__init__(self, check_name(name, "Injector()"), self)
         self._parent = None
 
     def __enter__(self) -> Injector:

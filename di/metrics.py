@@ -30,7 +30,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ._service import COMPILED, MISSING, Lifetime
+from ._container.service import Lifetime
+from ._container.views import built
 from .health import HealthReport
 from .monitor import HealthMonitor
 
@@ -100,17 +101,8 @@ class HealthCollector(Collector):
             "Seconds each service took to build, dependencies included.",
             labels=["service"],
         )
-        seen: set[object] = set()
-        for owner, services in monitor.injector._lineage():
-            for key, service in services:
-                if key in seen:
-                    continue  # shadowed by a nearer scope, as for its health check
-                seen.add(key)
-                if service.lifetime is not Lifetime.LAZY or not service.index:
-                    continue
-                instance = owner._instances.get(key, MISSING)
-                if instance is MISSING or instance is COMPILED:
-                    continue
+        for _, service, _ in built(monitor.injector):
+            if service.lifetime is Lifetime.LAZY:
                 builds.add_metric([service.label], service.build_seconds)
         yield builds
 

@@ -16,10 +16,16 @@ import anyio.abc
 import anyio.lowlevel
 
 from . import _health  # the engine's entry point, for rounds bounded by ``timeout``
-from ._runner import cancel_requests, cancelled_from_outside, in_event_loop, is_cancellation
-from ._service import Service
+from ._container import views
+from ._container.runner import (
+    cancel_requests,
+    cancelled_from_outside,
+    in_event_loop,
+    is_cancellation,
+)
+from ._container.service import Service
 from .errors import HealthCheckTimeoutError
-from .health import HealthCheckResult, HealthReport, Outcome, Status, error_text
+from .health import HealthCheckResult, HealthReport, Outcome, Status, error_text, explain_error
 from .scope import Scope
 
 __all__ = ["HealthMonitor", "ServingStatus"]
@@ -179,10 +185,9 @@ class HealthMonitor:
             return None
         # Unknown members are an error now, not a group that can never be SERVING.
         # The services by key, as invoke finds them: an unknown member fails here.
-        find = self.injector._find  # noqa: SLF001 - the lookup invoke does, without building
-        found = [find(member, None)[0] for member in members]
+        found = [views.find(self.injector, member) for member in members]
         # A service's own name must not pass for a group that does not answer for it.
-        shadowed = self.injector._lookup(group)
+        shadowed = views.lookup(self.injector, group)
         if shadowed is not None and shadowed not in found:
             raise ValueError(
                 f"HealthMonitor(groups=...): group {group!r} has the name of a service it "
@@ -213,7 +218,7 @@ class HealthMonitor:
                 raise
             # An eager factory raised, whatever it raised (CancelledError, SystemExit).
             self._phase = _FAILED
-            logger.error("starting the application failed: %s", _explain(error))
+            logger.error("starting the application failed: %s", explain_error(error))
             raise
         else:
             self._phase = _STARTED
@@ -750,13 +755,6 @@ _SET: Any = _Set()
 def _text(error: BaseException | None, limit: int = 500) -> str:
     text = "None" if error is None else error_text(error)
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _explain(error: BaseException) -> str:
-    """``Type: text (notes)``, with what is empty left out."""
-    notes = "; ".join(getattr(error, "__notes__", ()))
-    text = _text(error)
-    return type(error).__name__ + (f": {text}" if text else "") + (f" ({notes})" if notes else "")
 
 
 def _serving(healthy: bool) -> ServingStatus:

@@ -15,35 +15,36 @@ import anyio
 import anyio.lowlevel
 from typing_extensions import TypeForm
 
-from . import _graph, _health
-from ._compile import compile_scoped, compile_transient
-from ._factory import Kind, Param, kind_of, label, provided_type, read_params
-from ._keys import Key, _check_name, describe
-from ._runner import (
-    cancel_requests,
-    cancelled_from_outside,
-    in_event_loop,
-    is_cancellation,
-    run,
-    to_completion,
-)
-from ._service import (
-    BEATEN,
-    CLOSED,
-    COMPILED,
-    KEPT,
-    MISSING,
-    REPLACED,
-    Lifetime,
-    Service,
-    Teardown,
+from . import _health
+from ._container import graph as _graph
+from ._container.compile import compile_scoped, compile_transient
+from ._container.keys import Key, describe
+from ._container.keys import check_name as _check_name
+from ._container.resolve import (
     check_provides,
     check_type,
     note_building,
     resolve_async,
     resolve_sync,
 )
-from ._threads import loop_notifier
+from ._container.runner import (
+    cancel_requests,
+    cancelled_from_outside,
+    in_event_loop,
+    is_cancellation,
+    loop_notifier,
+    run,
+    to_completion,
+)
+from ._container.service import (
+    COMPILED,
+    MISSING,
+    Landed,
+    Lifetime,
+    Service,
+    Teardown,
+)
+from ._container.signature import Kind, Param, kind_of, label, provided_type, read_params
 from .errors import (
     AsyncRequiredError,
     ContextNotProvidedError,
@@ -985,24 +986,24 @@ class Scope:
 
     def _keep(
         self, service: Service, instance: Any, teardown: Teardown | None, generation: int
-    ) -> str:
+    ) -> Landed:
         """Cache a build of ``service`` here, if it may be; the caller holds the mutex.
 
         Refused (CLOSED) once the scope began shutting down after the build began, and
         (REPLACED) when an override swapped the service out meanwhile.
         """
         if self._closed or self._generation != generation:
-            return CLOSED
+            return Landed.CLOSED
         if service.template is None and self._services.get(service.key) is not service:
-            return REPLACED
+            return Landed.REPLACED
         if self._instances.get(service.key, COMPILED) is not COMPILED:
-            return BEATEN  # a compiled builder, in the scope's own thread, cached one first
+            return Landed.BEATEN  # a compiled builder, in the scope's own thread, cached one first
         service.index = next(self._root._counter)
         service.teardown = teardown
         keys = service.keys if service.template is None else self._reaching(service.template)
         for key in keys:
             self._instances[key] = instance
-        return KEPT
+        return Landed.KEPT
 
     def _reaching(self, declared: Service) -> tuple[Key, ...]:
         """The keys of scoped ``declared`` that reach it from here, under which this scope

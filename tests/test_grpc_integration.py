@@ -580,7 +580,7 @@ def test_the_servicer_context_key_is_declared_once_and_not_shadowed() -> None:
 
     taken = Injector()
     taken.provide(fake)
-    with pytest.raises(DIError, match="each RPC's scope provides it"):
+    with pytest.raises(DIError, match="gives each request scope its own"):
         ScopeInterceptor(taken)
 
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+from .._container import views
 from ..asgi import ASGIApp, Receive, Send, health_app
 from ..errors import DIError, ScopeClosedError
 from ..monitor import HealthMonitor
@@ -162,18 +163,8 @@ class RequestScopes:
 
 def declare_context(injector: Scope, keys: tuple[type[Any], ...], framework: str) -> None:
     """Declare each connection type as a context key, unless it already is one."""
-    from .._service import Lifetime
-
     for key in keys:
-        found = injector._lookup(key)
-        if found is None:
-            injector.provide_context(key)
-        elif found.lifetime is not Lifetime.CONTEXT:
-            raise DIError(
-                f"{found.label} is provided as a service, but the {framework} integration "
-                f"gives each request scope its own: remove that provider, or declare it "
-                f"with provide_context({key.__name__})"
-            )
+        views.declare_context(injector, key, framework)
 
 
 def monitor_for(injector: Scope, monitor: HealthMonitor | None) -> HealthMonitor:

@@ -32,7 +32,7 @@ from fastapi import Depends, FastAPI, params
 from fastapi.requests import HTTPConnection
 from fastapi.routing import APIRoute
 
-from .._keys import Named
+from .._container.keys import Named
 from ..monitor import HealthMonitor
 from ..scope import Scope
 from . import _asgi

@@ -28,7 +28,7 @@ import anyio.from_thread
 import anyio.lowlevel
 from flask import Blueprint, Flask, Request, Response, current_app, g, request
 
-from .._keys import Named
+from .._container.keys import Named
 from ..asgi import _BY_STATUS, _EXPECTED, _Answer, _health, _json, _probe
 from ..errors import DIError
 from ..monitor import HealthMonitor

@@ -42,9 +42,9 @@ from grpc._cython.cygrpc import (  # type: ignore[import-not-found]
     _SyncServicerContext,  # the sync methods' context, as grpc.aio makes it
 )
 
-from .._keys import Named
-from .._runner import to_completion
-from .._service import Lifetime
+from .._container import views
+from .._container.keys import Named
+from .._container.runner import to_completion
 from ..errors import DIError
 from ..grpc import HealthServicer, add_health_servicer
 from ..monitor import HealthMonitor
@@ -116,15 +116,7 @@ def current_scope() -> Scope:
 
 def declare_context(injector: Scope) -> None:
     """Declare ``grpc.aio.ServicerContext`` a context key of ``injector``, once."""
-    declared = injector._lookup(ServicerContext)
-    if declared is None:
-        injector.provide_context(ServicerContext)
-    elif declared.lifetime is not Lifetime.CONTEXT:
-        raise DIError(
-            f"{ServicerContext.__module__}.ServicerContext is provided as a service of "
-            f"{declared.owner.name!r}; each RPC's scope provides it, so provide nothing "
-            "under that key"
-        )
+    views.declare_context(injector, ServicerContext, "grpc")
 
 
 # -- a scope per RPC ----------------------------------------------------------------------

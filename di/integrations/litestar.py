@@ -29,7 +29,7 @@ from litestar.plugins import InitPlugin
 from litestar.types import Receive, Send
 from litestar.types import Scope as ASGIScope
 
-from .._keys import Named
+from .._container.keys import Named
 from ..monitor import HealthMonitor
 from ..scope import Scope
 from . import _asgi

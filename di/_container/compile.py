@@ -18,12 +18,13 @@ from collections.abc import Callable
 from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
-from ._factory import Kind, Param, Scoped
-from ._service import COMPILED, Lifetime, Service, check_type, params_of, resolve_sync
-from .errors import DIError
+from ..errors import DIError
+from .resolve import check_type, params_of, resolve_sync
+from .service import COMPILED, Lifetime, Service
+from .signature import Kind, Param, ScopeParam
 
 if TYPE_CHECKING:
-    from .scope import Scope
+    from ..scope import Scope
 
 _EMPTY = inspect.Parameter.empty
 
@@ -67,7 +68,7 @@ def _expression(
         return None
     arguments = []
     for p in params_of(service):
-        if p.target is Scoped:
+        if p.target is ScopeParam:
             value = source.constant(scope)
         else:
             dependency = scope._lookup(p.target)
@@ -162,7 +163,7 @@ def _scoped_step(
         return None  # a shutdown= hook: the scope's general shutdown runs it
     arguments: list[str] = []
     for p in params_of(service):
-        if p.target is Scoped:
+        if p.target is ScopeParam:
             value = "S"
         else:
             dependency = parent._lookup(p.target)

@@ -4,7 +4,7 @@
 singleton holding a scoped or context service), ``explain()`` draws one service's tree
 and ``graph()`` the whole graph as a Mermaid flowchart.
 
-Which scope resolves a dependency follows :mod:`di._service`: a singleton's from the
+Which scope resolves a dependency follows :mod:`di._container.resolve`: a singleton's from the
 scope that provides it, a scoped or transient service's from the scope that invokes it.
 """
 
@@ -14,13 +14,14 @@ import inspect
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ._factory import Param, Scoped
-from ._keys import describe
-from ._service import Lifetime, Service, params_of
-from .errors import GraphError
+from ..errors import GraphError
+from .keys import describe
+from .resolve import params_of
+from .service import Lifetime, Service
+from .signature import Param, ScopeParam
 
 if TYPE_CHECKING:
-    from .scope import Scope
+    from ..scope import Scope
 
 _EMPTY = inspect.Parameter.empty
 _SINGLETONS = (Lifetime.LAZY, Lifetime.VALUE)
@@ -35,7 +36,7 @@ def _edges(service: Service, invoker: Scope) -> Iterator[tuple[Param, Service | 
         return
     resolver = service.owner if service.lifetime is Lifetime.LAZY else invoker
     for p in params_of(service):
-        if p.target is Scoped:
+        if p.target is ScopeParam:
             continue
         yield p, resolver._lookup(p.target)
 

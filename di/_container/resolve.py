@@ -13,143 +13,30 @@ chain of other flights, on a flight this caller is building.
 from __future__ import annotations
 
 import contextvars
-import enum
 import inspect
 import logging
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._factory import Kind, Param, Scoped, label, read_params
-from ._keys import describe
-from ._runner import running_asyncio_loop
-from ._threads import loop_notifier
-from .errors import AsyncRequiredError, CircularDependencyError, DIError, ScopeClosedError
+from ..errors import AsyncRequiredError, CircularDependencyError, DIError, ScopeClosedError
+from .keys import describe
+from .runner import loop_notifier, running_asyncio_loop
+from .service import COMPILED, MISSING, Landed, Lifetime, Service, Teardown
+from .signature import Kind, Param, ScopeParam, label, read_params
 
 if TYPE_CHECKING:
-    from .scope import Scope
+    from ..scope import Scope
 
 logger = logging.getLogger("di")
-MISSING: Final[Any] = object()
-# Stands in Scope._instances for a service not built there, whose compiled builder is
-# in Scope._compiled: every transient, and in a request scope each scoped service.
-COMPILED: Final[Any] = object()
-_EMPTY = inspect.Parameter.empty
-
-# What runs the code after a generator factory's yield, given the block's failure.
-Teardown = Callable[[BaseException | None], Any]
-
 # The services the current thread or task is building, outermost first.
 _PATH: contextvars.ContextVar[tuple[Service, ...]] = contextvars.ContextVar("di_path", default=())
-
-
-class Lifetime(enum.Enum):
-    """How long a built instance is kept."""
-
-    LAZY = "lazy"
-    VALUE = "value"
-    TRANSIENT = "transient"
-    SCOPED = "scoped"  # one per scope that invokes it
-    CONTEXT = "context"  # a value each scope receives through scope(context=...)
-
-
+_EMPTY = inspect.Parameter.empty
 _SPECIAL = (Lifetime.SCOPED, Lifetime.CONTEXT)
-
-
-class Service:
-    """One provided service in one scope."""
-
-    __slots__ = (
-        "build_seconds",
-        "check",
-        "critical",
-        "expected",
-        "factory",
-        "flight",
-        "index",
-        "key",
-        "keys",
-        "kind",
-        "label",
-        "lifetime",
-        "owner",
-        "params",
-        "probe",
-        "shutdown_hook",
-        "teardown",
-        "template",
-    )
-
-    def __init__(
-        self,
-        *,
-        key: Any,
-        label: str,
-        lifetime: Lifetime,
-        owner: Scope,
-        factory: Callable[..., Any],
-        kind: Kind,
-        expected: Any,
-        params: list[Param] | None,
-        shutdown_hook: Callable[[Any], Any] | None,
-        check: Callable[[Any], Any] | None,
-    ) -> None:
-        self.key = key  # the first of keys: what messages and reports name it by
-        self.keys: tuple[Any, ...] = (key,)
-        self.label = label
-        self.lifetime = lifetime
-        self.owner = owner
-        self.factory = factory
-        self.kind = kind
-        self.expected = expected
-        self.params = params
-        self.shutdown_hook = shutdown_hook
-        self.check = check
-        self.index = 0  # invocation index once built; 0 while unbuilt
-        self.teardown: Teardown | None = None
-        self.flight: _Flight | None = None
-        # For a scoped service's copy in the scope that built it: its declaration.
-        self.template: Service | None = None
-        # The health check of the built instance: (call, is_async), NO_CHECK, or None
-        # when not worked out yet. Reset when the instance is released.
-        self.probe: Any = None
-        self.critical = True  # False: a failing check degrades, see provide(critical=)
-        self.build_seconds = 0.0  # how long its latest build took, dependencies included
-
-    def __repr__(self) -> str:
-        return f"<service {self.label!r} ({self.lifetime.value}) in scope {self.owner.name!r}>"
-
-    def rebound(self, keys: tuple[Any, ...]) -> Service:
-        """This service, unbuilt, bound to ``keys`` only (the rest were overridden)."""
-        return self._like(self.owner, self.lifetime, keys)
-
-    def copy_for(self, scope: Scope) -> Service:
-        """This scoped declaration's own copy in ``scope``, which builds and caches it."""
-        copy = self._like(scope, Lifetime.SCOPED, self.keys)
-        copy.template = self
-        return copy
-
-    def _like(self, owner: Scope, lifetime: Lifetime, keys: tuple[Any, ...]) -> Service:
-        """An unbuilt service with this one's factory and hooks."""
-        like = Service(
-            key=keys[0],
-            label=describe(keys[0]),
-            lifetime=lifetime,
-            owner=owner,
-            factory=self.factory,
-            kind=self.kind,
-            expected=self.expected,
-            params=self.params,
-            shutdown_hook=self.shutdown_hook,
-            check=self.check,
-        )
-        like.keys = keys
-        like.critical = self.critical
-        return like
 
 
 class _Flight:
@@ -349,13 +236,10 @@ class _Replaced(DIError):
     """The service was replaced (override) while being built: build the new one."""
 
 
-# What Scope._keep says of a build: cached, refused by a closed scope, replaced, or
-# beaten by a compiled builder that cached its own instance first.
-KEPT, CLOSED, REPLACED, BEATEN = "kept", "closed", "replaced", "beaten"
-_KEPT, _CLOSED, _REPLACED, _BEATEN = KEPT, CLOSED, REPLACED, BEATEN
+_KEPT, _CLOSED, _REPLACED, _BEATEN = Landed.KEPT, Landed.CLOSED, Landed.REPLACED, Landed.BEATEN
 
 
-def _current(service: Service, landed: str) -> Service:
+def _current(service: Service, landed: Landed) -> Service:
     """After a build that was not kept: the service to build instead, or the error."""
     owner = service.owner
     if landed is _REPLACED:
@@ -370,7 +254,7 @@ def _land(
     flight: _Flight,
     made: tuple[Any, Teardown | None] | None,
     error: BaseException | None,
-) -> str:
+) -> Landed:
     """Cache a build (or record its failure) and wake its waiters.
 
     Not kept when the scope began shutting down during the build (the waiters get
@@ -400,7 +284,7 @@ def _land(
 
 def _discard_sync(service: Service, made: tuple[Any, Teardown | None]) -> None:
     """Shut down an instance built but not kept (its scope closed, or it was replaced)."""
-    from .scope import hook_of
+    from ..scope import hook_of
 
     try:
         hook = hook_of(service, made[0], made[1], None)
@@ -421,7 +305,7 @@ def _discard_sync(service: Service, made: tuple[Any, Teardown | None]) -> None:
 
 async def _discard_async(service: Service, made: tuple[Any, Teardown | None]) -> None:
     """:func:`_discard_sync`, awaiting an async shutdown hook."""
-    from .scope import hook_of
+    from ..scope import hook_of
 
     try:
         hook = hook_of(service, made[0], made[1], None)
@@ -504,7 +388,7 @@ async def _make_async(service: Service, scope: Scope) -> tuple[Any, Teardown | N
 
 
 def _argument_sync(p: Param, scope: Scope, service: Service) -> Any:
-    if p.target is Scoped:
+    if p.target is ScopeParam:
         return scope
     dependency = _dependency(p, scope, service)
     if dependency is None or _absent_context(dependency, p, scope):
@@ -513,7 +397,7 @@ def _argument_sync(p: Param, scope: Scope, service: Service) -> Any:
 
 
 async def _argument_async(p: Param, scope: Scope, service: Service) -> Any:
-    if p.target is Scoped:
+    if p.target is ScopeParam:
         return scope
     dependency = _dependency(p, scope, service)
     if dependency is None or _absent_context(dependency, p, scope):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._keys import Key, Named, describe
+from .keys import Key, describe, parse_named
 
 
 class Kind(enum.Enum):
@@ -23,8 +23,8 @@ class Kind(enum.Enum):
     ASYNC_GENERATOR = "async generator"
 
 
-class Scoped:
-    """Marker target for a parameter that receives the invoking scope."""
+class ScopeParam:
+    """The target of a parameter that receives the invoking scope (not a service)."""
 
 
 _SYNC_GENERATORS = (abc.Iterator, abc.Generator)
@@ -36,7 +36,7 @@ class Param:
     """One parameter of a factory and the service that fills it."""
 
     name: str
-    target: Key  # the key to invoke, or Scoped
+    target: Key  # the key to invoke, or ScopeParam
     expected: Any  # the type the value must have, when the key is a name
     positional: bool
     default: Any  # inspect.Parameter.empty when there is none
@@ -139,15 +139,10 @@ def read_params(factory: Callable[..., Any], scope_types: tuple[type, ...]) -> l
 def _param(
     p: inspect.Parameter, annotation: Any, positional: bool, scope_types: tuple[type, ...]
 ) -> Param:
-    named: str | None = None
-    if typing.get_origin(annotation) is typing.Annotated:
-        for extra in annotation.__metadata__:
-            if isinstance(extra, Named):
-                named = extra.name
-        annotation = annotation.__origin__
+    annotation, named, _ = parse_named(annotation)
     annotation = _strip_optional(annotation)
     if named is None and isinstance(annotation, type) and issubclass(annotation, scope_types):
-        target: Key = Scoped
+        target: Key = ScopeParam
     else:
         target = named if named is not None else annotation
     positional = positional and p.kind is not p.KEYWORD_ONLY
