@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import anyio.abc
 
-from ._container import views
-from ._container.runner import (
+from .._container import views
+from .._container.runner import (
     Threads,
     any_cancellation,
     cancel_requests,
@@ -49,18 +49,18 @@ from ._container.runner import (
     is_cancellation,
     loop_notifier,
 )
-from ._container.service import MISSING, Service
-from .errors import (
+from .._container.service import MISSING, Service
+from ..errors import (
     HealthCheckError,
     HealthCheckTimeoutError,
     NoHealthCheckError,
     ServiceNotBuiltError,
 )
-from .health import Degraded, HealthCheckResult, HealthReport, Outcome
+from ..health import Degraded, HealthCheckResult, HealthReport, Outcome
 
 if TYPE_CHECKING:
-    from .injector import Injector
-    from .scope import Scope
+    from ..injector import Injector
+    from ..scope import Scope
 
 logger = logging.getLogger("di.health")
 
