@@ -10,6 +10,7 @@ import pytest
 from di import HealthMonitor, Injector, ServiceNotFoundError, ServingStatus
 
 from .health_services import Cache, Database, Queue
+from .timing import PATIENCE, at_most, until
 
 pytestmark = pytest.mark.anyio
 
@@ -84,7 +85,8 @@ def test_groups_that_are_not_a_mapping_say_what_groups_is(groups: object) -> Non
 
 async def test_refresh_honours_separate_ttls() -> None:
     injector, db, _ = make()
-    monitor = HealthMonitor(injector, success_ttl=60, failure_ttl=0.05)
+    failure_ttl = at_most(0)  # longer than the next step takes
+    monitor = HealthMonitor(injector, success_ttl=60, failure_ttl=failure_ttl)
     first = await monitor.refresh()
     assert await monitor.refresh() is first  # fresh: no new run
     assert db.checks == 1
@@ -92,7 +94,7 @@ async def test_refresh_honours_separate_ttls() -> None:
     await monitor.check()
     failed = monitor.report
     assert await monitor.refresh() is failed
-    await anyio.sleep(0.06)
+    await anyio.sleep(failure_ttl)
     assert await monitor.refresh() is not failed  # the failure TTL expired
     assert db.checks == 3
 
@@ -108,7 +110,7 @@ async def test_concurrent_refreshes_share_one_run() -> None:
 
 async def test_watch_yields_now_then_changes_and_unknown_names_wait() -> None:
     injector, db, _ = make()
-    monitor = HealthMonitor(injector, interval=0.02)
+    monitor = HealthMonitor(injector, interval=0.02, timeout=at_most(0))
     seen: list[ServingStatus] = []
     unknown: list[ServingStatus] = []
 
@@ -119,15 +121,15 @@ async def test_watch_yields_now_then_changes_and_unknown_names_wait() -> None:
                 return
 
     async with monitor:
-        with anyio.fail_after(5):
+        with anyio.fail_after(PATIENCE):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watch, DB, seen, 4)
                 tg.start_soon(watch, "late", unknown, 2)
-                await anyio.sleep(0.1)
+                await until(lambda: len(seen) == 2, "the first round's status")
                 db.fail()
-                await anyio.sleep(0.1)
+                await until(lambda: len(seen) == 3, "the failure's status")
                 db.recover()
-                await anyio.sleep(0.1)
+                await until(lambda: len(seen) == 4, "the recovery's status")
                 monitor.set_status("late", NOT_SERVING)
     assert seen == [ServingStatus.SERVICE_UNKNOWN, SERVING, NOT_SERVING, SERVING]
     assert unknown == [ServingStatus.SERVICE_UNKNOWN, NOT_SERVING]
@@ -178,11 +180,13 @@ async def test_run_stops_cleanly_on_cancellation_and_logs_changes(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     injector, db, _ = make()
-    monitor = HealthMonitor(injector, interval=0.01)
+    monitor = HealthMonitor(injector, interval=0.01, timeout=at_most(0))
     with caplog.at_level(logging.INFO, logger="di.health"):
-        with anyio.move_on_after(0.1):
-            await monitor.run()
-        assert db.checks >= 3
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(monitor.run)
+            await until(lambda: db.checks >= 3, "three rounds")
+            tasks.cancel_scope.cancel()
+        assert not monitor.running
         db.fail()
         await monitor.check()
     assert f"health status of {DB!r}: SERVING -> NOT_SERVING" in caplog.text
@@ -218,16 +222,16 @@ async def test_rounds_are_bounded_whatever_the_injector_timeouts() -> None:
     injector.provide(HungSync)
     injector.invoke(HungAsync)
     stuck = injector.invoke(HungSync)
-    monitor = HealthMonitor(injector, interval=0.2)
+    monitor = HealthMonitor(injector, interval=0.2)  # rounds time out after 0.2 s
     try:
-        with anyio.fail_after(5):
+        with anyio.fail_after(at_most(0.2)):
             report = await monitor.check()
         assert {check.key: check.outcome.value for check in report.checks} == {
             "tests.test_monitor.HungAsync": "timeout",
             "tests.test_monitor.HungSync": "timeout",
         }
         assert monitor.status("readiness") is NOT_SERVING
-        with anyio.fail_after(5):
+        with anyio.fail_after(at_most(0.2)):
             await monitor.check()
         assert stuck.calls == 1  # a stuck sync check is not started again while stuck
     finally:
@@ -236,10 +240,11 @@ async def test_rounds_are_bounded_whatever_the_injector_timeouts() -> None:
 
 async def test_results_go_stale_when_no_round_completes() -> None:
     injector, _, _ = make()
-    monitor = HealthMonitor(injector, interval=0.05, stale_after=0.2)
+    stale_after = at_most(0)  # longer than the next step takes
+    monitor = HealthMonitor(injector, interval=0.05, timeout=at_most(0), stale_after=stale_after)
     await monitor.check()
     assert monitor.status("readiness") is SERVING and monitor.reasons() == []
-    await anyio.sleep(0.3)  # nothing runs the monitor: no round completes
+    await anyio.sleep(stale_after + 0.1)  # nothing runs the monitor: no round completes
     assert monitor.status("") is NOT_SERVING
     assert monitor.status("readiness") is NOT_SERVING
     assert monitor.status(DB) is NOT_SERVING
@@ -250,6 +255,10 @@ async def test_results_go_stale_when_no_round_completes() -> None:
 
 
 async def test_watchers_see_results_go_overdue_while_the_monitor_runs() -> None:
+    # Rounds that complete never go stale; the stuck one goes stale long before it ends.
+    stale_after = at_most(0)
+    stuck = stale_after + at_most(0)
+
     class Stubborn:
         """Ignores the round's deadline for a while: no round completes meanwhile."""
 
@@ -259,13 +268,13 @@ async def test_watchers_see_results_go_overdue_while_the_monitor_runs() -> None:
             Stubborn.calls += 1
             if Stubborn.calls == 2:
                 with anyio.CancelScope(shield=True):
-                    await anyio.sleep(1.0)
+                    await anyio.sleep(stuck)
 
     injector = Injector()
     injector.provide(Stubborn, eager=True)
-    monitor = HealthMonitor(injector, interval=0.05, timeout=0.05, stale_after=0.3)
+    monitor = HealthMonitor(injector, interval=0.05, timeout=at_most(0), stale_after=stale_after)
     seen: list[ServingStatus] = []
-    with anyio.fail_after(5):
+    with anyio.fail_after(PATIENCE):
         async with monitor:
             async for status in monitor.watch("readiness"):
                 seen.append(status)
@@ -406,20 +415,23 @@ async def test_an_error_whose_text_fails_is_logged_with_a_stand_in(
 
 
 async def test_stop_lets_the_round_in_progress_finish() -> None:
+    in_progress = anyio.Event()
+
     class Slow:
         finished = 0
 
         async def health_check(self) -> None:
+            in_progress.set()
             await anyio.sleep(0.2)
             Slow.finished += 1
 
     injector = Injector()
     injector.provide(Slow, eager=True)
     monitor = HealthMonitor(injector, interval=10)
-    with anyio.fail_after(5):
+    with anyio.fail_after(PATIENCE):
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(monitor.run)
-            await anyio.sleep(0.05)  # the first round is in progress
+            await in_progress.wait()
             monitor.stop()
     assert Slow.finished == 1
     assert not monitor.running
