@@ -1,34 +1,60 @@
-"""Real processes for the end-to-end tests: redis-server and the di command."""
+"""Real processes for the end-to-end tests: redis-server and the di command.
+
+Tests run in parallel (pytest-xdist), beside other work on the machine: a server a test
+starts listens on a port the kernel picks when it binds (``di serve`` is given port 0
+and says which port it got), never on a port chosen beforehand, which another process
+may take meanwhile. Only redis-server, which cannot say, gets a free port.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
-import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from .timing import PATIENCE, at_most, wait_until
+
 ROOT = Path(__file__).parent.parent
+
+STARTUP = 1.0
+"""Seconds a `di` command promises to start in: the interpreter and its imports."""
+
+STOP = 2.0
+"""Seconds `di serve` promises from a stop that waits for nothing to its exit: the round
+in progress gets 1 s, a check that ignores its cancellation 1 s more, then the hooks."""
 
 
 def free_port() -> int:
+    """A port free now, for a server that must be told its port (redis-server)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def wait_for(predicate: object, timeout: float, what: str) -> float:
+@contextmanager
+def closed_port() -> Iterator[int]:
+    """A port nothing listens on while the block runs: it is bound, and not listening."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
+
+
+def wait_for(predicate: object, what: str, timeout: float = PATIENCE) -> float:
     """Poll until ``predicate()`` is true; the seconds it took."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():  # type: ignore[operator]
-            return time.monotonic() - started
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return wait_until(predicate, what, timeout)  # type: ignore[arg-type]
+
+
+class PortTakenError(Exception):
+    """A server could not listen on the port it was given."""
 
 
 class Redis:
@@ -62,7 +88,13 @@ class Redis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(self.answers, 10, "redis-server to answer PING")
+        wait_for(
+            lambda: self.answers() or self.process.poll() is not None,  # type: ignore[union-attr]
+            "redis-server to answer PING",
+        )
+        if self.process.poll() is not None:
+            self.process = None
+            raise PortTakenError(f"redis-server could not listen on port {self.port}")
 
     def answers(self) -> bool:
         try:
@@ -91,13 +123,47 @@ def di(*args: str, timeout: float = 30, **env: str) -> subprocess.CompletedProce
     )
 
 
+def probe(url: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """`di probe` with the time a probe needs here, for tests of what it answers.
+
+    Its default ``--timeout`` of 1 s covers starting gRPC and asking; on a loaded
+    machine that is not always enough, and the answer would be a timeout instead.
+    """
+    return di("probe", url, "--timeout", str(at_most(1)), *options)
+
+
+# What servers started on port 0 say once they listen; each captures the port.
+HTTP_SAYS = r"HTTP health on http://127\.0\.0\.1:(\d+)"  # di serve
+GRPC_SAYS = r"gRPC health on 127\.0\.0\.1:(\d+)"  # di serve
+UVICORN_SAYS = r"Uvicorn running on http://127\.0\.0\.1:(\d+)"  # at --log-level info
+
+
+def port_said(output: Callable[[], str], says: str, process: subprocess.Popen[Any]) -> int:
+    """Wait until a server's ``output()`` says which port it listens on (``says``)."""
+
+    def said() -> re.Match[str] | None:
+        found = re.search(says, output())
+        if found is None and process.poll() is not None:
+            raise AssertionError(f"the server exited first:\n{output()}")
+        return found
+
+    wait_for(said, f"the server to say which port it listens on ({says})")
+    found = said()
+    assert found is not None
+    return int(found.group(1))
+
+
 class Serving:
-    """`di serve` as a child process, its output in a file the test can read any time."""
+    """`di serve` as a child process, its output in a file the test can read any time.
+
+    Its servers listen on ports the kernel picks; :attr:`http_port` and
+    :attr:`grpc_port` wait until it says which.
+    """
 
     def __init__(self, target: str, *options: str, log: Path, **env: str) -> None:
-        self.http_port, self.grpc_port = free_port(), free_port()
         self.log = log
         self._output = log.open("w")
+        self._ports: dict[str, int] = {}
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -106,9 +172,9 @@ class Serving:
                 "serve",
                 target,
                 "--http",
-                f"127.0.0.1:{self.http_port}",
+                "127.0.0.1:0",
                 "--grpc",
-                f"127.0.0.1:{self.grpc_port}",
+                "127.0.0.1:0",
                 *options,
             ],
             cwd=ROOT,
@@ -117,6 +183,19 @@ class Serving:
             stderr=subprocess.STDOUT,
         )
 
+    def _port(self, says: str) -> int:
+        if says not in self._ports:
+            self._ports[says] = port_said(self.output, says, self.process)
+        return self._ports[says]
+
+    @property
+    def http_port(self) -> int:
+        return self._port(HTTP_SAYS)
+
+    @property
+    def grpc_port(self) -> int:
+        return self._port(GRPC_SAYS)
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
@@ -124,8 +203,8 @@ class Serving:
     def output(self) -> str:
         return self.log.read_text()
 
-    def wait_output(self, text: str, timeout: float = 20) -> None:
-        wait_for(lambda: text in self.output(), timeout, f"{text!r} in the output")
+    def wait_output(self, text: str, timeout: float = PATIENCE) -> None:
+        wait_for(lambda: text in self.output(), f"{text!r} in the output", timeout)
 
     def wait(self, timeout: float) -> int:
         return self.process.wait(timeout)

@@ -28,6 +28,7 @@ class Hung:
     """A sync check that never returns (its thread is a daemon: the process can exit)."""
 
     def health_check(self) -> None:
+        say("hung check started")
         threading.Event().wait()
 
 

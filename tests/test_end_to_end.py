@@ -18,7 +18,21 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .processes import ROOT, Redis, di, free_port, wait_for
+from .processes import (
+    GRPC_SAYS,
+    HTTP_SAYS,
+    ROOT,
+    UVICORN_SAYS,
+    PortTakenError,
+    Redis,
+    closed_port,
+    di,
+    free_port,
+    port_said,
+    probe,
+    wait_for,
+)
+from .timing import PATIENCE, at_most
 
 INTERVAL = 1.0
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -41,7 +55,14 @@ def serve_shop(
 @pytest.fixture
 def redis() -> Iterator[Redis]:
     server = Redis(free_port())
-    server.start()
+    for _ in range(3):  # the free port may be taken before redis-server listens on it
+        try:
+            server.start()
+            break
+        except PortTakenError:
+            server = Redis(free_port())
+    else:
+        raise AssertionError("redis-server found no free port three times")
     yield server
     server.kill()
 
@@ -49,26 +70,21 @@ def redis() -> Iterator[Redis]:
 def test_serve_follows_redis_down_and_up_then_stops_cleanly(
     redis: Redis, tmp_path: Path, record_property: object
 ) -> None:
-    http_port, grpc_port = free_port(), free_port()
-    log = (tmp_path / "serve.log").open("w+")
+    path = tmp_path / "serve.log"
+    log = path.open("w+")
     serve = serve_shop(
         tmp_path,
-        [
-            "--http",
-            f"127.0.0.1:{http_port}",
-            "--grpc",
-            f"127.0.0.1:{grpc_port}",
-            "--interval",
-            str(INTERVAL),
-        ],
+        ["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--interval", str(INTERVAL)],
         log,
         SHOP_REDIS_URL=redis.url,
     )
-    base = f"http://127.0.0.1:{http_port}"
-    grpc_url = f"grpc://127.0.0.1:{grpc_port}"
     timings: dict[str, float] = {}
     try:
-        wait_for(lambda: di("probe", grpc_url).returncode == 0, 20, "di serve to be SERVING")
+        http_port = port_said(path.read_text, HTTP_SAYS, serve)
+        grpc_port = port_said(path.read_text, GRPC_SAYS, serve)
+        base = f"http://127.0.0.1:{http_port}"
+        grpc_url = f"grpc://127.0.0.1:{grpc_port}"
+        wait_for(lambda: probe(grpc_url).returncode == 0, "di serve to be SERVING")
         assert httpx.get(base + "/health", timeout=5).status_code == 200
 
         channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
@@ -85,32 +101,32 @@ def test_serve_follows_redis_down_and_up_then_stops_cleanly(
                 pass
 
         threading.Thread(target=read, daemon=True).start()
-        assert seen.get(timeout=5)[1] == SERVING
+        assert seen.get(timeout=PATIENCE)[1] == SERVING
 
         killed = time.monotonic()
         redis.kill()
-        when, status = seen.get(timeout=10)
+        when, status = seen.get(timeout=PATIENCE)
         assert status == NOT_SERVING
         timings["down_seconds"] = when - killed
-        assert timings["down_seconds"] <= 2 * INTERVAL, timings
+        assert timings["down_seconds"] < at_most(2 * INTERVAL), timings
         assert httpx.get(base + "/health", timeout=5).status_code == 503
-        probe = di("probe", base + "/health")
-        assert (probe.returncode, probe.stdout.startswith("unhealthy: HTTP 503")) == (1, True)
+        probed = probe(base + "/health")
+        assert (probed.returncode, probed.stdout.startswith("unhealthy: HTTP 503")) == (1, True)
 
         restarted = time.monotonic()
         redis.start()
-        when, status = seen.get(timeout=10)
+        when, status = seen.get(timeout=PATIENCE)
         assert status == SERVING
         timings["up_seconds"] = when - restarted
-        assert timings["up_seconds"] <= 2 * INTERVAL, timings
-        assert di("probe", base + "/health").returncode == 0
-        assert di("probe", grpc_url, "--service", "readiness").returncode == 0
+        assert timings["up_seconds"] < at_most(2 * INTERVAL), timings
+        assert probe(base + "/health").returncode == 0
+        assert probe(grpc_url, "--service", "readiness").returncode == 0
 
         stopping = time.monotonic()
         serve.send_signal(signal.SIGTERM)
-        _, status = seen.get(timeout=5)
+        _, status = seen.get(timeout=PATIENCE)
         assert status == NOT_SERVING  # goes NOT_SERVING before the servers stop
-        assert serve.wait(timeout=20) == 0
+        assert serve.wait(timeout=PATIENCE) == 0
         timings["stop_seconds"] = time.monotonic() - stopping
         channel.close()
     finally:
@@ -135,14 +151,14 @@ def test_demo_without_redis_runs_on_sqlite_alone(tmp_path: Path) -> None:
 
 
 def test_check_reports_redis_down(tmp_path: Path) -> None:
-    closed = f"redis://127.0.0.1:{free_port()}"
-    done = di(
-        "check",
-        "examples.shop.app:create_app",
-        "--json",
-        SHOP_REDIS_URL=closed,
-        SHOP_DATA_DIR=str(tmp_path),
-    )
+    with closed_port() as port:
+        done = di(
+            "check",
+            "examples.shop.app:create_app",
+            "--json",
+            SHOP_REDIS_URL=f"redis://127.0.0.1:{port}",
+            SHOP_DATA_DIR=str(tmp_path),
+        )
     assert done.returncode == 1
     import json
 
@@ -157,30 +173,28 @@ def test_check_reports_redis_down(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_serve_without_redis_stops_on_either_signal(signum: int, tmp_path: Path) -> None:
-    http_port = free_port()
-    serve = serve_shop(
-        tmp_path, ["--http", f"127.0.0.1:{http_port}", "--interval", "0.2"], subprocess.PIPE
-    )
-    try:
-        wait_for(
-            lambda: di("probe", f"http://127.0.0.1:{http_port}/readyz").returncode == 0,
-            20,
-            "readiness",
+    path = tmp_path / "serve.log"
+    with path.open("w") as log:
+        serve = serve_shop(
+            tmp_path, ["--http", "127.0.0.1:0", "--interval", "0.2", "--drain", "0"], log
         )
+    try:
+        readyz = f"http://127.0.0.1:{port_said(path.read_text, HTTP_SAYS, serve)}/readyz"
+        wait_for(lambda: probe(readyz).returncode == 0, "readiness")
         serve.send_signal(signum)
-        assert serve.wait(timeout=20) == 0
+        assert serve.wait(timeout=PATIENCE) == 0
     finally:
         if serve.poll() is None:
             serve.kill()
-    output = serve.stdout.read().decode() if serve.stdout else ""
-    assert "order store closed" in output
+            serve.wait()
+    assert "order store closed" in path.read_text()
 
 
 # -- the shop as a FastAPI app under uvicorn, with di.integrations.fastapi --------------
 
 
-def serve_api(data_dir: Path, port: int, output: IO[str], **env: str) -> subprocess.Popen[bytes]:
-    """uvicorn serving the shop's FastAPI app, as a child process."""
+def serve_api(data_dir: Path, output: IO[str], **env: str) -> subprocess.Popen[bytes]:
+    """uvicorn serving the shop's FastAPI app, as a child process, on a port it picks."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -191,7 +205,7 @@ def serve_api(data_dir: Path, port: int, output: IO[str], **env: str) -> subproc
             "--host",
             "127.0.0.1",
             "--port",
-            str(port),
+            "0",
         ],
         cwd=ROOT,
         env={
@@ -208,10 +222,9 @@ def serve_api(data_dir: Path, port: int, output: IO[str], **env: str) -> subproc
 def test_shop_api_takes_orders_follows_redis_and_stops_cleanly(
     redis: Redis, tmp_path: Path
 ) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "api.log").open("w+")
-    api = serve_api(tmp_path, port, log, SHOP_REDIS_URL=redis.url)
+    path = tmp_path / "api.log"
+    log = path.open("w+")
+    api = serve_api(tmp_path, log, SHOP_REDIS_URL=redis.url)
 
     def status(path: str) -> int:
         try:
@@ -220,7 +233,8 @@ def test_shop_api_takes_orders_follows_redis_and_stops_cleanly(
             return 0
 
     try:
-        wait_for(lambda: status("/readyz") == 200, 20, "the shop to be ready")
+        base = f"http://127.0.0.1:{port_said(path.read_text, UVICORN_SAYS, api)}"
+        wait_for(lambda: status("/readyz") == 200, "the shop to be ready")
         placed = httpx.post(base + "/orders/tea", timeout=5)
         assert placed.status_code == 201 and placed.json()["item"] == "tea"
         httpx.post(base + "/orders/coffee", timeout=5)
@@ -228,23 +242,22 @@ def test_shop_api_takes_orders_follows_redis_and_stops_cleanly(
             lambda: (
                 httpx.get(base + "/orders/count", timeout=5).json() == {"orders": 2, "cached": 2}
             ),
-            10,
             "the count to reach redis",
         )
 
         redis.kill()
-        wait_for(lambda: status("/readyz") == 503, 2 * INTERVAL + 3, "readiness to fail")
+        wait_for(lambda: status("/readyz") == 503, "readiness to fail", at_most(2 * INTERVAL))
         verbose = httpx.get(base + "/readyz?verbose", timeout=5).text
         assert "[-]examples.shop.app.Cache failed: reason withheld" in verbose
         assert status("/livez") == 200  # a dependency down is not a reason to restart
         assert httpx.post(base + "/orders/cake", timeout=5).status_code == 201  # SQLite only
 
         redis.start()
-        wait_for(lambda: status("/readyz") == 200, 2 * INTERVAL + 3, "readiness to recover")
+        wait_for(lambda: status("/readyz") == 200, "readiness to recover", at_most(2 * INTERVAL))
 
         api.send_signal(signal.SIGTERM)
         # uvicorn shuts down gracefully, then re-raises the signal it caught.
-        assert api.wait(timeout=20) in (0, -signal.SIGTERM)
+        assert api.wait(timeout=PATIENCE) in (0, -signal.SIGTERM)
     finally:
         if api.poll() is None:
             api.kill()

@@ -341,7 +341,7 @@ def test_di_serve_metrics(tmp_path: Any) -> None:
         "tests.serve_targets:degraded", "--metrics", "--interval", "0.2", log=tmp_path / "log"
     )
     try:
-        wait_for(lambda: _status(serving.url + "/readyz") == 200, 20, "di serve to be ready")
+        wait_for(lambda: _status(serving.url + "/readyz") == 200, "di serve to be ready")
         families = scrape(serving.url)
         status = samples(families["healthdi_health_status"])
         assert status[(("name", ""), ("status", "warn"))] == 1

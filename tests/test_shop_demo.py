@@ -23,7 +23,7 @@ def test_demo_gives_the_exact_commands_to_stop_and_restart_redis() -> None:
     first = subprocess.Popen(demo.redis_command(binary, port), stdout=subprocess.DEVNULL)
     again: subprocess.Popen[bytes] | None = None
     try:
-        wait_for(answers, 10, "the demo's redis-server")
+        wait_for(answers, "the demo's redis-server")
         lines = [line.strip() for line in demo.instructions(first).splitlines()]
         stop = lines[lines.index("To watch readiness fail, stop redis-server:") + 1]
         restart = lines[lines.index("(Ctrl-C there stops it again):") + 1]
@@ -36,7 +36,7 @@ def test_demo_gives_the_exact_commands_to_stop_and_restart_redis() -> None:
         again = subprocess.Popen(
             restart, shell=True, stdout=subprocess.DEVNULL, start_new_session=True
         )
-        wait_for(answers, 10, "redis-server started again with the printed command")
+        wait_for(answers, "redis-server started again with the printed command")
         os.killpg(again.pid, signal.SIGINT)  # Ctrl-C in its terminal
         again.wait(10)
         assert not answers()
