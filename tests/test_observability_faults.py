@@ -16,6 +16,8 @@ import di.metrics
 from di import Degraded, HealthMonitor, Injector, Outcome
 from di.asgi import health_app
 
+from .timing import at_most
+
 pytestmark = pytest.mark.anyio
 
 
@@ -102,7 +104,7 @@ async def test_held_back_status_changes_are_summarised_once_due(
     injector = Injector()
     injector.provide(Flaky, eager=True)
     await injector.astart()
-    monitor = HealthMonitor(injector, interval=0.01, log_interval=0.3)
+    monitor = HealthMonitor(injector, interval=0.01, timeout=at_most(0), log_interval=0.3)
     caplog.set_level(logging.INFO, logger="di.health")
     for i in range(10):
         Flaky.up = i % 2 == 0
