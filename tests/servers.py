@@ -22,6 +22,8 @@ import di.grpc
 from di import HealthMonitor, Injector
 from di.asgi import health_app
 
+from .timing import PATIENCE
+
 T = TypeVar("T")
 
 
@@ -33,12 +35,12 @@ class LoopThread:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 10) -> T:
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = PATIENCE) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+        self.thread.join(PATIENCE)
 
 
 class Served:
@@ -67,7 +69,7 @@ class Served:
         )
         self._uvicorn = uvicorn.Server(config)
         self._serving = asyncio.get_running_loop().create_task(self._uvicorn.serve())
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(PATIENCE):
             while not (self._uvicorn.started and self.monitor.ready):
                 await asyncio.sleep(0.01)
         self.http_port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
@@ -77,7 +79,12 @@ class Served:
         await self._grpc.start()
 
     def check(self) -> None:
-        """One round of checks, published: what the monitor's next round would show."""
+        """One round of checks, published: what the monitor's next round would show.
+
+        A round the monitor runs on its own meanwhile may have started before the change
+        the test just made, and this one would share its result: a test calling it
+        serves a monitor whose interval is long.
+        """
 
         async def check() -> None:
             await self.monitor.check()
@@ -89,7 +96,7 @@ class Served:
         assert self._serving is not None
         await self._grpc.stop(None)
         self._uvicorn.should_exit = True
-        await asyncio.wait_for(self._serving, 10)  # the lifespan stops the monitor
+        await asyncio.wait_for(self._serving, PATIENCE)  # the lifespan stops the monitor
 
 
 @contextmanager

@@ -22,18 +22,29 @@ DB, CACHE = "tests.health_services.Database", "tests.health_services.Cache"
 Status = health_pb2.HealthCheckResponse
 
 
-@pytest.fixture
-def served() -> Iterator[tuple[Served, Database, health_pb2_grpc.HealthStub]]:
+def serving(interval: float) -> Iterator[tuple[Served, Database, health_pb2_grpc.HealthStub]]:
     injector = Injector()
     injector.provide(Database)
     injector.provide(Cache)
     db = injector.invoke(Database)
     injector.invoke(Cache)
     with (
-        serve(injector, interval=0.05, timeout=at_most(0)) as server,
+        serve(injector, interval=interval, timeout=at_most(0)) as server,
         grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel,
     ):
         yield server, db, health_pb2_grpc.HealthStub(channel)
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Served, Database, health_pb2_grpc.HealthStub]]:
+    """Served, with rounds when the test asks for one (``server.check()``)."""
+    yield from serving(interval=3600)
+
+
+@pytest.fixture
+def watched() -> Iterator[tuple[Served, Database, health_pb2_grpc.HealthStub]]:
+    """Served, with a round every 50 ms: a change shows without asking."""
+    yield from serving(interval=0.05)
 
 
 def check(stub: health_pb2_grpc.HealthStub, name: str) -> int:
@@ -75,9 +86,9 @@ def _watch(stub: health_pb2_grpc.HealthStub, name: str) -> tuple[object, queue.Q
 
 
 def test_watch_sends_now_then_every_change(
-    served: tuple[Served, Database, health_pb2_grpc.HealthStub],
+    watched: tuple[Served, Database, health_pb2_grpc.HealthStub],
 ) -> None:
-    _server, db, stub = served
+    _server, db, stub = watched
     stream, seen = _watch(stub, DB)
     statuses = [seen.get(timeout=5)]
     if statuses[0] != Status.SERVING:  # before the monitor's first check

@@ -20,7 +20,7 @@ import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from di import DIError, HealthMonitor, Injector, Named
+from di import DIError, HealthMonitor, Injector, Named, ServingStatus
 from di.integrations.grpc import (
     WITHHELD,
     Inject,
@@ -30,6 +30,8 @@ from di.integrations.grpc import (
     inject,
     install,
 )
+
+from .timing import PATIENCE, at_most, until
 
 pytestmark = pytest.mark.anyio
 
@@ -272,9 +274,11 @@ async def serve(injector: Injector | None = None, **monitor: Any) -> AsyncIterat
             interceptors=[ScopeInterceptor(injector, executor=pool)], migration_thread_pool=pool
         )
         server.add_generic_rpc_handlers([handlers(Orders())])
-        lifecycle = install(
-            server, injector, monitor=HealthMonitor(injector, interval=0.05, **monitor), grace=1
-        )
+        # Rounds run when a test asks for one (monitor.check()), after the start's first:
+        # a background round would share its result with a test's round, from before the
+        # change the test made.
+        options = {"interval": 3600, "timeout": at_most(0), **monitor}
+        lifecycle = install(server, injector, monitor=HealthMonitor(injector, **options), grace=1)
         port = server.add_insecure_port("127.0.0.1:0")
         async with lifecycle, grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             yield Served(lifecycle, channel, injector)
@@ -351,9 +355,7 @@ async def test_a_cancelled_stream_closes_its_scope_at_once() -> None:
             if reply["step"] == 2:
                 break
         call.cancel()
-        async with asyncio.timeout(5):
-            while not JOURNAL or "closed" not in JOURNAL[0].log:
-                await asyncio.sleep(0.01)
+        await until(lambda: JOURNAL and "closed" in JOURNAL[0].log, "the scope to close")
         # Rolled back, not committed: the factory sees the cancellation as an exception.
         assert JOURNAL[0].log[-2:] == ["rollback: RpcCancelledError", "closed"]
         assert served.injector.children() == []
@@ -362,50 +364,52 @@ async def test_a_cancelled_stream_closes_its_scope_at_once() -> None:
 async def test_an_rpc_past_its_deadline_rolls_back() -> None:
     async with serve() as served:
         with pytest.raises(grpc.aio.AioRpcError) as late:
-            await served.unary("Place")({"item": "tea", "sleep": 2}, timeout=0.2)
+            await served.unary("Place")({"item": "tea", "sleep": PATIENCE}, timeout=0.2)
         assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-        async with asyncio.timeout(5):
-            while not JOURNAL or "closed" not in JOURNAL[0].log:
-                await asyncio.sleep(0.01)
+        await until(lambda: JOURNAL and "closed" in JOURNAL[0].log, "the scope to close")
         assert JOURNAL[0].log == ["rollback: RpcCancelledError", "closed"]
 
 
 async def closed(served: Served) -> list[str]:
-    """The first RPC's transaction log, once its scope closed."""
-    async with asyncio.timeout(5):
-        while not JOURNAL or "closed" not in JOURNAL[0].log:
-            await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
-    assert served.injector.children() == []
+    """The first RPC's transaction log, once its scope closed and left the tree."""
+    await until(lambda: JOURNAL and "closed" in JOURNAL[0].log, "the scope to close")
+    await until(lambda: served.injector.children() == [], "the scope to leave the tree")
     return JOURNAL[0].log
+
+
+# A sync method blocks its thread this long: past any deadline or cancellation made
+# meanwhile, which it cannot see until it returns.
+BLOCKED = at_most(0.1) + 0.5
 
 
 async def test_a_sync_method_past_its_deadline_rolls_back() -> None:
     async with serve() as served:
         with pytest.raises(grpc.aio.AioRpcError) as late:
-            await served.unary("Count")({"sleep": 0.5}, timeout=0.1)
+            await served.unary("Count")({"sleep": BLOCKED}, timeout=0.1)
         assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
         assert await closed(served) == ["count", "rollback: RpcCancelledError", "closed"]
 
 
 async def test_a_sync_method_cancelled_by_its_client_rolls_back() -> None:
     async with serve() as served:
-        call = served.unary("Count")({"sleep": 0.5}, timeout=5)
-        await asyncio.sleep(0.1)
+        call = served.unary("Count")({"sleep": BLOCKED}, timeout=PATIENCE)
+        await until(lambda: JOURNAL and "count" in JOURNAL[0].log, "the method to run")
         call.cancel()
         assert await closed(served) == ["count", "rollback: RpcCancelledError", "closed"]
 
 
 async def test_a_cancelled_sync_stream_closes_its_scope_at_once() -> None:
     async with serve() as served:
-        call = served.unary_stream("Tally")({"steps": 1000, "pause": 0.01}, timeout=10)
+        pause = 0.1
+        call = served.unary_stream("Tally")({"steps": 1000, "pause": pause}, timeout=PATIENCE)
         async for reply in call:
             if reply["step"] == 2:
                 break
         call.cancel()
         log = await closed(served)
         assert log[-2:] == ["rollback: RpcCancelledError", "closed"]
-        assert len(log) < 20  # stopped producing once cancelled
+        # Stopped producing once cancelled: steps made meanwhile, not 1000.
+        assert len(log) < 3 + 2 * at_most(3 * pause) / pause
 
 
 async def test_a_sync_stream_past_its_deadline_rolls_back() -> None:
@@ -514,12 +518,13 @@ async def test_stopping_goes_not_serving_then_stops_the_server_then_runs_shutdow
         lifecycle = served.lifecycle
         await lifecycle.monitor.wait_ready()
         assert await served.check() == health_pb2.HealthCheckResponse.SERVING
+        drain = at_most(0)  # longer than the health check made while it drains
         slow = asyncio.ensure_future(
-            served.unary("Place")({"item": "tea", "sleep": 0.3}, timeout=5)
+            served.unary("Place")({"item": "tea", "sleep": drain + 0.5}, timeout=PATIENCE)
         )
-        await asyncio.sleep(0.1)  # in flight when the stop begins
-        stopping = asyncio.ensure_future(lifecycle.stop(grace=5, drain=0.2))
-        await asyncio.sleep(0.05)
+        await until(lambda: JOURNAL, "the call to be in flight")
+        stopping = asyncio.ensure_future(lifecycle.stop(grace=5, drain=drain))
+        await until(lambda: lifecycle.monitor.status("") is ServingStatus.NOT_SERVING, "the drain")
         # While draining, health reads NOT_SERVING and the server still answers.
         assert await served.check() == health_pb2.HealthCheckResponse.NOT_SERVING
         assert not database.closed
@@ -623,6 +628,7 @@ class Slow:
 
 
 async def slow() -> Slow:
+    Slow.events.append("building")
     await asyncio.sleep(0.3)
     Slow.events.append("built")
     return Slow()
@@ -636,9 +642,9 @@ async def test_a_stop_during_a_slow_start_waits_for_the_start() -> None:
     injector.provide(slow, eager=True)
     lifecycle = lifecycle_of(injector)
     starting = asyncio.create_task(lifecycle.start())
-    await asyncio.sleep(0.05)
+    await until(lambda: events, "the start to build")
     await lifecycle.stop()
-    assert events == ["built", "shut down"]  # the build finished, then the hooks ran
+    assert events == ["building", "built", "shut down"]  # the build finished, then the hooks
     await starting
 
 
