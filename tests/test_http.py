@@ -15,6 +15,7 @@ from di.asgi import MAX_BODY, health_app
 
 from .health_services import Cache, Database
 from .servers import Served, serve
+from .timing import PATIENCE, at_most
 
 DB, CACHE = "tests.health_services.Database", "tests.health_services.Cache"
 
@@ -30,7 +31,8 @@ def make() -> tuple[Injector, Database, Cache]:
 def app() -> Iterator[tuple[Served, Database, httpx.Client]]:
     injector, db, _ = make()
     with (
-        serve(injector, groups={"db": [Database]}) as served,
+        # Rounds when the test asks (served.check()): none of the monitor's own meanwhile.
+        serve(injector, groups={"db": [Database]}, interval=3600) as served,
         httpx.Client(base_url=served.url, timeout=5) as client,
     ):
         yield served, db, client
@@ -224,7 +226,7 @@ async def test_mounted_in_a_starlette_app() -> None:
     from starlette.routing import Mount, Route
 
     injector, db, _ = make()
-    monitor = HealthMonitor(injector)
+    monitor = HealthMonitor(injector, interval=3600)  # rounds: the first, and the test's
 
     async def home(request: object) -> PlainTextResponse:
         return PlainTextResponse("shop")
@@ -235,7 +237,7 @@ async def test_mounted_in_a_starlette_app() -> None:
         httpx.AsyncClient(transport=transport, base_url="http://shop") as client,
         monitor,  # mounted, the app has no lifespan of its own: the host runs the monitor
     ):
-        with anyio.fail_after(5):
+        with anyio.fail_after(PATIENCE):
             await monitor.wait_ready()
         assert (await client.get("/")).text == "shop"
         assert (await client.get("/ops/livez")).text == "ok"
@@ -309,7 +311,7 @@ async def test_as_the_top_app_its_lifespan_runs_the_monitor() -> None:
 
     injector = Injector()
     injector.provide(database, eager=True)
-    monitor = HealthMonitor(injector, interval=0.05)
+    monitor = HealthMonitor(injector, interval=0.05, timeout=at_most(0))
     app = health_app(monitor)
     to_app = anyio.create_memory_object_stream[dict[str, Any]](10)
     from_app = anyio.create_memory_object_stream[dict[str, Any]](10)
@@ -317,7 +319,7 @@ async def test_as_the_top_app_its_lifespan_runs_the_monitor() -> None:
     async def lifespan() -> None:
         await app({"type": "lifespan"}, to_app[1].receive, from_app[0].send)
 
-    with anyio.fail_after(5):
+    with anyio.fail_after(PATIENCE):
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(lifespan)
             await to_app[0].send({"type": "lifespan.startup"})
