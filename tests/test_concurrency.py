@@ -12,33 +12,44 @@ import pytest
 from di import CircularDependencyError, Injector, Scope
 
 from .services import Cache
+from .timing import PATIENCE, at_most, until
 
 pytestmark = pytest.mark.anyio
 
 
 class SlowFactory:
-    def __init__(self, seconds: float, fail_first: bool = False) -> None:
+    """Counts its calls. With ``callers``, the first call runs until that many callers
+    have called, and long enough for each call to reach the build in flight."""
+
+    def __init__(self, seconds: float, fail_first: bool = False, callers: int = 0) -> None:
         self.seconds = seconds
         self.fail_first = fail_first
         self.calls = 0
         self.lock = threading.Lock()
+        self.callers = callers
+        self.calling = threading.Semaphore(0)
 
     def __call__(self) -> Cache:
         with self.lock:
             self.calls += 1
             call = self.calls
+        if call == 1 and self.callers:
+            for _ in range(self.callers):
+                assert self.calling.acquire(timeout=PATIENCE)
+            time.sleep(at_most(0))
         time.sleep(self.seconds)
         if self.fail_first and call == 1:
             raise ConnectionError("first build fails")
         return Cache()
 
 
-def _invoke_from_threads(injector: Injector, count: int) -> list[object]:
+def _invoke_from_threads(injector: Injector, count: int, factory: SlowFactory) -> list[object]:
     barrier = threading.Barrier(count)
     results: list[object] = [None] * count
 
     def worker(i: int) -> None:
         barrier.wait()
+        factory.calling.release()
         try:
             results[i] = injector.invoke(Cache)
         except Exception as error:
@@ -48,7 +59,7 @@ def _invoke_from_threads(injector: Injector, count: int) -> list[object]:
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=10)
+        t.join(timeout=PATIENCE)
     return results
 
 
@@ -56,16 +67,16 @@ def test_32_threads_build_a_slow_factory_exactly_once() -> None:
     factory = SlowFactory(0.05)
     injector = Injector()
     injector.provide(_typed(factory))
-    results = _invoke_from_threads(injector, 32)
+    results = _invoke_from_threads(injector, 32, factory)
     assert factory.calls == 1
     assert all(r is results[0] for r in results) and isinstance(results[0], Cache)
 
 
 def test_threads_waiting_on_a_failed_build_share_its_error_and_cache_nothing() -> None:
-    factory = SlowFactory(0.05, fail_first=True)
+    factory = SlowFactory(0.05, fail_first=True, callers=8)
     injector = Injector()
     injector.provide(_typed(factory))
-    results = _invoke_from_threads(injector, 8)
+    results = _invoke_from_threads(injector, 8, factory)
     assert factory.calls == 1
     assert all(isinstance(r, ConnectionError) for r in results)
     assert injector.list_invoked() == []
@@ -81,7 +92,7 @@ def test_fast_path_takes_no_lock() -> None:
     with injector._mutex:  # held: any path that locks would block
         thread = threading.Thread(target=lambda: got.append(injector.invoke(Cache)))
         thread.start()
-        thread.join(timeout=2)
+        thread.join(timeout=PATIENCE)
     assert got == [cache]
 
 
@@ -114,8 +125,7 @@ async def test_task_waits_for_a_sync_build_in_another_thread() -> None:
     injector.provide(_typed(factory))
     thread = threading.Thread(target=injector.invoke, args=(Cache,))
     thread.start()
-    while factory.calls == 0:
-        await anyio.sleep(0.005)
+    await until(lambda: factory.calls, "the other thread's build")
     cache = await injector.ainvoke(Cache)
     thread.join()
     assert factory.calls == 1 and injector.invoke(Cache) is cache
@@ -186,11 +196,11 @@ def test_cycle_split_across_two_threads_raises_instead_of_hanging() -> None:
     barrier = threading.Barrier(2)
 
     def new_a(scope: Scope) -> A:
-        barrier.wait(timeout=5)
+        barrier.wait(timeout=PATIENCE)
         return A(scope.invoke(B))
 
     def new_b(scope: Scope) -> B:
-        barrier.wait(timeout=5)
+        barrier.wait(timeout=PATIENCE)
         return B(scope.invoke(A))
 
     injector = Injector()
@@ -208,7 +218,7 @@ def test_cycle_split_across_two_threads_raises_instead_of_hanging() -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=5)
+        t.join(timeout=PATIENCE)
     assert not any(t.is_alive() for t in threads), "the cycle hung"
     assert len(errors) == 2
     assert all(isinstance(e, CircularDependencyError) for e in errors)
