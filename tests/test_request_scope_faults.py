@@ -10,6 +10,8 @@ import pytest
 
 from di import Injector
 
+from .timing import PATIENCE, at_most, wait_until
+
 
 class Request:
     def __init__(self, path: str) -> None:
@@ -72,7 +74,7 @@ def test_scoped_factory_runs_once_when_two_threads_invoke_one_request_scope() ->
     class Slow:
         def __init__(self) -> None:
             calls.append(threading.get_ident())
-            time.sleep(0.2)
+            time.sleep(at_most(0))  # meanwhile the other thread asks for it too
 
     injector = Injector()
     injector.provide_scoped(Slow)
@@ -87,9 +89,9 @@ def test_scoped_factory_runs_once_when_two_threads_invoke_one_request_scope() ->
 
     thread = threading.Thread(target=other_thread)
     thread.start()
-    time.sleep(0.05)  # the other thread's build is under way
+    wait_until(lambda: calls, "the other thread's build to be under way")
     seen["own"] = scope.invoke(Slow)
-    thread.join()
+    thread.join(PATIENCE)
     scope.shutdown()
     assert seen["own"] is seen["other"]
     assert len(calls) == 1, "built at most once per scope"
