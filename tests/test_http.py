@@ -344,7 +344,7 @@ async def test_a_failed_start_fails_the_lifespan_startup() -> None:
     to_app = anyio.create_memory_object_stream[dict[str, Any]](10)
     from_app = anyio.create_memory_object_stream[dict[str, Any]](10)
     await to_app[0].send({"type": "lifespan.startup"})
-    with anyio.fail_after(5):
+    with anyio.fail_after(PATIENCE):
         await app({"type": "lifespan"}, to_app[1].receive, from_app[0].send)
     failed = await from_app[1].receive()
     assert failed["type"] == "lifespan.startup.failed"

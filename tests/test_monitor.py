@@ -330,7 +330,7 @@ async def test_start_builds_eager_services_before_the_first_round() -> None:
     assert monitor.reasons() == [("startup", "not started")]
     async with monitor:
         assert monitor.started
-        with anyio.fail_after(5):
+        with anyio.fail_after(PATIENCE):
             await monitor.wait_ready()
         assert monitor.statuses() == {
             "": SERVING,
