@@ -40,8 +40,12 @@ lint: $(VENV)/.test
 docs: $(VENV)/.test
 	$(BIN)/mkdocs build --strict --site-dir site
 
+# The suite mostly waits (on servers, timeouts and threads), so it runs more workers
+# than the machine has cores: `make test PYTEST_WORKERS=8`, or 0 to run in one process.
+PYTEST_WORKERS ?= 4
+
 test: lint docs check-dist
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 dist: $(VENV)/.test
 	rm -rf dist
