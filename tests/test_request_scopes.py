@@ -545,16 +545,16 @@ def test_a_singleton_in_a_scope_that_received_its_context_is_not_captive() -> No
 
 
 def test_request_builders_survive_changes_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
-    import di.scope
+    from di._container import request
 
     compiled: list[object] = []
-    original = di.scope.compile_scoped
+    original = request.compile_scoped
 
-    def counting(parent: object, service: object) -> object:
+    def counting(parent: object, service: object, callbacks: object) -> object:
         compiled.append(service)
-        return original(parent, service)  # type: ignore[arg-type]
+        return original(parent, service, callbacks)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(di.scope, "compile_scoped", counting)
+    monkeypatch.setattr(request, "compile_scoped", counting)
     injector = app()
     injector.provide_scoped(open_unit_of_work)  # a generator: its scope closes in full
     sibling = injector.scope("sibling")

@@ -152,8 +152,18 @@ def _state(service: Service, scope: Scope) -> str:
     if service.lifetime is Lifetime.CONTEXT:
         return "from scope(context=...)"
     if service.lifetime is Lifetime.SCOPED:
-        return "built in this scope" if scope.built_here(service) else "not built here"
+        return "built in this scope" if _built_here(scope, service) else "not built here"
     return "built" if service.index else "not built"
+
+
+def _built_here(scope: Scope, service: Service) -> bool:
+    """Whether ``scope`` has built its own copy of scoped declaration ``service``."""
+    from .request import materialize
+
+    with scope._root._mutex:
+        materialize(scope)
+        copy = scope._scoped.get(service)
+        return copy is not None and bool(copy.index)
 
 
 def explain(scope: Scope, root: Service) -> str:

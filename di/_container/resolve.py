@@ -284,7 +284,7 @@ def _land(
 
 def _discard_sync(service: Service, made: tuple[Any, Teardown | None]) -> None:
     """Shut down an instance built but not kept (its scope closed, or it was replaced)."""
-    from ..scope import hook_of
+    from .shutdown import hook_of
 
     try:
         hook = hook_of(service, made[0], made[1], None)
@@ -305,7 +305,7 @@ def _discard_sync(service: Service, made: tuple[Any, Teardown | None]) -> None:
 
 async def _discard_async(service: Service, made: tuple[Any, Teardown | None]) -> None:
     """:func:`_discard_sync`, awaiting an async shutdown hook."""
-    from ..scope import hook_of
+    from .shutdown import hook_of
 
     try:
         hook = hook_of(service, made[0], made[1], None)

@@ -263,7 +263,7 @@ _POOLS: weakref.WeakSet[Threads] = weakref.WeakSet()
 
 def _forget_threads() -> None:
     for pool in list(_POOLS):
-        pool._after_fork()  # noqa: SLF001 - the pool's own reset, for fork
+        pool._after_fork()
 
 
 if hasattr(os, "register_at_fork"):
@@ -320,10 +320,15 @@ async def in_thread(
     return result  # type: ignore[no-any-return]
 
 
+class LeftBehind(TimeoutError):
+    """A call in a worker thread did not return in time: the thread is left behind."""
+
+
 def call_in_thread(threads: Threads, function: Callable[[], T], timeout: float) -> T:
     """``function()`` in a worker thread, waited for ``timeout`` seconds from sync code.
 
-    Raises ``TimeoutError`` when it has not returned by then: the thread is left behind.
+    Raises :class:`LeftBehind` when it has not returned by then: the thread goes on
+    alone. What ``function`` raises is raised here (a ``TimeoutError`` of its own too).
     """
     done = threading.Event()
     box: list[tuple[bool, Any]] = []
@@ -337,7 +342,7 @@ def call_in_thread(threads: Threads, function: Callable[[], T], timeout: float) 
 
     threads.submit(job)
     if not done.wait(timeout):
-        raise TimeoutError(f"no return within {timeout:g} s")
+        raise LeftBehind(f"no return within {timeout:g} s")
     ok, result = box[0]
     if not ok:
         raise result

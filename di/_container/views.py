@@ -67,7 +67,7 @@ def lookup(scope: Scope, key: Key) -> Service | None:
 def find(scope: Scope, key: Any, name: str | None = None) -> Service:
     """The service invoking ``key`` (or ``name``) from ``scope`` would build, building
     nothing: ``ServiceNotFoundError`` when none is in reach."""
-    return scope._find(key, name)[0]  # noqa: SLF001 - the container's own read
+    return scope._find(key, name)[0]
 
 
 def declare_context(scope: Scope, key: type[Any], framework: str) -> None:
