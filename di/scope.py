@@ -178,6 +178,10 @@ class Scope:
         self._labels: set[str] = BLANK  # the reported names of the type keys provided here
         self._shutting: Shutting | None = None  # a shutdown running its hooks now
 
+    def _lock(self) -> threading.RLock:
+        """The tree's lock, kept by its root: the structure changes under it."""
+        return self._root._mutex  # noqa: SLF001 - the tree's lock lives on its root
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 
@@ -191,7 +195,7 @@ class Scope:
         """
         name = self._name
         if name is None:
-            with self._root._mutex:
+            with self._lock():
                 name = self._name
                 if name is None:
                     parent = self._parent
@@ -199,8 +203,8 @@ class Scope:
                     # Numbers are unique in the tree, so only a name chosen by hand can
                     # be taken already.
                     name = f"{parent.name}.{self._number}"
-                    while name in parent._children:
-                        name = f"{parent.name}.{next(self._root._scope_numbers)}"
+                    while name in parent._children:  # noqa: SLF001 - a scope reads its parent
+                        name = f"{parent.name}.{next(self._root._scope_numbers)}"  # noqa: SLF001 - the tree's counters live on its root
                     self._name = name
         return name
 
@@ -225,17 +229,17 @@ class Scope:
         scope = self._parent
         while scope is not None:
             found.append(scope)
-            scope = scope._parent
+            scope = scope._parent  # noqa: SLF001 - a scope walks up its ancestors
         return found
 
     def children(self) -> list[Scope]:
         """The child scopes, in the order they were made."""
-        with self._root._mutex:
+        with self._lock():
             return list(self._children.values())
 
     def list_provided(self) -> list[str]:
         """The keys this scope provides (not its ancestors'), in the order provided."""
-        with self._root._mutex:
+        with self._lock():
             return [describe(key) for key in self._services]
 
     def list_invoked(self) -> list[str]:
@@ -273,11 +277,11 @@ class Scope:
             instances = template.copy()
         key: str | int
         if name is None:
-            key = number = next(root._scope_numbers)
+            key = number = next(root._scope_numbers)  # noqa: SLF001 - the tree's counters live on its root
         else:
             key, number = name, 0
         child = _new(Scope)  # no __init__: its argument check is for callers outside
-        child._fill(name, self, number, instances, compiled)
+        child._fill(name, self, number, instances, compiled)  # noqa: SLF001 - a scope fills the child it made
         if name is None and _GIL:
             children = self._children
             if children is not BLANK and not self._closed:
@@ -289,7 +293,7 @@ class Scope:
                 if not self._closed and plan.version == self._version:
                     return child
         # acquire/release rather than `with`: this runs once per request.
-        mutex = root._mutex
+        mutex = self._lock()
         mutex.acquire()
         try:
             if self._closed:
@@ -300,7 +304,7 @@ class Scope:
                 children = self._children = {}
             if name is not None and (
                 name in children
-                or any(other._name == name for other in list(children.values()) if other._number)
+                or any(other._name == name for other in list(children.values()) if other._number)  # noqa: SLF001 - a scope reads its children
             ):
                 raise ValueError(
                     f"scope {self.name!r} already has a child scope named {name!r}; "
@@ -350,7 +354,7 @@ class Scope:
         service.critical = critical
         self._add(service)
         if eager:
-            with self._root._mutex:
+            with self._lock():
                 if self._eager is BLANK:
                     self._eager = {}
                 self._eager[service.key] = None
@@ -570,7 +574,7 @@ class Scope:
             if old is not None and old.index and old not in replaced:
                 replaced.append(old)
         # A scoped service this scope built from a declaration above: its copy goes too.
-        with self._root._mutex:
+        with self._lock():
             materialize(self)
             for template, copy in self._scoped.items():
                 if copy.index and copy not in replaced and set(template.keys) & set(service.keys):
@@ -588,7 +592,7 @@ class Scope:
                 "generator factory's cleanup would never run for one"
             )
         replaced = self._replaced(service, where)
-        with self._root._mutex:
+        with self._lock():
             if self._closed:
                 raise ScopeClosedError(self.name, f"override {service.label!r}")
             steps = take_out(self, replaced)
@@ -611,7 +615,7 @@ class Scope:
         return steps
 
     def _add(self, service: Service) -> None:
-        with self._root._mutex:
+        with self._lock():
             if self._closed:
                 raise ScopeClosedError(self.name, f"provide {service.label!r}")
             for key in service.keys:
@@ -670,11 +674,10 @@ class Scope:
             if build is not None:
                 return build(self)
         if found.lifetime is Lifetime.TRANSIENT and expected is None:
-            root = self._root
             version = self._version
             builder = compile_transient(self, found)
             if builder is not None:
-                with root._mutex:
+                with self._lock():
                     # Cached only if no provider changed while compiling.
                     if self._version == version and not self._closed:
                         own_compiled(self)[service] = builder
@@ -731,10 +734,10 @@ class Scope:
     def _lookup(self, key: Key) -> Service | None:
         scope: Scope | None = self
         while scope is not None:
-            found = scope._services.get(key)
+            found = scope._services.get(key)  # noqa: SLF001 - a scope reads its ancestors
             if found is not None:
                 return found
-            scope = scope._parent
+            scope = scope._parent  # noqa: SLF001 - a scope walks up its ancestors
         return None
 
     def _visible(self) -> list[Service]:
@@ -750,14 +753,14 @@ class Scope:
 
         A scope's copies of scoped services come before what it provides itself.
         """
-        with self._root._mutex:
+        with self._lock():
             for scope in (self, *self.ancestors()):
                 materialize(scope)
             return [
                 (
                     scope,
-                    [(copy.key, copy) for copy in scope._scoped.values()]
-                    + list(scope._services.items()),
+                    [(copy.key, copy) for copy in scope._scoped.values()]  # noqa: SLF001 - a scope reads its ancestors
+                    + list(scope._services.items()),  # noqa: SLF001 - a scope reads its ancestors
                 )
                 for scope in (self, *self.ancestors())
             ]
@@ -776,7 +779,7 @@ class Scope:
             return Landed.REPLACED
         if self._instances.get(service.key, COMPILED) is not COMPILED:
             return Landed.BEATEN  # a compiled builder, in the scope's own thread, cached one first
-        service.index = next(self._root._counter)
+        service.index = next(self._root._counter)  # noqa: SLF001 - the tree's counters live on its root
         service.teardown = teardown
         keys = service.keys if service.template is None else reaching(self, service.template)
         for key in keys:
@@ -793,12 +796,12 @@ class Scope:
         """
         scope: Scope | None = self
         while scope is not None:
-            value = scope._instances.get(service.key, COMPILED)
+            value = scope._instances.get(service.key, COMPILED)  # noqa: SLF001 - a scope reads its ancestors
             if value is not COMPILED:
                 return value
             if scope is service.owner:
                 break
-            scope = scope._parent
+            scope = scope._parent  # noqa: SLF001 - a scope walks up its ancestors
         if self._closed:  # its values went with it
             raise ScopeClosedError(self.name, f"invoke {service.label!r}")
         error = ContextNotProvidedError(service.label, self.name)
@@ -814,7 +817,7 @@ class Scope:
             error = ScopeRequiredError(service.label)
             error.missing = service.key
             raise error
-        with self._root._mutex:
+        with self._lock():
             if self._closed:
                 raise ScopeClosedError(self.name, f"build {service.label!r}")
             materialize(self)
@@ -833,15 +836,15 @@ class Scope:
             return None
         scope: Scope | None = self
         while scope is not None:
-            if scope._instances.get(key, COMPILED) is not COMPILED:
+            if scope._instances.get(key, COMPILED) is not COMPILED:  # noqa: SLF001 - a scope reads its ancestors
                 return scope.name
             if scope is declared.owner:
                 break
-            scope = scope._parent
+            scope = scope._parent  # noqa: SLF001 - a scope walks up its ancestors
         return None
 
     def _built(self) -> list[Service]:
-        with self._root._mutex:
+        with self._lock():
             materialize(self)
             built = {s for s in (*self._services.values(), *self._scoped.values()) if s.index}
         return sorted(built, key=lambda s: s.index)
@@ -1032,4 +1035,4 @@ def _note_start(error: Exception, scope: Scope, key: Key) -> None:
 
 
 # A parameter annotated Scope (or Injector, a Scope) receives the invoking scope.
-Scope._scope_types = (Scope,)
+Scope._scope_types = (Scope,)  # noqa: SLF001 - set once the class exists

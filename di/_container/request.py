@@ -230,8 +230,6 @@ def context_value(scope: Scope, declared: Service) -> Any:
     return scope._context_value(declared)
 
 
-
-
 def refuse(scope: Scope, service: Service, instance: Any) -> None:
     """A compiled build landed in a scope shut down meanwhile: undo it and raise."""
     with scope._root._mutex:

@@ -15,6 +15,7 @@ from .keys import Key, describe
 from .service import COMPILED, MISSING, Lifetime, Service
 
 if TYPE_CHECKING:
+    from .._health.settings import HealthSettings
     from ..scope import Scope
 
 
@@ -68,6 +69,12 @@ def find(scope: Scope, key: Any, name: str | None = None) -> Service:
     """The service invoking ``key`` (or ``name``) from ``scope`` would build, building
     nothing: ``ServiceNotFoundError`` when none is in reach."""
     return scope._find(key, name)[0]
+
+
+def engine_settings(scope: Scope) -> HealthSettings:
+    """The health engine's settings and state for ``scope``'s tree, which its root keeps."""
+    settings: HealthSettings = scope.root._health
+    return settings
 
 
 def declare_context(scope: Scope, key: type[Any], framework: str) -> None:
