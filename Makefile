@@ -36,6 +36,7 @@ lint: $(VENV)/.test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict di tests/typing
+	$(BIN)/lint-imports
 
 docs: $(VENV)/.test
 	$(BIN)/mkdocs build --strict --site-dir site

@@ -11,7 +11,6 @@ engine's (:mod:`di._health`).
 
 from __future__ import annotations
 
-import inspect
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -22,6 +21,7 @@ from typing_extensions import TypeForm
 
 from . import _health
 from ._container import graph as _graph
+from ._container import registry
 from ._container import shutdown as _shutdown
 from ._container.compile import compile_transient
 from ._container.keys import Key, check_name, describe
@@ -33,22 +33,18 @@ from ._container.request import (
     fast_builder,
     forget_builders,
     make_plan,
-    materialize,
     own_compiled,
-    reaching,
 )
 from ._container.resolve import check_type, resolve_async, resolve_sync
-from ._container.runner import in_event_loop, run, to_completion
+from ._container.runner import run, to_completion
 from ._container.service import (
     BLANK,
     BLANK_LIST,
     COMPILED,
     MISSING,
     Keys,
-    Landed,
     Lifetime,
     Service,
-    Teardown,
     context_key,
     from_factory,
     from_value,
@@ -56,20 +52,11 @@ from ._container.service import (
 from ._container.shutdown import (
     PendingHook,
     Shutting,
-    has_async_hook,
-    raise_failures,
-    run_hooks_async,
-    run_hooks_sync,
-    take_out,
 )
-from ._container.signature import Kind, label
+from ._container.signature import Kind
 from .errors import (
     AsyncRequiredError,
-    ContextNotProvidedError,
     ScopeClosedError,
-    ScopeRequiredError,
-    ServiceAlreadyProvidedError,
-    ServiceNotFoundError,
 )
 from .health import HealthReport
 
@@ -244,7 +231,7 @@ class Scope:
 
     def list_invoked(self) -> list[str]:
         """The keys of this scope's built services, in invocation order."""
-        return [s.label for s in self._built()]
+        return [s.label for s in registry.built_services(self)]
 
     def scope(self, name: str | None = None, *, context: Mapping[Key, Any] | None = None) -> Scope:
         """Make a child scope; its lookups fall back to this scope and its ancestors.
@@ -352,7 +339,7 @@ class Scope:
         """
         service = self._service(factory, Lifetime.LAZY, name, provides, shutdown, health_check)
         service.critical = critical
-        self._add(service)
+        registry.add(self, service)
         if eager:
             with self._lock():
                 if self._eager is BLANK:
@@ -376,7 +363,7 @@ class Scope:
         """
         service = from_value(self, value, "provide_value", name, provides, shutdown, health_check)
         service.critical = critical
-        self._add(service)
+        registry.add(self, service)
         resolve_sync(service, self)
 
     def provide_scoped(
@@ -403,7 +390,7 @@ class Scope:
         """
         service = self._service(factory, Lifetime.SCOPED, name, provides, shutdown, health_check)
         service.critical = critical
-        self._add(service)
+        registry.add(self, service)
 
     def provide_context(self, key: Any, *, name: str | None = None) -> None:
         """Declare a key whose value each scope receives through ``scope(context=...)``.
@@ -418,7 +405,7 @@ class Scope:
         True
         """
         service = context_key(self, key, name)
-        self._add(service)
+        registry.add(self, service)
 
     def provide_transient(
         self, factory: Callable[..., Any], *, name: str | None = None, provides: Keys = None
@@ -435,7 +422,7 @@ class Scope:
                 "never run, since transients are not tracked; use provide_scoped() (one per "
                 "scope, cleaned up with it) or provide() instead"
             )
-        self._add(service)
+        registry.add(self, service)
 
     def override(
         self,
@@ -455,8 +442,8 @@ class Scope:
         built from the old instance keep it. Meant for tests and fakes.
         """
         service = self._service(factory, Lifetime.LAZY, name, provides, shutdown, health_check)
-        self._keep_lifetime(service)
-        self._override(service, "override", "aoverride")
+        registry.keep_lifetime(self, service)
+        registry.override(self, service, "override", "aoverride")
 
     async def aoverride(
         self,
@@ -469,8 +456,8 @@ class Scope:
     ) -> None:
         """:meth:`override`, awaiting the replaced instance's async shutdown hook."""
         service = self._service(factory, Lifetime.LAZY, name, provides, shutdown, health_check)
-        self._keep_lifetime(service)
-        await self._aoverride(service, "aoverride")
+        registry.keep_lifetime(self, service)
+        await registry.aoverride(self, service, "aoverride")
 
     def override_value(
         self,
@@ -483,8 +470,8 @@ class Scope:
     ) -> None:
         """:meth:`override` with an instance already built, as :meth:`provide_value`."""
         service = from_value(self, value, "override_value", name, provides, shutdown, health_check)
-        self._keep_criticality(service)
-        self._override(service, "override_value", "aoverride_value")
+        registry.keep_criticality(self, service)
+        registry.override(self, service, "override_value", "aoverride_value")
         resolve_sync(service, self)
 
     async def aoverride_value(
@@ -498,8 +485,8 @@ class Scope:
     ) -> None:
         """:meth:`override_value`, awaiting the replaced instance's async shutdown hook."""
         service = from_value(self, value, "aoverride_value", name, provides, shutdown, health_check)
-        self._keep_criticality(service)
-        await self._aoverride(service, "aoverride_value")
+        registry.keep_criticality(self, service)
+        await registry.aoverride(self, service, "aoverride_value")
         resolve_sync(service, self)
 
     def _service(
@@ -521,125 +508,6 @@ class Scope:
             health_check,
             scope_types=self._scope_types,
         )
-
-    def _keep_lifetime(self, service: Service) -> None:
-        """An override keeps the lifetime of a scoped or transient service it replaces,
-        and whether its failures are critical."""
-        old = self._lookup(service.key)
-        if old is not None and old.lifetime in (Lifetime.SCOPED, Lifetime.TRANSIENT):
-            service.lifetime = old.lifetime
-        self._keep_criticality(service)
-
-    def _keep_criticality(self, service: Service) -> None:
-        """An override keeps whether the failures of the service it replaces are critical."""
-        old = self._lookup(service.key)
-        if old is not None:
-            service.critical = old.critical
-
-    def _override(self, service: Service, sync_name: str, async_name: str) -> None:
-        replaced = self._replaced(service, sync_name)
-        if replaced and has_async_hook(self, replaced) and in_event_loop():
-            raise AsyncRequiredError(
-                f"{sync_name}() was called inside a running event loop and the replaced "
-                f"{replaced[0].label!r} has an async shutdown hook; use `await {async_name}()` "
-                "there"
-            )
-        steps = self._replace(service, sync_name)
-        if any(inspect.iscoroutinefunction(step.hook()) for step in steps):
-            outcome = run(lambda: run_hooks_async(steps, self), sync_name, async_name)
-            raise_failures(self, *outcome)
-        else:
-            raise_failures(self, *run_hooks_sync(steps, self, async_name), None)
-
-    async def _aoverride(self, service: Service, where: str) -> None:
-        steps = self._replace(service, where)
-        raise_failures(self, *await run_hooks_async(steps, self))
-
-    def _replaced(self, service: Service, where: str) -> list[Service]:
-        """The built services of this scope that ``service`` would replace.
-
-        Raises ``ServiceNotFoundError`` for a key no visible scope provides.
-        """
-        replaced: list[Service] = []
-        for key in service.keys:
-            if self._lookup(key) is None:
-                error = self._not_found(key)
-                error.add_note(
-                    f"{where}() replaces a service and never adds one; to stand in for an "
-                    f"interface, pass provides=: {where}({label(service.factory)}, "
-                    "provides=TheInterface)"
-                )
-                raise error
-            old = self._services.get(key)
-            if old is not None and old.index and old not in replaced:
-                replaced.append(old)
-        # A scoped service this scope built from a declaration above: its copy goes too.
-        with self._lock():
-            materialize(self)
-            for template, copy in self._scoped.items():
-                if copy.index and copy not in replaced and set(template.keys) & set(service.keys):
-                    replaced.append(copy)
-        return replaced
-
-    def _replace(self, service: Service, where: str) -> list[PendingHook]:
-        """Swap ``service`` in; the replaced instances, taken out, are left to shut down."""
-        if service.lifetime is Lifetime.TRANSIENT and service.kind in (
-            Kind.GENERATOR,
-            Kind.ASYNC_GENERATOR,
-        ):
-            raise TypeError(
-                f"{where}({service.label}): the service replaced is a transient, and a "
-                "generator factory's cleanup would never run for one"
-            )
-        replaced = self._replaced(service, where)
-        with self._lock():
-            if self._closed:
-                raise ScopeClosedError(self.name, f"override {service.label!r}")
-            steps = take_out(self, replaced)
-            for copy in replaced:
-                if copy.template is not None and self._scoped is not BLANK:
-                    self._scoped.pop(copy.template, None)
-            if self._services is BLANK:
-                self._services = {}
-            self._drop_received(service.keys)
-            for key in service.keys:
-                old = self._services.get(key)
-                if old is not None and old is not service and len(old.keys) > 1:
-                    # The old service keeps the keys not overridden, as a service of its own.
-                    kept = tuple(k for k in old.keys if k not in service.keys)
-                    rest = old.rebound(kept)
-                    for other in kept:
-                        self._services[other] = rest
-                self._services[key] = service
-            forget_builders(self)
-        return steps
-
-    def _add(self, service: Service) -> None:
-        with self._lock():
-            if self._closed:
-                raise ScopeClosedError(self.name, f"provide {service.label!r}")
-            for key in service.keys:
-                # A name may not pass for a type's reported name, nor the reverse:
-                # reports and errors name both the same way.
-                taken = key in self._labels if isinstance(key, str) else describe(key)
-                if key in self._services or taken in self._services or taken is True:
-                    raise ServiceAlreadyProvidedError(describe(key), self.name)
-            if self._services is BLANK:
-                self._services, self._labels = {}, set()
-            self._drop_received(service.keys)
-            for key in service.keys:
-                self._services[key] = service
-                if not isinstance(key, str):
-                    self._labels.add(describe(key))
-            forget_builders(self)
-
-    def _drop_received(self, keys: tuple[Key, ...]) -> None:
-        """Forget the context values this scope received for ``keys``, which it is about
-        to provide itself (the caller holds the mutex): its own provider wins."""
-        for key in keys:
-            seen = self._lookup(key)
-            if seen is not None and seen.lifetime is Lifetime.CONTEXT:
-                self._instances.pop(key, None)
 
     # -- invoking -----------------------------------------------------------------
 
@@ -668,7 +536,7 @@ class Scope:
 
     def _invoke(self, service: Any, name: str | None) -> Any:
         """:meth:`invoke` past its fast path: find the service, compile or build it."""
-        found, expected = self._find(service, name)
+        found, expected = registry.find(self, service, name)
         if found.lifetime is Lifetime.SCOPED and expected is None:
             build = fast_builder(self, found)
             if build is not None:
@@ -702,7 +570,7 @@ class Scope:
                     return compiled(self)
             elif instance is not MISSING:
                 return instance
-        found, expected = self._find(service, name)
+        found, expected = registry.find(self, service, name)
         if found.lifetime is Lifetime.SCOPED and expected is None:
             build = fast_builder(self, found)
             if build is not None:
@@ -711,143 +579,6 @@ class Scope:
         if expected is not None:
             check_type(found.label, instance, expected, "ainvoke()")
         return instance
-
-    def _find(self, service: Any, name: str | None) -> tuple[Service, Any]:
-        """The service a caller asks for, and the type to check it against (if any)."""
-        if self._closed:
-            raise ScopeClosedError(self.name, f"invoke {describe(service)!r}")
-        if name is not None:
-            check_name(name, "invoke()")
-            if isinstance(service, str):
-                raise TypeError(f"invoke({service!r}, name={name!r}): pass a type with name=")
-            key, expected = name, service
-        else:
-            key, expected = service, None
-        found = self._lookup(key)
-        if found is None and isinstance(key, str):
-            # A type-keyed service may also be asked for by its reported name.
-            found = next((s for s in self._visible() if s.label == key), None)
-        if found is None:
-            raise self._not_found(key)
-        return found, expected
-
-    def _lookup(self, key: Key) -> Service | None:
-        scope: Scope | None = self
-        while scope is not None:
-            found = scope._services.get(key)  # noqa: SLF001 - a scope reads its ancestors
-            if found is not None:
-                return found
-            scope = scope._parent  # noqa: SLF001 - a scope walks up its ancestors
-        return None
-
-    def _visible(self) -> list[Service]:
-        """Every service this scope can invoke, once each, nearest provider first."""
-        seen: dict[Key, Service] = {}
-        for _, services in self._lineage():
-            for key, service in services:
-                seen.setdefault(key, service)
-        return list(dict.fromkeys(seen.values()))
-
-    def _lineage(self) -> list[tuple[Scope, list[tuple[Key, Service]]]]:
-        """This scope and its ancestors, nearest first, each with its services then.
-
-        A scope's copies of scoped services come before what it provides itself.
-        """
-        with self._lock():
-            for scope in (self, *self.ancestors()):
-                materialize(scope)
-            return [
-                (
-                    scope,
-                    [(copy.key, copy) for copy in scope._scoped.values()]  # noqa: SLF001 - a scope reads its ancestors
-                    + list(scope._services.items()),  # noqa: SLF001 - a scope reads its ancestors
-                )
-                for scope in (self, *self.ancestors())
-            ]
-
-    def _keep(
-        self, service: Service, instance: Any, teardown: Teardown | None, generation: int
-    ) -> Landed:
-        """Cache a build of ``service`` here, if it may be; the caller holds the mutex.
-
-        Refused (CLOSED) once the scope began shutting down after the build began, and
-        (REPLACED) when an override swapped the service out meanwhile.
-        """
-        if self._closed or self._generation != generation:
-            return Landed.CLOSED
-        if service.template is None and self._services.get(service.key) is not service:
-            return Landed.REPLACED
-        if self._instances.get(service.key, COMPILED) is not COMPILED:
-            return Landed.BEATEN  # a compiled builder, in the scope's own thread, cached one first
-        service.index = next(self._root._counter)  # noqa: SLF001 - the tree's counters live on its root
-        service.teardown = teardown
-        keys = service.keys if service.template is None else reaching(self, service.template)
-        for key in keys:
-            self._instances[key] = instance
-        return Landed.KEPT
-
-    def _context_value(self, service: Service) -> Any:
-        """The value of a context key, from the nearest enclosing scope that received one.
-
-        ``service`` is the key's declaration as seen from here. A scope keeps the
-        values it received among its instances; from here up to the declaring scope,
-        no scope provides that key itself (or it would be the one seen), so whatever
-        one holds under it is a value it received.
-        """
-        scope: Scope | None = self
-        while scope is not None:
-            value = scope._instances.get(service.key, COMPILED)  # noqa: SLF001 - a scope reads its ancestors
-            if value is not COMPILED:
-                return value
-            if scope is service.owner:
-                break
-            scope = scope._parent  # noqa: SLF001 - a scope walks up its ancestors
-        if self._closed:  # its values went with it
-            raise ScopeClosedError(self.name, f"invoke {service.label!r}")
-        error = ContextNotProvidedError(service.label, self.name)
-        error.missing = service.key
-        raise error
-
-    def _scoped_copy(self, service: Service) -> Service:
-        """This scope's own copy of a scoped declaration, made on first use."""
-        copy = self._scoped.get(service)
-        if copy is not None:
-            return copy
-        if self._parent is None:
-            error = ScopeRequiredError(service.label)
-            error.missing = service.key
-            raise error
-        with self._lock():
-            if self._closed:
-                raise ScopeClosedError(self.name, f"build {service.label!r}")
-            materialize(self)
-            if self._scoped is BLANK:
-                self._scoped = {}
-            return self._scoped.setdefault(service, service.copy_for(self))
-
-    def _not_found(self, key: Key, needed_by: str | None = None) -> ServiceNotFoundError:
-        available = [describe(k) for s in self._visible() if s.label != needed_by for k in s.keys]
-        return ServiceNotFoundError(describe(key), self.name, available)
-
-    def _context_scope(self, key: Key) -> str | None:
-        """The nearest scope, from here up, whose context holds ``key`` (as declared here)."""
-        declared = self._lookup(key)
-        if declared is None or declared.lifetime is not Lifetime.CONTEXT:
-            return None
-        scope: Scope | None = self
-        while scope is not None:
-            if scope._instances.get(key, COMPILED) is not COMPILED:  # noqa: SLF001 - a scope reads its ancestors
-                return scope.name
-            if scope is declared.owner:
-                break
-            scope = scope._parent  # noqa: SLF001 - a scope walks up its ancestors
-        return None
-
-    def _built(self) -> list[Service]:
-        with self._lock():
-            materialize(self)
-            built = {s for s in (*self._services.values(), *self._scoped.values()) if s.index}
-        return sorted(built, key=lambda s: s.index)
 
     # -- the graph ----------------------------------------------------------------
 
@@ -869,7 +600,7 @@ class Scope:
         app.Handler (scoped, provided by 'root', not built here)
         └── app.Database (lazy, provided by 'root', built)
         """
-        found, _ = self._find(service, name)
+        found, _ = registry.find(self, service, name)
         return _graph.explain(self, found)
 
     def graph(self) -> str:
@@ -963,7 +694,7 @@ class Scope:
         for one not built yet (a check never builds a service), and ``ValueError`` for
         one with no health check.
         """
-        found, _ = self._find(service, name)
+        found, _ = registry.find(self, service, name)
         return await _health.check_one(self, found)
 
     # -- shutting down ------------------------------------------------------------

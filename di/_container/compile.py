@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DIError
+from . import registry
 from .resolve import check_type, params_of, resolve_sync
 from .service import COMPILED, Lifetime, Service
 from .signature import Kind, Param, ScopeParam
@@ -94,7 +95,7 @@ def _expression(
         if p.target is ScopeParam:
             value = source.constant(scope)
         else:
-            dependency = scope._lookup(p.target)
+            dependency = registry.lookup(scope, p.target)
             if dependency is not None and dependency.lifetime is Lifetime.TRANSIENT:
                 if isinstance(p.target, str):
                     return None  # its type is checked on every build
@@ -200,7 +201,7 @@ def _scoped_step(
         if p.target is ScopeParam:
             value = "S"
         else:
-            dependency = parent._lookup(p.target)
+            dependency = registry.lookup(parent, p.target)
             if dependency is None or dependency.lifetime in (Lifetime.LAZY, Lifetime.VALUE):
                 captured = _captured(parent, p, dependency, source)
                 if captured is None:

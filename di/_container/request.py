@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DIError, ScopeClosedError
+from . import registry
 from .compile import compile_scoped
 from .keys import Key, describe
 from .resolve import check_provides, note_building, resolve_sync
@@ -86,7 +87,7 @@ def check_context(scope: Scope, context: Mapping[Key, Any]) -> None:
     if not isinstance(context, Mapping):
         raise TypeError(f"scope(context=...) takes a mapping of key to value, got {context!r}")
     for key, value in context.items():
-        declared = scope._lookup(key)
+        declared = registry.lookup(scope, key)
         if declared is None or declared.lifetime is not Lifetime.CONTEXT:
             raise DIError(
                 f"scope(context=...): {describe(key)!r} is not a context key seen "
@@ -127,7 +128,7 @@ def fast_builder(scope: Scope, service: Service) -> Callable[[Scope], Any] | Non
         if parent._plan is plan:  # no provider changed meanwhile
             # Only the keys that reach this service from here: a nearer provider
             # of another of its keys keeps that key.
-            for key in [k for k in service.keys if parent._lookup(k) is service]:
+            for key in [k for k in service.keys if registry.lookup(parent, k) is service]:
                 if builder is None:
                     plan.general.add(key)
                 else:
@@ -227,7 +228,7 @@ def note_failed(scope: Scope, error: Exception, service: Service) -> None:
 
 def context_value(scope: Scope, declared: Service) -> Any:
     """The value of a context key from an enclosing scope."""
-    return scope._context_value(declared)
+    return registry.context_value(scope, declared)
 
 
 def refuse(scope: Scope, service: Service, instance: Any) -> None:
@@ -257,7 +258,7 @@ def reaching(scope: Scope, declared: Service) -> tuple[Key, ...]:
     keys = declared.keys
     if len(keys) == 1:
         return keys
-    return tuple(key for key in keys if scope._lookup(key) is declared)
+    return tuple(key for key in keys if registry.lookup(scope, key) is declared)
 
 
 def materialize(scope: Scope) -> None:

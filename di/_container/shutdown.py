@@ -31,6 +31,7 @@ import anyio
 import anyio.lowlevel
 
 from ..errors import AsyncRequiredError, DIError, ShutdownError, ShutdownTimeoutError
+from . import registry
 from .runner import (
     LeftBehind,
     call_in_thread,
@@ -183,7 +184,7 @@ def has_async_hooks(scope: Scope) -> bool:
         pending = [step for each in scopes for step in each._closing]
     if any(inspect.iscoroutinefunction(step.hook()) for step in pending):
         return True
-    return any(has_async_hook(each, each._built()) for each in scopes)
+    return any(has_async_hook(each, registry.built_services(each)) for each in scopes)
 
 
 def subtree(scope: Scope, close: bool = False) -> list[Scope]:

@@ -271,6 +271,8 @@ class Call:
         self.exhausted = False
         self.closed = False
         self.attempts: Attempts = settings.attempts
+        # The sync checks running now: setdefault starts one or finds the run to share.
+        self.running = settings.attempts.running
         # Seconds the loop spent inside checks' code, across every call on this loop.
         self.stall = settings.loop_time.here()
 
@@ -298,7 +300,7 @@ class Call:
                 return item
             due = math.inf if self.timeout is None else now + self.timeout
             attempt = Attempt(now, item.started_at, due)
-            running = self.attempts.begin(item.service, attempt)
+            running = self.running.setdefault(item.service, attempt)
             item.attempt = running
             if running is attempt:
                 return item
@@ -322,7 +324,7 @@ class Call:
         item.started, item.started_at = now, time.time()
         due = math.inf if self.timeout is None else now + self.timeout
         attempt = Attempt(now, item.started_at, due)
-        running = self.attempts.begin(item.service, attempt)
+        running = self.running.setdefault(item.service, attempt)
         item.attempt, item.shared = running, running is not attempt
         if item.shared:
             item.started, item.started_at = running.started, running.started_at

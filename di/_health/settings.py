@@ -158,10 +158,6 @@ class Attempts:
         # Per service: (when its last line was logged, lines held back since).
         self._log: dict[Service, tuple[float, int]] = {}
 
-    def begin(self, service: Service, attempt: Attempt) -> Attempt:
-        """Start ``attempt``, or return the run of ``service`` already going (to share)."""
-        return self.running.setdefault(service, attempt)
-
     def end(
         self, service: Service, attempt: Attempt, error: Exception | None, value: Any = None
     ) -> None:
