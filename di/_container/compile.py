@@ -37,12 +37,24 @@ _EMPTY = inspect.Parameter.empty
 
 
 class _Source:
+    """The constants a generated function closes over, each under a name that says what
+    it is (``Handler_3``, ``key_4``), so that a traceback through it reads."""
+
     def __init__(self) -> None:
         self.constants: list[Any] = []
+        self.names: list[str] = []
 
-    def constant(self, value: Any) -> str:
+    def constant(self, value: Any, what: str = "") -> str:
+        if not what:
+            what = getattr(value, "__name__", "") if callable(value) else ""
+        what = "".join(c if c.isalnum() else "_" for c in what)[:40] or "c"
+        name = f"{what}_{len(self.constants)}"
         self.constants.append(value)
-        return f"_{len(self.constants) - 1}"
+        self.names.append(name)
+        return name
+
+    def parameters(self) -> str:
+        return ", ".join(self.names)
 
 
 def compile_transient(scope: Scope, service: Service) -> Callable[[Scope], Any] | None:
@@ -58,7 +70,7 @@ def compile_transient(scope: Scope, service: Service) -> Callable[[Scope], Any] 
         return None  # e.g. an unresolvable annotation: the general path reports it
     if expression is None:
         return None
-    names = ", ".join(f"_{i}" for i in range(len(source.constants)))
+    names = source.parameters()
     code = (
         f"def _outer({names}):\n    def build(S):\n        return {expression}\n    return build\n"
     )
@@ -93,7 +105,7 @@ def _expression(
     arguments = []
     for p in params_of(service):
         if p.target is ScopeParam:
-            value = source.constant(scope)
+            value = source.constant(scope, "scope")
         else:
             dependency = registry.lookup(scope, p.target)
             if dependency is not None and dependency.lifetime is Lifetime.TRANSIENT:
@@ -118,11 +130,11 @@ def _captured(scope: Scope, p: Param, dependency: Service | None, source: _Sourc
     None when the dependency is absent and the parameter has no default.
     """
     if dependency is None:
-        return None if p.default is _EMPTY else source.constant(p.default)
+        return None if p.default is _EMPTY else source.constant(p.default, f"default_{p.name}")
     instance = resolve_sync(dependency, scope)
     if isinstance(p.target, str):
         check_type(p.target, instance, p.expected, f"parameter {p.name!r}")
-    return source.constant(instance)
+    return source.constant(instance, p.name)
 
 
 # -- scoped services ------------------------------------------------------------------
@@ -158,7 +170,7 @@ def compile_scoped(
         return None
     if result is None:
         return None
-    names = ", ".join(f"_{i}" for i in range(len(source.constants)))
+    names = source.parameters()
     body = "\n".join(f"        {line}" for line in lines)
     code = (
         f"def _outer(_C, _D, {', '.join(callbacks)}, {names}):\n"
@@ -219,8 +231,8 @@ def _scoped_step(
                     return None  # its default when absent: the general path decides
                 # The scope's context values are in its instances too, by their keys
                 # (which nothing else there uses); an ancestor's, the general lookup.
-                key = source.constant(dependency.key)
-                declared = source.constant(dependency)
+                key = source.constant(dependency.key, "key")
+                declared = source.constant(dependency, "declared")
                 held = f"c{len(source.constants)}"
                 value = (
                     f"({held} if ({held} := i.get({key}, _C)) is not _C "
@@ -231,8 +243,8 @@ def _scoped_step(
         arguments.append(value if p.positional else f"{p.name}={value}")
     v = built[service] = f"v{len(built)}"
     factory = source.constant(service.factory)
-    declared = source.constant(service)
-    key = source.constant(service.key)
+    declared = source.constant(service, "declared")
+    key = source.constant(service.key, "key")
     step = [
         "try:",
         f"    {v} = {factory}({', '.join(arguments)})",
@@ -244,7 +256,7 @@ def _scoped_step(
         step.append(f"{v} = _record(S, {declared}, {v})")  # bound keys: checked
     else:
         # request.record, inlined for the common case: one key, its own type.
-        counter = source.constant(parent.root._counter.__next__)
+        counter = source.constant(parent.root._counter.__next__, "build_number")
         step += [
             f"if i.get({key}, _C) is not _C:",  # another thread won: its instance
             f"    {v} = _record(S, {declared}, {v})",
