@@ -946,9 +946,11 @@ def test_a_traceback_through_a_compiled_builder_shows_its_source_line() -> None:
     injector.provide_context(Request)
     injector.provide_scoped(BrokenOnPurpose)
     injector.provide_scoped(UsesBroken)
-    with injector.scope(context={Request: Request("/")}) as scope:
-        with pytest.raises(ValueError, match="broken on purpose") as raised:
-            scope.invoke(UsesBroken)
+    with (
+        injector.scope(context={Request: Request("/")}) as scope,
+        pytest.raises(ValueError, match="broken on purpose") as raised,
+    ):
+        scope.invoke(UsesBroken)
     frames = traceback.extract_tb(raised.value.__traceback__)
     generated = [frame for frame in frames if frame.filename.startswith("<di scoped ")]
     assert generated, [frame.filename for frame in frames]
