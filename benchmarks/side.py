@@ -1,23 +1,33 @@
-"""``python -m benchmarks.side``: one tree's in-process rows for ``make bench-compare``.
+"""``python -m benchmarks.side``: one tree's in-process rows, for ``make bench-compare``.
 
-compare.py runs this module in a child process whose ``PYTHONPATH`` puts one tree's
-``di`` first, once per side and round. It measures healthdi alone, with the same
-statements and services as the main tables and through public API only, so that the
-same code runs against both trees:
+compare.py starts this module twice, in child processes whose ``PYTHONPATH`` puts one
+tree's ``di`` first, keeps both alive for the whole run and asks each in turn for a few
+repeats of one row: the two trees' repeats of a row are never more than a second or
+so apart. The rows measure healthdi alone, with the statements and services of the main
+tables and through public API only, so that the same code runs against both trees:
 
-- S1, S2: ``injector.invoke`` of a built singleton, of a transient (resolve.py);
-- R1: one request scope, alone and beside 5,000 live scopes (request_scopes.py);
+- S1, S2: ``injector.invoke`` of a built singleton, of a transient (resolve.py), in ns
+  per call;
+- R1: one request scope, alone and beside 5,000 live scopes (request_scopes.py), in us;
 - H1-H4: ``await injector.ahealth_report()`` on asyncio (health.py), H1 and H2 on trio
-  too, and H1 and H3 through the sync ``injector.health_check()``.
+  too, H1 and H3 through the sync ``injector.health_check()``; H1 and H2 in us per
+  check, H3 and H4 in ms per call.
 
-It prints one JSON line: the file ``di`` was imported from (so the parent can check
-which tree ran) and each row's figure, the best of its repeats.
+The conversation, one JSON line per answer: on start, once every row's services are
+built, ``{"di": FILE, "rows": [NAME, ...]}``. Then for each line read, ``NAME REPEATS``:
+one untimed call, then REPEATS timed ones, and ``{"wall": BEST, "cpu": BEST}``, the best
+wall-clock time and the best CPU time of this process (all its threads, so a busy
+machine's other processes do not count) over the repeats. An empty line or the end of input ends it.
 """
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Callable
+import sys
+import time
+import timeit
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -25,71 +35,110 @@ import anyio
 import di
 
 from . import request_scopes, resolve
-from ._timing import measure
-from .health import (
-    _best,
-    _best_sync,
-    _classes,
-    _injector,
-    _noop_async,
-    _noop_sync,
-    _sleep_async,
-    _sleep_sync,
-)
+from .health import _classes, _injector, _noop_async, _noop_sync, _sleep_async, _sleep_sync
 
 CHECKS = 10_000  # H1, H2: no-op checks, in us per check
 WALL_CHECKS = 1_000  # H3, H4: 10 ms checks at parallelism 100, in ms per call
+BUDGET = 0.01  # seconds of one repeat of a timeit row, about
+
+Clocks = list[tuple[float, float]]  # (wall, cpu) seconds of each repeat
+Row = Callable[[int], Clocks]
 
 
-def resolution(repeats: int) -> dict[str, float]:
-    """S1 and S2 in ns per call; R1 in us per request scope."""
-    statements: dict[str, tuple[str, dict[str, Any]]] = {}
+def _clocks() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _statement(stmt: str, env: dict[str, Any], scale: float) -> Row:
+    """A timeit row: one repeat runs the statement about BUDGET seconds' worth of times."""
+    timer = timeit.Timer(stmt, globals=env)
+    number, elapsed = timer.autorange()
+    number = max(1, int(number * BUDGET / max(elapsed, 1e-9)))
+
+    def run(repeats: int) -> Clocks:
+        timer.timeit(number)
+        clocks = []
+        for _ in range(repeats):
+            wall, cpu = _clocks()
+            timer.timeit(number)
+            now_wall, now_cpu = _clocks()
+            clocks.append(((now_wall - wall) * scale / number, (now_cpu - cpu) * scale / number))
+        return clocks
+
+    return run
+
+
+def _on_loop(call: Callable[[], Awaitable[object]], backend: str, scale: float) -> Row:
+    """A health row: ``await call()`` in an event loop of the backend, made per request."""
+
+    async def timed(repeats: int) -> Clocks:
+        await call()  # warm up: threads, caches
+        clocks = []
+        for _ in range(repeats):
+            gc.collect()  # start each repeat without the garbage of the last
+            wall, cpu = _clocks()
+            await call()
+            now_wall, now_cpu = _clocks()
+            clocks.append(((now_wall - wall) * scale, (now_cpu - cpu) * scale))
+        return clocks
+
+    def run(repeats: int) -> Clocks:
+        return anyio.run(timed, repeats, backend=backend)
+
+    return run
+
+
+def _sync(call: Callable[[], object], scale: float) -> Row:
+    """A health row through the sync entry point, called outside any event loop."""
+
+    def run(repeats: int) -> Clocks:
+        call()
+        clocks = []
+        for _ in range(repeats):
+            gc.collect()
+            wall, cpu = _clocks()
+            call()
+            now_wall, now_cpu = _clocks()
+            clocks.append(((now_wall - wall) * scale, (now_cpu - cpu) * scale))
+        return clocks
+
+    return run
+
+
+def rows() -> dict[str, Row]:
+    """Every row, its services built and checked once."""
+    table: dict[str, Row] = {}
     for scenario, row in resolve.healthdi().items():
         assert row is not None
-        statements[scenario] = row
-    statements["R1"] = request_scopes.healthdi()
-    statements["R1, 5,000 live scopes"] = request_scopes.healthdi_5000_live()
-    best = measure(statements, repeats=repeats, budget=0.02)
-    return {name: ns if name.startswith("S") else ns / 1000 for name, ns in best.items()}
-
-
-def health(repeats: int) -> dict[str, float]:
-    """H1, H2 in us per check; H3, H4 in ms per call; on asyncio, then trio, then sync."""
+        table[scenario] = _statement(*row, scale=1e9)
+    table["R1"] = _statement(*request_scopes.healthdi(), scale=1e6)
+    table["R1, 5,000 live scopes"] = _statement(*request_scopes.healthdi_5000_live(), scale=1e6)
     per_check = 1e6 / CHECKS
     h1 = _injector(_classes(CHECKS, _noop_async))
     h2 = _injector(_classes(CHECKS, _noop_sync))
     h3 = _injector(_classes(WALL_CHECKS, _sleep_async))
     h4 = _injector(_classes(WALL_CHECKS, _sleep_sync))
-
-    async def on_loop(rows: dict[str, Callable[[], Any]]) -> dict[str, float]:
-        return {name: await _best(call, repeats) for name, call in rows.items()}
-
-    seconds = anyio.run(
-        on_loop,
-        {
-            "H1": h1.ahealth_report,
-            "H2": h2.ahealth_report,
-            "H3": h3.ahealth_report,
-            "H4": h4.ahealth_report,
-        },
-        backend="asyncio",
-    )
-    seconds |= anyio.run(
-        on_loop,
-        {"H1 on trio": h1.ahealth_report, "H2 on trio": h2.ahealth_report},
-        backend="trio",
-    )
-    seconds["H1 via health_check()"] = _best_sync(h1.health_check, repeats)
-    seconds["H3 via health_check()"] = _best_sync(h3.health_check, repeats)
-    return {
-        name: value * 1000 if name.startswith(("H3", "H4")) else value * per_check
-        for name, value in seconds.items()
-    }
+    table["H1"] = _on_loop(h1.ahealth_report, "asyncio", per_check)
+    table["H2"] = _on_loop(h2.ahealth_report, "asyncio", per_check)
+    table["H3"] = _on_loop(h3.ahealth_report, "asyncio", 1000)
+    table["H4"] = _on_loop(h4.ahealth_report, "asyncio", 1000)
+    table["H1 on trio"] = _on_loop(h1.ahealth_report, "trio", per_check)
+    table["H2 on trio"] = _on_loop(h2.ahealth_report, "trio", per_check)
+    table["H1 via health_check()"] = _sync(h1.health_check, per_check)
+    table["H3 via health_check()"] = _sync(h3.health_check, 1000)
+    return table
 
 
 def main() -> None:
-    rows = resolution(repeats=5) | health(repeats=3)
-    print(json.dumps({"di": di.__file__, "rows": rows}))
+    table = rows()
+    print(json.dumps({"di": di.__file__, "rows": list(table)}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        name, _, repeats = line.strip().rpartition(" ")
+        clocks = table[name](int(repeats))
+        best = {"wall": min(w for w, _ in clocks), "cpu": min(c for _, c in clocks)}
+        print(json.dumps(best), flush=True)
 
 
 if __name__ == "__main__":
