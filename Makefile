@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The wheel installed alone, with the core's dependencies only, outside the source tree.
 WHEEL_VENV := build/wheel-venv
 
-.PHONY: demo test bench lint dist check-dist docs clean
+.PHONY: demo test bench bench-compare lint dist check-dist docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ check-dist: dist
 
 bench: $(VENV)/.bench
 	$(BIN)/python -m benchmarks
+
+# The package at COMPARE_REF beside the working tree, row by row (benchmarks/compare.py).
+COMPARE_REF ?= before-shape
+bench-compare: $(VENV)/.bench
+	$(BIN)/python -m benchmarks --compare $(COMPARE_REF)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache benchmarks/results/*.json dist build site
