@@ -36,7 +36,7 @@ from ._container.request import (
     own_compiled,
 )
 from ._container.resolve import check_type, resolve_async, resolve_sync
-from ._container.runner import run, to_completion
+from ._container.runner import run_blocking, to_completion
 from ._container.service import (
     BLANK,
     BLANK_LIST,
@@ -653,7 +653,7 @@ class Scope:
         >>> injector.health_check()
         {'app.Cache': None, 'app.Database': ConnectionRefusedError(111, 'Connection refused')}
         """
-        return run(self.ahealth_check, "health_check", "ahealth_check")
+        return run_blocking(self.ahealth_check, "health_check", "ahealth_check")
 
     async def ahealth_check(self) -> dict[str, Exception | None]:
         """:meth:`health_check` for async code (asyncio or trio)."""
@@ -661,7 +661,7 @@ class Scope:
 
     def health_report(self) -> HealthReport:
         """:meth:`health_check` with each check's outcome, scope, start and duration."""
-        return run(self.ahealth_report, "health_report", "ahealth_report")
+        return run_blocking(self.ahealth_report, "health_report", "ahealth_report")
 
     async def ahealth_report(self) -> HealthReport:
         """:meth:`health_report` for async code.
@@ -679,7 +679,7 @@ class Scope:
         self, service: type[Any] | str, name: str | None = None
     ) -> Exception | None:
         """Check one built service: None when healthy, else what its check raised."""
-        return run(
+        return run_blocking(
             lambda: self.ahealth_check_service(service, name),
             "health_check_service",
             "ahealth_check_service",

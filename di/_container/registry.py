@@ -23,7 +23,7 @@ from ..errors import (
 )
 from . import request, shutdown
 from .keys import Key, check_name, describe
-from .runner import in_event_loop, run
+from .runner import in_event_loop, run_blocking
 from .service import BLANK, COMPILED, Landed, Lifetime, Service, Teardown
 from .shutdown import PendingHook
 from .signature import Kind, label
@@ -59,16 +59,18 @@ def override(scope: Scope, service: Service, sync_name: str, async_name: str) ->
         )
     steps = replace(scope, service, sync_name)
     if any(inspect.iscoroutinefunction(step.hook()) for step in steps):
-        outcome = run(lambda: shutdown.run_hooks_async(steps, scope), sync_name, async_name)
+        outcome = run_blocking(
+            lambda: shutdown.attempt_hooks_async(steps, scope), sync_name, async_name
+        )
         shutdown.raise_failures(scope, *outcome)
     else:
-        shutdown.raise_failures(scope, *shutdown.run_hooks_sync(steps, scope, async_name), None)
+        shutdown.raise_failures(scope, *shutdown.attempt_hooks_sync(steps, scope, async_name), None)
 
 
 async def aoverride(scope: Scope, service: Service, where: str) -> None:
     """:func:`override` from async code, awaiting the replaced instances' hooks."""
     steps = replace(scope, service, where)
-    shutdown.raise_failures(scope, *await shutdown.run_hooks_async(steps, scope))
+    shutdown.raise_failures(scope, *await shutdown.attempt_hooks_async(steps, scope))
 
 
 def replaced_by(scope: Scope, service: Service, where: str) -> list[Service]:

@@ -2,7 +2,7 @@
 
 One module answers both directions, for every layer above:
 
-- :func:`run` runs a coroutine function on a fresh event loop for a sync caller, and
+- :func:`run_blocking` runs a coroutine function on a fresh event loop for a sync caller, and
   refuses inside a running loop (blocking it to wait for itself would hang);
 - :class:`Threads` is the one pool of worker threads: sync health checks, sync shutdown
   hooks, integrations' sync handlers all go through it. Threads are kept between jobs
@@ -66,7 +66,7 @@ def running_asyncio_loop() -> Any:
     return get_loop() if get_loop is not None else None
 
 
-def run(function: Callable[[], Awaitable[T]], sync_name: str, async_name: str) -> T:
+def run_blocking(function: Callable[[], Awaitable[T]], sync_name: str, async_name: str) -> T:
     """Run ``function`` on a fresh event loop, refusing to nest inside a running one.
 
     Blocking a running loop to wait for work scheduled on that same loop would hang it,

@@ -8,7 +8,7 @@ The path of ``scope.shutdown()`` (``ashutdown()`` is its twin, awaiting async ho
   wait), :func:`close` marks the subtree closed and takes every built instance out of
   it (:func:`take_out`), children deepest first, each scope's services in reverse
   build order;
-- :func:`_run_sync` / :func:`_run_async` attempt each :class:`PendingHook` whatever
+- :func:`_attempt_sync` / :func:`_attempt_async` attempt each :class:`PendingHook` whatever
   the others raised, each within the injector's ``shutdown_timeout`` (sync hooks then
   run in a worker thread of the injector's pool, and one that overruns is left behind);
 - :func:`raise_failures` raises them together (:class:`~di.ShutdownError`), after any
@@ -41,7 +41,7 @@ from .runner import (
     in_thread,
     is_cancellation,
     loop_notifier,
-    run,
+    run_blocking,
     to_completion,
 )
 from .service import COMPILED, MISSING, Service, Teardown
@@ -110,7 +110,7 @@ def shutdown(scope: Scope, failure: BaseException | None, called: str = "shutdow
                 else "shutdown() was called inside a running event loop and some "
                 "services have async shutdown hooks; use `await ashutdown()` there"
             )
-        run(lambda: ashutdown(scope, failure), "shutdown", "ashutdown")
+        run_blocking(lambda: ashutdown(scope, failure), "shutdown", "ashutdown")
         return
     while (running := _claim(scope)) is not None:
         running.wait()  # another thread is shutting it down: wait for the end
@@ -119,7 +119,7 @@ def shutdown(scope: Scope, failure: BaseException | None, called: str = "shutdow
         failures: dict[str, Exception] = {}
         fatal: BaseException | None = None
         for closing in scopes:
-            found, error = _run_sync(functools.partial(_take_next, closing), scope, "ashutdown")
+            found, error = _attempt_sync(functools.partial(_take_next, closing), scope, "ashutdown")
             failures |= found
             fatal = fatal or error
             _closed_out(closing)
@@ -139,7 +139,7 @@ async def ashutdown(scope: Scope, failure: BaseException | None) -> None:
         failures: dict[str, Exception] = {}
         fatal: BaseException | None = None
         for closing in scopes:
-            found, error, cancelled = await _run_async(
+            found, error, cancelled = await _attempt_async(
                 functools.partial(_take_next, closing), scope
             )
             failures |= found
@@ -355,7 +355,7 @@ def drain(steps: list[PendingHook]) -> Callable[[], PendingHook | None]:
 # -- attempting every hook: twins, change both ----------------------------------------------
 
 
-def _run_sync(
+def _attempt_sync(
     take: Callable[[], PendingHook | None], scope: Scope, async_name: str
 ) -> tuple[dict[str, Exception], BaseException | None]:
     """Attempt every step's hook from sync code; the failures, and the first BaseException."""
@@ -372,11 +372,11 @@ def _run_sync(
     return failures, fatal
 
 
-def run_hooks_sync(
+def attempt_hooks_sync(
     steps: list[PendingHook], scope: Scope, async_name: str
 ) -> tuple[dict[str, Exception], BaseException | None]:
     """Attempt the hooks of ``steps`` from sync code (an override's replaced instances)."""
-    return _run_sync(drain(steps), scope, async_name)
+    return _attempt_sync(drain(steps), scope, async_name)
 
 
 def _call_sync(step: PendingHook, timeout: float | None, scope: Scope, async_name: str) -> None:
@@ -400,7 +400,7 @@ def _call_sync(step: PendingHook, timeout: float | None, scope: Scope, async_nam
         )
 
 
-async def _run_async(
+async def _attempt_async(
     take: Callable[[], PendingHook | None], scope: Scope
 ) -> tuple[dict[str, Exception], BaseException | None, BaseException | None]:
     """Attempt every step's hook from async code, stopping only if cancelled from outside.
@@ -433,11 +433,11 @@ async def _run_async(
     return failures, fatal, None
 
 
-async def run_hooks_async(
+async def attempt_hooks_async(
     steps: list[PendingHook], scope: Scope
 ) -> tuple[dict[str, Exception], BaseException | None, BaseException | None]:
     """Attempt the hooks of ``steps`` from async code (an override's replaced instances)."""
-    return await _run_async(drain(steps), scope)
+    return await _attempt_async(drain(steps), scope)
 
 
 async def _call_async(step: PendingHook, seconds: float | None, scope: Scope) -> None:
