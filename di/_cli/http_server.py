@@ -1,351 +1,94 @@
-"""The sidecar's HTTP listener: uvicorn on a bound socket, with bounds added."""
+"""The sidecar's HTTP listener: HTTP/1.1 on httptools, one request at a time per connection.
+
+``di serve`` answers small GETs (and one small POST) from probes and load balancers,
+and must keep answering them whatever other clients do. This module serves an ASGI app
+(``di.asgi.health_app``) on a bound socket with asyncio and the httptools parser (the
+``http`` extra), and nothing else: every bound below is written here, in the one place
+that reads and writes the connection, rather than added to another server's internals.
+
+The path of a request:
+
+1. :class:`HttpServer` accepts the connection (``loop.create_server``). Beyond
+   ``limit`` open connections, the one that has waited longest for a request head
+   (else the oldest) is closed to make room: silent or busy clients holding every slot
+   never lock a probe out.
+2. :class:`_Connection` feeds what it reads to the parser up to the end of a request
+   head (its blank line), then exactly the body its ``Content-Length`` announces, and
+   no further: what follows a whole request is held, with reading paused, until that
+   request is answered. One request is in flight per connection, and a client that
+   pipelines without reading holds at most one read (256 KiB) of memory. A head over
+   :data:`MAX_HEAD` bytes is answered 431, a request that does not parse 400, a body
+   without ``Content-Length`` 411 (RFC 9112 lets a server ask for the length; health
+   requests have small bodies of known size); each then closes the connection.
+3. A whole head starts the app in a task with its own :class:`_Exchange` (the ASGI
+   scope, ``receive`` and ``send``). The answer's head is written with its body, in one
+   write; a HEAD request's body is never written.
+4. After the answer the connection waits for the next head, unless its answer was the
+   last: HTTP/1.0 without keep-alive, ``Connection: close``, an upgrade, a body the app
+   did not read whole, or a server that is stopping. While the client does not read
+   its answers (writing is paused), the next request is not parsed.
+5. :meth:`HttpServer._sweep`, every second, closes the connections that have waited
+   :data:`IDLE_SECONDS` for a whole request head (since opening or since their last
+   answer; bytes that trickle in do not count) and those that have not taken an answer
+   for as long (their write buffer stays full).
+6. :meth:`HttpServer.stop` stops accepting, closes the connections that wait for a
+   head, and lets the requests in flight finish (their answers close their
+   connections) for ``grace`` seconds; then, or on :meth:`HttpServer.force`, the app
+   is cancelled where it still runs, and a request without an answer gets a 500.
+
+Every answer of the server's own (400, 411, 431, 500) carries ``X-Content-Type-Options:
+nosniff``, as the app's answers do.
+
+Why not uvicorn: its httptools protocol parses whatever arrives, queues pipelined
+requests without bound and has no limit on a head's size; its h11 protocol has both,
+but costs over half the throughput, and neither has a public way to close idle or
+stalled connections or to make room at the connection limit (its
+``limit_concurrency`` answers 503 to the probe instead). This server does what the
+sidecar needs, at the speed of uvicorn's httptools protocol.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import email.utils
 import logging
-import math
 import socket
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
 
 import anyio
 import anyio.abc
+import httptools
 
-from ..monitor import HealthMonitor
+logger = logging.getLogger("di.serve")
 
-if TYPE_CHECKING:
-    from .serve import Options
+Message = MutableMapping[str, Any]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 IDLE_SECONDS = 5.0  # an HTTP connection must send a whole request head within this
-
-
-class HttpServer:
-    """uvicorn's server on a bound socket, minus its own signal handling (ours rules)."""
-
-    def __init__(self, monitor: HealthMonitor, options: Options) -> None:
-        import uvicorn
-
-        from ..asgi import health_app
-
-        class Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:
-                yield
-
-        config = uvicorn.Config(
-            health_app(monitor, show_details=options.show_details, metrics=options.metrics),
-            http=_protocol(options.limit_concurrency),
-            lifespan="off",  # this command runs the monitor
-            proxy_headers=False,  # health answers use neither the client's address nor scheme
-            log_level="warning",
-            access_log=False,
-            timeout_keep_alive=int(IDLE_SECONDS),
-            timeout_graceful_shutdown=max(1, math.ceil(options.grace)),
-        )
-        self._server = Server(config)
-        self.done = anyio.Event()
-        logging.getLogger("uvicorn.error").addFilter(_quiet_cancelled)
-
-    async def run_on(
-        self, listener: socket.socket, *, task_status: anyio.abc.TaskStatus[None]
-    ) -> None:
-        sweeping = anyio.CancelScope()
-
-        async def serve() -> None:
-            try:
-                await self._server.serve([listener])
-            finally:
-                sweeping.cancel()
-
-        async def sweep() -> None:
-            with sweeping:
-                await _sweep(self._server.server_state.connections, IDLE_SECONDS)
-
-        try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(serve)
-                while not self._server.started:  # uvicorn has a flag, no event
-                    if sweeping.cancel_called:
-                        raise RuntimeError("the HTTP server stopped while starting")
-                    await anyio.sleep(0.005)
-                tasks.start_soon(sweep)
-                task_status.started()
-        finally:
-            self.done.set()
-
-    def stop(self, grace: float) -> None:
-        self._nosniff_in_flight()
-        self._server.config.timeout_graceful_shutdown = math.ceil(grace)
-        self._server.should_exit = True
-
-    def force(self) -> None:
-        self._nosniff_in_flight()
-        self._server.should_exit = True
-        self._server.force_exit = True
-
-    def _nosniff_in_flight(self) -> None:
-        """uvicorn answers 500 for a request cut off by the stop, with only its default
-        headers: add nosniff to those of the requests in flight now (no new ones come).
-        Done here, once, rather than on every request."""
-        for connection in list(self._server.server_state.connections):
-            pipeline = getattr(connection, "pipeline", ())
-            for cycle in [getattr(connection, "cycle", None), *(c for c, _ in pipeline)]:
-                headers = getattr(cycle, "default_headers", None)
-                if headers is not None and _NOSNIFF not in headers:
-                    cycle.default_headers = [*headers, _NOSNIFF]
-
-
 MAX_HEAD = 16 * 1024  # bytes of request line and headers, as h11 caps them
-_SLICE = 1024  # bytes fed to httptools at a time: bounds the requests one feed can queue
+BODY_BUFFER = 64 * 1024  # body bytes kept for an app that has not read them yet
+BACKLOG = 1024
+FORCED_WAIT = 1.0  # seconds the app gets to end once cancelled by a forced stop
 
-
-_NOSNIFF = (b"x-content-type-options", b"nosniff")
-
-
-def _quiet_cancelled(record: logging.LogRecord) -> bool:
-    """Drop uvicorn's traceback for a request cut off by a forced stop (it answers 500)."""
-    import asyncio
-
-    error = record.exc_info[1] if record.exc_info else None
-    return not isinstance(error, asyncio.CancelledError)
-
-
-def _protocol(limit: int) -> type[Any]:
-    """uvicorn's HTTP protocol (httptools where installed), with bounds added.
-
-    - it notes when a connection starts waiting for a request head (on opening, and
-      after each answer) and when one arrives, and since when an answer cannot be
-      written (the client does not read), for :func:`_sweep` to close connections
-      that wait or stall too long (uvicorn's own keep-alive timeout only starts after
-      a first answer, and any byte stops it);
-    - beyond ``limit`` open connections, the one that has waited longest for a request
-      head is closed to make room, or if none waits the oldest: silent or busy clients
-      holding every slot never lock probes out;
-    - over httptools: a connection's requests are parsed one at a time (bytes that
-      follow a request are held, with reading paused, until it is answered), and a
-      request head over :data:`MAX_HEAD` bytes is answered 431 and closed. uvicorn's
-      httptools protocol parses whatever arrives, queues pipelined requests without
-      bound and has no limit on a head's size; h11 does both already.
-    - uvicorn's 400 for what does not parse carries ``X-Content-Type-Options:
-      nosniff`` like the application's answers (for its 500, see ``HttpServer.stop``).
-    """
-    import time
-
-    try:
-        import httptools  # noqa: F401
-        from uvicorn.protocols.http.flow_control import FlowControl
-        from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
-    except ImportError:
-        from uvicorn.protocols.http.h11_impl import H11Protocol
-
-        class Base(H11Protocol):
-            waiting_since: float | None = None  # time.monotonic() when it began to wait
-            _seen: Any = None
-
-            def data_received(self, data: bytes) -> None:
-                super().data_received(data)
-                cycle = self.cycle
-                if cycle is not self._seen:
-                    self._seen = cycle  # a request head arrived: the app has it now
-                    self.waiting_since = None
-
-            def on_response_complete(self) -> None:
-                self.waiting_since = time.monotonic()
-                super().on_response_complete()
-
-    else:
-
-        class Flow(FlowControl):
-            """Reading stays paused while the connection holds bytes not yet parsed."""
-
-            holding = False
-
-            def resume_reading(self) -> None:  # FlowControl's, inlined: once a request
-                if self.read_paused and not self.holding:
-                    self.read_paused = False
-                    self._transport.resume_reading()
-
-        # Called directly: these run once or more per request.
-        parse = HttpToolsProtocol.data_received
-        headers_complete = HttpToolsProtocol.on_headers_complete
-        message_complete = HttpToolsProtocol.on_message_complete
-        response_complete = HttpToolsProtocol.on_response_complete
-
-        class Base(HttpToolsProtocol):  # type: ignore[no-redef]
-            waiting_since: float | None = None
-            _held = b""  # bytes received after a complete request, not yet parsed
-            _head = 0  # bytes fed since the head of the next request began to be awaited
-            _in_head = True  # awaiting a request head (not its body)
-            _message_done = False  # the latest request was received whole
-
-            def connection_made(self, transport: Any) -> None:
-                super().connection_made(transport)
-                self.flow = self._flow = Flow(transport)
-
-            def connection_lost(self, exc: Exception | None) -> None:
-                self._held = b""
-                super().connection_lost(exc)
-
-            def data_received(self, data: bytes) -> None:
-                cycle = self.cycle
-                if (
-                    self._held
-                    or self.pipeline
-                    or (cycle is not None and self._message_done and not cycle.response_complete)
-                ):  # _busy(), inlined
-                    self._hold(data)
-                elif len(data) <= _SLICE and (
-                    not self._in_head or self._head + len(data) <= MAX_HEAD
-                ):
-                    # The common case, kept cheap: one small read, nothing in flight.
-                    if self._in_head:
-                        self._head += len(data)
-                    parse(self, data)
-                else:
-                    self._feed(data)
-
-            def _busy(self) -> bool:
-                """Whether a request was received whole and awaits its answer."""
-                if self.pipeline:
-                    return True
-                cycle = self.cycle
-                return cycle is not None and self._message_done and not cycle.response_complete
-
-            def _hold(self, data: bytes) -> None:
-                self._held += data  # at most one read: reading is paused until it is fed
-                self._flow.holding = True
-                self._flow.pause_reading()
-
-            def _feed(self, data: bytes) -> None:
-                while data:
-                    piece, data = data[:_SLICE], data[_SLICE:]
-                    if self._in_head:
-                        self._head += len(piece)
-                        if self._head > MAX_HEAD:
-                            self._refuse(431, "Request header fields too large.")
-                            return
-                    parse(self, piece)
-                    if self.parser is None or self.transport.is_closing():
-                        return
-                    if data and self._busy():
-                        self._hold(data)
-                        return
-
-            def _feed_held(self) -> None:
-                if not self._held or self._busy() or self.parser is None:
-                    return
-                held, self._held = self._held, b""
-                self._flow.holding = False
-                self._feed(held)
-                if not self._held and self.parser is not None:
-                    self.flow.resume_reading()
-
-            def on_headers_complete(self) -> None:
-                self.waiting_since = None  # a request head arrived
-                self._in_head = self._message_done = False
-                headers_complete(self)
-
-            def on_message_complete(self) -> None:
-                self._message_done = self._in_head = True
-                self._head = 0
-                message_complete(self)
-
-            def on_response_complete(self) -> None:
-                # Waiting for the next head, unless it came already and now runs.
-                self.waiting_since = None if self.pipeline else time.monotonic()
-                response_complete(self)
-                if self._held:
-                    self.flow.pause_reading()
-                    self.loop.call_soon(self._feed_held)
-
-            def send_400_response(self, msg: str) -> None:
-                self._refuse(400, msg)
-
-            def _refuse(self, status: int, message: str) -> None:
-                body = message.encode("ascii")
-                head = [
-                    *(self.server_state.default_headers),
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode("ascii")),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"connection", b"close"),
-                ]
-                lines = b"".join(name + b": " + value + b"\r\n" for name, value in head)
-                self.transport.write(STATUS_LINE[status] + lines + b"\r\n" + body)
-                self.transport.close()
-
-    class Protocol(Base):
-        stalled_since: float | None = None  # time.monotonic() when writing was paused
-        opened = 0.0
-
-        def connection_made(self, transport: Any) -> None:
-            self.opened = time.monotonic()
-            super().connection_made(transport)
-            if len(self.connections) > limit and not self._make_room():
-                transport.close()
-                return
-            self.waiting_since = time.monotonic()
-
-        def _make_room(self) -> bool:
-            """Close the connection that has waited longest for a request head, else
-            the oldest: at the limit, a new probe matters more than an old client."""
-            waiting: Any = None
-            opened: Any = None
-            connections: set[Any] = self.connections
-            for connection in connections:
-                if connection is self or connection.transport.is_closing():
-                    continue
-                since = getattr(connection, "waiting_since", None)
-                if since is not None and (waiting is None or since < waiting.waiting_since):
-                    waiting = connection
-                if opened is None or connection.opened < opened.opened:
-                    opened = connection
-            chosen = waiting or opened
-            if chosen is None:
-                return False
-            _drop(chosen.transport)
-            return True
-
-        def pause_writing(self) -> None:
-            self.stalled_since = time.monotonic()
-            super().pause_writing()
-
-        def resume_writing(self) -> None:
-            self.stalled_since = None
-            super().resume_writing()
-
-    return Protocol
-
-
-async def _sweep(connections: set[Any], idle: float) -> None:
-    """Close connections that have waited ``idle`` seconds for a request head, or that
-    have not taken an answer for as long (their write buffer stays full)."""
-    import time
-
-    while True:
-        await anyio.sleep(min(idle / 5, 1.0))
-        limit = time.monotonic() - idle
-        for connection in list(connections):
-            transport = connection.transport
-            stalled = getattr(connection, "stalled_since", None)
-            if stalled is not None and stalled < limit:
-                transport.abort()  # close() would wait for the unread answers
-                continue
-            since = getattr(connection, "waiting_since", None)
-            if since is not None and since < limit:
-                _drop(transport)
-
-
-def _drop(transport: Any) -> None:
-    """Close a connection now: at once if an answer it did not read is still buffered."""
-    if transport.is_closing() or transport.get_write_buffer_size():
-        transport.abort()
-    else:
-        transport.close()
+_BLANK_LINE = b"\r\n\r\n"  # the end of a head: llhttp accepts no bare LF
+_STATUS_LINES = {
+    status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode("ascii"))
+    for status in HTTPStatus
+}
+_METHODS = {name.encode("ascii"): name for name in ("GET", "HEAD", "POST")}
+_ASGI = {"version": "3.0", "spec_version": "2.4"}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def listen(address: tuple[str, int]) -> socket.socket:
+    """A TCP socket bound to ``address`` and listening; a taken port is one clear error."""
     host, port = address
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on TCP-protocol sockets, and
@@ -358,5 +101,577 @@ def listen(address: tuple[str, int]) -> socket.socket:
     except OSError as error:
         listener.close()
         raise OSError(f"cannot listen for HTTP on {host}:{port}: {error.strerror}") from None
-    listener.listen(1024)
+    listener.listen(BACKLOG)
     return listener
+
+
+class HttpServer:
+    """An ASGI app served over HTTP/1.1 on a bound socket, until :meth:`stop` or
+    :meth:`force`; :attr:`done` is set once every connection is closed."""
+
+    def __init__(self, app: ASGIApp, *, limit: int, idle: float = IDLE_SECONDS) -> None:
+        self.app = app
+        self.limit = limit
+        self.idle = idle
+        self.connections: set[_Connection] = set()
+        self.stopping = False
+        self.done = anyio.Event()
+        self._grace = 0.0
+        self._forced = False
+        self._stop_asked = anyio.Event()
+        self._changed = anyio.Event()
+        self._second = -1
+        self._date = b""
+
+    async def run_on(
+        self, listener: socket.socket, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        """Serve on ``listener`` until stopped; ``task_status`` once accepting."""
+        loop = asyncio.get_running_loop()
+        try:
+            server = await loop.create_server(
+                lambda: _Connection(self, loop), sock=listener, backlog=BACKLOG
+            )
+            try:
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(self._sweep)
+                    task_status.started()
+                    await self._stop_asked.wait()
+                    server.close()
+                    for connection in list(self.connections):
+                        connection.finish()
+                    with anyio.move_on_after(self._grace):
+                        while self.connections and not self._forced:
+                            self._changed = anyio.Event()
+                            await self._changed.wait()
+                    tasks.cancel_scope.cancel()
+            finally:
+                server.close()
+                with anyio.CancelScope(shield=True):
+                    await self._end_all()
+        finally:
+            self.done.set()
+
+    def stop(self, grace: float) -> None:
+        """Stop accepting; the requests in flight get ``grace`` seconds to be answered."""
+        self.stopping = True
+        self._grace = grace
+        self._stop_asked.set()
+
+    def force(self) -> None:
+        """Stop now: the app is cancelled where it runs, and its request answered 500."""
+        self.stopping = True
+        self._forced = True
+        self._stop_asked.set()
+        self._changed.set()
+
+    async def _end_all(self) -> None:
+        self.stopping = True
+        running = [task for c in list(self.connections) if (task := c.cancel()) is not None]
+        if running:
+            await asyncio.wait(running, timeout=FORCED_WAIT)
+        for connection in list(self.connections):
+            connection.drop()
+
+    def admit(self, connection: _Connection) -> None:
+        """A new connection; beyond the limit, another one (or this one) is closed."""
+        self.connections.add(connection)
+        if self.stopping:
+            connection.drop()
+        elif len(self.connections) > self.limit:
+            self._make_room(connection)
+
+    def _make_room(self, new: _Connection) -> None:
+        """Close the connection that has waited longest for a request head, else the
+        oldest: at the limit, a new probe matters more than an old client."""
+        waiting: _Connection | None = None
+        waiting_since = 0.0
+        oldest: _Connection | None = None
+        for connection in self.connections:
+            if connection is new or connection.transport.is_closing():
+                continue
+            since = connection.waiting_since
+            if since is not None and (waiting is None or since < waiting_since):
+                waiting, waiting_since = connection, since
+            if oldest is None or connection.opened < oldest.opened:
+                oldest = connection
+        (waiting or oldest or new).drop()
+
+    def closed(self, connection: _Connection) -> None:
+        self.connections.discard(connection)
+        if self.stopping:
+            self._changed.set()
+
+    async def _sweep(self) -> None:
+        """Close the connections that wait too long for a head, or for their client to
+        read an answer."""
+        while True:
+            await anyio.sleep(min(self.idle / 5, 1.0))
+            limit = time.monotonic() - self.idle
+            for connection in list(self.connections):
+                connection.sweep(limit)
+
+    def date_line(self) -> bytes:
+        """The ``Date`` header line, formatted once a second."""
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._date = b"date: %s\r\n" % email.utils.formatdate(now, usegmt=True).encode()
+        return self._date
+
+
+class _Connection(asyncio.Protocol):
+    """One client's connection: bytes in, fed one request at a time, answers out.
+
+    The parser calls :meth:`on_url`, :meth:`on_header`, :meth:`on_headers_complete`,
+    :meth:`on_body` and :meth:`on_message_complete` from :meth:`_feed`.
+    """
+
+    transport: asyncio.Transport
+
+    def __init__(self, server: HttpServer, loop: asyncio.AbstractEventLoop) -> None:
+        self.server = server
+        self.loop = loop
+        self.parser = httptools.HttpRequestParser(self)
+        self.opened = time.monotonic()
+        self.waiting_since: float | None = self.opened  # for a whole request head
+        self.stalled_since: float | None = None  # since the client stopped reading
+        self.exchange: _Exchange | None = None  # the request received or answered now
+        self.held = b""  # what followed a whole request, not yet fed to the parser,
+        self.held_from = 0  # from this offset
+        self.closing = False  # the current answer is the connection's last
+        self.refusal: tuple[int, bytes] | None = None
+        self.paused = False  # reading is paused
+        self.server_address: tuple[str, int] | None = None
+        self.client_address: tuple[str, int] | None = None
+        # The head being parsed.
+        self.head_size = 0
+        self.tail = b""  # its last bytes, for a blank line split across two reads
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.length = 0
+        self.chunked = False
+        self.expect_continue = False
+
+    # -- asyncio's callbacks ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.server_address = _address(transport.get_extra_info("sockname"))
+        self.client_address = _address(transport.get_extra_info("peername"))
+        self.server.admit(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.held, self.held_from = b"", 0
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.disconnect()
+        self.server.closed(self)
+
+    def eof_received(self) -> bool | None:
+        """The client closed its side: a whole request still gets its answer."""
+        exchange = self.exchange
+        if exchange is not None and exchange.received and not exchange.finished:
+            self.closing = True
+            return True  # keep the transport open to write the answer
+        return None  # asyncio closes the transport
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if self.held or (exchange is not None and exchange.received):
+            self._hold(data)  # a request is in flight: the next waits
+        else:
+            self._feed(data)
+
+    def pause_writing(self) -> None:
+        self.stalled_since = time.monotonic()
+
+    def resume_writing(self) -> None:
+        self.stalled_since = None
+        if self.exchange is None and self.held:
+            self.loop.call_soon(self._feed_held)
+
+    # -- feeding the parser -----------------------------------------------------------
+
+    def _feed(self, data: bytes, start: int = 0) -> None:
+        """Feed ``data[start:]`` up to the end of the request it completes; hold the rest.
+
+        Pieces are cut without copying (``bytes.find`` from an offset, a memoryview),
+        so that a read of many pipelined requests costs no more than their parsing.
+        """
+        parser = self.parser
+        size = len(data)
+        view: memoryview | None = None
+        while start < size:
+            exchange = self.exchange
+            if exchange is None:  # a head: up to its blank line, and at most MAX_HEAD
+                stop = -1
+                tail = self.tail
+                if tail:
+                    end = (tail + data[start : start + 3]).find(_BLANK_LINE)
+                    if end >= 0:
+                        stop = start + end + 4 - len(tail)
+                if stop < 0:
+                    end = data.find(_BLANK_LINE, start)
+                    stop = end + 4 if end >= 0 else size
+                self.head_size += stop - start
+                if self.head_size > MAX_HEAD:
+                    self.refuse(431, b"Request header fields too large.")
+                    return
+                # The last bytes of an unfinished head: its blank line may span two reads.
+                self.tail = b"" if end >= 0 else (tail + data[max(start, stop - 3) : stop])[-3:]
+            else:  # its body: what Content-Length announced, no more
+                stop = start + min(exchange.body_left, size - start)
+                exchange.body_left -= stop - start
+            if start == 0 and stop == size:
+                piece: bytes | memoryview = data
+            else:
+                if view is None:
+                    view = memoryview(data)
+                piece = view[start:stop]
+            start = stop
+            try:
+                parser.feed_data(piece)
+            except httptools.HttpParserUpgrade:
+                self.closing = True  # what follows is not HTTP/1.1: answer, then close
+                return
+            except httptools.HttpParserError:
+                self.refuse(*(self.refusal or (400, b"Invalid HTTP request received.")))
+                return
+            if self.refusal is not None:
+                self.refuse(*self.refusal)
+                return
+            exchange = self.exchange
+            if start < size and exchange is not None and exchange.received:
+                self._hold(data, start)
+                return
+
+    def _hold(self, data: bytes, start: int = 0) -> None:
+        """Keep ``data[start:]`` for after the answer: at most one read, as reading
+        pauses until it is fed."""
+        if self.held:
+            data, start = self.held[self.held_from :] + data[start:], 0
+        self.held, self.held_from = data, start
+        self.update_reading()
+
+    def _feed_held(self) -> None:
+        if self.exchange is not None or self.transport.is_closing():
+            return
+        held, start = self.held, self.held_from
+        self.held, self.held_from = b"", 0
+        self._feed(held, start)
+        self.update_reading()
+
+    def update_reading(self) -> None:
+        """Pause reading while bytes are held or a body waits to be read, else resume."""
+        exchange = self.exchange
+        pause = bool(self.held) or (exchange is not None and exchange.buffered > BODY_BUFFER)
+        if pause != self.paused and not self.transport.is_closing():
+            self.paused = pause
+            if pause:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    # -- the parser's callbacks -------------------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length":
+            self.length = int(value)  # digits only: the parser checked
+        elif name == b"transfer-encoding":
+            self.chunked = True
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self.expect_continue = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.waiting_since = None  # a whole head arrived
+        self.head_size = 0
+        if self.chunked:
+            self.refusal = (411, b"A request body needs a Content-Length.")
+            return
+        parser = self.parser
+        url, self.url = self.url, b""
+        if url[:1] == b"/" and b"#" not in url:
+            raw_path, _, query = url.partition(b"?")
+        else:
+            parts = httptools.parse_url(url)
+            raw_path, query = parts.path or b"/", parts.query or b""
+        text = raw_path.decode("ascii")
+        method = parser.get_method()
+        scope = {
+            "type": "http",
+            "asgi": _ASGI,
+            "http_version": parser.get_http_version(),
+            "server": self.server_address,
+            "client": self.client_address,
+            "scheme": "http",
+            "method": _METHODS.get(method) or method.decode("ascii"),
+            "root_path": "",
+            "path": unquote(text) if "%" in text else text,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": self.headers,
+        }
+        exchange = _Exchange(self, scope, parser.should_keep_alive(), self.length)
+        exchange.expect_continue = self.expect_continue
+        self.headers = []
+        self.length = 0
+        self.expect_continue = False
+        self.exchange = exchange
+        exchange.task = self.loop.create_task(exchange.run(self.server.app))
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self.exchange
+        if exchange is not None and not exchange.finished:
+            exchange.take(body)
+            if exchange.buffered > BODY_BUFFER:
+                self.update_reading()
+
+    def on_message_complete(self) -> None:
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.complete()
+
+    # -- answers ----------------------------------------------------------------------
+
+    def answered(self, exchange: _Exchange) -> None:
+        """The answer went out whole: wait for the next request, or close."""
+        if self.closing or not exchange.keep_alive or not exchange.received:
+            self.transport.close()
+            return
+        self.exchange = None
+        self.waiting_since = time.monotonic()
+        if self.held and self.stalled_since is None:
+            self.loop.call_soon(self._feed_held)
+
+    def refuse(self, status: int, message: bytes) -> None:
+        """Answer ``status`` for what the server cannot take, then close."""
+        head = [
+            _STATUS_LINES[status],
+            self.server.date_line(),
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(message),
+            b"x-content-type-options: nosniff\r\n",
+            b"connection: close\r\n\r\n",
+            message,
+        ]
+        self.held, self.held_from = b"", 0
+        self.transport.write(b"".join(head))
+        self.transport.close()
+
+    # -- bounds -----------------------------------------------------------------------
+
+    def sweep(self, limit: float) -> None:
+        """Close the connection if it waited for a head, or for its client to read,
+        since before ``limit``."""
+        stalled = self.stalled_since
+        if stalled is not None and stalled < limit:
+            self.transport.abort()  # close() would wait for the unread answers
+            return
+        since = self.waiting_since
+        if since is not None and since < limit:
+            self.drop()
+
+    def drop(self) -> None:
+        """Close now: at once if an answer it did not read is still buffered."""
+        transport = self.transport
+        if transport.is_closing() or transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
+
+    def finish(self) -> None:
+        """The server stops: close now if no request is under way, else after its answer."""
+        if self.exchange is None:
+            self.drop()
+        else:
+            self.closing = True
+
+    def cancel(self) -> asyncio.Task[None] | None:
+        """A forced stop: cancel the app where it runs (its request is answered 500)."""
+        exchange = self.exchange
+        task = exchange.task if exchange is not None else None
+        if task is None or task.done():
+            self.drop()
+            return None
+        task.cancel()
+        return task
+
+
+class _Exchange:
+    """One request and its answer: the ASGI scope, ``receive`` and ``send``."""
+
+    __slots__ = (
+        "body",
+        "body_left",
+        "buffered",
+        "connection",
+        "delivered",
+        "disconnected",
+        "expect_continue",
+        "finished",
+        "has_length",
+        "head",
+        "head_only",
+        "keep_alive",
+        "received",
+        "scope",
+        "started",
+        "task",
+        "wake",
+        "written",
+    )
+
+    def __init__(
+        self, connection: _Connection, scope: Scope, keep_alive: bool, length: int
+    ) -> None:
+        self.connection = connection
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.body_left = length  # body bytes not yet fed to the parser
+        self.body: list[bytes] = []  # received, not yet read by the app
+        self.buffered = 0
+        self.received = False  # the whole request arrived
+        self.delivered = False  # the app read the whole body
+        self.disconnected = False
+        self.expect_continue = False
+        self.head_only = scope["method"] == "HEAD"
+        self.head: bytes | None = None  # the answer's head, written with its first body
+        self.has_length = False
+        self.started = False
+        self.written = False
+        self.finished = False
+        self.task: asyncio.Task[None] | None = None
+        self.wake: asyncio.Event | None = None
+
+    async def run(self, app: ASGIApp) -> None:
+        try:
+            await app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            self._fail()  # a forced stop: nobody awaits this task
+        except Exception:
+            scope = self.scope
+            logger.exception("the HTTP app failed on %s %s", scope["method"], scope["path"])
+            self._fail()
+        else:
+            if not self.finished:
+                self._fail()
+
+    def _fail(self) -> None:
+        """No whole answer: a 500 if nothing was written yet, and the connection closes."""
+        if self.finished or self.disconnected:
+            return
+        self.finished = True
+        connection = self.connection
+        if not self.written:
+            connection.refuse(500, b"Internal Server Error")
+        else:
+            connection.transport.close()
+        self._notify()
+
+    # -- the request body -------------------------------------------------------------
+
+    def take(self, body: bytes) -> None:
+        self.body.append(body)
+        self.buffered += len(body)
+        self._notify()
+
+    def complete(self) -> None:
+        self.received = True
+        self._notify()
+
+    def disconnect(self) -> None:
+        self.disconnected = True
+        self._notify()
+
+    def _notify(self) -> None:
+        if self.wake is not None:
+            self.wake.set()
+
+    async def _wait(self) -> None:
+        self.wake = asyncio.Event()
+        await self.wake.wait()
+
+    async def receive(self) -> Message:
+        if self.delivered:  # the whole body was read: wait for the end of the exchange
+            while not (self.disconnected or self.finished):
+                await self._wait()
+            return {"type": "http.disconnect"}
+        if self.expect_continue and not self.received and not self.written:
+            self.expect_continue = False
+            self.connection.transport.write(_CONTINUE)
+        while not (self.body or self.received or self.disconnected):
+            await self._wait()
+        if self.disconnected:
+            return {"type": "http.disconnect"}
+        body = b"".join(self.body)
+        self.body.clear()
+        paused = self.buffered > BODY_BUFFER
+        self.buffered = 0
+        if paused:
+            self.connection.update_reading()
+        self.delivered = self.received
+        return {"type": "http.request", "body": body, "more_body": not self.received}
+
+    # -- the answer -------------------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("the answer's head was sent already")
+            self.started = True
+            self._compose(message["status"], message.get("headers", ()))
+        elif kind == "http.response.body":
+            if not self.started or self.finished:
+                raise RuntimeError("an answer's body needs its head first, and ends once")
+            more = bool(message.get("more_body", False))
+            body = b"" if self.head_only else bytes(message.get("body", b""))
+            if self.disconnected:
+                self.finished = not more
+                return
+            head = self.head
+            if head is not None:
+                self.head = None
+                if not self.has_length and not self.head_only:
+                    if not more:
+                        head += b"content-length: %d\r\n" % len(body)
+                    elif self.keep_alive and not self.connection.closing:
+                        self.connection.closing = True  # length unknown: the close ends it
+                        head += b"connection: close\r\n"
+                body = head + b"\r\n" + body
+            if body:
+                self.connection.transport.write(body)
+                self.written = True
+            if not more:
+                self.finished = True
+                self._notify()
+                self.connection.answered(self)
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} in an HTTP answer")
+
+    def _compose(self, status: int, headers: Any) -> None:
+        connection = self.connection
+        lines = [
+            _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status,
+            connection.server.date_line(),
+        ]
+        for name, value in headers:
+            if b"\n" in name or b"\n" in value or b"\r" in name or b"\r" in value:
+                raise RuntimeError(f"a line break in the answer's header {name!r}")
+            if name.lower() == b"content-length":
+                self.has_length = True
+            lines.append(b"%s: %s\r\n" % (name, value))
+        if connection.closing or not self.keep_alive:
+            lines.append(b"connection: close\r\n")
+        self.head = b"".join(lines)
+
+
+def _address(info: Any) -> tuple[str, int] | None:
+    return (str(info[0]), int(info[1])) if isinstance(info, tuple) else None

@@ -1,4 +1,4 @@
-"""``di serve``: the monitor, HTTP under uvicorn and gRPC under grpcio, until a signal.
+"""``di serve``: the monitor, HTTP and gRPC health servers beside it, until a signal.
 
 The order of a run:
 
@@ -9,7 +9,9 @@ The order of a run:
    and one that ignores it is left behind on a second signal.
 3. Both addresses are bound (a taken port is one clear error), and the servers start
    answering at once: liveness is SERVING, readiness is NOT_SERVING ("startup: not
-   started").
+   started"). HTTP is ``di.asgi.health_app`` under the listener of
+   :mod:`.http_server` (with its bounds on connections); gRPC is
+   ``di.grpc.add_health_servicer`` on a grpcio asyncio server (:data:`GRPC_OPTIONS`).
 4. The monitor starts the container's eager services (``astart()``), then checks every
    interval. Readiness follows the first round. A failed start exits 1.
 5. On SIGTERM every status turns NOT_SERVING while both servers keep answering for the
@@ -21,8 +23,8 @@ The order of a run:
 6. The container is shut down, whatever ended the run (a ``finally``). The exit status
    is 0 only when a signal asked for the stop and every shutdown hook succeeded.
 
-Needs the ``http`` extra to serve HTTP and the ``grpc`` extra to serve gRPC, each only
-when asked for.
+Needs the ``http`` extra to serve HTTP (its httptools) and the ``grpc`` extra to serve
+gRPC, each only when asked for. Runs on asyncio only: grpcio's server does.
 """
 
 from __future__ import annotations
@@ -43,17 +45,18 @@ import anyio.abc
 from ..health import explain_error
 from ..monitor import HealthMonitor
 from ..scope import Scope
-from .http_server import HttpServer, listen
 
 if TYPE_CHECKING:
     import asyncio
 
     import grpc
 
+    from .http_server import HttpServer
+
 logger = logging.getLogger("di.serve")
 
 EXTRAS = {
-    "http": ("uvicorn",),
+    "http": ("httptools",),
     "grpc": ("grpc", "grpc_health.v1.health_pb2"),
     "prometheus": ("prometheus_client",),
 }
@@ -286,8 +289,12 @@ class Run:
         monitor = HealthMonitor(
             injector, interval=options.interval, show_details=options.show_details
         )
-        # Bind both addresses before anything runs: a taken port is one clear error.
-        listener = listen(options.http) if options.http else None
+        listener: socket.socket | None = None
+        if options.http:
+            from .http_server import listen
+
+            # Bind both addresses before anything runs: a taken port is one clear error.
+            listener = listen(options.http)
         try:
             if options.grpc:
                 self.grpc = await _start_grpc(monitor, options.grpc)
@@ -300,7 +307,7 @@ class Run:
         try:
             async with anyio.create_task_group() as tasks:
                 if listener is not None:
-                    self.http = HttpServer(monitor, options)
+                    self.http = _http_server(monitor, options)
                     await tasks.start(self.http.run_on, listener)
                     host, port = listener.getsockname()[:2]
                     logger.info(
@@ -451,6 +458,15 @@ class Run:
             with anyio.move_on_after(5):
                 await self.http.done.wait()
             self.http = None
+
+
+def _http_server(monitor: HealthMonitor, options: Options) -> HttpServer:
+    """The HTTP listener serving ``monitor``'s health app (see :mod:`.http_server`)."""
+    from ..asgi import health_app
+    from .http_server import HttpServer
+
+    app = health_app(monitor, show_details=options.show_details, metrics=options.metrics)
+    return HttpServer(app, limit=options.limit_concurrency)
 
 
 async def _watch_loop(monitor: HealthMonitor) -> None:
