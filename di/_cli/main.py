@@ -185,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         type=int,
         default=256,
         metavar="N",
-        help="open HTTP connections at most; more are closed at once (default: 256)",
+        help="open HTTP connections at most; a new one closes the connection that has "
+        "waited longest for a request (default: 256)",
     )
     serve.add_argument(
         "--show-details",
