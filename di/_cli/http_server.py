@@ -139,7 +139,7 @@ class HttpServer:
                     await self._stop_asked.wait()
                     server.close()
                     for connection in list(self.connections):
-                        connection.finish()
+                        connection.wind_down()
                     with anyio.move_on_after(self._grace):
                         while self.connections and not self._forced:
                             self._changed = anyio.Event()
@@ -197,7 +197,7 @@ class HttpServer:
                 oldest = connection
         (waiting or oldest or new).drop()
 
-    def closed(self, connection: _Connection) -> None:
+    def forget(self, connection: _Connection) -> None:
         self.connections.discard(connection)
         if self.stopping:
             self._changed.set()
@@ -267,12 +267,12 @@ class _Connection(asyncio.Protocol):
         exchange = self.exchange
         if exchange is not None:
             exchange.disconnect()
-        self.server.closed(self)
+        self.server.forget(self)
 
     def eof_received(self) -> bool | None:
         """The client closed its side: a whole request still gets its answer."""
         exchange = self.exchange
-        if exchange is not None and exchange.received and not exchange.finished:
+        if exchange is not None and exchange.received and not exchange.answered:
             self.closing = True
             return True  # keep the transport open to write the answer
         return None  # asyncio closes the transport
@@ -306,31 +306,31 @@ class _Connection(asyncio.Protocol):
         while start < size:
             exchange = self.exchange
             if exchange is None:  # a head: up to its blank line, and at most MAX_HEAD
-                stop = -1
+                until = -1
                 tail = self.tail
                 if tail:
                     end = (tail + data[start : start + 3]).find(_BLANK_LINE)
                     if end >= 0:
-                        stop = start + end + 4 - len(tail)
-                if stop < 0:
+                        until = start + end + 4 - len(tail)
+                if until < 0:
                     end = data.find(_BLANK_LINE, start)
-                    stop = end + 4 if end >= 0 else size
-                self.head_size += stop - start
+                    until = end + 4 if end >= 0 else size
+                self.head_size += until - start
                 if self.head_size > MAX_HEAD:
                     self.refuse(431, b"Request header fields too large.")
                     return
                 # The last bytes of an unfinished head: its blank line may span two reads.
-                self.tail = b"" if end >= 0 else (tail + data[max(start, stop - 3) : stop])[-3:]
+                self.tail = b"" if end >= 0 else (tail + data[max(start, until - 3) : until])[-3:]
             else:  # its body: what Content-Length announced, no more
-                stop = start + min(exchange.body_left, size - start)
-                exchange.body_left -= stop - start
-            if start == 0 and stop == size:
+                until = start + min(exchange.body_left, size - start)
+                exchange.body_left -= until - start
+            if start == 0 and until == size:
                 piece: bytes | memoryview = data
             else:
                 if view is None:
                     view = memoryview(data)
-                piece = view[start:stop]
-            start = stop
+                piece = view[start:until]
+            start = until
             try:
                 parser.feed_data(piece)
             except httptools.HttpParserUpgrade:
@@ -428,7 +428,7 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         exchange = self.exchange
-        if exchange is not None and not exchange.finished:
+        if exchange is not None and not exchange.answered:
             exchange.take(body)
             if exchange.buffered > BODY_BUFFER:
                 self.update_reading()
@@ -436,11 +436,11 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         exchange = self.exchange
         if exchange is not None:
-            exchange.complete()
+            exchange.mark_received()
 
     # -- answers ----------------------------------------------------------------------
 
-    def answered(self, exchange: _Exchange) -> None:
+    def after_answer(self, exchange: _Exchange) -> None:
         """The answer went out whole: wait for the next request, or close."""
         if self.closing or not exchange.keep_alive or not exchange.received:
             self.transport.close()
@@ -486,7 +486,7 @@ class _Connection(asyncio.Protocol):
         else:
             transport.close()
 
-    def finish(self) -> None:
+    def wind_down(self) -> None:
         """The server stops: close now if no request is under way, else after its answer."""
         if self.exchange is None:
             self.drop()
@@ -508,6 +508,7 @@ class _Exchange:
     """One request and its answer: the ASGI scope, ``receive`` and ``send``."""
 
     __slots__ = (
+        "answered",
         "body",
         "body_left",
         "buffered",
@@ -515,7 +516,6 @@ class _Exchange:
         "delivered",
         "disconnected",
         "expect_continue",
-        "finished",
         "has_length",
         "head",
         "head_only",
@@ -545,8 +545,8 @@ class _Exchange:
         self.head: bytes | None = None  # the answer's head, written with its first body
         self.has_length = False
         self.started = False
-        self.written = False
-        self.finished = False
+        self.written = False  # bytes of the answer went out
+        self.answered = False  # the answer went out whole (or never will)
         self.task: asyncio.Task[None] | None = None
         self.wake: asyncio.Event | None = None
 
@@ -560,14 +560,14 @@ class _Exchange:
             logger.exception("the HTTP app failed on %s %s", scope["method"], scope["path"])
             self._fail()
         else:
-            if not self.finished:
+            if not self.answered:
                 self._fail()
 
     def _fail(self) -> None:
         """No whole answer: a 500 if nothing was written yet, and the connection closes."""
-        if self.finished or self.disconnected:
+        if self.answered or self.disconnected:
             return
-        self.finished = True
+        self.answered = True
         connection = self.connection
         if not self.written:
             connection.refuse(500, b"Internal Server Error")
@@ -582,7 +582,7 @@ class _Exchange:
         self.buffered += len(body)
         self._notify()
 
-    def complete(self) -> None:
+    def mark_received(self) -> None:
         self.received = True
         self._notify()
 
@@ -600,7 +600,7 @@ class _Exchange:
 
     async def receive(self) -> Message:
         if self.delivered:  # the whole body was read: wait for the end of the exchange
-            while not (self.disconnected or self.finished):
+            while not (self.disconnected or self.answered):
                 await self._wait()
             return {"type": "http.disconnect"}
         if self.expect_continue and not self.received and not self.written:
@@ -629,12 +629,12 @@ class _Exchange:
             self.started = True
             self._compose(message["status"], message.get("headers", ()))
         elif kind == "http.response.body":
-            if not self.started or self.finished:
+            if not self.started or self.answered:
                 raise RuntimeError("an answer's body needs its head first, and ends once")
             more = bool(message.get("more_body", False))
             body = b"" if self.head_only else bytes(message.get("body", b""))
             if self.disconnected:
-                self.finished = not more
+                self.answered = not more
                 return
             head = self.head
             if head is not None:
@@ -650,9 +650,9 @@ class _Exchange:
                 self.connection.transport.write(body)
                 self.written = True
             if not more:
-                self.finished = True
+                self.answered = True
                 self._notify()
-                self.connection.answered(self)
+                self.connection.after_answer(self)
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} in an HTTP answer")
 
