@@ -583,12 +583,14 @@ def test_a_request_cut_off_by_a_forced_stop_gets_a_quiet_500(start: object) -> N
 
 
 def test_serving_needs_only_the_extra_it_uses(tmp_path: Path) -> None:
-    """A missing extra is simulated by making its import fail (both are installed here)."""
+    """A missing extra is simulated by making its imports fail (all are installed here).
 
-    def serve(blocked: str, *options: str) -> subprocess.Popen[str]:
+    The HTTP listener needs httptools, the http extra's parser, and not uvicorn."""
+
+    def serve(blocked: list[str], *options: str) -> subprocess.Popen[str]:
         code = (
             "import sys\n"
-            f"sys.modules[{blocked!r}] = None\n"
+            f"sys.modules.update(dict.fromkeys({blocked!r}))\n"
             "from di._cli import main\n"
             f"main(['serve', 'tests.serve_targets:healthy', *{list(options)!r}])\n"
         )
@@ -603,8 +605,8 @@ def test_serving_needs_only_the_extra_it_uses(tmp_path: Path) -> None:
     from .processes import free_port
 
     http_port, grpc_port = free_port(), free_port()
-    http_only = serve("grpc", "--http", f"127.0.0.1:{http_port}", "--drain", "0")
-    grpc_only = serve("uvicorn", "--grpc", f"127.0.0.1:{grpc_port}", "--drain", "0")
+    http_only = serve(["grpc", "uvicorn"], "--http", f"127.0.0.1:{http_port}", "--drain", "0")
+    grpc_only = serve(["httptools", "uvicorn"], "--grpc", f"127.0.0.1:{grpc_port}", "--drain", "0")
     try:
         wait_for(lambda: answers(f"http://127.0.0.1:{http_port}/livez"), 20, "HTTP only")
         wait_for(lambda: di("probe", f"grpc://127.0.0.1:{grpc_port}", "--service", "liveness")
@@ -617,11 +619,11 @@ def test_serving_needs_only_the_extra_it_uses(tmp_path: Path) -> None:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    missing = serve("uvicorn", "--http", f"127.0.0.1:{http_port}")
+    missing = serve(["httptools"], "--http", f"127.0.0.1:{http_port}")
     output, _ = missing.communicate(timeout=30)
     assert missing.returncode == 1
     assert output.strip() == (
-        "di serve: serving HTTP needs the http extra (uvicorn is not installed): "
+        "di serve: serving HTTP needs the http extra (httptools is not installed): "
         "pip install 'healthdi[http]'"
     )
 
