@@ -28,8 +28,17 @@ import anyio.from_thread
 import anyio.lowlevel
 from flask import Blueprint, Flask, Request, Response, current_app, g, request
 
+from .._answers import (
+    BODY_TOO_LARGE,
+    GRPC_CHECK,
+    MAX_BODY,
+    Answer,
+    check_json,
+    render_health,
+    render_metrics,
+    render_probe,
+)
 from .._container.keys import Named
-from ..asgi import _BY_STATUS, _EXPECTED, _Answer, _health, _json, _probe
 from ..errors import DIError
 from ..monitor import HealthMonitor
 from ..scope import Scope
@@ -361,64 +370,61 @@ def _injected(view: Callable[..., Any]) -> dict[str, tuple[Any, str | None]]:
 
 
 def _blueprint(monitor: HealthMonitor, details: bool, registry: Any = None) -> Blueprint:
+    """The health routes: Flask's routing over the answers :mod:`di.asgi` serves too."""
     blueprint = Blueprint("healthdi", __name__)
 
     if registry is not None:
 
         @blueprint.get("/metrics")
         def metrics() -> Response:
-            from ..metrics import render
-
-            body, content_type = render(registry)
-            return Response(body, status=200, content_type=content_type)
-
-    def answer(found: _Answer, head: bool = False) -> Response:
-        response = Response(b"" if head else found.body, status=found.status)
-        for name, value in found.head:
-            if name != b"content-length":
-                response.headers[name.decode()] = value.decode()
-        return response
-
-    def run(make: Callable[[], _Answer]) -> Response:
-        try:
-            found = make()
-        except _Answer as raised:
-            found = raised
-        return answer(found, request.method == "HEAD")
+            return _response(render_metrics(registry))
 
     @blueprint.get("/health", defaults={"name": ""})
     @blueprint.get("/health/<path:name>")
     def health(name: str) -> Response:
-        return run(lambda: _health(monitor, details, name))
+        return _response(render_health(monitor.snapshot, name, details))
 
-    def probe(endpoint: str, group: str, single: str | None) -> Response:
+    def probe(endpoint: str, single: str | None) -> Response:
         query = {key: request.args.getlist(key) for key in request.args}
-        return run(lambda: _probe(monitor, details, endpoint, group, single, query))
+        return _response(render_probe(monitor.snapshot, endpoint, single, query, details))
 
     @blueprint.get("/livez", defaults={"check": None})
     @blueprint.get("/livez/<check>")
     def livez(check: str | None) -> Response:
-        return probe("livez", "liveness", check)
+        return probe("livez", check)
 
     @blueprint.get("/readyz", defaults={"check": None})
     @blueprint.get("/readyz/<check>")
     def readyz(check: str | None) -> Response:
-        return probe("readyz", "readiness", check)
+        return probe("readyz", check)
 
-    @blueprint.post("/grpc.health.v1.Health/Check")
+    @blueprint.post(GRPC_CHECK)
     def check() -> Response:
-        payload = request.get_json(force=True, silent=True)
-        if payload is None and request.get_data():
-            return answer(_json(400, {"code": "invalid_argument", "message": "body is not JSON"}))
-        payload = {} if payload is None else payload
-        name = payload.get("service") if isinstance(payload, dict) else 0
-        if name is None:
-            name = ""
-        if not isinstance(name, str):
-            return answer(_json(400, {"code": "invalid_argument", "message": _EXPECTED}))
-        status = monitor.status(name)
-        if status is None:
-            return answer(_json(404, {"code": "not_found", "message": f"unknown service {name!r}"}))
-        return answer(_BY_STATUS[status])
+        body = _read_body()
+        if body is None:
+            return _response(BODY_TOO_LARGE)
+        return _response(check_json(monitor.snapshot, body))
 
     return blueprint
+
+
+def _read_body() -> bytes | None:
+    """The request's body, or None when it is over MAX_BODY bytes (none read beyond)."""
+    length = request.content_length
+    if length is not None and length > MAX_BODY:
+        return None
+    stream = request.stream
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY:
+        chunk = stream.read(MAX_BODY + 1 - size)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    return None
+
+
+def _response(answer: Answer) -> Response:
+    # Werkzeug sets the length, and leaves the body out of a HEAD answer.
+    return Response(answer.body, status=answer.status, headers=answer.headers)
