@@ -7,25 +7,21 @@
 ... def list_orders(store: Inject[OrderStore]) -> list[str]:
 ...     return store.items()
 
-Flask apps are sync: :func:`install` starts the injector with ``start()`` (sync
-factories) and runs the :class:`~di.HealthMonitor` on an event loop in a thread of its
-own. ``pip install 'healthdi[flask]'``.
+Flask apps are sync: :func:`install` starts the injector and runs the
+:class:`~di.HealthMonitor` on an event loop in a thread of its own, the same start/stop
+sequence every integration runs; the health routes serve the answers
+:func:`di.asgi.health_app` serves. ``pip install 'healthdi[flask]'``.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import functools
 import inspect
 import sys
 import threading
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, TypeVar
 
-import anyio
-import anyio.from_thread
-import anyio.lowlevel
 from flask import Blueprint, Flask, Request, Response, current_app, g, request
 
 from .._answers import (
@@ -34,15 +30,18 @@ from .._answers import (
     MAX_BODY,
     Answer,
     check_json,
+    metrics_registry,
     render_health,
     render_metrics,
     render_probe,
 )
-from .._container.keys import Named
+from .._container.runner import LoopThread
 from ..errors import DIError
 from ..monitor import HealthMonitor
 from ..scope import Scope
 from . import _asgi
+from ._inject import INJECT, wrap
+from ._lifecycle import Running, monitor_for
 
 __all__ = ["Inject", "StreamAbortedError", "inject", "install", "scope_of", "shutdown"]
 
@@ -50,17 +49,8 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _Marker:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "Inject"
-
-
-_INJECT = _Marker()
-
 # ``Inject[T]`` is ``Annotated[T, <marker>]``: for type checkers it is ``T``.
-Inject = Annotated[T, _INJECT]
+Inject = Annotated[T, INJECT]
 
 _EXTENSION = "healthdi"
 _G_SCOPE = "_healthdi_scope"
@@ -80,49 +70,22 @@ _running_injectors: dict[int, _Running] = {}  # by id(injector), until shut down
 
 
 class _Running:
-    """The injector and monitor of one app, and the thread the monitor runs in."""
+    """The injector and monitor of one app, and the thread whose loop runs them.
+
+    The thread's event loop runs the integrations' one start/stop sequence
+    (:class:`~di.integrations._lifecycle.Running`) from :meth:`start` to :meth:`close`.
+    """
 
     def __init__(self, injector: Scope, monitor: HealthMonitor) -> None:
         self.injector = injector
         self.monitor = monitor
-        self.thread: threading.Thread | None = None
-        self.stop: Callable[[], None] | None = None
+        self.loop = LoopThread("healthdi-monitor")
         self.done = False
         self.lock = threading.Lock()
 
     def start(self) -> None:
-        """Start the injector here, then run the monitor in a thread until :meth:`close`."""
-        try:
-            self.injector.start()
-        except BaseException:
-            self.injector.shutdown()  # what the failed start had built
-            raise
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        async def run() -> None:
-            token = anyio.lowlevel.current_token()
-            stopped = anyio.Event()
-            self.stop = lambda: anyio.from_thread.run_sync(stopped.set, token=token)
-            try:
-                async with self.monitor:
-                    ready.set()
-                    await stopped.wait()
-                    await self.monitor.enter_graceful_shutdown()
-            except BaseException as error:
-                failure.append(error)
-                raise
-            finally:
-                ready.set()
-
-        self.thread = threading.Thread(
-            target=lambda: anyio.run(run), name="healthdi-monitor", daemon=True
-        )
-        self.thread.start()
-        ready.wait()
-        if failure:
-            self.injector.shutdown()
-            raise failure[0]
+        """Start the injector and its monitor on the thread's loop; raise what failed."""
+        self.loop.start(lambda: Running(self.injector, self.monitor))
 
     def close(self) -> None:
         """NOT_SERVING, stop the monitor (after its round), then shut the injector down."""
@@ -133,10 +96,7 @@ class _Running:
         with _apps_lock:
             if _running_injectors.get(id(self.injector)) is self:
                 del _running_injectors[id(self.injector)]
-        if self.stop is not None and self.thread is not None and self.thread.is_alive():
-            self.stop()
-            self.thread.join(self.monitor.timeout + 5.0)
-        self.injector.shutdown()
+        self.loop.stop()  # raises what the shutdown hooks raised
 
 
 def install(
@@ -150,9 +110,10 @@ def install(
 ) -> HealthMonitor:
     """Run ``injector`` with ``app``: start now, a scope per request, health, shutdown.
 
-    - **Start:** the injector's ``start()`` runs now (validation, then eager
-      services): a failure raises here, so the app is never made. The monitor
-      (``monitor``, or ``HealthMonitor(injector)``) then runs in a thread of its own.
+    - **Start:** the injector's ``astart()`` runs now (validation, then eager
+      services), on the event loop of a thread of its own: a failure shuts down what
+      it built and raises here, so the app is never made. The monitor (``monitor``,
+      or ``HealthMonitor(injector)``) then checks every interval on that loop.
     - **Request scopes:** ``flask.Request`` is declared with ``provide_context``
       (unless it already is). Each request gets its own scope on first use (an
       ``Inject`` parameter, :func:`scope_of`), with the request in its context; it
@@ -168,12 +129,12 @@ def install(
       Prometheus metrics from the default registry, the monitor's collector
       registered on it (:mod:`di.metrics`); or pass a ``CollectorRegistry``.
     - **Shutdown:** at interpreter exit (``atexit``), or earlier with
-      :func:`shutdown`: every status turns NOT_SERVING, the monitor stops, and the
-      injector's ``shutdown()`` runs.
+      :func:`shutdown`: every status turns NOT_SERVING, the monitor stops after its
+      round, and the injector's ``ashutdown()`` runs (its failure is raised there).
 
     Returns the monitor.
     """
-    monitor = _asgi.monitor_for(injector, monitor)
+    monitor = monitor_for(injector, monitor)
     prefix = _asgi.normalize_prefix(health_prefix)
     if _EXTENSION in app.extensions:
         raise RuntimeError("install() was already called on this Flask app")
@@ -197,14 +158,7 @@ def install(
     atexit.register(running.close)
     app.after_request(_hand_scope_to_stream)
     app.teardown_request(_close_scope)
-    registry: Any = None
-    if metrics is not False and metrics is not None:
-        import prometheus_client
-
-        from .. import metrics as di_metrics
-
-        registry = prometheus_client.REGISTRY if metrics is True else metrics
-        di_metrics.register(monitor, registry)
+    registry = metrics_registry(monitor, metrics, "install")
     blueprint = _blueprint(monitor, show_details, registry)
     app.register_blueprint(blueprint, url_prefix=prefix or None)
     return monitor
@@ -325,48 +279,11 @@ def inject(view: F) -> F:
     """
     if inspect.iscoroutinefunction(view):
         raise TypeError(f"@inject: {view.__qualname__} is async; Flask views here are sync")
-    plan: dict[str, tuple[Any, str | None]] | None = None
-
-    def wanted() -> dict[str, tuple[Any, str | None]]:
-        nonlocal plan
-        if plan is None:
-            plan = _injected(view)
-        return plan
-
-    # An annotation naming a class defined later is read at the first request instead.
-    with contextlib.suppress(NameError):
-        wanted()
-
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        scope = scope_of()
-        for name, (key, named) in wanted().items():
-            kwargs[name] = scope.invoke(key) if named is None else scope.invoke(key, named)
-        return view(*args, **kwargs)
-
-    if plan is not None:
-        signature = inspect.signature(view)
-        wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=[p for p in signature.parameters.values() if p.name not in plan]
-        )
-    return wrapper  # type: ignore[return-value]
+    return wrap(view, _request_scope, required="@inject")  # type: ignore[return-value]
 
 
-def _injected(view: Callable[..., Any]) -> dict[str, tuple[Any, str | None]]:
-    """``{parameter: (key, name)}`` for each ``Inject[T]`` parameter of ``view``."""
-    hints = get_type_hints(view, include_extras=True)
-    wanted: dict[str, tuple[Any, str | None]] = {}
-    for name, hint in hints.items():
-        if name == "return" or get_origin(hint) is not Annotated:
-            continue
-        key, *metadata = get_args(hint)
-        if not any(m is _INJECT for m in metadata):
-            continue
-        names = [m.name for m in metadata if isinstance(m, Named)]
-        wanted[name] = (key, names[-1] if names else None)
-    if not wanted:
-        raise TypeError(f"@inject: {view.__qualname__} has no Inject[T] parameter")
-    return wanted
+def _request_scope(kwargs: dict[str, Any]) -> Scope:
+    return scope_of()
 
 
 def _blueprint(monitor: HealthMonitor, details: bool, registry: Any = None) -> Blueprint:
