@@ -1,4 +1,16 @@
-"""Health over time: re-check in the background, serve statuses by name, watch changes."""
+"""Health over time: re-check in the background, serve statuses by name, watch changes.
+
+The path of one round, top to bottom:
+
+- :meth:`HealthMonitor.run` calls :meth:`HealthMonitor.check` every ``interval``; a
+  round is the engine's ``report()`` bounded by ``timeout`` (a span when traced, see
+  :mod:`di._health.observe`), and its changes are logged there;
+- :meth:`HealthMonitor._publish` recomputes every name's status and publishes one
+  :class:`HealthSnapshot`, the value every reader renders (HTTP answers, the gRPC
+  servicer, metrics, the monitor's own methods); setting a status, graceful shutdown
+  and checks falling overdue publish the same way;
+- a change of statuses wakes :meth:`HealthMonitor.watch` iterations.
+"""
 
 from __future__ import annotations
 
@@ -126,6 +138,14 @@ class HealthMonitor:
     details only with ``show_details=True``. ``tracing=None`` (the default) traces when
     the API is installed, with the global tracer provider; ``False`` never does; a
     ``TracerProvider`` traces to that provider. Without the API, nothing is imported.
+
+    What the monitor publishes is one immutable :class:`HealthSnapshot`
+    (:attr:`snapshot`): the statuses, the results per name, ``"pass"``/``"warn"``/
+    ``"fail"`` per name, the members of each group not checked, the reasons names are
+    held NOT_SERVING, and a version. A new one is published whenever the statuses are
+    recomputed (each round, :meth:`set_status`, graceful shutdown, checks overdue);
+    the endpoints render it, and :meth:`status`, :meth:`results`, :meth:`reasons` and
+    the like read it.
 
     :meth:`refresh` is for callers who want a result no older than a TTL:
     ``success_ttl`` (after a healthy report) or ``failure_ttl`` (after an unhealthy
