@@ -66,10 +66,10 @@ class StreamAbortedError(Exception):
 
 
 _apps_lock = threading.Lock()
-_running_injectors: dict[int, _Running] = {}  # by id(injector), until shut down
+_running_injectors: dict[int, _AppLoop] = {}  # by id(injector), until shut down
 
 
-class _Running:
+class _AppLoop:
     """The injector and monitor of one app, and the thread whose loop runs them.
 
     The thread's event loop runs the integrations' one start/stop sequence
@@ -139,7 +139,7 @@ def install(
     if _EXTENSION in app.extensions:
         raise RuntimeError("install() was already called on this Flask app")
     _asgi.declare_context(injector, (Request,), "flask")
-    running = _Running(injector, monitor)
+    running = _AppLoop(injector, monitor)
     with _apps_lock:
         if id(injector) in _running_injectors:
             raise RuntimeError(
@@ -166,7 +166,7 @@ def install(
 
 def shutdown(app: Flask) -> None:
     """What runs at exit, now: NOT_SERVING, stop the monitor, shut the injector down."""
-    running: _Running | None = app.extensions.get(_EXTENSION)
+    running: _AppLoop | None = app.extensions.get(_EXTENSION)
     if running is None:
         raise DIError("this Flask app has no injector: call install(app, injector) first")
     running.close()
@@ -180,7 +180,7 @@ def scope_of(req: Request | None = None) -> Scope:
     scope: Scope | None = g.get(_G_SCOPE)
     if scope is not None:
         return scope
-    running: _Running | None = current_app.extensions.get(_EXTENSION)
+    running: _AppLoop | None = current_app.extensions.get(_EXTENSION)
     if running is None:
         raise DIError(
             "this Flask app has no request scopes: call "
