@@ -2,8 +2,9 @@
 
 The path of one request, whichever adapter received it:
 
-- the adapter routes by path (``/health``, ``/livez``, ``/readyz``, the JSON Check,
-  ``/metrics``); a method a route does not take gets :func:`not_allowed` (405, with
+- the adapter routes by path (``/health``, ``/livez``, ``/readyz``, the JSON Check;
+  ``/metrics`` is :mod:`di.metrics`'s, its registry named by :func:`metrics_registry`);
+  a method a route does not take gets :func:`not_allowed` (405, with
   ``Allow``), a path no route takes :func:`no_route` (404);
 - it reads the monitor's latest :class:`~di.monitor.HealthSnapshot` once and renders
   the answer from it: :func:`render_health` (``application/health+json``),
@@ -32,7 +33,7 @@ from .health import HealthCheckResult, Outcome, error_text
 from .monitor import ServingStatus
 
 if TYPE_CHECKING:
-    from .monitor import HealthMonitor, HealthSnapshot
+    from .monitor import HealthSnapshot
 
 MAX_BODY = 64 * 1024  # bytes of a request body read, at most
 BODY_SECONDS = 5.0  # a request body must arrive within this
@@ -265,12 +266,14 @@ _BY_STATUS = {status: json_answer(200, {"status": status.name}) for status in Se
 # -- /metrics --------------------------------------------------------------------------------
 
 
-def metrics_registry(monitor: HealthMonitor, metrics: Any, where: str) -> Any:
-    """The Prometheus registry ``metrics=`` asks for, the monitor's collector on it.
+def metrics_registry(metrics: Any, where: str) -> Any:
+    """The Prometheus registry a ``metrics=`` argument names; None for no metrics.
 
-    ``True`` is the default registry, a ``CollectorRegistry`` itself; ``False`` or None
-    is no metrics (None is returned). ``where`` names the call in the error raised when
-    prometheus-client is missing.
+    ``True`` names the default registry, a ``CollectorRegistry`` itself; ``False`` or
+    None is no metrics. Raises an ``ImportError`` naming the extra when
+    prometheus-client is missing (``where`` names the call). The caller then registers
+    the monitor's collector on it with :func:`di.metrics.register`, which this module
+    (beside :mod:`di.metrics`, not above it) does not import.
     """
     if metrics is False or metrics is None:
         return None
@@ -280,19 +283,7 @@ def metrics_registry(monitor: HealthMonitor, metrics: Any, where: str) -> Any:
         raise ImportError(
             f"{where}(metrics=...) needs prometheus-client: pip install 'healthdi[prometheus]'"
         ) from None
-    from . import metrics as di_metrics
-
-    registry = prometheus_client.REGISTRY if metrics is True else metrics
-    di_metrics.register(monitor, registry)
-    return registry
-
-
-def render_metrics(registry: Any) -> Answer:
-    """Prometheus' text format of ``registry``, rendered at each scrape (never kept)."""
-    from .metrics import render
-
-    body, content_type = render(registry)
-    return Answer(200, body, content_type)
+    return prometheus_client.REGISTRY if metrics is True else metrics
 
 
 # -- pieces ----------------------------------------------------------------------------------

@@ -50,7 +50,6 @@ from ._answers import (
     no_route,
     not_allowed,
     render_health,
-    render_metrics,
     render_probe,
 )
 from .health import error_text, explain_error
@@ -81,7 +80,11 @@ def health_app(monitor: HealthMonitor, show_details: bool = False, metrics: Any 
     :mod:`di.metrics`, registered if need be) and the rest of the default registry;
     or pass a ``CollectorRegistry`` to serve that one instead.
     """
-    registry = metrics_registry(monitor, metrics, "health_app")
+    registry = metrics_registry(metrics, "health_app")
+    if registry is not None:
+        from .metrics import register
+
+        register(monitor, registry)
     cache: dict[tuple[str, str, bytes], Answer] = {}
     cached_for: HealthSnapshot | None = None
 
@@ -95,7 +98,7 @@ def health_app(monitor: HealthMonitor, show_details: bool = False, metrics: Any 
             raise RuntimeError(f"health_app serves HTTP, not {kind!r}")
         method = scope["method"]
         if registry is not None and _path(scope) == "/metrics":
-            answer = render_metrics(registry) if method in ("GET", "HEAD") else _GET_ONLY
+            answer = _metrics(registry) if method in ("GET", "HEAD") else _GET_ONLY
         elif method == "GET" or method == "HEAD":
             snapshot = monitor.snapshot
             if snapshot is not cached_for:
@@ -143,6 +146,14 @@ async def _other(monitor: HealthMonitor, method: str, path: str, receive: Receiv
     if path == "/health" or path.startswith("/health/") or _probe(path) is not None:
         return _GET_ONLY
     return no_route(path)
+
+
+def _metrics(registry: Any) -> Answer:
+    """Prometheus' text format of ``registry``, rendered at each scrape (never kept)."""
+    from .metrics import render
+
+    body, content_type = render(registry)
+    return Answer(200, body, content_type)
 
 
 def _probe(path: str) -> tuple[str, str | None] | None:

@@ -14,7 +14,7 @@
 Starlette, FastAPI and Litestar run it in the app's lifespan, gRPC's ``Lifecycle`` in
 a task of its own, Flask on an event loop in a thread of its own
 (:class:`~di._container.runner.LoopThread`). :func:`monitor_for` checks the monitor an
-``install()`` is given.
+``install()`` is given, :func:`registry_for` registers its metrics where asked.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Any
 
 import anyio
 
+from .._answers import metrics_registry
 from .._container.runner import to_completion
 from ..monitor import HealthMonitor
 from ..scope import Scope
@@ -112,3 +114,14 @@ def monitor_for(injector: Scope, monitor: HealthMonitor | None) -> HealthMonitor
             "HealthMonitor(injector) for the injector given to install()"
         )
     return monitor
+
+
+def registry_for(monitor: HealthMonitor, metrics: Any) -> Any:
+    """The Prometheus registry ``install(metrics=...)`` names, ``monitor``'s collector
+    registered on it (:func:`di.metrics.register`); None for no metrics."""
+    registry = metrics_registry(metrics, "install")
+    if registry is not None:
+        from ..metrics import register
+
+        register(monitor, registry)
+    return registry

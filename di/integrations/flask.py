@@ -30,9 +30,7 @@ from .._answers import (
     MAX_BODY,
     Answer,
     check_json,
-    metrics_registry,
     render_health,
-    render_metrics,
     render_probe,
 )
 from .._container.runner import LoopThread
@@ -41,7 +39,7 @@ from ..monitor import HealthMonitor
 from ..scope import Scope
 from . import _asgi
 from ._inject import INJECT, wrap
-from ._lifecycle import Running, monitor_for
+from ._lifecycle import Running, monitor_for, registry_for
 
 __all__ = ["Inject", "StreamAbortedError", "inject", "install", "scope_of", "shutdown"]
 
@@ -158,7 +156,7 @@ def install(
     atexit.register(running.close)
     app.after_request(_hand_scope_to_stream)
     app.teardown_request(_close_scope)
-    registry = metrics_registry(monitor, metrics, "install")
+    registry = registry_for(monitor, metrics)
     blueprint = _blueprint(monitor, show_details, registry)
     app.register_blueprint(blueprint, url_prefix=prefix or None)
     return monitor
@@ -294,7 +292,10 @@ def _blueprint(monitor: HealthMonitor, details: bool, registry: Any = None) -> B
 
         @blueprint.get("/metrics")
         def metrics() -> Response:
-            return _response(render_metrics(registry))
+            from ..metrics import render
+
+            body, content_type = render(registry)
+            return Response(body, status=200, content_type=content_type)
 
     @blueprint.get("/health", defaults={"name": ""})
     @blueprint.get("/health/<path:name>")

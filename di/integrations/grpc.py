@@ -41,7 +41,6 @@ from grpc._cython.cygrpc import (  # type: ignore[import-not-found]
     _SyncServicerContext,  # the sync methods' context, as grpc.aio makes it
 )
 
-from .._answers import metrics_registry
 from .._container import views
 from .._container.runner import in_thread, to_completion
 from ..errors import DIError
@@ -49,7 +48,7 @@ from ..grpc import HealthServicer, add_health_servicer
 from ..monitor import HealthMonitor
 from ..scope import Scope
 from ._inject import INJECT, wrap
-from ._lifecycle import Running, monitor_for
+from ._lifecycle import Running, monitor_for, registry_for
 
 __all__ = [
     "WITHHELD",
@@ -363,7 +362,7 @@ def install(
     """
     monitor = monitor_for(injector, monitor)
     declare_context(injector)
-    metrics_registry(monitor, metrics, "install")
+    registry_for(monitor, metrics)
     health = add_health_servicer(server, monitor)
     return Lifecycle(server, injector, monitor, health, grace=grace, drain=drain)
 
