@@ -293,9 +293,19 @@ class HealthMonitor:
         Cancelling it works too, but abandons a round in progress; :meth:`stop` lets
         that round finish first (it is bounded by ``timeout``).
         """
+        self._claim()
+        await self._run_claimed()
+
+    def _claim(self) -> None:
+        """Mark the monitor running, or refuse: it runs once at a time."""
         if self._running:
-            raise RuntimeError("this HealthMonitor is already running; run it once")
+            raise RuntimeError(
+                "this HealthMonitor is already running (run(), or `async with monitor`); "
+                "run it once"
+            )
         self._running = True
+
+    async def _run_claimed(self) -> None:
         try:
             await self.start()
             self._stop = self._stop or anyio.Event()
@@ -328,7 +338,12 @@ class HealthMonitor:
             self._check_stale()
 
     async def __aenter__(self) -> HealthMonitor:
-        await self.start()
+        self._claim()  # running from here on: no one else starts its rounds
+        try:
+            await self.start()
+        except BaseException:
+            self._running = False
+            raise
         self._stop = anyio.Event()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
@@ -336,7 +351,7 @@ class HealthMonitor:
 
         async def run() -> None:
             try:
-                await self.run()
+                await self._run_claimed()
             finally:
                 self._ran.set()
 
