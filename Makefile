@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The wheel installed alone, with the core's dependencies only, outside the source tree.
 WHEEL_VENV := build/wheel-venv
 
-.PHONY: demo test bench lint dist check-dist docs clean
+.PHONY: demo test bench bench-compare lint dist check-dist docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,7 @@ lint: $(VENV)/.test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict di tests/typing
+	$(BIN)/lint-imports
 
 docs: $(VENV)/.test
 	$(BIN)/mkdocs build --strict --site-dir site
@@ -58,9 +59,19 @@ check-dist: dist
 	$(BIN)/python -m pip --python $(WHEEL_VENV)/bin/python install -q dist/*.whl
 	cd $(WHEEL_VENV) && bin/python -c "$$CHECK_WHEEL"
 	$(WHEEL_VENV)/bin/di --version
+	@# The command with the core alone: probe needs only the standard library, and serve
+	@# names the extra it lacks.
+	$(WHEEL_VENV)/bin/di probe http://127.0.0.1:9/ --timeout 1 | grep '^unhealthy: '
+	$(WHEEL_VENV)/bin/di serve any:app --http 127.0.0.1:0 2>&1 \
+		| grep -F "serving HTTP needs the http extra (httptools is not installed)"
 
 bench: $(VENV)/.bench
 	$(BIN)/python -m benchmarks
+
+# The package at COMPARE_REF beside the working tree, row by row (benchmarks/compare.py).
+COMPARE_REF ?= before-shape
+bench-compare: $(VENV)/.bench
+	$(BIN)/python -m benchmarks --compare $(COMPARE_REF)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache benchmarks/results/*.json dist build site
@@ -72,8 +83,10 @@ assert "site-packages" in di.__file__, di.__file__
 assert di.__version__ == metadata.version("healthdi"), di.__version__
 files = [str(f) for f in metadata.distribution("healthdi").files]
 assert any(f.endswith(".dist-info/licenses/LICENSE") for f in files), files
-extras = [m for m in ("grpc", "uvicorn", "trio") if importlib.util.find_spec(m)]
+extras = [m for m in ("grpc", "uvicorn", "httptools", "trio") if importlib.util.find_spec(m)]
 assert not extras, f"the core alone installed {extras}"
+command = {f"di/_cli/{m}.py" for m in ("__init__", "main", "probe", "serve", "http_server")}
+assert command <= set(files), sorted(command - set(files))
 print(f"the wheel alone: import di {di.__version__} from {di.__file__}")
 endef
 export CHECK_WHEEL

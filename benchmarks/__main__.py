@@ -1,12 +1,17 @@
-"""``make bench``: every table, side by side with the peers, written to results/ too."""
+"""``make bench``: every table, side by side with the peers, written to results/ too.
+
+``python -m benchmarks --compare REF`` runs compare.py instead: the package at a git
+ref beside the working tree (``make bench-compare``).
+"""
 
 from __future__ import annotations
 
+import argparse
 import platform
 import sys
 from typing import Any
 
-from . import health, probe, request_scopes, resolve, serving, soak, web
+from . import compare, health, probe, request_scopes, resolve, serving, soak, web
 from ._timing import measure, save, table
 
 
@@ -235,5 +240,20 @@ def soak_table() -> None:
     print(f"\nwritten to {path}")
 
 
+def cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument(
+        "--compare",
+        metavar="REF",
+        help="instead of the tables: the package at REF beside the working tree",
+    )
+    compare.add_options(parser)
+    args = parser.parse_args(argv)
+    if args.compare:
+        compare.compare(args.compare, args.rounds, args.seconds)
+    else:
+        main()
+
+
 if __name__ == "__main__":
-    main()
+    cli()

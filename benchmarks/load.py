@@ -5,7 +5,9 @@ raw asyncio streams, each sending its next request when the last answer is read.
 ``python -m benchmarks.load grpc PORT CLIENTS SECONDS``: grpcio asyncio clients, each
 on its own channel, calling Check("") back to back.
 
-Each prints one JSON line: requests per second and the median latency in ms.
+Each prints one JSON line: requests per second and the median latency in ms, counted
+after the warm-up, and every request answered, the warm-up's too (what the server
+served, for a figure of its CPU time per request).
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ import time
 WARM_UP = 0.5  # seconds not counted, while connections open and caches fill
 
 
-async def _http_client(port: int, path: str, start: float, end: float, out: list[float]) -> None:
+Timings = list[tuple[float, float]]  # (sent at, latency) of each request answered
+
+
+async def _http_client(port: int, path: str, end: float, out: Timings) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
     try:
@@ -32,13 +37,12 @@ async def _http_client(port: int, path: str, start: float, end: float, out: list
                     length = int(line[15:])
             if length:
                 await reader.readexactly(length)
-            if now >= start:
-                out.append(time.perf_counter() - now)
+            out.append((now, time.perf_counter() - now))
     finally:
         writer.close()
 
 
-async def _grpc_client(port: int, start: float, end: float, out: list[float]) -> None:
+async def _grpc_client(port: int, end: float, out: Timings) -> None:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -48,8 +52,7 @@ async def _grpc_client(port: int, start: float, end: float, out: list[float]) ->
         request = health_pb2.HealthCheckRequest(service="")
         while (now := time.perf_counter()) < end:
             await stub.Check(request, timeout=5)
-            if now >= start:
-                out.append(time.perf_counter() - now)
+            out.append((now, time.perf_counter() - now))
 
 
 async def run(kind: str, args: list[str]) -> dict[str, float]:
@@ -57,14 +60,16 @@ async def run(kind: str, args: list[str]) -> dict[str, float]:
     clients = int(args[-2])
     start = time.perf_counter() + WARM_UP
     end = start + seconds
-    latencies: list[float] = []
+    answered: Timings = []
     if kind == "http":
         port, path = int(args[0]), args[1]
-        calls = [_http_client(port, path, start, end, latencies) for _ in range(clients)]
+        calls = [_http_client(port, path, end, answered) for _ in range(clients)]
     else:
-        calls = [_grpc_client(int(args[0]), start, end, latencies) for _ in range(clients)]
+        calls = [_grpc_client(int(args[0]), end, answered) for _ in range(clients)]
     await asyncio.gather(*calls)
+    latencies = [latency for sent, latency in answered if sent >= start]
     return {
+        "requests": len(answered),
         "rps": len(latencies) / seconds,
         "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
     }

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -68,28 +70,41 @@ def _grpc_server() -> tuple[Any, int]:
     return server, port
 
 
-def measure(runs: int = 15) -> dict[str, float]:
+@contextmanager
+def local_servers() -> Iterator[tuple[int, int]]:
+    """An HTTP server answering 200 and a stock gRPC health server, in this process:
+    their ports, for as long as the block runs."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    http_port = server.server_address[1]
     grpc_server, grpc_port = _grpc_server()
-    python = sys.executable
     try:
+        yield server.server_address[1], grpc_port
+    finally:
+        server.shutdown()
+        grpc_server.stop(None)
+
+
+def probe_urls(http_port: int, grpc_port: int) -> dict[str, str]:
+    """What `di probe` is pointed at, per scheme."""
+    return {"http": f"http://127.0.0.1:{http_port}/livez", "grpc": f"grpc://127.0.0.1:{grpc_port}"}
+
+
+def measure(runs: int = 15) -> dict[str, float]:
+    python = sys.executable
+    with local_servers() as (http_port, grpc_port):
+        urls = probe_urls(http_port, grpc_port)
         return {
             "python -c pass (the floor)": _best([python, "-c", "pass"], runs),
             "minimal http.client script": _best(
                 [python, "-c", MINIMAL_HTTP.format(port=http_port)], runs
             ),
             "python -m di probe http://...": _best(
-                [python, "-m", "di", "probe", f"http://127.0.0.1:{http_port}/livez"], runs
+                [python, "-m", "di", "probe", urls["http"]], runs
             ),
             "minimal grpcio Check script": _best(
                 [python, "-c", MINIMAL_GRPC.format(port=grpc_port)], runs
             ),
             "python -m di probe grpc://...": _best(
-                [python, "-m", "di", "probe", f"grpc://127.0.0.1:{grpc_port}"], runs
+                [python, "-m", "di", "probe", urls["grpc"]], runs
             ),
         }
-    finally:
-        server.shutdown()
-        grpc_server.stop(None)

@@ -1,7 +1,7 @@
 """Servers the serving benchmarks start as child processes, and the targets they serve.
 
 ``python -m benchmarks.servers constant PORT``: a constant-200 ASGI app under plain
-uvicorn (httptools where installed, as ``di serve`` uses).
+uvicorn, on httptools (the parser of ``di serve``'s own HTTP listener).
 ``python -m benchmarks.servers watch {healthdi|stock} PORT``: a gRPC health server that
 flips the name ``svc`` between SERVING and NOT_SERVING on each line read from stdin.
 """

@@ -8,6 +8,19 @@
 Names load on first use, so ``di probe`` (which runs every few seconds in every
 container) pays only for what it uses. ``di.__version__`` is read from the installed
 package's metadata, on first use too.
+
+The package in layers, bottom to top; each imports only from below (``make lint``
+checks it):
+
+- ``di.health``, ``di.errors``, ``di.protocols``: the values and errors every layer speaks;
+- ``di._container``: declare, build, cache and tear down (keys, signatures, service
+  records, the registry, resolution, the request path, compiled builders, shutdown, the
+  graph, the one runner of threads and loops); other layers read it through ``views``;
+- ``di._health``: the engine that runs checks (settings, one call, its workers);
+- ``di.scope``, ``di.injector``: the container's public face, joining both;
+- ``di.monitor``: checks in the background, one published snapshot per round;
+- ``di._answers``, ``di.metrics``, then ``di.asgi``, ``di.grpc``: health on the wire;
+- ``di._cli`` (the ``di`` command) and ``di.integrations`` (frameworks and workers).
 """
 
 from __future__ import annotations

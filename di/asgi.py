@@ -20,19 +20,40 @@ Routes (HEAD wherever GET is; ``Cache-Control: no-store`` and
   extra; see :mod:`di.metrics`).
 - ``POST /grpc.health.v1.Health/Check`` with ``{"service": "..."}``: the gRPC health
   check over plain HTTP and JSON, as dubbo-go's triple protocol answers it.
+
+The answers themselves are rendered by :mod:`di._answers` from the monitor's latest
+:class:`~di.monitor.HealthSnapshot`; this module is the ASGI adapter over them: it routes
+by path, reads a request's body within ``BODY_SECONDS``, keeps each rendered answer
+until the monitor publishes a new snapshot, and runs the lifespan.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
 import anyio
 
-from .health import HealthCheckResult, Outcome, error_text, explain_error
-from .monitor import HealthMonitor, ServingStatus
+from ._answers import (
+    BODY_SECONDS,
+    BODY_TOO_LARGE,
+    BODY_TOO_SLOW,
+    DISCONNECTED,
+    GRPC_CHECK,
+    MAX_BODY,
+    PROBES,
+    Abort,
+    Answer,
+    check_json,
+    metrics_registry,
+    no_route,
+    not_allowed,
+    render_health,
+    render_probe,
+)
+from .health import error_text, explain_error
+from .monitor import HealthMonitor, HealthSnapshot
 
 __all__ = ["BODY_SECONDS", "MAX_BODY", "health_app"]
 
@@ -41,37 +62,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
-MAX_BODY = 64 * 1024
-BODY_SECONDS = 5.0  # a request body must arrive within this
-_ECHO = 200  # characters of a client-supplied name that error texts repeat
-_CACHED = 256  # rendered answers kept per published change
-_GRPC_CHECK = "/grpc.health.v1.Health/Check"
-_PROBES = {"/livez": "liveness", "/readyz": "readiness"}
-
-
-class _Answer(Exception):
-    """Stops handling with a ready response (an error, usually)."""
-
-    def __init__(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
-        self.status, self.body = status, body
-        # Rendered once: every answer carries these.
-        self.head = [
-            (b"content-type", content_type.encode()),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"),
-            (b"x-content-type-options", b"nosniff"),
-            *((k.encode(), v.encode()) for k, v in headers.items()),
-        ]
-        self.start = {"type": "http.response.start", "status": status, "headers": self.head}
-        self.whole = {"type": "http.response.body", "body": body}
-
-
-def _json(status: int, payload: object, content_type: str = "application/json") -> _Answer:
-    return _Answer(status, json.dumps(payload, default=str).encode(), content_type)
-
-
-def _text(status: int, text: str) -> _Answer:
-    return _Answer(status, text.encode(), "text/plain; charset=utf-8")
+_CACHED = 256  # rendered answers kept per published snapshot
 
 
 def health_app(monitor: HealthMonitor, show_details: bool = False, metrics: Any = False) -> ASGIApp:
@@ -89,25 +80,16 @@ def health_app(monitor: HealthMonitor, show_details: bool = False, metrics: Any 
     :mod:`di.metrics`, registered if need be) and the rest of the default registry;
     or pass a ``CollectorRegistry`` to serve that one instead.
     """
-    cache: dict[tuple[str, str, bytes], _Answer] = {}
-    version = -1
-    registry: Any = None
-    if metrics is not False and metrics is not None:
-        try:
-            import prometheus_client
-        except ImportError:
-            raise ImportError(
-                "health_app(metrics=...) needs prometheus-client: "
-                "pip install 'healthdi[prometheus]'"
-            ) from None
+    registry = metrics_registry(metrics, "health_app")
+    if registry is not None:
+        from .metrics import register
 
-        from . import metrics as di_metrics
-
-        registry = prometheus_client.REGISTRY if metrics is True else metrics
-        di_metrics.register(monitor, registry)
+        register(monitor, registry)
+    cache: dict[tuple[str, str, bytes], Answer] = {}
+    cached_for: HealthSnapshot | None = None
 
     async def app(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
-        nonlocal version
+        nonlocal cached_for
         kind = scope["type"]
         if kind == "lifespan":
             await _lifespan(monitor, receive, send)
@@ -115,27 +97,93 @@ def health_app(monitor: HealthMonitor, show_details: bool = False, metrics: Any 
         if kind != "http":
             raise RuntimeError(f"health_app serves HTTP, not {kind!r}")
         method = scope["method"]
-        answer: _Answer | None = None
-        key = ("", "", b"")
         if registry is not None and _path(scope) == "/metrics":
-            answer = _metrics(registry, method)
+            answer = _metrics(registry) if method in ("GET", "HEAD") else _GET_ONLY
         elif method == "GET" or method == "HEAD":
-            if monitor.version != version:
+            snapshot = monitor.snapshot
+            if snapshot is not cached_for:
                 cache.clear()
-                version = monitor.version
+                cached_for = snapshot
             key = (scope["path"], scope.get("root_path", ""), scope["query_string"])
-            answer = cache.get(key)
-        if answer is None:
-            try:
-                answer = await _route(monitor, show_details, scope, receive)
-            except _Answer as raised:
-                answer = raised
-            if (method == "GET" or method == "HEAD") and len(cache) < _CACHED:
-                cache[key] = answer
+            found = cache.get(key)
+            if found is None:
+                found = _get(snapshot, show_details, _path(scope), scope["query_string"])
+                if len(cache) < _CACHED:
+                    cache[key] = found
+            answer = found
+        else:
+            answer = await _other(monitor, method, _path(scope), receive)
         await send({"type": "http.response.start", "status": answer.status, "headers": answer.head})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else answer.body})
 
     return app
+
+
+def _get(snapshot: HealthSnapshot, details: bool, path: str, query: bytes) -> Answer:
+    """The answer to a GET (or HEAD) of ``path``, rendered from ``snapshot``."""
+    if path == "/health" or path.startswith("/health/"):
+        return render_health(snapshot, path[len("/health/") :], details)
+    probe = _probe(path)
+    if probe is not None:
+        endpoint, single = probe
+        parsed = parse_qs(query.decode("latin-1"), keep_blank_values=True)
+        return render_probe(snapshot, endpoint, single, parsed, details)
+    if path == GRPC_CHECK:
+        return _POST_ONLY
+    return no_route(path)
+
+
+async def _other(monitor: HealthMonitor, method: str, path: str, receive: Receive) -> Answer:
+    """The answer to a request by any other method: the JSON Check takes a POST."""
+    if path == GRPC_CHECK:
+        if method != "POST":
+            return _POST_ONLY
+        try:
+            body = await _read_body(receive)
+        except Abort as stopped:
+            return stopped.answer
+        return check_json(monitor.snapshot, body)
+    if path == "/health" or path.startswith("/health/") or _probe(path) is not None:
+        return _GET_ONLY
+    return no_route(path)
+
+
+def _metrics(registry: Any) -> Answer:
+    """Prometheus' text format of ``registry``, rendered at each scrape (never kept)."""
+    from .metrics import render
+
+    body, content_type = render(registry)
+    return Answer(200, body, content_type)
+
+
+def _probe(path: str) -> tuple[str, str | None] | None:
+    """``(endpoint, single check or None)`` for a ``/livez`` or ``/readyz`` path."""
+    for endpoint in PROBES:
+        prefix = "/" + endpoint
+        if path == prefix:
+            return endpoint, None
+        if path.startswith(prefix + "/"):
+            return endpoint, path[len(prefix) + 1 :]
+    return None
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The request's body, at most MAX_BODY bytes within BODY_SECONDS; else Abort."""
+    chunks: list[bytes] = []
+    size = 0
+    with anyio.move_on_after(BODY_SECONDS):
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise Abort(DISCONNECTED)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise Abort(BODY_TOO_LARGE)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+    raise Abort(BODY_TOO_SLOW)
 
 
 async def _lifespan(monitor: HealthMonitor, receive: Receive, send: Send) -> None:
@@ -196,205 +244,5 @@ def _path(scope: MutableMapping[str, Any]) -> str:
     return path
 
 
-def _metrics(registry: Any, method: str) -> _Answer:
-    """Prometheus' text format, rendered at each scrape (never cached)."""
-    if method not in ("GET", "HEAD"):
-        try:
-            _allow(method, "GET", "HEAD")
-        except _Answer as refused:
-            return refused
-    from .metrics import render
-
-    body, content_type = render(registry)
-    return _Answer(200, body, content_type)
-
-
-async def _route(
-    monitor: HealthMonitor, details: bool, scope: MutableMapping[str, Any], receive: Receive
-) -> _Answer:
-    path = _path(scope)
-    method: str = scope["method"]
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-
-    if path == _GRPC_CHECK:
-        _allow(method, "POST")
-        return await _grpc_check(monitor, receive)
-    if path == "/health" or path.startswith("/health/"):
-        _allow(method, "GET", "HEAD")
-        name = path[len("/health/") :] if path.startswith("/health/") else ""
-        return _health(monitor, details, name)
-    for prefix, group in _PROBES.items():
-        if path == prefix or path.startswith(prefix + "/"):
-            _allow(method, "GET", "HEAD")
-            single = path[len(prefix) + 1 :] if path != prefix else None
-            return _probe(monitor, details, prefix[1:], group, single, query)
-    raise _json(404, {"code": "not_found", "message": f"no route {_short(path)}"})
-
-
-def _allow(method: str, *allowed: str) -> None:
-    if method not in allowed:
-        raise _Answer(
-            405,
-            json.dumps(
-                {"code": "method_not_allowed", "message": f"use {' or '.join(allowed)}"}
-            ).encode(),
-            "application/json",
-            allow=", ".join(allowed),
-        )
-
-
-def _health(monitor: HealthMonitor, details: bool, name: str) -> _Answer:
-    """The ``application/health+json`` answer for the whole application or one name."""
-    status = monitor.health_status(name)
-    results = monitor.results(name)
-    if status is None or results is None:
-        raise _json(404, {"code": "not_found", "message": f"unknown health check {_short(name)}"})
-    checks: dict[str, list[dict[str, Any]]] = {}
-    for result in results:
-        entry: dict[str, Any] = {
-            "status": result.status,
-            "time": result.started.isoformat(),
-            "observedValue": round(result.duration * 1000, 3),
-            "observedUnit": "ms",
-        }
-        if result.outcome is not Outcome.HEALTHY:
-            entry["output"] = _reason(result, details)
-        if details and result.details:
-            if len(result.details) == 1:
-                ((unit, value),) = result.details.items()
-                entry["observedValue"], entry["observedUnit"] = value, unit
-            else:
-                for field, value in result.details.items():
-                    entry.setdefault(field, value)  # the format's own fields win
-        checks[result.key] = [entry]
-    for label in monitor.missing(name):
-        checks[label] = [{"status": "fail", "output": "not checked: not built or no check"}]
-    serving = status != "fail"
-    payload: dict[str, Any] = {"status": status}
-    reasons = monitor.reasons() if not serving else []
-    if reasons:
-        payload["output"] = "; ".join(f"{what}: {why}" for what, why in reasons)
-    payload["checks"] = checks
-    return _json(200 if serving else 503, payload, "application/health+json")
-
-
-def _probe(
-    monitor: HealthMonitor,
-    details: bool,
-    endpoint: str,
-    group: str,
-    single: str | None,
-    query: dict[str, list[str]],
-) -> _Answer:
-    """The Kubernetes ``/livez`` and ``/readyz`` text format."""
-    results = monitor.results(group)
-    if results is None:
-        raise _text(404, f"no {group!r} group is configured\n")
-    status = monitor.status(group)
-    reasons = [] if status is ServingStatus.SERVING else monitor.reasons()
-    held = [f"[-]{what}: {why}" for what, why in reasons]
-    if single is not None:
-        found = [r for r in results if r.key == single]
-        if not found:
-            raise _text(404, f"no check {_short(single)} in {endpoint}\n")
-        if found[0].healthy and not held:
-            if found[0].outcome is Outcome.DEGRADED:
-                line = f"[+]{single} degraded: {_reason(found[0], details)}"
-                return _text(200, f"{line}\n{endpoint} check passed\n")
-            return _text(200, "ok")
-        lines = held if found[0].healthy else [f"[-]{single} failed: {_reason(found[0], details)}"]
-        return _text(503, "\n".join([*lines, f"{endpoint} check failed"]) + "\n")
-    exclude = [name for values in query.get("exclude", []) for name in values.split(",") if name]
-    if exclude:
-        status = monitor.evaluate(group, exclude)
-    ok = status is ServingStatus.SERVING
-    if ok and "verbose" not in query:
-        return _text(200, "ok")
-    lines = []
-    for result in results:
-        if result.key in exclude:
-            lines.append(f"[+]{result.key} excluded: ok")
-        elif result.outcome is Outcome.DEGRADED:
-            lines.append(f"[+]{result.key} degraded: {_reason(result, details)}")
-        elif result.healthy:
-            lines.append(f"[+]{result.key} ok")
-        else:
-            lines.append(f"[-]{result.key} failed: {_reason(result, details)}")
-    lines += [
-        f"[-]{label} failed: not checked"
-        for label in monitor.missing(group)
-        if label not in exclude
-    ]
-    lines += held
-    if not ok and all(line.startswith("[+]") for line in lines):
-        lines.append(f"[-]{group} failed: status {status.name if status else 'UNKNOWN'}")
-    lines.append(f"{endpoint} check {'passed' if ok else 'failed'}")
-    return _text(200 if ok else 503, "\n".join(lines) + "\n")
-
-
-async def _grpc_check(monitor: HealthMonitor, receive: Receive) -> _Answer:
-    """``grpc.health.v1.Health/Check`` over HTTP with JSON, like dubbo-go's triple."""
-    body = await _read_body(receive)
-    try:
-        request = json.loads(body) if body.strip() else {}
-    except RecursionError:
-        raise _json(
-            400, {"code": "invalid_argument", "message": "body is not JSON: nested too deep"}
-        ) from None
-    except (UnicodeDecodeError, ValueError) as error:
-        raise _json(
-            400, {"code": "invalid_argument", "message": f"body is not JSON: {error}"}
-        ) from None
-    if not isinstance(request, dict):
-        raise _json(400, {"code": "invalid_argument", "message": _EXPECTED})
-    name = request.get("service")
-    if name is None:
-        name = ""  # as protobuf's JSON mapping reads null: the default
-    elif not isinstance(name, str):
-        raise _json(400, {"code": "invalid_argument", "message": _EXPECTED})
-    status = monitor.status(name)
-    if status is None:
-        raise _json(404, {"code": "not_found", "message": f"unknown service {_short(name)}"})
-    return _BY_STATUS[status]
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    with anyio.move_on_after(BODY_SECONDS) as waiting:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _json(400, {"code": "invalid_argument", "message": "client disconnected"})
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY:
-                raise _json(
-                    400, {"code": "invalid_argument", "message": f"body over {MAX_BODY} bytes"}
-                )
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-    assert waiting.cancel_called
-    raise _json(408, {"code": "deadline_exceeded", "message": f"body took over {BODY_SECONDS} s"})
-
-
-def _reason(result: HealthCheckResult, details: bool) -> str:
-    if not details:
-        return "reason withheld"
-    error = result.error
-    return (
-        f"{type(error).__name__}: {error_text(error)}"
-        if error is not None
-        else result.outcome.value
-    )
-
-
-def _short(name: str) -> str:
-    """A client-supplied name for an error text: quoted, at most 200 characters of it."""
-    return repr(name if len(name) <= _ECHO else name[:_ECHO] + "...")
-
-
-_EMPTY = {"type": "http.response.body", "body": b""}
-_EXPECTED = 'expected {"service": "<name>"}'
-_BY_STATUS = {status: _json(200, {"status": status.name}) for status in ServingStatus}
+_GET_ONLY = not_allowed("GET", "HEAD")
+_POST_ONLY = not_allowed("POST")

@@ -2,10 +2,11 @@
 
 Needs the ``grpc`` extra (grpcio and grpcio-health-checking) and grpcio's asyncio server.
 Check, Watch and List (which grpcio-health-checking's own servicer lacks) all read what
-the monitor last published, so no call waits for a check, and a manual status or a
-graceful shutdown shows here as everywhere else. A degraded check (:class:`~di.Degraded`,
-or a failing one with ``critical=False``) reads SERVING. The monitor must be running
-(``async with monitor``, or ``di serve``, which runs it).
+the monitor last published (its :class:`~di.monitor.HealthSnapshot`), so no call waits
+for a check, and a manual status or a graceful shutdown shows here as everywhere else. A
+degraded check (:class:`~di.Degraded`, or a failing one with ``critical=False``) reads
+SERVING. The monitor must be running (``async with monitor``, or ``di serve``, which
+runs it).
 
 >>> server = grpc.aio.server()
 >>> di.grpc.add_health_servicer(server, monitor)
@@ -21,6 +22,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ._answers import short
 from .monitor import HealthMonitor, ServingStatus
 
 __all__ = ["MAX_LIST_NAMES", "HealthServicer", "add_health_servicer"]
@@ -43,10 +45,10 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
 
     async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         """The published status of one name; NOT_FOUND if unknown."""
-        status = self.monitor.status(request.service)
+        status = self.monitor.snapshot.statuses.get(request.service)
         if status is None:
             await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"unknown service {_short(request.service)}"
+                grpc.StatusCode.NOT_FOUND, f"unknown service {short(request.service)}"
             )
         return _RESPONSES[status]
 
@@ -63,7 +65,7 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
 
     async def List(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         """Every name and its status (gRFC A90); RESOURCE_EXHAUSTED above 100 names."""
-        statuses = self.monitor.statuses()
+        statuses = self.monitor.snapshot.statuses
         if len(statuses) > MAX_LIST_NAMES:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -81,8 +83,3 @@ def add_health_servicer(server: grpc.aio.Server, monitor: HealthMonitor) -> Heal
     servicer = HealthServicer(monitor)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     return servicer
-
-
-def _short(name: str) -> str:
-    """A client-supplied name for an error text: quoted, at most 200 characters of it."""
-    return repr(name if len(name) <= 200 else name[:200] + "...")

@@ -44,6 +44,7 @@ class Injector(Scope):
         "_mutex",
         "_scope_numbers",
         "_shutdown_timeout",
+        "_threads",
     )
 
     def __init__(
@@ -80,12 +81,14 @@ class Injector(Scope):
         self._counter = itertools.count(1)
         self._scope_numbers = itertools.count(1)  # names of anonymous scopes
         self._shutdown_timeout = shutdown_timeout
+        # Worker threads for sync health checks and sync shutdown hooks alike.
+        self._threads = Threads(f"di-{name}")
         self._health = HealthSettings(
             parallelism=health_check_parallelism,
             timeout=health_check_timeout,
             global_timeout=health_check_global_timeout,
             on_check=on_health_check,
-            threads=Threads(f"di-{name}"),
+            threads=self._threads,
         )
         Scope.__init__(self, check_name(name, "Injector()"), self)
         self._parent = None

@@ -3,7 +3,8 @@
 >>> import di.metrics
 >>> di.metrics.register(monitor)        # the default registry, served by your exporter
 
-Families, read at each scrape from what the monitor published:
+Families, read at each scrape from what the monitor published (its
+:class:`~di.monitor.HealthSnapshot`):
 
 - ``healthdi_health_status{name,status}``: for each name the monitor serves (``""``
   for the whole application, the groups, each checked service), one sample per
@@ -89,8 +90,7 @@ class HealthCollector(Collector):
             "1 for the current health status (pass, warn, fail) of each name, else 0.",
             labels=["name", "status"],
         )
-        for name in monitor.names():
-            current = monitor.health_status(name)
+        for name, current in monitor.snapshot.health.items():
             for value in STATUSES:
                 status.add_metric([name, value], 1.0 if value == current else 0.0)
         yield status

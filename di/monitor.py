@@ -1,14 +1,26 @@
-"""Health over time: re-check in the background, serve statuses by name, watch changes."""
+"""Health over time: re-check in the background, serve statuses by name, watch changes.
+
+The path of one round, top to bottom:
+
+- :meth:`HealthMonitor.run` calls :meth:`HealthMonitor.check` every ``interval``; a
+  round is the engine's ``report()`` bounded by ``timeout`` (a span when traced, see
+  :mod:`di._health.observe`), and its changes are logged there;
+- :meth:`HealthMonitor._publish` recomputes every name's status and publishes one
+  :class:`HealthSnapshot`, the value every reader renders (HTTP answers, the gRPC
+  servicer, metrics, the monitor's own methods); setting a status, graceful shutdown
+  and checks falling overdue publish the same way;
+- a change of statuses wakes :meth:`HealthMonitor.watch` iterations.
+"""
 
 from __future__ import annotations
 
 import enum
-import importlib.util
 import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from types import TracebackType
+from dataclasses import dataclass, field
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 import anyio
@@ -23,12 +35,11 @@ from ._container.runner import (
     in_event_loop,
     is_cancellation,
 )
-from ._container.service import Service
-from .errors import HealthCheckTimeoutError
-from .health import HealthCheckResult, HealthReport, Outcome, Status, error_text, explain_error
+from ._health import observe
+from .health import HealthCheckResult, HealthReport, Outcome, Status, explain_error
 from .scope import Scope
 
-__all__ = ["HealthMonitor", "ServingStatus"]
+__all__ = ["HealthMonitor", "HealthSnapshot", "ServingStatus"]
 
 logger = logging.getLogger("di.health")
 
@@ -42,6 +53,48 @@ class ServingStatus(enum.IntEnum):
     SERVING = 1
     NOT_SERVING = 2
     SERVICE_UNKNOWN = 3
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class HealthSnapshot:
+    """What a :class:`HealthMonitor` published at one moment, computed once for every reader.
+
+    The HTTP answers, the gRPC servicer and the metrics collector render one of these
+    (``monitor.snapshot``) rather than asking the monitor name by name; a new one is
+    published whenever the statuses are recomputed. Its mappings are read-only.
+    """
+
+    version: int
+    """Grows with each publish: answers rendered from a snapshot keep until it changes."""
+    statuses: Mapping[str, ServingStatus]
+    """Every name (``""``, the groups, each checked service) and its status."""
+    health: Mapping[str, Status]
+    """Each name's ``"pass"``, ``"warn"`` (SERVING, a check degraded) or ``"fail"``."""
+    results: Mapping[str, tuple[HealthCheckResult, ...]]
+    """The latest check results that make up each name's status."""
+    missing: Mapping[str, tuple[str, ...]]
+    """For each group listing members: those with no result in the latest report."""
+    reasons: tuple[tuple[str, str], ...]
+    """Why names read NOT_SERVING whatever the checks say (see ``HealthMonitor.reasons``)."""
+    report: HealthReport | None
+    """The latest round's report; None before the first."""
+    ready: bool
+    """Whether the start and then one round of checks had completed."""
+    overdue: bool
+    """Whether no round had completed for ``stale_after`` seconds."""
+    shutting_down: bool
+    """Whether :meth:`HealthMonitor.enter_graceful_shutdown` had been called."""
+    _basis: _Basis = field(repr=False)
+
+    def evaluate(self, name: str, exclude: Sequence[str] = ()) -> ServingStatus | None:
+        """The status of ``name`` as if the checks of the ``exclude`` keys had not run.
+
+        Computed on demand (for ``?exclude=``); manual statuses and graceful shutdown
+        still apply. None when the name is unknown.
+        """
+        if not exclude:
+            return self.statuses.get(name)
+        return self._basis.statuses(frozenset(exclude)).get(name)
 
 
 class HealthMonitor:
@@ -85,6 +138,14 @@ class HealthMonitor:
     details only with ``show_details=True``. ``tracing=None`` (the default) traces when
     the API is installed, with the global tracer provider; ``False`` never does; a
     ``TracerProvider`` traces to that provider. Without the API, nothing is imported.
+
+    What the monitor publishes is one immutable :class:`HealthSnapshot`
+    (:attr:`snapshot`): the statuses, the results per name, ``"pass"``/``"warn"``/
+    ``"fail"`` per name, the members of each group not checked, the reasons names are
+    held NOT_SERVING, and a version. A new one is published whenever the statuses are
+    recomputed (each round, :meth:`set_status`, graceful shutdown, checks overdue);
+    the endpoints render it, and :meth:`status`, :meth:`results`, :meth:`reasons` and
+    the like read it.
 
     :meth:`refresh` is for callers who want a result no older than a TTL:
     ``success_ttl`` (after a healthy report) or ``failure_ttl`` (after an unhealthy
@@ -145,7 +206,8 @@ class HealthMonitor:
                 "HealthMonitor(groups=...) must be a mapping of group name to members, "
                 f"such as groups={{'db': [Database, 'replica']}}; got {groups!r}"
             )
-        self._groups = {
+        # Each group's members by label, in order; None for "*" (every checked service).
+        self._groups: dict[str, tuple[str, ...] | None] = {
             name: self._members(name, members)
             for name, members in {**DEFAULT_GROUPS, **(groups or {})}.items()
         }
@@ -156,26 +218,25 @@ class HealthMonitor:
         self._ready = False  # started, then one round completed
         self._stale_at = math.inf  # time.monotonic() after which results are overdue
         self._overdue = False
-        self._failing: dict[str, tuple[str, str, str]] = {}
         self._overrides: dict[str, ServingStatus] = {}
         self._shutting_down = False
         self._closed = False
         self._stop: anyio.Event | None = None
         self._version = 0
         self._changed = anyio.Event() if _in_loop() else None
-        self._statuses: dict[str, ServingStatus] = self._compute()
+        self._snapshot = self._take_snapshot()
         self._refreshing: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._ran = _SET
         self._running = False
         self.log_interval = float(log_interval)
         self.show_details = show_details
-        self._check_log = _Throttle(self.log_interval)
-        self._status_log = _Throttle(self.log_interval)
+        self._check_log = observe.CheckLog(self.log_interval)
+        self._status_log = observe.StatusLog(self.log_interval)
         self._listeners: list[Callable[[HealthReport], object]] = []
-        self._tracer: Any = _tracer(tracing)
+        self._tracer: Any = observe.tracer_for(tracing)
 
-    def _members(self, group: str, members: Sequence[type[Any] | str]) -> list[Service] | None:
+    def _members(self, group: str, members: Sequence[type[Any] | str]) -> tuple[str, ...] | None:
         if isinstance(members, str) or not isinstance(members, Sequence | set | frozenset):
             raise TypeError(
                 f"HealthMonitor(groups=...): group {group!r} must list its members, such as "
@@ -194,7 +255,7 @@ class HealthMonitor:
                 "does not list; rename the group or the service, so that each name has one "
                 "status"
             )
-        return found
+        return tuple(service.label for service in found)
 
     # -- running ---------------------------------------------------------------------
 
@@ -232,9 +293,19 @@ class HealthMonitor:
         Cancelling it works too, but abandons a round in progress; :meth:`stop` lets
         that round finish first (it is bounded by ``timeout``).
         """
+        self._claim()
+        await self._run_claimed()
+
+    def _claim(self) -> None:
+        """Mark the monitor running, or refuse: it runs once at a time."""
         if self._running:
-            raise RuntimeError("this HealthMonitor is already running; run it once")
+            raise RuntimeError(
+                "this HealthMonitor is already running (run(), or `async with monitor`); "
+                "run it once"
+            )
         self._running = True
+
+    async def _run_claimed(self) -> None:
         try:
             await self.start()
             self._stop = self._stop or anyio.Event()
@@ -267,7 +338,12 @@ class HealthMonitor:
             self._check_stale()
 
     async def __aenter__(self) -> HealthMonitor:
-        await self.start()
+        self._claim()  # running from here on: no one else starts its rounds
+        try:
+            await self.start()
+        except BaseException:
+            self._running = False
+            raise
         self._stop = anyio.Event()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
@@ -275,7 +351,7 @@ class HealthMonitor:
 
         async def run() -> None:
             try:
-                await self.run()
+                await self._run_claimed()
             finally:
                 self._ran.set()
 
@@ -303,10 +379,12 @@ class HealthMonitor:
             await self.start()
         # The engine's own entry point, with a bound on the whole round.
         if self._tracer is None:
-            report = await _health.report(self.injector, round_timeout=self.timeout)
+            report = await self._round()
         else:
-            report = await self._traced_round()
-        self._log_outcomes(report)
+            report, self._tracer = await observe.traced_round(
+                self._tracer, self._round, self.show_details
+            )
+        self._check_log.record(report)
         self._report = report
         self._checked = time.monotonic()
         self._stale_at = self._checked + self.stale_after
@@ -324,25 +402,8 @@ class HealthMonitor:
         """Call ``listener(report)`` after each round (metrics); its errors are logged."""
         self._listeners.append(listener)
 
-    async def _traced_round(self) -> HealthReport:
-        """A round as an OpenTelemetry span, with one child span per check."""
-        from opentelemetry import trace
-
-        tracer = self._tracer
-        if isinstance(tracer, _LazyTracer):
-            tracer = self._tracer = tracer.get()
-        with tracer.start_as_current_span("health round") as span:
-            report = await _health.report(self.injector, round_timeout=self.timeout)
-            if not span.is_recording():
-                return report  # no SDK configured: no child spans to pay for
-            span.set_attribute("healthdi.status", report.status)
-            span.set_attribute("healthdi.checks", len(report.checks))
-            if report.status == "fail":
-                span.set_status(trace.StatusCode.ERROR)
-            context = trace.set_span_in_context(span)
-            for check in report.checks:
-                _check_span(tracer, context, check, self.show_details)
-        return report
+    async def _round(self) -> HealthReport:
+        return await _health.report(self.injector, round_timeout=self.timeout)
 
     async def refresh(self) -> HealthReport:
         """The latest report if it is younger than its TTL, else a fresh one.
@@ -375,13 +436,25 @@ class HealthMonitor:
         return self._report
 
     @property
+    def snapshot(self) -> HealthSnapshot:
+        """What the monitor published last: statuses, results, reasons, in one value.
+
+        A new :class:`HealthSnapshot` is published whenever the statuses are recomputed
+        (each round, :meth:`set_status`, graceful shutdown, checks falling overdue);
+        reading it marks the checks overdue first if they are.
+        """
+        if self._stale_at < time.monotonic():
+            self._check_stale()
+        return self._snapshot
+
+    @property
     def version(self) -> int:
         """A number that changes whenever what the monitor publishes changes.
 
-        Answers rendered from the statuses can be kept until it changes.
+        Answers rendered from the statuses can be kept until it changes; it is
+        ``snapshot.version``.
         """
-        self._check_stale()
-        return self._version
+        return self.snapshot.version
 
     @property
     def started(self) -> bool:
@@ -408,44 +481,28 @@ class HealthMonitor:
         first round completed; ``("checks", "health checks overdue")``; ``("shutdown",
         "shutting down")`` after :meth:`enter_graceful_shutdown`.
         """
-        self._check_stale()
-        found = []
-        if not self._ready:
-            found.append(("startup", _STARTUP.get(self._phase, "not started")))
-        elif self._overdue:
-            found.append(("checks", "health checks overdue"))
-        if self._shutting_down:
-            found.append(("shutdown", "shutting down"))
-        return found
+        return list(self.snapshot.reasons)
 
     def names(self) -> list[str]:
         """Every name with a status: ``""``, the groups, and each checked service."""
-        self._check_stale()
-        return list(self._statuses)
+        return list(self.snapshot.statuses)
 
     def status(self, name: str) -> ServingStatus | None:
         """The status of ``name``; None when the name is unknown."""
         if self._stale_at < time.monotonic():
             self._check_stale()
-        return self._statuses.get(name)
+        return self._snapshot.statuses.get(name)
 
     def health_status(self, name: str) -> Status | None:
         """``"pass"``, ``"warn"`` (SERVING with a degraded check) or ``"fail"``; None if unknown.
 
         The answer of health+json and of the ``healthdi_health_status`` metric.
         """
-        status = self.status(name)
-        if status is None:
-            return None
-        if status is not ServingStatus.SERVING:
-            return "fail"
-        results = self.results(name) or ()
-        return "warn" if any(r.outcome is Outcome.DEGRADED for r in results) else "pass"
+        return self.snapshot.health.get(name)
 
     def statuses(self) -> dict[str, ServingStatus]:
         """Every name and its status."""
-        self._check_stale()
-        return dict(self._statuses)
+        return dict(self.snapshot.statuses)
 
     def evaluate(self, name: str, exclude: Sequence[str] = ()) -> ServingStatus | None:
         """The status of ``name`` as if the checks of the ``exclude`` keys had not run.
@@ -453,33 +510,16 @@ class HealthMonitor:
         For ``?exclude=`` on Kubernetes endpoints; manual statuses and graceful shutdown
         still apply. None when the name is unknown.
         """
-        if not exclude:
-            return self.status(name)
-        self._check_stale()
-        return self._compute(frozenset(exclude)).get(name)
+        return self.snapshot.evaluate(name, exclude)
 
     def missing(self, name: str) -> list[str]:
         """Members of group ``name`` with no result in the latest report."""
-        members = self._groups.get(name)
-        if not members:
-            return []
-        checked = {check.key for check in self._report.checks} if self._report else set()
-        return [member.label for member in members if member.label not in checked]
+        return list(self.snapshot.missing.get(name, ()))
 
     def results(self, name: str) -> list[HealthCheckResult] | None:
         """The latest check results that make up ``name``'s status; None if unknown."""
-        if name not in self._statuses:
-            return None
-        checks = self._report.checks if self._report is not None else ()
-        if name == "":
-            return list(checks)
-        if name in self._groups:
-            members = self._groups[name]
-            if members is None:
-                return list(checks)
-            labels = {member.label for member in members}
-            return [check for check in checks if check.key in labels]
-        return [check for check in checks if check.key == name]
+        found = self.snapshot.results.get(name)
+        return None if found is None else list(found)
 
     def set_status(self, name: str, status: ServingStatus) -> None:
         """Force ``name``'s status (drain, maintenance) until :meth:`clear_status`."""
@@ -533,213 +573,86 @@ class HealthMonitor:
             )
             self._publish()
 
-    def _log_outcomes(self, report: HealthReport) -> None:
-        """Log checks that start failing or degraded, fail differently, or recover.
-
-        At most one line per service per ``log_interval``; see :class:`_Throttle`.
-        """
-        failing: dict[str, tuple[str, str, str]] = {}
-        now = time.monotonic()
-        throttle = self._check_log
-        for check in report.checks:
-            before = self._failing.get(check.key)
-            if check.outcome is Outcome.HEALTHY:
-                if before is not None and throttle.allow(check.key, now):
-                    was = "degraded" if before[0] == Outcome.DEGRADED else "failing"
-                    logger.info("health check of %r recovered (was %s)", check.key, was)
-                continue
-            error = check.error
-            state = (check.outcome.value, type(error).__name__, _text(error))
-            failing[check.key] = state
-            # A timeout's text names the limit that fired; it is the same failure.
-            same = before is not None and (
-                before == state
-                or (before[:2] == state[:2] and isinstance(error, HealthCheckTimeoutError))
-            )
-            if not same and throttle.allow(check.key, now):
-                verb = "is degraded" if check.outcome is Outcome.DEGRADED else "failed"
-                logger.warning("health check of %r %s (%s): %s: %s", check.key, verb, *state)
-        self._failing = failing
-        for key, count in throttle.due(now):
-            current = failing.get(key)
-            logger.log(
-                logging.INFO if current is None else logging.WARNING,
-                "health check of %r changed %d more %s in the last %g s (not logged); now %s",
-                key,
-                count,
-                "time" if count == 1 else "times",
-                self.log_interval,
-                "passing" if current is None else "{} ({}: {})".format(*current),
-            )
-
     def _publish(self, wake: bool = False) -> None:
-        statuses = self._compute()
-        self._version += 1  # reasons may change without the statuses
-        now = time.monotonic()
-        throttle = self._status_log
-        if statuses == self._statuses and not wake:
-            # Nothing changed now; a summary of changes held back may still be due.
-            self._log_held_back(throttle, statuses, now)
-            return
-        for name in sorted(set(statuses) | set(self._statuses)):
-            old, new = self._statuses.get(name), statuses.get(name)
-            # Names appearing, the first round and shutdown log once each, unthrottled.
-            once = wake or self._shutting_down or old is None or new is None
-            if old != new and (once or throttle.allow(name, now)):
-                logger.info(
-                    "health status of %r: %s -> %s",
-                    name or "(overall)",
-                    old.name if old is not None else "(none)",
-                    new.name if new is not None else "(gone)",
-                )
-        self._log_held_back(throttle, statuses, now)
-        self._statuses = statuses
-        if self._closed:
+        """Recompute the statuses and publish a new snapshot; wake watchers on a change."""
+        before = self._snapshot.statuses
+        self._version += 1  # results and reasons may change without the statuses
+        snapshot = self._snapshot = self._take_snapshot()
+        statuses = snapshot.statuses
+        self._status_log.record(before, statuses, once=wake or self._shutting_down)
+        if (statuses == before and not wake) or self._closed:
             return
         changed, self._changed = self._changed, anyio.Event() if _in_loop() else None
         if changed is not None:
             changed.set()
 
-    def _log_held_back(
-        self, throttle: _Throttle, statuses: dict[str, ServingStatus], now: float
-    ) -> None:
-        """Summarise the status changes the throttle held back, once their interval ends."""
-        for name, count in throttle.due(now):
-            current = statuses.get(name)
-            logger.info(
-                "health status of %r changed %d more %s in the last %g s (not logged); now %s",
-                name or "(overall)",
-                count,
-                "time" if count == 1 else "times",
-                self.log_interval,
-                current.name if current is not None else "(gone)",
-            )
-
-    def _compute(self, exclude: frozenset[str] = frozenset()) -> dict[str, ServingStatus]:
+    def _take_snapshot(self) -> HealthSnapshot:
+        """What the monitor publishes now, computed once for every reader."""
         report = self._report
-        checks = report.checks if report is not None else ()
-        results = {check.key: check.healthy for check in checks if check.key not in exclude}
-        held = not self._ready or self._overdue
-        statuses: dict[str, ServingStatus] = {}
-        statuses[""] = _serving(not held and all(results.values()))
-        for group, members in self._groups.items():
-            if not members and members is not None:
-                statuses[group] = ServingStatus.SERVING  # checks nothing: alive
-            elif held:
-                statuses[group] = ServingStatus.NOT_SERVING
-            elif members is None:
-                statuses[group] = _serving(all(results.values()))
+        checks = tuple(report.checks) if report is not None else ()
+        groups = self._groups
+        basis = _Basis(
+            checks,
+            groups,
+            self._overrides.copy(),
+            not self._ready or self._overdue,
+            self._shutting_down,
+        )
+        statuses = basis.statuses()
+        by_key: dict[str, list[HealthCheckResult]] = {}
+        for check in checks:
+            by_key.setdefault(check.key, []).append(check)
+        results: dict[str, tuple[HealthCheckResult, ...]] = {}
+        health: dict[str, Status] = {}
+        for name, status in statuses.items():
+            if name == "":
+                found = checks
+            elif name in groups:
+                labels = groups[name]
+                if labels is None:
+                    found = checks
+                else:
+                    members = set(labels)
+                    found = tuple(check for check in checks if check.key in members)
             else:
-                wanted = [m.label for m in members if m.label not in exclude]
-                statuses[group] = _serving(all(results.get(label, False) for label in wanted))
-        for key, healthy in results.items():
-            statuses.setdefault(key, _serving(not held and healthy))
-        statuses.update(self._overrides)
+                found = tuple(by_key.get(name, ()))
+            results[name] = found
+            if status is not ServingStatus.SERVING:
+                health[name] = "fail"
+            elif any(check.outcome is Outcome.DEGRADED for check in found):
+                health[name] = "warn"
+            else:
+                health[name] = "pass"
+        missing = {
+            group: tuple(label for label in labels if label not in by_key)
+            for group, labels in groups.items()
+            if labels
+        }
+        reasons = []
+        if not self._ready:
+            reasons.append(("startup", _STARTUP.get(self._phase, "not started")))
+        elif self._overdue:
+            reasons.append(("checks", "health checks overdue"))
         if self._shutting_down:
-            statuses = dict.fromkeys(statuses, ServingStatus.NOT_SERVING)
-        return statuses
+            reasons.append(("shutdown", "shutting down"))
+        return HealthSnapshot(
+            version=self._version,
+            statuses=MappingProxyType(statuses),
+            health=MappingProxyType(health),
+            results=MappingProxyType(results),
+            missing=MappingProxyType(missing),
+            reasons=tuple(reasons),
+            report=report,
+            ready=self._ready,
+            overdue=self._overdue,
+            shutting_down=self._shutting_down,
+            _basis=basis,
+        )
 
 
 _NOT_STARTED, _STARTING, _STARTED, _FAILED = "not started", "starting", "started", "failed"
 # Why names are held NOT_SERVING before they are ready, by phase of the start.
 _STARTUP = {_FAILED: "failed", _STARTED: "first round of checks not completed"}
-
-
-class _Throttle:
-    """At most one log line per key per ``interval``; changes in between are counted.
-
-    A change is logged at once when its key has no window open; logging opens a window
-    of ``interval`` seconds, during which further changes are only counted. When a
-    window ends with changes counted, :meth:`due` returns them for one summary line,
-    which opens the next window; a window that ends with none closes.
-    """
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._windows: dict[str, list[float]] = {}  # key: [end, changes counted]
-
-    def allow(self, key: str, now: float) -> bool:
-        """Whether to log a change of ``key`` now (else it is counted)."""
-        window = self._windows.get(key)
-        if window is None or (now >= window[0] and not window[1]):
-            self._windows[key] = [now + self.interval, 0]
-            return True
-        window[1] += 1
-        return False
-
-    def due(self, now: float) -> list[tuple[str, int]]:
-        """Keys whose window ended with changes counted, and how many: log a summary."""
-        summaries = []
-        for key, window in list(self._windows.items()):
-            if now < window[0]:
-                continue
-            if window[1]:
-                summaries.append((key, int(window[1])))
-                self._windows[key] = [now + self.interval, 0]
-            else:
-                del self._windows[key]
-        return summaries
-
-
-class _LazyTracer:
-    """The global tracer, fetched (and opentelemetry imported) at the first round."""
-
-    def get(self) -> Any:
-        from opentelemetry import trace
-
-        return trace.get_tracer("di.health")
-
-
-def _tracer(tracing: Any) -> Any:
-    """What ``HealthMonitor(tracing=...)`` traces with: None when off."""
-    if tracing is False:
-        return None
-    if tracing is None or tracing is True:
-        try:
-            found = importlib.util.find_spec("opentelemetry.trace") is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            if tracing:
-                raise ValueError(
-                    "HealthMonitor(tracing=True) needs opentelemetry-api: "
-                    "pip install 'healthdi[otel]'"
-                )
-            return None
-        return _LazyTracer()
-    get_tracer = getattr(tracing, "get_tracer", None)
-    if not callable(get_tracer):
-        raise TypeError(
-            f"HealthMonitor(tracing=...) takes None, a bool or a TracerProvider, got {tracing!r}"
-        )
-    return get_tracer("di.health")
-
-
-def _check_span(tracer: Any, context: Any, check: HealthCheckResult, details: bool) -> None:
-    """One check of a round as a finished child span, timed as the check ran."""
-    from opentelemetry import trace
-
-    attributes: dict[str, Any] = {
-        "healthdi.service": check.key,
-        "healthdi.scope": check.scope,
-        "healthdi.outcome": check.outcome.value,
-    }
-    error = check.error
-    if error is not None:
-        attributes["error.type"] = type(error).__qualname__
-        if details:
-            attributes["healthdi.error.message"] = _text(error)
-    if details and check.details:
-        for name, value in check.details.items():
-            if isinstance(value, str | bool | int | float):
-                attributes[f"healthdi.details.{name}"] = value
-    started = int(check.started_at * 1e9)
-    span = tracer.start_span(
-        "health check", context=context, start_time=started, attributes=attributes
-    )
-    if not check.healthy:
-        span.set_status(trace.StatusCode.ERROR, _text(error) if details else None)
-    span.end(end_time=started + int(check.duration * 1e9))
 
 
 class _Set:
@@ -752,9 +665,48 @@ class _Set:
 _SET: Any = _Set()
 
 
-def _text(error: BaseException | None, limit: int = 500) -> str:
-    text = "None" if error is None else error_text(error)
-    return text if len(text) <= limit else text[:limit] + "..."
+class _Basis:
+    """What a snapshot's statuses are computed from, kept to compute them again with
+    some checks left out (:meth:`HealthSnapshot.evaluate`)."""
+
+    __slots__ = ("checks", "groups", "held", "overrides", "shutting_down")
+
+    def __init__(
+        self,
+        checks: Sequence[HealthCheckResult],
+        groups: Mapping[str, tuple[str, ...] | None],
+        overrides: Mapping[str, ServingStatus],
+        held: bool,
+        shutting_down: bool,
+    ) -> None:
+        self.checks = checks
+        self.groups = groups
+        self.overrides = overrides
+        self.held = held  # not ready yet, or checks overdue: NOT_SERVING whatever they say
+        self.shutting_down = shutting_down
+
+    def statuses(self, exclude: frozenset[str] = frozenset()) -> dict[str, ServingStatus]:
+        """Every name's status, as if the checks of the ``exclude`` keys had not run."""
+        results = {check.key: check.healthy for check in self.checks if check.key not in exclude}
+        held = self.held
+        statuses: dict[str, ServingStatus] = {}
+        statuses[""] = _serving(not held and all(results.values()))
+        for group, members in self.groups.items():
+            if not members and members is not None:
+                statuses[group] = ServingStatus.SERVING  # checks nothing: alive
+            elif held:
+                statuses[group] = ServingStatus.NOT_SERVING
+            elif members is None:
+                statuses[group] = _serving(all(results.values()))
+            else:
+                wanted = [label for label in members if label not in exclude]
+                statuses[group] = _serving(all(results.get(label, False) for label in wanted))
+        for key, healthy in results.items():
+            statuses.setdefault(key, _serving(not held and healthy))
+        statuses.update(self.overrides)
+        if self.shutting_down:
+            statuses = dict.fromkeys(statuses, ServingStatus.NOT_SERVING)
+        return statuses
 
 
 def _serving(healthy: bool) -> ServingStatus:

@@ -658,3 +658,22 @@ async def test_metrics_register_the_monitors_collector() -> None:
         text = render(registry)[0].decode()
     names = {family.name for family in text_string_to_metric_families(text)}
     assert {"healthdi_health_status", "healthdi_health_check"} <= names
+
+
+async def test_sync_methods_run_in_the_loops_default_executor_without_one_given() -> None:
+    JOURNAL.clear()
+    injector = make_injector()
+    server = grpc.aio.server(interceptors=[ScopeInterceptor(injector)])
+    server.add_generic_rpc_handlers([handlers(Orders())])
+    lifecycle = install(server, injector, monitor=HealthMonitor(injector, interval=0.05), grace=1)
+    port = server.add_insecure_port("127.0.0.1:0")
+    async with lifecycle, grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        served = Served(lifecycle, channel, injector)
+        reply = await served.unary("Count")({}, metadata=(("caller", "di"),), timeout=5)
+        assert reply == {"caller": "di", "shared": True}
+        steps = [r async for r in served.unary_stream("Tally")({"steps": 2}, timeout=5)]
+        assert steps == [{"step": 0}, {"step": 1}]
+    assert [t.log for t in JOURNAL] == [
+        ["count", "commit", "closed"],
+        ["step 0", "step 1", "commit", "closed"],
+    ]

@@ -152,6 +152,7 @@ def test_grpc_check_over_http_json(app: tuple[Served, Database, httpx.Client]) -
         ("POST", "/grpc.health.v1.Health/Check", {"json": ["service"]}, 400),
         ("POST", "/grpc.health.v1.Health/Check", {"json": {"service": 7}}, 400),
         ("POST", "/grpc.health.v1.Health/Check", {"content": b"x" * (MAX_BODY + 1)}, 400),
+        ("POST", "/grpc.health.v1.Health/Check", {"content": b"[" * 60_000}, 400),
         ("GET", "/grpc.health.v1.Health/Check", {}, 405),
         ("POST", "/health", {}, 405),
         ("DELETE", "/livez", {}, 405),

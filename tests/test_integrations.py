@@ -979,3 +979,50 @@ def test_flask_metrics_are_scraped_at_metrics() -> None:
     finally:
         shutdown(app)
         shutdown(bare)
+
+
+def test_flask_answers_the_json_check_with_the_asgi_apps_hardening() -> None:
+    """A body too deep, too large or too long-named gets a short 4xx, never a 500."""
+    import io
+
+    from flask import Flask
+
+    from di.asgi import MAX_BODY
+    from di.integrations.flask import install, shutdown
+
+    app = Flask(__name__)
+    app.testing = False  # an exception would be a 500, as in production
+    injector = Injector()
+    install(app, injector, monitor=fast_monitor(injector))
+    client = app.test_client()
+    path = "/grpc.health.v1.Health/Check"
+    try:
+        deep = client.post(path, data=b"[" * 60_000)
+        assert deep.status_code == 400
+        assert deep.json == {
+            "code": "invalid_argument",
+            "message": "body is not JSON: nested too deep",
+        }
+        assert client.post(path, data=b"{not json").status_code == 400
+        assert client.post(path, json={"service": 7}).status_code == 400
+        assert client.post(path, data=b"x" * (MAX_BODY + 1)).json["message"].startswith("body over")
+        # Without a length, at most MAX_BODY bytes are read all the same.
+        unsized = client.post(
+            path,
+            input_stream=io.BytesIO(b" " * (5 * MAX_BODY)),
+            headers={"Transfer-Encoding": "chunked"},
+            environ_overrides={"wsgi.input_terminated": True},
+        )
+        assert unsized.status_code == 400 and unsized.json["message"].startswith("body over")
+        long = "n" * (MAX_BODY // 2)
+        unknown = client.post(path, json={"service": long})
+        assert unknown.status_code == 404 and len(unknown.data) < 300
+        assert "n" * 200 in unknown.text and "n" * 201 not in unknown.text
+        huge = "n" * 5_000_000
+        assert client.post(path, json={"service": huge}).status_code == 400  # over MAX_BODY
+        for answer in (client.get(f"/health/{huge}"), client.get(f"/readyz/{huge}")):
+            assert answer.status_code == 404 and len(answer.data) < 300
+            assert "n" * 200 in answer.text and "n" * 201 not in answer.text
+        assert client.post(path, json={"service": ""}).status_code == 200
+    finally:
+        shutdown(app)

@@ -435,3 +435,14 @@ async def test_stop_lets_the_round_in_progress_finish() -> None:
             monitor.stop()
     assert Slow.finished == 1
     assert not monitor.running
+
+
+async def test_a_monitor_entered_reads_running_at_once_and_refuses_a_second_run() -> None:
+    monitor = HealthMonitor(Injector(), interval=60.0)
+    async with monitor:
+        # Running from the moment it was entered, before its rounds' task got a turn:
+        # an integration that finds it running does not start it again.
+        assert monitor.running
+        with pytest.raises(RuntimeError, match="already running"):
+            await monitor.run()
+    assert not monitor.running

@@ -153,7 +153,9 @@ def test_build_durations_are_recorded() -> None:
     injector = Injector()
     injector.provide(SlowToBuild)
     injector.invoke(SlowToBuild)
-    service = injector._find(SlowToBuild, None)[0]
+    from di._container import views
+
+    service = views.find(injector, SlowToBuild)
     assert service.build_seconds >= 0.05
 
 

@@ -547,16 +547,16 @@ def test_a_singleton_in_a_scope_that_received_its_context_is_not_captive() -> No
 
 
 def test_request_builders_survive_changes_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
-    import di.scope
+    from di._container import request
 
     compiled: list[object] = []
-    original = di.scope.compile_scoped
+    original = request.compile_scoped
 
-    def counting(parent: object, service: object) -> object:
+    def counting(parent: object, service: object, callbacks: object) -> object:
         compiled.append(service)
-        return original(parent, service)  # type: ignore[arg-type]
+        return original(parent, service, callbacks)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(di.scope, "compile_scoped", counting)
+    monkeypatch.setattr(request, "compile_scoped", counting)
     injector = app()
     injector.provide_scoped(open_unit_of_work)  # a generator: its scope closes in full
     sibling = injector.scope("sibling")
@@ -933,3 +933,33 @@ def test_a_builder_compiled_while_a_scope_opens_is_found_with_its_marker() -> No
     request = Request("/")
     with injector.scope(context=CompilingContext(injector, {Request: request})) as scope:
         assert scope.invoke(Handler).ctx.request is request
+
+
+class BrokenOnPurpose:
+    def __init__(self, request: Request) -> None:
+        raise ValueError("broken on purpose")
+
+
+class UsesBroken:
+    def __init__(self, broken: BrokenOnPurpose) -> None:
+        self.broken = broken
+
+
+def test_a_traceback_through_a_compiled_builder_shows_its_source_line() -> None:
+    import traceback
+
+    injector = Injector()
+    injector.provide_context(Request)
+    injector.provide_scoped(BrokenOnPurpose)
+    injector.provide_scoped(UsesBroken)
+    with (
+        injector.scope(context={Request: Request("/")}) as scope,
+        pytest.raises(ValueError, match="broken on purpose") as raised,
+    ):
+        scope.invoke(UsesBroken)
+    frames = traceback.extract_tb(raised.value.__traceback__)
+    generated = [frame for frame in frames if frame.filename.startswith("<di scoped ")]
+    assert generated, [frame.filename for frame in frames]
+    # The line the builder failed on, as a traceback prints it: the factory's call.
+    assert "BrokenOnPurpose_" in (generated[-1].line or "")
+    assert "BrokenOnPurpose_" in "".join(traceback.format_tb(raised.value.__traceback__))

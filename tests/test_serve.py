@@ -593,24 +593,26 @@ def test_a_request_cut_off_by_a_forced_stop_gets_a_quiet_500(start: object) -> N
 
 
 def test_serving_needs_only_the_extra_it_uses(tmp_path: Path) -> None:
-    """A missing extra is simulated by making its import fail (both are installed here)."""
+    """A missing extra is simulated by making its imports fail (all are installed here).
 
-    def serve(blocked: str, *options: str) -> tuple[subprocess.Popen[bytes], Path]:
+    The HTTP listener needs httptools, the http extra's parser, and not uvicorn."""
+
+    def serve(blocked: list[str], *options: str) -> tuple[subprocess.Popen[bytes], Path]:
         code = (
             "import sys\n"
-            f"sys.modules[{blocked!r}] = None\n"
+            f"sys.modules.update(dict.fromkeys({blocked!r}))\n"
             "from di._cli import main\n"
             f"main(['serve', 'tests.serve_targets:healthy', *{list(options)!r}])\n"
         )
-        log = tmp_path / f"without-{blocked}.log"
+        log = tmp_path / f"without-{'-'.join(blocked)}.log"
         with log.open("w") as output:
             process = subprocess.Popen(
                 [sys.executable, "-c", code], cwd=ROOT, stdout=output, stderr=subprocess.STDOUT
             )
         return process, log
 
-    http_only, http_log = serve("grpc", "--http", "127.0.0.1:0", "--drain", "0")
-    grpc_only, grpc_log = serve("uvicorn", "--grpc", "127.0.0.1:0", "--drain", "0")
+    http_only, http_log = serve(["grpc", "uvicorn"], "--http", "127.0.0.1:0", "--drain", "0")
+    grpc_only, grpc_log = serve(["httptools", "uvicorn"], "--grpc", "127.0.0.1:0", "--drain", "0")
     try:
         http_port = port_said(http_log.read_text, HTTP_SAYS, http_only)
         grpc_port = port_said(grpc_log.read_text, GRPC_SAYS, grpc_only)
@@ -625,11 +627,11 @@ def test_serving_needs_only_the_extra_it_uses(tmp_path: Path) -> None:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    missing, missing_log = serve("uvicorn", "--http", "127.0.0.1:0")
+    missing, missing_log = serve(["httptools"], "--http", "127.0.0.1:0")
     assert missing.wait(PATIENCE) == 1
     output = missing_log.read_text()
     assert output.strip() == (
-        "di serve: serving HTTP needs the http extra (uvicorn is not installed): "
+        "di serve: serving HTTP needs the http extra (httptools is not installed): "
         "pip install 'healthdi[http]'"
     )
 

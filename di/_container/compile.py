@@ -1,4 +1,4 @@
-"""Compiling a transient into one Python function that builds it.
+"""Compiling a transient, or a request scope's scoped service, into one Python function.
 
 ``invoke(Service)`` for a transient ``Service(repo: Repo, config: Config)`` whose ``Repo``
 is transient too becomes a call of ``lambda S: Service(Repo(db), config)``, with ``db`` and
@@ -9,16 +9,23 @@ changes or a singleton is released, so a captured instance is never stale.
 Only plain sync factories are compiled; anything else (async or generator factories,
 cycles, named transients that need a type check) returns None and takes the general
 path, which also raises the proper errors.
+
+The generated source is registered in :mod:`linecache` under its own file name
+(``<di scoped app.Handler>``), so a traceback through a builder shows the line that
+failed. Generated code names no private of the scope: what it calls back is handed to
+it as constants (see :data:`di._container.request.CALLBACKS`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
-from collections.abc import Callable
-from threading import get_ident
+import linecache
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DIError
+from . import registry
 from .resolve import check_type, params_of, resolve_sync
 from .service import COMPILED, Lifetime, Service
 from .signature import Kind, Param, ScopeParam
@@ -30,12 +37,24 @@ _EMPTY = inspect.Parameter.empty
 
 
 class _Source:
+    """The constants a generated function closes over, each under a name that says what
+    it is (``Handler_3``, ``key_4``), so that a traceback through it reads."""
+
     def __init__(self) -> None:
         self.constants: list[Any] = []
+        self.names: list[str] = []
 
-    def constant(self, value: Any) -> str:
+    def constant(self, value: Any, what: str = "") -> str:
+        if not what:
+            what = getattr(value, "__name__", "") if callable(value) else ""
+        what = "".join(c if c.isalnum() else "_" for c in what)[:40] or "c"
+        name = f"{what}_{len(self.constants)}"
         self.constants.append(value)
-        return f"_{len(self.constants) - 1}"
+        self.names.append(name)
+        return name
+
+    def parameters(self) -> str:
+        return ", ".join(self.names)
 
 
 def compile_transient(scope: Scope, service: Service) -> Callable[[Scope], Any] | None:
@@ -51,14 +70,31 @@ def compile_transient(scope: Scope, service: Service) -> Callable[[Scope], Any] 
         return None  # e.g. an unresolvable annotation: the general path reports it
     if expression is None:
         return None
-    names = ", ".join(f"_{i}" for i in range(len(source.constants)))
+    names = source.parameters()
     code = (
         f"def _outer({names}):\n    def build(S):\n        return {expression}\n    return build\n"
     )
-    namespace: dict[str, Any] = {}
-    exec(compile(code, f"<di transient {service.label}>", "exec"), namespace)
-    builder: Callable[[Scope], Any] = namespace["_outer"](*source.constants)
+    outer = _define(code, f"transient {service.label}")
+    builder: Callable[[Scope], Any] = outer(*source.constants)
     return builder
+
+
+def _define(code: str, what: str) -> Callable[..., Any]:
+    """Compile ``code`` (which defines ``_outer``) under a file name of its own, registered
+    in :mod:`linecache` so that tracebacks show its lines; return ``_outer``.
+
+    The name is derived from the text, so compiling the same builder again (a provider
+    changed, then changed back) reuses the entry instead of adding one.
+    """
+    digest = hashlib.blake2s(code.encode(), digest_size=4).hexdigest()
+    filename = f"<di {what} {digest}>"
+    if filename not in linecache.cache:
+        lines = code.splitlines(keepends=True)
+        linecache.cache[filename] = (len(code), None, lines, filename)
+    namespace: dict[str, Any] = {}
+    exec(compile(code, filename, "exec"), namespace)
+    outer: Callable[..., Any] = namespace["_outer"]
+    return outer
 
 
 def _expression(
@@ -69,9 +105,9 @@ def _expression(
     arguments = []
     for p in params_of(service):
         if p.target is ScopeParam:
-            value = source.constant(scope)
+            value = source.constant(scope, "scope")
         else:
-            dependency = scope._lookup(p.target)
+            dependency = registry.lookup(scope, p.target)
             if dependency is not None and dependency.lifetime is Lifetime.TRANSIENT:
                 if isinstance(p.target, str):
                     return None  # its type is checked on every build
@@ -94,25 +130,35 @@ def _captured(scope: Scope, p: Param, dependency: Service | None, source: _Sourc
     None when the dependency is absent and the parameter has no default.
     """
     if dependency is None:
-        return None if p.default is _EMPTY else source.constant(p.default)
+        return None if p.default is _EMPTY else source.constant(p.default, f"default_{p.name}")
     instance = resolve_sync(dependency, scope)
     if isinstance(p.target, str):
         check_type(p.target, instance, p.expected, f"parameter {p.name!r}")
-    return source.constant(instance)
+    return source.constant(instance, p.name)
 
 
 # -- scoped services ------------------------------------------------------------------
 
 
-def compile_scoped(parent: Scope, service: Service) -> Callable[[Scope], Any] | None:
+def compile_scoped(
+    parent: Scope, service: Service, callbacks: Mapping[str, Callable[..., Any]]
+) -> Callable[[Scope], Any] | None:
     """A function building scoped ``service`` in a child of ``parent`` that provides nothing.
 
     Such a child (a request scope) resolves every key as ``parent`` does, so one builder
     serves every request: it reads the child's context, captures the singletons (built
     now), and builds the scoped services on the way in dependency order, each looked
     for in the child first and cached there. ``Scope.invoke`` calls it once it saw the
-    child without the instance. A call from another thread than the child's own takes
-    the general path (``Scope.build_guarded``), so that two threads never both build one.
+    child without the instance.
+
+    ``callbacks`` are what it calls back, by the names of
+    :data:`di._container.request.CALLBACKS`: ``_enter`` hands it the child's instances
+    and its list of compiled builds (None from another thread than the child's own:
+    then ``_guarded`` takes the general path, so that two threads never both build
+    one); ``_record`` caches what it built, ``_refuse`` undoes a build that landed in a
+    scope closed meanwhile, ``_failed`` names a factory that raised, and ``_context``
+    reads a context value from an enclosing scope.
+
     Returns None when anything on the way needs the general path (async or generator
     factories, transients, named services needing a type check, cycles).
     """
@@ -124,22 +170,23 @@ def compile_scoped(parent: Scope, service: Service) -> Callable[[Scope], Any] | 
         return None
     if result is None:
         return None
-    names = ", ".join(f"_{i}" for i in range(len(source.constants)))
+    names = source.parameters()
     body = "\n".join(f"        {line}" for line in lines)
     code = (
-        f"def _outer(_C, _ident, _D, {names}):\n"
+        f"def _outer(_C, _D, {', '.join(callbacks)}, {names}):\n"
         "    def build(S):\n"
-        "        i = S._instances\n"
-        "        if S._thread != _ident():\n"
-        "            return S.build_guarded(_D)\n"
+        "        e = _enter(S)\n"
+        "        if e is None:\n"
+        "            return _guarded(S, _D)\n"
+        "        i, f = e\n"
         f"{body}\n"
         f"        return {result}\n"
         "    return build\n"
     )
-    namespace: dict[str, Any] = {}
-    exec(compile(code, f"<di scoped {service.label}>", "exec"), namespace)
-    outer = namespace["_outer"]
-    builder: Callable[[Scope], Any] = outer(COMPILED, get_ident, service, *source.constants)
+    outer = _define(code, f"scoped {service.label}")
+    builder: Callable[[Scope], Any] = outer(
+        COMPILED, service, *callbacks.values(), *source.constants
+    )
     return builder
 
 
@@ -166,7 +213,7 @@ def _scoped_step(
         if p.target is ScopeParam:
             value = "S"
         else:
-            dependency = parent._lookup(p.target)
+            dependency = registry.lookup(parent, p.target)
             if dependency is None or dependency.lifetime in (Lifetime.LAZY, Lifetime.VALUE):
                 captured = _captured(parent, p, dependency, source)
                 if captured is None:
@@ -184,40 +231,40 @@ def _scoped_step(
                     return None  # its default when absent: the general path decides
                 # The scope's context values are in its instances too, by their keys
                 # (which nothing else there uses); an ancestor's, the general lookup.
-                key = source.constant(dependency.key)
-                declared = source.constant(dependency)
+                key = source.constant(dependency.key, "key")
+                declared = source.constant(dependency, "declared")
                 held = f"c{len(source.constants)}"
                 value = (
                     f"({held} if ({held} := i.get({key}, _C)) is not _C "
-                    f"else S.context_value({declared}))"
+                    f"else _context(S, {declared}))"
                 )
             else:
                 return None  # a transient
         arguments.append(value if p.positional else f"{p.name}={value}")
     v = built[service] = f"v{len(built)}"
     factory = source.constant(service.factory)
-    declared = source.constant(service)
-    key = source.constant(service.key)
+    declared = source.constant(service, "declared")
+    key = source.constant(service.key, "key")
     step = [
         "try:",
         f"    {v} = {factory}({', '.join(arguments)})",
         "except Exception as error:",
-        f"    S.note_failed_build(error, {declared})",
+        f"    _failed(S, error, {declared})",
         "    raise",
     ]
     if len(service.keys) > 1 or service.key is not service.expected:
-        step.append(f"{v} = S.record_built({declared}, {v})")  # bound keys: checked
+        step.append(f"{v} = _record(S, {declared}, {v})")  # bound keys: checked
     else:
-        # Scope.record_built, inlined for the common case: one key, its own type.
-        counter = source.constant(parent.root._counter.__next__)  # noqa: SLF001 - build order
+        # request.record, inlined for the common case: one key, its own type.
+        counter = source.constant(parent.root._counter.__next__, "build_number")
         step += [
             f"if i.get({key}, _C) is not _C:",  # another thread won: its instance
-            f"    {v} = S.record_built({declared}, {v})",
+            f"    {v} = _record(S, {declared}, {v})",
             "else:",
             f"    i[{key}] = {v}",
-            f"    S._fast.append(({declared}, {v}, {counter}()))",
-            "    if S._closed:",
-            f"        S.refuse_built({declared}, {v})",
+            f"    f.append(({declared}, {v}, {counter}()))",
+            "    if S.closed:",
+            f"        _refuse(S, {declared}, {v})",
         ]
     if path:  # a dependency: built only if the scope has none yet
         lines += [f"{v} = i.get({key}, _C)", f"if {v} is _C:"]

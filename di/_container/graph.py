@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..errors import GraphError
+from . import registry
 from .keys import describe
 from .resolve import params_of
 from .service import Lifetime, Service
@@ -38,14 +39,14 @@ def _edges(service: Service, invoker: Scope) -> Iterator[tuple[Param, Service | 
     for p in params_of(service):
         if p.target is ScopeParam:
             continue
-        yield p, resolver._lookup(p.target)
+        yield p, registry.lookup(resolver, p.target)
 
 
 def validate(scope: Scope) -> None:
     """Raise one :class:`GraphError` listing every problem visible from ``scope``."""
     problems: list[str] = []
     cycles: set[tuple[str, ...]] = set()
-    for service in scope._visible():
+    for service in registry.visible(scope):
         try:
             edges = list(_edges(service, scope))
         except TypeError as error:
@@ -95,7 +96,9 @@ def _captive(singleton: Service, scope: Scope) -> str | None:
             if dependency is None:
                 continue
             owner = singleton.owner
-            if dependency.lifetime is Lifetime.CONTEXT and owner._context_scope(dependency.key):
+            if dependency.lifetime is Lifetime.CONTEXT and registry.context_scope(
+                owner, dependency.key
+            ):
                 continue  # the singleton's own scope received that value
             if dependency.lifetime is Lifetime.SCOPED and owner.parent is not None:
                 continue  # built in the singleton's own scope: they live as long
@@ -152,8 +155,18 @@ def _state(service: Service, scope: Scope) -> str:
     if service.lifetime is Lifetime.CONTEXT:
         return "from scope(context=...)"
     if service.lifetime is Lifetime.SCOPED:
-        return "built in this scope" if scope.built_here(service) else "not built here"
+        return "built in this scope" if _built_here(scope, service) else "not built here"
     return "built" if service.index else "not built"
+
+
+def _built_here(scope: Scope, service: Service) -> bool:
+    """Whether ``scope`` has built its own copy of scoped declaration ``service``."""
+    from .request import materialize
+
+    with scope._root._mutex:
+        materialize(scope)
+        copy = scope._scoped.get(service)
+        return copy is not None and bool(copy.index)
 
 
 def explain(scope: Scope, root: Service) -> str:
@@ -191,7 +204,7 @@ def explain(scope: Scope, root: Service) -> str:
 
 def graph(scope: Scope) -> str:
     """Every service visible from ``scope`` and what each needs, as a Mermaid flowchart."""
-    services = scope._visible()
+    services = registry.visible(scope)
     ids = {id(service): f"s{i}" for i, service in enumerate(services)}
     lines = ["flowchart TD"]
     missing: dict[str, str] = {}

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..errors import AsyncRequiredError, CircularDependencyError, DIError, ScopeClosedError
+from . import registry
 from .keys import describe
 from .runner import loop_notifier, running_asyncio_loop
 from .service import COMPILED, MISSING, Landed, Lifetime, Service, Teardown
@@ -88,8 +89,8 @@ class _Flight:
 def _special(service: Service, invoker: Scope) -> tuple[Service | None, Any]:
     """Where a scoped or context service is resolved: (the copy to build, or the value)."""
     if service.lifetime is Lifetime.CONTEXT:
-        return None, invoker._context_value(service)
-    return invoker._scoped_copy(service), MISSING
+        return None, registry.context_value(invoker, service)
+    return registry.scoped_copy(invoker, service), MISSING
 
 
 def resolve_sync(service: Service, invoker: Scope) -> Any:
@@ -243,7 +244,7 @@ def _current(service: Service, landed: Landed) -> Service:
     """After a build that was not kept: the service to build instead, or the error."""
     owner = service.owner
     if landed is _REPLACED:
-        current = owner._lookup(service.key)
+        current = registry.lookup(owner, service.key)
         if current is not None and current.owner is owner:
             return current
     raise ScopeClosedError(owner.name, f"build {service.label!r}")
@@ -265,7 +266,7 @@ def _land(
     kept = _KEPT
     with owner.root._mutex:
         if made is not None:
-            kept = owner._keep(service, made[0], made[1], flight.generation)
+            kept = registry.keep(owner, service, made[0], made[1], flight.generation)
             if kept is _CLOSED:
                 error = ScopeClosedError(owner.name, f"build {service.label!r}")
             elif kept is _REPLACED:
@@ -284,7 +285,7 @@ def _land(
 
 def _discard_sync(service: Service, made: tuple[Any, Teardown | None]) -> None:
     """Shut down an instance built but not kept (its scope closed, or it was replaced)."""
-    from ..scope import hook_of
+    from .shutdown import hook_of
 
     try:
         hook = hook_of(service, made[0], made[1], None)
@@ -305,7 +306,7 @@ def _discard_sync(service: Service, made: tuple[Any, Teardown | None]) -> None:
 
 async def _discard_async(service: Service, made: tuple[Any, Teardown | None]) -> None:
     """:func:`_discard_sync`, awaiting an async shutdown hook."""
-    from ..scope import hook_of
+    from .shutdown import hook_of
 
     try:
         hook = hook_of(service, made[0], made[1], None)
@@ -410,7 +411,7 @@ def _absent_context(dependency: Service, p: Param, scope: Scope) -> bool:
     return (
         dependency.lifetime is Lifetime.CONTEXT
         and p.default is not _EMPTY
-        and scope._context_scope(dependency.key) is None
+        and registry.context_scope(scope, dependency.key) is None
     )
 
 
@@ -427,9 +428,9 @@ _BUILDING = "while building "
 
 def _dependency(p: Param, scope: Scope, service: Service) -> Service | None:
     """The service filling ``p``; None when it is absent and the parameter has a default."""
-    dependency = scope._lookup(p.target)
+    dependency = registry.lookup(scope, p.target)
     if dependency is None and p.default is _EMPTY:
-        error = scope._not_found(p.target, service.label)
+        error = registry.not_found(scope, p.target, service.label)
         error.missing = p.target
         error.add_note(f"needed by parameter {p.name!r} of factory {service.label!r}")
         raise error
@@ -443,12 +444,12 @@ def explain_captive(error: Exception, service: Service, invoker: Scope) -> None:
     explained = any(_CAPTIVE in note for note in getattr(error, "__notes__", ()))
     if missing is MISSING or invoker is owner or explained:
         return
-    provider = invoker._lookup(missing)
+    provider = registry.lookup(invoker, missing)
     where = None
     if provider is None:
         pass
     elif provider.lifetime is Lifetime.CONTEXT:
-        where = invoker._context_scope(missing)
+        where = registry.context_scope(invoker, missing)
     elif provider.lifetime is Lifetime.SCOPED:
         where = invoker.name if invoker.parent is not None else None
     else:

@@ -2,15 +2,16 @@
 
 One module answers both directions, for every layer above:
 
-- :func:`run` runs a coroutine function on a fresh event loop for a sync caller, and
+- :func:`run_blocking` runs a coroutine function on a fresh event loop for a sync caller, and
   refuses inside a running loop (blocking it to wait for itself would hang);
 - :class:`Threads` is the one pool of worker threads: sync health checks, sync shutdown
   hooks, integrations' sync handlers all go through it. Threads are kept between jobs
   and handed whole runs of work, and a thread stuck in a hung job is simply not reused
   until it returns: the pool grows by one thread per hung job, never per call;
 - :func:`in_thread` awaits a sync call made in one of those threads (or a given
-  executor) from async code; :func:`call_in_thread` does the same from sync code with a
-  bound; both leave the thread behind when the wait ends first;
+  executor, or asyncio's default one) from async code; :func:`call_in_thread` does the
+  same from sync code with a bound; both leave the thread behind when the wait ends
+  first;
 - :class:`LoopThread` runs an event loop in a thread of its own, for sync programs that
   host async work (a health monitor beside a Flask app);
 - :func:`loop_notifier` is how any thread wakes a task on the current loop, and
@@ -66,7 +67,7 @@ def running_asyncio_loop() -> Any:
     return get_loop() if get_loop is not None else None
 
 
-def run(function: Callable[[], Awaitable[T]], sync_name: str, async_name: str) -> T:
+def run_blocking(function: Callable[[], Awaitable[T]], sync_name: str, async_name: str) -> T:
     """Run ``function`` on a fresh event loop, refusing to nest inside a running one.
 
     Blocking a running loop to wait for work scheduled on that same loop would hang it,
@@ -263,7 +264,7 @@ _POOLS: weakref.WeakSet[Threads] = weakref.WeakSet()
 
 def _forget_threads() -> None:
     for pool in list(_POOLS):
-        pool._after_fork()  # noqa: SLF001 - the pool's own reset, for fork
+        pool._after_fork()
 
 
 if hasattr(os, "register_at_fork"):
@@ -293,9 +294,11 @@ async def in_thread(
 ) -> T:
     """``function(*args)`` in a worker thread (of ``threads``, or of ``executor``).
 
-    The call sees the caller's context variables. If the wait is cancelled the thread
-    is left behind to finish on its own, its result dropped; to wait for it all the
-    same, await this under :func:`to_completion`.
+    With neither, the running asyncio loop's default executor runs it (as
+    ``loop.run_in_executor(None, ...)`` would). The call sees the caller's context
+    variables. If the wait is cancelled the thread is left behind to finish on its own,
+    its result dropped; to wait for it all the same, await this under
+    :func:`to_completion`.
     """
     done = anyio.Event()
     notify = loop_notifier()
@@ -310,9 +313,16 @@ async def in_thread(
 
     if executor is not None:
         executor.submit(job)
-    else:
-        assert threads is not None
+    elif threads is not None:
         threads.submit(job)
+    else:
+        loop = running_asyncio_loop()
+        if loop is None:
+            raise RuntimeError(
+                "in_thread() without threads or an executor needs a running asyncio loop, "
+                "whose default executor runs the call; pass threads= elsewhere"
+            )
+        loop.run_in_executor(None, job)
     await done.wait()
     ok, result = box[0]
     if not ok:
@@ -320,10 +330,15 @@ async def in_thread(
     return result  # type: ignore[no-any-return]
 
 
+class LeftBehind(TimeoutError):
+    """A call in a worker thread did not return in time: the thread is left behind."""
+
+
 def call_in_thread(threads: Threads, function: Callable[[], T], timeout: float) -> T:
     """``function()`` in a worker thread, waited for ``timeout`` seconds from sync code.
 
-    Raises ``TimeoutError`` when it has not returned by then: the thread is left behind.
+    Raises :class:`LeftBehind` when it has not returned by then: the thread goes on
+    alone. What ``function`` raises is raised here (a ``TimeoutError`` of its own too).
     """
     done = threading.Event()
     box: list[tuple[bool, Any]] = []
@@ -337,7 +352,7 @@ def call_in_thread(threads: Threads, function: Callable[[], T], timeout: float) 
 
     threads.submit(job)
     if not done.wait(timeout):
-        raise TimeoutError(f"no return within {timeout:g} s")
+        raise LeftBehind(f"no return within {timeout:g} s")
     ok, result = box[0]
     if not ok:
         raise result
@@ -352,8 +367,9 @@ class LoopThread:
 
     For sync programs that host async work: ``start(lambda: monitor)`` enters the
     context on the thread's loop and returns once it is entered (raising what entering
-    raised); :meth:`stop` asks the loop to leave it and waits for the thread, within a
-    bound. ``before_exit`` runs inside the context, first thing on the way out.
+    raised); :meth:`stop` asks the loop to leave it, waits for the thread, and raises
+    what leaving raised. ``before_exit`` runs inside the context, first thing on the
+    way out. Started once.
     """
 
     def __init__(self, name: str, backend: str = "asyncio") -> None:
@@ -363,6 +379,8 @@ class LoopThread:
         self._stop: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._stopped = False
+        self._entered = False
+        self._failure: BaseException | None = None  # what entering or leaving raised
 
     @property
     def alive(self) -> bool:
@@ -374,13 +392,33 @@ class LoopThread:
         context: Callable[[], AbstractAsyncContextManager[Any]],
         before_exit: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
-        ready = threading.Event()
-        failure: list[BaseException] = []
+        """Enter ``context()`` on a new thread's loop; return once entered, or raise."""
+        with self._lock:
+            if self._thread is not None:
+                raise RuntimeError(f"LoopThread {self.name!r} was started once already")
+            ready = threading.Event()
+            self._thread = threading.Thread(
+                target=self._run, args=(context, before_exit, ready), name=self.name, daemon=True
+            )
+        self._thread.start()
+        ready.wait()
+        if not self._entered:
+            self._thread.join()
+            failure, self._failure = self._failure, None
+            assert failure is not None
+            raise failure
+
+    def _run(
+        self,
+        context: Callable[[], AbstractAsyncContextManager[Any]],
+        before_exit: Callable[[], Awaitable[object]] | None,
+        ready: threading.Event,
+    ) -> None:
+        import anyio.from_thread
+        import anyio.lowlevel
 
         async def main() -> None:
-            from anyio.lowlevel import current_token
-
-            token = current_token()
+            token = anyio.lowlevel.current_token()
             leave = anyio.Event()
 
             def stop() -> None:
@@ -390,39 +428,41 @@ class LoopThread:
             self._stop = stop
             try:
                 async with context():
+                    self._entered = True
                     ready.set()
                     await leave.wait()
                     if before_exit is not None:
                         await before_exit()
             except BaseException as error:
-                failure.append(error)
+                self._failure = error
                 raise
             finally:
                 ready.set()
 
-        def body() -> None:
-            with contextlib.suppress(BaseException):  # reported through `failure`
-                anyio.run(main, backend=self.backend)
+        try:
+            anyio.run(main, backend=self.backend)
+        except BaseException as error:  # reported through self._failure
+            if self._failure is None:
+                self._failure = error  # the loop itself failed
+        finally:
+            ready.set()
 
-        import anyio.from_thread
-
-        self._thread = threading.Thread(target=body, name=self.name, daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread.join()
-            raise failure[0]
-
-    def stop(self, timeout: float) -> bool:
-        """Leave the context and wait up to ``timeout`` s for the thread; whether it ended."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Leave the context and wait up to ``timeout`` s (None: until it is left) for the
+        thread; whether it ended. What leaving raised is raised here, once; a later call
+        waits again."""
         with self._lock:
-            if self._stopped:
-                return not self.alive
-            self._stopped = True
-        thread = self._thread
+            asked, self._stopped = self._stopped, True
+            thread = self._thread
         if thread is None:
             return True
-        if self._stop is not None and thread.is_alive():
+        if not asked and self._stop is not None and thread.is_alive():
             self._stop()
         thread.join(timeout)
-        return not thread.is_alive()
+        if thread.is_alive():
+            return False
+        with self._lock:
+            failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+        return True

@@ -8,17 +8,26 @@ bound keys share it), and each built instance in ``Scope._instances`` by key, wh
 from __future__ import annotations
 
 import enum
+import inspect
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
-from .keys import describe
-from .signature import Kind, Param
+from .keys import check_name, describe
+from .signature import Kind, Param, kind_of, label, provided_type, read_params
 
 if TYPE_CHECKING:
     from ..scope import Scope
     from .resolve import _Flight
 
 MISSING: Final[Any] = object()
+# A read-only empty mapping (and tuple) standing in for a scope's unwritten containers:
+# each write site makes the container the scope's own first.
+BLANK: Final[Any] = MappingProxyType({})
+BLANK_LIST: Final[Any] = ()
+_EMPTY = inspect.Parameter.empty
+# What provides= takes: a key (a type or a name), a tuple of keys, or None.
+Keys = Any | tuple[Any, ...] | None
 # Stands in Scope._instances for a service not built there, whose compiled builder is
 # in Scope._compiled: every transient, and in a request scope each scoped service.
 COMPILED: Final[Any] = object()
@@ -137,3 +146,172 @@ class Service:
         like.keys = keys
         like.critical = self.critical
         return like
+
+
+# -- making a service from what a provide call was given ---------------------------------------
+
+_WHERE = {
+    Lifetime.LAZY: "provide",
+    Lifetime.SCOPED: "provide_scoped",
+    Lifetime.TRANSIENT: "provide_transient",
+}
+
+
+def from_factory(
+    owner: Scope,
+    factory: Callable[..., Any],
+    lifetime: Lifetime,
+    name: str | None,
+    provides: Keys,
+    shutdown: Callable[[Any], Any] | None,
+    health_check: Callable[[Any], Any] | None,
+    *,
+    value: object = MISSING,
+    where: str = "",
+    scope_types: tuple[type, ...] = (),
+) -> Service:
+    """The service a ``provide*``/``override*`` call describes, its arguments checked.
+
+    ``where`` names the call in error messages; ``scope_types`` are the parameter
+    annotations that receive the invoking scope.
+    """
+    where = where or _WHERE.get(lifetime, "provide")
+    if not callable(factory):
+        raise TypeError(f"{where}(): the factory must be callable, got {factory!r}")
+    for argument, hook in (("shutdown", shutdown), ("health_check", health_check)):
+        if hook is not None and not callable(hook):
+            raise TypeError(f"{where}(): {argument}= must be callable, got {hook!r}")
+    if name is not None:
+        check_name(name, f"{where}()")
+    params: list[Param] | None = []
+    if value is not MISSING:
+        kind, provided = Kind.PLAIN, type(value)
+    else:
+        kind = kind_of(factory)
+        try:
+            provided = provided_type(factory, kind)
+        except TypeError:
+            if name is None and provides is None:
+                raise
+            provided = _EMPTY  # keyed by name= or provides=: the annotation can wait
+        params = read_params(factory, scope_types)
+    keys = keys_of(provides, where, name)
+    if name is None and provided is _EMPTY and not keys:
+        raise TypeError(
+            f"{where}({label(factory)}): the factory has no return annotation; "
+            "annotate its return type, or pass name= or provides="
+        )
+    if not keys:
+        keys = (name if name is not None else provided,)
+    service = Service(
+        key=keys[0],
+        label=describe(keys[0]),
+        lifetime=lifetime,
+        owner=owner,
+        factory=factory,
+        kind=kind,
+        expected=None if provided is _EMPTY else provided,
+        params=params,
+        shutdown_hook=shutdown,
+        check=health_check,
+    )
+    service.keys = keys
+    _check_binding(service, where)
+    return service
+
+
+def from_value(
+    owner: Scope,
+    value: object,
+    where: str,
+    name: str | None,
+    provides: Keys,
+    shutdown: Callable[[Any], Any] | None,
+    health_check: Callable[[Any], Any] | None,
+) -> Service:
+    """The service of an instance already built (``provide_value``, ``override_value``)."""
+    if isinstance(value, type) and name is None and provides is None:
+        raise TypeError(
+            f"{where}({value.__qualname__}): that is a class, not an instance; "
+            f"provide(...) builds a service from its class: provide({value.__qualname__})"
+        )
+    return from_factory(
+        owner,
+        lambda: value,
+        Lifetime.VALUE,
+        name,
+        provides,
+        shutdown,
+        health_check,
+        value=value,
+        where=where,
+    )
+
+
+def context_key(owner: Scope, key: Any, name: str | None) -> Service:
+    """The declaration of a context key (``provide_context``)."""
+    if name is not None:
+        check_name(name, "provide_context()")
+    elif isinstance(key, str) or key is None:
+        raise TypeError(
+            f"provide_context({key!r}): pass the type of the value, and name= to key it "
+            "by a name: provide_context(str, name='tenant')"
+        )
+    return Service(
+        key=name if name is not None else key,
+        label=describe(name if name is not None else key),
+        lifetime=Lifetime.CONTEXT,
+        owner=owner,
+        factory=_no_factory,
+        kind=Kind.PLAIN,
+        expected=key,
+        params=[],
+        shutdown_hook=None,
+        check=None,
+    )
+
+
+def _no_factory() -> Any:
+    """Stands in as the factory of a context key: its value comes from scope(context=...)."""
+    raise AssertionError("a context key is never built")
+
+
+def keys_of(provides: Keys, where: str, name: str | None) -> tuple[Any, ...]:
+    """The keys a provides= argument names; () when it is None."""
+    if provides is None:
+        return ()
+    keys = provides if isinstance(provides, tuple) else (provides,)
+    if not keys:
+        raise ValueError(f"{where}(provides=()): name at least one key")
+    if name is not None:
+        raise TypeError(
+            f"{where}(name={name!r}, provides=...): pass one or the other; a name can be "
+            f"one of the keys: provides=(..., {name!r})"
+        )
+    for key in keys:
+        if isinstance(key, str):
+            check_name(key, f"{where}()")
+        elif key is None:
+            raise TypeError(f"{where}(provides=...): None is not a key")
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{where}(provides={provides!r}): a key is listed twice")
+    return keys
+
+
+def _check_binding(service: Service, where: str) -> None:
+    """Refuse a class bound to an interface it does not implement, where Python can tell."""
+    built = service.expected
+    if not isinstance(built, type):
+        return
+    for key in service.keys:
+        if key is built or not isinstance(key, type):
+            continue
+        try:
+            ok = issubclass(built, key)
+        except TypeError:
+            continue  # a Protocol that is not runtime-checkable: checked when built, if it can be
+        if not ok:
+            raise TypeError(
+                f"{where}({label(service.factory)}, provides={describe(key)}): "
+                f"{describe(built)} is not a {describe(key)}"
+            )

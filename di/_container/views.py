@@ -8,22 +8,21 @@ framework puts in each request scope's context (:func:`declare_context`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DIError
+from . import registry
 from .keys import Key, describe
 from .service import COMPILED, MISSING, Lifetime, Service
 
 if TYPE_CHECKING:
+    from .._health.settings import HealthSettings
     from ..scope import Scope
 
 
-class Built(NamedTuple):
-    """One built service as a scope sees it: where it lives, its record, its instance."""
-
-    scope: str  # the name of the scope holding the instance
-    service: Service
-    instance: Any
+# One built service as a scope sees it: the name of the scope holding the instance,
+# its record, its instance. A plain tuple: a health check makes one per service.
+Built = tuple[str, Service, Any]
 
 
 def built(scope: Scope) -> list[Built]:
@@ -36,7 +35,9 @@ def built(scope: Scope) -> list[Built]:
     found: list[Built] = []
     seen: set[Any] = set()
     services: set[Service] = set()
-    for owner, entries in scope._lineage():
+    for owner, entries in registry.lineage(scope):
+        instances = owner._instances
+        name = owner.name
         for key, service in entries:
             if key in seen:
                 continue
@@ -44,10 +45,10 @@ def built(scope: Scope) -> list[Built]:
             if service in services:
                 continue
             services.add(service)
-            instance = owner._instances.get(key, MISSING)
+            instance = instances.get(key, MISSING)
             if not service.index or instance is MISSING or instance is COMPILED:
                 continue
-            found.append(Built(owner.name, service, instance))
+            found.append((name, service, instance))
     return found
 
 
@@ -61,19 +62,25 @@ def instance_of(service: Service) -> Any:
 
 def lookup(scope: Scope, key: Key) -> Service | None:
     """The service ``key`` reaches from ``scope`` (nearest provider), or None."""
-    return scope._lookup(key)
+    return registry.lookup(scope, key)
 
 
 def find(scope: Scope, key: Any, name: str | None = None) -> Service:
     """The service invoking ``key`` (or ``name``) from ``scope`` would build, building
     nothing: ``ServiceNotFoundError`` when none is in reach."""
-    return scope._find(key, name)[0]  # noqa: SLF001 - the container's own read
+    return registry.find(scope, key, name)[0]
+
+
+def engine_settings(scope: Scope) -> HealthSettings:
+    """The health engine's settings and state for ``scope``'s tree, which its root keeps."""
+    settings: HealthSettings = scope.root._health
+    return settings
 
 
 def declare_context(scope: Scope, key: type[Any], framework: str) -> None:
     """Declare ``key`` a context key of ``scope`` (each request scope gets its value),
     unless it already is one; a service provided under that key is an error."""
-    found = scope._lookup(key)
+    found = registry.lookup(scope, key)
     if found is None:
         scope.provide_context(key)
     elif found.lifetime is not Lifetime.CONTEXT:

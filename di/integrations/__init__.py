@@ -15,5 +15,8 @@ Each module imports only its framework (install it with the matching extra, such
 
 Modules: :mod:`di.integrations.fastapi`, :mod:`di.integrations.starlette`,
 :mod:`di.integrations.litestar`, :mod:`di.integrations.grpc` and
-:mod:`di.integrations.flask`.
+:mod:`di.integrations.flask`. They share their plumbing: ``_lifecycle`` is the one
+start/stop sequence (1), ``_asgi`` the scope per ASGI connection (2), ``_inject`` the
+one ``Inject`` marker, parameter parser and handler wrapper (3); the health answers
+(4) are :mod:`di.asgi`'s, rendered by ``di._answers`` for Flask too.
 """

@@ -1,7 +1,8 @@
 """What the ASGI integrations share: the lifespan, a scope per connection, health routes.
 
 Framework-free (the core's dependencies only): the Starlette, FastAPI and Litestar
-modules build on it.
+modules build on it. The lifespan is the integrations' one start/stop sequence
+(:mod:`._lifecycle`); the health routes are :func:`di.asgi.health_app`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ..asgi import ASGIApp, Receive, Send, health_app
 from ..errors import DIError, ScopeClosedError
 from ..monitor import HealthMonitor
 from ..scope import Scope
+from ._lifecycle import Running
 
 # The ASGI scope key under which each HTTP request and WebSocket connection keeps its slot.
 SLOT = "healthdi.scope"
@@ -167,40 +169,16 @@ def declare_context(injector: Scope, keys: tuple[type[Any], ...], framework: str
         views.declare_context(injector, key, framework)
 
 
-def monitor_for(injector: Scope, monitor: HealthMonitor | None) -> HealthMonitor:
-    if not isinstance(injector, Scope):
-        raise TypeError(f"install() needs an Injector, got {injector!r}")
-    if monitor is None:
-        return HealthMonitor(injector)
-    if monitor.injector is not injector:
-        raise ValueError("install(monitor=...) must monitor the injector it is given")
-    return monitor
-
-
 @asynccontextmanager
 async def running(
     injector: Scope, monitor: HealthMonitor, lifespan: Lifespan | None = None
 ) -> AsyncIterator[None]:
-    """Start the injector and run the monitor; on exit, NOT_SERVING, then shut down.
-
-    A failed start shuts down what it had built, then raises (failing the app's
-    startup).
-    """
-    try:
-        await monitor.__aenter__()  # astart(), then a round every interval
-    except BaseException:
-        await injector.ashutdown()
-        raise
-    if lifespan is not None:
-        lifespan.started = True
-    try:
+    """The integrations' start/stop sequence (:class:`~._lifecycle.Running`) as a
+    lifespan; requests may open scopes once it has started."""
+    async with Running(injector, monitor):
+        if lifespan is not None:
+            lifespan.started = True
         yield
-    finally:
-        try:
-            await monitor.enter_graceful_shutdown()
-            await monitor.__aexit__(None, None, None)
-        finally:
-            await injector.ashutdown()
 
 
 def normalize_prefix(prefix: str) -> str:

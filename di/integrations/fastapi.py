@@ -9,34 +9,28 @@
 ``Inject[T]`` is ``Annotated[T, Depends(...)]``: it works wherever FastAPI resolves
 dependencies (async and sync endpoints, other dependencies, WebSocket endpoints), and
 ``Inject[Annotated[T, Named("replica")]]`` asks for a named service. Services come
-from the request's scope (see :func:`install`). ``pip install 'healthdi[fastapi]'``.
+from the request's scope (see :func:`install`). It also carries the integrations' one
+injection marker, so that :class:`InjectingRoute` wraps an async endpoint with the
+wrapper every integration uses (:func:`di.integrations._inject.wrap`) instead.
+``pip install 'healthdi[fastapi]'``.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
-from typing import (
-    TYPE_CHECKING,
-    Annotated,
-    Any,
-    TypeAlias,
-    TypeVar,
-    get_args,
-    get_origin,
-    get_type_hints,
-)
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, TypeVar
 
-from fastapi import Depends, FastAPI, params
+from fastapi import Depends, FastAPI
 from fastapi.requests import HTTPConnection
 from fastapi.routing import APIRoute
 
-from .._container.keys import Named
+from .._container.keys import parse_named
 from ..monitor import HealthMonitor
 from ..scope import Scope
 from . import _asgi
 from . import starlette as _starlette
+from ._inject import INJECT, injected_params, wrap
 
 __all__ = ["Inject", "InjectingRoute", "install", "scope_of"]
 
@@ -111,69 +105,44 @@ class InjectingRoute(APIRoute):
 
 
 _CONNECTION = "_di_connection"
+# The parameter the wrapper adds, so that FastAPI passes it the connection.
+_CONNECTION_PARAM = inspect.Parameter(
+    _CONNECTION, inspect.Parameter.KEYWORD_ONLY, annotation=HTTPConnection
+)
 
 
 def _injecting(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     """``endpoint`` wrapped to fill its ``Inject`` parameters itself; as is if it cannot be.
 
-    The wrapper's signature is the endpoint's without those parameters, plus the
-    connection (so FastAPI passes it); it keeps the endpoint's name, docs and return
-    annotation, and its ``__wrapped__`` lets FastAPI read the annotations against the
-    endpoint's module.
+    The wrapper (:func:`~._inject.wrap`) has the endpoint's signature without those
+    parameters, plus the connection (so FastAPI passes it); it keeps the endpoint's
+    name, docs and return annotation, and its ``__wrapped__`` lets FastAPI read the
+    annotations against the endpoint's module.
     """
     if not inspect.iscoroutinefunction(endpoint):
         return endpoint  # FastAPI runs a sync endpoint in a thread: Inject stays a dependency
     try:
         signature = inspect.signature(endpoint)
-        hints = get_type_hints(endpoint, include_extras=True)
+        kinds = {p.kind for p in signature.parameters.values()}
+        if _CONNECTION in signature.parameters or kinds & {
+            inspect.Parameter.VAR_POSITIONAL,
+            inspect.Parameter.VAR_KEYWORD,
+            inspect.Parameter.POSITIONAL_ONLY,
+        }:
+            return endpoint
+        injected = injected_params(endpoint)
     except Exception:
         return endpoint  # unresolvable annotations: FastAPI reports them as it does
-    kinds = {p.kind for p in signature.parameters.values()}
-    if _CONNECTION in signature.parameters or kinds & {
-        inspect.Parameter.VAR_POSITIONAL,
-        inspect.Parameter.VAR_KEYWORD,
-        inspect.Parameter.POSITIONAL_ONLY,
-    }:
-        return endpoint
-    injected: dict[str, tuple[Any, str | None]] = {}
-    for name in signature.parameters:
-        target = _target(hints.get(name))
-        if target is not None:
-            injected[name] = target
     if not injected:
         return endpoint
-    items = tuple(injected.items())
-    slot_key = _asgi.SLOT
-
-    async def with_services(**values: Any) -> Any:
-        connection: HTTPConnection = values.pop(_CONNECTION)
-        slot: _asgi.Slot | None = connection.scope.get(slot_key)
-        scope = scope_of(connection) if slot is None else (slot.scope or slot.open(connection))
-        for name, (key, named) in items:
-            values[name] = await scope.ainvoke(key, named)
-        return await endpoint(**values)
-
-    functools.update_wrapper(with_services, endpoint)
-    kept = [p for name, p in signature.parameters.items() if name not in injected]
-    connection = inspect.Parameter(
-        _CONNECTION, inspect.Parameter.KEYWORD_ONLY, annotation=HTTPConnection
-    )
-    with_services.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[*kept, connection]
-    )
-    return with_services
+    return wrap(endpoint, _connection_scope, params=injected, extra=(_CONNECTION_PARAM,))
 
 
-def _target(hint: Any) -> tuple[Any, str | None] | None:
-    """The (key, name) an ``Inject[...]`` annotation asks for; None for anything else."""
-    if get_origin(hint) is not Annotated:
-        return None
-    for metadata in get_args(hint)[1:]:
-        if isinstance(metadata, params.Depends):
-            target: tuple[Any, str | None] | None = getattr(metadata.dependency, "di_target", None)
-            if target is not None:
-                return target
-    return None
+def _connection_scope(kwargs: dict[str, Any]) -> Scope:
+    """The request scope of the connection FastAPI passed the wrapper."""
+    connection: HTTPConnection = kwargs.pop(_CONNECTION)
+    slot: _asgi.Slot | None = connection.scope.get(_asgi.SLOT)
+    return scope_of(connection) if slot is None else (slot.scope or slot.open(connection))
 
 
 def scope_of(connection: HTTPConnection) -> Scope:
@@ -185,24 +154,24 @@ _resolvers: dict[Any, Any] = {}
 
 
 def _inject(item: Any) -> Any:
-    """``Annotated[item, Depends(...)]``, its dependency made once per ``item``."""
+    """``Annotated[item, Depends(...), INJECT]``, its dependency made once per ``item``.
+
+    The dependency is what FastAPI solves; the marker is what :class:`InjectingRoute`
+    reads to fill the parameter itself instead.
+    """
     try:
         return _resolvers[item]
     except KeyError:
         pass
     except TypeError:  # unhashable: made anew
-        return Annotated[item, Depends(_resolver(item), use_cache=False)]
-    annotated = Annotated[item, Depends(_resolver(item), use_cache=False)]
+        return Annotated[item, Depends(_resolver(item), use_cache=False), INJECT]
+    annotated = Annotated[item, Depends(_resolver(item), use_cache=False), INJECT]
     _resolvers[item] = annotated
     return annotated
 
 
 def _resolver(item: Any) -> Any:
-    key, name = item, None
-    if get_origin(item) is Annotated:
-        key, *metadata = get_args(item)
-        names = [m.name for m in metadata if isinstance(m, Named)]
-        name = names[-1] if names else None
+    key, name, _ = parse_named(item)
     slot_key = _asgi.SLOT
 
     if name is None:
@@ -219,7 +188,6 @@ def _resolver(item: Any) -> Any:
             return await scope_of(connection).ainvoke(key, name)
 
     resolve.__qualname__ = f"Inject[{getattr(key, '__qualname__', key)}]"
-    resolve.di_target = (key, name)  # type: ignore[attr-defined]  # see InjectingRoute
     return resolve
 
 
@@ -231,8 +199,9 @@ else:
     class Inject:
         """``Inject[T]``: a parameter FastAPI fills with the service ``T``.
 
-        It is ``Annotated[T, Depends(...)]``, the service invoked from the request's
-        scope; ``Inject[Annotated[T, Named("x")]]`` asks for the service named ``x``.
+        It is ``Annotated[T, Depends(...), <marker>]``, the service invoked from the
+        request's scope (the marker is how :class:`InjectingRoute` recognises it);
+        ``Inject[Annotated[T, Named("x")]]`` asks for the service named ``x``.
         Each ``Inject`` is resolved on its own (``use_cache=False``), so a transient
         service is built for each parameter; singletons and scoped services are
         cached by the container itself.

@@ -7,33 +7,39 @@
 ... def list_orders(store: Inject[OrderStore]) -> list[str]:
 ...     return store.items()
 
-Flask apps are sync: :func:`install` starts the injector with ``start()`` (sync
-factories) and runs the :class:`~di.HealthMonitor` on an event loop in a thread of its
-own. ``pip install 'healthdi[flask]'``.
+Flask apps are sync: :func:`install` starts the injector and runs the
+:class:`~di.HealthMonitor` on an event loop in a thread of its own, the same start/stop
+sequence every integration runs; the health routes serve the answers
+:func:`di.asgi.health_app` serves. ``pip install 'healthdi[flask]'``.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import functools
 import inspect
 import sys
 import threading
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, TypeVar
 
-import anyio
-import anyio.from_thread
-import anyio.lowlevel
 from flask import Blueprint, Flask, Request, Response, current_app, g, request
 
-from .._container.keys import Named
-from ..asgi import _BY_STATUS, _EXPECTED, _Answer, _health, _json, _probe
+from .._answers import (
+    BODY_TOO_LARGE,
+    GRPC_CHECK,
+    MAX_BODY,
+    Answer,
+    check_json,
+    render_health,
+    render_probe,
+)
+from .._container.runner import LoopThread
 from ..errors import DIError
 from ..monitor import HealthMonitor
 from ..scope import Scope
 from . import _asgi
+from ._inject import INJECT, wrap
+from ._lifecycle import Running, monitor_for, registry_for
 
 __all__ = ["Inject", "StreamAbortedError", "inject", "install", "scope_of", "shutdown"]
 
@@ -41,17 +47,8 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _Marker:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "Inject"
-
-
-_INJECT = _Marker()
-
 # ``Inject[T]`` is ``Annotated[T, <marker>]``: for type checkers it is ``T``.
-Inject = Annotated[T, _INJECT]
+Inject = Annotated[T, INJECT]
 
 _EXTENSION = "healthdi"
 _G_SCOPE = "_healthdi_scope"
@@ -67,53 +64,26 @@ class StreamAbortedError(Exception):
 
 
 _apps_lock = threading.Lock()
-_running_injectors: dict[int, _Running] = {}  # by id(injector), until shut down
+_running_injectors: dict[int, _AppLoop] = {}  # by id(injector), until shut down
 
 
-class _Running:
-    """The injector and monitor of one app, and the thread the monitor runs in."""
+class _AppLoop:
+    """The injector and monitor of one app, and the thread whose loop runs them.
+
+    The thread's event loop runs the integrations' one start/stop sequence
+    (:class:`~di.integrations._lifecycle.Running`) from :meth:`start` to :meth:`close`.
+    """
 
     def __init__(self, injector: Scope, monitor: HealthMonitor) -> None:
         self.injector = injector
         self.monitor = monitor
-        self.thread: threading.Thread | None = None
-        self.stop: Callable[[], None] | None = None
+        self.loop = LoopThread("healthdi-monitor")
         self.done = False
         self.lock = threading.Lock()
 
     def start(self) -> None:
-        """Start the injector here, then run the monitor in a thread until :meth:`close`."""
-        try:
-            self.injector.start()
-        except BaseException:
-            self.injector.shutdown()  # what the failed start had built
-            raise
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        async def run() -> None:
-            token = anyio.lowlevel.current_token()
-            stopped = anyio.Event()
-            self.stop = lambda: anyio.from_thread.run_sync(stopped.set, token=token)
-            try:
-                async with self.monitor:
-                    ready.set()
-                    await stopped.wait()
-                    await self.monitor.enter_graceful_shutdown()
-            except BaseException as error:
-                failure.append(error)
-                raise
-            finally:
-                ready.set()
-
-        self.thread = threading.Thread(
-            target=lambda: anyio.run(run), name="healthdi-monitor", daemon=True
-        )
-        self.thread.start()
-        ready.wait()
-        if failure:
-            self.injector.shutdown()
-            raise failure[0]
+        """Start the injector and its monitor on the thread's loop; raise what failed."""
+        self.loop.start(lambda: Running(self.injector, self.monitor))
 
     def close(self) -> None:
         """NOT_SERVING, stop the monitor (after its round), then shut the injector down."""
@@ -124,10 +94,7 @@ class _Running:
         with _apps_lock:
             if _running_injectors.get(id(self.injector)) is self:
                 del _running_injectors[id(self.injector)]
-        if self.stop is not None and self.thread is not None and self.thread.is_alive():
-            self.stop()
-            self.thread.join(self.monitor.timeout + 5.0)
-        self.injector.shutdown()
+        self.loop.stop()  # raises what the shutdown hooks raised
 
 
 def install(
@@ -141,9 +108,10 @@ def install(
 ) -> HealthMonitor:
     """Run ``injector`` with ``app``: start now, a scope per request, health, shutdown.
 
-    - **Start:** the injector's ``start()`` runs now (validation, then eager
-      services): a failure raises here, so the app is never made. The monitor
-      (``monitor``, or ``HealthMonitor(injector)``) then runs in a thread of its own.
+    - **Start:** the injector's ``astart()`` runs now (validation, then eager
+      services), on the event loop of a thread of its own: a failure shuts down what
+      it built and raises here, so the app is never made. The monitor (``monitor``,
+      or ``HealthMonitor(injector)``) then checks every interval on that loop.
     - **Request scopes:** ``flask.Request`` is declared with ``provide_context``
       (unless it already is). Each request gets its own scope on first use (an
       ``Inject`` parameter, :func:`scope_of`), with the request in its context; it
@@ -159,17 +127,17 @@ def install(
       Prometheus metrics from the default registry, the monitor's collector
       registered on it (:mod:`di.metrics`); or pass a ``CollectorRegistry``.
     - **Shutdown:** at interpreter exit (``atexit``), or earlier with
-      :func:`shutdown`: every status turns NOT_SERVING, the monitor stops, and the
-      injector's ``shutdown()`` runs.
+      :func:`shutdown`: every status turns NOT_SERVING, the monitor stops after its
+      round, and the injector's ``ashutdown()`` runs (its failure is raised there).
 
     Returns the monitor.
     """
-    monitor = _asgi.monitor_for(injector, monitor)
+    monitor = monitor_for(injector, monitor)
     prefix = _asgi.normalize_prefix(health_prefix)
     if _EXTENSION in app.extensions:
         raise RuntimeError("install() was already called on this Flask app")
     _asgi.declare_context(injector, (Request,), "flask")
-    running = _Running(injector, monitor)
+    running = _AppLoop(injector, monitor)
     with _apps_lock:
         if id(injector) in _running_injectors:
             raise RuntimeError(
@@ -188,14 +156,7 @@ def install(
     atexit.register(running.close)
     app.after_request(_hand_scope_to_stream)
     app.teardown_request(_close_scope)
-    registry: Any = None
-    if metrics is not False and metrics is not None:
-        import prometheus_client
-
-        from .. import metrics as di_metrics
-
-        registry = prometheus_client.REGISTRY if metrics is True else metrics
-        di_metrics.register(monitor, registry)
+    registry = registry_for(monitor, metrics)
     blueprint = _blueprint(monitor, show_details, registry)
     app.register_blueprint(blueprint, url_prefix=prefix or None)
     return monitor
@@ -203,7 +164,7 @@ def install(
 
 def shutdown(app: Flask) -> None:
     """What runs at exit, now: NOT_SERVING, stop the monitor, shut the injector down."""
-    running: _Running | None = app.extensions.get(_EXTENSION)
+    running: _AppLoop | None = app.extensions.get(_EXTENSION)
     if running is None:
         raise DIError("this Flask app has no injector: call install(app, injector) first")
     running.close()
@@ -217,7 +178,7 @@ def scope_of(req: Request | None = None) -> Scope:
     scope: Scope | None = g.get(_G_SCOPE)
     if scope is not None:
         return scope
-    running: _Running | None = current_app.extensions.get(_EXTENSION)
+    running: _AppLoop | None = current_app.extensions.get(_EXTENSION)
     if running is None:
         raise DIError(
             "this Flask app has no request scopes: call "
@@ -316,51 +277,15 @@ def inject(view: F) -> F:
     """
     if inspect.iscoroutinefunction(view):
         raise TypeError(f"@inject: {view.__qualname__} is async; Flask views here are sync")
-    plan: dict[str, tuple[Any, str | None]] | None = None
-
-    def wanted() -> dict[str, tuple[Any, str | None]]:
-        nonlocal plan
-        if plan is None:
-            plan = _injected(view)
-        return plan
-
-    # An annotation naming a class defined later is read at the first request instead.
-    with contextlib.suppress(NameError):
-        wanted()
-
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        scope = scope_of()
-        for name, (key, named) in wanted().items():
-            kwargs[name] = scope.invoke(key) if named is None else scope.invoke(key, named)
-        return view(*args, **kwargs)
-
-    if plan is not None:
-        signature = inspect.signature(view)
-        wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=[p for p in signature.parameters.values() if p.name not in plan]
-        )
-    return wrapper  # type: ignore[return-value]
+    return wrap(view, _request_scope, required="@inject")  # type: ignore[return-value]
 
 
-def _injected(view: Callable[..., Any]) -> dict[str, tuple[Any, str | None]]:
-    """``{parameter: (key, name)}`` for each ``Inject[T]`` parameter of ``view``."""
-    hints = get_type_hints(view, include_extras=True)
-    wanted: dict[str, tuple[Any, str | None]] = {}
-    for name, hint in hints.items():
-        if name == "return" or get_origin(hint) is not Annotated:
-            continue
-        key, *metadata = get_args(hint)
-        if not any(m is _INJECT for m in metadata):
-            continue
-        names = [m.name for m in metadata if isinstance(m, Named)]
-        wanted[name] = (key, names[-1] if names else None)
-    if not wanted:
-        raise TypeError(f"@inject: {view.__qualname__} has no Inject[T] parameter")
-    return wanted
+def _request_scope(kwargs: dict[str, Any]) -> Scope:
+    return scope_of()
 
 
 def _blueprint(monitor: HealthMonitor, details: bool, registry: Any = None) -> Blueprint:
+    """The health routes: Flask's routing over the answers :mod:`di.asgi` serves too."""
     blueprint = Blueprint("healthdi", __name__)
 
     if registry is not None:
@@ -372,53 +297,52 @@ def _blueprint(monitor: HealthMonitor, details: bool, registry: Any = None) -> B
             body, content_type = render(registry)
             return Response(body, status=200, content_type=content_type)
 
-    def answer(found: _Answer, head: bool = False) -> Response:
-        response = Response(b"" if head else found.body, status=found.status)
-        for name, value in found.head:
-            if name != b"content-length":
-                response.headers[name.decode()] = value.decode()
-        return response
-
-    def run(make: Callable[[], _Answer]) -> Response:
-        try:
-            found = make()
-        except _Answer as raised:
-            found = raised
-        return answer(found, request.method == "HEAD")
-
     @blueprint.get("/health", defaults={"name": ""})
     @blueprint.get("/health/<path:name>")
     def health(name: str) -> Response:
-        return run(lambda: _health(monitor, details, name))
+        return _response(render_health(monitor.snapshot, name, details))
 
-    def probe(endpoint: str, group: str, single: str | None) -> Response:
+    def probe(endpoint: str, single: str | None) -> Response:
         query = {key: request.args.getlist(key) for key in request.args}
-        return run(lambda: _probe(monitor, details, endpoint, group, single, query))
+        return _response(render_probe(monitor.snapshot, endpoint, single, query, details))
 
     @blueprint.get("/livez", defaults={"check": None})
     @blueprint.get("/livez/<check>")
     def livez(check: str | None) -> Response:
-        return probe("livez", "liveness", check)
+        return probe("livez", check)
 
     @blueprint.get("/readyz", defaults={"check": None})
     @blueprint.get("/readyz/<check>")
     def readyz(check: str | None) -> Response:
-        return probe("readyz", "readiness", check)
+        return probe("readyz", check)
 
-    @blueprint.post("/grpc.health.v1.Health/Check")
+    @blueprint.post(GRPC_CHECK)
     def check() -> Response:
-        payload = request.get_json(force=True, silent=True)
-        if payload is None and request.get_data():
-            return answer(_json(400, {"code": "invalid_argument", "message": "body is not JSON"}))
-        payload = {} if payload is None else payload
-        name = payload.get("service") if isinstance(payload, dict) else 0
-        if name is None:
-            name = ""
-        if not isinstance(name, str):
-            return answer(_json(400, {"code": "invalid_argument", "message": _EXPECTED}))
-        status = monitor.status(name)
-        if status is None:
-            return answer(_json(404, {"code": "not_found", "message": f"unknown service {name!r}"}))
-        return answer(_BY_STATUS[status])
+        body = _read_body()
+        if body is None:
+            return _response(BODY_TOO_LARGE)
+        return _response(check_json(monitor.snapshot, body))
 
     return blueprint
+
+
+def _read_body() -> bytes | None:
+    """The request's body, or None when it is over MAX_BODY bytes (none read beyond)."""
+    length = request.content_length
+    if length is not None and length > MAX_BODY:
+        return None
+    stream = request.stream
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY:
+        chunk = stream.read(MAX_BODY + 1 - size)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    return None
+
+
+def _response(answer: Answer) -> Response:
+    # Werkzeug sets the length, and leaves the body out of a HEAD answer.
+    return Response(answer.body, status=answer.status, headers=answer.headers)

@@ -27,11 +27,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import functools
 import inspect
 import logging
 import typing
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor
 from types import TracebackType
 from typing import Annotated, Any, TypeVar
@@ -43,12 +42,13 @@ from grpc._cython.cygrpc import (  # type: ignore[import-not-found]
 )
 
 from .._container import views
-from .._container.keys import Named
-from .._container.runner import to_completion
+from .._container.runner import in_thread, to_completion
 from ..errors import DIError
 from ..grpc import HealthServicer, add_health_servicer
 from ..monitor import HealthMonitor
 from ..scope import Scope
+from ._inject import INJECT, wrap
+from ._lifecycle import Running, monitor_for, registry_for
 
 __all__ = [
     "WITHHELD",
@@ -81,18 +81,7 @@ class RpcCancelledError(Exception):
     """
 
 
-class _Injected:
-    """The mark ``Inject[T]`` puts on a parameter for :func:`inject` to fill."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "Inject"
-
-
-_INJECTED = _Injected()
-
-Inject = Annotated[T, _INJECTED]
+Inject = Annotated[T, INJECT]
 """A parameter :func:`inject` fills from the RPC's scope: ``db: Inject[Database]``.
 
 ``Inject[Annotated[Database, Named("replica")]]`` asks for the service named
@@ -235,20 +224,13 @@ async def _in_rpc_scope(
 
 
 async def _in_thread(executor: Executor | None, function: Callable[..., R], *args: Any) -> R:
-    """``function(*args)`` in a worker thread, in this context (the RPC's scope).
+    """``function(*args)`` in a worker thread of ``executor``, in this context (the RPC's
+    scope); None is the event loop's default executor, as grpc.aio's own default.
 
     Cancelled, it still waits for the call to return (a thread cannot be stopped), so
     that nothing runs in the RPC's scope once it closes; then the cancellation follows.
     """
-    call = functools.partial(contextvars.copy_context().run, function, *args)
-    future = asyncio.get_running_loop().run_in_executor(executor, call)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        await to_completion(lambda: asyncio.wait([future]))
-        if not future.cancelled():
-            future.exception()  # retrieved: the RPC is gone, its outcome with it
-        raise
+    return await to_completion(lambda: in_thread(None, function, *args, executor=executor))
 
 
 _END: Any = object()  # what _step returns once a response stream is exhausted
@@ -349,90 +331,11 @@ def inject(method: Callable[..., R]) -> Callable[..., R]:
     ...     async def Place(self, request, context, uow: Inject[UnitOfWork]) -> Reply:
     ...         ...
     """
-    signature = inspect.signature(method)
-    plan: list[tuple[str, Any, str | None]] | None = None
-
-    def wanted() -> list[tuple[str, Any, str | None]]:
-        nonlocal plan
-        if plan is None:
-            plan = _injected(method, signature)
-        return plan
-
-    with contextlib.suppress(NameError):  # an annotation defined later: read on first call
-        wanted()
-
-    wrapper: Any
-    if inspect.isasyncgenfunction(method):
-
-        @functools.wraps(method)
-        async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            scope = current_scope()
-            for name, key, named in wanted():
-                kwargs[name] = await scope.ainvoke(key, named)
-            async with contextlib.aclosing(method(*args, **kwargs)) as responses:
-                async for response in responses:
-                    yield response
-
-        wrapper = stream
-    elif inspect.iscoroutinefunction(method):
-
-        @functools.wraps(method)
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            scope = current_scope()
-            for name, key, named in wanted():
-                kwargs[name] = await scope.ainvoke(key, named)
-            return await method(*args, **kwargs)
-
-        wrapper = call
-    elif inspect.isgeneratorfunction(method):
-
-        @functools.wraps(method)
-        def sync_stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
-            scope = current_scope()
-            for name, key, named in wanted():
-                kwargs[name] = scope.invoke(key, named)
-            yield from method(*args, **kwargs)
-
-        wrapper = sync_stream
-    else:
-
-        @functools.wraps(method)
-        def sync_call(*args: Any, **kwargs: Any) -> Any:
-            scope = current_scope()
-            for name, key, named in wanted():
-                kwargs[name] = scope.invoke(key, named)
-            return method(*args, **kwargs)
-
-        wrapper = sync_call
-    # What grpcio calls it with, for introspection: the method without what is injected.
-    injected = {name for name, _, _ in plan} if plan is not None else set()
-    wrapper.__signature__ = signature.replace(
-        parameters=[p for p in signature.parameters.values() if p.name not in injected]
-    )
-    return typing.cast("Callable[..., R]", wrapper)
+    return typing.cast("Callable[..., R]", wrap(method, _rpc_scope))
 
 
-def _injected(
-    method: Callable[..., Any], signature: inspect.Signature
-) -> list[tuple[str, Any, str | None]]:
-    """``(parameter, key, name)`` for each ``Inject[T]`` parameter of ``method``."""
-    hints = typing.get_type_hints(method, include_extras=True)
-    found = []
-    for parameter in signature.parameters.values():
-        hint: Any = hints.get(parameter.name)
-        if typing.get_origin(hint) is not Annotated:
-            continue
-        metadata = hint.__metadata__
-        if not any(extra is _INJECTED for extra in metadata):
-            continue
-        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.VAR_POSITIONAL):
-            raise TypeError(
-                f"@inject {method.__qualname__}: parameter {parameter.name!r} is filled by "
-                "keyword; it cannot be positional-only"
-            )
-        named = [extra.name for extra in metadata if isinstance(extra, Named)]
-        found.append((parameter.name, hint.__origin__, named[-1] if named else None))
-    return found
+def _rpc_scope(kwargs: dict[str, Any]) -> Scope:
+    return current_scope()
 
 
 # -- health, start and stop ---------------------------------------------------------------
@@ -457,17 +360,9 @@ def install(
     HTTP as you serve the process's other metrics (``prometheus_client``'s
     ``start_http_server``, say).
     """
-    if not isinstance(injector, Scope):
-        raise TypeError(f"install() needs an Injector or Scope, got {injector!r}")
-    if monitor is None:
-        monitor = HealthMonitor(injector)
-    elif monitor.injector is not injector:
-        raise ValueError("install(monitor=...): the monitor checks another injector")
+    monitor = monitor_for(injector, monitor)
     declare_context(injector)
-    if metrics is not False and metrics is not None:
-        from .. import metrics as di_metrics
-
-        di_metrics.register(monitor, None if metrics is True else metrics)
+    registry_for(monitor, metrics)
     health = add_health_servicer(server, monitor)
     return Lifecycle(server, injector, monitor, health, grace=grace, drain=drain)
 
@@ -476,7 +371,9 @@ class Lifecycle:
     """Starts and stops the container, its health monitor and the gRPC server, in order.
 
     Made by :func:`install`. ``async with lifecycle:`` calls :meth:`start` and, however
-    the block ends, :meth:`stop`.
+    the block ends, :meth:`stop`. In between, the integrations' one start/stop sequence
+    (:class:`~di.integrations._lifecycle.Running`) holds the container and the monitor,
+    in a task of its own, so that :meth:`stop` may be called from any task.
     """
 
     def __init__(
@@ -495,7 +392,10 @@ class Lifecycle:
         self.health = health
         self.grace = grace
         self.drain = drain
-        self._monitoring: asyncio.Task[None] | None = None
+        self._running = Running(injector, monitor, stopping=self._stop_server)
+        self._stop_grace = grace
+        self._host: asyncio.Task[None] | None = None
+        self._leave: asyncio.Event | None = None
         self._starting: asyncio.Future[None] | None = None
         self._stopping: asyncio.Future[None] | None = None
 
@@ -509,34 +409,47 @@ class Lifecycle:
         """
         if self._starting is not None or self._stopping is not None:
             raise RuntimeError("Lifecycle.start(): this lifecycle was started (or stopped) once")
-        self._starting = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._starting = loop.create_future()
         try:
-            await self._start()
+            await self._start(loop)
         finally:
             self._starting.set_result(None)
 
-    async def _start(self) -> None:
+    async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        entered: asyncio.Future[None] = loop.create_future()
+        self._leave = asyncio.Event()
+        host = self._host = loop.create_task(self._hold(entered, self._leave))
         try:
-            await self.monitor.start()
+            await asyncio.shield(entered)
         except BaseException:
-            await to_completion(self._abandon)
+            if not entered.done():  # this call was cancelled: so is the start
+                host.cancel()
+            elif not entered.cancelled() and entered.exception() is None:
+                self._leave.set()  # started, but this call was cancelled: stop again
+            await to_completion(lambda: asyncio.wait([host]))
+            await to_completion(lambda: self.server.stop(None))
             raise
-        if not self.monitor.running:
-            self._monitoring = asyncio.get_running_loop().create_task(self._run_monitor())
         await self.server.start()
 
-    async def _abandon(self) -> None:
-        await self.server.stop(None)
+    async def _hold(self, entered: asyncio.Future[None], leave: asyncio.Event) -> None:
+        """The task holding the start/stop sequence, from the start until asked to leave."""
         try:
-            await self.injector.ashutdown()
-        except Exception:
-            logger.exception("shutting down after a failed start failed too")
+            async with self._running:
+                entered.set_result(None)
+                await leave.wait()
+        except BaseException as error:
+            if entered.done():
+                raise  # the stop's failure: stop() raises it
+            if isinstance(error, asyncio.CancelledError):
+                entered.cancel()
+            else:
+                entered.set_exception(error)  # the start's failure: start() raises it
 
-    async def _run_monitor(self) -> None:
-        try:
-            await self.monitor.run()
-        except Exception:
-            logger.exception("the health monitor failed")
+    async def _stop_server(self) -> None:
+        # Health Watch streams end first, so that they don't hold the grace period.
+        self.monitor.close_watches()
+        await self.server.stop(self._stop_grace)
 
     async def stop(self, grace: float | None = _UNSET, *, drain: float = _UNSET) -> None:
         """NOT_SERVING, then stop the server, then ``ashutdown()`` the container.
@@ -558,34 +471,21 @@ class Lifecycle:
         if starting is None:
             return  # nothing started yet: nothing to stop
         self._stopping = asyncio.get_running_loop().create_future()
-        if not starting.done():
-            await asyncio.shield(starting)  # the eager build finishes (or fails) first
-        grace = self.grace if grace is _UNSET else grace
-        drain = self.drain if drain is _UNSET else drain
-        monitor = self.monitor
         try:
-            await monitor.enter_graceful_shutdown()
-            if drain > 0:
-                await asyncio.sleep(drain)
-            monitor.stop()
-            monitor.close_watches()  # health Watch streams end, and don't hold the grace
-            await self.server.stop(grace)
-            await to_completion(self._wait_monitor)
+            if not starting.done():
+                await asyncio.shield(starting)  # the eager build finishes (or fails) first
+            host = self._host
+            if host is None:
+                return
+            if not host.done():  # else the start failed, and shut down what it built
+                self._stop_grace = self.grace if grace is _UNSET else grace
+                self._running.drain = self.drain if drain is _UNSET else drain
+                assert self._leave is not None
+                self._leave.set()
+                await to_completion(lambda: asyncio.wait([host]))
+            host.result()  # what the shutdown hooks (or the monitor) raised
         finally:
-            try:
-                await to_completion(self.injector.ashutdown)
-            finally:
-                self._stopping.set_result(None)
-
-    async def _wait_monitor(self) -> None:
-        task = self._monitoring
-        if task is None:
-            return
-        # The round in progress finishes before the hooks run; it is bounded.
-        done, _ = await asyncio.wait([task], timeout=self.monitor.timeout + 1.0)
-        if not done:
-            task.cancel()
-            await asyncio.wait([task])
+            self._stopping.set_result(None)
 
     async def __aenter__(self) -> Lifecycle:
         await self.start()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, get_args, get_origin
+from typing import Any
 
 from litestar import Litestar, Request, WebSocket
 from litestar.config.app import AppConfig
@@ -29,10 +29,11 @@ from litestar.plugins import InitPlugin
 from litestar.types import Receive, Send
 from litestar.types import Scope as ASGIScope
 
-from .._container.keys import Named
+from .._container.keys import parse_named
 from ..monitor import HealthMonitor
 from ..scope import Scope
 from . import _asgi
+from ._lifecycle import monitor_for
 
 __all__ = ["DIPlugin", "provide", "scope_of"]
 
@@ -84,7 +85,7 @@ class DIPlugin(InitPlugin):
     ) -> None:
         self.injector = injector
         self.metrics = metrics
-        self.monitor = _asgi.monitor_for(injector, monitor)
+        self.monitor = monitor_for(injector, monitor)
         self.health_prefix = _asgi.normalize_prefix(health_prefix)
         self.show_details = show_details
         self.dependencies = dict(dependencies or {})
@@ -155,11 +156,7 @@ def provide(service: Any, *, use_cache: bool = False) -> Provide:
     >>> @get("/orders", dependencies={"store": provide(OrderStore)})
     ... async def list_orders(store: OrderStore) -> list[str]: ...
     """
-    key, name = service, None
-    if get_origin(service) is Annotated:
-        key, *metadata = get_args(service)
-        names = [m.name for m in metadata if isinstance(m, Named)]
-        name = names[-1] if names else None
+    key, name, _ = parse_named(service)
 
     async def resolve(request: ASGIConnection[Any, Any, Any, Any]) -> AsyncGenerator[Any, None]:
         slot: Any = request.scope.get(_asgi.SLOT)

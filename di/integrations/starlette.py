@@ -27,6 +27,7 @@ from starlette.websockets import WebSocket
 from ..monitor import HealthMonitor
 from ..scope import Scope
 from . import _asgi
+from ._lifecycle import monitor_for
 
 __all__ = ["install", "scope_of"]
 
@@ -72,7 +73,7 @@ def install(
 
     Call it where the app is made, before it serves. Returns the monitor.
     """
-    monitor = _asgi.monitor_for(injector, monitor)
+    monitor = monitor_for(injector, monitor)
     prefix = _asgi.normalize_prefix(health_prefix)
     if any(m.cls is _asgi.RequestScopes for m in app.user_middleware):  # type: ignore[comparison-overlap]
         raise RuntimeError("install() was already called on this app")

@@ -18,6 +18,7 @@ from di import (
     Scope,
     ServingStatus,
 )
+from di.monitor import HealthSnapshot
 
 
 class Mailer(Protocol):
@@ -65,6 +66,11 @@ async def check_types(injector: Injector) -> None:
 
     monitor = HealthMonitor(injector)
     assert_type(monitor.status(""), ServingStatus | None)
+    snapshot = monitor.snapshot
+    assert_type(snapshot, HealthSnapshot)
+    assert_type(snapshot.statuses[""], ServingStatus)
+    assert_type(snapshot.results[""], tuple[HealthCheckResult, ...])
+    assert_type(snapshot.evaluate("readiness", ["db"]), ServingStatus | None)
 
     # The protocols describe services with checks.
     sync_check: HealthChecker = Database()

@@ -2,9 +2,16 @@
 
 - ``di check MODULE:ATTR [--json]``: run the checks once, print them, exit 0 if healthy
   or only degraded.
+- ``di graph MODULE:ATTR [--validate]``: print the dependency graph as Mermaid.
 - ``di probe URL [--service NAME] [--timeout S]``: for Docker HEALTHCHECK; exits 0 or 1.
 - ``di serve MODULE:ATTR [--http HOST:PORT] [--grpc HOST:PORT] [--interval S]
   [--drain S] [--grace S] [--limit-concurrency N] [--metrics]``.
+
+The path of a command: :func:`main` parses the arguments (for ``serve``, SIGINT and
+SIGTERM are handled from before parsing, see :class:`.serve.Signals`), then runs
+``check`` and ``graph`` here, ``probe`` in :mod:`.probe`, and ``serve`` in
+:mod:`.serve` once its options are checked. A user error (:class:`_Fail`) is one line
+on stderr and exit 1.
 
 ``MODULE:ATTR`` names an Injector, or a callable (sync or async) that returns one; an
 async callable builds its services on the loop that will serve them.
@@ -23,8 +30,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from .health import HealthReport
-    from .scope import Scope
+    from ..health import HealthReport
+    from ..scope import Scope
 
 
 DOCS = "https://github.com/healthdi/healthdi/blob/main/docs/exposure.md"
@@ -86,7 +93,7 @@ class _Version(argparse.Action):
         super().__init__(option_strings, argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> NoReturn:
-        from . import __version__
+        from .. import __version__
 
         print(f"healthdi {__version__}")
         parser.exit()
@@ -178,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         type=int,
         default=256,
         metavar="N",
-        help="open HTTP connections at most; more are closed at once (default: 256)",
+        help="open HTTP connections at most; a new one closes the connection that has "
+        "waited longest for a request (default: 256)",
     )
     serve.add_argument(
         "--show-details",
@@ -196,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         parser.error = probe.error  # type: ignore[method-assign]
     elif arguments[:1] == ["serve"]:
         # Handled from here to exit: a signal never cuts short what follows.
-        from ._serve import Signals
+        from .serve import Signals
 
         signals = Signals()
         signals.install()
@@ -208,7 +216,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
                     "--timeout must be a finite number of seconds > 0 and at most "
                     f"{MAX_PROBE_TIMEOUT}, got {args.timeout:g}"
                 )
-            code = _probe(args.url, args.service, args.timeout)
+            from . import probe as probing
+
+            code = probing.probe(args.url, args.service, args.timeout)
         elif args.command == "check":
             code = _run_check(args.target, args.json)
         elif args.command == "graph":
@@ -226,183 +236,6 @@ def _exit(code: int, message: str) -> NoReturn:
     if message:
         print(message, file=sys.stderr)
     sys.exit(code)
-
-
-# -- probe ------------------------------------------------------------------------------
-
-
-def _probe(url: str, service: str, timeout: float) -> int:
-    """Exit code 0 when the endpoint answers healthy, 1 for anything else.
-
-    ``timeout`` bounds the whole probe: name lookup, connect, request and every read.
-    """
-    import signal
-    import time
-    from urllib.parse import urlsplit
-
-    deadline = time.monotonic() + timeout
-    armed = False
-
-    def expired(signum: int, frame: object) -> None:
-        if armed:  # never once the probe is over
-            raise TimeoutError(f"no answer within {timeout:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    try:
-        try:
-            armed = True
-            # Below a microsecond setitimer would read 0, which disarms it.
-            signal.setitimer(signal.ITIMER_REAL, max(timeout, 1e-6))
-            parts = urlsplit(url)
-            if parts.scheme in ("http", "https"):
-                healthy, detail = _probe_http(parts, deadline)
-            elif parts.scheme == "grpc":
-                healthy, detail = _probe_grpc(parts, service, deadline)
-            else:
-                healthy = False
-                detail = f"unsupported URL {url!r}: use http://, https:// or grpc://"
-        finally:
-            armed = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    except Exception as error:  # any failure to get an answer is unhealthy
-        healthy, detail = False, f"{type(error).__name__}: {error}"
-    finally:
-        signal.signal(signal.SIGALRM, previous)
-    print(f"{'healthy' if healthy else 'unhealthy'}: {detail}")
-    return 0 if healthy else 1
-
-
-def _left(deadline: float) -> float:
-    import time
-
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("the probe's --timeout ran out")
-    return left
-
-
-def _probe_http(parts: Any, deadline: float) -> tuple[bool, str]:
-    """GET the URL and read its status line; 2xx and 3xx pass, as kubelet counts them."""
-    if not parts.hostname:
-        return False, f"no host in {parts.geturl()!r}"
-    secure = parts.scheme == "https"
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host = parts.netloc.rpartition("@")[2]
-    head = _first_line(
-        parts.hostname, parts.port or (443 if secure else 80), _get(path, host), deadline, secure
-    )
-    line = head.split(b"\r\n", 1)[0].decode("latin-1")
-    version, _, rest = line.partition(" ")
-    code = rest[:3]
-    if not version.startswith("HTTP/") or not code.isdigit():
-        if _is_http2(head):
-            return False, (
-                f"the server at {host} answered HTTP/2, not HTTP/1 "
-                f"(a gRPC port? Probe it with grpc://{host})"
-            )
-        return False, f"not an HTTP answer from {parts.geturl()}: {_shown(head)}"
-    status = int(code)
-    return 200 <= status < 400, f"HTTP {status} from {parts.geturl()}"
-
-
-def _get(path: str, host: str) -> bytes:
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: di-probe\r\nConnection: close\r\n\r\n"
-    ).encode("latin-1")
-
-
-def _first_line(
-    hostname: str, port: int, request: bytes, deadline: float, secure: bool = False
-) -> bytes:
-    """Send ``request``; what came back up to the first line end, the close, or 8 KiB."""
-    import socket
-
-    connection = socket.create_connection((hostname, port), timeout=_left(deadline))
-    try:
-        if secure:
-            import ssl
-
-            context = ssl.create_default_context()
-            connection = context.wrap_socket(connection, server_hostname=hostname)
-        connection.settimeout(_left(deadline))
-        connection.sendall(request)
-        head = b""
-        while b"\r\n" not in head and len(head) < 8192:
-            connection.settimeout(_left(deadline))  # every read within the deadline
-            chunk = connection.recv(1024)
-            if not chunk:
-                break
-            head += chunk
-    finally:
-        connection.close()
-    return head
-
-
-def _is_http2(data: bytes) -> bool:
-    """Whether ``data`` opens with an HTTP/2 SETTINGS frame, as an HTTP/2 server's do."""
-    return len(data) >= 9 and data[3] == 0x4 and not data.startswith(b"HTTP/")
-
-
-def _shown(data: bytes) -> str:
-    """The first line of an answer if it is text, else its size: no raw bytes on a terminal."""
-    if not data:
-        return "the connection closed without an answer"
-    line = data.split(b"\r\n", 1)[0].split(b"\n", 1)[0][:80]
-    if line and all(32 <= byte < 127 for byte in line):
-        return repr(line.decode("ascii"))
-    return f"{len(data)} bytes that are not text"
-
-
-def _probe_grpc(parts: Any, service: str, deadline: float) -> tuple[bool, str]:
-    """Call grpc.health.v1.Health/Check; SERVING passes."""
-    if not parts.hostname:
-        return False, f"no host in {parts.geturl()!r}"
-    address = parts.netloc
-    port = parts.port or 443  # grpc's own default
-    # Connect first: a closed port fails at once, as over HTTP, and grpc is not loaded.
-    import socket
-
-    socket.create_connection((parts.hostname, port), timeout=_left(deadline)).close()
-    try:
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-    except ImportError as error:
-        return False, (
-            f"probing gRPC needs the grpc extra ({error.name} is not installed): "
-            "pip install 'healthdi[grpc]'"
-        )
-
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            request = health_pb2.HealthCheckRequest(service=service)
-            response = stub.Check(request, timeout=_left(deadline))  # type: ignore[attr-defined]
-        except grpc.RpcError as error:
-            code = error.code()
-            if code is grpc.StatusCode.UNAVAILABLE:  # no HTTP/2 connection, or shutting down
-                other = _not_http2(parts.hostname, port, address, deadline)
-                if other is not None:
-                    return False, f"the server at {address} did not answer gRPC: {other}"
-            return False, f"{code.name} from {address} for {service!r}"
-    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
-    return status == "SERVING", f"{status} from {address} for {service!r}"
-
-
-def _not_http2(hostname: str, port: int, address: str, deadline: float) -> str | None:
-    """What the server speaks if not HTTP/2, found with an HTTP/1 request; None if HTTP/2.
-
-    An HTTP/1 server answers the request with a status line; an HTTP/2 server (gRPC)
-    opens with a SETTINGS frame whatever it was sent.
-    """
-    try:
-        head = _first_line(hostname, port, _get("/", address), deadline)
-    except OSError:  # TimeoutError included: the gRPC status says enough
-        return None
-    if _is_http2(head):
-        return None
-    if head.startswith(b"HTTP/1"):
-        return f"it speaks HTTP/1 (an HTTP port? Probe it with http://{address}/readyz)"
-    return f"it answered {_shown(head)}"
 
 
 # -- loading the application -------------------------------------------------------------
@@ -433,7 +266,7 @@ def _load(target: str) -> object:
 async def _injector(target: str) -> Scope:
     import inspect
 
-    from .scope import Scope
+    from ..scope import Scope
 
     found = _load(target)
     if not isinstance(found, Scope) and callable(found):
@@ -459,7 +292,7 @@ async def _injector(target: str) -> Scope:
 def _run_graph(target: str, validate: bool) -> int:
     import anyio
 
-    from .errors import GraphError
+    from ..errors import GraphError
 
     async def graph() -> int:
         injector = await _injector(target)
@@ -486,8 +319,8 @@ def _run_check(target: str, as_json: bool) -> int:
     import anyio
 
     async def check() -> int:
-        from ._container.runner import cancel_requests, cancelled_from_outside, is_cancellation
-        from .health import explain_error
+        from .._container.runner import cancel_requests, cancelled_from_outside, is_cancellation
+        from ..health import explain_error
 
         injector = await _injector(target)
         baseline = cancel_requests()
@@ -525,14 +358,14 @@ def _run_check(target: str, as_json: bool) -> int:
 
 
 def _error(error: BaseException | None) -> str:
-    from .health import error_text
+    from ..health import error_text
 
     return "" if error is None else error_text(error)
 
 
 def _summary(report: HealthReport) -> str:
     """The last line of ``di check``: "healthy: 3 checks, 0 failed"."""
-    from .health import Outcome
+    from ..health import Outcome
 
     count = len(report.checks)
     verdict = {"pass": "healthy", "warn": "degraded", "fail": "unhealthy"}[report.status]
@@ -550,7 +383,7 @@ def _summary(report: HealthReport) -> str:
 
 
 async def _shut_down(injector: Scope) -> bool:
-    from .errors import ShutdownError
+    from ..errors import ShutdownError
 
     try:
         await injector.ashutdown()
@@ -574,7 +407,7 @@ def _address(text: str, option: str) -> tuple[str, int]:
 def _run_serve(args: argparse.Namespace, signals: Any) -> int:
     import math
 
-    from ._serve import Options, Run, configure_logging, missing_extra
+    from .serve import Options, Run, configure_logging, missing_extra
 
     configure_logging()
     for option, value in (("--interval", args.interval), ("--drain", args.drain)):

@@ -1,0 +1,318 @@
+"""The request path: open a scope, build its scoped services, close it, in microseconds.
+
+A request scope is a child that provides nothing itself: it resolves every key as its
+parent does. The path of one request, and where each step lives:
+
+- ``Scope.scope()`` (di/scope.py) opens the child: its instances start as a copy of the
+  parent's :class:`Plan` template (a ``COMPILED`` marker per scoped service) plus the
+  context values, and it joins the parent's children without the lock where the GIL
+  orders it;
+- ``Scope.invoke()`` finds a marker and calls the compiled builder the plan holds
+  (:func:`fast_builder` compiles one per parent and key, see :mod:`di._container.compile`);
+  the builder calls back here through the constants it was given (:func:`enter`,
+  :func:`record`, :func:`build_guarded`, :func:`note_failed`, :func:`context_value`),
+  so that generated code reaches no private of the scope;
+- :func:`close_plainly` ends the scope at once when nothing it built needs a shutdown
+  hook; otherwise :mod:`di._container.shutdown` takes it from there. What compiled
+  builders recorded becomes the scope's scoped copies only when something asks
+  (:func:`materialize`: a shutdown, a health check, the graph).
+
+A provider change at or above a scope bumps its version and drops its plan
+(:func:`forget_builders`): builders already handed out are replaced by :class:`Again`
+stand-ins, which take the full path.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DIError, ScopeClosedError
+from . import registry
+from .compile import compile_scoped
+from .keys import Key, describe
+from .resolve import check_provides, note_building, resolve_sync
+from .service import BLANK, COMPILED, Lifetime, Service
+from .shutdown import discard_unused
+
+if TYPE_CHECKING:
+    from ..scope import Scope
+
+_get_ident = threading.get_ident
+
+
+class Plan:
+    """What the request scopes of one scope share while the providers it sees stay put.
+
+    A request scope (one that provides nothing) resolves every key as its parent does,
+    so one compiled builder per scoped service serves all of them: ``builders`` holds
+    them by key (``general``, the keys the general path must build), and ``template``
+    the COMPILED marker of each, copied into every new request scope's instances so
+    that its first invoke of one goes straight to the builder. ``accepted`` holds the
+    type keys ``scope(context=...)`` takes without a closer look.
+    """
+
+    __slots__ = ("accepted", "builders", "general", "template", "version")
+
+    def __init__(self, version: int, accepted: frozenset[Key]) -> None:
+        self.version = version
+        self.accepted = accepted
+        self.builders: dict[Key, Callable[[Scope], Any]] = {}
+        self.general: set[Key] = set()
+        self.template: dict[Key, Any] = {}
+
+
+def make_plan(scope: Scope) -> Plan:
+    """The plan of ``scope``'s request scopes, made once per version of its view."""
+    with scope._root._mutex:
+        nearest: dict[Key, Service] = {}
+        for each in (scope, *scope.ancestors()):
+            for key, service in each._services.items():
+                nearest.setdefault(key, service)
+        plan = Plan(
+            scope._version,
+            frozenset(
+                key
+                for key, service in nearest.items()
+                if not isinstance(key, str) and service.lifetime is Lifetime.CONTEXT
+            ),
+        )
+        scope._plan = plan
+        return plan
+
+
+def check_context(scope: Scope, context: Mapping[Key, Any]) -> None:
+    """Refuse a scope(context=...) that is no mapping, or holds an undeclared key."""
+    if not isinstance(context, Mapping):
+        raise TypeError(f"scope(context=...) takes a mapping of key to value, got {context!r}")
+    for key, value in context.items():
+        declared = registry.lookup(scope, key)
+        if declared is None or declared.lifetime is not Lifetime.CONTEXT:
+            raise DIError(
+                f"scope(context=...): {describe(key)!r} is not a context key seen "
+                f"from scope {scope.name!r}; declare it with "
+                f"provide_context({describe(key)}) in this scope or above"
+            )
+        # A named key's value is checked against the type it was declared with;
+        # a type key's is not: implementations need not subclass an interface.
+        expected = declared.expected
+        if isinstance(key, str) and isinstance(expected, type) and not isinstance(value, expected):
+            raise TypeError(
+                f"scope(context=...): the value of {describe(key)!r} must be a "
+                f"{describe(expected)}, got {describe(type(value))}"
+            )
+
+
+# -- builders --------------------------------------------------------------------------------
+
+
+def fast_builder(scope: Scope, service: Service) -> Callable[[Scope], Any] | None:
+    """The compiled builder of a scoped declaration for ``scope``, if it can have one.
+
+    Only a scope that provides nothing itself (a request scope) shares its parent's
+    builder; one is compiled per parent and kept in the parent's plan, by key, until
+    a provider changes in the parent or above.
+    """
+    parent = scope._parent
+    if parent is None or scope._services or service.template is not None:
+        return None
+    plan = parent._plan
+    if plan is None:
+        plan = make_plan(parent)
+    builder = plan.builders.get(service.key)
+    if builder is not None or service.key in plan.general:
+        return builder
+    builder = compile_scoped(parent, service, CALLBACKS)
+    with scope._root._mutex:
+        if parent._plan is plan:  # no provider changed meanwhile
+            # Only the keys that reach this service from here: a nearer provider
+            # of another of its keys keeps that key.
+            for key in [k for k in service.keys if registry.lookup(parent, k) is service]:
+                if builder is None:
+                    plan.general.add(key)
+                else:
+                    plan.builders[key] = builder
+                    plan.template[key] = COMPILED
+    return builder
+
+
+def own_compiled(scope: Scope) -> dict[Key, Callable[[Scope], Any]]:
+    """``scope``'s own dict of compiled builders, to write (the caller holds the mutex).
+
+    A request scope starts with its parent's plan's, shared, or with none.
+    """
+    compiled = scope._compiled
+    parent = scope._parent
+    plan = parent._plan if parent is not None else None
+    if compiled is BLANK or (plan is not None and compiled is plan.builders):
+        compiled = scope._compiled = dict(compiled)
+    return compiled
+
+
+def forget_builders(scope: Scope) -> None:
+    """Drop compiled builders here and below, after the providers change.
+
+    The caller holds the root's mutex.
+    """
+    scope._version += 1
+    scope._plan = None
+    if scope._compiled:
+        # The COMPILED markers stay in the instances (a compiled builder may be
+        # replacing one with its instance in another thread right now): each is
+        # sent to the full path of invoke instead.
+        scope._compiled = {key: Again(key) for key in scope._compiled}
+    for child in list(scope._children.values()):
+        forget_builders(child)
+
+
+class Again:
+    """Stands in ``Scope._compiled`` for a builder dropped after a provider changed."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: Key) -> None:
+        self.key = key
+
+    def __call__(self, scope: Scope) -> Any:
+        return scope._invoke(self.key, None)
+
+
+# -- what compiled scoped builders call back ---------------------------------------------------
+
+
+def enter(scope: Scope) -> tuple[dict[Key, Any], list[Any]] | None:
+    """What a compiled builder builds into: the scope's instances and its list of
+    compiled builds (see :func:`materialize`). None from another thread than the scope's
+    own, which must take the general path (:func:`build_guarded`)."""
+    if scope._thread != _get_ident():
+        return None
+    return scope._instances, scope._fast
+
+
+def record(scope: Scope, service: Service, instance: Any) -> Any:
+    """Cache a scoped instance a compiled builder made here; the instance to use.
+
+    If another thread cached one first, that one is used and this one shut down; a
+    scope closed meanwhile undoes it and raises ``ScopeClosedError``.
+    """
+    if service.key is not service.expected:
+        check_provides(service, instance)
+    instances = scope._instances
+    kept = instances.get(service.key, COMPILED)
+    if kept is not COMPILED:
+        if kept is not instance:
+            discard_unused(service, instance)
+        return kept
+    for key in reaching(scope, service):
+        instances[key] = instance
+    scope._fast.append((service, instance, next(scope._root._counter)))
+    if scope._closed:
+        refuse(scope, service, instance)
+    return instance
+
+
+def build_guarded(scope: Scope, service: Service) -> Any:
+    """Build a scoped declaration by the general path, for a compiled builder asked from
+    another thread: that path's flights make sure two threads never both build it. From
+    then on the scope's own thread takes it too (no thread matches 0), so its later
+    builds join those flights."""
+    scope._thread = 0
+    return resolve_sync(service, scope)
+
+
+def note_failed(scope: Scope, error: Exception, service: Service) -> None:
+    """Name the scoped service whose factory raised, in a note on the error."""
+    note_building(error, service, f"scope {scope.name!r}")
+
+
+def context_value(scope: Scope, declared: Service) -> Any:
+    """The value of a context key from an enclosing scope."""
+    return registry.context_value(scope, declared)
+
+
+def refuse(scope: Scope, service: Service, instance: Any) -> None:
+    """A compiled build landed in a scope shut down meanwhile: undo it and raise."""
+    with scope._root._mutex:
+        for key in service.keys:
+            if scope._instances.get(key) is instance:
+                del scope._instances[key]
+        scope._fast = [entry for entry in scope._fast if entry[1] is not instance]
+    discard_unused(service, instance)
+    raise ScopeClosedError(scope.name, f"build {service.label!r}")
+
+
+CALLBACKS: dict[str, Callable[..., Any]] = {
+    "_enter": enter,
+    "_record": record,
+    "_refuse": refuse,
+    "_guarded": build_guarded,
+    "_failed": note_failed,
+    "_context": context_value,
+}
+
+
+def reaching(scope: Scope, declared: Service) -> tuple[Key, ...]:
+    """The keys of scoped ``declared`` that reach it from ``scope``, under which the
+    scope keeps its instance: a nearer provider of one of its bound keys keeps that key."""
+    keys = declared.keys
+    if len(keys) == 1:
+        return keys
+    return tuple(key for key in keys if registry.lookup(scope, key) is declared)
+
+
+def materialize(scope: Scope) -> None:
+    """Turn what compiled builders recorded into scoped copies (the caller holds the mutex)."""
+    while scope._fast:
+        service, _, index = scope._fast.pop(0)
+        copy = scope._scoped.get(service)
+        if copy is None:
+            if scope._scoped is BLANK:
+                scope._scoped = {}
+            copy = scope._scoped[service] = service.copy_for(scope)
+        copy.index = index
+
+
+# -- closing ------------------------------------------------------------------------------------
+
+
+def close_plainly(scope: Scope) -> bool:
+    """Close a child scope with no children and no hook to run at once; whether it did.
+
+    The common end of a request scope: what it built needs no shutdown, so there is
+    nothing to order, run or report.
+    """
+    parent = scope._parent
+    if parent is None:
+        return False
+    if scope._services and any(s.index for s in scope._services.values()):
+        return False
+    fast = scope._fast
+    for entry in fast:  # compiled builds: plain factories without shutdown= only
+        try:
+            if callable(getattr(entry[1], "shutdown", None)):
+                return False
+        except Exception:
+            return False
+    built = len(fast)
+    # acquire/release rather than `with`: this runs once per request.
+    mutex = scope._root._mutex
+    mutex.acquire()
+    try:
+        if scope._closed:
+            return False
+        # Closed before looking at the children: a child being opened without the
+        # lock then either sees it or is seen here (see Scope.scope).
+        scope._closed = True
+        if scope._children or scope._scoped or scope._closing or len(fast) != built:
+            return False  # the general path takes it from here, closed already
+        scope._generation += 1
+        fast.clear()
+        scope._instances.clear()  # a scope kept by its caller keeps nothing alive
+        children = parent._children  # shutdown.leave(), inlined
+        key = scope._number or scope.name
+        if children.get(key) is scope:
+            del children[key]
+    finally:
+        mutex.release()
+    return True

@@ -1,0 +1,251 @@
+"""What a health monitor tells people: log lines about checks and statuses, trace spans.
+
+The monitor calls in here once per round and once per published change, and nothing
+here changes what it publishes:
+
+- :class:`CheckLog` gets each round's report (:meth:`CheckLog.record`) and logs the
+  checks that start failing or degraded, fail differently, or recover;
+- :class:`StatusLog` gets the statuses before and after each publish
+  (:meth:`StatusLog.record`) and logs the names whose status changed;
+- both log at most one line per service (or name) per interval through a
+  :class:`Throttle`, and summarise the changes held back once the interval ends;
+- :func:`tracer_for` turns ``HealthMonitor(tracing=...)`` into a tracer (or None), and
+  :func:`traced_round` runs one round as an OpenTelemetry span with one child span per
+  check. OpenTelemetry is imported only once a traced round runs.
+
+Everything logs on the ``di.health`` logger.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from ..errors import HealthCheckTimeoutError
+from ..health import HealthCheckResult, HealthReport, Outcome, error_text
+
+logger = logging.getLogger("di.health")
+
+
+class Throttle:
+    """At most one log line per key per ``interval``; changes in between are counted.
+
+    A change is logged at once when its key has no window open; logging opens a window
+    of ``interval`` seconds, during which further changes are only counted. When a
+    window ends with changes counted, :meth:`due` returns them for one summary line,
+    which opens the next window; a window that ends with none closes.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._windows: dict[str, list[float]] = {}  # key: [end, changes counted]
+
+    def allow(self, key: str, now: float) -> bool:
+        """Whether to log a change of ``key`` now (else it is counted)."""
+        window = self._windows.get(key)
+        if window is None or (now >= window[0] and not window[1]):
+            self._windows[key] = [now + self.interval, 0]
+            return True
+        window[1] += 1
+        return False
+
+    def due(self, now: float) -> list[tuple[str, int]]:
+        """Keys whose window ended with changes counted, and how many: log a summary."""
+        summaries = []
+        for key, window in list(self._windows.items()):
+            if now < window[0]:
+                continue
+            if window[1]:
+                summaries.append((key, int(window[1])))
+                self._windows[key] = [now + self.interval, 0]
+            else:
+                del self._windows[key]
+        return summaries
+
+
+class CheckLog:
+    """Logs checks that start failing or degraded, fail differently, or recover.
+
+    A failure is a WARNING naming the service, the outcome and the exception; a recovery
+    is an INFO. At most one line per service per ``interval``; see :class:`Throttle`.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._throttle = Throttle(interval)
+        # What each failing check last failed with: (outcome, error type, error text).
+        self._failing: dict[str, tuple[str, str, str]] = {}
+
+    def record(self, report: HealthReport) -> None:
+        """Log what changed in ``report`` since the previous one."""
+        failing: dict[str, tuple[str, str, str]] = {}
+        now = time.monotonic()
+        throttle = self._throttle
+        for check in report.checks:
+            before = self._failing.get(check.key)
+            if check.outcome is Outcome.HEALTHY:
+                if before is not None and throttle.allow(check.key, now):
+                    was = "degraded" if before[0] == Outcome.DEGRADED else "failing"
+                    logger.info("health check of %r recovered (was %s)", check.key, was)
+                continue
+            error = check.error
+            state = (check.outcome.value, type(error).__name__, error_summary(error))
+            failing[check.key] = state
+            # A timeout's text names the limit that fired; it is the same failure.
+            same = before is not None and (
+                before == state
+                or (before[:2] == state[:2] and isinstance(error, HealthCheckTimeoutError))
+            )
+            if not same and throttle.allow(check.key, now):
+                verb = "is degraded" if check.outcome is Outcome.DEGRADED else "failed"
+                logger.warning("health check of %r %s (%s): %s: %s", check.key, verb, *state)
+        self._failing = failing
+        for key, count in throttle.due(now):
+            current = failing.get(key)
+            logger.log(
+                logging.INFO if current is None else logging.WARNING,
+                "health check of %r changed %d more %s in the last %g s (not logged); now %s",
+                key,
+                count,
+                "time" if count == 1 else "times",
+                self.interval,
+                "passing" if current is None else "{} ({}: {})".format(*current),
+            )
+
+
+class StatusLog:
+    """Logs each name whose status changed, at most one line per name per ``interval``.
+
+    Names appearing or going, the first round and graceful shutdown log once each,
+    unthrottled (``once``); other changes go through a :class:`Throttle`.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._throttle = Throttle(interval)
+
+    def record(self, old: Mapping[str, Any], new: Mapping[str, Any], *, once: bool = False) -> None:
+        """Log the changes from ``old`` to ``new`` statuses (``ServingStatus`` values)."""
+        now = time.monotonic()
+        if new != old or once:
+            throttle = self._throttle
+            for name in sorted(set(new) | set(old)):
+                before, after = old.get(name), new.get(name)
+                first = once or before is None or after is None
+                if before != after and (first or throttle.allow(name, now)):
+                    logger.info(
+                        "health status of %r: %s -> %s",
+                        name or "(overall)",
+                        before.name if before is not None else "(none)",
+                        after.name if after is not None else "(gone)",
+                    )
+        # Nothing may have changed now; a summary of changes held back may still be due.
+        for name, count in self._throttle.due(now):
+            current = new.get(name)
+            logger.info(
+                "health status of %r changed %d more %s in the last %g s (not logged); now %s",
+                name or "(overall)",
+                count,
+                "time" if count == 1 else "times",
+                self.interval,
+                current.name if current is not None else "(gone)",
+            )
+
+
+# -- tracing ---------------------------------------------------------------------------------
+
+
+class LazyTracer:
+    """The global tracer, fetched (and opentelemetry imported) at the first round."""
+
+    def get(self) -> Any:
+        from opentelemetry import trace
+
+        return trace.get_tracer("di.health")
+
+
+def tracer_for(tracing: Any) -> Any:
+    """What ``HealthMonitor(tracing=...)`` traces with: None when off."""
+    if tracing is False:
+        return None
+    if tracing is None or tracing is True:
+        try:
+            found = importlib.util.find_spec("opentelemetry.trace") is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            if tracing:
+                raise ValueError(
+                    "HealthMonitor(tracing=True) needs opentelemetry-api: "
+                    "pip install 'healthdi[otel]'"
+                )
+            return None
+        return LazyTracer()
+    get_tracer = getattr(tracing, "get_tracer", None)
+    if not callable(get_tracer):
+        raise TypeError(
+            f"HealthMonitor(tracing=...) takes None, a bool or a TracerProvider, got {tracing!r}"
+        )
+    return get_tracer("di.health")
+
+
+async def traced_round(
+    tracer: Any, run: Callable[[], Awaitable[HealthReport]], details: bool
+) -> tuple[HealthReport, Any]:
+    """``run()`` (one round) as a "health round" span, with one child span per check.
+
+    Returns the report and the tracer to use next time (a :class:`LazyTracer` becomes
+    the tracer it fetched).
+    """
+    from opentelemetry import trace
+
+    if isinstance(tracer, LazyTracer):
+        tracer = tracer.get()
+    with tracer.start_as_current_span("health round") as span:
+        report = await run()
+        if not span.is_recording():
+            return report, tracer  # no SDK configured: no child spans to pay for
+        span.set_attribute("healthdi.status", report.status)
+        span.set_attribute("healthdi.checks", len(report.checks))
+        if report.status == "fail":
+            span.set_status(trace.StatusCode.ERROR)
+        context = trace.set_span_in_context(span)
+        for check in report.checks:
+            check_span(tracer, context, check, details)
+    return report, tracer
+
+
+def check_span(tracer: Any, context: Any, check: HealthCheckResult, details: bool) -> None:
+    """One check of a round as a finished child span, timed as the check ran."""
+    from opentelemetry import trace
+
+    attributes: dict[str, Any] = {
+        "healthdi.service": check.key,
+        "healthdi.scope": check.scope,
+        "healthdi.outcome": check.outcome.value,
+    }
+    error = check.error
+    if error is not None:
+        attributes["error.type"] = type(error).__qualname__
+        if details:
+            attributes["healthdi.error.message"] = error_summary(error)
+    if details and check.details:
+        for name, value in check.details.items():
+            if isinstance(value, str | bool | int | float):
+                attributes[f"healthdi.details.{name}"] = value
+    started = int(check.started_at * 1e9)
+    span = tracer.start_span(
+        "health check", context=context, start_time=started, attributes=attributes
+    )
+    if not check.healthy:
+        span.set_status(trace.StatusCode.ERROR, error_summary(error) if details else None)
+    span.end(end_time=started + int(check.duration * 1e9))
+
+
+def error_summary(error: BaseException | None, limit: int = 500) -> str:
+    """An error's text for a log line or a span: at most ``limit`` characters of it."""
+    text = "None" if error is None else error_text(error)
+    return text if len(text) <= limit else text[:limit] + "..."

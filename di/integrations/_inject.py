@@ -1,0 +1,153 @@
+"""Injection into handlers, for every integration: one marker, one parser, one wrapper.
+
+- :data:`INJECT` is the marker ``Inject[T]`` puts on a parameter:
+  ``Annotated[T, INJECT]`` (Flask and gRPC), ``Annotated[T, Depends(...), INJECT]``
+  (FastAPI). ``Inject[Annotated[T, Named("x")]]`` asks for the service named ``x``.
+- :func:`injected_params` reads a handler's annotations once: ``{parameter: (key,
+  name)}`` for each marked parameter, the ``Named`` read by
+  :func:`~di._container.keys.parse_named`.
+- :func:`wrap` is the handler the framework calls: at each call it asks
+  ``get_scope(kwargs)`` for the request's scope, fills the injected parameters from it
+  (``invoke`` for sync functions and generators, ``ainvoke`` for coroutines and async
+  generators) and calls the handler. Its signature is the handler's without the
+  injected parameters (frameworks that read it never see them), plus ``extra`` ones
+  the framework is to pass, which ``get_scope`` takes out of ``kwargs``.
+
+An annotation naming a class defined after the handler is read at its first call
+instead of when it is wrapped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import typing
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any, Final
+
+from .._container.keys import Key, parse_named
+from ..scope import Scope
+
+
+class _Marker:
+    """What ``Inject[T]`` puts in a parameter's annotation."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Inject"
+
+
+INJECT: Final = _Marker()
+
+# The keyword kinds: an injected parameter is passed by keyword.
+_BY_KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def injected_params(func: Callable[..., Any]) -> dict[str, tuple[Key, str | None]]:
+    """``{parameter: (key, name)}`` for each ``Inject[...]`` parameter of ``func``.
+
+    Raises ``NameError`` when an annotation names what is not defined yet, and
+    ``TypeError`` when an injected parameter cannot be passed by keyword.
+    """
+    hints = typing.get_type_hints(func, include_extras=True)
+    found: dict[str, tuple[Key, str | None]] = {}
+    for parameter in inspect.signature(func).parameters.values():
+        hint = hints.get(parameter.name)
+        if hint is None:
+            continue
+        key, name, metadata = parse_named(hint)
+        if not any(extra is INJECT for extra in metadata):
+            continue
+        if parameter.kind not in _BY_KEYWORD:
+            raise TypeError(
+                f"{func.__qualname__}: parameter {parameter.name!r} is injected, so it is "
+                "passed by keyword; it cannot be positional-only or variadic"
+            )
+        found[parameter.name] = (key, name)
+    return found
+
+
+def wrap(
+    func: Callable[..., Any],
+    get_scope: Callable[[dict[str, Any]], Scope],
+    *,
+    params: Mapping[str, tuple[Key, str | None]] | None = None,
+    extra: Sequence[inspect.Parameter] = (),
+    required: str | None = None,
+) -> Callable[..., Any]:
+    """``func``, its injected parameters filled from ``get_scope(kwargs)`` at each call.
+
+    ``params`` are the injected parameters if already read (else
+    :func:`injected_params` reads them, at the first call if an annotation is not
+    defined yet). ``extra`` parameters are added to the wrapper's signature for the
+    framework to pass; ``get_scope`` pops them. With ``required`` (the decorator's
+    name), a handler without any injected parameter is a ``TypeError``.
+    """
+    plan: tuple[tuple[str, Key, str | None], ...] | None = None
+
+    def read() -> tuple[tuple[str, Key, str | None], ...]:
+        nonlocal plan
+        found = injected_params(func) if params is None else params
+        if not found and required is not None:
+            raise TypeError(f"{required}: {func.__qualname__} has no Inject[T] parameter")
+        plan = tuple((name, key, named) for name, (key, named) in found.items())
+        return plan
+
+    with contextlib.suppress(NameError):  # an annotation defined later: read on first call
+        read()
+
+    wrapper: Any
+    if inspect.isasyncgenfunction(func):
+
+        @functools.wraps(func)
+        async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            scope = get_scope(kwargs)
+            for name, key, named in plan if plan is not None else read():
+                kwargs[name] = await scope.ainvoke(key, named)
+            async with contextlib.aclosing(func(*args, **kwargs)) as items:
+                async for item in items:
+                    yield item
+
+        wrapper = stream
+    elif inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            scope = get_scope(kwargs)
+            for name, key, named in plan if plan is not None else read():
+                kwargs[name] = await scope.ainvoke(key, named)
+            return await func(*args, **kwargs)
+
+        wrapper = call
+    elif inspect.isgeneratorfunction(func):
+
+        @functools.wraps(func)
+        def sync_stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            scope = get_scope(kwargs)
+            for name, key, named in plan if plan is not None else read():
+                kwargs[name] = scope.invoke(key, named)
+            yield from func(*args, **kwargs)
+
+        wrapper = sync_stream
+    else:
+
+        @functools.wraps(func)
+        def sync_call(*args: Any, **kwargs: Any) -> Any:
+            scope = get_scope(kwargs)
+            for name, key, named in plan if plan is not None else read():
+                kwargs[name] = scope.invoke(key, named)
+            return func(*args, **kwargs)
+
+        wrapper = sync_call
+    # What the framework calls it with, for introspection: without what is injected.
+    injected = {name for name, _, _ in plan} if plan is not None else set()
+    signature = inspect.signature(func)
+    wrapper.__signature__ = signature.replace(
+        parameters=[
+            *(p for p in signature.parameters.values() if p.name not in injected),
+            *extra,
+        ]
+    )
+    return typing.cast("Callable[..., Any]", wrapper)

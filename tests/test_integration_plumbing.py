@@ -1,0 +1,302 @@
+"""What every integration shares: the injection marker, parser and wrapper, the start/stop
+sequence, and the thread that hosts an event loop for sync frameworks."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import anyio
+import pytest
+
+from di import HealthMonitor, Injector, Named, ServingStatus
+from di._container.runner import LoopThread, in_thread
+from di.integrations._inject import INJECT, injected_params, wrap
+from di.integrations._lifecycle import Running, monitor_for
+
+from .health_services import Database
+
+pytestmark = pytest.mark.anyio
+
+
+class Store:
+    pass
+
+
+def make() -> Injector:
+    injector = Injector()
+    injector.provide(Store)
+    injector.provide_value("the replica", name="replica")
+    return injector
+
+
+# -- one marker, one parser, one wrapper --------------------------------------------------
+
+
+def test_every_integrations_inject_carries_the_one_marker() -> None:
+    from di.integrations import fastapi, flask, grpc
+
+    def view(a: Any, b: Any, c: Any, plain: Any, other: Any) -> None: ...
+
+    view.__annotations__ = {  # as the annotations read, once evaluated
+        "a": flask.Inject[Store],
+        "b": grpc.Inject[Annotated[str, Named("replica")]],
+        "c": fastapi.Inject[Store],
+        "plain": Store,
+        "other": Annotated[Store, "something else"],
+    }
+    assert injected_params(view) == {"a": (Store, None), "b": (str, "replica"), "c": (Store, None)}
+    assert repr(INJECT) == "Inject"
+
+
+def test_the_parser_refuses_what_cannot_be_passed_by_keyword_and_waits_for_late_names() -> None:
+    def positional(store: Annotated[Store, INJECT], /) -> None: ...
+
+    with pytest.raises(TypeError, match="'store' is injected, so it is passed by keyword"):
+        injected_params(positional)
+
+    def late(thing: Annotated[NotYet, INJECT]) -> None: ...  # type: ignore[name-defined]  # noqa: F821
+
+    with pytest.raises(NameError):
+        injected_params(late)
+
+
+def scope_of(injector: Injector) -> Any:
+    def get_scope(kwargs: dict[str, Any]) -> Any:
+        assert kwargs.pop("request") == "the request"  # an extra parameter: taken out
+        return injector
+
+    return get_scope
+
+
+REQUEST = inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY)
+
+
+async def test_one_wrapper_for_functions_coroutines_and_both_kinds_of_generators() -> None:
+    injector = make()
+    store = injector.invoke(Store)
+
+    def call(n: int, s: Annotated[Store, INJECT], r: Annotated[str, INJECT, Named("replica")]):  # type: ignore[no-untyped-def]
+        return n, s, r
+
+    async def acall(n: int, s: Annotated[Store, INJECT]) -> Any:
+        return n, s
+
+    def gen(n: int, s: Annotated[Store, INJECT]) -> Iterator[Any]:
+        yield n
+        yield s
+
+    async def agen(n: int, s: Annotated[Store, INJECT]) -> AsyncIterator[Any]:
+        yield n
+        yield s
+
+    get_scope = scope_of(injector)
+    wrapped = [wrap(f, get_scope, extra=(REQUEST,)) for f in (call, acall, gen, agen)]
+    for function, original in zip(wrapped, (call, acall, gen, agen), strict=True):
+        assert list(inspect.signature(function).parameters) == ["n", "request"]
+        assert function.__name__ == original.__name__
+    assert wrapped[0](1, request="the request") == (1, store, "the replica")
+    assert await wrapped[1](2, request="the request") == (2, store)
+    assert inspect.isgeneratorfunction(wrapped[2])
+    assert list(wrapped[2](3, request="the request")) == [3, store]
+    assert inspect.isasyncgenfunction(wrapped[3])
+    assert [item async for item in wrapped[3](4, request="the request")] == [4, store]
+
+
+def test_the_wrapper_reads_late_annotations_at_the_first_call_and_can_require_one() -> None:
+    injector = make()
+
+    def view(thing: Annotated[Later, INJECT]) -> Any:  # type: ignore[name-defined]
+        return thing
+
+    wrapped = wrap(view, lambda kwargs: injector)
+    assert list(inspect.signature(wrapped).parameters) == ["thing"]  # not read yet
+
+    class Later:
+        pass
+
+    globals()["Later"] = Later
+    try:
+        injector.provide(Later)
+        assert isinstance(wrapped(), Later)
+    finally:
+        del globals()["Later"]
+
+    def bare(n: int) -> int:
+        return n
+
+    with pytest.raises(TypeError, match=r"@inject: .*bare has no Inject"):
+        wrap(bare, lambda kwargs: injector, required="@inject")
+    assert wrap(bare, lambda kwargs: injector)(5) == 5
+
+
+# -- one start/stop sequence --------------------------------------------------------------
+
+
+class Recorder:
+    """A checked service whose shutdown records the statuses it saw."""
+
+    events: list[str]
+    monitor: HealthMonitor
+
+    def health_check(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        status = self.monitor.status("")
+        self.events.append(f"shut down, monitor running: {self.monitor.running}, {status!r}")
+
+
+async def test_the_sequence_starts_then_goes_not_serving_drains_stops_then_shuts_down() -> None:
+    injector = Injector()
+    injector.provide(Recorder, eager=True)
+    monitor = HealthMonitor(injector, interval=0.05)
+    events: list[str] = []
+
+    async def stopping() -> None:
+        events.append(f"stopping, status {monitor.status('')!r}")
+
+    running = Running(injector, monitor, drain=0.1, stopping=stopping)
+    async with running:
+        recorder = injector.invoke(Recorder)
+        recorder.events, recorder.monitor = events, monitor
+        assert monitor.started
+        with anyio.fail_after(5):
+            await monitor.wait_ready()
+        assert monitor.status("") is ServingStatus.SERVING
+    assert events == [
+        f"stopping, status {ServingStatus.NOT_SERVING!r}",
+        f"shut down, monitor running: False, {ServingStatus.NOT_SERVING!r}",
+    ]
+    with pytest.raises(RuntimeError, match="enter it once"):
+        await running.__aenter__()
+
+
+class First:
+    built: list[str]
+
+    def __init__(self) -> None:
+        self.built.append("first")
+
+    def shutdown(self) -> None:
+        self.built.append("first shut down")
+
+
+class Broken:
+    def __init__(self, first: First) -> None:
+        raise ConnectionError("no broker")
+
+
+async def test_a_failed_start_shuts_down_what_it_built_and_raises() -> None:
+    built = First.built = []
+    injector = Injector()
+    injector.provide(First, eager=True)
+    injector.provide(Broken, eager=True)
+    monitor = HealthMonitor(injector)
+    with pytest.raises(ConnectionError, match="no broker"):
+        async with Running(injector, monitor):
+            raise AssertionError("never entered")
+    assert built == ["first", "first shut down"] and not monitor.running
+
+
+async def test_a_monitor_already_running_is_left_to_whoever_runs_it() -> None:
+    injector = Injector()
+    monitor = HealthMonitor(injector, interval=0.05)
+    async with monitor:
+        with anyio.fail_after(5):
+            await monitor.wait_ready()  # its rounds run
+        async with Running(injector, monitor):
+            assert monitor.running
+        assert monitor.running  # not ours to stop
+        assert monitor.status("") is ServingStatus.NOT_SERVING  # but NOT_SERVING for good
+
+
+def test_install_takes_a_monitor_of_the_injector_it_is_given() -> None:
+    injector = Injector()
+    assert monitor_for(injector, None).injector is injector
+    mine = HealthMonitor(injector)
+    assert monitor_for(injector, mine) is mine
+    with pytest.raises(ValueError, match="checks another injector"):
+        monitor_for(Injector(), mine)
+    with pytest.raises(TypeError, match="needs an Injector or Scope"):
+        monitor_for("injector", None)  # type: ignore[arg-type]
+
+
+# -- one thread runner ------------------------------------------------------------------
+
+
+def test_a_loop_thread_holds_a_context_until_stopped_and_reports_its_failures() -> None:
+    events: list[str] = []
+    thread_names: list[str] = []
+
+    @asynccontextmanager
+    async def context(fail_exit: bool = False) -> AsyncIterator[None]:
+        thread_names.append(threading.current_thread().name)
+        events.append("entered")
+        yield
+        events.append("left")
+        if fail_exit:
+            raise ConnectionError("hook failed")
+
+    loop = LoopThread("test-loop")
+    loop.start(context)
+    assert loop.alive and events == ["entered"] and thread_names == ["test-loop"]
+    assert loop.stop(timeout=5) and events == ["entered", "left"] and not loop.alive
+    assert loop.stop(timeout=5)  # once stopped, stopped
+    with pytest.raises(RuntimeError, match="started once"):
+        loop.start(context)
+
+    failing = LoopThread("test-loop")
+    failing.start(lambda: context(fail_exit=True))
+    with pytest.raises(ConnectionError, match="hook failed"):
+        failing.stop()
+    assert failing.stop(timeout=5)  # raised once
+
+    @asynccontextmanager
+    async def broken() -> AsyncIterator[None]:
+        raise ConnectionError("no database")
+        yield
+
+    with pytest.raises(ConnectionError, match="no database"):
+        LoopThread("test-loop").start(broken)
+
+
+def test_stopping_a_loop_thread_is_bounded_and_can_wait_again() -> None:
+    release = threading.Event()
+
+    @asynccontextmanager
+    async def slow_to_leave() -> AsyncIterator[None]:
+        yield
+        await anyio.to_thread.run_sync(release.wait)
+
+    loop = LoopThread("test-loop", backend="trio")
+    loop.start(slow_to_leave)
+    assert not loop.stop(timeout=0.5)  # still leaving
+    release.set()
+    assert loop.stop(timeout=10) and not loop.alive
+
+
+async def test_in_thread_without_a_pool_uses_asyncios_default_executor(
+    anyio_backend: str,
+) -> None:
+    here = threading.current_thread()
+    if anyio_backend == "asyncio":
+        assert await in_thread(None, threading.current_thread) is not here
+    else:
+        with pytest.raises(RuntimeError, match="needs a running asyncio loop"):
+            await in_thread(None, threading.current_thread)
+
+
+async def test_services_survive_a_database_check_under_the_sequence() -> None:
+    """The sequence's rounds check what the start built, until it is left."""
+    injector = Injector()
+    injector.provide(Database, eager=True)
+    monitor = HealthMonitor(injector, interval=0.05)
+    async with Running(injector, monitor):
+        with anyio.fail_after(5):
+            await monitor.wait_ready()
+        assert injector.invoke(Database).checks >= 1
+    assert injector.list_invoked() == []  # shut down
