@@ -665,7 +665,8 @@ async def test_sync_methods_run_in_the_loops_default_executor_without_one_given(
     injector = make_injector()
     server = grpc.aio.server(interceptors=[ScopeInterceptor(injector)])
     server.add_generic_rpc_handlers([handlers(Orders())])
-    lifecycle = install(server, injector, monitor=HealthMonitor(injector, interval=0.05), grace=1)
+    monitor = HealthMonitor(injector, interval=0.05, timeout=at_most(0))
+    lifecycle = install(server, injector, monitor=monitor, grace=1)
     port = server.add_insecure_port("127.0.0.1:0")
     async with lifecycle, grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         served = Served(lifecycle, channel, injector)

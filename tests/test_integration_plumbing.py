@@ -18,6 +18,7 @@ from di.integrations._inject import INJECT, injected_params, wrap
 from di.integrations._lifecycle import Running, monitor_for
 
 from .health_services import Database
+from .timing import PATIENCE, at_most
 
 pytestmark = pytest.mark.anyio
 
@@ -153,7 +154,7 @@ class Recorder:
 async def test_the_sequence_starts_then_goes_not_serving_drains_stops_then_shuts_down() -> None:
     injector = Injector()
     injector.provide(Recorder, eager=True)
-    monitor = HealthMonitor(injector, interval=0.05)
+    monitor = HealthMonitor(injector, interval=0.05, timeout=at_most(0))
     events: list[str] = []
 
     async def stopping() -> None:
@@ -164,7 +165,7 @@ async def test_the_sequence_starts_then_goes_not_serving_drains_stops_then_shuts
         recorder = injector.invoke(Recorder)
         recorder.events, recorder.monitor = events, monitor
         assert monitor.started
-        with anyio.fail_after(5):
+        with anyio.fail_after(PATIENCE):
             await monitor.wait_ready()
         assert monitor.status("") is ServingStatus.SERVING
     assert events == [
@@ -204,9 +205,9 @@ async def test_a_failed_start_shuts_down_what_it_built_and_raises() -> None:
 
 async def test_a_monitor_already_running_is_left_to_whoever_runs_it() -> None:
     injector = Injector()
-    monitor = HealthMonitor(injector, interval=0.05)
+    monitor = HealthMonitor(injector, interval=0.05, timeout=at_most(0))
     async with monitor:
-        with anyio.fail_after(5):
+        with anyio.fail_after(PATIENCE):
             await monitor.wait_ready()  # its rounds run
         async with Running(injector, monitor):
             assert monitor.running
@@ -294,9 +295,9 @@ async def test_services_survive_a_database_check_under_the_sequence() -> None:
     """The sequence's rounds check what the start built, until it is left."""
     injector = Injector()
     injector.provide(Database, eager=True)
-    monitor = HealthMonitor(injector, interval=0.05)
+    monitor = HealthMonitor(injector, interval=0.05, timeout=at_most(0))
     async with Running(injector, monitor):
-        with anyio.fail_after(5):
+        with anyio.fail_after(PATIENCE):
             await monitor.wait_ready()
         assert injector.invoke(Database).checks >= 1
     assert injector.list_invoked() == []  # shut down
