@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 from di import Injector
 
+from .timing import at_most
+
 
 def say(text: str) -> None:
     print(text, flush=True)
@@ -245,4 +247,4 @@ def top_app() -> object:
     from di import HealthMonitor
     from di.asgi import health_app
 
-    return health_app(HealthMonitor(healthy(), interval=0.2))
+    return health_app(HealthMonitor(healthy(), interval=0.2, timeout=at_most(0)))
