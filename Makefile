@@ -41,9 +41,9 @@ lint: $(VENV)/.test
 docs: $(VENV)/.test
 	$(BIN)/mkdocs build --strict --site-dir site
 
-# The suite mostly waits (on servers, timeouts and threads), so it runs more workers
-# than the machine has cores: `make test PYTEST_WORKERS=8`, or 0 to run in one process.
-PYTEST_WORKERS ?= 4
+# The suite mostly waits (on servers, timeouts and threads), so it runs three workers
+# per core of a 2-core machine: `make test PYTEST_WORKERS=8`, or 0 for one process.
+PYTEST_WORKERS ?= 6
 
 test: lint docs check-dist
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
