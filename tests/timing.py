@@ -8,10 +8,12 @@ step that takes 10 ms alone takes 0.4 s now and then. So:
 - A test that waits for something to happen waits for it: an event, or a condition
   polled by :func:`wait_until` (threads, processes) or :func:`until` (async code), with
   :data:`PATIENCE` as its deadline, which only a failing test reaches. It never sleeps
-  for a while and hopes the thing has happened meanwhile.
+  for a while and hopes the thing has happened meanwhile; only where the thing cannot
+  be seen from outside (a call joining another in flight, a server reading a request)
+  does it give that step ``at_most(0)``, the bound of any quick step.
 - A test that bounds elapsed time (the step must not wait for a timeout, nor hang)
   bounds it with :func:`at_most`, from above only. A lower bound needs no slack: sleeps
-  and timeouts never end early.
+  and timeouts do not end early.
 - A timeout given to the code under test that must *not* fire for healthy work (a
   per-check timeout shared by a healthy check, a monitor's round timeout) is
   ``at_most(the work)`` too: that is how long the healthy work may take here. A timeout
