@@ -284,7 +284,7 @@ def test_a_second_signal_leaves_a_factory_that_ignores_cancellation_behind(
     serving.wait_output("factory waiting")
     serving.process.send_signal(signal.SIGINT)
     serving.wait_output("cancelling it")
-    time.sleep(0.3)
+    time.sleep(at_most(0))  # the cancellation reaches the factory, which swallows it
     serving.process.send_signal(signal.SIGINT)
     assert serving.wait(timeout=PATIENCE) == 1
     assert "leaving the application factory behind" in serving.output()
@@ -521,7 +521,7 @@ def test_at_the_connection_limit_silent_connections_make_room(start: object) -> 
         socket.create_connection(("127.0.0.1", serving.http_port), timeout=5) for _ in range(30)
     ]
     try:
-        time.sleep(0.2)
+        time.sleep(at_most(0))  # the server accepts them
         with httpx.Client(base_url=serving.url, timeout=5) as client:
             for _ in range(10):  # each a new connection, as kubelet probes
                 answer = client.get("/livez", headers={"Connection": "close"})
