@@ -26,7 +26,7 @@ import pytest
 
 from di import HealthMonitor, Injector, Named
 
-from .timing import PATIENCE, at_most, wait_until
+from ..timing import PATIENCE, at_most, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -829,7 +829,9 @@ async def test_asgi_app_routes_below_the_health_routes_take_precedence(framework
         assert (await client.get("/health/version")).text == "v1"
         assert (await client.get("/health")).status_code == 200
         assert (await client.get("/health/nothing-by-that-name")).status_code == 404
-        assert (await client.get("/health/tests.test_integrations.Database")).status_code == 200
+        assert (
+            await client.get("/health/tests.integrations.test_integrations.Database")
+        ).status_code == 200
 
 
 @pytest.mark.parametrize("framework", ASGI_APPS)

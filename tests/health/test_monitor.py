@@ -9,8 +9,8 @@ import pytest
 
 from di import HealthMonitor, Injector, ServiceNotFoundError, ServingStatus
 
-from .health_services import Cache, Database, Queue
-from .timing import PATIENCE, at_most, until
+from ..health_services import Cache, Database, Queue
+from ..timing import PATIENCE, at_most, until
 
 pytestmark = pytest.mark.anyio
 
@@ -227,8 +227,8 @@ async def test_rounds_are_bounded_whatever_the_injector_timeouts() -> None:
         with anyio.fail_after(at_most(0.2)):
             report = await monitor.check()
         assert {check.key: check.outcome.value for check in report.checks} == {
-            "tests.test_monitor.HungAsync": "timeout",
-            "tests.test_monitor.HungSync": "timeout",
+            "tests.health.test_monitor.HungAsync": "timeout",
+            "tests.health.test_monitor.HungSync": "timeout",
         }
         assert monitor.status("readiness") is NOT_SERVING
         with anyio.fail_after(at_most(0.2)):
@@ -312,12 +312,12 @@ async def test_a_failing_check_logs_its_exception_once_and_its_recovery(
         await monitor.check()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert [r.getMessage() for r in warnings] == [
-        "health check of 'tests.test_monitor.Broken' failed (unhealthy): "
+        "health check of 'tests.health.test_monitor.Broken' failed (unhealthy): "
         "ConnectionRefusedError: db.internal:5432 refused",
-        "health check of 'tests.test_monitor.Broken' failed (unhealthy): "
+        "health check of 'tests.health.test_monitor.Broken' failed (unhealthy): "
         "TimeoutError: db.internal:5432 timed out",
     ]
-    assert "health check of 'tests.test_monitor.Broken' recovered (was failing)" in [
+    assert "health check of 'tests.health.test_monitor.Broken' recovered (was failing)" in [
         r.getMessage() for r in caplog.records if r.levelno == logging.INFO
     ]
 
@@ -355,7 +355,7 @@ async def test_a_failed_start_is_logged_raised_and_reads_not_serving(
     ):
         await monitor.start()
     assert "starting the application failed: ConnectionRefusedError" in caplog.text
-    assert "while starting eager service 'tests.test_monitor.Broken'" in caplog.text
+    assert "while starting eager service 'tests.health.test_monitor.Broken'" in caplog.text
     assert monitor.reasons() == [("startup", "failed")]
     assert monitor.status("readiness") is NOT_SERVING
 

@@ -19,7 +19,7 @@ from di._answers import (
 )
 from di.monitor import HealthSnapshot
 
-from .health_services import Cache, Database
+from ..health_services import Cache, Database
 
 pytestmark = pytest.mark.anyio
 

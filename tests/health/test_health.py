@@ -26,8 +26,8 @@ from di import (
     ServiceNotFoundError,
 )
 
-from .services import Config
-from .timing import PATIENCE, Stopwatch, at_most, until
+from ..services import Config
+from ..timing import PATIENCE, Stopwatch, at_most, until
 
 pytestmark = pytest.mark.anyio
 

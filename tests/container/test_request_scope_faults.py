@@ -10,7 +10,7 @@ import pytest
 
 from di import Injector
 
-from .timing import PATIENCE, at_most, wait_until
+from ..timing import PATIENCE, at_most, wait_until
 
 
 class Request:

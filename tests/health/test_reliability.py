@@ -28,7 +28,7 @@ from di import (
     ShutdownTimeoutError,
 )
 
-from .timing import PATIENCE, Stopwatch, at_most, until
+from ..timing import PATIENCE, Stopwatch, at_most, until
 
 pytestmark = pytest.mark.anyio
 # asyncio's own cancellation (Task.cancel, futures, asyncio.timeout) has no trio form.

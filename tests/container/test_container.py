@@ -16,8 +16,8 @@ from di import (
     ServiceNotFoundError,
 )
 
-from . import services as s
-from .services import Cache, Config, Database, Repo
+from .. import services as s
+from ..services import Cache, Config, Database, Repo
 
 pytestmark = pytest.mark.anyio
 

@@ -2,7 +2,7 @@
 
 The server runs on an asyncio loop in a thread (it serves `di serve`, which runs on
 asyncio only, for grpcio); each test talks to it as a client would, byte by byte where
-it matters. `tests/test_serve.py` covers the same bounds through the whole command.
+it matters. `tests/wire/test_serve.py` covers the same bounds through the whole command.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 
 from di._cli.http_server import HttpServer, listen
 
-from .timing import Stopwatch, at_most, wait_until
+from ..timing import Stopwatch, at_most, wait_until
 
 Message = MutableMapping[str, Any]
 

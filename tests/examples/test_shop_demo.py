@@ -11,7 +11,7 @@ import pytest
 
 from examples.shop import demo
 
-from .processes import Redis, free_port, wait_for
+from ..processes import Redis, free_port, wait_for
 
 
 def test_demo_gives_the_exact_commands_to_stop_and_restart_redis() -> None:

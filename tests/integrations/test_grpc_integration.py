@@ -31,7 +31,7 @@ from di.integrations.grpc import (
     install,
 )
 
-from .timing import PATIENCE, at_most, until
+from ..timing import PATIENCE, at_most, until
 
 pytestmark = pytest.mark.anyio
 
@@ -291,7 +291,7 @@ async def test_eager_services_are_built_at_startup_before_any_rpc() -> None:
     Database.built = 0
     async with serve() as served:
         assert Database.built == 1
-        assert "tests.test_grpc_integration.Database" in served.injector.list_invoked()
+        assert "tests.integrations.test_grpc_integration.Database" in served.injector.list_invoked()
         await served.lifecycle.monitor.wait_ready()
         assert await served.check() == health_pb2.HealthCheckResponse.SERVING
 

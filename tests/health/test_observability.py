@@ -28,11 +28,11 @@ from prometheus_client.parser import text_string_to_metric_families
 import di.metrics
 from di import Degraded, HealthCheckTimeoutError, HealthMonitor, Injector, Outcome
 
-from .health_services import Cache, Database
-from .processes import ROOT
-from .processes import di as run_di
-from .servers import Served, serve
-from .timing import at_most
+from ..health_services import Cache, Database
+from ..processes import ROOT
+from ..processes import di as run_di
+from ..servers import Served, serve
+from ..timing import at_most
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -340,7 +340,7 @@ def test_registering_twice_is_one_collector_and_default_registry_is_used() -> No
 
 
 def test_di_serve_metrics(tmp_path: Any) -> None:
-    from .processes import Serving, wait_for
+    from ..processes import Serving, wait_for
 
     serving = Serving(
         "tests.serve_targets:degraded",

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .processes import (
+from ..processes import (
     GRPC_SAYS,
     HTTP_SAYS,
     ROOT,
@@ -32,7 +32,7 @@ from .processes import (
     probe,
     wait_for,
 )
-from .timing import PATIENCE, at_most
+from ..timing import PATIENCE, at_most
 
 INTERVAL = at_most(0)  # each round is bounded by it: as long as healthy checks may take
 SERVING = health_pb2.HealthCheckResponse.SERVING

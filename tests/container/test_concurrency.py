@@ -11,8 +11,8 @@ import pytest
 
 from di import CircularDependencyError, Injector, Scope
 
-from .services import Cache
-from .timing import PATIENCE, at_most, until
+from ..services import Cache
+from ..timing import PATIENCE, at_most, until
 
 pytestmark = pytest.mark.anyio
 
@@ -152,10 +152,8 @@ def test_circular_dependency_shows_the_path() -> None:
     injector.provide(B)
     with pytest.raises(CircularDependencyError) as caught:
         injector.invoke(A)
-    assert str(caught.value) == (
-        "circular dependency: tests.test_concurrency.A -> tests.test_concurrency.B"
-        " -> tests.test_concurrency.A"
-    )
+    a, b = f"{__name__}.A", f"{__name__}.B"
+    assert str(caught.value) == f"circular dependency: {a} -> {b} -> {a}"
     assert injector.list_invoked() == []
 
 
@@ -164,7 +162,9 @@ def test_self_dependency_and_transient_cycles() -> None:
     injector.provide(Self)
     injector.provide_transient(A)
     injector.provide_transient(B)
-    with pytest.raises(CircularDependencyError, match=r"Self -> tests\.test_concurrency\.Self"):
+    with pytest.raises(
+        CircularDependencyError, match=r"Self -> tests\.container\.test_concurrency\.Self"
+    ):
         injector.invoke(Self)
     with pytest.raises(CircularDependencyError):
         injector.invoke(B)

@@ -16,7 +16,7 @@ import di.metrics
 from di import Degraded, HealthMonitor, Injector, Outcome
 from di.asgi import health_app
 
-from .timing import at_most
+from ..timing import at_most
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ import pytest
 
 from di import AsyncShutdowner, Injector, Shutdowner, ShutdownError
 
-from .services import Cache, Config, Database, Repo
+from ..services import Cache, Config, Database, Repo
 
 pytestmark = pytest.mark.anyio
 

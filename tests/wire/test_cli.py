@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from .processes import ROOT, STARTUP, closed_port, di, probe
-from .timing import Stopwatch, at_most
+from ..processes import ROOT, STARTUP, closed_port, di, probe
+from ..timing import Stopwatch, at_most
 
 
 def test_check_prints_a_table_and_exits_0_when_healthy() -> None:

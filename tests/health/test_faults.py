@@ -19,7 +19,7 @@ import pytest
 
 from di import Injector, Outcome
 
-from .timing import PATIENCE, Stopwatch, at_most
+from ..timing import PATIENCE, Stopwatch, at_most
 
 pytestmark = pytest.mark.anyio
 

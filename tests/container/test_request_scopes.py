@@ -25,7 +25,7 @@ from di import (
     ServiceNotFoundError,
 )
 
-from .timing import PATIENCE
+from ..timing import PATIENCE
 
 pytestmark = pytest.mark.anyio
 

@@ -10,8 +10,8 @@ import pytest
 from di import Degraded, HealthMonitor, Injector, ServingStatus
 from di.monitor import HealthSnapshot
 
-from .health_services import Cache, Database
-from .timing import PATIENCE, at_most
+from ..health_services import Cache, Database
+from ..timing import PATIENCE, at_most
 
 pytestmark = pytest.mark.anyio
 

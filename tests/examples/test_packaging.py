@@ -15,7 +15,7 @@ from importlib.metadata import version
 
 import di
 
-from .processes import ROOT
+from ..processes import ROOT
 
 REPOSITORY = "https://github.com/healthdi/healthdi"
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

@@ -53,14 +53,14 @@ def test_start_builds_eager_services_in_provide_order_with_their_dependencies() 
     injector.start()
     assert built == ["Cache", "Config", "Database"]
     assert injector.list_invoked() == [
-        "tests.test_start.Cache",
-        "tests.test_start.Config",
-        "tests.test_start.Database",
+        "tests.container.test_start.Cache",
+        "tests.container.test_start.Config",
+        "tests.container.test_start.Database",
     ]
     injector.start()  # already built: nothing happens
     assert built == ["Cache", "Config", "Database"]
     errors = injector.health_check()
-    assert isinstance(errors["tests.test_start.Database"], ConnectionError)
+    assert isinstance(errors["tests.container.test_start.Database"], ConnectionError)
 
 
 async def test_astart_awaits_async_factories() -> None:
@@ -89,7 +89,7 @@ def test_the_first_failure_is_raised_naming_the_service() -> None:
     injector.provide(Mailer, eager=True)
     with pytest.raises(ConnectionRefusedError) as caught:
         injector.start()
-    assert "while starting eager service 'tests.test_start.Cache' of scope 'root'" in (
+    assert "while starting eager service 'tests.container.test_start.Cache' of scope 'root'" in (
         caught.value.__notes__
     )
     assert built == ["Config"]  # stopped at the first failure; what was built stays
@@ -102,7 +102,7 @@ def test_a_scope_starts_its_own_eager_services() -> None:
     request.provide(Mailer, eager=True)
     request.start()
     assert built == ["Mailer"]
-    assert request.list_invoked() == ["tests.test_start.Mailer"]
+    assert request.list_invoked() == ["tests.container.test_start.Mailer"]
 
 
 # -- messages name the method the caller used ----------------------------------------

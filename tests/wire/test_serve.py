@@ -22,7 +22,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .processes import (
+from ..processes import (
     GRPC_SAYS,
     HTTP_SAYS,
     ROOT,
@@ -35,7 +35,7 @@ from .processes import (
     probe,
     wait_for,
 )
-from .timing import PATIENCE, Stopwatch, at_most
+from ..timing import PATIENCE, Stopwatch, at_most
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
