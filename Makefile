@@ -37,6 +37,7 @@ lint: $(VENV)/.test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict di tests/typing
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_shape.py di
 
 docs: $(VENV)/.test
 	$(BIN)/mkdocs build --strict --site-dir site
