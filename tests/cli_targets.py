@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from di import Degraded, Injector
 
-from .health_services import Cache, Database, Queue
+from .services import Cache, Database, Queue
 
 not_an_injector = 42
 

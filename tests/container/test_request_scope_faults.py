@@ -10,13 +10,8 @@ import pytest
 
 from di import Injector
 
+from ..services import Request, key
 from ..timing import PATIENCE, at_most, wait_until
-
-
-class Request:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
 
 # -- a scope's own provider for a context key it received wins -------------------------
 
@@ -45,7 +40,7 @@ def test_provide_value_shadowing_a_context_key_in_the_scope_is_used() -> None:
         fake = Request("/fake")
         scope.provide_value(fake)
         assert scope.invoke(Request) is fake
-        assert scope.list_invoked() == [f"{__name__}.Request"]
+        assert scope.list_invoked() == [key(Request)]
 
 
 # -- context= that is not a mapping is refused ------------------------------------------

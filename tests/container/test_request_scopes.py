@@ -25,22 +25,10 @@ from di import (
     ServiceNotFoundError,
 )
 
+from ..services import Cache, Config, Database, Journal, Request, key
 from ..timing import PATIENCE
 
 pytestmark = pytest.mark.anyio
-
-
-class Request:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-
-class Database:
-    def __init__(self) -> None:
-        self.closed = False
-
-    def shutdown(self) -> None:
-        self.closed = True
 
 
 class RequestCtx:
@@ -154,7 +142,7 @@ def test_a_context_key_without_a_value_says_to_pass_context() -> None:
     with pytest.raises(ContextNotProvidedError, match=r"open the scope with context=") as caught:
         scope.invoke(Handler)
     scope.shutdown()
-    assert caught.value.key == f"{__name__}.Request"
+    assert caught.value.key == key(Request)
     assert isinstance(caught.value, LookupError)
 
 
@@ -374,10 +362,6 @@ class Reports:
         self.db = db
 
 
-class Cache:
-    pass
-
-
 class Ping:
     def __init__(self, pong: Pong) -> None:
         self.pong = pong
@@ -399,8 +383,7 @@ def test_validate_lists_every_problem_at_once() -> None:
     problems = caught.value.problems
     assert len(problems) == 3, problems
     assert any(
-        p.startswith(f"{__name__}.Reports needs {__name__}.Cache (parameter 'cache')")
-        for p in problems
+        p.startswith(f"{__name__}.Reports needs {key(Cache)} (parameter 'cache')") for p in problems
     )
     assert any(
         p.startswith(f"captive dependency: singleton {__name__}.Audit (scope 'root') needs context")
@@ -431,8 +414,10 @@ def test_explain_and_graph_on_a_real_graph() -> None:
     assert text.splitlines() == [
         f"{__name__}.Handler (scoped, provided by 'root', built in this scope)",
         f"└── {__name__}.RequestCtx (scoped, provided by 'root', built in this scope)",
-        f"    ├── {__name__}.Request (context, provided by 'root', from scope(context=...))",
-        f"    └── {__name__}.Database (lazy, provided by 'root', built)",
+        f"    ├── {key(Request)} (context, provided by 'root', from scope(context=...))",
+        f"    └── {key(Database)} (lazy, provided by 'root', built)",
+        f"        ├── {key(Config)} (default used)",
+        f"        └── {key(Journal)} (default used)",
     ]
     chart = injector.graph().splitlines()
     assert chart[0] == "flowchart TD"
@@ -442,7 +427,7 @@ def test_explain_and_graph_on_a_real_graph() -> None:
     }
     handler, ctx = by_label[f"{__name__}.Handler"], by_label[f"{__name__}.RequestCtx"]
     assert f"    {handler} --> {ctx}" in chart
-    assert f"    {ctx} --> {by_label[f'{__name__}.Database']}" in chart
+    assert f"    {ctx} --> {by_label[key(Database)]}" in chart
 
 
 # -- one exception class per condition --------------------------------------------------
@@ -461,10 +446,10 @@ def test_exceptions_keep_the_builtins_they_replaced() -> None:
     injector.provide(new_cache)
     with pytest.raises(AsyncRequiredError, match="ainvoke"):
         injector.invoke(Cache)
-    injector.provide(Database)
-    injector.invoke(Database)
+    injector.provide(Config)
+    injector.invoke(Config)
     with pytest.raises(NoHealthCheckError):
-        injector.health_check_service(Database)
+        injector.health_check_service(Config)
 
 
 def test_an_override_of_a_scoped_service_stays_scoped_and_reaches_new_requests() -> None:

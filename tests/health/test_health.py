@@ -26,7 +26,7 @@ from di import (
     ServiceNotFoundError,
 )
 
-from ..services import Config
+from ..services import Config, build, key
 from ..timing import PATIENCE, Stopwatch, at_most, until
 
 pytestmark = pytest.mark.anyio
@@ -114,16 +114,6 @@ def sync_service(
             probe.leave(name)
 
     return type(name, (), {"health_check": health_check, "__module__": "checks"})
-
-
-def key(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def build(injector: Any, *classes: type) -> None:
-    for cls in classes:
-        injector.provide(cls)
-        injector.invoke(cls)
 
 
 # -- 1, 2: what is checked -------------------------------------------------------------
@@ -530,7 +520,7 @@ async def test_health_check_service_bad_input() -> None:
         await injector.ahealth_check_service(unbuilt)
     with pytest.raises(ValueError, match="has no health check"):
         await injector.ahealth_check_service(Config)
-    assert probe.started == [] and injector.list_invoked() == ["tests.services.Config"]
+    assert probe.started == [] and injector.list_invoked() == [key(Config)]
 
 
 async def test_named_service_check() -> None:

@@ -9,13 +9,13 @@ import pytest
 
 from di import HealthMonitor, Injector, ServiceNotFoundError, ServingStatus
 
-from ..health_services import Cache, Database, Queue
+from ..services import Cache, Database, Queue, key
 from ..timing import PATIENCE, at_most, until
 
 pytestmark = pytest.mark.anyio
 
 SERVING, NOT_SERVING = ServingStatus.SERVING, ServingStatus.NOT_SERVING
-DB, CACHE = "tests.health_services.Database", "tests.health_services.Cache"
+DB, CACHE = key(Database), key(Cache)
 
 
 def make() -> tuple[Injector, Database, Cache]:

@@ -28,15 +28,15 @@ from prometheus_client.parser import text_string_to_metric_families
 import di.metrics
 from di import Degraded, HealthCheckTimeoutError, HealthMonitor, Injector, Outcome
 
-from ..health_services import Cache, Database
 from ..processes import ROOT
 from ..processes import di as run_di
 from ..servers import Served, serve
+from ..services import Cache, Database, Queue, key
 from ..timing import at_most
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-DB = "tests.health_services.Database"
+DB = key(Database)
 
 
 class Replica:
@@ -144,7 +144,7 @@ async def test_checks_return_details_sync_and_async() -> None:
     report = await injector.ahealth_report()
     assert report[f"{__name__}.Pool"].details == {"size": 10, "in_use": 3}
     assert report[f"{__name__}.Latency"].details == {"ms": 12.5}
-    assert report["tests.health_services.Cache"].details is None
+    assert report[key(Cache)].details is None
     assert report.status == "pass"
     assert report[f"{__name__}.Pool"].to_dict()["details"] == {"size": 10, "in_use": 3}
 
@@ -245,7 +245,7 @@ def test_di_check_exits_0_when_degraded_and_1_on_a_critical_failure() -> None:
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line.split()[1] for line in done.stdout.splitlines()[1:-1]}
     assert rows["tests.cli_targets.Replica"] == "degraded"
-    assert rows["tests.health_services.Queue"] == "degraded"
+    assert rows[key(Queue)] == "degraded"
     assert done.stdout.splitlines()[-1] == "degraded: 4 checks, 0 failed, 2 degraded"
     done = run_di("check", "tests.cli_targets:critical_failure")
     assert done.returncode == 1
@@ -440,7 +440,7 @@ sys.meta_path.insert(0, Absent())
 import anyio
 import di.asgi, di.grpc
 from di import HealthMonitor, Injector
-from tests.health_services import Cache
+from tests.services import Cache
 
 injector = Injector()
 injector.provide(Cache)

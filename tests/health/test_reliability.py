@@ -28,21 +28,12 @@ from di import (
     ShutdownTimeoutError,
 )
 
+from ..services import Config, Database, build, key
 from ..timing import PATIENCE, Stopwatch, at_most, until
 
 pytestmark = pytest.mark.anyio
 # asyncio's own cancellation (Task.cancel, futures, asyncio.timeout) has no trio form.
 ASYNCIO_ONLY = pytest.mark.parametrize("anyio_backend", ["asyncio"])
-
-
-def key(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def build(injector: Any, *classes: type) -> None:
-    for cls in classes:
-        injector.provide(cls)
-        injector.invoke(cls)
 
 
 class Healthy:
@@ -897,11 +888,11 @@ async def test_waiting_for_another_threads_build_is_cancellable() -> None:
 def test_a_second_shutdown_waits_for_the_first_and_order_holds() -> None:
     log: list[str] = []
 
-    def new_cache() -> Cache:
-        return Cache()
+    def new_config() -> Config:
+        return Config()
 
-    def new_db(cache: Cache) -> Database:
-        return Database(cache)
+    def new_db(config: Config) -> Database:
+        return Database(config)
 
     begun = threading.Event()
 
@@ -912,7 +903,7 @@ def test_a_second_shutdown_waits_for_the_first_and_order_holds() -> None:
         log.append("db ends")
 
     injector = Injector()
-    injector.provide(new_cache, shutdown=lambda _: log.append("cache"))
+    injector.provide(new_config, shutdown=lambda _: log.append("config"))
     injector.provide(new_db, shutdown=close_db)
     injector.invoke(Database)
     first = threading.Thread(target=injector.shutdown)
@@ -921,7 +912,7 @@ def test_a_second_shutdown_waits_for_the_first_and_order_holds() -> None:
     injector.shutdown()
     log.append("second returned")
     first.join(PATIENCE)
-    assert log == ["db begins", "db ends", "cache", "second returned"]
+    assert log == ["db begins", "db ends", "config", "second returned"]
 
 
 def test_same_named_scopes_under_different_parents_keep_both_failures() -> None:
@@ -1029,12 +1020,3 @@ async def test_a_thread_cut_off_by_the_global_timeout_is_logged(
     finally:
         release.set()
     assert "overran the global timeout of 0.2 s; its thread is abandoned" in caplog.text
-
-
-class Cache:
-    pass
-
-
-class Database:
-    def __init__(self, cache: Cache) -> None:
-        self.cache = cache

@@ -10,13 +10,13 @@ import pytest
 from di import Degraded, HealthMonitor, Injector, ServingStatus
 from di.monitor import HealthSnapshot
 
-from ..health_services import Cache, Database
+from ..services import Cache, Database, key
 from ..timing import PATIENCE, at_most
 
 pytestmark = pytest.mark.anyio
 
 SERVING, NOT_SERVING = ServingStatus.SERVING, ServingStatus.NOT_SERVING
-DB, CACHE = "tests.health_services.Database", "tests.health_services.Cache"
+DB, CACHE = key(Database), key(Cache)
 
 
 class Lagging:

@@ -31,6 +31,7 @@ from di.integrations.grpc import (
     install,
 )
 
+from ..services import Database, Journal, key
 from ..timing import PATIENCE, at_most, until
 
 pytestmark = pytest.mark.anyio
@@ -48,24 +49,6 @@ def encode(value: Any) -> bytes:
 
 
 # -- the application under test --------------------------------------------------------
-
-
-class Database:
-    """An eager singleton: built at startup, checked, shut down when the server stops."""
-
-    built = 0
-
-    def __init__(self) -> None:
-        Database.built += 1
-        self.failing = False
-        self.closed = False
-
-    def health_check(self) -> None:
-        if self.failing:
-            raise ConnectionError("password=hunter2 refused")
-
-    def shutdown(self) -> None:
-        self.closed = True
 
 
 class Caller:
@@ -287,11 +270,10 @@ async def serve(injector: Injector | None = None, **monitor: Any) -> AsyncIterat
 # -- the tests ---------------------------------------------------------------------------
 
 
-async def test_eager_services_are_built_at_startup_before_any_rpc() -> None:
-    Database.built = 0
+async def test_eager_services_are_built_at_startup_before_any_rpc(built: Journal) -> None:
     async with serve() as served:
-        assert Database.built == 1
-        assert "tests.integrations.test_grpc_integration.Database" in served.injector.list_invoked()
+        assert built.count("Database") == 1
+        assert key(Database) in served.injector.list_invoked()
         await served.lifecycle.monitor.wait_ready()
         assert await served.check() == health_pb2.HealthCheckResponse.SERVING
 
@@ -451,12 +433,12 @@ async def test_health_check_follows_a_check_that_starts_failing() -> None:
         await monitor.wait_ready()
         database = served.injector.invoke(Database)
         assert await served.check() == health_pb2.HealthCheckResponse.SERVING
-        database.failing = True
+        database.fail("password=hunter2 refused")
         await monitor.check()
         assert await served.check() == health_pb2.HealthCheckResponse.NOT_SERVING
         assert await served.check("readiness") == health_pb2.HealthCheckResponse.NOT_SERVING
         assert await served.check("liveness") == health_pb2.HealthCheckResponse.SERVING
-        database.failing = False
+        database.recover()
         await monitor.check()
         assert await served.check() == health_pb2.HealthCheckResponse.SERVING
 
@@ -485,7 +467,7 @@ async def test_error_texts_are_withheld_from_clients_and_logged(
             assert aborted.value.details() == "no such item"
 
         # A failing health check's text is withheld too: Check answers a status only.
-        served.injector.invoke(Database).failing = True
+        served.injector.invoke(Database).fail("password=hunter2 refused")
         await served.lifecycle.monitor.check()
         response = await served.health.Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert "hunter2" not in str(response)
@@ -602,7 +584,6 @@ def lifecycle_of(injector: Injector, **options: Any) -> Lifecycle:
 
 
 async def test_a_stop_before_start_leaves_the_later_stop_its_work() -> None:
-    Database.built = 0
     injector = make_injector()
     lifecycle = lifecycle_of(injector)
     await lifecycle.stop()  # nothing started: nothing to stop

@@ -17,7 +17,7 @@ from di._container.runner import LoopThread, in_thread
 from di.integrations._inject import INJECT, injected_params, wrap
 from di.integrations._lifecycle import Running, monitor_for
 
-from ..health_services import Database
+from ..services import Database
 from ..timing import PATIENCE, at_most
 
 pytestmark = pytest.mark.anyio

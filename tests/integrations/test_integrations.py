@@ -26,37 +26,13 @@ import pytest
 
 from di import HealthMonitor, Injector, Named
 
+from ..services import Cache, Database, Journal, key
 from ..timing import PATIENCE, at_most, wait_until
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "password=hunter2@db.internal"
-
-
-class Events:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.lock = threading.Lock()
-
-    def add(self, line: str) -> None:
-        with self.lock:
-            self.lines.append(line)
-
-
-class Database:
-    """An eager singleton whose check fails (with a secret in its text) when told to."""
-
-    def __init__(self, events: Events) -> None:
-        self.events = events
-        self.failing = False
-        events.add("database built")
-
-    def health_check(self) -> None:
-        if self.failing:
-            raise ConnectionError(f"cannot reach {SECRET}")
-
-    def shutdown(self) -> None:
-        self.events.add("database shut down")
+"""In the text of the database's failing check: withheld unless details are asked for."""
 
 
 class Unit:
@@ -67,8 +43,8 @@ class Unit:
         self.tag = tag
 
 
-def make_injector(request_type: type[Any], tag: Callable[[Any], str]) -> tuple[Injector, Events]:
-    events = Events()
+def make_injector(request_type: type[Any], tag: Callable[[Any], str]) -> tuple[Injector, Journal]:
+    events = Journal()
     injector = Injector()
     injector.provide_value(events)
     injector.provide(Database, eager=True)
@@ -258,7 +234,7 @@ async def test_asgi_readyz_follows_a_failing_check_and_withholds_its_text(framew
     async with served(app) as client:
         await monitor.wait_ready()
         assert (await client.get("/readyz")).status_code == 200
-        (await injector.ainvoke(Database)).failing = True
+        (await injector.ainvoke(Database)).fail(f"cannot reach {SECRET}")
         failed = await wait_for_status(client, "/readyz?verbose", 503)
         assert "reason withheld" in failed.text and SECRET not in failed.text
         health = await client.get("/health")
@@ -266,7 +242,7 @@ async def test_asgi_readyz_follows_a_failing_check_and_withholds_its_text(framew
         check = await client.post("/grpc.health.v1.Health/Check", json={"service": ""})
         assert check.json() == {"status": "NOT_SERVING"}
         assert (await client.get("/livez")).status_code == 200
-        (await injector.ainvoke(Database)).failing = False
+        (await injector.ainvoke(Database)).recover()
         await wait_for_status(client, "/readyz", 200)
 
 
@@ -280,7 +256,7 @@ async def test_fastapi_health_prefix_details_and_schema() -> None:
     monitor = install(app, injector, health_prefix="/ops", show_details=True)
     async with served(app) as client:
         await monitor.wait_ready()
-        (await injector.ainvoke(Database)).failing = True
+        (await injector.ainvoke(Database)).fail(f"cannot reach {SECRET}")
         await monitor.check()
         failed = await client.get("/ops/readyz?verbose")
         assert failed.status_code == 503 and SECRET in failed.text  # shown when asked
@@ -294,7 +270,7 @@ async def test_a_failed_start_fails_the_app_startup() -> None:
 
     from di.integrations.fastapi import install
 
-    events = Events()
+    events = Journal()
 
     class Broken:
         def __init__(self) -> None:
@@ -337,7 +313,7 @@ async def test_fastapi_websocket_gets_a_scope_for_its_connection() -> None:
 
     from di.integrations.fastapi import Inject, install
 
-    events = Events()
+    events = Journal()
     injector = Injector()
 
     class Session:
@@ -492,7 +468,7 @@ def readyz_follows_a_failing_check(client: Any, injector: Injector) -> None:
     """Through a sync test client: /readyz turns 503 once the database check fails,
     and neither it nor /health shows the failure's text."""
     wait_until(lambda: client.get("/readyz").status_code == 200, "readiness")
-    injector.invoke(Database).failing = True
+    injector.invoke(Database).fail(f"cannot reach {SECRET}")
     wait_until(lambda: client.get("/readyz").status_code == 503, "readiness to fail")
     failed = client.get("/readyz?verbose")
     assert "reason withheld" in failed.text and SECRET not in failed.text
@@ -829,9 +805,7 @@ async def test_asgi_app_routes_below_the_health_routes_take_precedence(framework
         assert (await client.get("/health/version")).text == "v1"
         assert (await client.get("/health")).status_code == 200
         assert (await client.get("/health/nothing-by-that-name")).status_code == 404
-        assert (
-            await client.get("/health/tests.integrations.test_integrations.Database")
-        ).status_code == 200
+        assert (await client.get(f"/health/{key(Database)}")).status_code == 200
 
 
 @pytest.mark.parametrize("framework", ASGI_APPS)
@@ -860,11 +834,6 @@ async def test_asgi_metrics_are_scraped_at_metrics(framework: str) -> None:
     registry = CollectorRegistry()
     app = type(ASGI_APPS[framework]()[0])()  # a fresh FastAPI or Starlette app
     injector = Injector()
-
-    class Cache:
-        def health_check(self) -> None:
-            pass
-
     injector.provide(Cache, eager=True)
     monitor = install(app, injector, monitor=fast_monitor(injector), metrics=registry)
     bare = type(app)()

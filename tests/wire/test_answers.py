@@ -19,11 +19,11 @@ from di._answers import (
 )
 from di.monitor import HealthSnapshot
 
-from ..health_services import Cache, Database
+from ..services import Cache, Database, key
 
 pytestmark = pytest.mark.anyio
 
-DB, CACHE = "tests.health_services.Database", "tests.health_services.Cache"
+DB, CACHE = key(Database), key(Cache)
 
 
 async def checked(*, fail: bool = False) -> HealthSnapshot:

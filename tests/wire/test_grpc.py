@@ -14,11 +14,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from di import Injector, ServingStatus
 
-from ..health_services import Cache, Database
 from ..servers import Served, serve
+from ..services import Cache, Database, key
 from ..timing import at_most, wait_until
 
-DB, CACHE = "tests.health_services.Database", "tests.health_services.Cache"
+DB, CACHE = key(Database), key(Cache)
 Status = health_pb2.HealthCheckResponse
 
 

@@ -13,11 +13,11 @@ import pytest
 from di import HealthMonitor, Injector, ServingStatus
 from di.asgi import MAX_BODY, health_app
 
-from ..health_services import Cache, Database
 from ..servers import Served, serve
+from ..services import Cache, Database, key
 from ..timing import PATIENCE, at_most
 
-DB, CACHE = "tests.health_services.Database", "tests.health_services.Cache"
+DB, CACHE = key(Database), key(Cache)
 
 
 def make() -> tuple[Injector, Database, Cache]:
