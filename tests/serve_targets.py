@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from di import Injector
 
-from .services import Database
+from .services import Database, LaggingReplica
 from .timing import at_most
 
 
@@ -125,19 +125,10 @@ def slow_shutdown() -> Injector:
     return injector
 
 
-class Lagging:
-    """Works, impaired: its check says so."""
-
-    def health_check(self) -> dict[str, float]:
-        from di import Degraded
-
-        raise Degraded("replication lag over 30 s", details={"lag_seconds": 42.0})
-
-
 def degraded() -> Injector:
     """A degraded check and a failing service that is not critical."""
     injector = healthy()
-    injector.provide(Lagging, eager=True)
+    injector.provide(LaggingReplica, eager=True)
     injector.provide(Failing, eager=True, critical=False)
     return injector
 

@@ -1,4 +1,4 @@
-"""The services the tests share: one Database, Cache, Queue, Config, Repo, Request.
+"""The services the tests share: one Database, Cache, Queue, Config, Repo, Request...
 
 Module level, so annotations resolve and reported names are stable. Every layer's
 tests use these; a test whose service must behave otherwise (one that raises when
@@ -31,6 +31,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
+
+from di import Degraded
 
 
 def key(cls: type) -> str:
@@ -134,6 +136,18 @@ class Queue(Switch):
 
     async def health_check(self) -> None:
         self._check()
+
+
+class LaggingReplica:
+    """Works, impaired: while its ``lag`` is over 30 s (42 s to begin with), its async
+    check raises Degraded, with the lag in its details."""
+
+    def __init__(self) -> None:
+        self.lag = 42.0
+
+    async def health_check(self) -> None:
+        if self.lag > 30:
+            raise Degraded("replication lag over 30 s", details={"lag_seconds": self.lag})
 
 
 class Repo:

@@ -7,10 +7,10 @@ import dataclasses
 import anyio
 import pytest
 
-from di import Degraded, HealthMonitor, Injector, ServingStatus
+from di import HealthMonitor, Injector, ServingStatus
 from di.monitor import HealthSnapshot
 
-from ..services import Cache, Database, key
+from ..services import Cache, Database, LaggingReplica, key
 from ..timing import PATIENCE, at_most
 
 pytestmark = pytest.mark.anyio
@@ -19,21 +19,16 @@ SERVING, NOT_SERVING = ServingStatus.SERVING, ServingStatus.NOT_SERVING
 DB, CACHE = key(Database), key(Cache)
 
 
-class Lagging:
-    def health_check(self) -> None:
-        raise Degraded("replication lag over 30 s")
-
-
-LAGGING = f"{__name__}.Lagging"
+LAGGING = key(LaggingReplica)
 
 
 def make() -> tuple[Injector, Database]:
     injector = Injector()
     injector.provide(Database)
     injector.provide(Cache)
-    injector.provide(Lagging)
+    injector.provide(LaggingReplica)
     injector.invoke(Cache)
-    injector.invoke(Lagging)
+    injector.invoke(LaggingReplica)
     return injector, injector.invoke(Database)
 
 
