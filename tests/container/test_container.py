@@ -148,7 +148,7 @@ def test_scope_and_injector_parameters_receive_the_invoking_scope() -> None:
     assert seen == [child, child]
 
 
-def test_named_parameter() -> None:
+def test_a_named_parameter_receives_the_named_service() -> None:
     def new_repo(db: Annotated[Database, Named("replica")]) -> Repo:
         return Repo(db)
 
@@ -232,7 +232,7 @@ async def test_ainvoke_builds_sync_and_async_dependencies() -> None:
     assert s.events == ["aopen", "aclose"]
 
 
-async def test_async_transient() -> None:
+async def test_an_async_transient_is_built_anew_on_every_ainvoke() -> None:
     injector = Injector()
     injector.provide(Config)
     injector.provide(Database)
@@ -240,7 +240,7 @@ async def test_async_transient() -> None:
     assert await injector.ainvoke(Cache) is not await injector.ainvoke(Cache)
 
 
-def test_introspection() -> None:
+def test_a_scope_knows_its_name_parent_ancestors_and_children() -> None:
     injector = Injector()
     assert injector.name == "root" and injector.parent is None and injector.ancestors() == []
     child = injector.scope("child")
@@ -336,7 +336,7 @@ def test_generator_factory_must_be_annotated_with_its_yield_type() -> None:
         Injector().provide(bad)
 
 
-def test_duplicate_child_scope_name() -> None:
+def test_a_second_child_scope_of_the_same_name_is_refused() -> None:
     injector = Injector()
     injector.scope("request")
     with pytest.raises(ValueError, match="already has a child scope named 'request'"):

@@ -54,7 +54,7 @@ def app() -> Injector:
 # -- anonymous scopes and context ------------------------------------------------------
 
 
-async def test_200_concurrent_requests_each_with_its_own_scope() -> None:
+async def test_concurrent_requests_each_get_their_own_scope_and_share_the_singleton() -> None:
     injector = app()
     db = injector.invoke(Database)
     seen: dict[int, Handler] = {}
@@ -76,7 +76,7 @@ async def test_200_concurrent_requests_each_with_its_own_scope() -> None:
     assert not db.closed
 
 
-def test_6_threads_300_requests_each_beside_200_long_lived_scopes_while_the_root_provides() -> None:
+def test_requests_from_threads_keep_their_own_context_while_the_root_provides() -> None:
     injector = app()
     db = injector.invoke(Database)
     long_lived = [injector.scope() for _ in range(200)]
@@ -405,7 +405,7 @@ def test_a_valid_graph_passes() -> None:
     app().validate()
 
 
-def test_explain_and_graph_on_a_real_graph() -> None:
+def test_explain_and_graph_show_what_each_service_needs_and_how_it_is_provided() -> None:
     injector = app()
     injector.invoke(Database)
     with injector.scope(context={Request: Request("/")}) as scope:

@@ -36,7 +36,7 @@ def test_health_example_runs_and_reports_one_failure_and_one_timeout() -> None:
     ]
 
 
-def test_demo_runs() -> None:
+def test_the_demo_reports_each_services_outcome() -> None:
     output = run_example("demo.py")
     assert "built, in invocation order:" in output
     outcomes = {

@@ -508,7 +508,7 @@ async def test_health_check_service_honours_timeouts_and_reports_errors() -> Non
     assert probe.started.count("Slow") == 1 and probe.started.count("Down") == 1
 
 
-async def test_health_check_service_bad_input() -> None:
+async def test_checking_one_service_refuses_an_unknown_unbuilt_or_uncheckable_one() -> None:
     probe = Probe()
     injector = Injector()
     unbuilt = async_service(probe, "Unbuilt")
@@ -523,7 +523,7 @@ async def test_health_check_service_bad_input() -> None:
     assert probe.started == [] and injector.list_invoked() == [key(Config)]
 
 
-async def test_named_service_check() -> None:
+async def test_a_named_services_check_is_reported_under_its_name() -> None:
     probe = Probe()
     injector = Injector()
     replica = async_service(probe, "Replica", error=OSError("lag"))
@@ -574,7 +574,7 @@ async def test_explicit_check_wins_and_may_return_a_coroutine() -> None:
     assert client.pings == 2
 
 
-async def test_report_shape() -> None:
+async def test_a_report_renders_as_json_with_each_checks_outcome_error_scope_and_time() -> None:
     probe = Probe()
     injector = Injector()
     build(injector, async_service(probe, "A"), async_service(probe, "B", error=OSError("x")))
@@ -611,7 +611,9 @@ def test_protocols_are_runtime_checkable() -> None:
         ({"health_check_global_timeout": "1"}, "> 0 or None"),
     ],
 )
-def test_bad_settings(kwargs: dict[str, Any], match: str) -> None:
+def test_invalid_health_settings_are_refused_saying_what_is_allowed(
+    kwargs: dict[str, Any], match: str
+) -> None:
     with pytest.raises(ValueError, match=match):
         Injector(**kwargs)
     with pytest.raises(TypeError, match="on_health_check"):

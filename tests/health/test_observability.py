@@ -113,7 +113,7 @@ async def test_degraded_and_non_critical_failures_are_warn_and_still_healthy() -
 
 
 @pytest.mark.anyio
-async def test_a_non_critical_value_and_a_critical_degraded_check() -> None:
+async def test_a_failing_non_critical_value_and_a_degraded_critical_check_read_degraded() -> None:
     injector = Injector()
     injector.provide_value(Search(), critical=False)
     injector.provide_value(LaggingReplica())  # critical, but it says it is only degraded
@@ -328,7 +328,7 @@ def test_registering_twice_is_one_collector_and_default_registry_is_used() -> No
     assert di.metrics.register(monitor, registry) is di.metrics.register(monitor, registry)
 
 
-def test_di_serve_metrics(tmp_path: Any) -> None:
+def test_di_serve_with_metrics_serves_the_default_registry_at_metrics(tmp_path: Any) -> None:
     from ..processes import Serving, wait_for
 
     serving = Serving(

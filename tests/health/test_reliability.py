@@ -500,7 +500,7 @@ def test_a_build_in_flight_when_shutdown_began_is_shut_down_and_refused() -> Non
 # -- the tree is safe from any thread --------------------------------------------------
 
 
-def test_request_scopes_from_threads_beside_long_lived_scopes_while_the_root_provides() -> None:
+def test_request_scopes_from_threads_meet_no_error_while_the_root_provides_and_checks() -> None:
     injector = Injector()
     injector.provide(HealthySync)
     injector.invoke(HealthySync)

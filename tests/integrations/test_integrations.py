@@ -184,7 +184,9 @@ async def served(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.mark.parametrize("framework", ASGI_APPS)
-async def test_asgi_request_scopes_and_lifespan(framework: str) -> None:
+async def test_asgi_app_builds_at_startup_scopes_each_request_and_shuts_down_at_exit(
+    framework: str,
+) -> None:
     app, _, events, monitor = ASGI_APPS[framework]()
     assert events.lines == []
     async with served(app) as client:
@@ -246,7 +248,7 @@ async def test_asgi_readyz_follows_a_failing_check_and_withholds_its_text(framew
         await wait_for_status(client, "/readyz", 200)
 
 
-async def test_fastapi_health_prefix_details_and_schema() -> None:
+async def test_fastapi_health_under_a_prefix_shows_details_and_stays_out_of_the_schema() -> None:
     from fastapi import FastAPI, Request
 
     from di.integrations.fastapi import install
@@ -426,7 +428,7 @@ def test_an_apps_own_route_class_is_kept() -> None:
     assert app.router.route_class is Mine
 
 
-def test_fastapi_under_a_real_uvicorn_server() -> None:
+def test_fastapi_under_uvicorn_serves_100_concurrent_requests_and_shuts_down() -> None:
     """TestClient aside, a real server: startup, 100 concurrent requests, shutdown."""
     import asyncio
 
@@ -513,7 +515,7 @@ def litestar_app() -> Any:
     return app, injector, events, monitor
 
 
-def test_litestar_request_scopes_lifespan_and_health() -> None:
+def test_litestar_app_builds_at_startup_scopes_each_request_and_follows_its_checks() -> None:
     from litestar.testing import TestClient
 
     app, injector, events, monitor = litestar_app()
@@ -590,7 +592,7 @@ def flask_app() -> Any:
     return app, injector, events, monitor
 
 
-def test_flask_request_scopes_health_and_shutdown() -> None:
+def test_flask_app_builds_at_install_scopes_each_request_and_shuts_down_once() -> None:
     from di.integrations.flask import shutdown
 
     app, injector, events, _ = flask_app()

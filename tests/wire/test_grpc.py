@@ -52,7 +52,7 @@ def check(stub: health_pb2_grpc.HealthStub, name: str) -> int:
     return int(response.status)
 
 
-def test_check_names_and_not_found(
+def test_check_answers_each_name_and_not_found_for_an_unknown_one(
     served: tuple[Served, Database, health_pb2_grpc.HealthStub],
 ) -> None:
     server, db, stub = served
@@ -146,7 +146,9 @@ def test_watch_cancelled_by_the_client_leaves_no_task_behind(
     wait_until(lambda: not left_behind(), "the watches' tasks to end")
 
 
-def test_list_every_name(served: tuple[Served, Database, health_pb2_grpc.HealthStub]) -> None:
+def test_list_answers_every_name_with_its_status(
+    served: tuple[Served, Database, health_pb2_grpc.HealthStub],
+) -> None:
     server, db, stub = served
     db.fail()
     server.check()

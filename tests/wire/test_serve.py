@@ -715,7 +715,7 @@ def test_probe_passes_2xx_and_3xx_as_kubelet_does(start: object) -> None:
         server.shutdown()
 
 
-def test_json_check_over_http_under_di_serve(start: object) -> None:
+def test_di_serve_answers_the_json_check_over_http(start: object) -> None:
     serving = start("healthy", "--interval", INTERVAL)  # type: ignore[operator]
     up(serving)
     wait_for(lambda: status(serving, "/readyz") == 200, "readiness")
