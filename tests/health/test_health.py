@@ -31,15 +31,17 @@ from ..timing import PATIENCE, Stopwatch, at_most, until
 
 pytestmark = pytest.mark.anyio
 
-# Hung sync checks wait for it; set when each test ends, so that their threads return.
-_release = threading.Event()
+# The running test's release, set when it ends, so that the threads of its hung sync
+# checks return. Each test has its own: a thread still running after its test ended
+# never waits on the next test's.
+_release = [threading.Event()]
 
 
 @pytest.fixture(autouse=True)
 def release_hung_threads() -> Iterator[None]:
-    _release.clear()
+    release = _release[0] = threading.Event()
     yield
-    _release.set()
+    release.set()
 
 
 class Probe:
@@ -101,12 +103,14 @@ def sync_service(
     error: Exception | None = None,
     hangs: bool = False,
 ) -> type:
+    release = _release[0]  # this test's
+
     def health_check(self: object) -> None:
         probe.enter(name)
         try:
             assert probe.all_in.wait(PATIENCE), f"{probe.together} checks at once"
             if hangs:
-                _release.wait(PATIENCE)
+                release.wait(PATIENCE)
             time.sleep(seconds)
             if error is not None:
                 raise error
