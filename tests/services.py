@@ -15,9 +15,12 @@ What they keep, for a test to read:
   ``fail(text)``, and again after ``recover()``; each check is counted in ``checks``.
   The text it fails with by default names a host (``secret-host:5432``), so the tests
   that check an error's text is withheld have something to withhold.
-- A :class:`Database` is ``closed`` by its shutdown hook; given a :class:`Journal`
+- A :class:`Database` is ``closed`` by its shutdown hook. It takes the Config when one
+  is provided (``db.config``, None otherwise); given a :class:`Journal`
   (``provide_value(Journal())``), it writes "database built" and "database shut
   down" there, in order with whatever else the test writes.
+- A :class:`LaggingReplica` works, impaired: its check raises Degraded while its
+  ``lag`` is over 30 s.
 
 The path of a check: the engine calls ``health_check`` (sync for the Database, async
 for the Cache and Queue), which counts it in :meth:`Switch._check` and raises
