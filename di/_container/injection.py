@@ -99,10 +99,10 @@ class Injected:
     def read(self) -> tuple[Slot, ...] | None:
         """Its injected parameters, reading its annotations if not done yet; None once
         the function is gone."""
+        func = self.function()
+        if func is None:
+            return None
         if self.slots is None:
-            func = self.function()
-            if func is None:
-                return None
             found = injected_params(func)
             self.slots = tuple((name, key, named) for name, (key, named) in found.items())
         return self.slots
@@ -124,6 +124,8 @@ def decorate(scope: Scope, func: Callable[..., Any]) -> Callable[..., Any]:
         scope._injected = [*(i for i in scope._injected if i.function() is not None), noted]
 
     def slots() -> tuple[Slot, ...]:
+        if noted.slots is not None:
+            return noted.slots
         found = noted.read()
         assert found is not None  # the function is alive: it is being called
         return found
