@@ -77,10 +77,12 @@ class ShutdownReport:
     """What a shutdown did: every service it shut down, in order, and how it went.
 
     >>> report = injector.shutdown()
+    >>> for service in report:
+    ...     print(service.name, service.outcome)
+    app.Orders ok
+    app.Database ok
     >>> report.ok
     True
-    >>> [(s.name, s.outcome) for s in report]
-    [('app.Orders', 'ok'), ('app.Database', 'ok')]
 
     ``scope`` names the scope shut down (its children's services are listed too, with
     their own scope's name); ``duration`` is the whole shutdown's seconds.
@@ -109,8 +111,9 @@ class ShutdownReport:
     def __str__(self) -> str:
         if not self.services:
             return f"shutdown of scope {self.scope!r}: nothing to shut down"
+        count = len(self.services)
         lines = [
-            f"shutdown of scope {self.scope!r}: {len(self.services)} services, "
+            f"shutdown of scope {self.scope!r}: {count} service{'' if count == 1 else 's'}, "
             f"{len(self.failed)} failed, {self.duration:.3f} s"
         ]
         for service in self.services:
