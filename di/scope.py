@@ -2,11 +2,12 @@
 
 :class:`Scope` is the container's public face. It keeps the tree (parent, children,
 the root's lock), the registry (``provide*``, ``override*``) and the paths callers
-take every time (``invoke``, ``ainvoke``, ``scope()``); the rest is in
-:mod:`di._container`: resolution and flights (``resolve``), the request path
-(``request``), compiled builders (``compile``), shutdown (``shutdown``) and the graph
-(``graph``), each a module of functions taking the scope. Health checks are the
-engine's (:mod:`di._health`).
+take every time (``invoke``, ``ainvoke``, ``scope()``: their fast paths here, the rest
+in ``request``); the rest is in :mod:`di._container`: resolution and flights
+(``resolve``), the request path (``request``), compiled builders (``compile``),
+shutdown (``shutdown``), lifecycle hooks (``hooks``), overrides that restore
+(``overrides``), ``@inject`` (``injection``) and the graph (``graph``), each a module of
+functions taking the scope. Health checks are the engine's (:mod:`di._health`).
 """
 
 from __future__ import annotations

@@ -6,9 +6,12 @@ parent does. The path of one request, and where each step lives:
 - ``Scope.scope()`` (di/scope.py) opens the child: its instances start as a copy of the
   parent's :class:`Plan` template (a ``COMPILED`` marker per scoped service) plus the
   context values, and it joins the parent's children without the lock where the GIL
-  orders it;
+  orders it (else :func:`adopt` takes the lock); it is named on first ask
+  (:func:`name_anonymous`);
 - ``Scope.invoke()`` finds a marker and calls the compiled builder the plan holds
   (:func:`fast_builder` compiles one per parent and key, see :mod:`di._container.compile`);
+  past its fast path, :func:`invoke` (and :func:`ainvoke`) finds the service and
+  compiles or builds it;
   the builder calls back here through the constants it was given (:func:`enter`,
   :func:`record`, :func:`build_guarded`, :func:`note_failed`, :func:`context_value`),
   so that generated code reaches no private of the scope;
