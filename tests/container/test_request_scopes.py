@@ -418,6 +418,7 @@ def test_explain_and_graph_show_what_each_service_needs_and_how_it_is_provided()
         f"    └── {key(Database)} (lazy, provided by 'root', built)",
         f"        ├── {key(Config)} (default used)",
         f"        └── {key(Journal)} (default used)",
+        f"needed by: nothing in reach of scope {scope.name!r}",
     ]
     chart = injector.graph().splitlines()
     assert chart[0] == "flowchart TD"

@@ -376,6 +376,9 @@ def test_graph_prints_a_mermaid_flowchart() -> None:
     needs = nodes["tests.cli_targets.Needs"]
     assert f"    {needs} --> {nodes[key(Database)]}" in lines
     assert f"    {needs} --> {nodes[key(Cache)]}" in lines
+    labels = {line.split('"')[1] for line in lines if "[" in line}
+    assert f"{key(Database)}<br/>eager in root" in labels  # eager=True
+    assert f"{key(Cache)}<br/>lazy in root" in labels
 
 
 def test_graph_validate_exits_1_naming_every_problem() -> None:
