@@ -19,6 +19,7 @@ What they keep, for a test to read:
   is provided (``db.config``, None otherwise); given a :class:`Journal`
   (``provide_value(Journal())``), it writes "database built" and "database shut
   down" there, in order with whatever else the test writes.
+- An :class:`UnclosableQueue`'s shutdown hook raises OSError.
 - A :class:`LaggingReplica` works, impaired: its check raises Degraded while its
   ``lag`` is over 30 s.
 
@@ -139,6 +140,16 @@ class Queue(Switch):
 
     async def health_check(self) -> None:
         self._check()
+
+
+class UnclosableQueue:
+    """Its shutdown fails: the broker went away. Takes the Database when one is provided."""
+
+    def __init__(self, db: Database | None = None) -> None:
+        self.db = db
+
+    def shutdown(self) -> None:
+        raise OSError("the broker went away")
 
 
 class LaggingReplica:
