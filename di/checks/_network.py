@@ -47,8 +47,8 @@ def tcp(host: str, port: int) -> AsyncCheck:
 
     async def check(instance: object = None, /) -> dict[str, Any]:
         started = since()
-        stream = await anyio.connect_tcp(host, port)
-        await stream.aclose()
+        stream = await _connect(host, port)
+        await anyio.aclose_forcefully(stream)
         return {"latency_ms": latency_ms(started)}
 
     return check
@@ -82,10 +82,10 @@ def http(
         started = since()
         stream: anyio.abc.ByteStream
         if context is not None:
-            stream = await anyio.connect_tcp(host, port, ssl_context=context, tls_hostname=host)
+            stream = await _connect(host, port, ssl_context=context, tls_hostname=host)
         else:
-            stream = await anyio.connect_tcp(host, port)
-        async with stream:
+            stream = await _connect(host, port)
+        try:
             await stream.send(request)
             head = b""
             while b"\r\n" not in head and len(head) < MAX_STATUS_LINE:
@@ -93,6 +93,8 @@ def http(
                     head += await stream.receive()
                 except anyio.EndOfStream:
                     break
+        finally:  # the status line is all the check reads: no TLS close_notify exchange
+            await anyio.aclose_forcefully(stream)
         line = head.split(b"\r\n", 1)[0].decode("latin-1")
         version, _, rest = line.partition(" ")
         if not version.startswith("HTTP/") or not rest[:3].isdigit():
@@ -137,12 +139,23 @@ def dns(name: str, *, server: str | None = None) -> AsyncCheck:
         started = since()
         ident = secrets.randbits(16)
         query = struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + query_name + b"\0\1\0\1"
-        async with await anyio.create_connected_udp_socket(address, port) as udp:
-            await udp.send(query)
-            while True:  # answers to other queries (a late one) are not this one's
-                answer = await udp.receive()
-                if len(answer) >= 12 and struct.unpack("!H", answer[:2])[0] == ident:
-                    break
+        family, _, _, _, target = (await anyio.getaddrinfo(address, port, type=socket.SOCK_DGRAM))[
+            0
+        ]
+        # A plain socket: a "port unreachable" answer fails its next read, on any loop.
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.setblocking(False)
+            try:
+                udp.connect(target)
+                udp.send(query)
+                while True:  # answers to other queries (a late one) are not this one's
+                    await _readable(udp)
+                    answer = udp.recv(4096)
+                    if len(answer) >= 12 and struct.unpack("!H", answer[:2])[0] == ident:
+                        break
+            except OSError as error:
+                reason = error.strerror or str(error)
+                raise type(error)(error.errno, f"no answer from {server}: {reason}") from None
         addresses = _addresses(answer, name, server)
         return {"addresses": addresses, "server": server, "latency_ms": latency_ms(started)}
 
@@ -180,12 +193,12 @@ def tls_certificate(
     async def check(instance: object = None, /) -> dict[str, Any]:
         started = since()
         try:
-            stream = await anyio.connect_tcp(host, port, ssl_context=context, tls_hostname=name)
+            stream = await _connect(host, port, ssl_context=context, tls_hostname=name)
         except ssl.SSLCertVerificationError as error:
             reason = error.verify_message or error.reason or str(error)
             raise CheckFailed(f"the TLS certificate of {where} is invalid: {reason}") from error
-        async with stream:
-            certificate = stream.extra(TLSAttribute.peer_certificate)
+        certificate = stream.extra(TLSAttribute.peer_certificate)
+        await anyio.aclose_forcefully(stream)  # the handshake is all the check needs
         assert certificate is not None  # verified, so the server sent one
         expires = ssl.cert_time_to_seconds(str(certificate["notAfter"]))
         days_left = round((expires - time.time()) / DAY, 2)
@@ -212,6 +225,25 @@ def tls_certificate(
         return details
 
     return check
+
+
+async def _connect(host: str, port: int, **tls: Any) -> Any:
+    """``anyio.connect_tcp``, its failure named: the address, and why it failed."""
+    try:
+        return await anyio.connect_tcp(host, port, **tls)
+    except OSError as error:
+        cause = error.__cause__
+        if isinstance(cause, BaseExceptionGroup):  # one per address tried: the first
+            cause = next((e for e in cause.exceptions if isinstance(e, OSError)), None)
+        if isinstance(error, ssl.SSLError) or not isinstance(cause, OSError):
+            raise
+        reason = cause.strerror or str(cause)
+        raise type(cause)(cause.errno, f"cannot connect to {host}:{port}: {reason}") from error
+
+
+async def _readable(sock: socket.socket) -> None:
+    wait = getattr(anyio, "wait_readable", None) or anyio.wait_socket_readable  # anyio < 4.7
+    await wait(sock)
 
 
 def _server(server: str) -> tuple[str, int]:

@@ -1,0 +1,73 @@
+"""Running a ready-made check the way an application does: through an Injector."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trustme
+
+from di import Injector
+from di.health import HealthCheckResult
+
+from ..timing import at_most
+
+TIMEOUT = at_most(0.5)
+"""The per-check timeout: a check of a local server that answers fits in it here."""
+
+
+class Dependency:
+    """What the check is provided with: the checks here use what they were made with."""
+
+
+def injector_with(check: Callable[..., Any]) -> Injector:
+    injector = Injector(health_check_timeout=TIMEOUT)
+    injector.provide_value(Dependency(), health_check=check)
+    return injector
+
+
+async def acheck(check: Callable[..., Any]) -> HealthCheckResult:
+    """The one result of checking a service whose check is ``check``, from async code."""
+    report = await injector_with(check).ahealth_report()
+    (result,) = report.checks
+    return result
+
+
+def check_sync(check: Callable[..., Any]) -> HealthCheckResult:
+    """The one result of checking a service whose check is ``check``, from sync code."""
+    (result,) = injector_with(check).health_report().checks
+    return result
+
+
+class Certificates:
+    """A trustme CA and files of its certificates, written under ``folder``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.ca = trustme.CA()
+        self.ca_file = self.write_ca(self.ca, "ca.pem")
+
+    def write_ca(self, ca: trustme.CA, name: str) -> Path:
+        path = self.folder / name
+        ca.cert_pem.write_to_path(str(path))
+        return path
+
+    def issue(
+        self, name: str, *identities: str, ca: trustme.CA | None = None, **dates: Any
+    ) -> tuple[Path, Path]:
+        """A certificate for ``identities`` (``localhost`` and ``127.0.0.1`` by default)
+        and its key, as two files; ``not_before``/``not_after`` as trustme takes them."""
+        leaf = (ca or self.ca).issue_cert(*(identities or ("localhost", "127.0.0.1")), **dates)
+        cert, key = self.folder / f"{name}.pem", self.folder / f"{name}.key"
+        with cert.open("wb") as file:
+            for blob in leaf.cert_chain_pems:
+                file.write(blob.bytes())
+        leaf.private_key_pem.write_to_path(str(key))
+        return cert, key
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        return context
