@@ -5,14 +5,15 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import trustme
 
 from di import Injector
-from di.health import HealthCheckResult
+from di.health import HealthCheckResult, Outcome
 
-from ..timing import at_most
+from ..timing import Stopwatch, at_most
 
 TIMEOUT = at_most(0.5)
 """The per-check timeout: a check of a local server that answers fits in it here."""
@@ -71,3 +72,43 @@ class Certificates:
         context = ssl.create_default_context()
         self.ca.configure_trust(context)
         return context
+
+
+class Stoppable(Protocol):
+    def hung(self) -> AbstractContextManager[None]: ...
+
+    def kill(self) -> None: ...
+
+
+def _hung_result(result: HealthCheckResult, seconds: float) -> None:
+    assert result.outcome is Outcome.TIMEOUT, result
+    assert TIMEOUT <= seconds < at_most(TIMEOUT)
+
+
+async def alive_hung_stopped(server: Stoppable, check: Callable[..., Any]) -> HealthCheckResult:
+    """The check passes against ``server``, times out while it is hung, and fails once it
+    is stopped; the healthy result, for its details."""
+    healthy = await acheck(check)
+    assert healthy.outcome is Outcome.HEALTHY, healthy
+    with server.hung():
+        with Stopwatch() as watch:
+            hung = await acheck(check)
+        _hung_result(hung, watch.seconds)
+    server.kill()
+    stopped = await acheck(check)
+    assert stopped.outcome is Outcome.UNHEALTHY, stopped
+    return healthy
+
+
+def alive_hung_stopped_sync(server: Stoppable, check: Callable[..., Any]) -> HealthCheckResult:
+    """:func:`alive_hung_stopped` from sync code, for a sync check."""
+    healthy = check_sync(check)
+    assert healthy.outcome is Outcome.HEALTHY, healthy
+    with server.hung():
+        with Stopwatch() as watch:
+            hung = check_sync(check)
+        _hung_result(hung, watch.seconds)
+    server.kill()
+    stopped = check_sync(check)
+    assert stopped.outcome is Outcome.UNHEALTHY, stopped
+    return healthy

@@ -43,9 +43,18 @@ class Daemon:
         self.process = subprocess.Popen(argv, start_new_session=True, **options)
 
     def _signal(self, signum: int) -> None:
-        if self.process is not None and self.process.poll() is None:
+        """Signal the process group, then every descendant: PostgreSQL's backends, each
+        in a session of its own, answer the connections the postmaster accepted."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        below = _descendants(self.process.pid)  # found first: once killed, they move to init
+        with suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
+        if signum == signal.SIGSTOP:  # the parent stopped forks no more: catch the last ones
+            below += _descendants(self.process.pid)
+        for pid in below:
             with suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signum)
+                os.kill(pid, signum)
 
     @contextmanager
     def hung(self) -> Iterator[None]:
@@ -70,6 +79,26 @@ class Daemon:
         if process.poll() is not None:
             self.process = None
             raise PortTakenError(f"{self.name} exited at start (code {process.returncode})")
+
+
+def _descendants(root: int) -> list[int]:
+    """The processes below ``root``, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        parent = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, pending = [], [root]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
 
 
 def _binary(name: str, package: str, where: Path | None = None) -> str:
