@@ -253,28 +253,33 @@ def rabbitmq(connection: Any) -> AsyncCheck:
     return check
 
 
-def celery(app: Any, *, timeout: float = 1.0) -> Check:
-    """A check that pings the Celery workers of ``app`` and passes when one answers.
+def celery(app: Any, *, timeout: float = 1.0, min_workers: int = 1) -> Check:
+    """A check that pings the Celery workers of ``app``; it passes once ``min_workers``
+    answer.
 
-    The ping is broadcast through the broker; replies are awaited ``timeout`` seconds
-    (keep it below the per-check timeout). No reply raises :class:`CheckFailed`: no
-    worker runs, or none can reach the broker. Details: ``workers`` (how many answered),
-    ``names`` (sorted) and ``latency_ms``.
+    The ping is broadcast through the broker, and the check returns as soon as
+    ``min_workers`` workers replied; fewer replies within ``timeout`` seconds (keep it
+    below the per-check timeout) raise :class:`CheckFailed`: too few workers run, or
+    they cannot reach the broker. Details: ``workers`` (how many answered), ``names``
+    (sorted) and ``latency_ms``.
     """
     if not callable(getattr(getattr(app, "control", None), "ping", None)):
         raise _not_a(app, "celery", "a Celery application")
     if not timeout > 0:
         raise ValueError(f"celery(): timeout must be > 0 seconds, got {timeout!r}")
+    if min_workers < 1:
+        raise ValueError(f"celery(): min_workers must be >= 1, got {min_workers!r}")
 
     def check(instance: object = None, /) -> dict[str, Any]:
         started = since()
-        replies = app.control.ping(timeout=timeout)
+        replies = app.control.ping(timeout=timeout, limit=min_workers)
         names = sorted(name for reply in replies for name in reply)
         details = {"workers": len(names), "names": names, "latency_ms": latency_ms(started)}
-        if not names:
-            raise CheckFailed(
-                f"no Celery worker answered a ping within {timeout:g} s", details=details
+        if len(names) < min_workers:
+            wanted = (
+                "no Celery worker" if not names else f"{len(names)} of {min_workers} Celery workers"
             )
+            raise CheckFailed(f"{wanted} answered a ping within {timeout:g} s", details=details)
         return details
 
     return check

@@ -23,8 +23,8 @@ class Dependency:
     """What the check is provided with: the checks here use what they were made with."""
 
 
-def injector_with(check: Callable[..., Any]) -> Injector:
-    injector = Injector(health_check_timeout=TIMEOUT)
+def injector_with(check: Callable[..., Any], timeout: float = TIMEOUT) -> Injector:
+    injector = Injector(health_check_timeout=timeout)
     injector.provide_value(Dependency(), health_check=check)
     return injector
 
@@ -36,9 +36,9 @@ async def acheck(check: Callable[..., Any]) -> HealthCheckResult:
     return result
 
 
-def check_sync(check: Callable[..., Any]) -> HealthCheckResult:
+def check_sync(check: Callable[..., Any], timeout: float = TIMEOUT) -> HealthCheckResult:
     """The one result of checking a service whose check is ``check``, from sync code."""
-    (result,) = injector_with(check).health_report().checks
+    (result,) = injector_with(check, timeout).health_report().checks
     return result
 
 

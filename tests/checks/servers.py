@@ -50,6 +50,8 @@ class Daemon:
         below = _descendants(self.process.pid)  # found first: once killed, they move to init
         with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signum)
+        with suppress(ProcessLookupError):
+            os.kill(self.process.pid, signum)  # started by another helper, in our group
         if signum == signal.SIGSTOP:  # the parent stopped forks no more: catch the last ones
             below += _descendants(self.process.pid)
         for pid in below:

@@ -83,7 +83,9 @@ async def test_psycopg_async_pool(postgres: Postgres) -> None:
 
     # A pool waits for a connection up to its timeout: below the check's, a database
     # that is down fails with the pool's own error instead of timing the check out.
-    pool = AsyncConnectionPool(postgres.url, min_size=1, max_size=2, timeout=TIMEOUT / 3, open=False)
+    pool = AsyncConnectionPool(
+        postgres.url, min_size=1, max_size=2, timeout=TIMEOUT / 3, open=False
+    )
     await pool.open(wait=True)
     try:
         healthy = await alive_hung_stopped(postgres, checks.postgres(pool))
