@@ -232,6 +232,9 @@ class RabbitMQ(Daemon):
             "RABBITMQ_MNESIA_BASE": str(home / "mnesia"),
             "RABBITMQ_LOG_BASE": str(home / "log"),
             "RABBITMQ_PID_FILE": str(home / "rabbitmq.pid"),
+            # One scheduler that sleeps when idle: Erlang's schedulers spin by default,
+            # which would take a core from the rest of the suite.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "+S 1:1 +sbwt none +sbwtdcpu none +sbwtdio none",
         }
         self._spawn([self.binary], env=environment)
         self._wait_ready(self.answers, 2 * PATIENCE)  # an Erlang VM and a broker: slow to boot
