@@ -10,6 +10,7 @@ has run: the probes wait for it.
 from __future__ import annotations
 
 import ssl
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ..checks.running import Certificates
-from ..processes import Serving, di, port_said, probe, wait_for
+from ..processes import Serving, di, port_said, wait_for
 from ..timing import at_most
 
 HTTPS_SAYS = r"HTTP health on https://127\.0\.0\.1:(\d+)"
@@ -113,14 +114,20 @@ def tls_flags(url: str, *flags: str) -> list[str]:
     return ["--tls", *flags] if url.startswith("grpc://") else list(flags)
 
 
+def probe_tls(url: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`di probe` with the time a probe over TLS needs here: a handshake more than
+    :func:`tests.processes.probe` allows for."""
+    return di("probe", url, "--timeout", str(at_most(2)), *flags)
+
+
 def passes(url: str, *flags: str) -> None:
-    done = probe(url, *tls_flags(url, *flags))
+    done = probe_tls(url, *tls_flags(url, *flags))
     assert (done.returncode, done.stderr) == (0, ""), done.stdout
     assert done.stdout.startswith("healthy: "), done.stdout
 
 
 def fails(url: str, *flags: str, said: str) -> None:
-    done = probe(url, *tls_flags(url, *flags))
+    done = probe_tls(url, *tls_flags(url, *flags))
     assert done.returncode == 1, done
     assert done.stdout.startswith("unhealthy: "), done.stdout
     assert said in done.stdout, done.stdout
@@ -137,7 +144,7 @@ def test_probe_passes_over_tls_with_the_right_ca(tls: TlsServing, pki: Pki, kind
     url = tls.https + "/readyz" if kind == "https" else tls.grpc
     passes(url, "--tls-ca-cert", pki.ca)
     # grpc_health_probe's own spelling: one dash, and = for a value.
-    done = probe(url, *(["-tls"] if kind == "grpc" else []), f"-tls-ca-cert={pki.ca}")
+    done = probe_tls(url, *(["-tls"] if kind == "grpc" else []), f"-tls-ca-cert={pki.ca}")
     assert done.returncode == 0, done.stdout
     # Encryption without authentication, as asked.
     passes(url, "--tls-no-verify")
@@ -183,7 +190,7 @@ def test_mutual_tls_takes_only_a_client_certificate_of_its_ca(
         pki.ca,
         said="closed the TLS connection without an answer (does it require a client certificate?",
     )
-    done = probe(url, *tls_flags(url, "--tls-ca-cert", pki.ca, *pki.stranger))
+    done = probe_tls(url, *tls_flags(url, "--tls-ca-cert", pki.ca, *pki.stranger))
     assert done.returncode == 1, done.stdout
     fails(url, "--tls-ca-cert", pki.wrong_ca, *pki.client, said="certificate did not verify")
 
