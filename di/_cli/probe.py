@@ -18,7 +18,7 @@ both: :func:`tls_context` makes the one client context (CA, client certificate,
 verification, server name), :func:`_connect` opens a verified TLS socket. An
 ``https://`` URL always uses it; ``grpc://`` with ``--tls``. grpcio cannot be handed
 a socket, so a gRPC probe over TLS carries grpcio's plaintext HTTP/2 through a
-loopback port to that TLS socket (:class:`_Bridge`): the certificate checks are the
+private Unix socket to that TLS socket (:class:`_Bridge`): the certificate checks are the
 same for HTTP and gRPC, ``--tls-no-verify`` included (grpcio has no such option). A
 probe that speaks HTTP/2 itself would write to the TLS socket of :func:`_connect`.
 
@@ -331,12 +331,14 @@ def _probe_grpc(parts: SplitResult, service: str, deadline: float, tls: Tls) -> 
 
 
 class _Bridge:
-    """A loopback port whose one connection is carried to and from a TLS socket.
+    """A Unix socket whose one connection is carried to and from a TLS socket.
 
     grpcio speaks plaintext HTTP/2 to :attr:`address`; a thread moves the bytes both
     ways through the TLS socket (one thread: an SSL socket is never read and written
-    at once). A TLS failure on the way (the server refused this probe's certificate)
-    is kept in :attr:`error`.
+    at once). The socket lies in a directory only this user can enter, so no other
+    process can speak through the probe's TLS connection (and its client certificate).
+    A TLS failure on the way (the server refused this probe's certificate) is kept in
+    :attr:`error`.
     """
 
     def __init__(self, tls: socket.socket, deadline: float) -> None:
@@ -346,8 +348,14 @@ class _Bridge:
         self.deadline = deadline
         self.error: str | None = None
         self.closed_unanswered = False  # the server closed before sending anything
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        import tempfile
+
+        self.folder = tempfile.mkdtemp(prefix="di-probe-")  # mode 0700
+        path = f"{self.folder}/grpc.sock"
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(1)
+        self.address = f"unix:{path}"
         self.thread = threading.Thread(target=self._run, name="di-probe-tls", daemon=True)
         self.thread.start()
 
@@ -383,8 +391,11 @@ class _Bridge:
             self.tls.close()
 
     def close(self) -> None:
+        import shutil
+
         self.listener.close()
         self.tls.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _not_http2(
