@@ -267,7 +267,9 @@ class HttpServer(Daemon):
     def __init__(self, cert: Path | None = None, key: Path | None = None) -> None:
         self.port = 0
         self.tls = cert is not None
-        self.output = Path(tempfile.mkstemp(prefix="healthdi-http-")[1])
+        descriptor, name = tempfile.mkstemp(prefix="healthdi-http-")
+        os.close(descriptor)
+        self.output = Path(name)
         argv = [sys.executable, str(Path(__file__).with_name("http_server.py"))]
         if cert is not None and key is not None:
             argv += [str(cert), str(key)]
