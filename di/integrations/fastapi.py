@@ -26,7 +26,7 @@ from fastapi.requests import HTTPConnection
 from fastapi.routing import APIRoute
 
 from .._container.keys import parse_named
-from ..monitor import HealthMonitor
+from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from . import _asgi
 from . import starlette as _starlette
@@ -45,6 +45,7 @@ def install(
     health_prefix: str = "",
     show_details: bool = False,
     metrics: Any = False,
+    unbuilt: Unbuilt | None = None,
 ) -> HealthMonitor:
     """Run ``injector`` with ``app``: lifespan, a scope per request, health routes.
 
@@ -68,6 +69,10 @@ def install(
     - **Metrics:** ``metrics=True`` serves Prometheus metrics at ``/metrics`` (under
       ``health_prefix``) from the default registry, the monitor's collector
       registered on it (:mod:`di.metrics`); or pass a ``CollectorRegistry``.
+    - **Unbuilt services:** ``unbuilt`` is the new monitor's (``"warn"`` by default,
+      ``"fail"``, ``"ignore"``): what to do about services with a health check that
+      were not built, so never checked (see :class:`~di.HealthMonitor`). A monitor
+      given has its own.
 
     - **Routes:** an ``async def`` endpoint added to ``app`` afterwards gets its
       ``Inject`` parameters from the request's scope directly, without a FastAPI
@@ -87,6 +92,7 @@ def install(
         health_prefix=health_prefix,
         show_details=show_details,
         metrics=metrics,
+        unbuilt=unbuilt,
     )
     if app.router.route_class is APIRoute:
         app.router.route_class = InjectingRoute

@@ -45,7 +45,7 @@ from .._container import views
 from .._container.runner import in_thread, to_completion
 from ..errors import DIError
 from ..grpc import HealthServicer, add_health_servicer
-from ..monitor import HealthMonitor
+from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from ._inject import INJECT, wrap
 from ._lifecycle import Running, monitor_for, registry_for
@@ -349,10 +349,13 @@ def install(
     grace: float | None = 5.0,
     drain: float = 0.0,
     metrics: Any = False,
+    unbuilt: Unbuilt | None = None,
 ) -> Lifecycle:
     """Add the health servicer to ``server``; the :class:`Lifecycle` that runs them all.
 
-    ``monitor=None`` makes ``HealthMonitor(injector)``. ``grace`` and ``drain`` are
+    ``monitor=None`` makes ``HealthMonitor(injector, unbuilt=unbuilt)`` (``unbuilt``:
+    ``"warn"`` by default, ``"fail"`` or ``"ignore"``, see :class:`~di.HealthMonitor`).
+    ``grace`` and ``drain`` are
     what ``async with lifecycle`` stops with (see :meth:`Lifecycle.stop`). Make the
     server with ``interceptors=[ScopeInterceptor(injector)]`` for a scope per RPC.
     ``metrics=True`` registers the monitor's Prometheus collector (:mod:`di.metrics`)
@@ -360,7 +363,7 @@ def install(
     HTTP as you serve the process's other metrics (``prometheus_client``'s
     ``start_http_server``, say).
     """
-    monitor = monitor_for(injector, monitor)
+    monitor = monitor_for(injector, monitor, unbuilt)
     declare_context(injector)
     registry_for(monitor, metrics)
     health = add_health_servicer(server, monitor)
