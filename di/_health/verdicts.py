@@ -67,7 +67,9 @@ INT_LIMIT = 2**63
 take them) are shown as their decimal text, or named when that is too long."""
 
 _LEFT_OUT = "(left out)"  # the key of a mapping's mark for entries left out
-_MARKS = DETAIL_DEPTH * 200  # budget kept for the marks of the levels cut short
+# Characters kept for the marks of the levels cut short (each at most 150), and their
+# brackets: one per level, DETAIL_DEPTH + 1 levels at most.
+_MARKS = (DETAIL_DEPTH + 1) * 160
 
 
 def json_ready(details: Any) -> dict[str, Any] | None:
@@ -169,24 +171,45 @@ class _Plain:
 
     def mapping(self, mapping: Mapping[Any, Any], depth: int) -> dict[str, Any]:
         plain: dict[str, Any] = {}
-        items = iter(mapping.items())
-        for taken, (key, value) in enumerate(items):
+        self.budget -= 2  # {}
+        for taken, (key, value) in enumerate(mapping.items()):
             if taken >= DETAIL_ENTRIES or self.budget <= 0:
-                why = "entries" if self.budget > 0 else "characters"
-                plain.setdefault(_LEFT_OUT, _left_out(mapping, taken, "entries", why))
+                plain.setdefault(_LEFT_OUT, self.mark(mapping, taken, "entries", self.budget <= 0))
                 break
-            plain[self.key(key)] = self.value(value, depth)
+            spent = self.budget
+            name = self.key(key)
+            item = self.value(value, depth)
+            self.budget -= 4  # ": " and ", "
+            if self.budget < 0 and not isinstance(item, dict | list):
+                self.budget = spent  # the entry would pass the limit: left out
+                plain.setdefault(_LEFT_OUT, self.mark(mapping, taken, "entries", True))
+                break
+            plain[name] = item
         return plain
 
     def sequence(self, sequence: Any, depth: int) -> list[Any]:
         plain: list[Any] = []
-        for taken, item in enumerate(sequence):
+        self.budget -= 2  # []
+        for taken, value in enumerate(sequence):
             if taken >= DETAIL_ENTRIES or self.budget <= 0:
-                why = "entries" if self.budget > 0 else "characters"
-                plain.append(_left_out(sequence, taken, "items", why))
+                plain.append(self.mark(sequence, taken, "items", self.budget <= 0))
                 break
-            plain.append(self.value(item, depth))
+            spent = self.budget
+            item = self.value(value, depth)
+            self.budget -= 2  # ", "
+            if self.budget < 0 and not isinstance(item, dict | list):
+                self.budget = spent
+                plain.append(self.mark(sequence, taken, "items", True))
+                break
+            plain.append(item)
         return plain
+
+    def mark(self, container: Any, taken: int, noun: str, full: bool) -> str:
+        """The mark of a container cut short after ``taken`` of its entries (``full``:
+        for want of characters); it is paid from the characters kept for marks."""
+        text = _left_out(container, taken, noun, "characters" if full else "entries")
+        self.budget -= len(text) + len(_LEFT_OUT) + 8
+        return text
 
 
 def _left_out(container: Any, taken: int, noun: str, why: str) -> str:
