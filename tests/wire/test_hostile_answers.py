@@ -311,3 +311,57 @@ def wait_for_ready(serving: Serving) -> None:
         lambda: httpx.get(serving.url + "/readyz", timeout=10).status_code == 200,
         "readiness",
     )
+
+
+# -- control characters: no fake lines in the table, the log or the text answers -------------
+
+FORGING = "tests.hostile_targets.Forging"
+ESCAPED = "refused\\n\\x1b[32mtests.health_services.Cache  healthy  0.1 ms\\x1b[0m\\n"
+
+
+def test_an_error_cannot_draw_a_line_under_di_checks_table() -> None:
+    done = di("check", "tests.hostile_targets:forging")
+    assert done.returncode == 1
+    table = assert_plain_lines(done.stdout, r"^(SERVICE |tests\.|unhealthy: )")
+    assert [line.split()[0] for line in table] == [
+        "SERVICE",
+        FORGING,
+        DB,
+        "unhealthy:",
+    ]
+    assert ESCAPED in table[1]
+
+
+def test_an_error_cannot_forge_a_log_line_nor_a_probe_line(start: Any) -> None:
+    serving = start("forging")
+    serving.wait_output("ConnectionRefusedError")
+    for path in ("/readyz?verbose", f"/readyz/{FORGING}"):
+        verbose = httpx.get(serving.url + path, timeout=10)
+        assert verbose.status_code == 503
+        lines = assert_plain_lines(verbose.text, LINE)
+        assert [line for line in lines if "refused" in line] == [
+            f"[-]{FORGING} failed: ConnectionRefusedError: {ESCAPED}"
+            "2024-01-01 00:00:00,000 INFO di.health: health check of 'payments' recovered"
+        ]
+    serving.process.send_signal(signal.SIGTERM)
+    assert serving.wait(timeout=PATIENCE) == 0
+    log = serving.output()
+    assert "\x1b" not in log
+    # Each line of the log is one the process wrote: none starts with the forged date.
+    assert not [line for line in log.splitlines() if line.startswith("2024-01-01")]
+    assert f"health check of {FORGING!r} failed (unhealthy): ConnectionRefusedError: " in log
+
+
+def test_livez_lines_are_printable_too() -> None:
+    from di import Injector
+
+    from ..hostile_targets import Forging
+    from ..servers import serve
+
+    injector = Injector()
+    injector.provide(Forging, eager=True)
+    with serve(injector, show_details=True, groups={"liveness": [Forging]}) as served:
+        livez = httpx.get(served.url + "/livez?verbose", timeout=10)
+    assert livez.status_code == 503
+    lines = assert_plain_lines(livez.text, r"^(\[[+-]\]\S|livez check failed$)")
+    assert lines[0].startswith(f"[-]{FORGING} failed: ConnectionRefusedError: refused\\n")
