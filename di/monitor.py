@@ -382,13 +382,16 @@ class HealthMonitor:
     async def _watch_deadlines(self) -> None:
         """Publish "overdue", and statuses whose ``ttl`` ended, when they fall due, so
         that watchers see them too."""
-        while True:
-            moved = self._deadlines_moved = anyio.Event()
-            due = min(self._stale_at, self._expiry_at)
-            with anyio.move_on_after(max(due - time.monotonic(), 0.0) + 0.001):
-                await moved.wait()  # set_status(ttl=...) may bring a deadline forward
-            self._check_stale()
-            self._check_expiry()
+        try:
+            while True:
+                moved = self._deadlines_moved = anyio.Event()
+                due = min(self._stale_at, self._expiry_at)
+                with anyio.move_on_after(max(due - time.monotonic(), 0.0) + 0.001):
+                    await moved.wait()  # set_status(ttl=...) may bring a deadline forward
+                self._check_stale()
+                self._check_expiry()
+        finally:
+            self._deadlines_moved = None  # its loop ends here
 
     async def __aenter__(self) -> HealthMonitor:
         self._claim()  # running from here on: no one else starts its rounds

@@ -5,7 +5,7 @@
 - **start:** the monitor is entered: the injector's ``astart()`` (validation, then the
   eager services), then a round of checks every interval in the background. A failed
   start shuts down what it built and raises the start's error.
-- **stop:** every status turns NOT_SERVING for good; for ``drain`` seconds the app
+- **stop:** every status but liveness turns NOT_SERVING for good; for ``drain`` seconds the app
   still serves, so that clients watching health move away; ``stopping()`` (if given)
   runs once the monitor's round in progress is its last (a server stops taking
   requests there); the monitor stops after that round; then the injector's

@@ -52,7 +52,7 @@ def install(
     - **Lifespan:** the app's ``lifespan`` runs inside the container's: startup runs
       ``astart()`` (validation, then eager services; a failure fails the app's
       startup) and the monitor (``monitor``, or ``HealthMonitor(injector)``); at
-      shutdown every status turns NOT_SERVING, the app's own shutdown runs, the
+      shutdown every status but liveness turns NOT_SERVING, the app's own shutdown runs, the
       monitor stops and ``ashutdown()`` runs.
     - **Request scopes:** ``Request``, ``WebSocket`` and ``HTTPConnection`` are
       declared with ``provide_context`` (unless they already are), so services can

@@ -132,7 +132,7 @@ def install(
       were not built, so never checked (see :class:`~di.HealthMonitor`). A monitor
       given has its own.
     - **Shutdown:** at interpreter exit (``atexit``), or earlier with
-      :func:`shutdown`: every status turns NOT_SERVING, the monitor stops after its
+      :func:`shutdown`: every status but liveness turns NOT_SERVING, the monitor stops after its
       round, and the injector's ``ashutdown()`` runs (its failure is raised there).
 
     Returns the monitor.

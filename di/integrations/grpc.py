@@ -457,7 +457,7 @@ class Lifecycle:
     async def stop(self, grace: float | None = _UNSET, *, drain: float = _UNSET) -> None:
         """NOT_SERVING, then stop the server, then ``ashutdown()`` the container.
 
-        Every health status turns NOT_SERVING for good; for ``drain`` seconds the
+        Every health status but liveness turns NOT_SERVING for good; for ``drain`` seconds the
         server still takes RPCs, so that clients watching health move away; then it
         stops accepting, and RPCs in flight get ``grace`` seconds (None: cancelled at
         once) to finish. The monitor's round in progress finishes, and the container's

@@ -47,7 +47,7 @@ class DIPlugin(InitPlugin):
 
     - **Lifespan:** a lifespan manager, entered before the app's own, runs
       ``astart()`` (a failure fails the app's startup) and the monitor (``monitor``,
-      or ``HealthMonitor(injector)``); at shutdown every status turns NOT_SERVING,
+      or ``HealthMonitor(injector)``); at shutdown every status but liveness turns NOT_SERVING,
       the app's own lifespan ends, the monitor stops and ``ashutdown()`` runs.
     - **Request scopes:** ``Request``, ``WebSocket`` and ``ASGIConnection`` are
       declared with ``provide_context`` (unless they already are). Each request (and

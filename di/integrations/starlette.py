@@ -50,7 +50,7 @@ def install(
 
     - **Lifespan:** the app's own lifespan runs inside the container's: startup runs
       ``astart()`` (a failure fails the app's startup) and the monitor (``monitor``,
-      or ``HealthMonitor(injector)``); at shutdown every status turns NOT_SERVING,
+      or ``HealthMonitor(injector)``); at shutdown every status but liveness turns NOT_SERVING,
       the app's own shutdown runs, the monitor stops and ``ashutdown()`` runs.
     - **Request scopes:** ``Request``, ``WebSocket`` and ``HTTPConnection`` are
       declared with ``provide_context`` (unless they already are). Each HTTP request
