@@ -241,6 +241,7 @@ errors = st.one_of(
     failures.map(UnprintableError),
     texts.map(lambda text: ConnectionError(text)),
     huge_texts.map(ValueError),
+    st.integers(min_value=10_000, max_value=100_000).map(lambda levels: ValueError(nested(levels))),
     huge_ints.map(lambda number: ValueError(number)),
     st.tuples(
         texts.filter(lambda name: "\x00" not in name),
