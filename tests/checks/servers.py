@@ -57,6 +57,11 @@ class Daemon:
         for pid in below:
             with suppress(ProcessLookupError):
                 os.kill(pid, signum)
+        if signum == signal.SIGSTOP:
+            # A thread running on another core stops at its next entry to the kernel:
+            # the server is hung once every thread of every process reads stopped.
+            pids = [self.process.pid, *below]
+            wait_for(lambda: all(_stopped(pid) for pid in pids), f"{self.name} to stop")
 
     @contextmanager
     def hung(self) -> Iterator[None]:
@@ -101,6 +106,22 @@ def _descendants(root: int) -> list[int]:
             found.append(child)
             pending.append(child)
     return found
+
+
+def _stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is stopped (or the process is gone)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return True
+    for task in tasks:
+        try:
+            state = (task / "stat").read_text().rpartition(")")[2].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if state not in ("T", "t", "Z", "X"):
+            return False
+    return True
 
 
 def _binary(name: str, package: str, where: Path | None = None) -> str:
