@@ -11,7 +11,10 @@ The path of an event:
   reads ``scope._listeners`` and, only when some hook listens, calls :func:`emit` (or
   :func:`deliver`, with the listeners already read): one :class:`~di.HookEvent`, each
   hook called in turn, in the thread or task doing the work. A hook that raises is
-  logged and changes nothing.
+  logged and changes nothing. One that raises a ``BaseException`` (``KeyboardInterrupt``,
+  ``SystemExit``: the program stopping) is not swallowed, and leaves nothing half done:
+  a build it interrupts fails as if its factory had been interrupted, and a shutdown
+  runs every service's hook before re-raising it.
 
 With no hook anywhere, ``_listeners`` is the shared empty mapping and the paths that
 read it pay one attribute read, or nothing at all (compiled builders and the fast path

@@ -358,3 +358,88 @@ async def test_async_generator_factories_tell_their_build_and_shutdown() -> None
     await injector.ashutdown()
     assert db.closed
     assert seen.names("Database") == ["built", "shutting_down", "shut_down"]
+
+
+class Halt(BaseException):
+    """What a hook raises when the program is being stopped: no ``Exception``."""
+
+
+def _invoke_in_thread(injector: Injector, key: type) -> list[object]:
+    """``injector.invoke(key)`` in another thread, which must return within PATIENCE."""
+    got: list[object] = []
+    worker = threading.Thread(target=lambda: got.append(injector.invoke(key)), daemon=True)
+    worker.start()
+    worker.join(PATIENCE)
+    assert not worker.is_alive(), "the build was left claimed: invoke hangs"
+    return got
+
+
+def test_a_building_hook_that_stops_the_program_leaves_no_build_claimed() -> None:
+    injector = Injector()
+    injector.provide(Config)
+
+    def stop(event: HookEvent) -> None:
+        raise Halt
+
+    injector.add_hook("building", stop)
+    with pytest.raises(Halt):
+        injector.invoke(Config)
+    injector.remove_hook("building", stop)
+    (config,) = _invoke_in_thread(injector, Config)  # built anew, nothing left in flight
+    assert isinstance(config, Config) and injector.invoke(Config) is config
+
+
+async def test_an_async_building_hook_that_stops_the_program_leaves_no_build_claimed() -> None:
+    injector = Injector()
+    injector.provide(Config)
+
+    def stop(event: HookEvent) -> None:
+        raise Halt
+
+    injector.add_hook("building", stop)
+    with pytest.raises(Halt):
+        await injector.ainvoke(Config)
+    injector.remove_hook("building", stop)
+    with anyio.fail_after(PATIENCE):
+        config = await injector.ainvoke(Config)
+    assert injector.invoke(Config) is config
+
+
+@pytest.mark.parametrize("event", ["shutting_down", "shut_down"])
+def test_a_shutdown_hook_that_stops_the_program_still_lets_every_service_shut_down(
+    event: str,
+) -> None:
+    injector = Injector()
+    injector.provide(Config)
+    injector.provide(Database)
+    db = injector.invoke(Database)
+    told: list[str] = []
+
+    def stop(happened: HookEvent) -> None:
+        told.append(happened.key)
+        raise Halt
+
+    injector.add_hook(event, stop)  # type: ignore[arg-type]
+    with pytest.raises(Halt):  # re-raised once every service was shut down
+        injector.shutdown()
+    assert db.closed and len(told) == 2  # Database's hook ran, and Config was told too
+    injector.remove_hook(event, stop)  # type: ignore[arg-type]
+    assert injector.shutdown().services == ()  # nothing left behind for a later call
+    assert injector.invoke(Database) is not db  # the injector reopened: it builds anew
+
+
+async def test_an_async_shutdown_hook_that_stops_the_program_lets_every_service_shut_down() -> None:
+    injector = Injector()
+    injector.provide(Config)
+    injector.provide(Database)
+    db = injector.invoke(Database)
+
+    def stop(happened: HookEvent) -> None:
+        raise Halt
+
+    injector.add_hook("shutting_down", stop)
+    with pytest.raises(Halt):
+        await injector.ashutdown()
+    injector.remove_hook("shutting_down", stop)
+    assert db.closed and (await injector.ashutdown()).services == ()
+    assert injector.invoke(Database) is not db
