@@ -140,13 +140,18 @@ def decorate(scope: Scope, func: Callable[..., Any]) -> Callable[..., Any]:
         injected = {name for name, _, _ in slots()}
         positional = [p for p in parameters if p.kind in _POSITIONAL]
         first = next((i for i, p in enumerate(positional) if p.name in injected), len(positional))
-        if len(args) <= first:
-            return args, kwargs
+        if len(args) <= first or first == len(positional):
+            return args, kwargs  # no injected parameter in their way: *args gets the rest
         rest = [p for p in positional[first:] if p.name not in injected]
         if len(args) - first > len(rest):
+            hint = (
+                "; declare the injected parameters after *args to pass it more"
+                if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
+                else ""
+            )
             raise TypeError(
                 f"{noted.label}() takes {first + len(rest)} positional arguments besides "
-                f"the injected ones, but {len(args)} were given"
+                f"the injected ones, but {len(args)} were given{hint}"
             )
         for parameter, value in zip(rest, args[first:], strict=False):
             if parameter.name in kwargs:
