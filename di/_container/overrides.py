@@ -124,12 +124,16 @@ class Overriding:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if in_event_loop() and self._async_hook_pending():
+        unawaitable = in_event_loop() and self._async_hook_pending()
+        steps = self.restore()  # whatever comes next: nothing can leave this block again
+        if unawaitable:
             raise AsyncRequiredError(
                 f"`with overridden({self.service.label})` ended inside a running event loop "
-                "and the replacement has an async shutdown hook; use `async with` there"
+                "and the replacement has an async shutdown hook, which sync code cannot "
+                "await there: the original is back, the replacement was not shut down; use "
+                "`async with` there"
             )
-        registry.shut_down(self.scope, self.restore(), "overridden", "overridden")
+        registry.shut_down(self.scope, steps, "overridden", "overridden")
 
     async def __aenter__(self) -> None:
         self.apply()
