@@ -451,7 +451,8 @@ def built_services(scope: Scope) -> list[Service]:
 
 def copy_into(source: Scope, target: Scope) -> list[Service]:
     """Provide in ``target`` what ``source`` provides itself, nothing built: each
-    service a fresh record (collections with their members); the values, which the
+    service a fresh record (collections with their members), a key overridden for a
+    while (``overridden()``) by what the override replaced; the values, which the
     caller builds. ``target`` provides nothing yet."""
     copies: dict[Service, Service] = {}
 
@@ -463,8 +464,17 @@ def copy_into(source: Scope, target: Scope) -> list[Service]:
                 made.shutdown_hook = _left_alone  # the source's own, to shut down
         return made
 
+    from .overrides import overrides_of
+
     with source._root._mutex:
-        services = {key: copy(service) for key, service in source._services.items()}
+        provided = dict(source._services)
+        for key, stack in overrides_of(source).items():
+            original = stack[0].replaced  # what the oldest active override replaced
+            if original is None:
+                del provided[key]
+            else:
+                provided[key] = original
+        services = {key: copy(service) for key, service in provided.items()}
         for original, made in list(copies.items()):
             made.members = [copy(member) for member in original.members]
         if services:

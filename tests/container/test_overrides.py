@@ -347,6 +347,15 @@ def test_a_clone_per_test_with_overrides_restores_nothing_in_the_original() -> N
     assert app.invoke(Mailer) is app_mailer
 
 
+def test_a_clone_made_during_an_override_has_the_original_provider() -> None:
+    app = mail_injector()
+    with app.overridden(Mailer, value=FakeMailer()), app.overridden(Signup, Signup):
+        clone = app.clone()
+    assert isinstance(clone.invoke(Mailer), SmtpMailer)  # the override stayed with app
+    assert clone.invoke(Signup) is not clone.invoke(Signup)  # still a transient
+    assert clone.list_provided() == app.list_provided()
+
+
 async def test_a_clone_s_monitor_checks_its_own_services() -> None:
     class Database:
         def health_check(self) -> None: ...
