@@ -147,7 +147,8 @@ def replace(scope: Scope, service: Service, where: str) -> list[PendingHook]:
 
 def add(scope: Scope, service: Service, where: str = "provide") -> None:
     """Provide ``service`` in ``scope``; a key it already provides is an error, and so
-    is a key collected in reach (``collect=True``): one key, one kind of binding."""
+    is a key collected in reach or below (``collect=True``): one key, one kind of
+    binding."""
     with scope._root._mutex:
         if scope._closed:
             raise ScopeClosedError(scope.name, f"provide {service.label!r}")
@@ -166,7 +167,9 @@ def add(scope: Scope, service: Service, where: str = "provide") -> None:
                 )
             if not isinstance(key, str):
                 collection = lookup(scope, listed(key))
-                if collection is not None and collection.lifetime is Lifetime.COLLECTION:
+                if collection is None or collection.lifetime is not Lifetime.COLLECTION:
+                    collection = _below(scope, listed(key), collection=True)
+                if collection is not None:
                     raise ServiceAlreadyProvidedError(
                         describe(key),
                         collection.owner.name,
@@ -197,7 +200,7 @@ def add_member(scope: Scope, service: Service, where: str) -> None:
 
     It becomes a service of its own, keyed by a fresh :class:`Member`, and a member of
     the collection ``listed(key)`` of this scope for each key. A key bound plainly in
-    reach is an error: one key, one kind of binding.
+    reach or below is an error: one key, one kind of binding.
     """
     interfaces = service.keys
     for interface in interfaces:
@@ -214,6 +217,10 @@ def add_member(scope: Scope, service: Service, where: str) -> None:
             as_list = lookup(scope, listed(interface))
             if as_list is not None and as_list.lifetime is not Lifetime.COLLECTION:
                 plain = as_list
+            if plain is None:
+                plain = _below(scope, interface, collection=False) or _below(
+                    scope, listed(interface), collection=False
+                )
             if plain is not None:
                 raise ServiceAlreadyProvidedError(
                     describe(plain.key),
@@ -252,6 +259,20 @@ def add_member(scope: Scope, service: Service, where: str) -> None:
             collection.members.append(service)
         request.forget_builders(scope)
     announce(scope, service)
+
+
+def _below(scope: Scope, key: Key, *, collection: bool) -> Service | None:
+    """What a descendant of ``scope`` provides under ``key``: a collection, or with
+    ``collection=False`` anything else (the caller holds the mutex). A key bound here
+    is seen from below too, so the bindings below count."""
+    for child in list(scope._children.values()):
+        found = child._services.get(key)
+        if found is not None and (found.lifetime is Lifetime.COLLECTION) == collection:
+            return found
+        found = _below(child, key, collection=collection)
+        if found is not None:
+            return found
+    return None
 
 
 def collections(scope: Scope, key: Key) -> list[Service]:

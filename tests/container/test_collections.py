@@ -147,6 +147,22 @@ def test_mixing_a_plain_binding_with_a_collection_is_an_error_that_says_so() -> 
         plain.provide(Metrics, name="metrics", collect=True)
 
 
+def test_the_mix_is_refused_whichever_scope_binds_first() -> None:
+    # A child collects first; its ancestor then binds the key plainly: refused too, as
+    # the other order is, since the child would see both.
+    injector = Injector()
+    child = injector.scope("child")
+    child.scope("grandchild").provide(Audit, provides=Plugin, collect=True)
+    with pytest.raises(ServiceAlreadyProvidedError, match="it is collected there"):
+        injector.provide(Metrics, provides=Plugin)
+    # A grandchild binds it plainly first; an ancestor then collects under it.
+    other = Injector()
+    other.scope("child").scope("grandchild").provide(Audit, provides=Plugin)
+    with pytest.raises(ServiceAlreadyProvidedError, match="bound plainly there"):
+        other.provide(Metrics, provides=Plugin, collect=True)
+    assert injector.list_provided() == other.list_provided() == []
+
+
 def test_asking_for_one_of_a_collection_points_to_the_list() -> None:
     injector = collected()
     with pytest.raises(ServiceNotFoundError) as raised:
