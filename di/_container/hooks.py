@@ -73,8 +73,10 @@ def add(scope: Scope, event: str, fn: Hook) -> None:
         if own is BLANK:
             own = scope._hooks = {}
         own[event] = (*own.get(event, ()), fn)
-        refresh(scope)
+        # Bumping the versions first: a request scope opened without the lock meanwhile
+        # is either listed by refresh, or sees the version changed and is adopted.
         forget_builders(scope)
+        refresh(scope)
 
 
 def remove(scope: Scope, event: str, fn: Hook) -> None:
@@ -94,8 +96,8 @@ def remove(scope: Scope, event: str, fn: Hook) -> None:
             own[event] = tuple(hooks)
         else:
             del own[event]
+        forget_builders(scope)  # first, as in add()
         refresh(scope)
-        forget_builders(scope)
 
 
 def own_hooks(scope: Scope) -> dict[str, tuple[Hook, ...]]:

@@ -6,6 +6,7 @@ import contextvars
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import anyio
 import pytest
@@ -443,3 +444,46 @@ async def test_an_async_shutdown_hook_that_stops_the_program_lets_every_service_
     injector.remove_hook("shutting_down", stop)
     assert db.closed and (await injector.ashutdown()).services == ()
     assert injector.invoke(Database) is not db
+
+
+def test_a_scope_opened_while_a_hook_is_added_gets_it() -> None:
+    """A request scope opens without the lock while another thread adds a hook: the
+    scope is published after the hook's scope listed its children, and checks whether
+    a provider or a hook changed before the adding thread says so. It must still get
+    the hook: whichever way they interleave, one of the two sees the other."""
+    injector = Injector()
+    injector.provide(Config)
+    injector.provide_transient(Repo)
+    injector.provide(Database)
+    injector.scope().shutdown()  # the plan request scopes share, made
+    seen = Recorder()
+    listed, checked = threading.Event(), threading.Event()
+    adding = threading.Thread(target=lambda: injector.add_hook("built", seen))
+    version = injector._version
+
+    class Children(dict[object, object]):
+        """The root's children, pausing at the steps the race is between."""
+
+        armed = True
+
+        def __setitem__(self, key: object, child: object) -> None:
+            if self.armed:  # the opening thread, about to publish its child
+                adding.start()
+                assert listed.wait(PATIENCE)
+            super().__setitem__(key, child)
+
+        def values(self) -> Any:
+            found = list(super().values())
+            if self.armed:  # the adding thread, listing the children to tell
+                self.armed = False
+                listed.set()
+                if injector._version == version:  # nothing says a hook changed yet
+                    assert checked.wait(PATIENCE)
+            return found
+
+    injector._children = Children()
+    child = injector.scope()
+    checked.set()
+    adding.join(PATIENCE)
+    child.invoke(Repo)
+    assert (child.name, "built") in [(e.scope, e.name) for e in seen.events]
