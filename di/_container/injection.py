@@ -44,6 +44,18 @@ class _Marker:
     def __repr__(self) -> str:
         return "Inject"
 
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        """Asked by pydantic, which only meets ``Inject[T]`` as a field to validate when
+        FastAPI reads one made before FastAPI was imported (without its dependency, see
+        :mod:`di.inject`): the error that says so, instead of one about a field."""
+        raise TypeError(
+            f"Inject[{describe(source)}] was evaluated before fastapi was imported, so it "
+            "carries no FastAPI dependency and FastAPI reads it as a field to validate: "
+            "import fastapi before the module that evaluates it, or write Inject[...] in "
+            "the annotations of a module that starts with "
+            "`from __future__ import annotations`, which FastAPI evaluates itself"
+        )
+
 
 INJECT: Final = _Marker()
 
