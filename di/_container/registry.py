@@ -18,6 +18,7 @@ Invoking it gathers the members of every scope from the root down to the invoker
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -231,7 +232,11 @@ def add_member(scope: Scope, service: Service, where: str) -> None:
                 )
         built = service.expected if isinstance(service.expected, type) else None
         what = describe(built) if built is not None else label(service.factory)
-        taken = {m.label for c in collections(scope, listed(interfaces[0])) for m in c.members}
+        # Names in use where this one will be seen: in reach, and below (a descendant
+        # that collected first sees both).
+        listing = listed(interfaces[0])
+        below = [c for each in _descendants(scope) if (c := each._services.get(listing))]
+        taken = {m.label for c in (*collections(scope, listing), *below) for m in c.members}
         name = f"{describe(interfaces[0])}[{what}]"
         number = 2
         while name in taken:
@@ -265,14 +270,18 @@ def _below(scope: Scope, key: Key, *, collection: bool) -> Service | None:
     """What a descendant of ``scope`` provides under ``key``: a collection, or with
     ``collection=False`` anything else (the caller holds the mutex). A key bound here
     is seen from below too, so the bindings below count."""
-    for child in list(scope._children.values()):
-        found = child._services.get(key)
+    for each in _descendants(scope):
+        found = each._services.get(key)
         if found is not None and (found.lifetime is Lifetime.COLLECTION) == collection:
             return found
-        found = _below(child, key, collection=collection)
-        if found is not None:
-            return found
     return None
+
+
+def _descendants(scope: Scope) -> Iterator[Scope]:
+    """Every scope below ``scope``, each before its own children (mutex held)."""
+    for child in list(scope._children.values()):
+        yield child
+        yield from _descendants(child)
 
 
 def collections(scope: Scope, key: Key) -> list[Service]:

@@ -97,6 +97,20 @@ def test_the_same_class_twice_gets_two_names() -> None:
     ]
 
 
+def test_a_name_taken_below_is_not_given_again_above() -> None:
+    # The child collects first, the root the same class afterwards: the child sees both,
+    # and each must keep its own line in health checks and reports.
+    injector = Injector()
+    child = injector.scope("child")
+    child.provide(Metrics, provides=Plugin, collect=True)
+    injector.provide(Metrics, provides=Plugin, collect=True)
+    assert len(child.invoke(list[Plugin])) == 2
+    assert list(child.health_check()) == [
+        f"{__name__}.Plugin[{__name__}.Metrics]",
+        f"{__name__}.Plugin[{__name__}.Metrics #2]",
+    ]
+
+
 def test_a_child_adds_to_its_ancestors_collection() -> None:
     injector = collected()
     child = injector.scope("child")
