@@ -175,9 +175,13 @@ class Overriding:
             stacks.setdefault(key, []).append(self)
             request.forget_builders(scope)
             self.state = "active"
-        registry.announce(scope, service)
-        if service.lifetime is Lifetime.VALUE:
-            resolve_sync(service, scope)  # a value counts as built, as provide_value's does
+        try:
+            registry.announce(scope, service)
+            if service.lifetime is Lifetime.VALUE:
+                resolve_sync(service, scope)  # a value counts as built, as provide_value's
+        except BaseException:  # a hook stopping the program: the block never starts,
+            self.restore()  # and nothing would ever leave it
+            raise
 
     def restore(self) -> list[PendingHook]:
         """Put back what the replacement replaced (leaving the block); the replacement's

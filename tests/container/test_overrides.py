@@ -380,3 +380,25 @@ def test_generator_replacement_of_a_transient_is_refused() -> None:
 
     with pytest.raises(TypeError, match="generator factory's cleanup would never run"):
         injector.overridden(Signup, signups)
+
+
+class Halt(BaseException):
+    """What a hook raises when the program is being stopped: no ``Exception``."""
+
+
+@pytest.mark.parametrize("event", ["provided", "built"])
+def test_an_override_a_hook_stops_while_entering_is_not_left_in_place(event: str) -> None:
+    injector = mail_injector()
+    original = injector.invoke(Mailer)
+
+    def stop(happened: object) -> None:
+        raise Halt
+
+    injector.add_hook(event, stop)  # type: ignore[arg-type]
+    with pytest.raises(Halt), injector.overridden(Mailer, value=FakeMailer()):
+        pass  # never entered: nothing would leave it
+    injector.remove_hook(event, stop)  # type: ignore[arg-type]
+    assert injector.invoke(Mailer) is original
+    with injector.overridden(Mailer, value=FakeMailer()):  # and the key can be overridden again
+        assert isinstance(injector.invoke(Mailer), FakeMailer)
+    assert injector.invoke(Mailer) is original
