@@ -366,12 +366,17 @@ class HealthMonitor:
     ) -> bool | None:
         assert self._task_group is not None
         self.stop()
-        # The round in progress finishes (its threads stop touching services that the
-        # caller may shut down next); it is bounded by the round timeout.
-        with anyio.move_on_after(self.timeout + 1.0):
-            await self._ran.wait()
-        self._task_group.cancel_scope.cancel()
-        return await self._task_group.__aexit__(kind, error, tb)
+        try:
+            # The round in progress finishes (its threads stop touching services that
+            # the caller may shut down next); it is bounded by the round timeout.
+            with anyio.move_on_after(self.timeout + 1.0):
+                await self._ran.wait()
+        finally:
+            # Left even when the wait is cancelled: a task group entered and never left
+            # breaks the caller's cancel scopes.
+            self._task_group.cancel_scope.cancel()
+            suppress = await self._task_group.__aexit__(kind, error, tb)
+        return suppress
 
     async def check(self) -> HealthReport:
         """Run the checks now (starting first if need be) and publish the result."""
