@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from ._container.runner import (
     cancelled_from_outside,
     in_event_loop,
     is_cancellation,
+    loop_notifier,
 )
 from ._health import observe
 from .health import HealthCheckResult, HealthReport, Outcome, Status, explain_error
@@ -223,7 +225,11 @@ class HealthMonitor:
         self._closed = False
         self._stop: anyio.Event | None = None
         self._version = 0
-        self._changed = anyio.Event() if _in_loop() else None
+        # Publishing may happen in any thread (a Flask request or a metrics exporter
+        # finding the checks overdue): under this lock, one snapshot at a time, each
+        # from one consistent state, and each change woken on its waiters' loop.
+        self._lock = threading.RLock()
+        self._changed = _Change() if _in_loop() else None
         self._snapshot = self._take_snapshot()
         self._refreshing: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -390,12 +396,13 @@ class HealthMonitor:
                 self._tracer, self._round, self.show_details
             )
         self._check_log.record(report)
-        self._report = report
-        self._checked = time.monotonic()
-        self._stale_at = self._checked + self.stale_after
-        self._overdue = False
-        became_ready, self._ready = not self._ready, True
-        self._publish(wake=became_ready)
+        with self._lock:
+            self._report = report
+            self._checked = time.monotonic()
+            self._stale_at = self._checked + self.stale_after
+            self._overdue = False
+            became_ready, self._ready = not self._ready, True
+            self._publish(wake=became_ready)
         for listener in self._listeners:
             try:
                 listener(report)
@@ -474,9 +481,7 @@ class HealthMonitor:
     async def wait_ready(self) -> None:
         """Return once :attr:`ready` (bound it with ``anyio.fail_after``)."""
         while not self._ready:
-            if self._changed is None:
-                self._changed = anyio.Event()
-            await self._changed.wait()
+            await self._change().event.wait()
 
     def reasons(self) -> list[tuple[str, str]]:
         """Why names read NOT_SERVING whatever the checks say: ``(what, why)`` pairs.
@@ -528,24 +533,28 @@ class HealthMonitor:
 
     def set_status(self, name: str, status: ServingStatus) -> None:
         """Force ``name``'s status (drain, maintenance) until :meth:`clear_status`."""
-        self._overrides[name] = ServingStatus(status)
-        self._publish()
+        with self._lock:
+            self._overrides[name] = ServingStatus(status)
+            self._publish()
 
     def clear_status(self, name: str) -> None:
         """Drop a status set with :meth:`set_status`."""
-        self._overrides.pop(name, None)
-        self._publish()
+        with self._lock:
+            self._overrides.pop(name, None)
+            self._publish()
 
     async def enter_graceful_shutdown(self) -> None:
         """Every status becomes NOT_SERVING, for good: later changes are ignored."""
-        self._shutting_down = True
-        self._publish()
+        with self._lock:
+            self._shutting_down = True
+            self._publish()
         await anyio.lowlevel.checkpoint()
 
     def close_watches(self) -> None:
         """End every :meth:`watch` iteration, now and later (the server is stopping)."""
-        self._closed = True
-        changed, self._changed = self._changed, None
+        with self._lock:
+            self._closed = True
+            changed, self._changed = self._changed, None
         if changed is not None:
             changed.set()
 
@@ -557,20 +566,21 @@ class HealthMonitor:
         """
         last: ServingStatus | None = None
         while not self._closed:
-            if self._changed is None:
-                self._changed = anyio.Event()
-            changed = self._changed
+            changed = self._change()
             current = self.status(name)
             current = ServingStatus.SERVICE_UNKNOWN if current is None else current
             if current is not last:
                 last = current
                 yield current
-            await changed.wait()
+            await changed.event.wait()
 
     # -- publishing -------------------------------------------------------------------
 
     def _check_stale(self) -> None:
-        if not self._overdue and self._stale_at < time.monotonic():
+        with self._lock:
+            # Looked at again under the lock: a round may have completed meanwhile.
+            if self._overdue or self._stale_at >= time.monotonic():
+                return
             self._overdue = True
             logger.warning(
                 "health checks overdue: no round completed for %g s; reading NOT_SERVING",
@@ -578,16 +588,24 @@ class HealthMonitor:
             )
             self._publish()
 
+    def _change(self) -> _Change:
+        """What the next change sets, for a waiter on this loop."""
+        with self._lock:
+            if self._changed is None:
+                self._changed = _Change()
+            return self._changed
+
     def _publish(self, wake: bool = False) -> None:
         """Recompute the statuses and publish a new snapshot; wake watchers on a change."""
-        before = self._snapshot.statuses
-        self._version += 1  # results and reasons may change without the statuses
-        snapshot = self._snapshot = self._take_snapshot()
-        statuses = snapshot.statuses
-        self._status_log.record(before, statuses, once=wake or self._shutting_down)
-        if (statuses == before and not wake) or self._closed:
-            return
-        changed, self._changed = self._changed, anyio.Event() if _in_loop() else None
+        with self._lock:
+            before = self._snapshot.statuses
+            self._version += 1  # results and reasons may change without the statuses
+            snapshot = self._snapshot = self._take_snapshot()
+            statuses = snapshot.statuses
+            self._status_log.record(before, statuses, once=wake or self._shutting_down)
+            if (statuses == before and not wake) or self._closed:
+                return
+            changed, self._changed = self._changed, _Change() if _in_loop() else None
         if changed is not None:
             changed.set()
 
@@ -668,6 +686,23 @@ class _Set:
 
 
 _SET: Any = _Set()
+
+
+class _Change:
+    """An event of the loop that made it, which a change sets from any thread."""
+
+    __slots__ = ("event", "notify", "thread")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.notify = loop_notifier()
+        self.thread = threading.get_ident()
+
+    def set(self) -> None:
+        if threading.get_ident() == self.thread:
+            self.event.set()
+        else:
+            self.notify(self.event.set)  # an event may only be set on its own loop
 
 
 class _Basis:
