@@ -562,16 +562,20 @@ class Scope:
     async def ainvoke(self, service: str, name: None = None) -> Any: ...
     async def ainvoke(self, service: TypeForm[T] | str, name: str | None = None) -> T | Any:
         """:meth:`invoke` for async code: awaits async factories and other tasks' builds."""
+        # Compiled builders are sync. Once another thread has built here (_thread is 0
+        # then), a scoped one takes the general sync path, which would block this loop
+        # on a build in progress in that thread: the async path awaits it instead.
         if name is None:
             instance = self._instances.get(service, MISSING)
             if instance is COMPILED:
                 compiled = self._compiled[service]
-                if type(compiled) is not Again:  # a stale builder's stand-in: the full path
+                # Again: a stale builder's stand-in, which takes the full path.
+                if self._thread and type(compiled) is not Again:
                     return compiled(self)
             elif instance is not MISSING:
                 return instance
         found, expected = registry.find(self, service, name)
-        if found.lifetime is Lifetime.SCOPED and expected is None:
+        if found.lifetime is Lifetime.SCOPED and expected is None and self._thread:
             build = fast_builder(self, found)
             if build is not None:
                 return build(self)
