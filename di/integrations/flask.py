@@ -20,7 +20,7 @@ import inspect
 import sys
 import threading
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Request, Response, current_app, g, request
 
@@ -35,20 +35,17 @@ from .._answers import (
 )
 from .._container.runner import LoopThread
 from ..errors import DIError
+from ..inject import Inject
 from ..monitor import HealthMonitor
 from ..scope import Scope
 from . import _asgi
-from ._inject import INJECT, wrap
+from ._inject import wrap
 from ._lifecycle import Running, monitor_for, registry_for
 
 __all__ = ["Inject", "StreamAbortedError", "inject", "install", "scope_of", "shutdown"]
 
-T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-
-# ``Inject[T]`` is ``Annotated[T, <marker>]``: for type checkers it is ``T``.
-Inject = Annotated[T, INJECT]
 
 _EXTENSION = "healthdi"
 _G_SCOPE = "_healthdi_scope"

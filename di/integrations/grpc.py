@@ -33,7 +33,7 @@ import typing
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor
 from types import TracebackType
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -45,9 +45,10 @@ from .._container import views
 from .._container.runner import in_thread, to_completion
 from ..errors import DIError
 from ..grpc import HealthServicer, add_health_servicer
+from ..inject import Inject
 from ..monitor import HealthMonitor
 from ..scope import Scope
-from ._inject import INJECT, wrap
+from ._inject import wrap
 from ._lifecycle import Running, monitor_for, registry_for
 
 __all__ = [
@@ -62,7 +63,6 @@ __all__ = [
     "install",
 ]
 
-T = TypeVar("T")
 R = TypeVar("R")
 logger = logging.getLogger("di.integrations.grpc")
 
@@ -81,12 +81,9 @@ class RpcCancelledError(Exception):
     """
 
 
-Inject = Annotated[T, INJECT]
-"""A parameter :func:`inject` fills from the RPC's scope: ``db: Inject[Database]``.
-
-``Inject[Annotated[Database, Named("replica")]]`` asks for the service named
-``replica``, checked to be a ``Database``.
-"""
+# ``Inject`` is :data:`di.Inject`: a parameter :func:`inject` fills from the RPC's
+# scope, ``db: Inject[Database]``; ``Inject[Annotated[Database, Named("replica")]]``
+# asks for the service named ``replica``, checked to be a ``Database``.
 
 _scope: contextvars.ContextVar[Scope] = contextvars.ContextVar("di.integrations.grpc.scope")
 

@@ -375,6 +375,9 @@ def test_graph_prints_a_mermaid_flowchart() -> None:
     needs = nodes["tests.cli_targets.Needs"]
     assert f"    {needs} --> {nodes['tests.health_services.Database']}" in lines
     assert f"    {needs} --> {nodes['tests.health_services.Cache']}" in lines
+    labels = {line.split('"')[1] for line in lines if "[" in line}
+    assert "tests.health_services.Database<br/>eager in root" in labels  # eager=True
+    assert "tests.health_services.Cache<br/>lazy in root" in labels
 
 
 def test_graph_validate_exits_1_naming_every_problem() -> None:
