@@ -4,7 +4,7 @@ Each module imports only its framework (install it with the matching extra, such
 ``pip install 'healthdi[fastapi]'``) and does four things the framework's own way:
 
 1. **Lifespan:** the app's startup runs the injector's ``astart()`` and a
-   :class:`~di.HealthMonitor`; its shutdown turns every status NOT_SERVING, then shuts
+   :class:`~di.HealthMonitor`; its shutdown turns every status but liveness NOT_SERVING, then shuts
    the injector down. A failed start fails the app's startup with the error.
 2. **A scope per request** (or WebSocket connection, or RPC), with the framework's
    request object in its context, closed after the response; an exception that

@@ -29,7 +29,7 @@ from fastapi.routing import APIRoute
 
 from .._container.keys import parse_named
 from ..inject import Inject
-from ..monitor import HealthMonitor
+from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from . import _asgi
 from . import starlette as _starlette
@@ -46,13 +46,14 @@ def install(
     health_prefix: str = "",
     show_details: bool = False,
     metrics: Any = False,
+    unbuilt: Unbuilt | None = None,
 ) -> HealthMonitor:
     """Run ``injector`` with ``app``: lifespan, a scope per request, health routes.
 
     - **Lifespan:** the app's ``lifespan`` runs inside the container's: startup runs
       ``astart()`` (validation, then eager services; a failure fails the app's
       startup) and the monitor (``monitor``, or ``HealthMonitor(injector)``); at
-      shutdown every status turns NOT_SERVING, the app's own shutdown runs, the
+      shutdown every status but liveness turns NOT_SERVING, the app's own shutdown runs, the
       monitor stops and ``ashutdown()`` runs.
     - **Request scopes:** ``Request``, ``WebSocket`` and ``HTTPConnection`` are
       declared with ``provide_context`` (unless they already are), so services can
@@ -69,6 +70,10 @@ def install(
     - **Metrics:** ``metrics=True`` serves Prometheus metrics at ``/metrics`` (under
       ``health_prefix``) from the default registry, the monitor's collector
       registered on it (:mod:`di.metrics`); or pass a ``CollectorRegistry``.
+    - **Unbuilt services:** ``unbuilt`` is the new monitor's (``"warn"`` by default,
+      ``"fail"``, ``"ignore"``): what to do about services with a health check that
+      were not built, so never checked (see :class:`~di.HealthMonitor`). A monitor
+      given has its own.
 
     - **Routes:** an ``async def`` endpoint added to ``app`` afterwards gets its
       ``Inject`` parameters from the request's scope directly, without a FastAPI
@@ -88,6 +93,7 @@ def install(
         health_prefix=health_prefix,
         show_details=show_details,
         metrics=metrics,
+        unbuilt=unbuilt,
     )
     if app.router.route_class is APIRoute:
         app.router.route_class = InjectingRoute

@@ -46,7 +46,7 @@ from .._container.runner import in_thread, to_completion
 from ..errors import DIError
 from ..grpc import HealthServicer, add_health_servicer
 from ..inject import Inject
-from ..monitor import HealthMonitor
+from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from ._inject import wrap
 from ._lifecycle import Running, monitor_for, registry_for
@@ -346,10 +346,13 @@ def install(
     grace: float | None = 5.0,
     drain: float = 0.0,
     metrics: Any = False,
+    unbuilt: Unbuilt | None = None,
 ) -> Lifecycle:
     """Add the health servicer to ``server``; the :class:`Lifecycle` that runs them all.
 
-    ``monitor=None`` makes ``HealthMonitor(injector)``. ``grace`` and ``drain`` are
+    ``monitor=None`` makes ``HealthMonitor(injector, unbuilt=unbuilt)`` (``unbuilt``:
+    ``"warn"`` by default, ``"fail"`` or ``"ignore"``, see :class:`~di.HealthMonitor`).
+    ``grace`` and ``drain`` are
     what ``async with lifecycle`` stops with (see :meth:`Lifecycle.stop`). Make the
     server with ``interceptors=[ScopeInterceptor(injector)]`` for a scope per RPC.
     ``metrics=True`` registers the monitor's Prometheus collector (:mod:`di.metrics`)
@@ -357,7 +360,7 @@ def install(
     HTTP as you serve the process's other metrics (``prometheus_client``'s
     ``start_http_server``, say).
     """
-    monitor = monitor_for(injector, monitor)
+    monitor = monitor_for(injector, monitor, unbuilt)
     declare_context(injector)
     registry_for(monitor, metrics)
     health = add_health_servicer(server, monitor)
@@ -451,7 +454,7 @@ class Lifecycle:
     async def stop(self, grace: float | None = _UNSET, *, drain: float = _UNSET) -> None:
         """NOT_SERVING, then stop the server, then ``ashutdown()`` the container.
 
-        Every health status turns NOT_SERVING for good; for ``drain`` seconds the
+        Every health status but liveness turns NOT_SERVING for good; for ``drain`` seconds the
         server still takes RPCs, so that clients watching health move away; then it
         stops accepting, and RPCs in flight get ``grace`` seconds (None: cancelled at
         once) to finish. The monitor's round in progress finishes, and the container's

@@ -130,9 +130,11 @@ async def test_every_recompute_publishes_a_new_snapshot() -> None:
     assert ("checks", "health checks overdue") in overdue.reasons
     await monitor.enter_graceful_shutdown()
     stopping = published()
-    assert stopping.shutting_down and set(stopping.statuses.values()) == {NOT_SERVING}
+    # Draining: every name NOT_SERVING but liveness, which has no reason to fail.
+    assert stopping.shutting_down and stopping.statuses["liveness"] is SERVING
+    assert {name for name, status in stopping.statuses.items() if status is SERVING} == {"liveness"}
     assert ("shutdown", "shutting down") in stopping.reasons
-    assert set(stopping.health.values()) == {"fail"}
+    assert {name for name, health in stopping.health.items() if health != "fail"} == {"liveness"}
 
 
 # -- publishing from other threads --------------------------------------------------------
@@ -220,3 +222,27 @@ def test_snapshots_published_from_many_threads_each_have_their_own_version() -> 
     assert len(versions) == 1 + 4 * 300 * 2  # the first, then one per publish
     assert sorted(versions) == list(range(len(versions)))  # each its own
     assert monitor.version == versions[-1] == max(versions)  # the last one published
+
+
+async def test_a_status_set_with_a_ttl_from_another_thread_reverts_on_time() -> None:
+    # A Flask view (or any thread) taking a name out for a while: the monitor's loop
+    # learns of the new deadline from that thread.
+    injector, _ = make()
+    monitor = HealthMonitor(injector, interval=PATIENCE, timeout=at_most(0))
+    async with monitor:
+        with anyio.fail_after(PATIENCE):
+            await monitor.wait_ready()
+        statuses: list[ServingStatus] = []
+
+        async def watch() -> None:
+            async for status in monitor.watch("readiness"):
+                statuses.append(status)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(watch)
+            await until(lambda: statuses == [SERVING], "the watch's first status")
+            await anyio.to_thread.run_sync(
+                lambda: monitor.set_status("readiness", NOT_SERVING, ttl=0.5)
+            )
+            await until(lambda: statuses == [SERVING, NOT_SERVING, SERVING], "the revert")
+            tasks.cancel_scope.cancel()

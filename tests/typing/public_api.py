@@ -79,6 +79,11 @@ async def check_types(injector: Injector) -> None:
     assert_type(snapshot.statuses[""], ServingStatus)
     assert_type(snapshot.results[""], tuple[HealthCheckResult, ...])
     assert_type(snapshot.evaluate("readiness", ["db"]), ServingStatus | None)
+    assert_type(snapshot.unbuilt, tuple[str, ...])
+    strict = HealthMonitor(injector, unbuilt="fail")
+    strict.set_status(Database, ServingStatus.NOT_SERVING, ttl=600)
+    strict.set_status("readiness", ServingStatus.NOT_SERVING)
+    strict.clear_status(Database)
 
     # The protocols describe services with checks.
     sync_check: HealthChecker = Database()
