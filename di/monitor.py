@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ import anyio.lowlevel
 from . import _health  # the engine's entry point, for rounds bounded by ``timeout``
 from ._container import views
 from ._container.runner import (
+    LoopEvent,
     cancel_requests,
     cancelled_from_outside,
     in_event_loop,
@@ -249,13 +251,14 @@ class HealthMonitor:
         self._flowing: set[str] = set()  # overridden names that are service keys
         self._expiries: dict[str, float] = {}  # time.monotonic() each ttl ends at
         self._expiry_at = math.inf  # the first of them
-        self._deadlines_moved: anyio.Event | None = None
+        self._deadlines_moved: LoopEvent | None = None
         self._unbuilt: tuple[str, ...] = ()  # labels of unbuilt services with a check
         self._shutting_down = False
         self._closed = False
         self._stop: anyio.Event | None = None
         self._version = 0
-        self._changed = anyio.Event() if _in_loop() else None
+        self._lock = threading.RLock()  # publishing happens in any thread: one at a time
+        self._changed = LoopEvent() if in_event_loop() else None  # an event needs a loop
         self._snapshot = self._take_snapshot()
         self._refreshing: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -384,10 +387,10 @@ class HealthMonitor:
         that watchers see them too."""
         try:
             while True:
-                moved = self._deadlines_moved = anyio.Event()
+                moved = self._deadlines_moved = LoopEvent()
                 due = min(self._stale_at, self._expiry_at)
                 with anyio.move_on_after(max(due - time.monotonic(), 0.0) + 0.001):
-                    await moved.wait()  # set_status(ttl=...) may bring a deadline forward
+                    await moved.event.wait()  # set_status(ttl=...) may bring one forward
                 self._check_stale()
                 self._check_expiry()
         finally:
@@ -422,12 +425,15 @@ class HealthMonitor:
     ) -> bool | None:
         assert self._task_group is not None
         self.stop()
-        # The round in progress finishes (its threads stop touching services that the
-        # caller may shut down next); it is bounded by the round timeout.
-        with anyio.move_on_after(self.timeout + 1.0):
-            await self._ran.wait()
-        self._task_group.cancel_scope.cancel()
-        return await self._task_group.__aexit__(kind, error, tb)
+        try:
+            # The round in progress finishes (its threads stop touching services that
+            # the caller may shut down next); it is bounded by the round timeout.
+            with anyio.move_on_after(self.timeout + 1.0):
+                await self._ran.wait()
+        finally:  # even if cancelled: a task group never left breaks the caller's scopes
+            self._task_group.cancel_scope.cancel()
+            suppress = await self._task_group.__aexit__(kind, error, tb)
+        return suppress
 
     async def check(self) -> HealthReport:
         """Run the checks now (starting first if need be) and publish the result."""
@@ -441,13 +447,14 @@ class HealthMonitor:
                 self._tracer, self._round, self.show_details
             )
         self._check_log.record(report)
-        self._report = report
-        self._see_unbuilt()
-        self._checked = time.monotonic()
-        self._stale_at = self._checked + self.stale_after
-        self._overdue = False
-        became_ready, self._ready = not self._ready, True
-        self._publish(wake=became_ready)
+        with self._lock:
+            self._report = report
+            self._see_unbuilt()
+            self._checked = time.monotonic()
+            self._stale_at = self._checked + self.stale_after
+            self._overdue = False
+            became_ready, self._ready = not self._ready, True
+            self._publish(wake=became_ready)
         for listener in self._listeners:
             try:
                 listener(report)
@@ -528,9 +535,7 @@ class HealthMonitor:
     async def wait_ready(self) -> None:
         """Return once :attr:`ready` (bound it with ``anyio.fail_after``)."""
         while not self._ready:
-            if self._changed is None:
-                self._changed = anyio.Event()
-            await self._changed.wait()
+            await self._change().event.wait()
 
     def reasons(self) -> list[tuple[str, str]]:
         """Why names read NOT_SERVING whatever the checks say: ``(what, why)`` pairs.
@@ -601,28 +606,30 @@ class HealthMonitor:
         status = ServingStatus(status)
         if ttl is not None:
             _check_seconds("set_status(ttl=...)", ttl, "or None for no expiry")
-        self._overrides[label] = status
-        if label in views.service_labels(self.injector):
-            self._flowing.add(label)
-        else:
-            self._flowing.discard(label)
-        if ttl is None:
-            self._expiries.pop(label, None)
-        else:
-            self._expiries[label] = time.monotonic() + ttl
-        self._expiry_at = min(self._expiries.values(), default=math.inf)
-        if self._deadlines_moved is not None:
-            self._deadlines_moved.set()
-        self._publish()
+        with self._lock:
+            self._overrides[label] = status
+            if label in views.service_labels(self.injector):
+                self._flowing.add(label)
+            else:
+                self._flowing.discard(label)
+            if ttl is None:
+                self._expiries.pop(label, None)
+            else:
+                self._expiries[label] = time.monotonic() + ttl
+            self._expiry_at = min(self._expiries.values(), default=math.inf)
+            if self._deadlines_moved is not None:
+                self._deadlines_moved.set()
+            self._publish()
 
     def clear_status(self, name: str | type[Any]) -> None:
         """Drop a status set with :meth:`set_status`."""
         label = name if isinstance(name, str) else views.find(self.injector, name).label
-        self._overrides.pop(label, None)
-        self._flowing.discard(label)
-        if self._expiries.pop(label, None) is not None:
-            self._expiry_at = min(self._expiries.values(), default=math.inf)
-        self._publish()
+        with self._lock:
+            self._overrides.pop(label, None)
+            self._flowing.discard(label)
+            if self._expiries.pop(label, None) is not None:
+                self._expiry_at = min(self._expiries.values(), default=math.inf)
+            self._publish()
 
     async def enter_graceful_shutdown(self) -> None:
         """Every status but liveness's becomes NOT_SERVING, for good: later changes are
@@ -637,8 +644,9 @@ class HealthMonitor:
 
     def close_watches(self) -> None:
         """End every :meth:`watch` iteration, now and later (the server is stopping)."""
-        self._closed = True
-        changed, self._changed = self._changed, None
+        with self._lock:
+            self._closed = True
+            changed, self._changed = self._changed, None
         if changed is not None:
             changed.set()
 
@@ -650,9 +658,7 @@ class HealthMonitor:
         """
         last: ServingStatus | None = None
         while not self._closed:
-            if self._changed is None:
-                self._changed = anyio.Event()
-            changed = self._changed
+            changed = self._change()
             current = self.status(name)
             current = ServingStatus.SERVICE_UNKNOWN if current is None else current
             if current is not last:
@@ -660,7 +666,7 @@ class HealthMonitor:
                 yield current
             wait = self._expiry_at - time.monotonic()  # a ttl ends: read again then
             with anyio.move_on_after(max(wait, 0.0) + 0.001 if wait < math.inf else math.inf):
-                await changed.wait()
+                await changed.event.wait()
 
     # -- publishing -------------------------------------------------------------------
 
@@ -670,40 +676,49 @@ class HealthMonitor:
 
     def _check_expiry(self) -> None:
         """End the statuses whose ``ttl`` ended, and publish."""
-        now = time.monotonic()
-        if self._expiry_at > now:
-            return
-        for name, end in list(self._expiries.items()):
-            if end <= now:
-                del self._expiries[name]
-                self._overrides.pop(name, None)
-                self._flowing.discard(name)
-                logger.info(
-                    "the status set for %r ended with its ttl: back to what the checks say",
-                    name or "(overall)",
-                )
-        self._expiry_at = min(self._expiries.values(), default=math.inf)
-        self._publish()
+        with self._lock:
+            now = time.monotonic()
+            if self._expiry_at > now:
+                return
+            for name, end in list(self._expiries.items()):
+                if end <= now:
+                    del self._expiries[name]
+                    self._overrides.pop(name, None)
+                    self._flowing.discard(name)
+                    logger.info(
+                        "the status set for %r ended with its ttl: back to what the checks say",
+                        name or "(overall)",
+                    )
+            self._expiry_at = min(self._expiries.values(), default=math.inf)
+            self._publish()
 
     def _check_stale(self) -> None:
-        if not self._overdue and self._stale_at < time.monotonic():
-            self._overdue = True
-            logger.warning(
-                "health checks overdue: no round completed for %g s; reading NOT_SERVING",
-                self.stale_after,
-            )
-            self._publish()
+        with self._lock:  # looked at under it: a round may complete in another thread
+            if not self._overdue and self._stale_at < time.monotonic():
+                self._overdue = True
+                logger.warning(
+                    "health checks overdue: no round completed for %g s; reading NOT_SERVING",
+                    self.stale_after,
+                )
+                self._publish()
+
+    def _change(self) -> LoopEvent:
+        """What the next change sets, for a waiter on this loop."""
+        with self._lock:
+            self._changed = self._changed or LoopEvent()
+            return self._changed
 
     def _publish(self, wake: bool = False) -> None:
         """Recompute the statuses and publish a new snapshot; wake watchers on a change."""
-        before = self._snapshot.statuses
-        self._version += 1  # results and reasons may change without the statuses
-        snapshot = self._snapshot = self._take_snapshot()
-        statuses = snapshot.statuses
-        self._status_log.record(before, statuses, once=wake or self._shutting_down)
-        if (statuses == before and not wake) or self._closed:
-            return
-        changed, self._changed = self._changed, anyio.Event() if _in_loop() else None
+        with self._lock:
+            before = self._snapshot.statuses
+            self._version += 1  # results and reasons may change without the statuses
+            snapshot = self._snapshot = self._take_snapshot()
+            statuses = snapshot.statuses
+            self._status_log.record(before, statuses, once=wake or self._shutting_down)
+            if (statuses == before and not wake) or self._closed:
+                return
+            changed, self._changed = self._changed, LoopEvent() if in_event_loop() else None
         if changed is not None:
             changed.set()
 
@@ -883,8 +898,3 @@ def _check_seconds(argument: str, value: object, alternative: str) -> None:
 
 def _serving(healthy: bool) -> ServingStatus:
     return ServingStatus.SERVING if healthy else ServingStatus.NOT_SERVING
-
-
-def _in_loop() -> bool:
-    # anyio.Event() needs a running loop; a monitor may be made before one runs.
-    return in_event_loop()

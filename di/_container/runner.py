@@ -14,7 +14,8 @@ One module answers both directions, for every layer above:
   first;
 - :class:`LoopThread` runs an event loop in a thread of its own, for sync programs that
   host async work (a health monitor beside a Flask app);
-- :func:`loop_notifier` is how any thread wakes a task on the current loop, and
+- :func:`loop_notifier` is how any thread wakes a task on the current loop (a
+  :class:`LoopEvent` is an event any thread may set that way), and
   :func:`to_completion` finishes work that must not be cut in half before a
   cancellation goes on.
 
@@ -199,6 +200,24 @@ def loop_notifier() -> Callable[[Callable[[], object]], None]:
             token.run_sync_soon(callback)
 
     return call_trio
+
+
+class LoopEvent:
+    """An anyio event of the loop that made it, which any thread may set: from another
+    thread, the setting is handed to that loop (an event may only be set on its own)."""
+
+    __slots__ = ("event", "notify", "thread")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.notify = loop_notifier()
+        self.thread = threading.get_ident()
+
+    def set(self) -> None:
+        if threading.get_ident() == self.thread:
+            self.event.set()
+        else:
+            self.notify(self.event.set)
 
 
 # -- worker threads -------------------------------------------------------------------------

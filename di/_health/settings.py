@@ -6,15 +6,18 @@ slots (:class:`Slots`), the identical calls in flight (``calls``), the sync chec
 running now in worker threads (:class:`Attempts`: a check still running from an earlier
 call is shared, never started twice) and the loop time spent inside checks' code per
 event-loop thread (:class:`LoopTime`). Nothing here is process-wide: two injectors
-never see each other's state.
+never see each other's state. A child made by ``fork()`` starts each tree's live state
+afresh: the calls and checks in flight ran in threads the child does not have.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -42,6 +45,7 @@ class HealthSettings:
     """An injector's health-check settings, and the state every call on its tree shares."""
 
     __slots__ = (
+        "__weakref__",
         "attempts",
         "calls",
         "global_timeout",
@@ -67,12 +71,32 @@ class HealthSettings:
         self.timeout = timeout
         self.global_timeout = global_timeout
         self.on_check = on_check
-        self.slots = Slots(parallelism)  # the pool of checks running at once
         self.threads = threads  # worker threads for sync checks (and shutdown hooks)
+        self.start_afresh()
+        _SETTINGS.add(self)
+
+    def start_afresh(self) -> None:
+        """Empty the live state: nothing in flight, every slot free."""
+        self.slots = Slots(self.parallelism)  # the pool of checks running at once
         self.lock = threading.Lock()  # guards `calls`
         self.calls: dict[Any, SharedCall] = {}  # identical calls in flight
         self.attempts = Attempts()
         self.loop_time = LoopTime()
+
+
+# Every tree's settings, for a forked child to start their live state afresh: a call
+# or a sync check in flight at fork() would otherwise be joined or shared there for
+# ever, by threads that do not exist in the child.
+_SETTINGS: weakref.WeakSet[HealthSettings] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for settings in list(_SETTINGS):
+        settings.start_afresh()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 class SharedCall:

@@ -191,8 +191,7 @@ def scope_of(req: Request | None = None) -> Scope:
             "this Flask app's injector was shut down (shutdown(app), or exit): it serves "
             "no more requests that need it"
         )
-    # werkzeug documents _get_current_object() as the way to unwrap its LocalProxy.
-    current = req if req is not None else request._get_current_object()  # type: ignore[attr-defined]  # noqa: SLF001
+    current = req if req is not None else request._get_current_object()  # type: ignore[attr-defined]  # noqa: SLF001 - werkzeug documents it as the way to unwrap its LocalProxy
     scope = running.injector.scope(context={Request: current})
     setattr(g, _G_SCOPE, scope)
     return scope

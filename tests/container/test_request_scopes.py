@@ -949,3 +949,54 @@ def test_a_traceback_through_a_compiled_builder_shows_its_source_line() -> None:
     # The line the builder failed on, as a traceback prints it: the factory's call.
     assert "BrokenOnPurpose_" in (generated[-1].line or "")
     assert "BrokenOnPurpose_" in "".join(traceback.format_tb(raised.value.__traceback__))
+
+
+class BrokenTransient:
+    def __init__(self, database: Database) -> None:
+        raise ValueError("broken transient")
+
+
+def test_a_traceback_through_a_compiled_transient_builder_shows_its_source_line() -> None:
+    import traceback
+
+    injector = Injector()
+    injector.provide(Database)
+    injector.provide_transient(BrokenTransient)
+    for _ in range(2):  # compiled on the first invoke, then called from the scope's cache
+        with pytest.raises(ValueError, match="broken transient") as raised:
+            injector.invoke(BrokenTransient)
+        frames = traceback.extract_tb(raised.value.__traceback__)
+        generated = [frame for frame in frames if frame.filename.startswith("<di transient ")]
+        assert generated, [frame.filename for frame in frames]
+        assert "BrokenTransient_" in (generated[-1].line or "")
+
+
+class Lookup:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+
+def _generated_lines() -> set[str]:
+    import linecache
+
+    return {name for name in linecache.cache if name.startswith("<di ")}
+
+
+def test_generated_source_leaves_linecache_once_its_builders_are_gone() -> None:
+    import gc
+
+    injector = Injector()
+    injector.provide(Database)
+    before = _generated_lines()
+    # Each request provides a transient of its own name: each compiles its own text.
+    for number in range(200):
+        with injector.scope() as request:
+            request.provide_transient(Lookup, name=f"repo-{number}")
+            request.invoke(f"repo-{number}")
+    gc.collect()
+    injector.provide_transient(Lookup)
+    live = injector.invoke(Lookup)  # a compile settles what was collected
+    added = _generated_lines() - before
+    assert len(added) <= 2, sorted(added)  # this live builder's, and none of the 200
+    assert any("transient tests.container.test_request_scopes.Lookup" in n for n in added)
+    assert isinstance(live, Lookup)

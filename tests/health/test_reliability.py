@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import select
+import signal
 import sys
 import threading
 import time
@@ -1020,3 +1023,49 @@ async def test_a_thread_cut_off_by_the_global_timeout_is_logged(
     finally:
         release.set()
     assert "overran the global timeout of 0.2 s; its thread is abandoned" in caplog.text
+
+
+# -- fork() ----------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
+def test_a_child_forked_during_a_check_checks_afresh() -> None:
+    """The parent's call and its sync check in flight at fork() run in threads the
+    child does not have: the child neither joins that call nor waits on that check."""
+    parent = os.getpid()
+    entered, release = threading.Event(), threading.Event()
+
+    class HeldInTheParent:
+        def health_check(self) -> None:
+            if os.getpid() == parent:
+                entered.set()
+                release.wait(PATIENCE)
+
+    injector = Injector(health_check_timeout=PATIENCE)
+    build(injector, HeldInTheParent)
+    checking = threading.Thread(target=injector.health_check)
+    checking.start()
+    try:
+        assert entered.wait(PATIENCE)
+        reading, writing = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child reports through the pipe
+            try:
+                with Stopwatch() as watch:
+                    report = injector.health_report()
+                os.write(writing, f"{report.status} {watch.seconds}".encode())
+            finally:
+                os._exit(0)
+        os.close(writing)
+        ready, _, _ = select.select([reading], [], [], PATIENCE)
+        answer = os.read(reading, 200).decode() if ready else "no answer"
+        os.close(reading)
+        if not ready:
+            os.kill(child, signal.SIGKILL)  # hung: joined a call no thread of it runs
+        os.waitpid(child, 0)
+    finally:
+        release.set()
+        checking.join(PATIENCE)
+    status, _, seconds = answer.partition(" ")
+    assert status == "pass", answer
+    assert float(seconds) < at_most(0)
