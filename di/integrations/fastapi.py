@@ -30,9 +30,10 @@ from ..monitor import HealthMonitor
 from ..scope import Scope
 from . import _asgi
 from . import starlette as _starlette
+from ._asgi import StreamAbortedError
 from ._inject import INJECT, injected_params, wrap
 
-__all__ = ["Inject", "InjectingRoute", "install", "scope_of"]
+__all__ = ["Inject", "InjectingRoute", "StreamAbortedError", "install", "scope_of"]
 
 T = TypeVar("T")
 

@@ -33,9 +33,10 @@ from .._container.keys import parse_named
 from ..monitor import HealthMonitor
 from ..scope import Scope
 from . import _asgi
+from ._asgi import StreamAbortedError
 from ._lifecycle import monitor_for
 
-__all__ = ["DIPlugin", "provide", "scope_of"]
+__all__ = ["DIPlugin", "StreamAbortedError", "provide", "scope_of"]
 
 # The context keys each request scope receives: the connection as its own class, and as
 # ASGIConnection (either kind) for services that serve both.

@@ -27,9 +27,10 @@ from starlette.websockets import WebSocket
 from ..monitor import HealthMonitor
 from ..scope import Scope
 from . import _asgi
+from ._asgi import StreamAbortedError
 from ._lifecycle import monitor_for
 
-__all__ = ["install", "scope_of"]
+__all__ = ["StreamAbortedError", "install", "scope_of"]
 
 # The context keys each request scope receives: the connection as its own class, and as
 # HTTPConnection (either kind) for services that serve both.
