@@ -30,6 +30,7 @@ import anyio.lowlevel
 from . import _health  # the engine's entry point, for rounds bounded by ``timeout``
 from ._container import views
 from ._container.runner import (
+    after_fork_in_child,
     cancel_requests,
     cancelled_from_outside,
     in_event_loop,
@@ -235,6 +236,7 @@ class HealthMonitor:
         self._status_log = observe.StatusLog(self.log_interval)
         self._listeners: list[Callable[[HealthReport], object]] = []
         self._tracer: Any = observe.tracer_for(tracing)
+        after_fork_in_child(self._after_fork)
 
     def _members(self, group: str, members: Sequence[type[Any] | str]) -> tuple[str, ...] | None:
         if isinstance(members, str) or not isinstance(members, Sequence | set | frozenset):
@@ -258,6 +260,22 @@ class HealthMonitor:
         return tuple(service.label for service in found)
 
     # -- running ---------------------------------------------------------------------
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's run of this monitor does not exist here.
+
+        The monitor is not running in the child (its rounds ran in a parent's task), so
+        it can be run again there; what it published stays, and falls overdue unless a
+        round completes.
+        """
+        self._running = False
+        self._task_group = None
+        self._stop = None
+        self._ran = _SET
+        self._changed = None
+        self._refreshing = None
+        if self._phase == _STARTING:  # the start was the parent's, and never ends here
+            self._phase, self._start_done = _NOT_STARTED, None
 
     async def start(self) -> None:
         """Build the injector's eager services (its ``astart()``), once.

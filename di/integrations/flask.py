@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import inspect
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -33,11 +34,12 @@ from .._answers import (
     render_health,
     render_probe,
 )
-from .._container.runner import LoopThread
+from .._container.runner import LoopThread, after_fork_in_child
 from ..errors import DIError
 from ..monitor import HealthMonitor
 from ..scope import Scope
 from . import _asgi
+from ._asgi import StreamAbortedError
 from ._inject import INJECT, wrap
 from ._lifecycle import Running, monitor_for, registry_for
 
@@ -55,16 +57,14 @@ _G_SCOPE = "_healthdi_scope"
 _G_STREAMED = "_healthdi_streamed"  # the scope closes with the streamed body, not before
 
 
-class StreamAbortedError(Exception):
-    """Thrown into a request's generator factories when its streamed body was cut short.
-
-    The server closed the body before its last chunk (the client went away): what
-    the request did rolls back rather than commits.
-    """
-
-
 _apps_lock = threading.Lock()
 _running_injectors: dict[int, _AppLoop] = {}  # by id(injector), until shut down
+if hasattr(os, "register_at_fork"):  # no thread holds it across a fork
+    os.register_at_fork(
+        before=_apps_lock.acquire,
+        after_in_parent=_apps_lock.release,
+        after_in_child=_apps_lock.release,
+    )
 
 
 class _AppLoop:
@@ -83,6 +83,20 @@ class _AppLoop:
 
     def start(self) -> None:
         """Start the injector and its monitor on the thread's loop; raise what failed."""
+        self.loop.start(lambda: Running(self.injector, self.monitor))
+        after_fork_in_child(self._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child (a gunicorn worker of a ``--preload`` app, say): the
+        monitor's thread is the parent's, so a new one runs its rounds here.
+
+        The injector started in the parent, and its services are the child's copies:
+        the rounds check them; the monitor (reset itself by then) starts no new build.
+        """
+        self.lock = threading.Lock()
+        if self.done:
+            return
+        self.loop = LoopThread("healthdi-monitor")
         self.loop.start(lambda: Running(self.injector, self.monitor))
 
     def close(self) -> None:
@@ -257,7 +271,7 @@ class _Streamed:
                 close()
         finally:
             cut = self.iterator is not None
-            self._close(StreamAbortedError("the response's body was cut short") if cut else None)
+            self._close(StreamAbortedError(_asgi.CUT_SHORT) if cut else None)
 
     def _close(self, error: BaseException | None) -> None:
         if not self.open:
