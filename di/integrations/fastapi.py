@@ -18,12 +18,14 @@ wrapper every integration uses (:func:`di.integrations._inject.wrap`) instead.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, TypeVar
 
 from fastapi import Depends, FastAPI
 from fastapi.requests import HTTPConnection
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from .._container.keys import parse_named
 from ..monitor import HealthMonitor
@@ -31,7 +33,16 @@ from ..scope import Scope
 from . import _asgi
 from . import starlette as _starlette
 from ._asgi import StreamAbortedError
-from ._inject import INJECT, injected_params, wrap
+from ._inject import (
+    INJECT,
+    INJECTS,
+    Plan,
+    Site,
+    check_injected,
+    injected_params,
+    injects,
+    wrap,
+)
 
 __all__ = ["Inject", "InjectingRoute", "StreamAbortedError", "install", "scope_of"]
 
@@ -91,7 +102,60 @@ def install(
     )
     if app.router.route_class is APIRoute:
         app.router.route_class = InjectingRoute
+    _check_routes_first(app, injector)
     return monitor
+
+
+def _check_routes_first(app: FastAPI, injector: Scope) -> None:
+    """Startup checks what every route injects before the container starts."""
+    router = app.router
+    inner = router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
+        check_injected(injector, _sites(router.routes))
+        async with inner(app) as state:
+            yield state
+
+    router.lifespan_context = lifespan
+
+
+def _sites(routes: Sequence[BaseRoute]) -> Iterator[Site]:
+    """Each ``Inject`` of each route (its endpoint's, its dependencies'), mounted apps'
+    routes included: ``(where, plan)``."""
+    for route in routes:
+        # A Mount or a Host (a mounted app's routes), or a router included lazily (its
+        # own routes, FastAPI >= 0.160).
+        below = getattr(route, "routes", None) or getattr(
+            getattr(route, "original_router", None), "routes", None
+        )
+        if below:
+            yield from _sites(below)
+        dependant = getattr(route, "dependant", None)
+        if dependant is None:
+            continue
+        methods = ",".join(sorted(getattr(route, "methods", None) or ())) or "WebSocket"
+        endpoint = getattr(route, "endpoint", None)
+        where = f"route {methods} {getattr(route, 'path', '?')} ({_name(endpoint)})"
+        read = injects(endpoint)
+        if read is not None:
+            yield where, read
+        pending = list(dependant.dependencies)
+        while pending:
+            dependency = pending.pop()
+            pending.extend(dependency.dependencies)
+            read = injects(dependency.call)
+            if read is not None:
+                yield where, _named(read, dependency.name)
+
+
+def _named(read: Callable[[], Plan], parameter: str | None) -> Callable[[], Plan]:
+    """A dependency's plan, with the parameter FastAPI binds it to."""
+    return lambda: [(parameter, key, name) for _, key, name in read()]
+
+
+def _name(endpoint: Any) -> str:
+    return str(getattr(endpoint, "__qualname__", None) or endpoint)
 
 
 class InjectingRoute(APIRoute):
@@ -189,6 +253,8 @@ def _resolver(item: Any) -> Any:
             return await scope_of(connection).ainvoke(key, name)
 
     resolve.__qualname__ = f"Inject[{getattr(key, '__qualname__', key)}]"
+    plan: Plan = ((None, key, name),)
+    setattr(resolve, INJECTS, lambda: plan)
     return resolve
 
 

@@ -20,7 +20,7 @@ import inspect
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated, Any, TypeVar
 
 from flask import Blueprint, Flask, Request, Response, current_app, g, request
@@ -40,7 +40,7 @@ from ..monitor import HealthMonitor
 from ..scope import Scope
 from . import _asgi
 from ._asgi import StreamAbortedError
-from ._inject import INJECT, wrap
+from ._inject import INJECT, Site, check_injected, injects, wrap
 from ._lifecycle import Running, monitor_for, registry_for
 
 __all__ = ["Inject", "StreamAbortedError", "inject", "install", "scope_of", "shutdown"]
@@ -151,6 +151,9 @@ def install(
     if _EXTENSION in app.extensions:
         raise RuntimeError("install() was already called on this Flask app")
     _asgi.declare_context(injector, (Request,), "flask")
+    # The views registered so far now, and each one registered later as it is.
+    check_injected(injector, _sites(app, app.view_functions.items()))
+    app.view_functions = _CheckedViews(app, injector, app.view_functions)
     running = _AppLoop(injector, monitor)
     with _apps_lock:
         if id(injector) in _running_injectors:
@@ -174,6 +177,33 @@ def install(
     blueprint = _blueprint(monitor, show_details, registry)
     app.register_blueprint(blueprint, url_prefix=prefix or None)
     return monitor
+
+
+class _CheckedViews(dict[str, Any]):
+    """An app's views, each checked as it is registered: an ``@inject`` view that asks
+    for what the container cannot build fails its registration (the app's making)."""
+
+    def __init__(self, app: Flask, injector: Scope, views: dict[str, Any]) -> None:
+        super().__init__(views)
+        self.app = app
+        self.injector = injector
+
+    def __setitem__(self, endpoint: str, view: Any) -> None:
+        check_injected(self.injector, _sites(self.app, [(endpoint, view)]))
+        super().__setitem__(endpoint, view)
+
+
+def _sites(app: Flask, views: Iterable[tuple[str, Any]]) -> Iterator[Site]:
+    """Each ``@inject`` view among ``views``: ``(where, plan)``."""
+    for endpoint, view in views:
+        read = injects(view)
+        if read is not None:
+            try:
+                rules = ", ".join(rule.rule for rule in app.url_map.iter_rules(endpoint))
+            except KeyError:  # registered without a rule (add_url_rule does add one)
+                rules = "no rule"
+            name = getattr(view, "__qualname__", endpoint)
+            yield f"view {endpoint!r} ({name}, at {rules})", read
 
 
 def shutdown(app: Flask) -> None:
