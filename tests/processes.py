@@ -214,3 +214,59 @@ class Serving:
             self.process.kill()
             self.process.wait(10)
         self._output.close()
+
+
+class Child:
+    """A command as a child process, its output in a file the test can read any time."""
+
+    def __init__(self, command: list[str], *, log: Path, **env: str) -> None:
+        self.log = log
+        self._output = log.open("w")
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def port(self, says: str) -> int:
+        """The port the process says it listens on (``says`` captures it)."""
+        return port_said(self.output, says, self.process)
+
+    def wait_output(self, text: str, timeout: float = PATIENCE) -> None:
+        def said() -> bool:
+            if text in self.output():
+                return True
+            if self.process.poll() is not None:
+                raise AssertionError(f"exited before saying {text!r}:\n{self.output()}")
+            return False
+
+        wait_for(said, f"{text!r} in the output", timeout)
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = PATIENCE) -> int:
+        return self.process.wait(timeout)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self._output.close()
+
+
+def di_run(target: str, *options: str, log: Path, **env: str) -> Child:
+    """``di run --factory target`` as a child process (port 0 unless ``options`` say)."""
+    command = [sys.executable, "-m", "di", "run", "--factory", target]
+    if "--port" not in options and "--uds" not in options:
+        command += ["--port", "0"]
+    return Child([*command, *options], log=log, **env)

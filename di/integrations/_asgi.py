@@ -23,6 +23,10 @@ from ._lifecycle import Running
 # The ASGI scope key under which each HTTP request and WebSocket connection keeps its slot.
 SLOT = "healthdi.scope"
 
+# Where install() records the monitor on the app (``app.state.healthdi_monitor``), for a
+# server that drains the app on its way out (``di run``) to find.
+MONITOR_STATE = "healthdi_monitor"
+
 # The paths of the health routes, in the syntax Starlette and Litestar share.
 HEALTH_PATHS = (
     "/health",

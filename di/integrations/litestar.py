@@ -113,6 +113,7 @@ class DIPlugin(InitPlugin):
                 await monitor.enter_graceful_shutdown()  # before the app's own shutdown
 
         app_config.lifespan = [running, *app_config.lifespan, draining]
+        app_config.state[_asgi.MONITOR_STATE] = monitor  # for `di run`'s drain
         app_config.middleware = [
             DefineMiddleware(
                 _asgi.RequestScopes,  # type: ignore[arg-type]  # plain ASGI types

@@ -89,6 +89,7 @@ def install(
     )
     endpoint = _asgi.HealthEndpoint(monitor, show_details, prefix, metrics)
     app.router.routes.append(HealthRoutes(endpoint, _asgi.metrics_paths(metrics)))
+    setattr(app.state, _asgi.MONITOR_STATE, monitor)  # for `di run`'s drain
     return monitor
 
 
