@@ -1,14 +1,17 @@
-"""Real processes for the end-to-end tests: redis-server and the di command.
+"""Real processes for the end-to-end tests: redis-server, the di command, servers.
 
 Tests run in parallel (pytest-xdist), beside other work on the machine: a server a test
 starts listens on a port the kernel picks when it binds (``di serve`` is given port 0
 and says which port it got), never on a port chosen beforehand, which another process
-may take meanwhile. Only redis-server, which cannot say, gets a free port.
+may take meanwhile. Only redis-server, which cannot say, gets a free port; a server that
+must come back on the same port after a restart gets one outside the kernel's range for
+port-0 binds (:func:`steady_port`), or a Unix socket.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import socket
@@ -38,6 +41,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def steady_port() -> int:
+    """A port free now, outside the kernel's range for port-0 binds, for a server that
+    stops and starts again on the same port (behind HAProxy): no server another test
+    starts on port 0 can take it meanwhile."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    chooser = random.Random()
+    for _ in range(100):
+        port = chooser.randrange(10000, max(low, 10001))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
 
 
 @contextmanager
