@@ -70,8 +70,14 @@ def install(
       take the request. Each request (and WebSocket connection) gets its own scope on
       its first ``Inject``; it closes after the response has been sent (background
       tasks included), and an exception escaping the app is thrown into generator
-      factories. An exception FastAPI answers with an exception handler
-      (``HTTPException``, validation errors) is handled: the scope closes as usual.
+      factories, and so is :class:`StreamAbortedError` when the app returns before
+      its response's end (a stream whose client went away). An exception FastAPI
+      answers with an exception handler (``HTTPException``, validation errors) is
+      handled: the scope closes as usual.
+    - **Checked at startup:** every route's ``Inject[T]`` (endpoints, dependencies,
+      included routers, mounted apps) is looked up before the container starts; one
+      the container cannot build fails the startup with a ``GraphError`` naming each
+      route.
     - **Health routes:** ``/health``, ``/livez``, ``/readyz`` (and their ``/{name}``
       forms) and ``POST /grpc.health.v1.Health/Check`` under ``health_prefix``, left
       out of the OpenAPI schema; error texts only with ``show_details=True``. An app
@@ -90,7 +96,7 @@ def install(
     Call it where the app is made, before it serves, on the app the server runs: a
     mounted app's lifespan never runs, and a request to an app whose lifespan never
     started logs an error, and fails where it injects. Once per app. Returns the
-    monitor.
+    monitor, also recorded as ``app.state.healthdi_monitor`` (``di run`` drains it).
     """
     monitor = _starlette.install(
         app,

@@ -134,6 +134,11 @@ def install(
       answered is handled: the scope closes as usual. A streamed response's scope
       closes once its body has been sent instead, with the body's exception if it
       fails part-way (:class:`StreamAbortedError` if it is cut short).
+    - **Checked as registered:** an ``@inject`` view asking for what the container
+      cannot build raises ``GraphError`` where it is registered (views registered
+      before now are checked here).
+    - **Forks:** after ``fork()`` (``gunicorn --preload``) the child runs the
+      monitor's rounds on a thread of its own.
     - **Health routes:** a blueprint serving ``/health``, ``/livez``, ``/readyz``
       (and their ``/<name>`` forms) and ``POST /grpc.health.v1.Health/Check`` under
       ``health_prefix``, as :func:`di.asgi.health_app` answers them.

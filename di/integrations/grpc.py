@@ -437,9 +437,11 @@ class Lifecycle:
         """Build the eager services (``astart()``), run the monitor, start the server.
 
         The server accepts RPCs only once the container has started; health reads
-        NOT_SERVING until the monitor's first round. A failed start stops the server,
-        runs the shutdown hooks of what it built, and raises the start's error. Once
-        per lifecycle.
+        NOT_SERVING until the monitor's first round. An ``@inject`` method the server
+        serves that asks for what the container cannot build fails the start first
+        (``GraphError``, nothing built). A failed start stops the server, runs the
+        shutdown hooks of what it built, and raises the start's error. Once per
+        lifecycle.
         """
         if self._starting is not None or self._stopping is not None:
             raise RuntimeError("Lifecycle.start(): this lifecycle was started (or stopped) once")

@@ -58,10 +58,14 @@ class DIPlugin(InitPlugin):
       been sent. An exception raised by the handler (``HTTPException`` included),
       however it reached the scope (``provide()``, ``scope_of()``, a sync handler), is
       thrown into generator factories when the scope closes, as Litestar throws it
-      into its own generator dependencies (an ``after_exception`` hook records it).
+      into its own generator dependencies (an ``after_exception`` hook records it);
+      a response cut short (a stream whose client went away) throws
+      :class:`StreamAbortedError`.
     - **Injection:** ``dependencies`` maps parameter names to services (a type, a
       name, or ``Annotated[T, Named("x")]``), as app-level ``Provide`` dependencies;
-      a name the app's own ``dependencies`` provide already is refused.
+      a name the app's own ``dependencies`` provide already is refused. Each
+      ``provide()`` a handler uses, and each of ``dependencies``, is looked up at
+      startup: one the container cannot build fails it (``GraphError``).
     - **Health routes:** ``/health``, ``/livez``, ``/readyz`` (and their ``/{name}``
       forms) and ``POST /grpc.health.v1.Health/Check`` under ``health_prefix``;
       error texts only with ``show_details=True``.
@@ -70,7 +74,8 @@ class DIPlugin(InitPlugin):
       registered on it (:mod:`di.metrics`); or pass a ``CollectorRegistry``.
 
     A request to an app whose lifespan never started logs an error, and fails where
-    it injects.
+    it injects. The monitor is recorded as ``app.state.healthdi_monitor`` (``di run``
+    drains it).
     """
 
     __slots__ = ("dependencies", "health_prefix", "injector", "metrics", "monitor", "show_details")
