@@ -112,23 +112,25 @@ class DrainingServer(uvicorn.Server):
             logger.info("received %s during the drain: stopping now", name)
             draining.cancel()
             return
-        if sig == signal.SIGTERM and self.drain > 0 and self.monitor is not None:
+        # Nothing was served before the startup completed: nothing to drain.
+        drains = sig == signal.SIGTERM and self.started and self.monitor is not None
+        drain = self.drain if drains else 0.0
+        if drain > 0:
             logger.info(
-                "received SIGTERM: NOT_SERVING, serving for %g s more before stopping",
-                self.drain,
+                "received SIGTERM: NOT_SERVING, serving for %g s more before stopping", drain
             )
         else:
             logger.info("received %s: NOT_SERVING, stopping", name)
         assert self._loop is not None
-        self._draining = self._loop.create_task(self._drain(sig))
+        self._draining = self._loop.create_task(self._drain(drain))
 
-    async def _drain(self, sig: int) -> None:
-        """NOT_SERVING now; then, for SIGTERM, the drain; then uvicorn stops."""
+    async def _drain(self, drain: float) -> None:
+        """NOT_SERVING now; then ``drain`` seconds of serving; then uvicorn stops."""
         try:
             if self.monitor is not None:
                 await self.monitor.enter_graceful_shutdown()
-            if sig == signal.SIGTERM and self.monitor is not None:
-                await asyncio.sleep(self.drain)
+            if drain > 0:
+                await asyncio.sleep(drain)
         finally:
             self.should_exit = True  # cancelled by a second signal: at once
 
