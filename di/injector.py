@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 
 from ._container.keys import check_name
-from ._container.runner import Threads
+from ._container.runner import Threads, after_fork_in_child
 from ._health import HealthSettings
 from .health import HealthCheckResult
 from .scope import Scope
@@ -39,6 +39,7 @@ class Injector(Scope):
     """
 
     __slots__ = (
+        "__weakref__",
         "_counter",
         "_health",
         "_mutex",
@@ -92,6 +93,13 @@ class Injector(Scope):
         )
         Scope.__init__(self, check_name(name, "Injector()"), self)
         self._parent = None
+        after_fork_in_child(self._after_fork)
+
+    def _after_fork(self) -> None:
+        # In a forked child, a thread of the parent that held the mutex (a monitor's
+        # round reading the tree) does not exist: its hold would never end. No code
+        # that could fork runs under it, so nothing in this thread holds it.
+        self._mutex = threading.RLock()
 
     def __enter__(self) -> Injector:
         return self

@@ -20,9 +20,11 @@ import inspect
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
+import anyio
 from flask import Blueprint, Flask, Request, Response, current_app, g, request
 
 from .._answers import (
@@ -82,9 +84,22 @@ class _AppLoop:
         self.lock = threading.Lock()
 
     def start(self) -> None:
-        """Start the injector and its monitor on the thread's loop; raise what failed."""
-        self.loop.start(lambda: Running(self.injector, self.monitor))
+        """Start the injector and its monitor on the thread's loop, and wait for the
+        monitor's first round (bounded by its timeout); raise what failed.
+
+        Waiting for that round means the thread has done what it imports on its first
+        round before a server can fork this process: a fork while another thread
+        imports leaves the child a module that never finishes importing.
+        """
+        self.loop.start(self._first_round)
         after_fork_in_child(self._after_fork)
+
+    @asynccontextmanager
+    async def _first_round(self) -> AsyncIterator[None]:
+        async with Running(self.injector, self.monitor):
+            with anyio.move_on_after(self.monitor.timeout + 1.0):
+                await self.monitor.wait_ready()
+            yield
 
     def _after_fork(self) -> None:
         """In a forked child (a gunicorn worker of a ``--preload`` app, say): the
@@ -125,7 +140,9 @@ def install(
     - **Start:** the injector's ``astart()`` runs now (validation, then eager
       services), on the event loop of a thread of its own: a failure shuts down what
       it built and raises here, so the app is never made. The monitor (``monitor``,
-      or ``HealthMonitor(injector)``) then checks every interval on that loop.
+      or ``HealthMonitor(injector)``) then checks every interval on that loop;
+      ``install`` returns once its first round has completed (or its timeout has
+      passed).
     - **Request scopes:** ``flask.Request`` is declared with ``provide_context``
       (unless it already is). Each request gets its own scope on first use (an
       ``Inject`` parameter, :func:`scope_of`), with the request in its context; it
