@@ -3,9 +3,13 @@
 - ``di check MODULE:ATTR [--json]``: run the checks once, print them, exit 0 if healthy
   or only degraded.
 - ``di graph MODULE:ATTR [--validate]``: print the dependency graph as Mermaid.
-- ``di probe URL [--service NAME] [--timeout S]``: for Docker HEALTHCHECK; exits 0 or 1.
+- ``di probe URL [--service NAME] [--timeout S] [--tls] [--tls-ca-cert FILE]
+  [--tls-client-cert FILE --tls-client-key FILE] [--tls-no-verify]
+  [--tls-server-name NAME]``: for Docker HEALTHCHECK; exits 0 or 1. The TLS flags are
+  grpc_health_probe's, and take its single-dash spelling too (``-tls-ca-cert``).
 - ``di serve MODULE:ATTR [--http HOST:PORT] [--grpc HOST:PORT] [--interval S]
-  [--drain S] [--grace S] [--limit-concurrency N] [--metrics]``.
+  [--drain S] [--grace S] [--limit-concurrency N] [--metrics]
+  [--unbuilt {warn,fail,ignore}] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]``.
 - ``di run MODULE:APP [--host H] [--port P] [--uds PATH] [--drain S] [--factory]``:
   serve an ASGI application under uvicorn, draining on SIGTERM (:mod:`.run`).
 
@@ -48,22 +52,28 @@ health endpoints. Run "di COMMAND --help" for each command."""
 CHECK = """\
 Build the application's eager services, run every health check once, print one line
 per check and a summary (or the report as JSON with --json), then shut the application
-down. Exits 0 when every check passes or is only degraded, 1 otherwise."""
+down. Exits 0 when every check passes or is only degraded, 1 otherwise, and 1 when no
+check ran. Services with a health check that were not built (lazy, and neither eager
+nor invoked by the factory) are not checked: they are named on stderr."""
 
 PROBE = """\
 Ask a running server whether it is healthy, for Docker's HEALTHCHECK and for scripts.
 An http:// or https:// URL passes on a 2xx or 3xx answer (as the kubelet counts them);
 grpc://HOST:PORT calls the gRPC health service (grpc.health.v1.Health/Check) and
 passes on SERVING. Prints one line; exits 0 when healthy and 1 otherwise, never 2
-(Docker reserves it)."""
+(Docker reserves it).
+
+TLS: an https:// URL is verified against the system's trust store, or --tls-ca-cert;
+gRPC over TLS needs --tls. The TLS flags are grpc_health_probe's, and its single-dash
+spellings work too (-tls -tls-ca-cert ca.pem)."""
 
 SERVE = f"""\
 Serve the health endpoints of an application, beside it: a health sidecar. A
 HealthMonitor runs the application's health checks every --interval seconds, and the
 servers answer from what it last published: over HTTP, /health, /livez and /readyz;
-over gRPC, the health service grpc.health.v1.Health. On SIGTERM every status turns
-NOT_SERVING for --drain seconds, calls in flight get --grace seconds, and the
-application is shut down.
+over gRPC, the health service grpc.health.v1.Health. On SIGTERM every status but
+liveness turns NOT_SERVING for --drain seconds, calls in flight get --grace seconds,
+and the application is shut down.
 
 di serve does not serve the application itself. To serve your application with its
 health routes beside its own, mount di.asgi.health_app in your ASGI application, or add
@@ -156,6 +166,38 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         metavar="SECONDS",
         help="for the whole probe (default: 1)",
     )
+    tls = probe.add_argument_group("TLS (grpc_health_probe's flags)")
+    tls.add_argument(
+        "--tls", "-tls", action="store_true", help="gRPC over TLS (https:// always is)"
+    )
+    tls.add_argument(
+        "--tls-ca-cert",
+        "-tls-ca-cert",
+        metavar="FILE",
+        help="verify the server against these CA certificates (PEM) instead of the "
+        "system's trust store",
+    )
+    tls.add_argument(
+        "--tls-client-cert",
+        "-tls-client-cert",
+        metavar="FILE",
+        help="this probe's certificate (PEM), for mutual TLS; with --tls-client-key",
+    )
+    tls.add_argument(
+        "--tls-client-key", "-tls-client-key", metavar="FILE", help="its private key (PEM)"
+    )
+    tls.add_argument(
+        "--tls-no-verify",
+        "-tls-no-verify",
+        action="store_true",
+        help="do not verify the server's certificate (encryption without authentication)",
+    )
+    tls.add_argument(
+        "--tls-server-name",
+        "-tls-server-name",
+        metavar="NAME",
+        help="the name to verify the certificate for and to send as SNI (default: the URL's host)",
+    )
     # Docker reserves exit code 2: a probe's usage error must still exit 1.
     probe.error = lambda message: _exit(1, f"di probe: {message}")  # type: ignore[method-assign]
 
@@ -212,6 +254,28 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         action="store_true",
         help="serve Prometheus metrics at /metrics on the HTTP port",
     )
+    serve.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="serve HTTPS and gRPC over TLS with this certificate (PEM, any intermediate "
+        "certificates after it); with --tls-key",
+    )
+    serve.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    serve.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="mutual TLS: require a client certificate signed by these CA certificates "
+        "(PEM) on both ports",
+    )
+    serve.add_argument(
+        "--unbuilt",
+        choices=("warn", "fail", "ignore"),
+        default="warn",
+        help="services with a health check that were not built (so never checked): "
+        "warn logs them at the start and lists them in /health and /readyz?verbose; "
+        "fail also holds readiness NOT_SERVING until they are built; ignore says "
+        "nothing (default: warn)",
+    )
 
     run = command("run", "serve an ASGI application under uvicorn, draining on SIGTERM", RUN)
     run.add_argument(
@@ -252,9 +316,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
                     "--timeout must be a finite number of seconds > 0 and at most "
                     f"{MAX_PROBE_TIMEOUT}, got {args.timeout:g}"
                 )
-            from . import probe as probing
-
-            code = probing.probe(args.url, args.service, args.timeout)
+            code = _run_probe(args)
         elif args.command == "check":
             code = _run_check(args.target, args.json)
         elif args.command == "graph":
@@ -268,6 +330,28 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except KeyboardInterrupt:
         _exit(130, "")
     sys.exit(code)
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from . import probe as probing
+
+    tls = probing.Tls(
+        enabled=args.tls,
+        ca_cert=args.tls_ca_cert,
+        client_cert=args.tls_client_cert,
+        client_key=args.tls_client_key,
+        no_verify=args.tls_no_verify,
+        server_name=args.tls_server_name,
+    )
+    problem = probing.tls_problem(args.url, tls)
+    if problem is not None:
+        raise _Fail(problem)
+    if tls.ca_cert or tls.client_cert:
+        try:
+            probing.tls_context(tls, "h2")  # a file that does not load is a usage error
+        except probing.TlsError as error:
+            raise _Fail(str(error)) from None
+    return probing.probe(args.url, args.service, args.timeout, tls)
 
 
 def _exit(code: int, message: str) -> NoReturn:
@@ -358,6 +442,7 @@ def _run_check(target: str, as_json: bool) -> int:
 
     async def check() -> int:
         from .._container.runner import cancel_requests, cancelled_from_outside, is_cancellation
+        from .._container.views import unbuilt_checks
         from ..health import explain_error
 
         injector = await _injector(target)
@@ -375,30 +460,62 @@ def _run_check(target: str, as_json: bool) -> int:
                 print(f"start failed: {explain_error(error)}", file=sys.stderr)
                 return 1
             report = await injector.ahealth_report()
+            unbuilt = [service.label for service in unbuilt_checks(injector)]
         finally:
             await _shut_down(injector)
         if as_json:
-            print(json.dumps(report.to_dict(), indent=2))
+            print(json.dumps({**report.to_dict(), "unbuilt": unbuilt}, indent=2))
         else:
-            rows = [("SERVICE", "OUTCOME", "DURATION", "ERROR")] + [
-                (c.key, c.outcome.value, f"{c.duration * 1000:.1f} ms", _error(c.error))
-                for c in report.checks
-            ]
-            widths = [max(len(row[i]) for row in rows) for i in range(3)]
-            for row in rows:
-                print(
-                    "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[3]
-                )
-            print(_summary(report))
+            _print_table(report)
+        if unbuilt:
+            print(_unbuilt_note(unbuilt), file=sys.stderr)
+        if not report.checks:
+            print(f"di check: {_no_checks(unbuilt)}", file=sys.stderr)
+            return 1
         return 0 if report.healthy else 1
 
     return anyio.run(check)
 
 
-def _error(error: BaseException | None) -> str:
-    from ..health import error_text
+def _print_table(report: HealthReport) -> None:
+    """One line per check, then the summary; every cell printable (no control character
+    a check's error carries reaches the terminal)."""
+    from ..health import error_text, printable
 
-    return "" if error is None else error_text(error)
+    rows = [("SERVICE", "OUTCOME", "DURATION", "ERROR")] + [
+        (
+            printable(c.key),
+            c.outcome.value,
+            f"{c.duration * 1000:.1f} ms",
+            "" if c.error is None else printable(error_text(c.error)),
+        )
+        for c in report.checks
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[3])
+    print(_summary(report))
+
+
+def _unbuilt_note(unbuilt: list[str]) -> str:
+    """The line naming the services with a check that nothing built."""
+    names = ", ".join(repr(label) for label in unbuilt)
+    one = len(unbuilt) == 1
+    return (
+        f"not checked: {names} {'has' if one else 'have'} a health check but "
+        f"{'was' if one else 'were'} not built; provide {'it' if one else 'them'} with "
+        "eager=True, or build it in the factory"
+    )
+
+
+def _no_checks(unbuilt: list[str]) -> str:
+    """Why no check ran."""
+    if unbuilt:
+        return "no check ran: every service with a health check is lazy and was not built"
+    return (
+        "no check ran: no service visible from the injector has a health check "
+        "(a health_check() method, or provide(..., health_check=...))"
+    )
 
 
 def _summary(report: HealthReport) -> str:
@@ -406,12 +523,9 @@ def _summary(report: HealthReport) -> str:
     from ..health import Outcome
 
     count = len(report.checks)
-    verdict = {"pass": "healthy", "warn": "degraded", "fail": "unhealthy"}[report.status]
     if count == 0:
-        return (
-            f"{verdict}: no checks ran: no service with a health check was built "
-            "(provide the services to check with eager=True)"
-        )
+        return "unhealthy: no checks ran"
+    verdict = {"pass": "healthy", "warn": "degraded", "fail": "unhealthy"}[report.status]
     failed = sum(
         check.outcome not in (Outcome.HEALTHY, Outcome.DEGRADED) for check in report.checks
     )
@@ -445,7 +559,7 @@ def _address(text: str, option: str) -> tuple[str, int]:
 def _run_serve(args: argparse.Namespace, signals: Any) -> int:
     import math
 
-    from .serve import Options, Run, configure_logging, missing_extra
+    from .serve import Options, Run, TlsFiles, configure_logging, missing_extra, server_context
 
     configure_logging()
     for option, value in (("--interval", args.interval), ("--drain", args.drain)):
@@ -456,6 +570,18 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
         raise _Fail(f"--grace must be a finite number of seconds >= 0, got {args.grace:g}")
     if args.limit_concurrency < 1:
         raise _Fail(f"--limit-concurrency must be >= 1, got {args.limit_concurrency}")
+    tls = None
+    if args.tls_cert or args.tls_key or args.tls_client_ca:
+        if not (args.tls_cert and args.tls_key):
+            raise _Fail(
+                "--tls-cert and --tls-key go together: give both "
+                "(and --tls-client-ca for mutual TLS)"
+            )
+        tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca)
+        try:
+            server_context(tls)  # the files load now, or the command says which does not
+        except ValueError as error:
+            raise _Fail(str(error)) from None
     both = args.http is None and args.grpc is None
     options = Options(
         http=_address(args.http or "127.0.0.1:8080", "--http") if args.http or both else None,
@@ -466,6 +592,8 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
         show_details=args.show_details,
         limit_concurrency=args.limit_concurrency,
         metrics=args.metrics,
+        tls=tls,
+        unbuilt=args.unbuilt,
     )
     if args.metrics and options.http is None:
         raise _Fail("--metrics serves /metrics on the HTTP port: give --http too")

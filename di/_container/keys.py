@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass
+from types import GenericAlias
 from typing import Any
 
 # A key is either a type (or other annotation object) or a service name.
@@ -46,6 +47,11 @@ def parse_named(hint: Any) -> tuple[Any, str | None, tuple[Any, ...]]:
         else:
             others.append(extra)
     return hint.__origin__, name, tuple(others)
+
+
+def listed(key: Key) -> Any:
+    """``list[key]``: the key of the collection of services collected under ``key``."""
+    return GenericAlias(list, (key,))
 
 
 def describe(key: Key) -> str:
