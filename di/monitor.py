@@ -294,18 +294,10 @@ class HealthMonitor:
     # -- running ---------------------------------------------------------------------
 
     def _after_fork(self) -> None:
-        """In a forked child: the parent's run of this monitor does not exist here.
-
-        The monitor is not running in the child (its rounds ran in a parent's task), so
-        it can be run again there; what it published stays, and falls overdue unless a
-        round completes.
-        """
-        self._running = False
-        self._task_group = None
-        self._stop = None
-        self._ran = _SET
-        self._changed = None
-        self._refreshing = None
+        """In a forked child: the parent's run of this monitor does not exist here, so
+        it may run again; what it published stays, and falls overdue until a round."""
+        self._running, self._task_group, self._stop, self._ran = False, None, None, _SET
+        self._changed = self._refreshing = self._deadlines_moved = None
         if self._phase == _STARTING:  # the start was the parent's, and never ends here
             self._phase, self._start_done = _NOT_STARTED, None
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import itertools
 import logging
 import math
@@ -303,7 +304,7 @@ def _dismiss(crew: _Crew) -> None:
 
 # -- fork ------------------------------------------------------------------------------------
 
-_AT_FORK: dict[int, weakref.WeakMethod[Callable[[], object]]] = {}
+_AT_FORK: dict[int, tuple[weakref.ref[Any], str]] = {}
 _fork_order = itertools.count()
 
 
@@ -315,19 +316,27 @@ def after_fork_in_child(reset: Callable[[], object]) -> None:
     their injector) before a monitor, a monitor before the app that runs it. A failure
     is logged, and the others still run.
     """
+    owner: Any = getattr(reset, "__self__")  # noqa: B009 - a bound method, as documented
     number = next(_fork_order)
-    _AT_FORK[number] = weakref.WeakMethod(reset, lambda _: _AT_FORK.pop(number, None))
+    # A plain weak reference (its callback bound to the table it cleans): the object's
+    # collection drops the entry, even while the interpreter shuts down.
+    forget = functools.partial(_forget, _AT_FORK, number)
+    _AT_FORK[number] = (weakref.ref(owner, forget), reset.__name__)
+
+
+def _forget(table: dict[int, Any], number: int, _: object) -> None:
+    table.pop(number, None)
 
 
 def _after_fork_in_child() -> None:
-    for _, method in sorted(_AT_FORK.copy().items()):  # a copy: collection may pop one
-        reset = method()
-        if reset is None:
+    for _, (ref, name) in sorted(_AT_FORK.copy().items()):  # a copy: collection may pop one
+        owner = ref()
+        if owner is None:
             continue
         try:
-            reset()
+            getattr(owner, name)()
         except Exception:
-            logging.getLogger("di").exception("resetting %r after fork() failed", reset)
+            logging.getLogger("di").exception("resetting %r after fork() failed", owner)
 
 
 if hasattr(os, "register_at_fork"):
