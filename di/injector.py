@@ -14,6 +14,7 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 import anyio
 
@@ -32,6 +33,8 @@ from .scope import Scope
 logger = logging.getLogger("di")
 # What shutdown_on_signals() waits for by default: a container's stop, and Ctrl-C.
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# What no handler can be installed for.
+_UNCATCHABLE = {getattr(signal, name) for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name)}
 
 __all__ = ["Injector"]
 
@@ -176,20 +179,16 @@ class Injector(Scope):
                 "shutdown_on_signals() was called inside a running event loop; use "
                 "`await injector.ashutdown_on_signals()` there"
             )
-        if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError(
-                "shutdown_on_signals() must be called from the main thread: only it may "
-                "handle signals; call it at the end of main(), and run your work in "
-                "other threads"
-            )
+        chosen = _catchable(signals, "shutdown_on_signals")
         arrived = threading.Event()
 
         def handle(number: int, frame: FrameType | None) -> None:
             arrived.set()
 
-        chosen = signals or _SIGNALS
-        former = {number: signal.signal(number, handle) for number in chosen}
+        former: dict[int, Any] = {}
         try:
+            for caught in chosen:
+                former[caught] = signal.signal(caught, handle)
             while not arrived.wait(1.0):  # wakes now and then, as signals need on some systems
                 pass
         finally:
@@ -200,7 +199,7 @@ class Injector(Scope):
     async def ashutdown_on_signals(self, *signals: int) -> ShutdownReport:
         """:meth:`shutdown_on_signals` for async code, on asyncio or trio: waits for one
         of ``signals`` without blocking the loop, then awaits :meth:`ashutdown`."""
-        chosen = [signal.Signals(number) for number in signals or _SIGNALS]
+        chosen = _catchable(signals, "ashutdown_on_signals")
         with anyio.open_signal_receiver(*chosen) as received:
             async for _ in received:
                 break
@@ -209,6 +208,31 @@ class Injector(Scope):
         except ShutdownError as error:
             logger.error("%s", error, exc_info=error)
             return error.report
+
+
+def _catchable(signals: tuple[int, ...], where: str) -> list[signal.Signals]:
+    """``signals`` (the default ones if none), each one a program may catch, from the
+    main thread; else the error that says why not, before any handler is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError(
+            f"{where}() must be called from the main thread: only it may handle signals; "
+            "call it at the end of main(), and run your work in other threads"
+        )
+    chosen = []
+    for number in signals or _SIGNALS:
+        try:
+            chosen.append(signal.Signals(number))
+        except ValueError:
+            raise ValueError(
+                f"{where}({number!r}): {number!r} is not a signal; pass signals such as "
+                "signal.SIGTERM and signal.SIGINT"
+            ) from None
+        if chosen[-1] in _UNCATCHABLE:
+            raise ValueError(
+                f"{where}({chosen[-1].name}): no program can catch it; pass signals such "
+                "as SIGTERM, SIGINT or SIGHUP"
+            )
+    return list(dict.fromkeys(chosen))  # once each: a handler installed twice stays
 
 
 def _reported(shutdown: Callable[[], ShutdownReport]) -> ShutdownReport:

@@ -11,7 +11,10 @@ The path of an event:
   reads ``scope._listeners`` and, only when some hook listens, calls :func:`emit` (or
   :func:`deliver`, with the listeners already read): one :class:`~di.HookEvent`, each
   hook called in turn, in the thread or task doing the work. A hook that raises is
-  logged and changes nothing.
+  logged and changes nothing. One that raises a ``BaseException`` (``KeyboardInterrupt``,
+  ``SystemExit``: the program stopping) is not swallowed, and leaves nothing half done:
+  a build it interrupts fails as if its factory had been interrupted, and a shutdown
+  runs every service's hook before re-raising it.
 
 With no hook anywhere, ``_listeners`` is the shared empty mapping and the paths that
 read it pay one attribute read, or nothing at all (compiled builders and the fast path
@@ -70,8 +73,10 @@ def add(scope: Scope, event: str, fn: Hook) -> None:
         if own is BLANK:
             own = scope._hooks = {}
         own[event] = (*own.get(event, ()), fn)
-        refresh(scope)
+        # Bumping the versions first: a request scope opened without the lock meanwhile
+        # is either listed by refresh, or sees the version changed and is adopted.
         forget_builders(scope)
+        refresh(scope)
 
 
 def remove(scope: Scope, event: str, fn: Hook) -> None:
@@ -91,8 +96,8 @@ def remove(scope: Scope, event: str, fn: Hook) -> None:
             own[event] = tuple(hooks)
         else:
             del own[event]
+        forget_builders(scope)  # first, as in add()
         refresh(scope)
-        forget_builders(scope)
 
 
 def own_hooks(scope: Scope) -> dict[str, tuple[Hook, ...]]:

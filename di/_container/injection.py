@@ -44,6 +44,18 @@ class _Marker:
     def __repr__(self) -> str:
         return "Inject"
 
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        """Asked by pydantic, which only meets ``Inject[T]`` as a field to validate when
+        FastAPI reads one made before FastAPI was imported (without its dependency, see
+        :mod:`di.inject`): the error that says so, instead of one about a field."""
+        raise TypeError(
+            f"Inject[{describe(source)}] was evaluated before fastapi was imported, so it "
+            "carries no FastAPI dependency and FastAPI reads it as a field to validate: "
+            "import fastapi before the module that evaluates it, or write Inject[...] in "
+            "the annotations of a module that starts with "
+            "`from __future__ import annotations`, which FastAPI evaluates itself"
+        )
+
 
 INJECT: Final = _Marker()
 
@@ -140,13 +152,18 @@ def decorate(scope: Scope, func: Callable[..., Any]) -> Callable[..., Any]:
         injected = {name for name, _, _ in slots()}
         positional = [p for p in parameters if p.kind in _POSITIONAL]
         first = next((i for i, p in enumerate(positional) if p.name in injected), len(positional))
-        if len(args) <= first:
-            return args, kwargs
+        if len(args) <= first or first == len(positional):
+            return args, kwargs  # no injected parameter in their way: *args gets the rest
         rest = [p for p in positional[first:] if p.name not in injected]
         if len(args) - first > len(rest):
+            hint = (
+                "; declare the injected parameters after *args to pass it more"
+                if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
+                else ""
+            )
             raise TypeError(
                 f"{noted.label}() takes {first + len(rest)} positional arguments besides "
-                f"the injected ones, but {len(args)} were given"
+                f"the injected ones, but {len(args)} were given{hint}"
             )
         for parameter, value in zip(rest, args[first:], strict=False):
             if parameter.name in kwargs:

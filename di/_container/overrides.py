@@ -124,12 +124,16 @@ class Overriding:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if in_event_loop() and self._async_hook_pending():
+        unawaitable = in_event_loop() and self._async_hook_pending()
+        steps = self.restore()  # whatever comes next: nothing can leave this block again
+        if unawaitable:
             raise AsyncRequiredError(
                 f"`with overridden({self.service.label})` ended inside a running event loop "
-                "and the replacement has an async shutdown hook; use `async with` there"
+                "and the replacement has an async shutdown hook, which sync code cannot "
+                "await there: the original is back, the replacement was not shut down; use "
+                "`async with` there"
             )
-        registry.shut_down(self.scope, self.restore(), "overridden", "overridden")
+        registry.shut_down(self.scope, steps, "overridden", "overridden")
 
     async def __aenter__(self) -> None:
         self.apply()
@@ -171,9 +175,13 @@ class Overriding:
             stacks.setdefault(key, []).append(self)
             request.forget_builders(scope)
             self.state = "active"
-        registry.announce(scope, service)
-        if service.lifetime is Lifetime.VALUE:
-            resolve_sync(service, scope)  # a value counts as built, as provide_value's does
+        try:
+            registry.announce(scope, service)
+            if service.lifetime is Lifetime.VALUE:
+                resolve_sync(service, scope)  # a value counts as built, as provide_value's
+        except BaseException:  # a hook stopping the program: the block never starts,
+            self.restore()  # and nothing would ever leave it
+            raise
 
     def restore(self) -> list[PendingHook]:
         """Put back what the replacement replaced (leaving the block); the replacement's

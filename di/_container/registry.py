@@ -18,6 +18,7 @@ Invoking it gathers the members of every scope from the root down to the invoker
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -147,7 +148,8 @@ def replace(scope: Scope, service: Service, where: str) -> list[PendingHook]:
 
 def add(scope: Scope, service: Service, where: str = "provide") -> None:
     """Provide ``service`` in ``scope``; a key it already provides is an error, and so
-    is a key collected in reach (``collect=True``): one key, one kind of binding."""
+    is a key collected in reach or below (``collect=True``): one key, one kind of
+    binding."""
     with scope._root._mutex:
         if scope._closed:
             raise ScopeClosedError(scope.name, f"provide {service.label!r}")
@@ -166,7 +168,9 @@ def add(scope: Scope, service: Service, where: str = "provide") -> None:
                 )
             if not isinstance(key, str):
                 collection = lookup(scope, listed(key))
-                if collection is not None and collection.lifetime is Lifetime.COLLECTION:
+                if collection is None or collection.lifetime is not Lifetime.COLLECTION:
+                    collection = _below(scope, listed(key), collection=True)
+                if collection is not None:
                     raise ServiceAlreadyProvidedError(
                         describe(key),
                         collection.owner.name,
@@ -197,7 +201,7 @@ def add_member(scope: Scope, service: Service, where: str) -> None:
 
     It becomes a service of its own, keyed by a fresh :class:`Member`, and a member of
     the collection ``listed(key)`` of this scope for each key. A key bound plainly in
-    reach is an error: one key, one kind of binding.
+    reach or below is an error: one key, one kind of binding.
     """
     interfaces = service.keys
     for interface in interfaces:
@@ -214,6 +218,10 @@ def add_member(scope: Scope, service: Service, where: str) -> None:
             as_list = lookup(scope, listed(interface))
             if as_list is not None and as_list.lifetime is not Lifetime.COLLECTION:
                 plain = as_list
+            if plain is None:
+                plain = _below(scope, interface, collection=False) or _below(
+                    scope, listed(interface), collection=False
+                )
             if plain is not None:
                 raise ServiceAlreadyProvidedError(
                     describe(plain.key),
@@ -224,7 +232,11 @@ def add_member(scope: Scope, service: Service, where: str) -> None:
                 )
         built = service.expected if isinstance(service.expected, type) else None
         what = describe(built) if built is not None else label(service.factory)
-        taken = {m.label for c in collections(scope, listed(interfaces[0])) for m in c.members}
+        # Names in use where this one will be seen: in reach, and below (a descendant
+        # that collected first sees both).
+        listing = listed(interfaces[0])
+        below = [c for each in _descendants(scope) if (c := each._services.get(listing))]
+        taken = {m.label for c in (*collections(scope, listing), *below) for m in c.members}
         name = f"{describe(interfaces[0])}[{what}]"
         number = 2
         while name in taken:
@@ -252,6 +264,24 @@ def add_member(scope: Scope, service: Service, where: str) -> None:
             collection.members.append(service)
         request.forget_builders(scope)
     announce(scope, service)
+
+
+def _below(scope: Scope, key: Key, *, collection: bool) -> Service | None:
+    """What a descendant of ``scope`` provides under ``key``: a collection, or with
+    ``collection=False`` anything else (the caller holds the mutex). A key bound here
+    is seen from below too, so the bindings below count."""
+    for each in _descendants(scope):
+        found = each._services.get(key)
+        if found is not None and (found.lifetime is Lifetime.COLLECTION) == collection:
+            return found
+    return None
+
+
+def _descendants(scope: Scope) -> Iterator[Scope]:
+    """Every scope below ``scope``, each before its own children (mutex held)."""
+    for child in list(scope._children.values()):
+        yield child
+        yield from _descendants(child)
 
 
 def collections(scope: Scope, key: Key) -> list[Service]:
@@ -451,7 +481,8 @@ def built_services(scope: Scope) -> list[Service]:
 
 def copy_into(source: Scope, target: Scope) -> list[Service]:
     """Provide in ``target`` what ``source`` provides itself, nothing built: each
-    service a fresh record (collections with their members); the values, which the
+    service a fresh record (collections with their members), a key overridden for a
+    while (``overridden()``) by what the override replaced; the values, which the
     caller builds. ``target`` provides nothing yet."""
     copies: dict[Service, Service] = {}
 
@@ -463,8 +494,17 @@ def copy_into(source: Scope, target: Scope) -> list[Service]:
                 made.shutdown_hook = _left_alone  # the source's own, to shut down
         return made
 
+    from .overrides import overrides_of
+
     with source._root._mutex:
-        services = {key: copy(service) for key, service in source._services.items()}
+        provided = dict(source._services)
+        for key, stack in overrides_of(source).items():
+            original = stack[0].replaced  # what the oldest active override replaced
+            if original is None:
+                del provided[key]
+            else:
+                provided[key] = original
+        services = {key: copy(service) for key, service in provided.items()}
         for original, made in list(copies.items()):
             made.members = [copy(member) for member in original.members]
         if services:

@@ -123,10 +123,10 @@ def resolve_sync(service: Service, invoker: Scope) -> Any:
         if mine:
             owner = service.owner
             listening = owner._listeners
-            if listening:
-                hooks.emit(owner, "building", service)
             began = time.perf_counter()
             try:
+                if listening:  # a hook stopping the program lands the flight too
+                    hooks.emit(owner, "building", service)
                 made = _make_sync(service, service.owner)
                 check_provides(service, made[0])
             except BaseException as error:
@@ -138,13 +138,13 @@ def resolve_sync(service: Service, invoker: Scope) -> Any:
                 raise
             service.build_seconds = time.perf_counter() - began
             landed = _land(service, flight, made, None)
+            if landed is not _KEPT:
+                _discard_sync(service, made)  # before the hooks hear: one may raise
             if listening:
                 _tell_landed(service, owner, landed, made[0], flight.error)
-            if landed is not _KEPT:
-                _discard_sync(service, made)
-                if landed is not _BEATEN:
-                    service = _current(service, landed)
-                    instances = service.owner._instances
+            if landed is not _KEPT and landed is not _BEATEN:
+                service = _current(service, landed)
+                instances = service.owner._instances
             continue
         if flight.event is not None and flight.thread == threading.get_ident():
             raise AsyncRequiredError(
@@ -187,10 +187,10 @@ async def resolve_async(service: Service, invoker: Scope) -> Any:
         if mine:
             owner = service.owner
             listening = owner._listeners
-            if listening:
-                hooks.emit(owner, "building", service)
             began = time.perf_counter()
             try:
+                if listening:  # a hook stopping the program lands the flight too
+                    hooks.emit(owner, "building", service)
                 made = await _make_async(service, service.owner)
                 check_provides(service, made[0])
             except BaseException as error:
@@ -202,13 +202,13 @@ async def resolve_async(service: Service, invoker: Scope) -> Any:
                 raise
             service.build_seconds = time.perf_counter() - began
             landed = _land(service, flight, made, None)
+            if landed is not _KEPT:
+                await _discard_async(service, made)  # before the hooks hear: one may raise
             if listening:
                 _tell_landed(service, owner, landed, made[0], flight.error)
-            if landed is not _KEPT:
-                await _discard_async(service, made)
-                if landed is not _BEATEN:
-                    service = _current(service, landed)
-                    instances = service.owner._instances
+            if landed is not _KEPT and landed is not _BEATEN:
+                service = _current(service, landed)
+                instances = service.owner._instances
             continue
         try:
             if flight.event is not None and flight.thread == threading.get_ident():

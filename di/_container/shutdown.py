@@ -108,17 +108,27 @@ class Tally:
             ServiceShutdown(step.service.label, owner.name, outcome, seconds, error)
         )
         if owner._listeners:
-            hooks.emit(owner, "shut_down", step.service, step.instance, error, seconds)
+            try:
+                hooks.emit(owner, "shut_down", step.service, step.instance, error, seconds)
+            except BaseException as stop:  # stopping the program: once every hook ran
+                self.fatal = self.fatal or stop
 
     def report(self) -> ShutdownReport:
         return ShutdownReport(self.scope, tuple(self.entries), time.perf_counter() - self.began)
 
 
-def _starting(step: PendingHook) -> float:
-    """Tell the hooks listening that ``step``'s service is shutting down; the time."""
+def _starting(step: PendingHook, tally: Tally) -> float:
+    """Tell the hooks listening that ``step``'s service is shutting down; the time.
+
+    A hook that raises a ``BaseException`` (stopping the program) has it re-raised once
+    every hook ran, as a shutdown hook's own is: the service still shuts down.
+    """
     owner = step.service.owner
     if owner._listeners:
-        hooks.emit(owner, "shutting_down", step.service, step.instance)
+        try:
+            hooks.emit(owner, "shutting_down", step.service, step.instance)
+        except BaseException as stop:
+            tally.fatal = tally.fatal or stop
     return time.perf_counter()
 
 
@@ -432,7 +442,7 @@ def _attempt_sync(
     """Attempt every step's hook from sync code, keeping each outcome in ``tally``."""
     timeout = scope._root._shutdown_timeout
     while (step := take()) is not None:
-        began = _starting(step)
+        began = _starting(step, tally)
         try:
             _call_sync(step, timeout, scope, async_name)
         except BaseException as error:  # a BaseException is re-raised once every hook ran
@@ -480,7 +490,7 @@ async def _attempt_async(
     timeout = scope._root._shutdown_timeout
     baseline = cancel_requests()
     while (step := take()) is not None:
-        began = _starting(step)
+        began = _starting(step, tally)
         try:
             await _call_async(step, timeout, scope)
         except BaseException as error:

@@ -97,6 +97,20 @@ def test_the_same_class_twice_gets_two_names() -> None:
     ]
 
 
+def test_a_name_taken_below_is_not_given_again_above() -> None:
+    # The child collects first, the root the same class afterwards: the child sees both,
+    # and each must keep its own line in health checks and reports.
+    injector = Injector()
+    child = injector.scope("child")
+    child.provide(Metrics, provides=Plugin, collect=True)
+    injector.provide(Metrics, provides=Plugin, collect=True)
+    assert len(child.invoke(list[Plugin])) == 2
+    assert list(child.health_check()) == [
+        f"{__name__}.Plugin[{__name__}.Metrics]",
+        f"{__name__}.Plugin[{__name__}.Metrics #2]",
+    ]
+
+
 def test_a_child_adds_to_its_ancestors_collection() -> None:
     injector = collected()
     child = injector.scope("child")
@@ -145,6 +159,22 @@ def test_mixing_a_plain_binding_with_a_collection_is_an_error_that_says_so() -> 
         plain.provide(Metrics, provides=Plugin)  # the hint, for the second plain one
     with pytest.raises(TypeError, match="collection gathers services by type"):
         plain.provide(Metrics, name="metrics", collect=True)
+
+
+def test_the_mix_is_refused_whichever_scope_binds_first() -> None:
+    # A child collects first; its ancestor then binds the key plainly: refused too, as
+    # the other order is, since the child would see both.
+    injector = Injector()
+    child = injector.scope("child")
+    child.scope("grandchild").provide(Audit, provides=Plugin, collect=True)
+    with pytest.raises(ServiceAlreadyProvidedError, match="it is collected there"):
+        injector.provide(Metrics, provides=Plugin)
+    # A grandchild binds it plainly first; an ancestor then collects under it.
+    other = Injector()
+    other.scope("child").scope("grandchild").provide(Audit, provides=Plugin)
+    with pytest.raises(ServiceAlreadyProvidedError, match="bound plainly there"):
+        other.provide(Metrics, provides=Plugin, collect=True)
+    assert injector.list_provided() == other.list_provided() == []
 
 
 def test_asking_for_one_of_a_collection_points_to_the_list() -> None:

@@ -6,6 +6,7 @@ import contextvars
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import anyio
 import pytest
@@ -358,3 +359,131 @@ async def test_async_generator_factories_tell_their_build_and_shutdown() -> None
     await injector.ashutdown()
     assert db.closed
     assert seen.names("Database") == ["built", "shutting_down", "shut_down"]
+
+
+class Halt(BaseException):
+    """What a hook raises when the program is being stopped: no ``Exception``."""
+
+
+def _invoke_in_thread(injector: Injector, key: type) -> list[object]:
+    """``injector.invoke(key)`` in another thread, which must return within PATIENCE."""
+    got: list[object] = []
+    worker = threading.Thread(target=lambda: got.append(injector.invoke(key)), daemon=True)
+    worker.start()
+    worker.join(PATIENCE)
+    assert not worker.is_alive(), "the build was left claimed: invoke hangs"
+    return got
+
+
+def test_a_building_hook_that_stops_the_program_leaves_no_build_claimed() -> None:
+    injector = Injector()
+    injector.provide(Config)
+
+    def stop(event: HookEvent) -> None:
+        raise Halt
+
+    injector.add_hook("building", stop)
+    with pytest.raises(Halt):
+        injector.invoke(Config)
+    injector.remove_hook("building", stop)
+    (config,) = _invoke_in_thread(injector, Config)  # built anew, nothing left in flight
+    assert isinstance(config, Config) and injector.invoke(Config) is config
+
+
+async def test_an_async_building_hook_that_stops_the_program_leaves_no_build_claimed() -> None:
+    injector = Injector()
+    injector.provide(Config)
+
+    def stop(event: HookEvent) -> None:
+        raise Halt
+
+    injector.add_hook("building", stop)
+    with pytest.raises(Halt):
+        await injector.ainvoke(Config)
+    injector.remove_hook("building", stop)
+    with anyio.fail_after(PATIENCE):
+        config = await injector.ainvoke(Config)
+    assert injector.invoke(Config) is config
+
+
+@pytest.mark.parametrize("event", ["shutting_down", "shut_down"])
+def test_a_shutdown_hook_that_stops_the_program_still_lets_every_service_shut_down(
+    event: str,
+) -> None:
+    injector = Injector()
+    injector.provide(Config)
+    injector.provide(Database)
+    db = injector.invoke(Database)
+    told: list[str] = []
+
+    def stop(happened: HookEvent) -> None:
+        told.append(happened.key)
+        raise Halt
+
+    injector.add_hook(event, stop)  # type: ignore[arg-type]
+    with pytest.raises(Halt):  # re-raised once every service was shut down
+        injector.shutdown()
+    assert db.closed and len(told) == 2  # Database's hook ran, and Config was told too
+    injector.remove_hook(event, stop)  # type: ignore[arg-type]
+    assert injector.shutdown().services == ()  # nothing left behind for a later call
+    assert injector.invoke(Database) is not db  # the injector reopened: it builds anew
+
+
+async def test_an_async_shutdown_hook_that_stops_the_program_lets_every_service_shut_down() -> None:
+    injector = Injector()
+    injector.provide(Config)
+    injector.provide(Database)
+    db = injector.invoke(Database)
+
+    def stop(happened: HookEvent) -> None:
+        raise Halt
+
+    injector.add_hook("shutting_down", stop)
+    with pytest.raises(Halt):
+        await injector.ashutdown()
+    injector.remove_hook("shutting_down", stop)
+    assert db.closed and (await injector.ashutdown()).services == ()
+    assert injector.invoke(Database) is not db
+
+
+def test_a_scope_opened_while_a_hook_is_added_gets_it() -> None:
+    """A request scope opens without the lock while another thread adds a hook: the
+    scope is published after the hook's scope listed its children, and checks whether
+    a provider or a hook changed before the adding thread says so. It must still get
+    the hook: whichever way they interleave, one of the two sees the other."""
+    injector = Injector()
+    injector.provide(Config)
+    injector.provide_transient(Repo)
+    injector.provide(Database)
+    injector.scope().shutdown()  # the plan request scopes share, made
+    seen = Recorder()
+    listed, checked = threading.Event(), threading.Event()
+    adding = threading.Thread(target=lambda: injector.add_hook("built", seen))
+    version = injector._version
+
+    class Children(dict[object, object]):
+        """The root's children, pausing at the steps the race is between."""
+
+        armed = True
+
+        def __setitem__(self, key: object, child: object) -> None:
+            if self.armed:  # the opening thread, about to publish its child
+                adding.start()
+                assert listed.wait(PATIENCE)
+            super().__setitem__(key, child)
+
+        def values(self) -> Any:
+            found = list(super().values())
+            if self.armed:  # the adding thread, listing the children to tell
+                self.armed = False
+                listed.set()
+                if injector._version == version:  # nothing says a hook changed yet
+                    assert checked.wait(PATIENCE)
+            return found
+
+    injector._children = Children()
+    child = injector.scope()
+    checked.set()
+    adding.join(PATIENCE)
+    child.invoke(Repo)
+    assert (child.name, "built") in [(e.scope, e.name) for e in seen.events]

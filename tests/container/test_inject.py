@@ -103,6 +103,37 @@ def test_positional_arguments_never_land_on_an_injected_parameter() -> None:
         copy("a", source="b")
 
 
+async def test_variadic_positional_arguments_pass_through_to_star_args() -> None:
+    injector = app()
+
+    @injector.inject
+    def run(*paths: str, db: Inject[Database], **options: str) -> tuple[tuple[str, ...], Any]:
+        assert isinstance(db, Database)
+        return paths, options
+
+    @injector.inject
+    def move(target: str, *sources: str, db: Inject[Database]) -> tuple[str, tuple[str, ...]]:
+        assert isinstance(db, Database)
+        return target, sources
+
+    @injector.inject
+    async def fetch(*urls: str, db: Inject[Database]) -> tuple[str, ...]:
+        assert isinstance(db, Database)
+        return urls
+
+    assert run("a", "b", mode="fast") == (("a", "b"), {"mode": "fast"})
+    assert move("dir", "x", "y") == ("dir", ("x", "y"))
+    assert await fetch("u1", "u2") == ("u1", "u2")
+
+    @injector.inject
+    def tag(db: Inject[Database], *names: str) -> tuple[str, ...]:
+        return names
+
+    assert tag() == ()
+    with pytest.raises(TypeError, match="declare the injected parameters after \\*args"):
+        tag("a")  # it would land on db
+
+
 def test_each_call_runs_in_a_scope_of_its_own_and_its_failure_reaches_generators() -> None:
     log: list[str] = []
     injector = app(log)

@@ -214,15 +214,13 @@ async def test_async_with_awaits_an_async_shutdown_of_the_replacement() -> None:
     assert closed == ["fake"]
     assert await injector.ainvoke(Mailer) is original
     # A sync `with` ending inside the loop cannot await the cleanup: it says so, and
-    # changes nothing, so that `async with`'s exit can still do it all.
-    override = injector.overridden(Mailer, open_fake)
-    override.__enter__()
-    await injector.ainvoke(Mailer)
-    with pytest.raises(AsyncRequiredError, match="use `async with` there"):
-        override.__exit__(None, None, None)
-    assert isinstance(await injector.ainvoke(Mailer), FakeMailer)
-    await override.__aexit__(None, None, None)
-    assert closed == ["fake", "fake"]
+    # still puts the original back, since nothing can leave that block twice.
+    with (
+        pytest.raises(AsyncRequiredError, match=r"the original is back.*use `async with`"),
+        injector.overridden(Mailer, open_fake),
+    ):
+        assert isinstance(await injector.ainvoke(Mailer), FakeMailer)
+    assert closed == ["fake"]  # the replacement's cleanup could not run
     assert await injector.ainvoke(Mailer) is original
 
 
@@ -349,6 +347,15 @@ def test_a_clone_per_test_with_overrides_restores_nothing_in_the_original() -> N
     assert app.invoke(Mailer) is app_mailer
 
 
+def test_a_clone_made_during_an_override_has_the_original_provider() -> None:
+    app = mail_injector()
+    with app.overridden(Mailer, value=FakeMailer()), app.overridden(Signup, Signup):
+        clone = app.clone()
+    assert isinstance(clone.invoke(Mailer), SmtpMailer)  # the override stayed with app
+    assert clone.invoke(Signup) is not clone.invoke(Signup)  # still a transient
+    assert clone.list_provided() == app.list_provided()
+
+
 async def test_a_clone_s_monitor_checks_its_own_services() -> None:
     class Database:
         def health_check(self) -> None: ...
@@ -373,3 +380,25 @@ def test_generator_replacement_of_a_transient_is_refused() -> None:
 
     with pytest.raises(TypeError, match="generator factory's cleanup would never run"):
         injector.overridden(Signup, signups)
+
+
+class Halt(BaseException):
+    """What a hook raises when the program is being stopped: no ``Exception``."""
+
+
+@pytest.mark.parametrize("event", ["provided", "built"])
+def test_an_override_a_hook_stops_while_entering_is_not_left_in_place(event: str) -> None:
+    injector = mail_injector()
+    original = injector.invoke(Mailer)
+
+    def stop(happened: object) -> None:
+        raise Halt
+
+    injector.add_hook(event, stop)  # type: ignore[arg-type]
+    with pytest.raises(Halt), injector.overridden(Mailer, value=FakeMailer()):
+        pass  # never entered: nothing would leave it
+    injector.remove_hook(event, stop)  # type: ignore[arg-type]
+    assert injector.invoke(Mailer) is original
+    with injector.overridden(Mailer, value=FakeMailer()):  # and the key can be overridden again
+        assert isinstance(injector.invoke(Mailer), FakeMailer)
+    assert injector.invoke(Mailer) is original

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -111,6 +112,49 @@ async def test_shutdown_on_signals_refuses_a_running_loop_and_another_thread() -
     def other() -> None:
         try:
             injector.shutdown_on_signals()
+        except RuntimeError as error:
+            failure.append(error)
+
+    await anyio.to_thread.run_sync(other)
+    assert "must be called from the main thread" in str(failure[0])
+
+
+def test_signals_no_program_can_catch_are_refused_and_no_handler_is_left_behind() -> None:
+    injector = Injector()
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(ValueError, match=r"SIGKILL.*no program can catch it"):
+        injector.shutdown_on_signals(signal.SIGTERM, signal.SIGKILL)
+    with pytest.raises(ValueError, match="99999 is not a signal"):
+        injector.shutdown_on_signals(signal.SIGTERM, 99999)
+    assert signal.getsignal(signal.SIGTERM) is before  # SIGTERM still stops the program
+
+
+def test_a_signal_named_twice_gets_its_former_handler_back() -> None:
+    injector = Injector()
+    before = signal.getsignal(signal.SIGUSR1)
+
+    def send() -> None:
+        wait_until(lambda: signal.getsignal(signal.SIGUSR1) is not before, "the handler")
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    report = injector.shutdown_on_signals(signal.SIGUSR1, signal.SIGUSR1)
+    sender.join()
+    assert report.ok and signal.getsignal(signal.SIGUSR1) is before
+
+
+async def test_ashutdown_on_signals_refuses_what_it_cannot_wait_for() -> None:
+    injector = Injector()
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(ValueError, match=r"SIGSTOP.*no program can catch it"):
+        await injector.ashutdown_on_signals(signal.SIGTERM, signal.SIGSTOP)
+    assert signal.getsignal(signal.SIGTERM) is before
+    failure: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            anyio.run(injector.ashutdown_on_signals)
         except RuntimeError as error:
             failure.append(error)
 

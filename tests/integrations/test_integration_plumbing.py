@@ -84,6 +84,50 @@ def test_the_core_inject_imports_no_framework_and_joins_fastapi_once_it_is_loade
     assert done.stdout == "ok\n"
 
 
+def test_an_inject_made_before_fastapi_was_loaded_says_so_where_fastapi_cannot_read_it() -> None:
+    """An ``Inject[T]`` evaluated before FastAPI was imported carries no dependency:
+    an async endpoint still gets it (the app's route class fills it), but where FastAPI
+    itself must solve it (a sync endpoint, a dependency) adding the route fails with an
+    error that says why and what to do, not as a field FastAPI cannot validate."""
+    code = (
+        "from di import Inject, Injector\n"
+        "class Store: ...\n"
+        "StoreDep = Inject[Store]\n"
+        "def name_of(store: StoreDep) -> str:\n"
+        "    return type(store).__name__\n"
+        "def synchronous(store: StoreDep) -> str:\n"
+        "    return type(store).__name__\n"
+        "from fastapi import Depends, FastAPI\n"
+        "from fastapi.testclient import TestClient\n"
+        "from di.integrations.fastapi import install\n"
+        "injector = Injector()\n"
+        "injector.provide(Store)\n"
+        "app = FastAPI()\n"
+        "install(app, injector)\n"
+        "@app.get('/async')\n"
+        "async def asynchronous(store: StoreDep) -> str:\n"
+        "    return type(store).__name__\n"
+        "async def depending(name: str = Depends(name_of)) -> str:\n"
+        "    return name\n"
+        "for path, endpoint in (('/sync', synchronous), ('/dependency', depending)):\n"
+        "    try:\n"
+        "        app.get(path)(endpoint)\n"
+        "    except TypeError as error:\n"
+        "        print(path, error)\n"
+        "with TestClient(app) as client:\n"
+        "    print(client.get('/async').json())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["/sync", "/dependency", "Store"]
+    for line in lines[:2]:
+        assert "Inject[__main__.Store] was evaluated before fastapi was imported" in line
+        assert "from __future__ import annotations" in line
+
+
 def test_the_parser_refuses_what_cannot_be_passed_by_keyword_and_waits_for_late_names() -> None:
     def positional(store: Annotated[Store, INJECT], /) -> None: ...
 

@@ -128,7 +128,8 @@ async def check_ergonomics(injector: Injector) -> None:
     assert_type(stream, Callable[..., AsyncIterator[bytes]])
     assert_type(job, Callable[..., Coroutine[Any, Any, str]])
 
-    # overridden(): a factory or a value of the key's type; `with` and `async with`.
+    # overridden(): a factory of the key's type; `with` and `async with`. (A value is
+    # not checked against the key: a type checker widens the key's type to fit it.)
     override = injector.overridden(Mailer, value=SmtpMailer())
     assert_type(override, Overriding)
     with override as entered:
@@ -170,3 +171,17 @@ async def check_ergonomics(injector: Injector) -> None:
 
     injector.add_hook("built", hook)
     injector.remove_hook("built", hook)
+
+
+def refused(injector: Injector, database: Inject[Database]) -> None:
+    """What a type checker must refuse: each line fails, or its ignore is unused (strict)."""
+    injector.overridden(Mailer, Database)  # type: ignore[arg-type]
+    injector.overridden(Database, lambda: "not a database")  # type: ignore[arg-type, return-value]
+    injector.add_hook("invoked", print)  # type: ignore[arg-type]
+
+    def wrong_hook(event: str) -> None: ...
+
+    injector.add_hook("built", wrong_hook)  # type: ignore[arg-type]
+    text: str = database  # type: ignore[assignment]
+    listed: list[Database] = injector.invoke(list[Mailer])  # type: ignore[arg-type]
+    del text, listed
