@@ -65,6 +65,8 @@ check-dist: dist
 	$(WHEEL_VENV)/bin/di probe http://127.0.0.1:9/ --timeout 1 | grep '^unhealthy: '
 	$(WHEEL_VENV)/bin/di serve any:app --http 127.0.0.1:0 2>&1 \
 		| grep -F "serving HTTP needs the http extra (httptools is not installed)"
+	$(WHEEL_VENV)/bin/di run any:app 2>&1 \
+		| grep -F "di run needs the http extra (uvicorn is not installed)"
 
 bench: $(VENV)/.bench
 	$(BIN)/python -m benchmarks
@@ -86,7 +88,7 @@ files = [str(f) for f in metadata.distribution("healthdi").files]
 assert any(f.endswith(".dist-info/licenses/LICENSE") for f in files), files
 extras = [m for m in ("grpc", "uvicorn", "httptools", "trio") if importlib.util.find_spec(m)]
 assert not extras, f"the core alone installed {extras}"
-command = {f"di/_cli/{m}.py" for m in ("__init__", "main", "probe", "serve", "http_server")}
+command = {f"di/_cli/{m}.py" for m in ("__init__", "main", "probe", "serve", "http_server", "run")}
 assert command <= set(files), sorted(command - set(files))
 print(f"the wheel alone: import di {di.__version__} from {di.__file__}")
 endef

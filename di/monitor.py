@@ -32,12 +32,14 @@ from . import _health  # the engine's entry point, for rounds bounded by ``timeo
 from ._container import views
 from ._container.runner import (
     LoopEvent,
+    after_fork_in_child,
     cancel_requests,
     cancelled_from_outside,
     in_event_loop,
     is_cancellation,
 )
 from ._health import observe
+from ._health.settings import check_seconds
 from .health import HealthCheckResult, HealthReport, Outcome, Status, explain_error
 from .scope import Scope
 
@@ -210,18 +212,7 @@ class HealthMonitor:
             ("failure_ttl", failure_ttl, False),
             ("log_interval", log_interval, False),
         ):
-            if value is None:
-                continue
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or not (value > 0 if positive else value >= 0)
-            ):
-                bound = "> 0" if positive else ">= 0"
-                raise ValueError(
-                    f"HealthMonitor({argument}=...) must be a finite number {bound}, got {value!r}"
-                )
+            check_seconds(f"HealthMonitor({argument}=...)", value, zero=not positive)
         self.injector = injector
         self.interval = interval
         self.timeout = float(interval if timeout is None else timeout) or 1.0
@@ -237,7 +228,7 @@ class HealthMonitor:
             )
         # Each group's members by label, in order; None for "*" (every checked service).
         self._groups: dict[str, tuple[str, ...] | None] = {
-            name: self._members(name, members)
+            name: _members(injector, name, members)
             for name, members in {**DEFAULT_GROUPS, **(groups or {})}.items()
         }
         self._report: HealthReport | None = None
@@ -270,29 +261,17 @@ class HealthMonitor:
         self._status_log = observe.StatusLog(self.log_interval)
         self._listeners: list[Callable[[HealthReport], object]] = []
         self._tracer: Any = observe.tracer_for(tracing)
-
-    def _members(self, group: str, members: Sequence[type[Any] | str]) -> tuple[str, ...] | None:
-        if isinstance(members, str) or not isinstance(members, Sequence | set | frozenset):
-            raise TypeError(
-                f"HealthMonitor(groups=...): group {group!r} must list its members, such as "
-                f"groups={{{group!r}: [Database, 'replica']}}; got {members!r}"
-            )
-        if "*" in members:
-            return None
-        # Unknown members are an error now, not a group that can never be SERVING.
-        # The services by key, as invoke finds them: an unknown member fails here.
-        found = [views.find(self.injector, member) for member in members]
-        # A service's own name must not pass for a group that does not answer for it.
-        shadowed = views.lookup(self.injector, group)
-        if shadowed is not None and shadowed not in found:
-            raise ValueError(
-                f"HealthMonitor(groups=...): group {group!r} has the name of a service it "
-                "does not list; rename the group or the service, so that each name has one "
-                "status"
-            )
-        return tuple(service.label for service in found)
+        after_fork_in_child(self._after_fork)
 
     # -- running ---------------------------------------------------------------------
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's run of this monitor does not exist here, so
+        it may run again; what it published stays, and falls overdue until a round."""
+        self._running, self._task_group, self._stop, self._ran = False, None, None, _SET
+        self._changed = self._refreshing = self._deadlines_moved = None
+        if self._phase == _STARTING:  # the start was the parent's, and never ends here
+            self._phase, self._start_done = _NOT_STARTED, None
 
     async def start(self) -> None:
         """Build the injector's eager services (its ``astart()``), once.
@@ -605,7 +584,7 @@ class HealthMonitor:
         label = name if isinstance(name, str) else views.find(self.injector, name).label
         status = ServingStatus(status)
         if ttl is not None:
-            _check_seconds("set_status(ttl=...)", ttl, "or None for no expiry")
+            check_seconds("set_status(ttl=...)", ttl, "(or None for no expiry)")
         with self._lock:
             self._overrides[label] = status
             if label in views.service_labels(self.injector):
@@ -884,16 +863,28 @@ class _Basis:
         return statuses
 
 
-def _check_seconds(argument: str, value: object, alternative: str) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(
-            f"{argument} must be a finite number of seconds > 0, {alternative}; got {value!r}"
+def _members(
+    injector: Scope, group: str, members: Sequence[type[Any] | str]
+) -> tuple[str, ...] | None:
+    """The labels a group names, or None for every name (``"*"``)."""
+    if isinstance(members, str) or not isinstance(members, Sequence | set | frozenset):
+        raise TypeError(
+            f"HealthMonitor(groups=...): group {group!r} must list its members, such as "
+            f"groups={{{group!r}: [Database, 'replica']}}; got {members!r}"
         )
+    if "*" in members:
+        return None
+    # An unknown member fails now, not as a group that can never be SERVING.
+    found = [views.find(injector, member) for member in members]
+    # A service's own name must not pass for a group that does not answer for it.
+    shadowed = views.lookup(injector, group)
+    if shadowed is not None and shadowed not in found:
+        raise ValueError(
+            f"HealthMonitor(groups=...): group {group!r} has the name of a service it "
+            "does not list; rename the group or the service, so that each name has one "
+            "status"
+        )
+    return tuple(service.label for service in found)
 
 
 def _serving(healthy: bool) -> ServingStatus:

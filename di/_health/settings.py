@@ -6,25 +6,23 @@ slots (:class:`Slots`), the identical calls in flight (``calls``), the sync chec
 running now in worker threads (:class:`Attempts`: a check still running from an earlier
 call is shared, never started twice) and the loop time spent inside checks' code per
 event-loop thread (:class:`LoopTime`). Nothing here is process-wide: two injectors
-never see each other's state. A child made by ``fork()`` starts each tree's live state
-afresh: the calls and checks in flight ran in threads the child does not have.
+never see each other's state. After ``fork()`` the child starts that state afresh
+(:meth:`HealthSettings._after_fork`): the parent's threads, and their runs, are not there.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
-from .._container.runner import Threads, loop_notifier
+from .._container.runner import Threads, after_fork_in_child, loop_notifier
 from ..errors import HealthCheckError
 
 if TYPE_CHECKING:
@@ -72,31 +70,26 @@ class HealthSettings:
         self.global_timeout = global_timeout
         self.on_check = on_check
         self.threads = threads  # worker threads for sync checks (and shutdown hooks)
-        self.start_afresh()
-        _SETTINGS.add(self)
-
-    def start_afresh(self) -> None:
-        """Empty the live state: nothing in flight, every slot free."""
-        self.slots = Slots(self.parallelism)  # the pool of checks running at once
+        self.slots = Slots(parallelism)  # the pool of checks running at once
         self.lock = threading.Lock()  # guards `calls`
         self.calls: dict[Any, SharedCall] = {}  # identical calls in flight
         self.attempts = Attempts()
         self.loop_time = LoopTime()
+        after_fork_in_child(self._after_fork)
 
+    def _after_fork(self) -> None:
+        """In a forked child: forget the calls and check runs of the parent's threads.
 
-# Every tree's settings, for a forked child to start their live state afresh: a call
-# or a sync check in flight at fork() would otherwise be joined or shared there for
-# ever, by threads that do not exist in the child.
-_SETTINGS: weakref.WeakSet[HealthSettings] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    for settings in list(_SETTINGS):
-        settings.start_afresh()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
+        Those threads do not exist here: a call in flight would never end for the calls
+        joining it, a sync check running at the fork would read as still running (and
+        then TIMEOUT, for good), a slot held by one would never be freed, and a lock
+        held by one would never be released.
+        """
+        self.slots = Slots(self.parallelism)
+        self.lock = threading.Lock()
+        self.calls = {}
+        self.attempts = Attempts()
+        self.loop_time = LoopTime()
 
 
 class SharedCall:
@@ -273,3 +266,22 @@ class Slots:
                 self._free += 1
                 return
         wake()
+
+
+def check_seconds(
+    argument: str, value: object, alternative: str = "or None", *, zero: bool = False
+) -> None:
+    """Refuse a duration that is not a finite number of seconds > 0 (>= 0 with
+    ``zero``); None passes."""
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not (value >= 0 if zero else value > 0)
+    ):
+        raise ValueError(
+            f"{argument} must be a finite number of seconds {'>=' if zero else '>'} 0 "
+            f"{alternative}, got {value!r}"
+        )
