@@ -219,7 +219,8 @@ class Threads:
 
     An idle thread holds no reference to the job it ran, and exits after
     :data:`IDLE_SECONDS`; after ``fork()`` the child starts with an empty pool (the
-    parent's threads do not exist there).
+    parent's threads do not exist there). In ``atexit`` callbacks, where Python 3.12.0
+    and 3.12.1 refuse new threads, a job no idle thread takes runs in the caller.
     """
 
     def __init__(self, name: str) -> None:
@@ -236,7 +237,16 @@ class Threads:
             parked.job = job
             parked.event.set()
             return
-        threading.Thread(target=self._work, args=(job,), name=self._name, daemon=True).start()
+        thread = threading.Thread(target=self._work, args=(job,), name=self._name, daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:
+            if threading.main_thread().is_alive():
+                raise
+            # Python 3.12.0 and 3.12.1 start no thread once the main thread has finished:
+            # in atexit callbacks, where a Flask app's container shuts down. Nothing else
+            # would run the job, so it runs here, unbounded.
+            job()
 
     def _work(self, job: Callable[[], None] | None) -> None:
         parked = _Idle()
