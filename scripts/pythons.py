@@ -308,7 +308,8 @@ def main(arguments: list[str]) -> int:
             run_suite(run, arguments)
         run.seconds = time.monotonic() - began
     total = time.monotonic() - started
-    print(f"\n==== the suite on {len(runs)} Python versions, in {total:.0f} s ====")
+    versions = f"{len(runs)} Python version{'s' if len(runs) > 1 else ''}"
+    print(f"\n==== the suite on {versions}, in {total:.0f} s ====")
     for run in runs:
         print(describe(run))
     if missing:

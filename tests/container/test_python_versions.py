@@ -32,7 +32,7 @@ from di import HealthMonitor, Injector, ServiceNotFoundError
 from di._container.runner import Threads
 
 from ..processes import ROOT
-from ..timing import PATIENCE, at_most
+from ..timing import PATIENCE
 
 NEW_IN_312 = pytest.mark.skipif(
     sys.version_info < (3, 12), reason="new in Python 3.12; this runs Python 3.11"
@@ -276,7 +276,7 @@ async def test_the_async_paths_run_under_every_task_factory() -> None:
         events.append("committed")
 
     Slow.builds = 0
-    injector = Injector(health_check_timeout=at_most(0))
+    injector = Injector()
     injector.provide(build_slow)
     injector.provide(Pool, eager=True)
     injector.provide(connect)

@@ -110,7 +110,7 @@ def test_the_suite_goes_on_without_a_missing_version_and_totals_the_others() -> 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "not found: 3.99 (going on without them)" in done.stdout
     assert f"==== Python {CURRENT_FULL}, in {VENV} ====" in done.stdout
-    summary = done.stdout[done.stdout.index("==== the suite on 1 Python versions") :]
+    summary = done.stdout[done.stdout.index("==== the suite on 1 Python version,") :]
     assert f"  {CURRENT_FULL} passed: 1 passed; " in summary
     assert f" s in {VENV} (" in summary
     assert "  not found: 3.99" in summary
