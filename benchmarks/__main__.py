@@ -56,12 +56,21 @@ def main() -> None:
         peers = [
             name
             for name, cells in rows.items()
-            if name not in ("healthdi", "floor (dict lookup / hand-written)")
+            if not name.startswith(("healthdi", "floor (dict lookup / hand-written)"))
             and cells[scenario] is not None
             and cells[scenario] <= (ours[scenario] or 0)
         ]
         verdict = "faster than every peer" if not peers else f"not faster than {', '.join(peers)}"
         print(f"{scenario}: healthdi / floor = {ratio:.2f}x (target {target}x); {verdict}")
+    idle, built = rows["healthdi, a hook on 'shut_down'"], rows["healthdi, a hook on 'built'"]
+    for scenario, fired in (("S1", "no event"), ("S2", "two events")):
+        without = ours[scenario] or 1
+        print(
+            f"{scenario} with a hook registered / without = "
+            f"{(idle[scenario] or 0) / without:.2f}x (goal <= 1.10x; the hook on 'shut_down', "
+            f"an event {scenario} never fires); with a hook on 'built' = "
+            f"{(built[scenario] or 0) / without:.2f}x ({fired} a call)"
+        )
     path = save("resolve", {"python": platform.python_version(), "rows": rows})
     print(f"\nwritten to {path}")
     request_table()

@@ -3,6 +3,11 @@
 Each setup returns, per scenario, a statement and the names it uses; a library that
 cannot express a scenario returns None for it. Every setup checks once that its
 statement really builds what the scenario asks, so no row times a no-op.
+
+healthdi is also measured with one lifecycle hook registered (``add_hook``): on
+``"shut_down"``, an event S1 and S2 never fire (what having hooks costs paths no hook
+listens to), and on ``"built"``, which S2 fires twice a call, one per transient built
+(what the event itself costs).
 """
 
 from __future__ import annotations
@@ -44,6 +49,32 @@ def healthdi() -> dict[str, Row]:
     injector.provide_transient(Service)
     env = {"injector": injector, "Database": Database, "Service": Service}
     return _check(env, "injector.invoke(Database)", "injector.invoke(Service)")
+
+
+def _with_hook(event: str) -> dict[str, Row]:
+    """healthdi's rows, with one hook on ``event`` that counts its calls (a list that
+    keeps growing would time the list)."""
+    rows = healthdi()
+    s1 = rows["S1"]
+    assert s1 is not None
+    injector = s1[1]["injector"]
+    calls = [0]
+
+    def count(event: Any) -> None:
+        calls[0] += 1
+
+    injector.add_hook(event, count)
+    injector.invoke(Service)
+    assert calls[0] == (2 if event == "built" else 0), "S2 builds two transients"
+    return rows
+
+
+def healthdi_idle_hook() -> dict[str, Row]:
+    return _with_hook("shut_down")
+
+
+def healthdi_built_hook() -> dict[str, Row]:
+    return _with_hook("built")
 
 
 def dishka() -> dict[str, Row]:
@@ -141,6 +172,8 @@ def punq() -> dict[str, Row]:
 SETUPS: dict[str, Callable[[], dict[str, Row]]] = {
     "floor (dict lookup / hand-written)": floor,
     "healthdi": healthdi,
+    "healthdi, a hook on 'shut_down'": healthdi_idle_hook,
+    "healthdi, a hook on 'built'": healthdi_built_hook,
     "dependency-injector": dependency_injector,
     "wireup": wireup,
     "lagom": lagom,

@@ -12,11 +12,14 @@ package's metadata, on first use too.
 The package in layers, bottom to top; each imports only from below (``make lint``
 checks it):
 
+- ``di.lifecycle``: hook events and shutdown reports, plain values;
 - ``di.health``, ``di.errors``, ``di.protocols``: the values and errors every layer speaks;
 - ``di._container``: declare, build, cache and tear down (keys, signatures, service
-  records, the registry, resolution, the request path, compiled builders, shutdown, the
-  graph, the one runner of threads and loops); other layers read it through ``views``;
+  records, the registry, resolution, the request path, compiled builders, shutdown,
+  hooks, overrides, injection into functions, the graph, the one runner of threads and
+  loops); other layers read it through ``views``;
 - ``di._health``: the engine that runs checks (settings, one call, its workers);
+  ``di.inject``: the ``Inject[T]`` marker;
 - ``di.scope``, ``di.injector``: the container's public face, joining both;
 - ``di.monitor``: checks in the background, one published snapshot per round;
 - ``di._answers``, ``di.metrics``, then ``di.asgi``, ``di.grpc``: health on the wire;
@@ -49,7 +52,9 @@ if TYPE_CHECKING:
         ShutdownTimeoutError,
     )
     from .health import Degraded, HealthCheckResult, HealthReport, Outcome
+    from .inject import Inject
     from .injector import Injector
+    from .lifecycle import HookEvent, ServiceShutdown, ShutdownReport
     from .monitor import HealthMonitor, ServingStatus
     from .protocols import (
         AsyncHealthChecker,
@@ -79,6 +84,8 @@ _WHERE = {
     "HealthChecker": ".protocols",
     "Healthchecker": ".protocols",
     "HealthcheckerWithContext": ".protocols",
+    "HookEvent": ".lifecycle",
+    "Inject": ".inject",
     "Injector": ".injector",
     "Named": "._container.keys",
     "Outcome": ".health",
@@ -88,8 +95,10 @@ _WHERE = {
     "ServiceAlreadyProvidedError": ".errors",
     "ServiceNotBuiltError": ".errors",
     "ServiceNotFoundError": ".errors",
+    "ServiceShutdown": ".lifecycle",
     "ServingStatus": ".monitor",
     "ShutdownError": ".errors",
+    "ShutdownReport": ".lifecycle",
     "ShutdownTimeoutError": ".errors",
     "Shutdowner": ".protocols",
 }
@@ -111,6 +120,8 @@ __all__ = [
     "HealthReport",
     "Healthchecker",
     "HealthcheckerWithContext",
+    "HookEvent",
+    "Inject",
     "Injector",
     "Named",
     "NoHealthCheckError",
@@ -121,8 +132,10 @@ __all__ = [
     "ServiceAlreadyProvidedError",
     "ServiceNotBuiltError",
     "ServiceNotFoundError",
+    "ServiceShutdown",
     "ServingStatus",
     "ShutdownError",
+    "ShutdownReport",
     "ShutdownTimeoutError",
     "Shutdowner",
 ]

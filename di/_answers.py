@@ -29,7 +29,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .health import HealthCheckResult, Outcome, error_text
+from .health import HealthCheckResult, Outcome, error_text, printable
 from .monitor import ServingStatus
 
 if TYPE_CHECKING:
@@ -146,7 +146,11 @@ def render_health(snapshot: HealthSnapshot, name: str, details: bool) -> Answer:
             "observedValue": round(result.duration * 1000, 3),
             "observedUnit": "ms",
         }
-        if result.outcome is not Outcome.HEALTHY:
+        manual = snapshot.manual.get(result.key)
+        if manual is not None and (manual is ServingStatus.SERVING) != result.healthy:
+            entry["status"] = "pass" if manual is ServingStatus.SERVING else "fail"
+            entry["output"] = f"status set to {manual.name}"
+        elif result.outcome is not Outcome.HEALTHY:
             entry["output"] = reason(result, details)
         if details and result.details:
             if len(result.details) == 1:
@@ -157,7 +161,10 @@ def render_health(snapshot: HealthSnapshot, name: str, details: bool) -> Answer:
                     entry.setdefault(field, value)  # the format's own fields win
         checks[result.key] = [entry]
     for label in snapshot.missing.get(name, ()):
-        checks[label] = [{"status": "fail", "output": "not checked: not built or no check"}]
+        checks[label] = [{"status": "fail", "output": _not_checked(snapshot, label)}]
+    for label in _unbuilt(snapshot, name):
+        passes, output = _unbuilt_state(snapshot, label)
+        checks.setdefault(label, [{"status": "warn" if passes else "fail", "output": output}])
     serving = status != "fail"
     payload: dict[str, Any] = {"status": status}
     if not serving and snapshot.reasons:
@@ -188,16 +195,23 @@ def render_probe(
         return text_answer(404, f"no {group!r} group is configured\n")
     reasons = () if status is ServingStatus.SERVING else snapshot.reasons
     held = [f"[-]{what}: {why}" for what, why in reasons]
+    unbuilt = _unbuilt(snapshot, group)
     if single is not None:
         found = [r for r in results if r.key == single]
+        if not found and single in unbuilt:
+            line = _unbuilt_line(snapshot, single)
+            if line.startswith("[+]") and not held:
+                return text_answer(200, f"{line}\n{endpoint} check passed\n")
+            lines = held if line.startswith("[+]") else [line]
+            return text_answer(503, "\n".join([*lines, f"{endpoint} check failed"]) + "\n")
         if not found:
             return text_answer(404, f"no check {short(single)} in {endpoint}\n")
-        if found[0].healthy and not held:
-            if found[0].outcome is Outcome.DEGRADED:
-                line = f"[+]{single} degraded: {reason(found[0], details)}"
-                return text_answer(200, f"{line}\n{endpoint} check passed\n")
-            return _OK
-        lines = held if found[0].healthy else [f"[-]{single} failed: {reason(found[0], details)}"]
+        line = _line(snapshot, found[0], details)
+        if line.startswith("[+]") and not held:
+            if line == printable(f"[+]{single} ok"):
+                return _OK
+            return text_answer(200, f"{line}\n{endpoint} check passed\n")
+        lines = held if line.startswith("[+]") else [line]
         return text_answer(503, "\n".join([*lines, f"{endpoint} check failed"]) + "\n")
     exclude = [name for values in query.get("exclude", ()) for name in values.split(",") if name]
     evaluated = snapshot.evaluate(group, exclude) if exclude else status
@@ -207,18 +221,13 @@ def render_probe(
     lines = []
     for result in results:
         if result.key in exclude:
-            lines.append(f"[+]{result.key} excluded: ok")
-        elif result.outcome is Outcome.DEGRADED:
-            lines.append(f"[+]{result.key} degraded: {reason(result, details)}")
-        elif result.healthy:
-            lines.append(f"[+]{result.key} ok")
+            lines.append(f"[+]{printable(result.key)} excluded: ok")
         else:
-            lines.append(f"[-]{result.key} failed: {reason(result, details)}")
-    lines += [
-        f"[-]{label} failed: not checked"
-        for label in snapshot.missing.get(group, ())
-        if label not in exclude
-    ]
+            lines.append(_line(snapshot, result, details))
+    for label in snapshot.missing.get(group, ()):
+        if label not in exclude:
+            lines.append(printable(f"[-]{label} failed: {_not_checked(snapshot, label)}"))
+    lines += [_unbuilt_line(snapshot, label) for label in unbuilt if label not in exclude]
     lines += held
     if not ok and all(line.startswith("[+]") for line in lines):
         lines.append(f"[-]{group} failed: status {evaluated.name if evaluated else 'UNKNOWN'}")
@@ -227,6 +236,56 @@ def render_probe(
 
 
 _OK = text_answer(200, "ok")
+
+NOT_BUILT = "not built: never checked"
+
+
+def _line(snapshot: HealthSnapshot, result: HealthCheckResult, details: bool) -> str:
+    """One check's line of a verbose probe answer: ``[+]name ok``, ``[-]name failed: ...``.
+
+    A status set by hand for the service wins over its check, and says so. Every line
+    is :func:`~di.health.printable`: no text a check raised can start a line of its own.
+    """
+    key = result.key
+    manual = snapshot.manual.get(key)
+    if manual is not None and (manual is ServingStatus.SERVING) != result.healthy:
+        if manual is ServingStatus.SERVING:
+            line = f"[+]{key} ok: status set to SERVING"
+        else:
+            line = f"[-]{key} failed: status set to {manual.name}"
+    elif result.outcome is Outcome.DEGRADED:
+        line = f"[+]{key} degraded: {reason(result, details)}"
+    elif result.healthy:
+        line = f"[+]{key} ok"
+    else:
+        line = f"[-]{key} failed: {reason(result, details)}"
+    return printable(line)
+
+
+def _unbuilt(snapshot: HealthSnapshot, name: str) -> tuple[str, ...]:
+    """The services with a check that were not built, which ``name`` lists when it
+    answers for every checked service (``""``, a ``"*"`` group)."""
+    return snapshot.unbuilt if name in snapshot.every_check else ()
+
+
+def _unbuilt_state(snapshot: HealthSnapshot, label: str) -> tuple[bool, str]:
+    """Whether an unbuilt service passes for now (it holds nothing unless the monitor's
+    ``unbuilt`` is ``"fail"``, or its status was set by hand), and why."""
+    manual = snapshot.manual.get(label)
+    if manual is not None:
+        return manual is ServingStatus.SERVING, f"{NOT_BUILT}; status set to {manual.name}"
+    return not any(what == "unbuilt" for what, _ in snapshot.reasons), NOT_BUILT
+
+
+def _unbuilt_line(snapshot: HealthSnapshot, label: str) -> str:
+    passes, why = _unbuilt_state(snapshot, label)
+    return printable(f"[+]{label} {why}" if passes else f"[-]{label} failed: {why}")
+
+
+def _not_checked(snapshot: HealthSnapshot, label: str) -> str:
+    if label in snapshot.unbuilt:
+        return NOT_BUILT
+    return "not checked: not built or no check"
 
 
 # -- grpc.health.v1.Health/Check over JSON -------------------------------------------------

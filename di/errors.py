@@ -8,6 +8,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
 
+from .lifecycle import ServiceShutdown, ShutdownReport
+
 __all__ = [
     "AsyncRequiredError",
     "CircularDependencyError",
@@ -129,14 +131,18 @@ def _close_match(key: str, available: Sequence[str]) -> str | None:
 
 
 class ServiceAlreadyProvidedError(DIError, ValueError):
-    """Raised when a scope is asked to provide a key it already provides."""
+    """Raised when a scope is asked to provide a key it already provides.
 
-    def __init__(self, key: str, scope: str) -> None:
+    Also when a key would be both collected (``collect=True``) and bound plainly in
+    reach of one scope: ``reason`` says which.
+    """
+
+    def __init__(self, key: str, scope: str, reason: str | None = None) -> None:
         self.key = key
         self.scope = scope
-        super().__init__(
-            f"service {key!r} is already provided in scope {scope!r}; use override() to replace it"
-        )
+        if reason is None:
+            reason = "use override() to replace it"
+        super().__init__(f"service {key!r} is already provided in scope {scope!r}; {reason}")
 
 
 class ServiceNotBuiltError(DIError, LookupError):
@@ -232,6 +238,8 @@ class ShutdownError(DIError, ExceptionGroup[Exception]):
     :class:`ShutdownTimeoutError`). ``errors`` maps each failed service to its exception:
     by key for the scope being shut down, as ``"key (scope 'name')"`` for its child
     scopes' services, so a child's service that shadows a parent's keeps its own entry.
+    ``report`` is the whole shutdown's :class:`~di.ShutdownReport`, the services that
+    shut down cleanly included.
 
     >>> try:
     ...     injector.shutdown()
@@ -241,8 +249,14 @@ class ShutdownError(DIError, ExceptionGroup[Exception]):
     """
 
     errors: Mapping[str, Exception]
+    report: ShutdownReport
 
-    def __new__(cls, scope: str, errors: Mapping[str, Exception]) -> ShutdownError:
+    def __new__(
+        cls,
+        scope: str,
+        errors: Mapping[str, Exception],
+        report: ShutdownReport | None = None,
+    ) -> ShutdownError:
         for key, error in errors.items():
             error.add_note(f"while shutting down service {key!r}")
         noun = "service" if len(errors) == 1 else "services"
@@ -251,8 +265,28 @@ class ShutdownError(DIError, ExceptionGroup[Exception]):
         )
         self = super().__new__(cls, message, list(errors.values()))
         self.errors = dict(errors)
+        if report is None:  # raised without one: the failures alone
+            report = ShutdownReport(
+                scope,
+                tuple(
+                    ServiceShutdown(
+                        key,
+                        scope,
+                        "timed_out" if isinstance(error, ShutdownTimeoutError) else "failed",
+                        0.0,
+                        error,
+                    )
+                    for key, error in errors.items()
+                ),
+            )
+        self.report = report
         return self
 
-    def __init__(self, scope: str, errors: Mapping[str, Exception]) -> None:
+    def __init__(
+        self,
+        scope: str,
+        errors: Mapping[str, Exception],
+        report: ShutdownReport | None = None,
+    ) -> None:
         # ExceptionGroup takes (message, exceptions); __new__ already built both.
         pass

@@ -25,6 +25,10 @@ class Degraded(Exception):
     ...         raise di.Degraded("replication lag over 30 s")
     """
 
+    # Read by the engine: a subclass that does not call __init__ still has them.
+    reason: str = "degraded"
+    details: Mapping[str, Any] | None = None
+
     def __init__(self, reason: str = "degraded", *, details: Mapping[str, Any] | None = None):
         super().__init__(reason)
         self.reason = reason
@@ -116,7 +120,7 @@ class HealthCheckResult:
             "scope": self.scope,
             "outcome": self.outcome.value,
             "error": None if self.error is None else error_text(self.error),
-            "error_type": None if self.error is None else type(self.error).__qualname__,
+            "error_type": None if self.error is None else type_name(self.error, qualified=True),
             "started": self.started.isoformat(),
             "duration_ms": round(self.duration * 1000, 3),
         }
@@ -176,20 +180,106 @@ class HealthReport:
         }
 
 
+ERROR_TEXT_LIMIT = 1000
+"""Characters of an error's text that a report, an answer, a log line or ``di check``
+shows at most; a longer text is cut there, with a mark saying how much was cut."""
+
+
 def error_text(error: BaseException) -> str:
-    """``str(error)``, or a stand-in when its ``__str__`` fails: rendering a check's error
-    (in a log, an answer, a report) must never fail in its turn."""
+    """``str(error)``, cut at :data:`ERROR_TEXT_LIMIT` characters, or a stand-in when its
+    ``__str__`` fails: rendering a check's error (in a log, an answer, a report) must
+    never fail in its turn."""
+    return cut(_whole_text(error), ERROR_TEXT_LIMIT)
+
+
+def _whole_text(error: BaseException) -> str:
     try:
-        return str(error)
-    except (Exception, SystemExit) as failure:
-        return f"<str() of the {type(error).__name__} raised {type(failure).__name__}>"
+        text = str(error)
+        if type(text) is not str:  # a str subclass, whose methods may be anything
+            text = str.__str__(text)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as failure:  # whatever __str__ raised is the check's doing
+        return f"<str() of the {type_name(error)} raised {type_name(failure)}>"
+    return text
 
 
-def explain_error(error: BaseException, limit: int = 500) -> str:
-    """``Type: text (notes)`` in one line, with what is empty left out and the text cut
+def explain_error(error: BaseException, limit: int = ERROR_TEXT_LIMIT) -> str:
+    """``Type: text (notes)`` on one printable line (see :func:`printable`), the text cut
     at ``limit`` characters: how logs and the CLI name a failure."""
-    text = error_text(error)
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    notes = "; ".join(str(note) for note in getattr(error, "__notes__", ()))
-    return type(error).__name__ + (f": {text}" if text else "") + (f" ({notes})" if notes else "")
+    text = cut(_whole_text(error), limit)
+    notes = "; ".join(cut(note, limit) for note in _notes(error))
+    name = type_name(error)
+    line = name + (f": {text}" if text else "") + (f" ({notes})" if notes else "")
+    return printable(line)
+
+
+def cut(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` characters and a mark saying how many were cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def type_name(value: object, *, qualified: bool = False) -> str:
+    """The name (or qualified name) of ``value``'s class; ``"object"`` when even that
+    cannot be read."""
+    try:
+        kind = type(value)
+        name = kind.__qualname__ if qualified else kind.__name__
+        return name if type(name) is str else "object"
+    except Exception:  # a metaclass whose __name__ raises
+        return "object"
+
+
+def printable(text: str) -> str:
+    """``text`` with every character a terminal or a log would act on escaped.
+
+    Control characters, line and paragraph separators, bidirectional and other
+    invisible format characters (every character ``str.isprintable`` refuses) become
+    ``\\n``, ``\\x1b``, ``\\u2028`` and the like, so that a check's error can neither
+    start a line of its own (in a log, a table, a text answer) nor move the cursor.
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _notes(error: BaseException) -> list[str]:
+    """The texts of ``error.__notes__`` (a few, each as :func:`error_text` renders)."""
+    try:
+        notes = getattr(error, "__notes__", None)
+        if not isinstance(notes, list | tuple):
+            return []
+        texts = []
+        for note in notes[:_NOTES]:
+            try:
+                text = note if type(note) is str else str.__str__(str(note))
+            except KeyboardInterrupt:
+                raise
+            except BaseException as failure:
+                text = f"<str() of a note raised {type_name(failure)}>"
+            texts.append(text)
+        return texts
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        return []
+
+
+_NOTES = 10  # notes of one error shown at most

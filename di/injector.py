@@ -1,16 +1,37 @@
-"""The root scope, which owns the settings shared by its whole tree."""
+"""The root scope, which owns the settings shared by its whole tree.
+
+Besides the settings, what only a whole tree can do: :meth:`Injector.clone` (the same
+providers, nothing built: a test's own container) and
+:meth:`Injector.shutdown_on_signals` (a plain program's or a worker's end: wait for
+SIGTERM or SIGINT, then shut down).
+"""
 
 from __future__ import annotations
 
 import itertools
+import logging
+import signal
 import threading
 from collections.abc import Callable
+from types import FrameType
 
+import anyio
+
+from ._container import registry
+from ._container.hooks import own_hooks, refresh
 from ._container.keys import check_name
-from ._container.runner import Threads
+from ._container.resolve import resolve_sync
+from ._container.runner import Threads, in_event_loop
+from ._container.service import BLANK
 from ._health import HealthSettings
+from .errors import AsyncRequiredError, ShutdownError
 from .health import HealthCheckResult
+from .lifecycle import ShutdownReport
 from .scope import Scope
+
+logger = logging.getLogger("di")
+# What shutdown_on_signals() waits for by default: a container's stop, and Ctrl-C.
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 __all__ = ["Injector"]
 
@@ -74,6 +95,7 @@ class Injector(Scope):
                 f"Injector(on_health_check=...) must be callable, got {on_health_check!r}"
             )
         self._root = self
+        self._listeners = BLANK  # no hooks yet (see add_hook)
         # Guards the tree's structure (services, children, instances being cached) and
         # builds in flight; never held while user code runs.
         self._mutex = threading.RLock()
@@ -98,6 +120,96 @@ class Injector(Scope):
 
     async def __aenter__(self) -> Injector:
         return self
+
+    def clone(self) -> Injector:
+        """A new injector with this one's providers, settings, hooks and health
+        configuration, nothing built and nothing shared: the per-test container.
+
+        Each service is provided anew, unbuilt (eager ones too: ``start()`` builds
+        them). Instances given to ``provide_value`` are the exception: they are the same
+        objects, counted as built, and the clone never shuts them down (this injector
+        does). Child scopes, overrides in progress and ``@inject`` functions stay here.
+
+        >>> def test_orders(app_injector: Injector) -> None:
+        ...     with app_injector.clone() as injector:
+        ...         injector.override_value(FakeMailer(), provides=Mailer)
+        """
+        health = self._health
+        clone = Injector(
+            name=self.name,
+            health_check_parallelism=health.parallelism,
+            health_check_timeout=health.timeout,
+            health_check_global_timeout=health.global_timeout,
+            on_health_check=health.on_check,
+            shutdown_timeout=self._shutdown_timeout,
+        )
+        values = registry.copy_into(self, clone)
+        hooks = own_hooks(self)
+        if hooks:
+            clone._hooks = dict(hooks)
+            refresh(clone)
+        for value in values:
+            resolve_sync(value, clone)
+        return clone
+
+    def shutdown_on_signals(self, *signals: int) -> ShutdownReport:
+        """Block until one of ``signals`` arrives, then shut down; the report.
+
+        For a plain program or a worker: ``main()`` starts what it runs, then calls
+        this. The default signals are SIGTERM (a container or a service manager
+        stopping it) and SIGINT (Ctrl-C). Once one arrives the signals' former handlers
+        are back, so a second Ctrl-C stops a shutdown that hangs. Failed hooks do not
+        raise: they are logged, and in the report (``report.ok`` is False). Call it from
+        the main thread (only it may handle signals), outside any event loop; with
+        one running, use :meth:`ashutdown_on_signals`.
+        """
+        if in_event_loop():
+            raise AsyncRequiredError(
+                "shutdown_on_signals() was called inside a running event loop; use "
+                "`await injector.ashutdown_on_signals()` there"
+            )
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(
+                "shutdown_on_signals() must be called from the main thread: only it may "
+                "handle signals; call it at the end of main(), and run your work in "
+                "other threads"
+            )
+        arrived = threading.Event()
+
+        def handle(number: int, frame: FrameType | None) -> None:
+            arrived.set()
+
+        chosen = signals or _SIGNALS
+        former = {number: signal.signal(number, handle) for number in chosen}
+        try:
+            while not arrived.wait(1.0):  # wakes now and then, as signals need on some systems
+                pass
+        finally:
+            for number, handler in former.items():
+                signal.signal(number, handler)
+        return _reported(self.shutdown)
+
+    async def ashutdown_on_signals(self, *signals: int) -> ShutdownReport:
+        """:meth:`shutdown_on_signals` for async code, on asyncio or trio: waits for one
+        of ``signals`` without blocking the loop, then awaits :meth:`ashutdown`."""
+        chosen = [signal.Signals(number) for number in signals or _SIGNALS]
+        with anyio.open_signal_receiver(*chosen) as received:
+            async for _ in received:
+                break
+        try:
+            return await self.ashutdown()
+        except ShutdownError as error:
+            logger.error("%s", error, exc_info=error)
+            return error.report
+
+
+def _reported(shutdown: Callable[[], ShutdownReport]) -> ShutdownReport:
+    """The report of ``shutdown()``, failed hooks logged instead of raised."""
+    try:
+        return shutdown()
+    except ShutdownError as error:
+        logger.error("%s", error, exc_info=error)
+        return error.report
 
 
 def _check_seconds(argument: str, value: object) -> None:

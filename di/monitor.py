@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
@@ -41,9 +41,13 @@ from .scope import Scope
 
 __all__ = ["HealthMonitor", "HealthSnapshot", "ServingStatus"]
 
+Unbuilt = Literal["warn", "fail", "ignore"]
+UNBUILT = ("warn", "fail", "ignore")
+
 logger = logging.getLogger("di.health")
 
-DEFAULT_GROUPS: Mapping[str, Sequence[Any]] = {"liveness": [], "readiness": ["*"]}
+LIVENESS = "liveness"
+DEFAULT_GROUPS: Mapping[str, Sequence[Any]] = {LIVENESS: [], "readiness": ["*"]}
 
 
 class ServingStatus(enum.IntEnum):
@@ -84,6 +88,13 @@ class HealthSnapshot:
     """Whether no round had completed for ``stale_after`` seconds."""
     shutting_down: bool
     """Whether :meth:`HealthMonitor.enter_graceful_shutdown` had been called."""
+    unbuilt: tuple[str, ...]
+    """Services with a health check that were not built, so not checked (empty when
+    the monitor's ``unbuilt`` is ``"ignore"``); the ``""`` and ``"*"`` names list them."""
+    manual: Mapping[str, ServingStatus]
+    """The statuses set with :meth:`HealthMonitor.set_status`, by name."""
+    every_check: frozenset[str]
+    """The names that answer for every checked service: ``""`` and the ``"*"`` groups."""
     _basis: _Basis = field(repr=False)
 
     def evaluate(self, name: str, exclude: Sequence[str] = ()) -> ServingStatus | None:
@@ -124,6 +135,16 @@ class HealthMonitor:
     Degraded checks (:class:`~di.Degraded`, or a failing check of a service provided
     with ``critical=False``) count as passing: their names stay SERVING, and
     :meth:`health_status` reads ``"warn"`` for them.
+
+    Unbuilt services: a lazy service is checked only once built, so one with a health
+    check that nobody built would pass unseen. ``unbuilt`` says what to do about each
+    service visible from the injector that has a check (``health_check=``, or a
+    ``health_check`` method on the class its factory declares) and is not built when
+    the monitor starts or after a round: ``"warn"`` (the default) logs one WARNING at
+    the start naming them, lists them as not built in ``/health`` and
+    ``/readyz?verbose``, and reads ``"warn"`` for ``""`` and the ``"*"`` groups
+    (still SERVING); ``"fail"`` does the same, and holds ``""`` and the ``"*"`` groups
+    (readiness) NOT_SERVING while any is unbuilt; ``"ignore"`` does none of it.
 
     When a check starts failing or degraded, or fails differently, a WARNING on the
     ``di.health`` logger names the service, the outcome and the exception; a recovery
@@ -170,9 +191,15 @@ class HealthMonitor:
         log_interval: float = 60.0,
         tracing: Any = None,
         show_details: bool = False,
+        unbuilt: Unbuilt = "warn",
     ) -> None:
         if not isinstance(injector, Scope):
             raise TypeError(f"HealthMonitor() needs an Injector or Scope, got {injector!r}")
+        if unbuilt not in UNBUILT:
+            raise ValueError(
+                f"HealthMonitor(unbuilt=...) takes 'warn', 'fail' or 'ignore', got {unbuilt!r}"
+            )
+        self.unbuilt: Unbuilt = unbuilt
         for argument, value, positive in (
             ("interval", interval, False),
             ("timeout", timeout, True),
@@ -219,6 +246,11 @@ class HealthMonitor:
         self._stale_at = math.inf  # time.monotonic() after which results are overdue
         self._overdue = False
         self._overrides: dict[str, ServingStatus] = {}
+        self._flowing: set[str] = set()  # overridden names that are service keys
+        self._expiries: dict[str, float] = {}  # time.monotonic() each ttl ends at
+        self._expiry_at = math.inf  # the first of them
+        self._deadlines_moved: anyio.Event | None = None
+        self._unbuilt: tuple[str, ...] = ()  # labels of unbuilt services with a check
         self._shutting_down = False
         self._closed = False
         self._stop: anyio.Event | None = None
@@ -283,9 +315,18 @@ class HealthMonitor:
             raise
         else:
             self._phase = _STARTED
+            self._see_unbuilt(at_start=True)
         finally:
             self._start_done.set()
             self._publish()
+
+    def _see_unbuilt(self, at_start: bool = False) -> None:
+        """Note the services with a check that are not built (see ``unbuilt``)."""
+        if self.unbuilt == "ignore":
+            return
+        self._unbuilt = tuple(service.label for service in views.unbuilt_checks(self.injector))
+        if at_start and self._unbuilt:
+            observe.log_unbuilt(self._unbuilt, self.unbuilt == "fail")
 
     async def run(self) -> None:
         """Start (see :meth:`start`), then check every ``interval`` until :meth:`stop`.
@@ -312,9 +353,16 @@ class HealthMonitor:
             if self._stale_at == math.inf:
                 self._stale_at = time.monotonic() + self.stale_after
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._watch_staleness)
+                tasks.start_soon(self._watch_deadlines)
                 while not self._stop.is_set():
-                    await self.check()
+                    try:
+                        await self.check()
+                    except Exception:  # not a check's doing (those are results): a fault
+                        logger.exception(
+                            "a round of health checks failed; the next runs in %g s, and "
+                            "names read NOT_SERVING once checks are overdue",
+                            self.interval,
+                        )
                     with anyio.move_on_after(self.interval):
                         await self._stop.wait()
                 tasks.cancel_scope.cancel()
@@ -331,11 +379,19 @@ class HealthMonitor:
         self._stop = self._stop or anyio.Event()
         self._stop.set()
 
-    async def _watch_staleness(self) -> None:
-        """Publish "overdue" when it falls due, so that watchers see it too."""
-        while True:
-            await anyio.sleep(max(self._stale_at - time.monotonic(), 0.0) + 0.001)
-            self._check_stale()
+    async def _watch_deadlines(self) -> None:
+        """Publish "overdue", and statuses whose ``ttl`` ended, when they fall due, so
+        that watchers see them too."""
+        try:
+            while True:
+                moved = self._deadlines_moved = anyio.Event()
+                due = min(self._stale_at, self._expiry_at)
+                with anyio.move_on_after(max(due - time.monotonic(), 0.0) + 0.001):
+                    await moved.wait()  # set_status(ttl=...) may bring a deadline forward
+                self._check_stale()
+                self._check_expiry()
+        finally:
+            self._deadlines_moved = None  # its loop ends here
 
     async def __aenter__(self) -> HealthMonitor:
         self._claim()  # running from here on: no one else starts its rounds
@@ -386,6 +442,7 @@ class HealthMonitor:
             )
         self._check_log.record(report)
         self._report = report
+        self._see_unbuilt()
         self._checked = time.monotonic()
         self._stale_at = self._checked + self.stale_after
         self._overdue = False
@@ -441,10 +498,12 @@ class HealthMonitor:
 
         A new :class:`HealthSnapshot` is published whenever the statuses are recomputed
         (each round, :meth:`set_status`, graceful shutdown, checks falling overdue);
-        reading it marks the checks overdue first if they are.
+        reading it marks the checks overdue, and ends statuses set for a ``ttl``, first
+        if they are due.
         """
-        if self._stale_at < time.monotonic():
-            self._check_stale()
+        now = time.monotonic()
+        if self._stale_at < now or self._expiry_at <= now:
+            self._check_deadlines()
         return self._snapshot
 
     @property
@@ -489,8 +548,9 @@ class HealthMonitor:
 
     def status(self, name: str) -> ServingStatus | None:
         """The status of ``name``; None when the name is unknown."""
-        if self._stale_at < time.monotonic():
-            self._check_stale()
+        now = time.monotonic()
+        if self._stale_at < now or self._expiry_at <= now:
+            self._check_deadlines()
         return self._snapshot.statuses.get(name)
 
     def health_status(self, name: str) -> Status | None:
@@ -521,18 +581,56 @@ class HealthMonitor:
         found = self.snapshot.results.get(name)
         return None if found is None else list(found)
 
-    def set_status(self, name: str, status: ServingStatus) -> None:
-        """Force ``name``'s status (drain, maintenance) until :meth:`clear_status`."""
-        self._overrides[name] = ServingStatus(status)
+    def set_status(
+        self, name: str | type[Any], status: ServingStatus, *, ttl: float | None = None
+    ) -> None:
+        """Force ``name``'s status (drain, maintenance) until :meth:`clear_status`, or
+        for ``ttl`` seconds.
+
+        ``name`` is any name the monitor answers for (``""``, a group), or a service: its
+        key as the monitor names it (``"app.Database"``, ``"replica"``) or its type. A
+        service's status stands for its check wherever that counts: in ``""`` and in
+        every group that contains it, so ``set_status(Database, NOT_SERVING)`` takes
+        the database out for maintenance, and readiness with it. With ``ttl`` (seconds,
+        finite and > 0) the status reverts to what the checks say by itself, and the
+        revert is published (watchers see it); setting it again restarts the ttl.
+
+        >>> monitor.set_status(Database, ServingStatus.NOT_SERVING, ttl=600)
+        """
+        label = name if isinstance(name, str) else views.find(self.injector, name).label
+        status = ServingStatus(status)
+        if ttl is not None:
+            _check_seconds("set_status(ttl=...)", ttl, "or None for no expiry")
+        self._overrides[label] = status
+        if label in views.service_labels(self.injector):
+            self._flowing.add(label)
+        else:
+            self._flowing.discard(label)
+        if ttl is None:
+            self._expiries.pop(label, None)
+        else:
+            self._expiries[label] = time.monotonic() + ttl
+        self._expiry_at = min(self._expiries.values(), default=math.inf)
+        if self._deadlines_moved is not None:
+            self._deadlines_moved.set()
         self._publish()
 
-    def clear_status(self, name: str) -> None:
+    def clear_status(self, name: str | type[Any]) -> None:
         """Drop a status set with :meth:`set_status`."""
-        self._overrides.pop(name, None)
+        label = name if isinstance(name, str) else views.find(self.injector, name).label
+        self._overrides.pop(label, None)
+        self._flowing.discard(label)
+        if self._expiries.pop(label, None) is not None:
+            self._expiry_at = min(self._expiries.values(), default=math.inf)
         self._publish()
 
     async def enter_graceful_shutdown(self) -> None:
-        """Every status becomes NOT_SERVING, for good: later changes are ignored."""
+        """Every status but liveness's becomes NOT_SERVING, for good: later changes are
+        ignored.
+
+        ``liveness`` keeps what its members say (nothing, by default: SERVING), so that
+        a process draining its traffic is not restarted by its liveness probe.
+        """
         self._shutting_down = True
         self._publish()
         await anyio.lowlevel.checkpoint()
@@ -560,9 +658,32 @@ class HealthMonitor:
             if current is not last:
                 last = current
                 yield current
-            await changed.wait()
+            wait = self._expiry_at - time.monotonic()  # a ttl ends: read again then
+            with anyio.move_on_after(max(wait, 0.0) + 0.001 if wait < math.inf else math.inf):
+                await changed.wait()
 
     # -- publishing -------------------------------------------------------------------
+
+    def _check_deadlines(self) -> None:
+        self._check_stale()
+        self._check_expiry()
+
+    def _check_expiry(self) -> None:
+        """End the statuses whose ``ttl`` ended, and publish."""
+        now = time.monotonic()
+        if self._expiry_at > now:
+            return
+        for name, end in list(self._expiries.items()):
+            if end <= now:
+                del self._expiries[name]
+                self._overrides.pop(name, None)
+                self._flowing.discard(name)
+                logger.info(
+                    "the status set for %r ended with its ttl: back to what the checks say",
+                    name or "(overall)",
+                )
+        self._expiry_at = min(self._expiries.values(), default=math.inf)
+        self._publish()
 
     def _check_stale(self) -> None:
         if not self._overdue and self._stale_at < time.monotonic():
@@ -591,12 +712,15 @@ class HealthMonitor:
         report = self._report
         checks = tuple(report.checks) if report is not None else ()
         groups = self._groups
+        pending = tuple(label for label in self._unbuilt if label not in self._flowing)
         basis = _Basis(
             checks,
             groups,
             self._overrides.copy(),
+            frozenset(self._flowing),
             not self._ready or self._overdue,
             self._shutting_down,
+            pending if self.unbuilt == "fail" else (),
         )
         statuses = basis.statuses()
         by_key: dict[str, list[HealthCheckResult]] = {}
@@ -621,6 +745,8 @@ class HealthMonitor:
                 health[name] = "fail"
             elif any(check.outcome is Outcome.DEGRADED for check in found):
                 health[name] = "warn"
+            elif pending and (name == "" or groups.get(name, ()) is None):
+                health[name] = "warn"  # SERVING, but some checks never ran
             else:
                 health[name] = "pass"
         missing = {
@@ -633,6 +759,14 @@ class HealthMonitor:
             reasons.append(("startup", _STARTUP.get(self._phase, "not started")))
         elif self._overdue:
             reasons.append(("checks", "health checks overdue"))
+        if pending and self.unbuilt == "fail":
+            count = len(pending)
+            services = (
+                "service with a health check is"
+                if count == 1
+                else "services with a health check are"
+            )
+            reasons.append(("unbuilt", f"{count} {services} not built"))
         if self._shutting_down:
             reasons.append(("shutdown", "shutting down"))
         return HealthSnapshot(
@@ -646,6 +780,11 @@ class HealthMonitor:
             ready=self._ready,
             overdue=self._overdue,
             shutting_down=self._shutting_down,
+            unbuilt=self._unbuilt,
+            manual=MappingProxyType(self._overrides.copy()),
+            every_check=frozenset(
+                ["", *(group for group, labels in groups.items() if labels is None)]
+            ),
             _basis=basis,
         )
 
@@ -669,35 +808,51 @@ class _Basis:
     """What a snapshot's statuses are computed from, kept to compute them again with
     some checks left out (:meth:`HealthSnapshot.evaluate`)."""
 
-    __slots__ = ("checks", "groups", "held", "overrides", "shutting_down")
+    __slots__ = (
+        "checks",
+        "flowing",
+        "groups",
+        "held",
+        "overrides",
+        "shutting_down",
+        "unbuilt",
+    )
 
     def __init__(
         self,
         checks: Sequence[HealthCheckResult],
         groups: Mapping[str, tuple[str, ...] | None],
         overrides: Mapping[str, ServingStatus],
+        flowing: frozenset[str],
         held: bool,
         shutting_down: bool,
+        unbuilt: tuple[str, ...],
     ) -> None:
         self.checks = checks
         self.groups = groups
         self.overrides = overrides
+        self.flowing = flowing  # overridden names that are services: they stand for checks
         self.held = held  # not ready yet, or checks overdue: NOT_SERVING whatever they say
         self.shutting_down = shutting_down
+        self.unbuilt = unbuilt  # with unbuilt="fail": what holds "" and "*" NOT_SERVING
 
     def statuses(self, exclude: frozenset[str] = frozenset()) -> dict[str, ServingStatus]:
         """Every name's status, as if the checks of the ``exclude`` keys had not run."""
         results = {check.key: check.healthy for check in self.checks if check.key not in exclude}
+        for name in self.flowing:  # a service's status set by hand stands for its check
+            if name not in exclude:
+                results[name] = self.overrides[name] is ServingStatus.SERVING
         held = self.held
+        every = all(results.values()) and not any(label not in exclude for label in self.unbuilt)
         statuses: dict[str, ServingStatus] = {}
-        statuses[""] = _serving(not held and all(results.values()))
+        statuses[""] = _serving(not held and every)
         for group, members in self.groups.items():
             if not members and members is not None:
                 statuses[group] = ServingStatus.SERVING  # checks nothing: alive
             elif held:
                 statuses[group] = ServingStatus.NOT_SERVING
             elif members is None:
-                statuses[group] = _serving(all(results.values()))
+                statuses[group] = _serving(every)
             else:
                 wanted = [label for label in members if label not in exclude]
                 statuses[group] = _serving(all(results.get(label, False) for label in wanted))
@@ -705,8 +860,25 @@ class _Basis:
             statuses.setdefault(key, _serving(not held and healthy))
         statuses.update(self.overrides)
         if self.shutting_down:
+            # Draining: nothing takes traffic, but liveness keeps its word (a drain is
+            # no reason to restart the process).
+            liveness = statuses.get(LIVENESS)
             statuses = dict.fromkeys(statuses, ServingStatus.NOT_SERVING)
+            if liveness is not None:
+                statuses[LIVENESS] = liveness
         return statuses
+
+
+def _check_seconds(argument: str, value: object, alternative: str) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(
+            f"{argument} must be a finite number of seconds > 0, {alternative}; got {value!r}"
+        )
 
 
 def _serving(healthy: bool) -> ServingStatus:

@@ -2,11 +2,12 @@
 
 :class:`Scope` is the container's public face. It keeps the tree (parent, children,
 the root's lock), the registry (``provide*``, ``override*``) and the paths callers
-take every time (``invoke``, ``ainvoke``, ``scope()``); the rest is in
-:mod:`di._container`: resolution and flights (``resolve``), the request path
-(``request``), compiled builders (``compile``), shutdown (``shutdown``) and the graph
-(``graph``), each a module of functions taking the scope. Health checks are the
-engine's (:mod:`di._health`).
+take every time (``invoke``, ``ainvoke``, ``scope()``: their fast paths here, the rest
+in ``request``); the rest is in :mod:`di._container`: resolution and flights
+(``resolve``), the request path (``request``), compiled builders (``compile``),
+shutdown (``shutdown``), lifecycle hooks (``hooks``), overrides that restore
+(``overrides``), ``@inject`` (``injection``) and the graph (``graph``), each a module of
+functions taking the scope. Health checks are the engine's (:mod:`di._health`).
 """
 
 from __future__ import annotations
@@ -23,19 +24,25 @@ from . import _health
 from ._container import graph as _graph
 from ._container import registry
 from ._container import shutdown as _shutdown
-from ._container.compile import compile_transient
+from ._container.hooks import Listeners
+from ._container.hooks import add as add_hook
+from ._container.hooks import check as check_hook
+from ._container.hooks import remove as remove_hook
+from ._container.injection import Injected, decorate
 from ._container.keys import Key, check_name, describe
+from ._container.overrides import Overriding, overriding
 from ._container.request import (
     Again,
     Plan,
+    adopt,
     check_context,
     close_plainly,
-    fast_builder,
-    forget_builders,
     make_plan,
-    own_compiled,
+    name_anonymous,
 )
-from ._container.resolve import check_type, resolve_async, resolve_sync
+from ._container.request import ainvoke as ainvoke_general
+from ._container.request import invoke as invoke_general
+from ._container.resolve import resolve_sync
 from ._container.runner import run_blocking, to_completion
 from ._container.service import (
     BLANK,
@@ -55,15 +62,17 @@ from ._container.shutdown import (
 )
 from ._container.signature import Kind
 from .errors import (
-    AsyncRequiredError,
     ScopeClosedError,
 )
 from .health import HealthReport
+from .lifecycle import EventName, HookEvent, ShutdownReport
 
 if TYPE_CHECKING:
+    from ._container.hooks import Hook
     from .injector import Injector
 
 T = TypeVar("T")
+R = TypeVar("R")
 _get_ident = threading.get_ident
 _new = object.__new__
 # Whether the GIL makes single dict and attribute operations atomic and ordered, as the
@@ -92,10 +101,14 @@ class Scope:
         "_eager",
         "_fast",
         "_generation",
+        "_hooks",
+        "_injected",
         "_instances",
         "_labels",
+        "_listeners",
         "_name",
         "_number",
+        "_overrides",
         "_parent",
         "_plan",
         "_root",
@@ -107,6 +120,9 @@ class Scope:
     )
 
     _root: Injector
+    _hooks: dict[str, tuple[Hook, ...]]
+    _overrides: dict[Key, list[Overriding]]
+    _injected: list[Injected]
     # Parameter annotations that receive the invoking scope rather than a service.
     _scope_types: tuple[type, ...] = ()
 
@@ -164,6 +180,9 @@ class Scope:
         self._thread = _get_ident()  # the thread that opened it
         self._labels: set[str] = BLANK  # the reported names of the type keys provided here
         self._shutting: Shutting | None = None  # a shutdown running its hooks now
+        # Each event's hooks, here and above (see hooks.py); its own hooks (_hooks), active
+        # overrides (_overrides) and @inject functions (_injected) are set on first use.
+        self._listeners: Listeners = parent._listeners
 
     def _lock(self) -> threading.RLock:
         """The tree's lock, kept by its root: the structure changes under it."""
@@ -181,19 +200,7 @@ class Scope:
         An anonymous scope is named ``"<parent's name>.<n>"`` when first asked.
         """
         name = self._name
-        if name is None:
-            with self._lock():
-                name = self._name
-                if name is None:
-                    parent = self._parent
-                    assert parent is not None  # the root always has a name
-                    # Numbers are unique in the tree, so only a name chosen by hand can
-                    # be taken already.
-                    name = f"{parent.name}.{self._number}"
-                    while name in parent._children:  # noqa: SLF001 - a scope reads its parent
-                        name = f"{parent.name}.{next(self._root._scope_numbers)}"  # noqa: SLF001 - the tree's counters live on its root
-                    self._name = name
-        return name
+        return name if name is not None else name_anonymous(self)
 
     @property
     def closed(self) -> bool:
@@ -279,29 +286,7 @@ class Scope:
                 children[key] = child
                 if not self._closed and plan.version == self._version:
                     return child
-        # acquire/release rather than `with`: this runs once per request.
-        mutex = self._lock()
-        mutex.acquire()
-        try:
-            if self._closed:
-                _shutdown.leave(child)  # if published above
-                raise ScopeClosedError(self.name, f"open child scope {child.name!r}")
-            children = self._children
-            if children is BLANK:
-                children = self._children = {}
-            if name is not None and (
-                name in children
-                or any(other._name == name for other in list(children.values()) if other._number)  # noqa: SLF001 - a scope reads its children
-            ):
-                raise ValueError(
-                    f"scope {self.name!r} already has a child scope named {name!r}; "
-                    "choose another name (or none) or shut that one down first"
-                )
-            children[key] = child
-            if plan.version != self._version:
-                forget_builders(child)  # a provider changed since the plan was made
-        finally:
-            mutex.release()
+        adopt(self, child, name, key, plan)
         return child
 
     # -- providing ----------------------------------------------------------------
@@ -316,6 +301,7 @@ class Scope:
         health_check: Callable[[Any], Any] | None = None,
         eager: bool = False,
         critical: bool = True,
+        collect: bool = False,
     ) -> None:
         """Provide a lazy singleton, built by ``factory`` on first invoke.
 
@@ -331,6 +317,10 @@ class Scope:
 
         ``provides=`` binds the service to an interface instead of its own type: a key,
         or a tuple of keys that all reach the one instance (checked and shut down once).
+        ``collect=True`` (any ``provide*``) adds it to the collection of each key
+        instead: ``invoke(list[Plugin])``, or a ``list[Plugin]`` parameter, gets every
+        service collected under ``Plugin``, in provide order (an ancestor's first),
+        each a service of its own, checked and shut down on its own.
 
         >>> def new_cache(config: Config) -> Cache:
         ...     return Cache(config.cache_url)
@@ -339,7 +329,7 @@ class Scope:
         """
         service = self._service(factory, Lifetime.LAZY, name, provides, shutdown, health_check)
         service.critical = critical
-        registry.add(self, service)
+        _register(self, service, collect, name, "provide")
         if eager:
             with self._lock():
                 if self._eager is BLANK:
@@ -355,15 +345,16 @@ class Scope:
         shutdown: Callable[[Any], Any] | None = None,
         health_check: Callable[[Any], Any] | None = None,
         critical: bool = True,
+        collect: bool = False,
     ) -> None:
         """Provide an instance that is already built, keyed by its type or ``name``.
 
-        It counts as built (and gets its invocation index) now. ``critical`` is as in
-        :meth:`provide`.
+        It counts as built (and gets its invocation index) now. ``critical`` and
+        ``collect`` are as in :meth:`provide`.
         """
         service = from_value(self, value, "provide_value", name, provides, shutdown, health_check)
         service.critical = critical
-        registry.add(self, service)
+        _register(self, service, collect, name, "provide_value")
         resolve_sync(service, self)
 
     def provide_scoped(
@@ -375,6 +366,7 @@ class Scope:
         shutdown: Callable[[Any], Any] | None = None,
         health_check: Callable[[Any], Any] | None = None,
         critical: bool = True,
+        collect: bool = False,
     ) -> None:
         """Provide a service built at most once per scope that invokes it.
 
@@ -390,7 +382,7 @@ class Scope:
         """
         service = self._service(factory, Lifetime.SCOPED, name, provides, shutdown, health_check)
         service.critical = critical
-        registry.add(self, service)
+        _register(self, service, collect, name, "provide_scoped")
 
     def provide_context(self, key: Any, *, name: str | None = None) -> None:
         """Declare a key whose value each scope receives through ``scope(context=...)``.
@@ -405,10 +397,15 @@ class Scope:
         True
         """
         service = context_key(self, key, name)
-        registry.add(self, service)
+        registry.add(self, service, "provide_context")
 
     def provide_transient(
-        self, factory: Callable[..., Any], *, name: str | None = None, provides: Keys = None
+        self,
+        factory: Callable[..., Any],
+        *,
+        name: str | None = None,
+        provides: Keys = None,
+        collect: bool = False,
     ) -> None:
         """Provide a service built anew on every invoke and never cached.
 
@@ -422,7 +419,7 @@ class Scope:
                 "never run, since transients are not tracked; use provide_scoped() (one per "
                 "scope, cleaned up with it) or provide() instead"
             )
-        registry.add(self, service)
+        _register(self, service, collect, name, "provide_transient")
 
     def override(
         self,
@@ -489,6 +486,30 @@ class Scope:
         await registry.aoverride(self, service, "aoverride_value")
         resolve_sync(service, self)
 
+    def overridden(
+        self,
+        key: TypeForm[T] | str,
+        factory: Callable[..., T] | None = None,
+        *,
+        value: T = MISSING,
+        shutdown: Callable[[Any], Any] | None = None,
+        health_check: Callable[[Any], Any] | None = None,
+    ) -> Overriding:
+        """Replace ``key`` for the length of a ``with`` (or ``async with``) block: tests.
+
+        ``overridden(Key, Factory)`` or ``overridden(Key, value=obj)``. Inside, ``key``
+        resolves to the replacement here and in descendants; on leaving, the provider
+        it replaced and its built instance, if any, come back untouched, and the
+        replacement is shut down if it was built (a value counts as built). Overrides
+        nest and unwind in order, from any thread or task. Services built meanwhile
+        from the replacement keep it.
+
+        >>> with injector.overridden(Mailer, value=fake_mailer):
+        ...     injector.invoke(Mailer) is fake_mailer
+        True
+        """
+        return overriding(self, key, factory, value, shutdown, health_check)
+
     def _service(
         self,
         factory: Callable[..., Any],
@@ -535,26 +556,8 @@ class Scope:
         return self._invoke(service, name)
 
     def _invoke(self, service: Any, name: str | None) -> Any:
-        """:meth:`invoke` past its fast path: find the service, compile or build it."""
-        found, expected = registry.find(self, service, name)
-        if found.lifetime is Lifetime.SCOPED and expected is None:
-            build = fast_builder(self, found)
-            if build is not None:
-                return build(self)
-        if found.lifetime is Lifetime.TRANSIENT and expected is None:
-            version = self._version
-            builder = compile_transient(self, found)
-            if builder is not None:
-                with self._lock():
-                    # Cached only if no provider changed while compiling.
-                    if self._version == version and not self._closed:
-                        own_compiled(self)[service] = builder
-                        self._instances[service] = COMPILED
-                return builder(self)
-        instance = resolve_sync(found, self)
-        if expected is not None:
-            check_type(found.label, instance, expected, "invoke()")
-        return instance
+        """:meth:`invoke` past its fast path (see :func:`~di._container.request.invoke`)."""
+        return invoke_general(self, service, name)
 
     @overload
     async def ainvoke(self, service: TypeForm[T], name: str | None = None) -> T: ...
@@ -570,15 +573,39 @@ class Scope:
                     return compiled(self)
             elif instance is not MISSING:
                 return instance
-        found, expected = registry.find(self, service, name)
-        if found.lifetime is Lifetime.SCOPED and expected is None:
-            build = fast_builder(self, found)
-            if build is not None:
-                return build(self)
-        instance = await resolve_async(found, self)
-        if expected is not None:
-            check_type(found.label, instance, expected, "ainvoke()")
-        return instance
+        return await ainvoke_general(self, service, name)
+
+    def inject(self, func: Callable[..., R]) -> Callable[..., R]:
+        """Decorate ``func`` to fill its :data:`~di.Inject` parameters at each call.
+
+        Each call runs in a child scope of its own (scoped services work, generator
+        factories see the call's exception), closed when it returns; sync or ``async
+        def`` functions and generators alike. Other parameters pass through, and an
+        argument passed for an injected one wins. :meth:`validate` and :meth:`start`
+        check the keys of the functions decorated before them.
+
+        >>> @injector.inject
+        ... def main(db: Inject[Database], verbose: bool = False) -> None: ...
+        >>> main(verbose=True)
+        """
+        return decorate(self, func)
+
+    # -- lifecycle hooks ----------------------------------------------------------
+
+    def add_hook(self, event: EventName, fn: Callable[[HookEvent], object]) -> None:
+        """Call ``fn(HookEvent)`` on each ``event`` here or in a descendant scope.
+
+        Events: ``"provided"``, ``"building"``, ``"built"``, ``"build_failed"``,
+        ``"shutting_down"``, ``"shut_down"`` (see :class:`~di.HookEvent`). Hooks run in
+        the thread or task doing the work, in the order added (an ancestor's first);
+        one that raises is logged and changes nothing. Paths no hook listens to cost
+        what they cost without hooks.
+        """
+        add_hook(self, check_hook(event, fn, "add_hook"), fn)
+
+    def remove_hook(self, event: EventName, fn: Callable[[HookEvent], object]) -> None:
+        """Remove a hook added with :meth:`add_hook`; ``ValueError`` if it was not."""
+        remove_hook(self, check_hook(event, fn, "remove_hook"), fn)
 
     # -- the graph ----------------------------------------------------------------
 
@@ -588,17 +615,21 @@ class Scope:
         Raises one :class:`~di.GraphError` listing every problem: a missing dependency
         (which service needs what), a cycle (its path), a captive dependency (a
         singleton that needs a scoped or context service, directly or through
-        transients). Dependencies are looked up as invoking would: a singleton's from
+        transients), a key that a function decorated with :meth:`inject` asks for and
+        nothing provides. Dependencies are looked up as invoking would: a singleton's from
         the scope that provides it, a scoped or transient service's from this scope.
         """
         _graph.validate(self)
 
     def explain(self, service: TypeForm[Any] | str, name: str | None = None) -> str:
-        """The dependency tree of a service: each node's lifetime, scope, and whether built.
+        """The dependency tree of a service, then what needs it (its dependents, and the
+        ``@inject`` functions asking for it): each node's lifetime, scope, and state.
 
-        >>> print(request.explain(Handler))
-        app.Handler (scoped, provided by 'root', not built here)
-        └── app.Database (lazy, provided by 'root', built)
+        >>> print(request.explain(Database))
+        app.Database (eager, provided by 'root', built)
+        └── app.Settings (value, provided by 'root', built)
+        needed by:
+        └── app.Handler (scoped, provided by 'root', not built here)
         """
         found, _ = registry.find(self, service, name)
         return _graph.explain(self, found)
@@ -617,28 +648,12 @@ class Scope:
         Inside a running loop, or with async factories, use :meth:`astart`.
         """
         self.validate()
-        for key in list(self._eager):
-            try:
-                self.invoke(key)
-            except AsyncRequiredError as error:
-                # invoke() names ainvoke(); the caller called start().
-                raise AsyncRequiredError(
-                    f"start() cannot build eager service {describe(key)!r}: it or a service "
-                    "it needs has an async factory; use `await scope.astart()`"
-                ) from error
-            except Exception as error:
-                _note_start(error, self, key)
-                raise
+        registry.build_eager(self)
 
     async def astart(self) -> None:
         """:meth:`start` for async code: awaits async factories."""
         self.validate()
-        for key in list(self._eager):
-            try:
-                await self.ainvoke(key)
-            except Exception as error:
-                _note_start(error, self, key)
-                raise
+        await registry.abuild_eager(self)
 
     # -- health checks ------------------------------------------------------------
 
@@ -699,7 +714,7 @@ class Scope:
 
     # -- shutting down ------------------------------------------------------------
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> ShutdownReport:
         """Shut down child scopes (deepest first), then this scope's built services.
 
         Services go in reverse invocation order, so each is shut down before what it
@@ -708,7 +723,9 @@ class Scope:
         ``BaseException`` (``KeyboardInterrupt``, ``SystemExit``) is re-raised after every
         hook was attempted. Each hook gets at most ``shutdown_timeout`` seconds; sync
         hooks then run in a worker thread, and one that overruns is abandoned and
-        reported as :class:`~di.ShutdownTimeoutError`.
+        reported as :class:`~di.ShutdownTimeoutError`. Returns the
+        :class:`~di.ShutdownReport` (a ``ShutdownError`` carries it as ``.report``):
+        each service shut down, in order, its outcome and duration.
 
         Built instances are dropped: the root injector builds anew on a later invoke,
         while a child scope is closed for good (invoking it raises
@@ -716,17 +733,19 @@ class Scope:
         loop: from plain code one is run for them; inside a running loop use
         :meth:`ashutdown`.
         """
-        if not close_plainly(self):
-            _shutdown.shutdown(self, None)
+        if not self._fast and close_plainly(self):
+            return ShutdownReport(self.name)
+        return _shutdown.shutdown(self, None)
 
-    async def ashutdown(self) -> None:
+    async def ashutdown(self) -> ShutdownReport:
         """:meth:`shutdown` for async code, awaiting async hooks and generator cleanups.
 
         Cancelling it stops it between hooks: the hooks not attempted yet stay with
         their scopes, and a later :meth:`ashutdown` runs them.
         """
-        if not close_plainly(self):
-            await _shutdown.ashutdown(self, None)
+        if not self._fast and close_plainly(self):
+            return ShutdownReport(self.name)
+        return await _shutdown.ashutdown(self, None)
 
     def __enter__(self) -> Scope:
         return self
@@ -760,9 +779,17 @@ class Scope:
         await to_completion(lambda: _shutdown.ashutdown(self, error))
 
 
-def _note_start(error: Exception, scope: Scope, key: Key) -> None:
-    """Name the eager service whose start ``error`` failed, in a note on it."""
-    error.add_note(f"while starting eager service {describe(key)!r} of scope {scope.name!r}")
+def _register(scope: Scope, service: Service, collect: bool, name: str | None, where: str) -> None:
+    """Provide ``service`` in ``scope``: bound to its keys, or collected under them."""
+    if not collect:
+        registry.add(scope, service, where)
+        return
+    if name is not None:
+        raise TypeError(
+            f"{where}(name={name!r}, collect=True): a collection gathers services by type; "
+            "collect under a class or a Protocol with provides="
+        )
+    registry.add_member(scope, service, where)
 
 
 # A parameter annotated Scope (or Injector, a Scope) receives the invoking scope.

@@ -88,7 +88,7 @@ class Missing:
 
 def graph() -> Injector:
     injector = Injector()
-    injector.provide(Database)
+    injector.provide(Database, eager=True)
     injector.provide(Cache)
     injector.provide(Needs)
     return injector

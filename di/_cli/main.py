@@ -5,7 +5,8 @@
 - ``di graph MODULE:ATTR [--validate]``: print the dependency graph as Mermaid.
 - ``di probe URL [--service NAME] [--timeout S]``: for Docker HEALTHCHECK; exits 0 or 1.
 - ``di serve MODULE:ATTR [--http HOST:PORT] [--grpc HOST:PORT] [--interval S]
-  [--drain S] [--grace S] [--limit-concurrency N] [--metrics]``.
+  [--drain S] [--grace S] [--limit-concurrency N] [--metrics]
+  [--unbuilt {warn,fail,ignore}]``.
 
 The path of a command: :func:`main` parses the arguments (for ``serve``, SIGINT and
 SIGTERM are handled from before parsing, see :class:`.serve.Signals`), then runs
@@ -45,7 +46,9 @@ health endpoints. Run "di COMMAND --help" for each command."""
 CHECK = """\
 Build the application's eager services, run every health check once, print one line
 per check and a summary (or the report as JSON with --json), then shut the application
-down. Exits 0 when every check passes or is only degraded, 1 otherwise."""
+down. Exits 0 when every check passes or is only degraded, 1 otherwise, and 1 when no
+check ran. Services with a health check that were not built (lazy, and neither eager
+nor invoked by the factory) are not checked: they are named on stderr."""
 
 PROBE = """\
 Ask a running server whether it is healthy, for Docker's HEALTHCHECK and for scripts.
@@ -58,9 +61,9 @@ SERVE = f"""\
 Serve the health endpoints of an application, beside it: a health sidecar. A
 HealthMonitor runs the application's health checks every --interval seconds, and the
 servers answer from what it last published: over HTTP, /health, /livez and /readyz;
-over gRPC, the health service grpc.health.v1.Health. On SIGTERM every status turns
-NOT_SERVING for --drain seconds, calls in flight get --grace seconds, and the
-application is shut down.
+over gRPC, the health service grpc.health.v1.Health. On SIGTERM every status but
+liveness turns NOT_SERVING for --drain seconds, calls in flight get --grace seconds,
+and the application is shut down.
 
 di serve does not serve the application itself. To serve your application with its
 health routes beside its own, mount di.asgi.health_app in your ASGI application, or add
@@ -198,6 +201,15 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         action="store_true",
         help="serve Prometheus metrics at /metrics on the HTTP port",
     )
+    serve.add_argument(
+        "--unbuilt",
+        choices=("warn", "fail", "ignore"),
+        default="warn",
+        help="services with a health check that were not built (so never checked): "
+        "warn logs them at the start and lists them in /health and /readyz?verbose; "
+        "fail also holds readiness NOT_SERVING until they are built; ignore says "
+        "nothing (default: warn)",
+    )
 
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["probe"]:  # unknown options are reported by the top parser
@@ -320,6 +332,7 @@ def _run_check(target: str, as_json: bool) -> int:
 
     async def check() -> int:
         from .._container.runner import cancel_requests, cancelled_from_outside, is_cancellation
+        from .._container.views import unbuilt_checks
         from ..health import explain_error
 
         injector = await _injector(target)
@@ -337,30 +350,62 @@ def _run_check(target: str, as_json: bool) -> int:
                 print(f"start failed: {explain_error(error)}", file=sys.stderr)
                 return 1
             report = await injector.ahealth_report()
+            unbuilt = [service.label for service in unbuilt_checks(injector)]
         finally:
             await _shut_down(injector)
         if as_json:
-            print(json.dumps(report.to_dict(), indent=2))
+            print(json.dumps({**report.to_dict(), "unbuilt": unbuilt}, indent=2))
         else:
-            rows = [("SERVICE", "OUTCOME", "DURATION", "ERROR")] + [
-                (c.key, c.outcome.value, f"{c.duration * 1000:.1f} ms", _error(c.error))
-                for c in report.checks
-            ]
-            widths = [max(len(row[i]) for row in rows) for i in range(3)]
-            for row in rows:
-                print(
-                    "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[3]
-                )
-            print(_summary(report))
+            _print_table(report)
+        if unbuilt:
+            print(_unbuilt_note(unbuilt), file=sys.stderr)
+        if not report.checks:
+            print(f"di check: {_no_checks(unbuilt)}", file=sys.stderr)
+            return 1
         return 0 if report.healthy else 1
 
     return anyio.run(check)
 
 
-def _error(error: BaseException | None) -> str:
-    from ..health import error_text
+def _print_table(report: HealthReport) -> None:
+    """One line per check, then the summary; every cell printable (no control character
+    a check's error carries reaches the terminal)."""
+    from ..health import error_text, printable
 
-    return "" if error is None else error_text(error)
+    rows = [("SERVICE", "OUTCOME", "DURATION", "ERROR")] + [
+        (
+            printable(c.key),
+            c.outcome.value,
+            f"{c.duration * 1000:.1f} ms",
+            "" if c.error is None else printable(error_text(c.error)),
+        )
+        for c in report.checks
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[3])
+    print(_summary(report))
+
+
+def _unbuilt_note(unbuilt: list[str]) -> str:
+    """The line naming the services with a check that nothing built."""
+    names = ", ".join(repr(label) for label in unbuilt)
+    one = len(unbuilt) == 1
+    return (
+        f"not checked: {names} {'has' if one else 'have'} a health check but "
+        f"{'was' if one else 'were'} not built; provide {'it' if one else 'them'} with "
+        "eager=True, or build it in the factory"
+    )
+
+
+def _no_checks(unbuilt: list[str]) -> str:
+    """Why no check ran."""
+    if unbuilt:
+        return "no check ran: every service with a health check is lazy and was not built"
+    return (
+        "no check ran: no service visible from the injector has a health check "
+        "(a health_check() method, or provide(..., health_check=...))"
+    )
 
 
 def _summary(report: HealthReport) -> str:
@@ -368,12 +413,9 @@ def _summary(report: HealthReport) -> str:
     from ..health import Outcome
 
     count = len(report.checks)
-    verdict = {"pass": "healthy", "warn": "degraded", "fail": "unhealthy"}[report.status]
     if count == 0:
-        return (
-            f"{verdict}: no checks ran: no service with a health check was built "
-            "(provide the services to check with eager=True)"
-        )
+        return "unhealthy: no checks ran"
+    verdict = {"pass": "healthy", "warn": "degraded", "fail": "unhealthy"}[report.status]
     failed = sum(
         check.outcome not in (Outcome.HEALTHY, Outcome.DEGRADED) for check in report.checks
     )
@@ -428,6 +470,7 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
         show_details=args.show_details,
         limit_concurrency=args.limit_concurrency,
         metrics=args.metrics,
+        unbuilt=args.unbuilt,
     )
     if args.metrics and options.http is None:
         raise _Fail("--metrics serves /metrics on the HTTP port: give --http too")

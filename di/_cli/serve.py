@@ -14,7 +14,7 @@ The order of a run:
    ``di.grpc.add_health_servicer`` on a grpcio asyncio server (:data:`GRPC_OPTIONS`).
 4. The monitor starts the container's eager services (``astart()``), then checks every
    interval. Readiness follows the first round. A failed start exits 1.
-5. On SIGTERM every status turns NOT_SERVING while both servers keep answering for the
+5. On SIGTERM every status but liveness turns NOT_SERVING, both servers answering for the
    drain period; then they stop accepting and in-flight calls get the grace period.
    SIGINT skips the drain, and a second signal skips what is left of drain and grace.
    The round in progress gets :data:`ROUND_WAIT` s, then is cancelled; what ignores the
@@ -43,7 +43,7 @@ import anyio
 import anyio.abc
 
 from ..health import explain_error
-from ..monitor import HealthMonitor
+from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ class Options:
     show_details: bool = False
     limit_concurrency: int = 256
     metrics: bool = False
+    unbuilt: Unbuilt = "warn"
 
 
 class Signals:
@@ -287,7 +288,10 @@ class Run:
     async def _serve(self, injector: Scope) -> None:
         options = self.options
         monitor = HealthMonitor(
-            injector, interval=options.interval, show_details=options.show_details
+            injector,
+            interval=options.interval,
+            show_details=options.show_details,
+            unbuilt=options.unbuilt,
         )
         listener: socket.socket | None = None
         if options.http:

@@ -7,8 +7,13 @@ by hand, plus one lookup. Scopes drop their compiled builders whenever a provide
 changes or a singleton is released, so a captured instance is never stale.
 
 Only plain sync factories are compiled; anything else (async or generator factories,
-cycles, named transients that need a type check) returns None and takes the general
-path, which also raises the proper errors.
+cycles, named transients that need a type check, collections) returns None and takes
+the general path, which also raises the proper errors.
+
+When a hook listens to build events from the scope (see :mod:`di._container.hooks`),
+a transient's builder is compiled with the calls that tell it (:func:`_hooked_step`),
+and a scoped service takes the general path, which tells them too; with no such hook
+the code is the same as if hooks did not exist.
 
 The generated source is registered in :mod:`linecache` under its own file name
 (``<di scoped app.Handler>``), so a traceback through a builder shows the line that
@@ -21,11 +26,12 @@ from __future__ import annotations
 import hashlib
 import inspect
 import linecache
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DIError
-from . import registry
+from . import hooks, registry
 from .resolve import check_type, params_of, resolve_sync
 from .service import COMPILED, Lifetime, Service
 from .signature import Kind, Param, ScopeParam
@@ -63,6 +69,8 @@ def compile_transient(scope: Scope, service: Service) -> Callable[[Scope], Any] 
     It takes the invoking scope (unused: it captured ``scope``), as every builder kept
     in ``Scope._compiled`` does.
     """
+    if hooks.listens(scope, hooks.BUILD_EVENTS):
+        return _compile_hooked(scope, service)
     source = _Source()
     try:
         expression = _expression(scope, service, source, ())
@@ -108,6 +116,8 @@ def _expression(
             value = source.constant(scope, "scope")
         else:
             dependency = registry.lookup(scope, p.target)
+            if dependency is not None and dependency.lifetime is Lifetime.COLLECTION:
+                return None  # gathered anew on every build
             if dependency is not None and dependency.lifetime is Lifetime.TRANSIENT:
                 if isinstance(p.target, str):
                     return None  # its type is checked on every build
@@ -137,6 +147,101 @@ def _captured(scope: Scope, p: Param, dependency: Service | None, source: _Sourc
     return source.constant(instance, p.name)
 
 
+def _compile_hooked(scope: Scope, service: Service) -> Callable[[Scope], Any] | None:
+    """:func:`compile_transient` for a scope some hook listens to build events from."""
+    source = _Source()
+    lines: list[str] = []
+    try:
+        result = _hooked_step(scope, service, source, lines, (), 2)
+    except TypeError:
+        return None
+    if result is None:
+        return None
+    code = (
+        f"def _outer({source.parameters()}):\n"
+        "    def build(S):\n"
+        + "".join(f"{line}\n" for line in lines)
+        + f"        return {result}\n"
+        "    return build\n"
+    )
+    outer = _define(code, f"transient {service.label} with hooks")
+    builder: Callable[[Scope], Any] = outer(*source.constants)
+    return builder
+
+
+def _hooked_step(
+    scope: Scope,
+    service: Service,
+    source: _Source,
+    lines: list[str],
+    path: tuple[Service, ...],
+    depth: int,
+) -> str | None:
+    """Add the lines building transient ``service`` as the general path does, telling
+    the hooks: ``building``, its transient dependencies, its factory, then ``built``
+    (or ``build_failed``) with the seconds it took, dependencies included.
+
+    Returns the local variable holding the instance, or None for the general path.
+    """
+    if service in path or service.kind is not Kind.PLAIN:
+        return None
+    listening = scope._listeners
+    pad = "    " * depth
+    number = len(source.constants)
+    instance, began = f"v{number}", f"t{number}"
+    declared = source.constant(service, "declared")
+    tell = source.constant(hooks.deliver, "tell")
+    clock = source.constant(time.perf_counter, "clock")
+
+    def told(event: str, value: str, error: str) -> str:
+        listeners = source.constant(listening[event], f"{event}_hooks")
+        duration = "None" if event == "building" else f"{clock}() - {began}"
+        return f'{tell}(S, {listeners}, "{event}", {declared}, {value}, {error}, {duration})'
+
+    if "building" in listening:
+        lines.append(pad + told("building", "None", "None"))
+    lines.append(f"{pad}{began} = {clock}()")
+    failing = "build_failed" in listening
+    body: list[str] = []
+    inner_depth = depth + 1 if failing else depth
+    arguments = []
+    for p in params_of(service):
+        if p.target is ScopeParam:
+            value = source.constant(scope, "scope")
+        else:
+            dependency = registry.lookup(scope, p.target)
+            if dependency is not None and dependency.lifetime is Lifetime.COLLECTION:
+                return None
+            if dependency is not None and dependency.lifetime is Lifetime.TRANSIENT:
+                if isinstance(p.target, str):
+                    return None
+                inner = _hooked_step(scope, dependency, source, body, (*path, service), inner_depth)
+                if inner is None:
+                    return None
+                value = inner
+            else:
+                captured = _captured(scope, p, dependency, source)
+                if captured is None:
+                    return None
+                value = captured
+        arguments.append(value if p.positional else f"{p.name}={value}")
+    inner_pad = "    " * inner_depth
+    body.append(
+        f"{inner_pad}{instance} = {source.constant(service.factory)}({', '.join(arguments)})"
+    )
+    if failing:
+        lines.append(f"{pad}try:")
+        lines += body
+        lines.append(f"{pad}except BaseException as error:")
+        lines.append(f"{pad}    " + told("build_failed", "None", "error"))
+        lines.append(f"{pad}    raise")
+    else:
+        lines += body
+    if "built" in listening:
+        lines.append(pad + told("built", instance, "None"))
+    return instance
+
+
 # -- scoped services ------------------------------------------------------------------
 
 
@@ -162,6 +267,8 @@ def compile_scoped(
     Returns None when anything on the way needs the general path (async or generator
     factories, transients, named services needing a type check, cycles).
     """
+    if hooks.listens(parent, hooks.BUILD_EVENTS):
+        return None  # the general path tells the hooks
     source = _Source()
     lines: list[str] = []
     try:

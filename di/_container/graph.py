@@ -1,8 +1,10 @@
 """The dependency graph as a scope sees it, read without building anything.
 
 ``validate()`` finds what would fail at first use (a missing dependency, a cycle, a
-singleton holding a scoped or context service), ``explain()`` draws one service's tree
-and ``graph()`` the whole graph as a Mermaid flowchart.
+singleton holding a scoped or context service, a key an ``@inject`` function asks for
+that nothing provides), ``explain()`` draws one service's tree, what it needs and what
+needs it, and ``graph()`` the whole graph as a Mermaid flowchart. A collection
+(``list[T]``) needs each service collected under ``T``.
 
 Which scope resolves a dependency follows :mod:`di._container.resolve`: a singleton's from the
 scope that provides it, a scoped or transient service's from the scope that invokes it.
@@ -15,7 +17,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..errors import GraphError
-from . import registry
+from . import injection, registry
 from .keys import describe
 from .resolve import params_of
 from .service import Lifetime, Service
@@ -34,6 +36,10 @@ def _edges(service: Service, invoker: Scope) -> Iterator[tuple[Param, Service | 
     Raises ``TypeError`` when the factory's annotations cannot be resolved.
     """
     if service.lifetime is Lifetime.CONTEXT or service.lifetime is Lifetime.VALUE:
+        return
+    if service.lifetime is Lifetime.COLLECTION:
+        for i, member in enumerate(registry.members(invoker, service)):
+            yield Param(f"[{i}]", member.key, None, True, _EMPTY), member
         return
     resolver = service.owner if service.lifetime is Lifetime.LAZY else invoker
     for p in params_of(service):
@@ -71,6 +77,7 @@ def validate(scope: Scope) -> None:
             if canonical not in cycles:
                 cycles.add(canonical)
                 problems.append("circular dependency: " + " -> ".join(cycle))
+    problems += injection.problems(scope)
     if problems:
         raise GraphError(scope.name, problems)
 
@@ -149,7 +156,18 @@ def _cycle(start: Service, scope: Scope) -> list[str] | None:
     return walk(start)
 
 
+def kind(service: Service) -> str:
+    """A service's lifetime as the graph shows it: ``eager`` for a lazy singleton that
+    ``start()`` builds."""
+    if service.lifetime is Lifetime.LAZY and service.key in service.owner._eager:
+        return "eager"
+    return service.lifetime.value
+
+
 def _state(service: Service, scope: Scope) -> str:
+    if service.lifetime is Lifetime.COLLECTION:
+        count = len(registry.members(scope, service))
+        return f"{count} collected"
     if service.lifetime is Lifetime.TRANSIENT:
         return "built on every invoke"
     if service.lifetime is Lifetime.CONTEXT:
@@ -170,12 +188,12 @@ def _built_here(scope: Scope, service: Service) -> bool:
 
 
 def explain(scope: Scope, root: Service) -> str:
-    """One service's dependency tree, as text."""
+    """One service's dependency tree, then what needs it, as text."""
     lines: list[str] = []
 
     def node(service: Service) -> str:
         return (
-            f"{service.label} ({service.lifetime.value}, provided by "
+            f"{service.label} ({kind(service)}, provided by "
             f"{service.owner.name!r}, {_state(service, scope)})"
         )
 
@@ -197,9 +215,47 @@ def explain(scope: Scope, root: Service) -> str:
                 lines.append(f"{prefix}{branch}{node(dependency)}")
                 walk(dependency, prefix + below, (*path, dependency))
 
+    needs = _dependents(scope)
+
+    def walk_up(service: Service, prefix: str, path: tuple[Service, ...]) -> None:
+        above: list[Service | str] = [*needs.get(id(service), [])]
+        above += injection.needing(scope, service.key)
+        for i, dependent in enumerate(above):
+            last = i == len(above) - 1
+            branch, below = ("└── ", "    ") if last else ("├── ", "│   ")
+            if isinstance(dependent, str):
+                lines.append(f"{prefix}{branch}{dependent}")
+            elif dependent in path:
+                lines.append(f"{prefix}{branch}{dependent.label} (circular)")
+            else:
+                lines.append(f"{prefix}{branch}{node(dependent)}")
+                walk_up(dependent, prefix + below, (*path, dependent))
+
     lines.append(node(root))
     walk(root, "", (root,))
+    mark = len(lines)
+    walk_up(root, "", (root,))
+    if len(lines) == mark:
+        lines.append(f"needed by: nothing in reach of scope {scope.name!r}")
+    else:
+        lines.insert(mark, "needed by:")
     return "\n".join(lines)
+
+
+def _dependents(scope: Scope) -> dict[int, list[Service]]:
+    """For each service visible from ``scope`` (by id), the services that need it."""
+    found: dict[int, list[Service]] = {}
+    for service in registry.visible(scope):
+        try:
+            edges = list(_edges(service, scope))
+        except TypeError:
+            continue
+        for _, dependency in edges:
+            if dependency is not None:
+                needing = found.setdefault(id(dependency), [])
+                if service not in needing:
+                    needing.append(service)
+    return found
 
 
 def graph(scope: Scope) -> str:
@@ -210,7 +266,7 @@ def graph(scope: Scope) -> str:
     missing: dict[str, str] = {}
     for service in services:
         keys = " | ".join(describe(key) for key in service.keys)
-        text = f"{keys}<br/>{service.lifetime.value} in {service.owner.name}"
+        text = f"{keys}<br/>{kind(service)} in {service.owner.name}"
         lines.append(f'    {ids[id(service)]}["{_escape(text)}"]')
     for service in services:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import typing
 from dataclasses import dataclass
+from types import GenericAlias
 from typing import Any
 
 import typing_extensions
@@ -85,6 +86,11 @@ def parse_named(hint: Any) -> tuple[Any, str | None, tuple[Any, ...]]:
         else:
             others.append(extra)
     return key, name, tuple(others)
+
+
+def listed(key: Key) -> Any:
+    """``list[key]``: the key of the collection of services collected under ``key``."""
+    return GenericAlias(list, (key,))
 
 
 def describe(key: Key) -> str:

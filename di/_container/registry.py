@@ -1,11 +1,18 @@
 """The registry: which services a scope provides, and what a key reaches from it.
 
 Functions of the scope they work on, for ``Scope`` (di/scope.py) and the rest of the
-container: adding a provider (:func:`add`) and replacing one (:func:`override`,
-:func:`replace`), finding what a key reaches (:func:`lookup`, walking up the
-ancestors, nearest provider first), what a scope can see (:func:`lineage`,
-:func:`visible`), caching a finished build (:func:`keep`), and reading context values
-(:func:`context_value`, :func:`context_scope`) and scoped copies (:func:`scoped_copy`).
+container: adding a provider (:func:`add`; :func:`add_member` for one collected with
+``collect=True``) and replacing one (:func:`override`, :func:`replace`), finding what a
+key reaches (:func:`lookup`, walking up the ancestors, nearest provider first; the
+services a collection gathers, :func:`members`), what a scope can see
+(:func:`lineage`, :func:`visible`), caching a finished build (:func:`keep`), and
+reading context values (:func:`context_value`, :func:`context_scope`) and scoped
+copies (:func:`scoped_copy`).
+
+A collection is a service of its own under ``list[T]`` in each scope that collects
+under ``T`` (lifetime ``COLLECTION``, never built nor cached): its ``members`` are the
+services collected there, each keyed by a :class:`~di._container.service.Member`.
+Invoking it gathers the members of every scope from the root down to the invoker.
 """
 
 from __future__ import annotations
@@ -21,10 +28,10 @@ from ..errors import (
     ServiceAlreadyProvidedError,
     ServiceNotFoundError,
 )
-from . import request, shutdown
-from .keys import Key, check_name, describe, unalias
+from . import hooks, request, shutdown
+from .keys import Key, check_name, describe, listed, unalias
 from .runner import in_event_loop, run_blocking
-from .service import BLANK, COMPILED, Landed, Lifetime, Service, Teardown
+from .service import BLANK, COMPILED, Landed, Lifetime, Member, Service, Teardown
 from .shutdown import PendingHook
 from .signature import Kind, label
 
@@ -58,19 +65,22 @@ def override(scope: Scope, service: Service, sync_name: str, async_name: str) ->
             "there"
         )
     steps = replace(scope, service, sync_name)
+    shut_down(scope, steps, sync_name, async_name)
+
+
+def shut_down(scope: Scope, steps: list[PendingHook], sync_name: str, async_name: str) -> None:
+    """Run the shutdown hooks of instances taken out (replaced), from sync code: on a
+    loop of their own if one is async. Failures raise :class:`~di.ShutdownError`."""
     if any(inspect.iscoroutinefunction(step.hook()) for step in steps):
-        outcome = run_blocking(
-            lambda: shutdown.attempt_hooks_async(steps, scope), sync_name, async_name
-        )
-        shutdown.raise_failures(scope, *outcome)
+        run_blocking(lambda: shutdown.attempt_hooks_async(steps, scope), sync_name, async_name)
     else:
-        shutdown.raise_failures(scope, *shutdown.attempt_hooks_sync(steps, scope, async_name), None)
+        shutdown.attempt_hooks_sync(steps, scope, async_name)
 
 
 async def aoverride(scope: Scope, service: Service, where: str) -> None:
     """:func:`override` from async code, awaiting the replaced instances' hooks."""
     steps = replace(scope, service, where)
-    shutdown.raise_failures(scope, *await shutdown.attempt_hooks_async(steps, scope))
+    await shutdown.attempt_hooks_async(steps, scope)
 
 
 def replaced_by(scope: Scope, service: Service, where: str) -> list[Service]:
@@ -131,11 +141,13 @@ def replace(scope: Scope, service: Service, where: str) -> list[PendingHook]:
                     scope._services[other] = rest
             scope._services[key] = service
         request.forget_builders(scope)
+    announce(scope, service)
     return steps
 
 
-def add(scope: Scope, service: Service) -> None:
-    """Provide ``service`` in ``scope``; a key it already provides is an error."""
+def add(scope: Scope, service: Service, where: str = "provide") -> None:
+    """Provide ``service`` in ``scope``; a key it already provides is an error, and so
+    is a key collected in reach (``collect=True``): one key, one kind of binding."""
     with scope._root._mutex:
         if scope._closed:
             raise ScopeClosedError(scope.name, f"provide {service.label!r}")
@@ -144,7 +156,24 @@ def add(scope: Scope, service: Service) -> None:
             # reports and errors name both the same way.
             taken = key in scope._labels if isinstance(key, str) else describe(key)
             if key in scope._services or taken in scope._services or taken is True:
-                raise ServiceAlreadyProvidedError(describe(key), scope.name)
+                raise ServiceAlreadyProvidedError(
+                    describe(key),
+                    scope.name,
+                    None
+                    if isinstance(key, str)
+                    else "use override() to replace it, or provide each with collect=True "
+                    f"to gather several (invoke list[{describe(key)}])",
+                )
+            if not isinstance(key, str):
+                collection = lookup(scope, listed(key))
+                if collection is not None and collection.lifetime is Lifetime.COLLECTION:
+                    raise ServiceAlreadyProvidedError(
+                        describe(key),
+                        collection.owner.name,
+                        f"it is collected there (collect=True), and {where}() without "
+                        "collect=True would bind it plainly too; pass collect=True to add "
+                        f"one more to list[{describe(key)}], or use another key",
+                    )
         if scope._services is BLANK:
             scope._services, scope._labels = {}, set()
         drop_received(scope, service.keys)
@@ -153,6 +182,100 @@ def add(scope: Scope, service: Service) -> None:
             if not isinstance(key, str):
                 scope._labels.add(describe(key))
         request.forget_builders(scope)
+    announce(scope, service)
+
+
+def announce(scope: Scope, service: Service) -> None:
+    """Tell the hooks listening from ``scope`` that ``service`` was provided there."""
+    if scope._listeners:
+        value = service.factory() if service.lifetime is Lifetime.VALUE else None
+        hooks.emit(scope, "provided", service, value)
+
+
+def add_member(scope: Scope, service: Service, where: str) -> None:
+    """Provide ``service`` collected under each of its keys (``collect=True``).
+
+    It becomes a service of its own, keyed by a fresh :class:`Member`, and a member of
+    the collection ``listed(key)`` of this scope for each key. A key bound plainly in
+    reach is an error: one key, one kind of binding.
+    """
+    interfaces = service.keys
+    for interface in interfaces:
+        if isinstance(interface, str):
+            raise TypeError(
+                f"{where}(provides={interface!r}, collect=True): a collection gathers "
+                "services by type; collect under a class or a Protocol"
+            )
+    with scope._root._mutex:
+        if scope._closed:
+            raise ScopeClosedError(scope.name, f"provide {service.label!r}")
+        for interface in interfaces:
+            plain = lookup(scope, interface)
+            as_list = lookup(scope, listed(interface))
+            if as_list is not None and as_list.lifetime is not Lifetime.COLLECTION:
+                plain = as_list
+            if plain is not None:
+                raise ServiceAlreadyProvidedError(
+                    describe(plain.key),
+                    plain.owner.name,
+                    f"it is bound plainly there, and {where}(..., collect=True) would "
+                    "collect services under it too; provide that one with collect=True as "
+                    "well, or collect under another key",
+                )
+        built = service.expected if isinstance(service.expected, type) else None
+        what = describe(built) if built is not None else label(service.factory)
+        taken = {m.label for c in collections(scope, listed(interfaces[0])) for m in c.members}
+        name = f"{describe(interfaces[0])}[{what}]"
+        number = 2
+        while name in taken:
+            name, number = f"{describe(interfaces[0])}[{what} #{number}]", number + 1
+        key = Member(interfaces[0], name)
+        service.key, service.keys, service.label = key, (key,), name
+        if scope._services is BLANK:
+            scope._services, scope._labels = {}, set()
+        scope._services[key] = service
+        for interface in interfaces:
+            collection = scope._services.get(listed(interface))
+            if collection is None:
+                collection = scope._services[listed(interface)] = Service(
+                    key=listed(interface),
+                    label=describe(listed(interface)),
+                    lifetime=Lifetime.COLLECTION,
+                    owner=scope,
+                    factory=list,
+                    kind=Kind.PLAIN,
+                    expected=None,
+                    params=[],
+                    shutdown_hook=None,
+                    check=None,
+                )
+            collection.members.append(service)
+        request.forget_builders(scope)
+    announce(scope, service)
+
+
+def collections(scope: Scope, key: Key) -> list[Service]:
+    """The collections ``key`` (``list[T]``) reaches from ``scope``, the root's first.
+
+    A scope that provides ``key`` as anything but a collection hides those above it.
+    """
+    found: list[Service] = []
+    each: Scope | None = scope
+    while each is not None:
+        service = each._services.get(key)
+        if service is not None:
+            if service.lifetime is not Lifetime.COLLECTION:
+                break
+            found.append(service)
+        each = each._parent
+    found.reverse()
+    return found
+
+
+def members(scope: Scope, collection: Service) -> list[Service]:
+    """Every service ``collection`` gathers as seen from ``scope``: the root's first,
+    each scope's in provide order."""
+    return [m for c in collections(scope, collection.key) for m in c.members]
 
 
 def drop_received(scope: Scope, keys: tuple[Key, ...]) -> None:
@@ -288,8 +411,19 @@ def scoped_copy(scope: Scope, service: Service) -> Service:
 
 def not_found(scope: Scope, key: Key, needed_by: str | None = None) -> ServiceNotFoundError:
     """The error for a key no scope in reach provides, listing what ``scope`` sees."""
-    available = [describe(k) for s in visible(scope) if s.label != needed_by for k in s.keys]
-    return ServiceNotFoundError(describe(key), scope.name, available)
+    available = [
+        describe(k)
+        for s in visible(scope)
+        if s.label != needed_by and not isinstance(s.key, Member)
+        for k in s.keys
+    ]
+    error = ServiceNotFoundError(describe(key), scope.name, available)
+    if not isinstance(key, str) and collections(scope, listed(key)):
+        error.add_note(
+            f"{describe(key)} is collected (provide(..., collect=True)): ask for every "
+            f"one of them with list[{describe(key)}]"
+        )
+    return error
 
 
 def context_scope(scope: Scope, key: Key) -> str | None:
@@ -313,3 +447,67 @@ def built_services(scope: Scope) -> list[Service]:
         request.materialize(scope)
         built = {s for s in (*scope._services.values(), *scope._scoped.values()) if s.index}
     return sorted(built, key=lambda s: s.index)
+
+
+def copy_into(source: Scope, target: Scope) -> list[Service]:
+    """Provide in ``target`` what ``source`` provides itself, nothing built: each
+    service a fresh record (collections with their members); the values, which the
+    caller builds. ``target`` provides nothing yet."""
+    copies: dict[Service, Service] = {}
+
+    def copy(service: Service) -> Service:
+        made = copies.get(service)
+        if made is None:
+            made = copies[service] = service._like(target, service.lifetime, service.keys)
+            if service.lifetime is Lifetime.VALUE:
+                made.shutdown_hook = _left_alone  # the source's own, to shut down
+        return made
+
+    with source._root._mutex:
+        services = {key: copy(service) for key, service in source._services.items()}
+        for original, made in list(copies.items()):
+            made.members = [copy(member) for member in original.members]
+        if services:
+            target._services, target._labels = services, set(source._labels)
+        if source._eager:
+            target._eager = dict(source._eager)
+    return [made for made in copies.values() if made.lifetime is Lifetime.VALUE]
+
+
+def _left_alone(instance: object) -> None:
+    """The shutdown hook of a clone's value: the injector it was given to owns it."""
+
+
+# -- starting: build the eager services (twins, change both) --------------------------------
+
+
+def build_eager(scope: Scope) -> None:
+    """Build every ``eager=True`` service of ``scope`` as ``invoke`` would, in provide
+    order; the first failure raised with a note naming the service."""
+    for key in list(scope._eager):
+        try:
+            scope.invoke(key)
+        except AsyncRequiredError as error:
+            # invoke() names ainvoke(); the caller called start().
+            raise AsyncRequiredError(
+                f"start() cannot build eager service {describe(key)!r}: it or a service "
+                "it needs has an async factory; use `await scope.astart()`"
+            ) from error
+        except Exception as error:
+            _note_start(error, scope, key)
+            raise
+
+
+async def abuild_eager(scope: Scope) -> None:
+    """:func:`build_eager` for async code, awaiting async factories."""
+    for key in list(scope._eager):
+        try:
+            await scope.ainvoke(key)
+        except Exception as error:
+            _note_start(error, scope, key)
+            raise
+
+
+def _note_start(error: Exception, scope: Scope, key: Key) -> None:
+    """Name the eager service whose start ``error`` failed, in a note on it."""
+    error.add_note(f"while starting eager service {describe(key)!r} of scope {scope.name!r}")

@@ -6,9 +6,12 @@ parent does. The path of one request, and where each step lives:
 - ``Scope.scope()`` (di/scope.py) opens the child: its instances start as a copy of the
   parent's :class:`Plan` template (a ``COMPILED`` marker per scoped service) plus the
   context values, and it joins the parent's children without the lock where the GIL
-  orders it;
+  orders it (else :func:`adopt` takes the lock); it is named on first ask
+  (:func:`name_anonymous`);
 - ``Scope.invoke()`` finds a marker and calls the compiled builder the plan holds
   (:func:`fast_builder` compiles one per parent and key, see :mod:`di._container.compile`);
+  past its fast path, :func:`invoke` (and :func:`ainvoke`) finds the service and
+  compiles or builds it;
   the builder calls back here through the constants it was given (:func:`enter`,
   :func:`record`, :func:`build_guarded`, :func:`note_failed`, :func:`context_value`),
   so that generated code reaches no private of the scope;
@@ -30,11 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DIError, ScopeClosedError
 from . import registry
-from .compile import compile_scoped
+from .compile import compile_scoped, compile_transient
+from .hooks import own_hooks
 from .keys import Key, describe
-from .resolve import check_provides, note_building, resolve_sync
+from .resolve import check_provides, check_type, note_building, resolve_async, resolve_sync
 from .service import BLANK, COMPILED, Lifetime, Service
-from .shutdown import discard_unused
+from .shutdown import discard_unused, leave
 
 if TYPE_CHECKING:
     from ..scope import Scope
@@ -104,6 +108,89 @@ def check_context(scope: Scope, context: Mapping[Key, Any]) -> None:
             )
 
 
+def adopt(parent: Scope, child: Scope, name: str | None, key: str | int, plan: Plan) -> None:
+    """Make ``child`` one of ``parent``'s children, under the lock: the path of a named
+    scope, and of an anonymous one that could not be published without it (no GIL, or
+    a provider or a hook changed since ``plan`` was made)."""
+    # acquire/release rather than `with`: this runs once per request.
+    mutex = parent._root._mutex
+    mutex.acquire()
+    try:
+        if parent._closed:
+            leave(child)  # if published without the lock
+            raise ScopeClosedError(parent.name, f"open child scope {child.name!r}")
+        children = parent._children
+        if children is BLANK:
+            children = parent._children = {}
+        if name is not None and (
+            name in children
+            or any(other._name == name for other in list(children.values()) if other._number)
+        ):
+            raise ValueError(
+                f"scope {parent.name!r} already has a child scope named {name!r}; "
+                "choose another name (or none) or shut that one down first"
+            )
+        children[key] = child
+        if plan.version != parent._version:
+            forget_builders(child)  # a provider (or a hook) changed since the plan was made
+            child._listeners = parent._listeners
+    finally:
+        mutex.release()
+
+
+def name_anonymous(scope: Scope) -> str:
+    """Name an anonymous scope ``"<parent's name>.<n>"``, the first time it is asked."""
+    with scope._root._mutex:
+        name = scope._name
+        if name is None:
+            parent = scope._parent
+            assert parent is not None  # the root always has a name
+            # Numbers are unique in the tree, so only a name chosen by hand can be taken.
+            name = f"{parent.name}.{scope._number}"
+            while name in parent._children:
+                name = f"{parent.name}.{next(scope._root._scope_numbers)}"
+            scope._name = name
+        return name
+
+
+def invoke(scope: Scope, service: Any, name: str | None) -> Any:
+    """``scope.invoke(service, name)`` past its fast path: find the service; build a
+    request scope's scoped one with its compiled builder, compile a transient's (and
+    keep it, with its marker, for the fast path), or resolve it."""
+    found, expected = registry.find(scope, service, name)
+    if found.lifetime is Lifetime.SCOPED and expected is None:
+        build = fast_builder(scope, found)
+        if build is not None:
+            return build(scope)
+    if found.lifetime is Lifetime.TRANSIENT and expected is None:
+        version = scope._version
+        builder = compile_transient(scope, found)
+        if builder is not None:
+            with scope._root._mutex:
+                # Cached only if no provider changed while compiling.
+                if scope._version == version and not scope._closed:
+                    own_compiled(scope)[service] = builder
+                    scope._instances[service] = COMPILED
+            return builder(scope)
+    instance = resolve_sync(found, scope)
+    if expected is not None:
+        check_type(found.label, instance, expected, "invoke()")
+    return instance
+
+
+async def ainvoke(scope: Scope, service: Any, name: str | None) -> Any:
+    """:func:`invoke`'s twin for ``ainvoke``: transients are not compiled here."""
+    found, expected = registry.find(scope, service, name)
+    if found.lifetime is Lifetime.SCOPED and expected is None:
+        build = fast_builder(scope, found)
+        if build is not None:
+            return build(scope)
+    instance = await resolve_async(found, scope)
+    if expected is not None:
+        check_type(found.label, instance, expected, "ainvoke()")
+    return instance
+
+
 # -- builders --------------------------------------------------------------------------------
 
 
@@ -117,6 +204,8 @@ def fast_builder(scope: Scope, service: Service) -> Callable[[Scope], Any] | Non
     parent = scope._parent
     if parent is None or scope._services or service.template is not None:
         return None
+    if own_hooks(scope):
+        return None  # the parent's builders do not tell this scope's own hooks
     plan = parent._plan
     if plan is None:
         plan = make_plan(parent)
@@ -280,10 +369,13 @@ def close_plainly(scope: Scope) -> bool:
     """Close a child scope with no children and no hook to run at once; whether it did.
 
     The common end of a request scope: what it built needs no shutdown, so there is
-    nothing to order, run or report.
+    nothing to order, run or report (unless a hook listens to shutdowns).
     """
     parent = scope._parent
     if parent is None:
+        return False
+    listeners = scope._listeners
+    if listeners and ("shut_down" in listeners or "shutting_down" in listeners):
         return False
     if scope._services and any(s.index for s in scope._services.values()):
         return False

@@ -4,7 +4,11 @@ Resolution is the slow path of ``invoke``: the fast path is a dict lookup in the
 (``Scope._instances``), which is also the one place a built instance lives.
 
 Concurrent callers share a *flight*: the first caller builds, the others wait for it
-and get its instance (or its error; a failed build caches nothing). A cycle shows
+and get its instance (or its error; a failed build caches nothing). The builder, and
+only it, tells the hooks listening from the scope that builds (``building``, then
+``built`` or ``build_failed``, see :mod:`di._container.hooks`), in its own thread or
+task, once the waiters are woken. A collection (``list[T]``) resolves each of its
+members in turn. A cycle shows
 itself in two ways, both reported as ``CircularDependencyError`` rather than a hang:
 a service already on this caller's path, or a flight whose builder waits, through a
 chain of other flights, on a flight this caller is building.
@@ -24,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..errors import AsyncRequiredError, CircularDependencyError, DIError, ScopeClosedError
-from . import registry
+from . import hooks, registry
 from .keys import describe, unalias
 from .runner import loop_notifier, running_asyncio_loop
 from .service import COMPILED, MISSING, Landed, Lifetime, Service, Teardown
@@ -97,7 +101,11 @@ def resolve_sync(service: Service, invoker: Scope) -> Any:
     """The instance of ``service``, building it (and its dependencies) when needed."""
     lifetime = service.lifetime
     if lifetime is Lifetime.TRANSIENT:
+        if invoker._listeners:
+            return _transient_sync(service, invoker)
         return _make_sync(service, invoker)[0]
+    if lifetime is Lifetime.COLLECTION:
+        return [resolve_sync(member, invoker) for member in registry.members(invoker, service)]
     if service.template is None and lifetime in _SPECIAL:
         copy, value = _special(service, invoker)
         if copy is None:
@@ -113,6 +121,10 @@ def resolve_sync(service: Service, invoker: Scope) -> Any:
             continue
         flight, mine, me = claim
         if mine:
+            owner = service.owner
+            listening = owner._listeners
+            if listening:
+                hooks.emit(owner, "building", service)
             began = time.perf_counter()
             try:
                 made = _make_sync(service, service.owner)
@@ -121,9 +133,13 @@ def resolve_sync(service: Service, invoker: Scope) -> Any:
                 if isinstance(error, LookupError):
                     explain_captive(error, service, invoker)
                 _land(service, flight, None, error)
+                if listening:
+                    hooks.emit(owner, "build_failed", service, None, error, _since(began))
                 raise
             service.build_seconds = time.perf_counter() - began
             landed = _land(service, flight, made, None)
+            if listening:
+                _tell_landed(service, owner, landed, made[0], flight.error)
             if landed is not _KEPT:
                 _discard_sync(service, made)
                 if landed is not _BEATEN:
@@ -147,7 +163,13 @@ async def resolve_async(service: Service, invoker: Scope) -> Any:
     """Like :func:`resolve_sync`, awaiting async factories and other callers' builds."""
     lifetime = service.lifetime
     if lifetime is Lifetime.TRANSIENT:
+        if invoker._listeners:
+            return await _transient_async(service, invoker)
         return (await _make_async(service, invoker))[0]
+    if lifetime is Lifetime.COLLECTION:
+        return [
+            await resolve_async(member, invoker) for member in registry.members(invoker, service)
+        ]
     if service.template is None and lifetime in _SPECIAL:
         copy, value = _special(service, invoker)
         if copy is None:
@@ -163,6 +185,10 @@ async def resolve_async(service: Service, invoker: Scope) -> Any:
             continue
         flight, mine, me = claim
         if mine:
+            owner = service.owner
+            listening = owner._listeners
+            if listening:
+                hooks.emit(owner, "building", service)
             began = time.perf_counter()
             try:
                 made = await _make_async(service, service.owner)
@@ -171,9 +197,13 @@ async def resolve_async(service: Service, invoker: Scope) -> Any:
                 if isinstance(error, LookupError):
                     explain_captive(error, service, invoker)
                 _land(service, flight, None, error)
+                if listening:
+                    hooks.emit(owner, "build_failed", service, None, error, _since(began))
                 raise
             service.build_seconds = time.perf_counter() - began
             landed = _land(service, flight, made, None)
+            if listening:
+                _tell_landed(service, owner, landed, made[0], flight.error)
             if landed is not _KEPT:
                 await _discard_async(service, made)
                 if landed is not _BEATEN:
@@ -194,6 +224,47 @@ async def resolve_async(service: Service, invoker: Scope) -> Any:
         except _Replaced:
             service = _current(service, _REPLACED)
             instances = service.owner._instances
+
+
+def _transient_sync(service: Service, invoker: Scope) -> Any:
+    """Build a transient, telling the hooks listening from ``invoker``."""
+    hooks.emit(invoker, "building", service)
+    began = time.perf_counter()
+    try:
+        instance = _make_sync(service, invoker)[0]
+    except BaseException as error:
+        hooks.emit(invoker, "build_failed", service, None, error, _since(began))
+        raise
+    hooks.emit(invoker, "built", service, instance, None, _since(began))
+    return instance
+
+
+async def _transient_async(service: Service, invoker: Scope) -> Any:
+    """:func:`_transient_sync`'s twin, awaiting an async factory."""
+    hooks.emit(invoker, "building", service)
+    began = time.perf_counter()
+    try:
+        instance = (await _make_async(service, invoker))[0]
+    except BaseException as error:
+        hooks.emit(invoker, "build_failed", service, None, error, _since(began))
+        raise
+    hooks.emit(invoker, "built", service, instance, None, _since(began))
+    return instance
+
+
+def _since(began: float) -> float:
+    return time.perf_counter() - began
+
+
+def _tell_landed(
+    service: Service, owner: Scope, landed: Landed, instance: Any, error: BaseException | None
+) -> None:
+    """Tell the hooks how a build that returned landed: kept, or refused (scope closed,
+    service replaced meanwhile). One beaten by a compiled builder was never the one."""
+    if landed is _KEPT:
+        hooks.emit(owner, "built", service, instance, None, service.build_seconds)
+    elif landed is not _BEATEN:
+        hooks.emit(owner, "build_failed", service, None, error, service.build_seconds)
 
 
 # -- flights ------------------------------------------------------------------------

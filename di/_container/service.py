@@ -54,6 +54,25 @@ class Lifetime(enum.Enum):
     TRANSIENT = "transient"
     SCOPED = "scoped"  # one per scope that invokes it
     CONTEXT = "context"  # a value each scope receives through scope(context=...)
+    COLLECTION = "collection"  # list[T]: every service collected under T, never cached
+
+
+class Member:
+    """The key of one service collected under an interface (``provide(..., collect=True)``).
+
+    Each collected service is a service of its own, keyed by one of these, which no
+    caller holds: it is reached through its collection, ``list[interface]``. It reads
+    as ``app.Plugin[app.EmailPlugin]``, in reports and health checks alike.
+    """
+
+    __slots__ = ("interface", "label")
+
+    def __init__(self, interface: Any, label: str) -> None:
+        self.interface = interface
+        self.label = label
+
+    def __repr__(self) -> str:
+        return self.label
 
 
 class Service:
@@ -72,6 +91,7 @@ class Service:
         "kind",
         "label",
         "lifetime",
+        "members",
         "owner",
         "params",
         "probe",
@@ -115,6 +135,9 @@ class Service:
         self.probe: Any = None
         self.critical = True  # False: a failing check degrades, see provide(critical=)
         self.build_seconds = 0.0  # how long its latest build took, dependencies included
+        # For a collection (list[T]): the services collected under T in its scope, in
+        # provide order.
+        self.members: list[Service] = []
 
     def __repr__(self) -> str:
         return f"<service {self.label!r} ({self.lifetime.value}) in scope {self.owner.name!r}>"

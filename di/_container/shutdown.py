@@ -10,9 +10,15 @@ The path of ``scope.shutdown()`` (``ashutdown()`` is its twin, awaiting async ho
   build order;
 - :func:`_attempt_sync` / :func:`_attempt_async` attempt each :class:`PendingHook` whatever
   the others raised, each within the injector's ``shutdown_timeout`` (sync hooks then
-  run in a worker thread of the injector's pool, and one that overruns is left behind);
-- :func:`raise_failures` raises them together (:class:`~di.ShutdownError`), after any
+  run in a worker thread of the injector's pool, and one that overruns is left behind),
+  telling the hooks listening (``shutting_down``, ``shut_down``) in the thread or task
+  shutting down, and keeping each outcome in a :class:`Tally`;
+- :func:`raise_failures` returns the :class:`~di.ShutdownReport`, or raises the failures
+  together (:class:`~di.ShutdownError`, carrying the report), after any
   ``BaseException`` or cancellation that stopped the run.
+
+A service an active ``overridden()`` set aside (its instance held, not in the scope's
+instances) is shut down with the others, in its place in the order.
 
 A cancelled ``ashutdown()`` stops between hooks, never inside one: the hooks not
 attempted yet stay with their scopes for a later call.
@@ -24,6 +30,7 @@ import functools
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +38,8 @@ import anyio
 import anyio.lowlevel
 
 from ..errors import AsyncRequiredError, DIError, ShutdownError, ShutdownTimeoutError
-from . import registry
+from ..lifecycle import Outcome, ServiceShutdown, ShutdownReport
+from . import hooks, registry
 from .runner import (
     LeftBehind,
     call_in_thread,
@@ -70,6 +78,50 @@ class PendingHook:
         return hook_of(self.service, self.instance, self.teardown, self.failure)
 
 
+class Tally:
+    """What attempting hooks found: each service's outcome, in order, the failures by
+    key, and the first ``BaseException`` that is no ``Exception``."""
+
+    __slots__ = ("began", "entries", "failures", "fatal", "scope")
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+        self.began = time.perf_counter()
+        self.entries: list[ServiceShutdown] = []
+        self.failures: dict[str, Exception] = {}
+        self.fatal: BaseException | None = None
+
+    def record(self, step: PendingHook, began: float, error: BaseException | None) -> None:
+        """Keep how ``step``'s hook went, and tell the hooks listening to ``shut_down``."""
+        seconds = time.perf_counter() - began
+        if isinstance(error, Exception):
+            self.failures[step.key] = error
+        elif error is not None:
+            self.fatal = self.fatal or error
+        outcome: Outcome = "ok"
+        if isinstance(error, ShutdownTimeoutError):
+            outcome = "timed_out"
+        elif error is not None:
+            outcome = "failed"
+        owner = step.service.owner
+        self.entries.append(
+            ServiceShutdown(step.service.label, owner.name, outcome, seconds, error)
+        )
+        if owner._listeners:
+            hooks.emit(owner, "shut_down", step.service, step.instance, error, seconds)
+
+    def report(self) -> ShutdownReport:
+        return ShutdownReport(self.scope, tuple(self.entries), time.perf_counter() - self.began)
+
+
+def _starting(step: PendingHook) -> float:
+    """Tell the hooks listening that ``step``'s service is shutting down; the time."""
+    owner = step.service.owner
+    if owner._listeners:
+        hooks.emit(owner, "shutting_down", step.service, step.instance)
+    return time.perf_counter()
+
+
 class Shutting:
     """A shutdown in progress, which other callers wait for (from any thread or loop)."""
 
@@ -99,7 +151,9 @@ class Shutting:
 # -- the two entry points: twins, change both ---------------------------------------------
 
 
-def shutdown(scope: Scope, failure: BaseException | None, called: str = "shutdown") -> None:
+def shutdown(
+    scope: Scope, failure: BaseException | None, called: str = "shutdown"
+) -> ShutdownReport:
     """Shut ``scope``'s subtree down from sync code; ``failure`` reaches generator factories."""
     if has_async_hooks(scope):
         if in_event_loop():
@@ -110,46 +164,37 @@ def shutdown(scope: Scope, failure: BaseException | None, called: str = "shutdow
                 else "shutdown() was called inside a running event loop and some "
                 "services have async shutdown hooks; use `await ashutdown()` there"
             )
-        run_blocking(lambda: ashutdown(scope, failure), "shutdown", "ashutdown")
-        return
+        return run_blocking(lambda: ashutdown(scope, failure), "shutdown", "ashutdown")
     while (running := _claim(scope)) is not None:
         running.wait()  # another thread is shutting it down: wait for the end
+    tally = Tally(scope.name)
     try:
         scopes = close(scope, failure)
-        failures: dict[str, Exception] = {}
-        fatal: BaseException | None = None
         for closing in scopes:
-            found, error = _attempt_sync(functools.partial(_take_next, closing), scope, "ashutdown")
-            failures |= found
-            fatal = fatal or error
+            _attempt_sync(functools.partial(_take_next, closing), scope, "ashutdown", tally)
             _closed_out(closing)
     finally:
         _release(scope)
-    raise_failures(scope, failures, fatal, None)
+    return raise_failures(scope, tally, None)
 
 
-async def ashutdown(scope: Scope, failure: BaseException | None) -> None:
+async def ashutdown(scope: Scope, failure: BaseException | None) -> ShutdownReport:
     """:func:`shutdown` from async code, awaiting async hooks; stops between hooks if
     cancelled."""
     while (running := _claim(scope)) is not None:
         await running.await_end()  # another caller is shutting it down
     cancelled: BaseException | None = None
+    tally = Tally(scope.name)
     try:
         scopes = close(scope, failure)
-        failures: dict[str, Exception] = {}
-        fatal: BaseException | None = None
         for closing in scopes:
-            found, error, cancelled = await _attempt_async(
-                functools.partial(_take_next, closing), scope
-            )
-            failures |= found
-            fatal = fatal or error
+            cancelled = await _attempt_async(functools.partial(_take_next, closing), scope, tally)
             if cancelled is not None:
                 break
             _closed_out(closing)
     finally:
         _release(scope)
-    raise_failures(scope, failures, fatal, cancelled)
+    return raise_failures(scope, tally, cancelled)
 
 
 def _claim(scope: Scope) -> Shutting | None:
@@ -179,10 +224,18 @@ def _release(scope: Scope) -> None:
 
 def has_async_hooks(scope: Scope) -> bool:
     """Whether shutting ``scope``'s subtree down would await an async hook."""
+    from .overrides import held
+
     with scope._root._mutex:
         scopes = subtree(scope)
         pending = [step for each in scopes for step in each._closing]
+        aside = [entry for each in scopes for entry in held(each)]
     if any(inspect.iscoroutinefunction(step.hook()) for step in pending):
+        return True
+    if any(
+        inspect.iscoroutinefunction(hook_of(service, instance, service.teardown, None))
+        for service, instance in aside
+    ):
         return True
     return any(has_async_hook(each, registry.built_services(each)) for each in scopes)
 
@@ -208,6 +261,7 @@ def close(scope: Scope, failure: BaseException | None) -> list[Scope]:
     Builds still in flight see the scope closed when they land: they shut their
     instance down and raise :class:`~di.ScopeClosedError`.
     """
+    from .overrides import release_held
     from .request import forget_builders, materialize
 
     with scope._root._mutex:
@@ -215,12 +269,18 @@ def close(scope: Scope, failure: BaseException | None) -> list[Scope]:
         for closing in scopes:
             materialize(closing)
             closing._generation += 1
+            aside = release_held(closing)
             built = sorted(
-                {s for s in (*closing._services.values(), *closing._scoped.values()) if s.index},
+                {
+                    s
+                    for s in (*closing._services.values(), *closing._scoped.values(), *aside)
+                    if s.index
+                },
                 key=lambda s: s.index,
                 reverse=True,
             )
-            closing._closing = [*closing._closing, *take_out(closing, built, scope, failure)]
+            steps = take_out(closing, built, scope, failure, aside)
+            closing._closing = [*closing._closing, *steps]
             if closing._parent is not None:
                 closing._instances.clear()  # its context's values (a child never reopens)
             forget_builders(closing)
@@ -232,11 +292,13 @@ def take_out(
     services: Iterable[Service],
     shutting: Scope | None = None,
     failure: BaseException | None = None,
+    aside: dict[Service, Any] | None = None,
 ) -> list[PendingHook]:
     """Drop built instances from ``scope`` (the caller holds the mutex).
 
     ``shutting`` is the scope whose shutdown this is: a descendant's services are named
-    by their path below it.
+    by their path below it. ``aside`` holds the instances of services an override set
+    aside: not in the scope's instances, where another service now has their key.
     """
     steps = []
     where = ""
@@ -249,14 +311,25 @@ def take_out(
         where = "/".join(reversed(names))
     for service in services:
         key = f"{service.label} (scope {where!r})" if where else service.label
-        instance = scope._instances.pop(service.key)
-        for other in service.keys[1:]:
-            scope._instances.pop(other, None)
+        instance = aside[service] if aside and service in aside else _instance_in(scope, service)
+        for other in service.keys:
+            if scope._instances.get(other, MISSING) is instance:
+                del scope._instances[other]
         steps.append(PendingHook(service, instance, key, failure))
         service.index = 0
         service.teardown = None
         service.probe = None
     return steps
+
+
+def _instance_in(scope: Scope, service: Service) -> Any:
+    """The built instance of ``service`` in ``scope``'s instances, by one of its keys
+    that still reaches it: an override may hold another (the caller holds the mutex)."""
+    if service.template is None and scope._services.get(service.key) is not service:
+        for key in service.keys[1:]:
+            if scope._services.get(key) is service and key in scope._instances:
+                return scope._instances[key]
+    return scope._instances[service.key]
 
 
 def _take_next(scope: Scope) -> PendingHook | None:
@@ -285,22 +358,20 @@ def leave(scope: Scope) -> None:
             del parent._children[key]
 
 
-def raise_failures(
-    scope: Scope,
-    failures: dict[str, Exception],
-    fatal: BaseException | None,
-    cancelled: BaseException | None,
-) -> None:
-    """Raise what the hooks raised, once every hook that could run has run."""
-    first = cancelled or fatal
+def raise_failures(scope: Scope, tally: Tally, cancelled: BaseException | None) -> ShutdownReport:
+    """The report, once every hook that could run has run; or what the hooks raised."""
+    report = tally.report()
+    failures = tally.failures
+    first = cancelled or tally.fatal
     if first is not None:
         if failures:
-            group = ShutdownError(scope.name, failures)
+            group = ShutdownError(scope.name, failures, report)
             logger.error("%s", group, exc_info=group)
             first.add_note(str(group))
         raise first
     if failures:
-        raise ShutdownError(scope.name, failures)
+        raise ShutdownError(scope.name, failures, report)
+    return report
 
 
 # -- hooks ----------------------------------------------------------------------------------
@@ -356,27 +427,26 @@ def drain(steps: list[PendingHook]) -> Callable[[], PendingHook | None]:
 
 
 def _attempt_sync(
-    take: Callable[[], PendingHook | None], scope: Scope, async_name: str
-) -> tuple[dict[str, Exception], BaseException | None]:
-    """Attempt every step's hook from sync code; the failures, and the first BaseException."""
-    failures: dict[str, Exception] = {}
-    fatal: BaseException | None = None
+    take: Callable[[], PendingHook | None], scope: Scope, async_name: str, tally: Tally
+) -> None:
+    """Attempt every step's hook from sync code, keeping each outcome in ``tally``."""
     timeout = scope._root._shutdown_timeout
     while (step := take()) is not None:
+        began = _starting(step)
         try:
             _call_sync(step, timeout, scope, async_name)
-        except Exception as error:
-            failures[step.key] = error
-        except BaseException as error:  # re-raised once every hook ran
-            fatal = fatal or error
-    return failures, fatal
+        except BaseException as error:  # a BaseException is re-raised once every hook ran
+            tally.record(step, began, error)
+        else:
+            tally.record(step, began, None)
 
 
-def attempt_hooks_sync(
-    steps: list[PendingHook], scope: Scope, async_name: str
-) -> tuple[dict[str, Exception], BaseException | None]:
-    """Attempt the hooks of ``steps`` from sync code (an override's replaced instances)."""
-    return _attempt_sync(drain(steps), scope, async_name)
+def attempt_hooks_sync(steps: list[PendingHook], scope: Scope, async_name: str) -> ShutdownReport:
+    """Attempt the hooks of ``steps`` from sync code (an override's replaced instances);
+    the report, or the failures raised."""
+    tally = Tally(scope.name)
+    _attempt_sync(drain(steps), scope, async_name, tally)
+    return raise_failures(scope, tally, None)
 
 
 def _call_sync(step: PendingHook, timeout: float | None, scope: Scope, async_name: str) -> None:
@@ -401,43 +471,49 @@ def _call_sync(step: PendingHook, timeout: float | None, scope: Scope, async_nam
 
 
 async def _attempt_async(
-    take: Callable[[], PendingHook | None], scope: Scope
-) -> tuple[dict[str, Exception], BaseException | None, BaseException | None]:
+    take: Callable[[], PendingHook | None], scope: Scope, tally: Tally
+) -> BaseException | None:
     """Attempt every step's hook from async code, stopping only if cancelled from outside.
 
-    The failures, the first other BaseException, and the cancellation that stopped it.
+    Each outcome goes to ``tally``; returns the cancellation that stopped it, if any.
     """
-    failures: dict[str, Exception] = {}
-    fatal: BaseException | None = None
     timeout = scope._root._shutdown_timeout
     baseline = cancel_requests()
     while (step := take()) is not None:
+        began = _starting(step)
         try:
             await _call_async(step, timeout, scope)
-            if cancelled_from_outside(baseline):
-                await anyio.lowlevel.checkpoint()  # stop between hooks: raises it
-        except Exception as error:
-            failures[step.key] = error
         except BaseException as error:
-            if is_cancellation(error):
-                if cancelled_from_outside(baseline):
-                    return failures, fatal, error
-                wrapped = DIError(
-                    f"the shutdown hook of {step.key!r} raised {type(error).__name__} "
-                    "while nothing was cancelling the shutdown"
-                )
-                wrapped.__cause__ = error
-                failures[step.key] = wrapped
-            else:
-                fatal = fatal or error
-    return failures, fatal, None
+            if not is_cancellation(error):
+                tally.record(step, began, error)
+                continue
+            if cancelled_from_outside(baseline):
+                tally.record(step, began, None)  # the hook ran to its end first
+                return error
+            wrapped = DIError(
+                f"the shutdown hook of {step.key!r} raised {type(error).__name__} "
+                "while nothing was cancelling the shutdown"
+            )
+            wrapped.__cause__ = error
+            tally.record(step, began, wrapped)
+            continue
+        tally.record(step, began, None)
+        if cancelled_from_outside(baseline):
+            try:
+                await anyio.lowlevel.checkpoint()  # stop between hooks: raises it
+            except BaseException as error:
+                if is_cancellation(error):
+                    return error
+                raise
+    return None
 
 
-async def attempt_hooks_async(
-    steps: list[PendingHook], scope: Scope
-) -> tuple[dict[str, Exception], BaseException | None, BaseException | None]:
-    """Attempt the hooks of ``steps`` from async code (an override's replaced instances)."""
-    return await _attempt_async(drain(steps), scope)
+async def attempt_hooks_async(steps: list[PendingHook], scope: Scope) -> ShutdownReport:
+    """Attempt the hooks of ``steps`` from async code (an override's replaced instances);
+    the report, or the failures raised."""
+    tally = Tally(scope.name)
+    cancelled = await _attempt_async(drain(steps), scope, tally)
+    return raise_failures(scope, tally, cancelled)
 
 
 async def _call_async(step: PendingHook, seconds: float | None, scope: Scope) -> None:

@@ -1,14 +1,15 @@
 """The container as the layers above may read it: named functions, no private reaches.
 
 The health engine, the monitor, the metrics collector and the integrations look at a
-scope only through these: what is built and visible from it (:func:`built`), which
-service a key reaches (:func:`lookup`, :func:`find`), and declaring the keys a
+scope only through these: what is built and visible from it (:func:`built`), what has
+a health check and is not built (:func:`unbuilt_checks`), which service a key reaches
+(:func:`lookup`, :func:`find`, :func:`service_labels`), and declaring the keys a
 framework puts in each request scope's context (:func:`declare_context`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_origin
 
 from ..errors import DIError
 from . import registry
@@ -50,6 +51,52 @@ def built(scope: Scope) -> list[Built]:
                 continue
             found.append((name, service, instance))
     return found
+
+
+def unbuilt_checks(scope: Scope) -> list[Service]:
+    """Every lazy singleton visible from ``scope`` that has a health check but is not
+    built (so no health check sees it), each once, nearest provider first.
+
+    A service has a health check when it was provided with ``health_check=``, or when
+    the type its factory declares (the class itself, or the return annotation) defines
+    a callable ``health_check``: before it is built, that is what it will be.
+    """
+    found: list[Service] = []
+    seen: set[Any] = set()
+    services: set[Service] = set()
+    for owner, entries in registry.lineage(scope):
+        instances = owner._instances
+        for key, service in entries:
+            if key in seen:
+                continue
+            seen.add(key)
+            if service in services or service.lifetime is not Lifetime.LAZY:
+                continue
+            services.add(service)
+            if service.index and instances.get(key, MISSING) is not MISSING:
+                continue  # built
+            if has_check(service):
+                found.append(service)
+    return found
+
+
+def has_check(service: Service) -> bool:
+    """Whether ``service`` has a health check, judged without building it."""
+    if service.check is not None:
+        return True
+    provided = service.expected
+    provided = get_origin(provided) or provided  # Pool[int] is a Pool
+    if not isinstance(provided, type):
+        return False
+    try:
+        return callable(getattr(provided, "health_check", None))
+    except Exception:  # a class whose attribute lookup fails: it cannot be told
+        return False
+
+
+def service_labels(scope: Scope) -> set[str]:
+    """The label (the name the monitor knows it by) of every service visible from ``scope``."""
+    return {service.label for _, entries in registry.lineage(scope) for _, service in entries}
 
 
 def instance_of(service: Service) -> Any:

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ..errors import HealthCheckTimeoutError
-from ..health import HealthCheckResult, HealthReport, Outcome, error_text
+from ..health import HealthCheckResult, HealthReport, Outcome, error_text, printable, type_name
 
 logger = logging.getLogger("di.health")
 
@@ -34,9 +34,11 @@ class Throttle:
     """At most one log line per key per ``interval``; changes in between are counted.
 
     A change is logged at once when its key has no window open; logging opens a window
-    of ``interval`` seconds, during which further changes are only counted. When a
-    window ends with changes counted, :meth:`due` returns them for one summary line,
-    which opens the next window; a window that ends with none closes.
+    of ``interval`` seconds, during which further changes are only counted (a recovery
+    is the exception: see :class:`CheckLog` and :class:`StatusLog`, which log it at once
+    with :meth:`opened`). When a window ends with changes counted, :meth:`due` returns
+    them for one summary line, which opens the next window; a window that ends with
+    none closes.
     """
 
     def __init__(self, interval: float) -> None:
@@ -52,6 +54,12 @@ class Throttle:
         window[1] += 1
         return False
 
+    def opened(self, key: str, now: float) -> None:
+        """A change of ``key`` is logged whatever the window: open one if none is open."""
+        window = self._windows.get(key)
+        if window is None or (now >= window[0] and not window[1]):
+            self._windows[key] = [now + self.interval, 0]
+
     def due(self, now: float) -> list[tuple[str, int]]:
         """Keys whose window ended with changes counted, and how many: log a summary."""
         summaries = []
@@ -66,45 +74,71 @@ class Throttle:
         return summaries
 
 
+# What a failing check last failed with: (outcome, error type, error text), printable.
+Failure = tuple[str, str, str]
+
+
 class CheckLog:
     """Logs checks that start failing or degraded, fail differently, or recover.
 
     A failure is a WARNING naming the service, the outcome and the exception; a recovery
-    is an INFO. At most one line per service per ``interval``; see :class:`Throttle`.
+    is an INFO. At most one line per service per ``interval`` (see :class:`Throttle`),
+    with one exception: a recovery is logged at once whenever the last line logged for
+    the service says it fails, so that the log never reads "failing" for a check that
+    passes for longer than it takes to say so; repeated flapping is still counted.
     """
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self._throttle = Throttle(interval)
-        # What each failing check last failed with: (outcome, error type, error text).
-        self._failing: dict[str, tuple[str, str, str]] = {}
+        # What each failing check failed with in the previous report.
+        self._failing: dict[str, Failure] = {}
+        # The services whose last line logged says they fail (or are degraded).
+        self._logged: dict[str, Failure] = {}
 
     def record(self, report: HealthReport) -> None:
         """Log what changed in ``report`` since the previous one."""
-        failing: dict[str, tuple[str, str, str]] = {}
+        failing: dict[str, Failure] = {}
         now = time.monotonic()
         throttle = self._throttle
+        logged = self._logged
         for check in report.checks:
-            before = self._failing.get(check.key)
+            key = check.key
+            before = self._failing.get(key)
             if check.outcome is Outcome.HEALTHY:
-                if before is not None and throttle.allow(check.key, now):
-                    was = "degraded" if before[0] == Outcome.DEGRADED else "failing"
-                    logger.info("health check of %r recovered (was %s)", check.key, was)
+                if before is None:
+                    continue
+                was = logged.pop(key, None)
+                if was is not None:
+                    throttle.opened(key, now)
+                    kind = "degraded" if was[0] == Outcome.DEGRADED else "failing"
+                    logger.info("health check of %r recovered (was %s)", key, kind)
+                else:
+                    throttle.allow(key, now)  # the log says passing already: counted
                 continue
             error = check.error
-            state = (check.outcome.value, type(error).__name__, error_summary(error))
-            failing[check.key] = state
+            state = (
+                check.outcome.value,
+                printable(type_name(error)),
+                printable(error_summary(error)),
+            )
+            failing[key] = state
             # A timeout's text names the limit that fired; it is the same failure.
             same = before is not None and (
                 before == state
                 or (before[:2] == state[:2] and isinstance(error, HealthCheckTimeoutError))
             )
-            if not same and throttle.allow(check.key, now):
+            if not same and throttle.allow(key, now):
+                logged[key] = state
                 verb = "is degraded" if check.outcome is Outcome.DEGRADED else "failed"
-                logger.warning("health check of %r %s (%s): %s: %s", check.key, verb, *state)
+                logger.warning("health check of %r %s (%s): %s: %s", key, verb, *state)
         self._failing = failing
         for key, count in throttle.due(now):
             current = failing.get(key)
+            if current is None:
+                logged.pop(key, None)
+            else:
+                logged[key] = current
             logger.log(
                 logging.INFO if current is None else logging.WARNING,
                 "health check of %r changed %d more %s in the last %g s (not logged); now %s",
@@ -120,31 +154,44 @@ class StatusLog:
     """Logs each name whose status changed, at most one line per name per ``interval``.
 
     Names appearing or going, the first round and graceful shutdown log once each,
-    unthrottled (``once``); other changes go through a :class:`Throttle`.
+    unthrottled (``once``); other changes go through a :class:`Throttle`, but a name
+    back to SERVING is logged at once whenever the last line logged for it says
+    otherwise: the last status line logged for a name matches its status, but for
+    changes counted within a window, which its summary then states.
     """
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self._throttle = Throttle(interval)
+        self._logged: dict[str, Any] = {}  # each name's status in its last line logged
 
     def record(self, old: Mapping[str, Any], new: Mapping[str, Any], *, once: bool = False) -> None:
         """Log the changes from ``old`` to ``new`` statuses (``ServingStatus`` values)."""
         now = time.monotonic()
+        logged = self._logged
         if new != old or once:
             throttle = self._throttle
             for name in sorted(set(new) | set(old)):
                 before, after = old.get(name), new.get(name)
-                first = once or before is None or after is None
-                if before != after and (first or throttle.allow(name, now)):
-                    logger.info(
-                        "health status of %r: %s -> %s",
-                        name or "(overall)",
-                        before.name if before is not None else "(none)",
-                        after.name if after is not None else "(gone)",
-                    )
+                if before == after:
+                    continue
+                if once or before is None or after is None:
+                    pass  # logged once, unthrottled
+                elif after.name == "SERVING" and logged.get(name, before) != after:
+                    throttle.opened(name, now)  # a recovery: at once
+                elif not throttle.allow(name, now):
+                    continue  # counted
+                logged[name] = after
+                logger.info(
+                    "health status of %r: %s -> %s",
+                    name or "(overall)",
+                    before.name if before is not None else "(none)",
+                    after.name if after is not None else "(gone)",
+                )
         # Nothing may have changed now; a summary of changes held back may still be due.
         for name, count in self._throttle.due(now):
             current = new.get(name)
+            logged[name] = current
             logger.info(
                 "health status of %r changed %d more %s in the last %g s (not logged); now %s",
                 name or "(overall)",
@@ -153,6 +200,29 @@ class StatusLog:
                 self.interval,
                 current.name if current is not None else "(gone)",
             )
+
+
+def log_unbuilt(labels: tuple[str, ...], fail: bool) -> None:
+    """One WARNING naming the services with a check that nothing built (at a start)."""
+    count = len(labels)
+    names = ", ".join(repr(label) for label in labels[:NAMED])
+    more = f" and {count - NAMED} more" if count > NAMED else ""
+    one = count == 1
+    logger.warning(
+        "%d %s with a health check %s neither eager nor built, so no check sees %s: "
+        "%s%s; provide %s with eager=True, or pass unbuilt='ignore'%s",
+        count,
+        "service" if one else "services",
+        "was" if one else "were",
+        "it" if one else "them",
+        names,
+        more,
+        "it" if one else "them",
+        "; readiness reads NOT_SERVING until then" if fail else "",
+    )
+
+
+NAMED = 20  # services a log line names at most
 
 
 # -- tracing ---------------------------------------------------------------------------------
@@ -245,7 +315,7 @@ def check_span(tracer: Any, context: Any, check: HealthCheckResult, details: boo
     span.end(end_time=started + int(check.duration * 1e9))
 
 
-def error_summary(error: BaseException | None, limit: int = 500) -> str:
-    """An error's text for a log line or a span: at most ``limit`` characters of it."""
-    text = "None" if error is None else error_text(error)
-    return text if len(text) <= limit else text[:limit] + "..."
+def error_summary(error: BaseException | None) -> str:
+    """An error's text for a log line or a span (cut as :func:`~di.health.error_text`
+    cuts it); log lines make it :func:`~di.health.printable` too."""
+    return "None" if error is None else error_text(error)

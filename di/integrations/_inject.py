@@ -1,11 +1,13 @@
 """Injection into handlers, for every integration: one marker, one parser, one wrapper.
 
-- :data:`INJECT` is the marker ``Inject[T]`` puts on a parameter:
-  ``Annotated[T, INJECT]`` (Flask and gRPC), ``Annotated[T, Depends(...), INJECT]``
-  (FastAPI). ``Inject[Annotated[T, Named("x")]]`` asks for the service named ``x``.
+- :data:`INJECT` is the marker ``di.Inject[T]`` puts on a parameter (every
+  integration's ``Inject`` is that one object): ``Annotated[T, INJECT]``, with FastAPI's
+  ``Depends(...)`` too once FastAPI is loaded. ``Inject[Annotated[T, Named("x")]]``
+  asks for the service named ``x``.
 - :func:`injected_params` reads a handler's annotations once: ``{parameter: (key,
   name)}`` for each marked parameter, the ``Named`` read by
-  :func:`~di._container.keys.parse_named`.
+  :func:`~di._container.keys.parse_named`. Both live in
+  :mod:`di._container.injection`, beside ``@injector.inject``.
 - :func:`wrap` is the handler the framework calls: at each call it asks
   ``get_scope(kwargs)`` for the request's scope, fills the injected parameters from it
   (``invoke`` for sync functions and generators, ``ainvoke`` for coroutines and async
@@ -24,49 +26,13 @@ import functools
 import inspect
 import typing
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
-from .._container.keys import Key, parse_named
+from .._container.injection import INJECT, injected_params
+from .._container.keys import Key
 from ..scope import Scope
 
-
-class _Marker:
-    """What ``Inject[T]`` puts in a parameter's annotation."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "Inject"
-
-
-INJECT: Final = _Marker()
-
-# The keyword kinds: an injected parameter is passed by keyword.
-_BY_KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-
-
-def injected_params(func: Callable[..., Any]) -> dict[str, tuple[Key, str | None]]:
-    """``{parameter: (key, name)}`` for each ``Inject[...]`` parameter of ``func``.
-
-    Raises ``NameError`` when an annotation names what is not defined yet, and
-    ``TypeError`` when an injected parameter cannot be passed by keyword.
-    """
-    hints = typing.get_type_hints(func, include_extras=True)
-    found: dict[str, tuple[Key, str | None]] = {}
-    for parameter in inspect.signature(func).parameters.values():
-        hint = hints.get(parameter.name)
-        if hint is None:
-            continue
-        key, name, metadata = parse_named(hint)
-        if not any(extra is INJECT for extra in metadata):
-            continue
-        if parameter.kind not in _BY_KEYWORD:
-            raise TypeError(
-                f"{func.__qualname__}: parameter {parameter.name!r} is injected, so it is "
-                "passed by keyword; it cannot be positional-only or variadic"
-            )
-        found[parameter.name] = (key, name)
-    return found
+__all__ = ["INJECT", "injected_params", "wrap"]
 
 
 def wrap(

@@ -5,7 +5,7 @@
 - **start:** the monitor is entered: the injector's ``astart()`` (validation, then the
   eager services), then a round of checks every interval in the background. A failed
   start shuts down what it built and raises the start's error.
-- **stop:** every status turns NOT_SERVING for good; for ``drain`` seconds the app
+- **stop:** every status but liveness turns NOT_SERVING for good; for ``drain`` seconds the app
   still serves, so that clients watching health move away; ``stopping()`` (if given)
   runs once the monitor's round in progress is its last (a server stops taking
   requests there); the monitor stops after that round; then the injector's
@@ -28,7 +28,7 @@ import anyio
 
 from .._answers import metrics_registry
 from .._container.runner import to_completion
-from ..monitor import HealthMonitor
+from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 
 logger = logging.getLogger("di.integrations")
@@ -102,12 +102,20 @@ class Running:
             await to_completion(self.injector.ashutdown)
 
 
-def monitor_for(injector: Scope, monitor: HealthMonitor | None) -> HealthMonitor:
-    """The monitor ``install(injector, monitor=...)`` runs: ``monitor``, or a new one."""
+def monitor_for(
+    injector: Scope, monitor: HealthMonitor | None, unbuilt: Unbuilt | None = None
+) -> HealthMonitor:
+    """The monitor ``install(injector, monitor=..., unbuilt=...)`` runs: ``monitor``, or
+    a new one (``unbuilt`` is the new one's; a monitor given has its own)."""
     if not isinstance(injector, Scope):
         raise TypeError(f"install() needs an Injector or Scope, got {injector!r}")
     if monitor is None:
-        return HealthMonitor(injector)
+        return HealthMonitor(injector, unbuilt="warn" if unbuilt is None else unbuilt)
+    if unbuilt is not None and unbuilt != monitor.unbuilt:
+        raise ValueError(
+            f"install(unbuilt={unbuilt!r}, monitor=...): the monitor given has "
+            f"unbuilt={monitor.unbuilt!r}; pass unbuilt= to HealthMonitor() instead"
+        )
     if monitor.injector is not injector:
         raise ValueError(
             "install(monitor=...): the monitor checks another injector; make it with "

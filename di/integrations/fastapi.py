@@ -6,12 +6,14 @@
 ... async def orders(store: Inject[OrderStore]) -> list[str]:
 ...     return store.items()
 
-``Inject[T]`` is ``Annotated[T, Depends(...)]``: it works wherever FastAPI resolves
-dependencies (async and sync endpoints, other dependencies, WebSocket endpoints), and
-``Inject[Annotated[T, Named("replica")]]`` asks for a named service. Services come
-from the request's scope (see :func:`install`). It also carries the integrations' one
-injection marker, so that :class:`InjectingRoute` wraps an async endpoint with the
-wrapper every integration uses (:func:`di.integrations._inject.wrap`) instead.
+``Inject`` is :data:`di.Inject`, the one marker of the core and every integration.
+Once FastAPI is loaded, ``Inject[T]`` is ``Annotated[T, Depends(...), <marker>]``
+(the dependency made here, :func:`inject_metadata`): it works wherever FastAPI resolves
+dependencies (async and sync endpoints, other dependencies, WebSocket endpoints, routers
+of any route class), and ``Inject[Annotated[T, Named("replica")]]`` asks for a named
+service. Services come from the request's scope (see :func:`install`). The marker is
+what :class:`InjectingRoute` reads to wrap an async endpoint with the wrapper every
+integration uses (:func:`di.integrations._inject.wrap`) instead.
 ``pip install 'healthdi[fastapi]'``.
 """
 
@@ -19,22 +21,21 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, TypeVar
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.requests import HTTPConnection
 from fastapi.routing import APIRoute
 
 from .._container.keys import parse_named
-from ..monitor import HealthMonitor
+from ..inject import Inject
+from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from . import _asgi
 from . import starlette as _starlette
-from ._inject import INJECT, injected_params, wrap
+from ._inject import injected_params, wrap
 
-__all__ = ["Inject", "InjectingRoute", "install", "scope_of"]
-
-T = TypeVar("T")
+__all__ = ["Inject", "InjectingRoute", "inject_metadata", "install", "scope_of"]
 
 
 def install(
@@ -45,13 +46,14 @@ def install(
     health_prefix: str = "",
     show_details: bool = False,
     metrics: Any = False,
+    unbuilt: Unbuilt | None = None,
 ) -> HealthMonitor:
     """Run ``injector`` with ``app``: lifespan, a scope per request, health routes.
 
     - **Lifespan:** the app's ``lifespan`` runs inside the container's: startup runs
       ``astart()`` (validation, then eager services; a failure fails the app's
       startup) and the monitor (``monitor``, or ``HealthMonitor(injector)``); at
-      shutdown every status turns NOT_SERVING, the app's own shutdown runs, the
+      shutdown every status but liveness turns NOT_SERVING, the app's own shutdown runs, the
       monitor stops and ``ashutdown()`` runs.
     - **Request scopes:** ``Request``, ``WebSocket`` and ``HTTPConnection`` are
       declared with ``provide_context`` (unless they already are), so services can
@@ -68,6 +70,10 @@ def install(
     - **Metrics:** ``metrics=True`` serves Prometheus metrics at ``/metrics`` (under
       ``health_prefix``) from the default registry, the monitor's collector
       registered on it (:mod:`di.metrics`); or pass a ``CollectorRegistry``.
+    - **Unbuilt services:** ``unbuilt`` is the new monitor's (``"warn"`` by default,
+      ``"fail"``, ``"ignore"``): what to do about services with a health check that
+      were not built, so never checked (see :class:`~di.HealthMonitor`). A monitor
+      given has its own.
 
     - **Routes:** an ``async def`` endpoint added to ``app`` afterwards gets its
       ``Inject`` parameters from the request's scope directly, without a FastAPI
@@ -87,6 +93,7 @@ def install(
         health_prefix=health_prefix,
         show_details=show_details,
         metrics=metrics,
+        unbuilt=unbuilt,
     )
     if app.router.route_class is APIRoute:
         app.router.route_class = InjectingRoute
@@ -150,24 +157,15 @@ def scope_of(connection: HTTPConnection) -> Scope:
     return _asgi.scope_of(connection, connection.scope, "fastapi")
 
 
-_resolvers: dict[Any, Any] = {}
+def inject_metadata(item: Any) -> tuple[Any, ...]:
+    """What ``Inject[item]`` carries for FastAPI: the dependency FastAPI solves, made
+    anew for each ``Inject[...]`` annotation (:mod:`di.inject` keeps those).
 
-
-def _inject(item: Any) -> Any:
-    """``Annotated[item, Depends(...), INJECT]``, its dependency made once per ``item``.
-
-    The dependency is what FastAPI solves; the marker is what :class:`InjectingRoute`
-    reads to fill the parameter itself instead.
+    Each ``Inject`` is resolved on its own (``use_cache=False``), so a transient
+    service is built for each parameter; singletons and scoped services are cached by
+    the container itself.
     """
-    try:
-        return _resolvers[item]
-    except KeyError:
-        pass
-    except TypeError:  # unhashable: made anew
-        return Annotated[item, Depends(_resolver(item), use_cache=False), INJECT]
-    annotated = Annotated[item, Depends(_resolver(item), use_cache=False), INJECT]
-    _resolvers[item] = annotated
-    return annotated
+    return (Depends(_resolver(item), use_cache=False),)
 
 
 def _resolver(item: Any) -> Any:
@@ -189,25 +187,3 @@ def _resolver(item: Any) -> Any:
 
     resolve.__qualname__ = f"Inject[{getattr(key, '__qualname__', key)}]"
     return resolve
-
-
-if TYPE_CHECKING:
-    # For type checkers, Inject[T] is T.
-    Inject: TypeAlias = Annotated[T, "di.integrations.fastapi.Inject"]
-else:
-
-    class Inject:
-        """``Inject[T]``: a parameter FastAPI fills with the service ``T``.
-
-        It is ``Annotated[T, Depends(...), <marker>]``, the service invoked from the
-        request's scope (the marker is how :class:`InjectingRoute` recognises it);
-        ``Inject[Annotated[T, Named("x")]]`` asks for the service named ``x``.
-        Each ``Inject`` is resolved on its own (``use_cache=False``), so a transient
-        service is built for each parameter; singletons and scoped services are
-        cached by the container itself.
-        """
-
-        __slots__ = ()
-
-        def __class_getitem__(cls, item: Any) -> Any:
-            return _inject(item)

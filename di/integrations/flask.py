@@ -20,7 +20,7 @@ import inspect
 import sys
 import threading
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Request, Response, current_app, g, request
 
@@ -35,20 +35,17 @@ from .._answers import (
 )
 from .._container.runner import LoopThread
 from ..errors import DIError
-from ..monitor import HealthMonitor
+from ..inject import Inject
+from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from . import _asgi
-from ._inject import INJECT, wrap
+from ._inject import wrap
 from ._lifecycle import Running, monitor_for, registry_for
 
 __all__ = ["Inject", "StreamAbortedError", "inject", "install", "scope_of", "shutdown"]
 
-T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-
-# ``Inject[T]`` is ``Annotated[T, <marker>]``: for type checkers it is ``T``.
-Inject = Annotated[T, INJECT]
 
 _EXTENSION = "healthdi"
 _G_SCOPE = "_healthdi_scope"
@@ -105,6 +102,7 @@ def install(
     health_prefix: str = "",
     show_details: bool = False,
     metrics: Any = False,
+    unbuilt: Unbuilt | None = None,
 ) -> HealthMonitor:
     """Run ``injector`` with ``app``: start now, a scope per request, health, shutdown.
 
@@ -126,13 +124,17 @@ def install(
     - **Metrics:** ``metrics=True`` adds ``/metrics`` (under ``health_prefix``):
       Prometheus metrics from the default registry, the monitor's collector
       registered on it (:mod:`di.metrics`); or pass a ``CollectorRegistry``.
+    - **Unbuilt services:** ``unbuilt`` is the new monitor's (``"warn"`` by default,
+      ``"fail"``, ``"ignore"``): what to do about services with a health check that
+      were not built, so never checked (see :class:`~di.HealthMonitor`). A monitor
+      given has its own.
     - **Shutdown:** at interpreter exit (``atexit``), or earlier with
-      :func:`shutdown`: every status turns NOT_SERVING, the monitor stops after its
+      :func:`shutdown`: every status but liveness turns NOT_SERVING, the monitor stops after its
       round, and the injector's ``ashutdown()`` runs (its failure is raised there).
 
     Returns the monitor.
     """
-    monitor = monitor_for(injector, monitor)
+    monitor = monitor_for(injector, monitor, unbuilt)
     prefix = _asgi.normalize_prefix(health_prefix)
     if _EXTENSION in app.extensions:
         raise RuntimeError("install() was already called on this Flask app")

@@ -33,7 +33,7 @@ import typing
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor
 from types import TracebackType
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -45,9 +45,10 @@ from .._container import views
 from .._container.runner import in_thread, to_completion
 from ..errors import DIError
 from ..grpc import HealthServicer, add_health_servicer
-from ..monitor import HealthMonitor
+from ..inject import Inject
+from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
-from ._inject import INJECT, wrap
+from ._inject import wrap
 from ._lifecycle import Running, monitor_for, registry_for
 
 __all__ = [
@@ -62,7 +63,6 @@ __all__ = [
     "install",
 ]
 
-T = TypeVar("T")
 R = TypeVar("R")
 logger = logging.getLogger("di.integrations.grpc")
 
@@ -81,12 +81,9 @@ class RpcCancelledError(Exception):
     """
 
 
-Inject = Annotated[T, INJECT]
-"""A parameter :func:`inject` fills from the RPC's scope: ``db: Inject[Database]``.
-
-``Inject[Annotated[Database, Named("replica")]]`` asks for the service named
-``replica``, checked to be a ``Database``.
-"""
+# ``Inject`` is :data:`di.Inject`: a parameter :func:`inject` fills from the RPC's
+# scope, ``db: Inject[Database]``; ``Inject[Annotated[Database, Named("replica")]]``
+# asks for the service named ``replica``, checked to be a ``Database``.
 
 _scope: contextvars.ContextVar[Scope] = contextvars.ContextVar("di.integrations.grpc.scope")
 
@@ -349,10 +346,13 @@ def install(
     grace: float | None = 5.0,
     drain: float = 0.0,
     metrics: Any = False,
+    unbuilt: Unbuilt | None = None,
 ) -> Lifecycle:
     """Add the health servicer to ``server``; the :class:`Lifecycle` that runs them all.
 
-    ``monitor=None`` makes ``HealthMonitor(injector)``. ``grace`` and ``drain`` are
+    ``monitor=None`` makes ``HealthMonitor(injector, unbuilt=unbuilt)`` (``unbuilt``:
+    ``"warn"`` by default, ``"fail"`` or ``"ignore"``, see :class:`~di.HealthMonitor`).
+    ``grace`` and ``drain`` are
     what ``async with lifecycle`` stops with (see :meth:`Lifecycle.stop`). Make the
     server with ``interceptors=[ScopeInterceptor(injector)]`` for a scope per RPC.
     ``metrics=True`` registers the monitor's Prometheus collector (:mod:`di.metrics`)
@@ -360,7 +360,7 @@ def install(
     HTTP as you serve the process's other metrics (``prometheus_client``'s
     ``start_http_server``, say).
     """
-    monitor = monitor_for(injector, monitor)
+    monitor = monitor_for(injector, monitor, unbuilt)
     declare_context(injector)
     registry_for(monitor, metrics)
     health = add_health_servicer(server, monitor)
@@ -454,7 +454,7 @@ class Lifecycle:
     async def stop(self, grace: float | None = _UNSET, *, drain: float = _UNSET) -> None:
         """NOT_SERVING, then stop the server, then ``ashutdown()`` the container.
 
-        Every health status turns NOT_SERVING for good; for ``drain`` seconds the
+        Every health status but liveness turns NOT_SERVING for good; for ``drain`` seconds the
         server still takes RPCs, so that clients watching health move away; then it
         stops accepting, and RPCs in flight get ``grace`` seconds (None: cancelled at
         once) to finish. The monitor's round in progress finishes, and the container's

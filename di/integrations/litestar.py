@@ -30,7 +30,7 @@ from litestar.types import Receive, Send
 from litestar.types import Scope as ASGIScope
 
 from .._container.keys import parse_named
-from ..monitor import HealthMonitor
+from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from . import _asgi
 from ._lifecycle import monitor_for
@@ -47,7 +47,7 @@ class DIPlugin(InitPlugin):
 
     - **Lifespan:** a lifespan manager, entered before the app's own, runs
       ``astart()`` (a failure fails the app's startup) and the monitor (``monitor``,
-      or ``HealthMonitor(injector)``); at shutdown every status turns NOT_SERVING,
+      or ``HealthMonitor(injector)``); at shutdown every status but liveness turns NOT_SERVING,
       the app's own lifespan ends, the monitor stops and ``ashutdown()`` runs.
     - **Request scopes:** ``Request``, ``WebSocket`` and ``ASGIConnection`` are
       declared with ``provide_context`` (unless they already are). Each request (and
@@ -66,6 +66,10 @@ class DIPlugin(InitPlugin):
     - **Metrics:** ``metrics=True`` serves Prometheus metrics at ``/metrics`` (under
       ``health_prefix``) from the default registry, the monitor's collector
       registered on it (:mod:`di.metrics`); or pass a ``CollectorRegistry``.
+    - **Unbuilt services:** ``unbuilt`` is the new monitor's (``"warn"`` by default,
+      ``"fail"``, ``"ignore"``): what to do about services with a health check that
+      were not built, so never checked (see :class:`~di.HealthMonitor`). A monitor
+      given has its own.
 
     A request to an app whose lifespan never started logs an error, and fails where
     it injects.
@@ -82,10 +86,11 @@ class DIPlugin(InitPlugin):
         show_details: bool = False,
         dependencies: Mapping[str, Any] | None = None,
         metrics: Any = False,
+        unbuilt: Unbuilt | None = None,
     ) -> None:
         self.injector = injector
         self.metrics = metrics
-        self.monitor = monitor_for(injector, monitor)
+        self.monitor = monitor_for(injector, monitor, unbuilt)
         self.health_prefix = _asgi.normalize_prefix(health_prefix)
         self.show_details = show_details
         self.dependencies = dict(dependencies or {})

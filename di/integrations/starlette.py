@@ -24,7 +24,7 @@ from starlette.types import Receive, Send
 from starlette.types import Scope as ASGIScope
 from starlette.websockets import WebSocket
 
-from ..monitor import HealthMonitor
+from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from . import _asgi
 from ._lifecycle import monitor_for
@@ -44,12 +44,13 @@ def install(
     health_prefix: str = "",
     show_details: bool = False,
     metrics: Any = False,
+    unbuilt: Unbuilt | None = None,
 ) -> HealthMonitor:
     """Run ``injector`` with ``app``: lifespan, a scope per request, health routes.
 
     - **Lifespan:** the app's own lifespan runs inside the container's: startup runs
       ``astart()`` (a failure fails the app's startup) and the monitor (``monitor``,
-      or ``HealthMonitor(injector)``); at shutdown every status turns NOT_SERVING,
+      or ``HealthMonitor(injector)``); at shutdown every status but liveness turns NOT_SERVING,
       the app's own shutdown runs, the monitor stops and ``ashutdown()`` runs.
     - **Request scopes:** ``Request``, ``WebSocket`` and ``HTTPConnection`` are
       declared with ``provide_context`` (unless they already are). Each HTTP request
@@ -66,6 +67,10 @@ def install(
     - **Metrics:** ``metrics=True`` serves Prometheus metrics at ``/metrics`` (under
       ``health_prefix``) from the default registry, the monitor's collector
       registered on it (:mod:`di.metrics`); or pass a ``CollectorRegistry``.
+    - **Unbuilt services:** ``unbuilt`` is the new monitor's (``"warn"`` by default,
+      ``"fail"``, ``"ignore"``): what to do about services with a health check that
+      were not built, so never checked (see :class:`~di.HealthMonitor`). A monitor
+      given has its own.
 
     Install on the app the server runs (the top-level one): a mounted app's lifespan
     never runs, and a request to an app whose lifespan never started logs an error,
@@ -73,7 +78,7 @@ def install(
 
     Call it where the app is made, before it serves. Returns the monitor.
     """
-    monitor = monitor_for(injector, monitor)
+    monitor = monitor_for(injector, monitor, unbuilt)
     prefix = _asgi.normalize_prefix(health_prefix)
     if any(m.cls is _asgi.RequestScopes for m in app.user_middleware):  # type: ignore[comparison-overlap]
         raise RuntimeError("install() was already called on this app")

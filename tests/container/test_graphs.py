@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from di import Injector, Scope
+from di import Inject, Injector, Scope
 
 
 @st.composite
@@ -82,3 +82,51 @@ def test_indexes_and_shutdown_order_respect_every_edge(
     for i in built:
         for j in edges[i]:
             assert position[i] < position[j], f"Node{j} shut down before its dependent Node{i}"
+
+
+# -- explain: what a service needs, and what needs it -------------------------------------
+
+
+class Settings:
+    pass
+
+
+class Pool:
+    def __init__(self, settings: Settings) -> None: ...
+
+
+class Orders:
+    def __init__(self, pool: Pool) -> None: ...
+
+
+class Reports:
+    def __init__(self, pool: Pool, orders: Orders) -> None: ...
+
+
+def test_explain_lists_dependents_as_a_tree_and_calls_eager_services_eager() -> None:
+    injector = Injector()
+    injector.provide_value(Settings())
+    injector.provide(Pool, eager=True)
+    injector.provide(Orders)
+    injector.provide_transient(Reports)
+
+    @injector.inject
+    def export(reports: Inject[Reports]) -> None: ...
+
+    assert injector.explain(Pool).splitlines() == [
+        f"{__name__}.Pool (eager, provided by 'root', not built)",
+        f"└── {__name__}.Settings (value, provided by 'root', built)",
+        "needed by:",
+        f"├── {__name__}.Orders (lazy, provided by 'root', not built)",
+        f"│   └── {__name__}.Reports (transient, provided by 'root', built on every invoke)",
+        f"│       └── function {export.__qualname__} (@inject)",
+        f"└── {__name__}.Reports (transient, provided by 'root', built on every invoke)",
+        f"    └── function {export.__qualname__} (@inject)",
+    ]
+    assert injector.explain(Reports).splitlines()[-2:] == [
+        "needed by:",
+        f"└── function {export.__qualname__} (@inject)",
+    ]
+    chart = injector.graph()
+    assert f"{__name__}.Pool<br/>eager in root" in chart
+    assert f"{__name__}.Orders<br/>lazy in root" in chart

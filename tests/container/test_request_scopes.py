@@ -433,6 +433,7 @@ def test_explain_and_graph_on_a_real_graph() -> None:
         f"└── {__name__}.RequestCtx (scoped, provided by 'root', built in this scope)",
         f"    ├── {__name__}.Request (context, provided by 'root', from scope(context=...))",
         f"    └── {__name__}.Database (lazy, provided by 'root', built)",
+        f"needed by: nothing in reach of scope {scope.name!r}",
     ]
     chart = injector.graph().splitlines()
     assert chart[0] == "flowchart TD"

@@ -199,3 +199,23 @@ def test_every_code_block_of_the_page_runs(page: Path) -> None:
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_testing_guide_s_fixtures_pass_under_pytest(tmp_path: Path) -> None:
+    """The "Testing with healthdi" section, its setup included, is a test module that
+    pytest runs and passes: its fixtures clone and override as the text says."""
+    doc = (ROOT / "docs" / "container.md").read_text()
+    section = doc[doc.index("## Testing with healthdi") :]
+    section = section[: section.index("\n## ", 1)]
+    blocks, _ = page_blocks(section)
+    module = tmp_path / "test_guide.py"
+    module.write_text("\n".join(blocks))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(module)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout

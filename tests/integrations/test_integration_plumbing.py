@@ -4,9 +4,12 @@ sequence, and the thread that hosts an event loop for sync frameworks."""
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -21,6 +24,7 @@ from ..health_services import Database
 from ..timing import PATIENCE, at_most
 
 pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).parents[2]
 
 
 class Store:
@@ -51,6 +55,33 @@ def test_every_integrations_inject_carries_the_one_marker() -> None:
     }
     assert injected_params(view) == {"a": (Store, None), "b": (str, "replica"), "c": (Store, None)}
     assert repr(INJECT) == "Inject"
+
+
+def test_the_core_inject_imports_no_framework_and_joins_fastapi_once_it_is_loaded() -> None:
+    """``di.Inject`` is the FastAPI integration's ``Inject``: made in a script, it carries
+    the marker alone and loads no framework; once FastAPI is loaded, it also carries
+    the dependency FastAPI solves, so a FastAPI app of any shape reads it."""
+    code = (
+        "import sys\n"
+        "from di import Inject, Injector\n"
+        "class Store: ...\n"
+        "plain = Inject[Store]\n"
+        "assert 'fastapi' not in sys.modules and 'starlette' not in sys.modules\n"
+        "assert [repr(m) for m in plain.__metadata__] == ['Inject']\n"
+        "import fastapi\n"
+        "from fastapi.params import Depends\n"
+        "joined = Inject[Store]\n"
+        "assert joined is not plain and repr(joined.__metadata__[-1]) == 'Inject'\n"
+        "assert isinstance(joined.__metadata__[0], Depends)\n"
+        "import di.integrations.fastapi as integration\n"
+        "assert integration.Inject is Inject\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "ok\n"
 
 
 def test_the_parser_refuses_what_cannot_be_passed_by_keyword_and_waits_for_late_names() -> None:

@@ -42,6 +42,9 @@ def installs(injector: Injector, request: Request) -> None:
     assert_type(di_flask.install(flask.Flask(__name__), injector), HealthMonitor)
     assert_type(di_litestar.provide(Database), Provide)
     assert_type(di_litestar.DIPlugin(injector).monitor, HealthMonitor)
+    assert_type(di_fastapi.install(FastAPI(), injector, unbuilt="fail"), HealthMonitor)
+    assert_type(di_flask.install(flask.Flask(__name__), injector, unbuilt="ignore"), HealthMonitor)
+    assert_type(di_litestar.DIPlugin(injector, unbuilt="warn").monitor, HealthMonitor)
 
 
 @di_flask.inject

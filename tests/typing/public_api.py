@@ -6,7 +6,8 @@ It is never run: every line is a claim about what a type checker infers.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Protocol, assert_type
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any, Literal, Protocol, assert_type
 
 from di import (
     AsyncHealthChecker,
@@ -14,10 +15,17 @@ from di import (
     HealthCheckResult,
     HealthMonitor,
     HealthReport,
+    HookEvent,
+    Inject,
     Injector,
+    Named,
     Scope,
+    ServiceShutdown,
     ServingStatus,
+    ShutdownError,
+    ShutdownReport,
 )
+from di._container.overrides import Overriding
 from di.monitor import HealthSnapshot
 
 
@@ -71,8 +79,94 @@ async def check_types(injector: Injector) -> None:
     assert_type(snapshot.statuses[""], ServingStatus)
     assert_type(snapshot.results[""], tuple[HealthCheckResult, ...])
     assert_type(snapshot.evaluate("readiness", ["db"]), ServingStatus | None)
+    assert_type(snapshot.unbuilt, tuple[str, ...])
+    strict = HealthMonitor(injector, unbuilt="fail")
+    strict.set_status(Database, ServingStatus.NOT_SERVING, ttl=600)
+    strict.set_status("readiness", ServingStatus.NOT_SERVING)
+    strict.clear_status(Database)
 
     # The protocols describe services with checks.
     sync_check: HealthChecker = Database()
     async_check: AsyncHealthChecker = Cache()
     del sync_check, async_check
+
+
+class SmtpMailer:
+    def send(self, to: str) -> None: ...
+
+
+def injected(
+    database: Inject[Database],
+    replica: Inject[Annotated[Database, Named("replica")]],
+    mailers: Inject[list[Mailer]],
+) -> None:
+    # For a type checker, Inject[T] is T.
+    assert_type(database, Database)
+    assert_type(replica, Database)
+    assert_type(mailers, list[Mailer])
+
+
+async def check_ergonomics(injector: Injector) -> None:
+    # @inject keeps the return type; the injected parameters need not be passed.
+    @injector.inject
+    def main(database: Inject[Database], verbose: bool = False) -> int:
+        return 0
+
+    assert_type(main, Callable[..., int])
+    assert_type(main(verbose=True), int)
+
+    @injector.scope().inject
+    async def job(database: Inject[Database]) -> str:
+        return ""
+
+    assert_type(await job(), str)
+
+    @injector.inject
+    async def stream(database: Inject[Database]) -> AsyncIterator[bytes]:
+        yield b""
+
+    assert_type(stream, Callable[..., AsyncIterator[bytes]])
+    assert_type(job, Callable[..., Coroutine[Any, Any, str]])
+
+    # overridden(): a factory or a value of the key's type; `with` and `async with`.
+    override = injector.overridden(Mailer, value=SmtpMailer())
+    assert_type(override, Overriding)
+    with override as entered:
+        assert_type(entered, None)
+    async with injector.overridden(Mailer, SmtpMailer):
+        pass
+    injector.overridden("replica", value=Database())
+
+    # clone(): an Injector; collections: a list of the interface.
+    assert_type(injector.clone(), Injector)
+    assert_type(injector.invoke(list[Mailer]), list[Mailer])
+    assert_type(await injector.ainvoke(list[Store]), list[Store])
+
+    # Shutdown reports, from every shutdown and from ShutdownError.
+    report = injector.shutdown()
+    assert_type(report, ShutdownReport)
+    assert_type(await injector.ashutdown(), ShutdownReport)
+    assert_type(injector.shutdown_on_signals(), ShutdownReport)
+    assert_type(await injector.ashutdown_on_signals(), ShutdownReport)
+    assert_type(report.ok, bool)
+    assert_type(report.services, tuple[ServiceShutdown, ...])
+    for service in report:
+        assert_type(service, ServiceShutdown)
+        assert_type(service.outcome, Literal["ok", "failed", "timed_out"])
+        assert_type(service.duration, float)
+        assert_type(service.error, BaseException | None)
+    try:
+        injector.shutdown()
+    except ShutdownError as error:
+        assert_type(error.report, ShutdownReport)
+
+    # Hooks take a HookEvent.
+    def hook(event: HookEvent) -> None:
+        assert_type(
+            event.name,
+            Literal["provided", "building", "built", "build_failed", "shutting_down", "shut_down"],
+        )
+        assert_type(event.duration, float | None)
+
+    injector.add_hook("built", hook)
+    injector.remove_hook("built", hook)

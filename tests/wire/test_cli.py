@@ -29,12 +29,7 @@ def test_check_prints_a_table_and_exits_0_when_healthy() -> None:
         ("single", 0, "healthy: 1 check, 0 failed"),
         ("three_one_failing", 1, "unhealthy: 3 checks, 1 failed"),
         ("unhealthy", 1, "unhealthy: 2 checks, 1 failed"),
-        (
-            "nothing_built",
-            0,
-            "healthy: no checks ran: no service with a health check was built "
-            "(provide the services to check with eager=True)",
-        ),
+        ("nothing_built", 1, "unhealthy: no checks ran"),
     ],
 )
 def test_check_counts_its_checks_and_failures(target: str, code: int, summary: str) -> None:
@@ -375,6 +370,9 @@ def test_graph_prints_a_mermaid_flowchart() -> None:
     needs = nodes["tests.cli_targets.Needs"]
     assert f"    {needs} --> {nodes['tests.health_services.Database']}" in lines
     assert f"    {needs} --> {nodes['tests.health_services.Cache']}" in lines
+    labels = {line.split('"')[1] for line in lines if "[" in line}
+    assert "tests.health_services.Database<br/>eager in root" in labels  # eager=True
+    assert "tests.health_services.Cache<br/>lazy in root" in labels
 
 
 def test_graph_validate_exits_1_naming_every_problem() -> None:

@@ -158,12 +158,18 @@ def test_sigterm_drains_then_exits_0_with_hooks_run(start: object) -> None:
         signalled = time.monotonic()
         serving.process.send_signal(signal.SIGTERM)
         serving.wait_output(f"draining for {drain:g} s")
-        # While draining, both servers answer, and answer NOT_SERVING.
+        # While draining, both servers answer, and answer NOT_SERVING, but for liveness:
+        # a drain is no reason for the kubelet to restart the process.
         assert status(serving, "/readyz") == 503
         assert stub.Check(request, timeout=5).status == NOT_SERVING
+        liveness = health_pb2.HealthCheckRequest(service="liveness")
+        assert stub.Check(liveness, timeout=5).status == SERVING
         time.sleep(0.5)
-        assert status(serving, "/livez") == 503
+        livez = httpx.get(serving.url + "/livez?verbose", timeout=5)
+        assert livez.status_code == 200 and livez.text.endswith("livez check passed\n")
+        assert stub.Check(liveness, timeout=5).status == SERVING
         assert stub.Check(request, timeout=5).status == NOT_SERVING
+        assert status(serving, "/readyz") == 503
     assert serving.wait(timeout=PATIENCE) == 0
     assert time.monotonic() - signalled >= drain
     assert "database closed" in serving.output()
