@@ -23,7 +23,8 @@ checks it):
 - ``di.scope``, ``di.injector``: the container's public face, joining both;
 - ``di.monitor``: checks in the background, one published snapshot per round;
 - ``di._answers``, ``di.metrics``, then ``di.asgi``, ``di.grpc``: health on the wire;
-- ``di._cli`` (the ``di`` command) and ``di.integrations`` (frameworks and workers).
+- ``di._cli`` (the ``di`` command) and ``di.integrations`` (frameworks and workers);
+  beside them ``di.checks`` (ready-made checks), which imports only ``di.health``.
 """
 
 from __future__ import annotations

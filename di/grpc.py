@@ -12,6 +12,11 @@ runs it).
 >>> di.grpc.add_health_servicer(server, monitor)
 >>> server.add_insecure_port("[::]:50051")
 >>> await server.start()
+
+TLS belongs to the server's port, not to a servicer: the health service speaks TLS on a
+port added with ``server.add_secure_port(address, server_credentials(cert, key))``, and
+requires client certificates with ``client_ca_file`` (mutual TLS), as ``di serve
+--tls-cert/--tls-key/--tls-client-ca`` does.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ._answers import short
 from .monitor import HealthMonitor, ServingStatus
 
-__all__ = ["MAX_LIST_NAMES", "HealthServicer", "add_health_servicer"]
+__all__ = ["MAX_LIST_NAMES", "HealthServicer", "add_health_servicer", "server_credentials"]
 
 # grpc-go answers RESOURCE_EXHAUSTED above this many names; so does this servicer.
 MAX_LIST_NAMES = 100
@@ -83,3 +88,27 @@ def add_health_servicer(server: grpc.aio.Server, monitor: HealthMonitor) -> Heal
     servicer = HealthServicer(monitor)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     return servicer
+
+
+def server_credentials(
+    cert_file: str, key_file: str, client_ca_file: str | None = None
+) -> grpc.ServerCredentials:
+    """TLS for a gRPC server's port, from PEM files: ``server.add_secure_port(address,
+    server_credentials("tls.crt", "tls.key"))``.
+
+    ``cert_file`` holds the certificate (and any intermediates after it), ``key_file``
+    its private key. With ``client_ca_file``, clients must present a certificate signed
+    by one of its CAs (mutual TLS). The files are read once: a renewed certificate is
+    served after a restart.
+    """
+    with open(cert_file, "rb") as file:
+        cert = file.read()
+    with open(key_file, "rb") as file:
+        key = file.read()
+    client_ca = None
+    if client_ca_file is not None:
+        with open(client_ca_file, "rb") as file:
+            client_ca = file.read()
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )

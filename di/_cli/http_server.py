@@ -36,6 +36,10 @@ The path of a request:
    connections) for ``grace`` seconds; then, or on :meth:`HttpServer.force`, the app
    is cancelled where it still runs, and a request without an answer gets a 500.
 
+With an ``ssl_context`` (``di serve --tls-cert``), asyncio's TLS transport carries all
+of the above unchanged: the handshake, bounded by :data:`IDLE_SECONDS`, comes before
+:meth:`_Connection.connection_made`, and the ASGI scope says ``https``.
+
 Every answer of the server's own (400, 411, 431, 500) carries ``X-Content-Type-Options:
 nosniff``, as the app's answers do.
 
@@ -53,6 +57,7 @@ import asyncio
 import email.utils
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
@@ -109,10 +114,19 @@ class HttpServer:
     """An ASGI app served over HTTP/1.1 on a bound socket, until :meth:`stop` or
     :meth:`force`; :attr:`done` is set once every connection is closed."""
 
-    def __init__(self, app: ASGIApp, *, limit: int, idle: float = IDLE_SECONDS) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        idle: float = IDLE_SECONDS,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.app = app
         self.limit = limit
         self.idle = idle
+        self.ssl_context = ssl_context
+        self.scheme = "http" if ssl_context is None else "https"
         self.connections: set[_Connection] = set()
         self.stopping = False
         self.done = anyio.Event()
@@ -130,7 +144,12 @@ class HttpServer:
         loop = asyncio.get_running_loop()
         try:
             server = await loop.create_server(
-                lambda: _Connection(self, loop), sock=listener, backlog=BACKLOG
+                lambda: _Connection(self, loop),
+                sock=listener,
+                backlog=BACKLOG,
+                ssl=self.ssl_context,
+                # A client that never finishes its handshake is closed like an idle one.
+                ssl_handshake_timeout=self.idle if self.ssl_context is not None else None,
             )
             try:
                 async with anyio.create_task_group() as tasks:
@@ -274,7 +293,8 @@ class _Connection(asyncio.Protocol):
         exchange = self.exchange
         if exchange is not None and exchange.received and not exchange.answered:
             self.closing = True
-            return True  # keep the transport open to write the answer
+            if self.server.ssl_context is None:  # TLS has no half-close: it closes
+                return True  # keep the transport open to write the answer
         return None  # asyncio closes the transport
 
     def data_received(self, data: bytes) -> None:
@@ -410,7 +430,7 @@ class _Connection(asyncio.Protocol):
             "http_version": parser.get_http_version(),
             "server": self.server_address,
             "client": self.client_address,
-            "scheme": "http",
+            "scheme": self.server.scheme,
             "method": _METHODS.get(method) or method.decode("ascii"),
             "root_path": "",
             "path": unquote(text) if "%" in text else text,

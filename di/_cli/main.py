@@ -3,10 +3,13 @@
 - ``di check MODULE:ATTR [--json]``: run the checks once, print them, exit 0 if healthy
   or only degraded.
 - ``di graph MODULE:ATTR [--validate]``: print the dependency graph as Mermaid.
-- ``di probe URL [--service NAME] [--timeout S]``: for Docker HEALTHCHECK; exits 0 or 1.
+- ``di probe URL [--service NAME] [--timeout S] [--tls] [--tls-ca-cert FILE]
+  [--tls-client-cert FILE --tls-client-key FILE] [--tls-no-verify]
+  [--tls-server-name NAME]``: for Docker HEALTHCHECK; exits 0 or 1. The TLS flags are
+  grpc_health_probe's, and take its single-dash spelling too (``-tls-ca-cert``).
 - ``di serve MODULE:ATTR [--http HOST:PORT] [--grpc HOST:PORT] [--interval S]
   [--drain S] [--grace S] [--limit-concurrency N] [--metrics]
-  [--unbuilt {warn,fail,ignore}]``.
+  [--unbuilt {warn,fail,ignore}] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]``.
 
 The path of a command: :func:`main` parses the arguments (for ``serve``, SIGINT and
 SIGTERM are handled from before parsing, see :class:`.serve.Signals`), then runs
@@ -55,7 +58,11 @@ Ask a running server whether it is healthy, for Docker's HEALTHCHECK and for scr
 An http:// or https:// URL passes on a 2xx or 3xx answer (as the kubelet counts them);
 grpc://HOST:PORT calls the gRPC health service (grpc.health.v1.Health/Check) and
 passes on SERVING. Prints one line; exits 0 when healthy and 1 otherwise, never 2
-(Docker reserves it)."""
+(Docker reserves it).
+
+TLS: an https:// URL is verified against the system's trust store, or --tls-ca-cert;
+gRPC over TLS needs --tls. The TLS flags are grpc_health_probe's, and its single-dash
+spellings work too (-tls -tls-ca-cert ca.pem)."""
 
 SERVE = f"""\
 Serve the health endpoints of an application, beside it: a health sidecar. A
@@ -145,6 +152,38 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         metavar="SECONDS",
         help="for the whole probe (default: 1)",
     )
+    tls = probe.add_argument_group("TLS (grpc_health_probe's flags)")
+    tls.add_argument(
+        "--tls", "-tls", action="store_true", help="gRPC over TLS (https:// always is)"
+    )
+    tls.add_argument(
+        "--tls-ca-cert",
+        "-tls-ca-cert",
+        metavar="FILE",
+        help="verify the server against these CA certificates (PEM) instead of the "
+        "system's trust store",
+    )
+    tls.add_argument(
+        "--tls-client-cert",
+        "-tls-client-cert",
+        metavar="FILE",
+        help="this probe's certificate (PEM), for mutual TLS; with --tls-client-key",
+    )
+    tls.add_argument(
+        "--tls-client-key", "-tls-client-key", metavar="FILE", help="its private key (PEM)"
+    )
+    tls.add_argument(
+        "--tls-no-verify",
+        "-tls-no-verify",
+        action="store_true",
+        help="do not verify the server's certificate (encryption without authentication)",
+    )
+    tls.add_argument(
+        "--tls-server-name",
+        "-tls-server-name",
+        metavar="NAME",
+        help="the name to verify the certificate for and to send as SNI (default: the URL's host)",
+    )
     # Docker reserves exit code 2: a probe's usage error must still exit 1.
     probe.error = lambda message: _exit(1, f"di probe: {message}")  # type: ignore[method-assign]
 
@@ -202,6 +241,19 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         help="serve Prometheus metrics at /metrics on the HTTP port",
     )
     serve.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="serve HTTPS and gRPC over TLS with this certificate (PEM, any intermediate "
+        "certificates after it); with --tls-key",
+    )
+    serve.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    serve.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="mutual TLS: require a client certificate signed by these CA certificates "
+        "(PEM) on both ports",
+    )
+    serve.add_argument(
         "--unbuilt",
         choices=("warn", "fail", "ignore"),
         default="warn",
@@ -228,9 +280,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
                     "--timeout must be a finite number of seconds > 0 and at most "
                     f"{MAX_PROBE_TIMEOUT}, got {args.timeout:g}"
                 )
-            from . import probe as probing
-
-            code = probing.probe(args.url, args.service, args.timeout)
+            code = _run_probe(args)
         elif args.command == "check":
             code = _run_check(args.target, args.json)
         elif args.command == "graph":
@@ -242,6 +292,28 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except KeyboardInterrupt:
         _exit(130, "")
     sys.exit(code)
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from . import probe as probing
+
+    tls = probing.Tls(
+        enabled=args.tls,
+        ca_cert=args.tls_ca_cert,
+        client_cert=args.tls_client_cert,
+        client_key=args.tls_client_key,
+        no_verify=args.tls_no_verify,
+        server_name=args.tls_server_name,
+    )
+    problem = probing.tls_problem(args.url, tls)
+    if problem is not None:
+        raise _Fail(problem)
+    if tls.ca_cert or tls.client_cert:
+        try:
+            probing.tls_context(tls, "h2")  # a file that does not load is a usage error
+        except probing.TlsError as error:
+            raise _Fail(str(error)) from None
+    return probing.probe(args.url, args.service, args.timeout, tls)
 
 
 def _exit(code: int, message: str) -> NoReturn:
@@ -449,7 +521,7 @@ def _address(text: str, option: str) -> tuple[str, int]:
 def _run_serve(args: argparse.Namespace, signals: Any) -> int:
     import math
 
-    from .serve import Options, Run, configure_logging, missing_extra
+    from .serve import Options, Run, TlsFiles, configure_logging, missing_extra, server_context
 
     configure_logging()
     for option, value in (("--interval", args.interval), ("--drain", args.drain)):
@@ -460,6 +532,18 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
         raise _Fail(f"--grace must be a finite number of seconds >= 0, got {args.grace:g}")
     if args.limit_concurrency < 1:
         raise _Fail(f"--limit-concurrency must be >= 1, got {args.limit_concurrency}")
+    tls = None
+    if args.tls_cert or args.tls_key or args.tls_client_ca:
+        if not (args.tls_cert and args.tls_key):
+            raise _Fail(
+                "--tls-cert and --tls-key go together: give both "
+                "(and --tls-client-ca for mutual TLS)"
+            )
+        tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca)
+        try:
+            server_context(tls)  # the files load now, or the command says which does not
+        except ValueError as error:
+            raise _Fail(str(error)) from None
     both = args.http is None and args.grpc is None
     options = Options(
         http=_address(args.http or "127.0.0.1:8080", "--http") if args.http or both else None,
@@ -470,6 +554,7 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
         show_details=args.show_details,
         limit_concurrency=args.limit_concurrency,
         metrics=args.metrics,
+        tls=tls,
         unbuilt=args.unbuilt,
     )
     if args.metrics and options.http is None:

@@ -13,6 +13,15 @@ socket timeout), then by the URL's scheme:
   SERVING passes. UNAVAILABLE is followed by one HTTP/1 request to say whether the
   port speaks HTTP/1 rather than gRPC.
 
+TLS (:class:`Tls`, grpc_health_probe's flags) is the standard library's ``ssl`` for
+both: :func:`tls_context` makes the one client context (CA, client certificate,
+verification, server name), :func:`_connect` opens a verified TLS socket. An
+``https://`` URL always uses it; ``grpc://`` with ``--tls``. grpcio cannot be handed
+a socket, so a gRPC probe over TLS carries grpcio's plaintext HTTP/2 through a
+private Unix socket to that TLS socket (:class:`_Bridge`): the certificate checks are the
+same for HTTP and gRPC, ``--tls-no-verify`` included (grpcio has no such option). A
+probe that speaks HTTP/2 itself would write to the TLS socket of :func:`_connect`.
+
 It prints ``healthy: ...`` or ``unhealthy: ...`` and returns 0 or 1, never 2 (Docker
 reserves it). Docker runs it every few seconds in every container, so it must start
 fast: this module imports only the standard library, and grpc only for a grpc:// URL.
@@ -23,14 +32,100 @@ from __future__ import annotations
 import signal
 import socket
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit
 
+if TYPE_CHECKING:
+    import ssl
 
-def probe(url: str, service: str, timeout: float) -> int:
+
+@dataclass(frozen=True)
+class Tls:
+    """How to speak TLS to the server: grpc_health_probe's ``-tls*`` flags.
+
+    ``enabled`` is ``--tls`` (gRPC over TLS; an https:// URL needs nothing more).
+    ``ca_cert`` verifies the server instead of the system's trust store; ``client_cert``
+    and ``client_key`` authenticate this probe (mutual TLS); ``no_verify`` skips the
+    server's verification; ``server_name`` is the name to verify and to send as SNI
+    (default: the URL's host).
+    """
+
+    enabled: bool = False
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    no_verify: bool = False
+    server_name: str | None = None
+
+    @property
+    def flags(self) -> list[str]:
+        """The TLS flags given, as typed (for the messages that name them)."""
+        named = [
+            ("--tls-ca-cert", self.ca_cert),
+            ("--tls-client-cert", self.client_cert),
+            ("--tls-client-key", self.client_key),
+            ("--tls-no-verify", self.no_verify),
+            ("--tls-server-name", self.server_name),
+        ]
+        return [flag for flag, value in named if value]
+
+
+class TlsError(Exception):
+    """The TLS options cannot be used: a file that does not load, flags that conflict."""
+
+
+def tls_problem(url: str, tls: Tls) -> str | None:
+    """What is wrong with using ``tls`` for ``url``, in one line; None when nothing is."""
+    scheme = urlsplit(url).scheme
+    if scheme == "http" and (tls.enabled or tls.flags):
+        return "http:// is plaintext: use https:// for TLS (the --tls-* flags apply to it)"
+    if scheme == "grpc" and tls.flags and not tls.enabled:
+        return f"{tls.flags[0]} needs --tls (gRPC over TLS), as with grpc_health_probe"
+    if tls.no_verify and tls.ca_cert:
+        return "--tls-ca-cert is not used with --tls-no-verify: give one of them"
+    if bool(tls.client_cert) != bool(tls.client_key):
+        return "--tls-client-cert and --tls-client-key go together: give both"
+    return None
+
+
+def tls_context(tls: Tls, protocol: str) -> ssl.SSLContext:
+    """The client TLS context for ``tls``, offering ALPN ``protocol`` (h2, http/1.1).
+
+    Raises :class:`TlsError` naming the flag whose file does not load.
+    """
+    import ssl
+
+    try:
+        context = ssl.create_default_context(cafile=tls.ca_cert)
+    except (OSError, ssl.SSLError) as error:
+        raise TlsError(f"cannot load --tls-ca-cert {tls.ca_cert}: {_reason(error)}") from None
+    if tls.no_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if tls.client_cert:
+        try:
+            context.load_cert_chain(tls.client_cert, tls.client_key)
+        except (OSError, ssl.SSLError) as error:
+            raise TlsError(
+                f"cannot load --tls-client-cert {tls.client_cert} with --tls-client-key "
+                f"{tls.client_key}: {_reason(error)}"
+            ) from None
+    context.set_alpn_protocols([protocol])
+    return context
+
+
+def _reason(error: BaseException) -> str:
+    return str(getattr(error, "strerror", None) or getattr(error, "reason", None) or error)
+
+
+def probe(url: str, service: str, timeout: float, tls: Tls | None = None) -> int:
     """Exit code 0 when the endpoint answers healthy, 1 for anything else.
 
-    ``timeout`` bounds the whole probe: name lookup, connect, request and every read.
+    ``timeout`` bounds the whole probe: name lookup, connect, TLS handshake, request
+    and every read.
     """
+    tls = tls or Tls()
     deadline = time.monotonic() + timeout
     armed = False
 
@@ -46,9 +141,9 @@ def probe(url: str, service: str, timeout: float) -> int:
             signal.setitimer(signal.ITIMER_REAL, max(timeout, 1e-6))
             parts = urlsplit(url)
             if parts.scheme in ("http", "https"):
-                healthy, detail = _probe_http(parts, deadline)
+                healthy, detail = _probe_http(parts, deadline, tls)
             elif parts.scheme == "grpc":
-                healthy, detail = _probe_grpc(parts, service, deadline)
+                healthy, detail = _probe_grpc(parts, service, deadline, tls)
             else:
                 healthy = False
                 detail = f"unsupported URL {url!r}: use http://, https:// or grpc://"
@@ -56,7 +151,7 @@ def probe(url: str, service: str, timeout: float) -> int:
             armed = False
             signal.setitimer(signal.ITIMER_REAL, 0)
     except Exception as error:  # any failure to get an answer is unhealthy
-        healthy, detail = False, f"{type(error).__name__}: {error}"
+        healthy, detail = False, _failure(error)
     finally:
         signal.signal(signal.SIGALRM, previous)
     print(f"{'healthy' if healthy else 'unhealthy'}: {detail}")
@@ -70,16 +165,29 @@ def _left(deadline: float) -> float:
     return left
 
 
-def _probe_http(parts: SplitResult, deadline: float) -> tuple[bool, str]:
+def _failure(error: Exception) -> str:
+    """A failure to get an answer, in one line; a TLS one says what did not verify."""
+    import ssl
+
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS: the server's certificate did not verify: {error.verify_message}"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS: {error.reason or error}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _probe_http(parts: SplitResult, deadline: float, tls: Tls) -> tuple[bool, str]:
     """GET the URL and read its status line; 2xx and 3xx pass, as kubelet counts them."""
     if not parts.hostname:
         return False, f"no host in {parts.geturl()!r}"
     secure = parts.scheme == "https"
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host = parts.netloc.rpartition("@")[2]
-    head = _first_line(
-        parts.hostname, parts.port or (443 if secure else 80), _get(path, host), deadline, secure
-    )
+    context = tls_context(tls, "http/1.1") if secure else None
+    port = parts.port or (443 if secure else 80)
+    head = _first_line(parts.hostname, port, _get(path, host), deadline, context, tls.server_name)
+    if secure and not head:
+        return False, _closed_tls(host, tls)
     line = head.split(b"\r\n", 1)[0].decode("latin-1")
     version, _, rest = line.partition(" ")
     code = rest[:3]
@@ -94,23 +202,52 @@ def _probe_http(parts: SplitResult, deadline: float) -> tuple[bool, str]:
     return 200 <= status < 400, f"HTTP {status} from {parts.geturl()}"
 
 
+def _closed_tls(address: str, tls: Tls) -> str:
+    """A server that closed the TLS connection without a word: often, mutual TLS."""
+    said = f"the server at {address} closed the TLS connection without an answer"
+    if not tls.client_cert:
+        said += (
+            " (does it require a client certificate? give --tls-client-cert and --tls-client-key)"
+        )
+    return said
+
+
 def _get(path: str, host: str) -> bytes:
     return (
         f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: di-probe\r\nConnection: close\r\n\r\n"
     ).encode("latin-1")
 
 
+def _connect(
+    hostname: str,
+    port: int,
+    deadline: float,
+    context: ssl.SSLContext | None = None,
+    server_name: str | None = None,
+) -> socket.socket:
+    """A connected socket, TLS (handshake done, certificate verified) with a context."""
+    connection = socket.create_connection((hostname, port), timeout=_left(deadline))
+    if context is None:
+        return connection
+    try:
+        connection.settimeout(_left(deadline))
+        return context.wrap_socket(connection, server_hostname=server_name or hostname)
+    except BaseException:
+        connection.close()
+        raise
+
+
 def _first_line(
-    hostname: str, port: int, request: bytes, deadline: float, secure: bool = False
+    hostname: str,
+    port: int,
+    request: bytes,
+    deadline: float,
+    context: ssl.SSLContext | None = None,
+    server_name: str | None = None,
 ) -> bytes:
     """Send ``request``; what came back up to the first line end, the close, or 8 KiB."""
-    connection = socket.create_connection((hostname, port), timeout=_left(deadline))
+    connection = _connect(hostname, port, deadline, context, server_name)
     try:
-        if secure:
-            import ssl
-
-            context = ssl.create_default_context()
-            connection = context.wrap_socket(connection, server_hostname=hostname)
         connection.settimeout(_left(deadline))
         connection.sendall(request)
         head = b""
@@ -140,47 +277,143 @@ def _shown(data: bytes) -> str:
     return f"{len(data)} bytes that are not text"
 
 
-def _probe_grpc(parts: SplitResult, service: str, deadline: float) -> tuple[bool, str]:
+def _probe_grpc(parts: SplitResult, service: str, deadline: float, tls: Tls) -> tuple[bool, str]:
     """Call grpc.health.v1.Health/Check; SERVING passes."""
     if not parts.hostname:
         return False, f"no host in {parts.geturl()!r}"
     address = parts.netloc
     port = parts.port or 443  # grpc's own default
-    # Connect first: a closed port fails at once, as over HTTP, and grpc is not loaded.
-    socket.create_connection((parts.hostname, port), timeout=_left(deadline)).close()
+    # Connect first: a closed port fails at once, as over HTTP, and grpc is not loaded;
+    # over TLS, a certificate that does not verify fails here too.
+    context = tls_context(tls, "h2") if tls.enabled else None
+    connection = _connect(parts.hostname, port, deadline, context, tls.server_name)
+    if context is None:
+        connection.close()
+    elif connection.selected_alpn_protocol() != "h2":  # type: ignore[attr-defined]
+        connection.close()
+        return False, f"the server at {address} did not agree to HTTP/2 over TLS (not gRPC?)"
     try:
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
     except ImportError as error:
+        connection.close()
         return False, (
             f"probing gRPC needs the grpc extra ({error.name} is not installed): "
             "pip install 'healthdi[grpc]'"
         )
 
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            request = health_pb2.HealthCheckRequest(service=service)
-            response = stub.Check(request, timeout=_left(deadline))  # type: ignore[attr-defined]
-        except grpc.RpcError as error:
-            code = error.code()
-            if code is grpc.StatusCode.UNAVAILABLE:  # no HTTP/2 connection, or shutting down
-                other = _not_http2(parts.hostname, port, address, deadline)
-                if other is not None:
-                    return False, f"the server at {address} did not answer gRPC: {other}"
-            return False, f"{code.name} from {address} for {service!r}"
+    bridge = _Bridge(connection, deadline) if context is not None else None
+    target = bridge.address if bridge is not None else address
+    options = [("grpc.enable_http_proxy", 0), ("grpc.default_authority", address)]
+    try:
+        with grpc.insecure_channel(target, options=options) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            try:
+                request = health_pb2.HealthCheckRequest(service=service)
+                response = stub.Check(request, timeout=_left(deadline))  # type: ignore[attr-defined]
+            except grpc.RpcError as error:
+                code = error.code()
+                if bridge is not None and bridge.error is not None:
+                    return False, f"TLS with {address}: {bridge.error}"
+                if bridge is not None and bridge.closed_unanswered:
+                    return False, _closed_tls(address, tls)
+                if code is grpc.StatusCode.UNAVAILABLE:  # no HTTP/2, or shutting down
+                    http1 = tls_context(tls, "http/1.1") if context is not None else None
+                    other = _not_http2(parts.hostname, port, address, deadline, http1, tls)
+                    if other is not None:
+                        return False, f"the server at {address} did not answer gRPC: {other}"
+                return False, f"{code.name} from {address} for {service!r}"
+    finally:
+        if bridge is not None:
+            bridge.close()
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
     return status == "SERVING", f"{status} from {address} for {service!r}"
 
 
-def _not_http2(hostname: str, port: int, address: str, deadline: float) -> str | None:
+class _Bridge:
+    """A Unix socket whose one connection is carried to and from a TLS socket.
+
+    grpcio speaks plaintext HTTP/2 to :attr:`address`; a thread moves the bytes both
+    ways through the TLS socket (one thread: an SSL socket is never read and written
+    at once). The socket lies in a directory only this user can enter, so no other
+    process can speak through the probe's TLS connection (and its client certificate).
+    A TLS failure on the way (the server refused this probe's certificate) is kept in
+    :attr:`error`.
+    """
+
+    def __init__(self, tls: socket.socket, deadline: float) -> None:
+        import threading
+
+        self.tls = tls
+        self.deadline = deadline
+        self.error: str | None = None
+        self.closed_unanswered = False  # the server closed before sending anything
+        import tempfile
+
+        self.folder = tempfile.mkdtemp(prefix="di-probe-")  # mode 0700
+        path = f"{self.folder}/grpc.sock"
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(1)
+        self.address = f"unix:{path}"
+        self.thread = threading.Thread(target=self._run, name="di-probe-tls", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import select
+        import ssl
+
+        plain: socket.socket | None = None
+        answered = False
+        try:
+            self.listener.settimeout(_left(self.deadline))
+            plain, _ = self.listener.accept()
+            tls = self.tls
+            while True:
+                left = _left(self.deadline)
+                plain.settimeout(left)
+                tls.settimeout(left)
+                ready = [tls] if tls.pending() else select.select([plain, tls], [], [], left)[0]  # type: ignore[attr-defined]
+                for source in ready:
+                    data = source.recv(65536)
+                    if not data:
+                        self.closed_unanswered = source is tls and not answered
+                        return
+                    answered = answered or source is tls
+                    (plain if source is tls else tls).sendall(data)
+        except ssl.SSLError as error:
+            self.error = str(error.reason or error)
+        except (OSError, TimeoutError):
+            pass  # the probe's own deadline and RPC status say what happened
+        finally:
+            if plain is not None:
+                plain.close()
+            self.tls.close()
+
+    def close(self) -> None:
+        import shutil
+
+        self.listener.close()
+        self.tls.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _not_http2(
+    hostname: str,
+    port: int,
+    address: str,
+    deadline: float,
+    context: ssl.SSLContext | None = None,
+    tls: Tls | None = None,
+) -> str | None:
     """What the server speaks if not HTTP/2, found with an HTTP/1 request; None if HTTP/2.
 
     An HTTP/1 server answers the request with a status line; an HTTP/2 server (gRPC)
     opens with a SETTINGS frame whatever it was sent.
     """
     try:
-        head = _first_line(hostname, port, _get("/", address), deadline)
+        server_name = tls.server_name if tls is not None else None
+        head = _first_line(hostname, port, _get("/", address), deadline, context, server_name)
     except OSError:  # TimeoutError included: the gRPC status says enough
         return None
     if _is_http2(head):

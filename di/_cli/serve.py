@@ -12,6 +12,9 @@ The order of a run:
    started"). HTTP is ``di.asgi.health_app`` under the listener of
    :mod:`.http_server` (with its bounds on connections); gRPC is
    ``di.grpc.add_health_servicer`` on a grpcio asyncio server (:data:`GRPC_OPTIONS`).
+   With ``--tls-cert``/``--tls-key`` both speak TLS only (:func:`server_context` for
+   HTTPS, ``di.grpc.server_credentials`` for gRPC), and with ``--tls-client-ca`` both
+   require a client certificate that CA signed (mutual TLS).
 4. The monitor starts the container's eager services (``astart()``), then checks every
    interval. Readiness follows the first round. A failed start exits 1.
 5. On SIGTERM every status but liveness turns NOT_SERVING, both servers answering for the
@@ -48,6 +51,7 @@ from ..scope import Scope
 
 if TYPE_CHECKING:
     import asyncio
+    import ssl
 
     import grpc
 
@@ -79,6 +83,47 @@ def configure_logging() -> None:
     )
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """The PEM files of ``--tls-cert``, ``--tls-key`` and ``--tls-client-ca``."""
+
+    cert: str
+    key: str
+    client_ca: str | None = None
+
+
+def server_context(tls: TlsFiles) -> ssl.SSLContext:
+    """The server side TLS context of the HTTP port: TLS 1.2 at least, HTTP/1.1 by ALPN,
+    client certificates required when a client CA is given.
+
+    Raises ValueError naming the option whose file does not load.
+    """
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(tls.cert, tls.key)
+    except (OSError, ssl.SSLError) as error:
+        raise ValueError(
+            f"cannot load --tls-cert {tls.cert} with --tls-key {tls.key}: {_reason(error)}"
+        ) from None
+    if tls.client_ca is not None:
+        try:
+            context.load_verify_locations(tls.client_ca)
+        except (OSError, ssl.SSLError) as error:
+            raise ValueError(
+                f"cannot load --tls-client-ca {tls.client_ca}: {_reason(error)}"
+            ) from None
+        context.verify_mode = ssl.CERT_REQUIRED
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _reason(error: BaseException) -> str:
+    return str(getattr(error, "strerror", None) or getattr(error, "reason", None) or error)
+
+
 @dataclass
 class Options:
     """What ``di serve`` was asked to do."""
@@ -91,6 +136,7 @@ class Options:
     show_details: bool = False
     limit_concurrency: int = 256
     metrics: bool = False
+    tls: TlsFiles | None = None
     unbuilt: Unbuilt = "warn"
 
 
@@ -301,7 +347,7 @@ class Run:
             listener = listen(options.http)
         try:
             if options.grpc:
-                self.grpc = await _start_grpc(monitor, options.grpc)
+                self.grpc = await _start_grpc(monitor, options.grpc, options.tls)
         except BaseException:
             if listener is not None:
                 listener.close()
@@ -315,10 +361,12 @@ class Run:
                     await tasks.start(self.http.run_on, listener)
                     host, port = listener.getsockname()[:2]
                     logger.info(
-                        "HTTP health on http://%s:%s (/health, /livez, /readyz%s)",
+                        "HTTP health on %s://%s:%s (/health, /livez, /readyz%s)%s",
+                        "http" if options.tls is None else "https",
                         _show(host),
                         port,
                         ", /metrics" if options.metrics else "",
+                        _tls_said(options.tls),
                     )
                     tasks.start_soon(self._watch_http, self.http)
                 tasks.start_soon(_watch_loop, monitor)
@@ -470,7 +518,14 @@ def _http_server(monitor: HealthMonitor, options: Options) -> HttpServer:
     from .http_server import HttpServer
 
     app = health_app(monitor, show_details=options.show_details, metrics=options.metrics)
-    return HttpServer(app, limit=options.limit_concurrency)
+    context = server_context(options.tls) if options.tls is not None else None
+    return HttpServer(app, limit=options.limit_concurrency, ssl_context=context)
+
+
+def _tls_said(tls: TlsFiles | None) -> str:
+    if tls is None:
+        return ""
+    return " over mutual TLS" if tls.client_ca is not None else " over TLS"
 
 
 async def _watch_loop(monitor: HealthMonitor) -> None:
@@ -539,10 +594,12 @@ GRPC_OPTIONS = (
 )
 
 
-async def _start_grpc(monitor: HealthMonitor, address: tuple[str, int]) -> grpc.aio.Server:
+async def _start_grpc(
+    monitor: HealthMonitor, address: tuple[str, int], tls: TlsFiles | None = None
+) -> grpc.aio.Server:
     import grpc
 
-    from ..grpc import add_health_servicer
+    from ..grpc import add_health_servicer, server_credentials
 
     host, port = address
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -550,14 +607,20 @@ async def _start_grpc(monitor: HealthMonitor, address: tuple[str, int]) -> grpc.
     server = grpc.aio.server(options=GRPC_OPTIONS)
     add_health_servicer(server, monitor)
     try:
-        bound = server.add_insecure_port(target)
+        if tls is None:
+            bound = server.add_insecure_port(target)
+        else:
+            credentials = server_credentials(tls.cert, tls.key, tls.client_ca)
+            bound = server.add_secure_port(target, credentials)
     except RuntimeError:
         bound = 0
     if not bound:
         await server.stop(None)
         raise OSError(f"cannot listen for gRPC on {target}: address in use or not available")
     await server.start()
-    logger.info("gRPC health on %s:%s (grpc.health.v1.Health)", _show(host), bound)
+    logger.info(
+        "gRPC health on %s:%s (grpc.health.v1.Health)%s", _show(host), bound, _tls_said(tls)
+    )
     return server
 
 

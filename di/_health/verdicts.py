@@ -21,9 +21,19 @@ from ..health import Degraded, cut, error_text, type_name
 
 
 def verdict(label: str, value: Any) -> HealthCheckError | None:
-    """What a check's return value says: False, or a generator never run, is a failure."""
+    """What a check's return value says: False, a generator never run, or a function
+    never called (``health_check=checks.redis`` for ``checks.redis(client)``) is a
+    failure."""
     if value is False:
         return HealthCheckError(label, "it returned False")
+    if callable(value) and not isinstance(value, type):
+        name = getattr(value, "__qualname__", None) or type(value).__name__
+        return HealthCheckError(
+            label,
+            f"it returned the function {name} without calling it; a check that makes "
+            "checks (health_check=checks.redis) must be called to make one "
+            "(health_check=checks.redis(client))",
+        )
     if inspect.iscoroutine(value) or inspect.isgenerator(value) or inspect.isasyncgen(value):
         close_awaitable(value)
         kind = type(value).__name__

@@ -104,6 +104,19 @@ def _return_false_sync() -> bool:
     return False
 
 
+def _never_called() -> None:
+    raise AssertionError("a check returned by a check is never called")
+
+
+async def _return_a_check_async() -> Callable[[], None]:
+    await anyio.sleep(0)
+    return _never_called
+
+
+def _return_a_check_sync() -> Callable[[], None]:
+    return _never_called  # health_check=checks.redis where checks.redis(client) was meant
+
+
 MISBEHAVIOURS: dict[str, tuple[Callable[[], Any], bool]] = {
     # name: (the check, whether it is async)
     "async raises CancelledError": (lambda: _raise_async(asyncio.CancelledError()), True),
@@ -125,6 +138,8 @@ MISBEHAVIOURS: dict[str, tuple[Callable[[], Any], bool]] = {
     "async converts its cancellation": (_convert_cancellation, True),
     "async returns False": (_return_false_async, True),
     "sync returns False": (_return_false_sync, False),
+    "async returns a check without calling it": (_return_a_check_async, True),
+    "sync returns a check without calling it": (_return_a_check_sync, False),
 }
 
 
@@ -194,3 +209,13 @@ async def test_a_misbehaving_check_is_reported_and_nothing_else_suffers(
         else:
             assert result.outcome is Outcome.HEALTHY, result
     assert not report.healthy
+
+
+async def test_a_check_that_returns_a_check_uncalled_fails_and_says_to_call_it() -> None:
+    injector = Injector()
+    injector.provide_value(object(), name="cache", health_check=lambda cache: _never_called)
+    report = await injector.ahealth_report()
+    (check,) = report.checks
+    assert check.outcome is Outcome.UNHEALTHY
+    assert "without calling it" in str(check.error)
+    assert "health_check=checks.redis(client)" in str(check.error)
