@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The wheel installed alone, with the core's dependencies only, outside the source tree.
 WHEEL_VENV := build/wheel-venv
 
-.PHONY: demo test bench bench-compare lint dist check-dist docs clean
+.PHONY: demo test test-pythons bench bench-compare lint dist check-dist docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,7 @@ lint: $(VENV)/.test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict di tests/typing
+	$(BIN)/mypy --strict --python-version 3.13 di tests/typing
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_shape.py di
 
@@ -46,8 +47,16 @@ docs: $(VENV)/.test
 # per core of a 2-core machine: `make test PYTEST_WORKERS=8`, or 0 for one process.
 PYTEST_WORKERS ?= 6
 
-test: lint docs check-dist
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
+test: lint docs check-dist test-pythons
+
+# The suite on every CPython from 3.11 up that the machine has, one version after
+# another, each in its own venv made as .venv is (.venv-3.12, ...); scripts/pythons.py
+# says where it looked, which versions ran and which it could not find.
+# `make test-pythons TEST_PYTHONS="3.11 3.13"` runs those versions only.
+TEST_PYTHONS ?=
+test-pythons: $(VENV)/.test
+	TEST_PYTHONS="$(TEST_PYTHONS)" MAKE="$(MAKE)" $(BIN)/python scripts/pythons.py \
+		-n $(PYTEST_WORKERS) --dist worksteal
 
 dist: $(VENV)/.test
 	rm -rf dist
@@ -77,7 +86,7 @@ bench-compare: $(VENV)/.bench
 	$(BIN)/python -m benchmarks --compare $(COMPARE_REF)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache benchmarks/results/*.json dist build site
+	rm -rf $(VENV) $(VENV)-3.* .pytest_cache .mypy_cache .ruff_cache benchmarks/results/*.json dist build site
 
 define CHECK_WHEEL
 import importlib.metadata as metadata, importlib.util

@@ -259,7 +259,8 @@ class Threads:
     job did, and no thread reaches the pool. An idle thread exits after
     :data:`IDLE_SECONDS`, or at once when the pool is collected (its injector
     dropped). After ``fork()`` the child starts with an empty pool: the parent's
-    threads do not exist there.
+    threads do not exist there. In ``atexit`` callbacks, where Python 3.12.0 and 3.12.1
+    refuse new threads, a job no idle thread takes runs in the caller.
     """
 
     def __init__(self, name: str) -> None:
@@ -280,7 +281,16 @@ class Threads:
             # those until it ends.
             worker = threading.Thread(target=_work, args=(crew, parked), name=self._name)
             worker.daemon = True
-            worker.start()
+            try:
+                worker.start()
+            except RuntimeError:
+                if threading.main_thread().is_alive():
+                    raise
+                # Python 3.12.0 and 3.12.1 start no thread once the main thread has
+                # finished: in atexit callbacks, where a Flask app's container shuts
+                # down. Nothing else would run the job, so it runs here, unbounded.
+                parked.job = None
+                job()
             return
         parked.job = job
         parked.event.set()
