@@ -11,7 +11,7 @@ import platform
 import sys
 from typing import Any
 
-from . import compare, health, probe, request_scopes, resolve, serving, soak, web
+from . import compare, graphs, health, probe, request_scopes, resolve, serving, soak, web
 from ._timing import measure, save, table
 
 
@@ -74,6 +74,7 @@ def main() -> None:
     path = save("resolve", {"python": platform.python_version(), "rows": rows})
     print(f"\nwritten to {path}")
     request_table()
+    graph_table()
     health_tables()
 
 
@@ -104,6 +105,29 @@ def request_table() -> None:
         print(f"R1: healthdi / dishka = {ours / (rows['dishka']['R1'] or 1):.2f}x (goal <= 1.00x)")
     print(f"R1 with 5,000 live scopes / without = {live / ours:.2f}x (goal <= 1.30x)")
     path = save("requests", {"rows": rows})
+    print(f"\nwritten to {path}")
+
+
+def graph_table() -> None:
+    rows = graphs.measure()
+    print()
+    print(
+        table(
+            f"G: {graphs.SIZE:,} services, a chain | a random graph (<= 3 dependencies each);"
+            " best of 5",
+            ["chain", "random"],
+            rows,
+            "ms",
+            "dishka make_container",
+        )
+    )
+    ours, theirs = rows["healthdi validate()"], rows["dishka make_container"]
+    print()
+    for kind in ("chain", "random"):
+        mine, peer = ours[kind], theirs[kind]
+        if mine is not None and peer:
+            print(f"G {kind}: validate() / make_container = {mine / peer:.2f}x (goal <= 0.50x)")
+    path = save("graphs", {"rows": rows})
     print(f"\nwritten to {path}")
 
 

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from ..scope import Scope
 
 _EMPTY = inspect.Parameter.empty
+# Deeper chains take the general path: compiling recurses once per service, and
+# Python's parser refuses expressions nested a few hundred deep.
+_DEEPEST = 24
 
 
 class _Source:
@@ -140,7 +143,7 @@ _LINES = _Lines()
 def _expression(
     scope: Scope, service: Service, source: _Source, path: tuple[Service, ...]
 ) -> str | None:
-    if service in path or service.kind is not Kind.PLAIN:
+    if service in path or service.kind is not Kind.PLAIN or len(path) > _DEEPEST:
         return None
     arguments = []
     for p in params_of(service):
@@ -213,7 +216,7 @@ def _hooked_step(
 
     Returns the local variable holding the instance, or None for the general path.
     """
-    if service in path or service.kind is not Kind.PLAIN:
+    if service in path or service.kind is not Kind.PLAIN or len(path) > _DEEPEST:
         return None
     listening = scope._listeners
     pad = "    " * depth
@@ -343,6 +346,8 @@ def _scoped_step(
         return built[service]
     if service in path or service.kind is not Kind.PLAIN or service.shutdown_hook is not None:
         return None  # a shutdown= hook: the scope's general shutdown runs it
+    if len(path) > _DEEPEST:
+        return None
     arguments: list[str] = []
     for p in params_of(service):
         if p.target is ScopeParam:

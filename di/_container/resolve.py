@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -410,8 +411,12 @@ def _make_sync(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
             f"service {service.label!r} has an async factory and is not built yet; "
             f"use `await scope.ainvoke(...)` to build it"
         )
-    token = _PATH.set((*_enter(service), service))
+    path = _enter(service)
+    token = _PATH.set((*path, service))
     try:
+        if path and len(path) % DEEP == 0:
+            for dependency, invoker in _below(service, scope, path):
+                resolve_sync(dependency, invoker)
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
         for p in params_of(service):
@@ -433,8 +438,12 @@ def _make_sync(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
 
 
 async def _make_async(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
-    token = _PATH.set((*_enter(service), service))
+    path = _enter(service)
+    token = _PATH.set((*path, service))
     try:
+        if path and len(path) % DEEP == 0:
+            for dependency, invoker in _below(service, scope, path):
+                await resolve_async(dependency, invoker)
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
         for p in params_of(service):
@@ -457,6 +466,95 @@ async def _make_async(service: Service, scope: Scope) -> tuple[Any, Teardown | N
         return instance, None
     finally:
         _PATH.reset(token)
+
+
+# -- deep chains ----------------------------------------------------------------------
+
+# Building recurses through parameters, a few Python frames per service. Every DEEP
+# services down a chain, the build first makes room: it checks that the stack can take
+# DEEP more, then builds the singletons and scoped services below, deepest first, so
+# that the recursion from here on stops at each of them (a chain of them is any length).
+# Transients are built anew on every use and cannot be built ahead: a chain of them
+# deeper than the stack allows is a DIError naming the depth, never a RecursionError.
+DEEP = 32
+_FRAMES_PER_SERVICE = 8  # generous: resolve, make, argument, checked, the factory, ...
+
+
+def _below(
+    service: Service, scope: Scope, path: tuple[Service, ...]
+) -> list[tuple[Service, Scope]]:
+    """The singletons and scoped services below ``service`` not built yet, each with
+    the scope to invoke it from, deepest first; a :class:`DIError` naming the depth
+    when the stack cannot take another ``DEEP`` services.
+
+    One iterative walk: each (service, scope) pair once, a service already on the
+    walk's path skipped (the build then reports the cycle).
+    """
+    frames = 0
+    frame: FrameType | None = sys._getframe()
+    while frame is not None:
+        frames, frame = frames + 1, frame.f_back
+    if frames + DEEP * _FRAMES_PER_SERVICE + 50 > sys.getrecursionlimit():
+        shown = [s.label for s in path[:3]] + ["..."] + [s.label for s in path[-2:]]
+        raise DIError(
+            f"dependency chain too deep: building {service.label!r} is {len(path)} services "
+            f"down a chain ({' -> '.join(shown)} -> {service.label}), deeper than the Python "
+            f"stack allows here ({frames} frames in use, limit {sys.getrecursionlimit()}); "
+            "a chain of transients is built through the stack on every use: make some of "
+            "them singletons or scoped, or raise sys.setrecursionlimit()"
+        )
+    order: list[tuple[Service, Scope]] = []
+    seen: set[tuple[int, int]] = {(id(service), id(scope))}
+    stack: list[tuple[Service, Scope, list[Service], int]] = [
+        (service, scope, _needs(service, scope), 0)
+    ]
+    while stack:
+        node, where, needs, i = stack[-1]
+        if i == len(needs):
+            stack.pop()
+            if stack and node.lifetime in (Lifetime.LAZY, Lifetime.SCOPED):
+                order.append((node, stack[-1][1]))
+            continue
+        stack[-1] = (node, where, needs, i + 1)
+        dependency = needs[i]
+        lifetime = dependency.lifetime
+        if lifetime is Lifetime.LAZY:
+            builds_in = dependency.owner
+        elif lifetime is Lifetime.SCOPED or lifetime is Lifetime.TRANSIENT:
+            builds_in = where
+        else:
+            continue
+        mark = (id(dependency), id(builds_in))
+        if mark in seen:
+            continue
+        seen.add(mark)
+        if lifetime is not Lifetime.TRANSIENT and (
+            builds_in._instances.get(dependency.key, COMPILED) is not COMPILED
+        ):
+            continue  # built already
+        stack.append((dependency, builds_in, _needs(dependency, builds_in), 0))
+    return order
+
+
+def _needs(service: Service, scope: Scope) -> list[Service]:
+    """The services filling ``service``'s parameters from ``scope`` (a collection's
+    members in its place); none for a factory whose annotations cannot be read."""
+    try:
+        params = params_of(service)
+    except TypeError:
+        return []
+    found: list[Service] = []
+    for p in params:
+        if p.target is ScopeParam:
+            continue
+        dependency = registry.lookup(scope, p.target)
+        if dependency is None:
+            continue
+        if dependency.lifetime is Lifetime.COLLECTION:
+            found += registry.members(scope, dependency)
+        else:
+            found.append(dependency)
+    return found
 
 
 def _argument_sync(p: Param, scope: Scope, service: Service) -> Any:
