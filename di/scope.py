@@ -29,6 +29,7 @@ from ._container.hooks import add as add_hook
 from ._container.hooks import check as check_hook
 from ._container.hooks import remove as remove_hook
 from ._container.injection import Injected, decorate
+from ._container.inline import aclose_inline, close_inline
 from ._container.keys import Key, check_name, describe
 from ._container.overrides import Overriding, overriding
 from ._container.request import (
@@ -171,7 +172,7 @@ class Scope:
         # Scoped services declared above and built here: each declaration's copy, and
         # (declaration, instance, index) of those a compiled builder made, copied on need.
         self._scoped: dict[Service, Service] = BLANK
-        self._fast: list[tuple[Service, Any, int]] = []
+        self._fast: list[tuple[Service, Any, int, Any]] = []
         # What its request scopes share until a provider changes here or above.
         self._plan: Plan | None = None
         # Bumped when a provider changes here or above, or a built instance is dropped:
@@ -758,11 +759,11 @@ class Scope:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if close_plainly(self):
-            return
         # The block's failure (any exception, cancellation and KeyboardInterrupt too) is
         # thrown into generator factories at their yield, so that a rollback there runs,
         # as with contextlib: partial work is never committed.
+        if close_plainly(self) or close_inline(self, error):
+            return
         _shutdown.shutdown(self, error, "with")
 
     async def __aenter__(self) -> Scope:
@@ -774,10 +775,10 @@ class Scope:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if close_plainly(self):
-            return
         # Run to the end even if the block is cancelled, so it still releases what it
-        # built (each hook within the shutdown timeout); the cancellation follows.
+        # built; the cancellation follows.
+        if close_plainly(self) or await aclose_inline(self, error):
+            return
         await to_completion(lambda: _shutdown.ashutdown(self, error))
 
 

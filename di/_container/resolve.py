@@ -17,6 +17,7 @@ chain of other flights, on a flight this caller is building.
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 import logging
 import sys
@@ -428,7 +429,7 @@ def _make_sync(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
         try:
             instance = service.factory(*args, **kwargs)
             if service.kind is Kind.GENERATOR:
-                return next(instance), _closer(service, instance)
+                return next(instance), closer(service, instance)
         except Exception as error:
             note_building(error, service)
             raise
@@ -457,9 +458,9 @@ async def _make_async(service: Service, scope: Scope) -> tuple[Any, Teardown | N
             if service.kind is Kind.ASYNC:
                 return await instance, None
             if service.kind is Kind.GENERATOR:
-                return next(instance), _closer(service, instance)
+                return next(instance), closer(service, instance)
             if service.kind is Kind.ASYNC_GENERATOR:
-                return await _first_anext(instance), _async_closer(service, instance)
+                return await first_anext(instance), async_closer(service, instance)
         except Exception as error:
             note_building(error, service)
             raise
@@ -708,26 +709,30 @@ def _unresolvable(factory: Callable[..., Any]) -> str:
 # -- teardown -----------------------------------------------------------------------
 
 
-def _closer(service: Service, generator: Any) -> Callable[[BaseException | None], None]:
-    def close(failure: BaseException | None) -> None:
-        try:
-            if failure is None:
-                next(generator)
-            else:
-                generator.throw(failure)  # the block's failure, at the yield
-        except StopIteration:
-            return
-        except BaseException as raised:
-            if raised is failure:
-                return  # it let the failure through: nothing more went wrong
-            raise
-        generator.close()
-        raise RuntimeError(f"generator factory of {service.label!r} yielded more than once")
-
-    return close
+def closer(service: Service, generator: Any) -> Callable[[BaseException | None], None]:
+    """The teardown of a generator factory's build: :func:`finish_generator`."""
+    return functools.partial(finish_generator, service, generator)
 
 
-def _first_anext(generator: Any) -> Any:
+def finish_generator(service: Service, generator: Any, failure: BaseException | None) -> None:
+    """Run a generator factory's code after its ``yield``: ``failure`` (the block's)
+    thrown in there, or resumed; a second ``yield`` is an error."""
+    try:
+        if failure is None:
+            next(generator)
+        else:
+            generator.throw(failure)  # the block's failure, at the yield
+    except StopIteration:
+        return
+    except BaseException as raised:
+        if raised is failure:
+            return  # it let the failure through: nothing more went wrong
+        raise
+    generator.close()
+    raise RuntimeError(f"generator factory of {service.label!r} yielded more than once")
+
+
+def first_anext(generator: Any) -> Any:
     """The first ``__anext__()`` of an async generator factory, untracked by the loop.
 
     An event loop finalizes the async generators first iterated on it when it ends
@@ -752,29 +757,38 @@ def _loop_token() -> Any:
     return trio.lowlevel.current_root_task()
 
 
-def _async_closer(service: Service, generator: Any) -> Callable[[BaseException | None], Any]:
-    built_on = _loop_token()
+def async_closer(
+    service: Service, generator: Any, built_on: Any = MISSING
+) -> Callable[[BaseException | None], Any]:
+    """The teardown of an async generator factory's build (:func:`afinish_generator`);
+    ``built_on`` the loop it was built on (the running one unless given; None when
+    unknown)."""
+    if built_on is MISSING:
+        built_on = _loop_token()
+    return functools.partial(afinish_generator, service, generator, built_on=built_on)
 
-    async def close(failure: BaseException | None) -> None:
-        try:
-            if failure is None:
-                await generator.__anext__()
-            else:
-                await generator.athrow(failure)  # the block's failure, at the yield
-        except StopAsyncIteration:
-            return
-        except BaseException as error:
-            if error is failure:
-                return  # it let the failure through: nothing more went wrong
-            if _loop_token() is not built_on:
-                closed = getattr(built_on, "is_closed", lambda: True)()
-                error.add_note(
-                    f"the async generator factory of {service.label!r} was built on another "
-                    f"event loop{', which has closed' if closed else ''}: shut down with "
-                    "`await ashutdown()` on the loop that built it"
-                )
-            raise
-        await generator.aclose()
-        raise RuntimeError(f"generator factory of {service.label!r} yielded more than once")
 
-    return close
+async def afinish_generator(
+    service: Service, generator: Any, failure: BaseException | None, built_on: Any = None
+) -> None:
+    """:func:`finish_generator`'s twin for an async generator factory."""
+    try:
+        if failure is None:
+            await generator.__anext__()
+        else:
+            await generator.athrow(failure)  # the block's failure, at the yield
+    except StopAsyncIteration:
+        return
+    except BaseException as error:
+        if error is failure:
+            return  # it let the failure through: nothing more went wrong
+        if built_on is not None and _loop_token() is not built_on:
+            closed = getattr(built_on, "is_closed", lambda: True)()
+            error.add_note(
+                f"the async generator factory of {service.label!r} was built on another "
+                f"event loop{', which has closed' if closed else ''}: shut down with "
+                "`await ashutdown()` on the loop that built it"
+            )
+        raise
+    await generator.aclose()
+    raise RuntimeError(f"generator factory of {service.label!r} yielded more than once")

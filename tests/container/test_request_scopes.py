@@ -538,20 +538,22 @@ def test_request_builders_survive_changes_elsewhere(monkeypatch: pytest.MonkeyPa
     compiled: list[object] = []
     original = request.compile_scoped
 
-    def counting(parent: object, service: object, callbacks: object) -> object:
+    def counting(
+        parent: object, service: object, callbacks: object, asynchronous: bool = False
+    ) -> object:
         compiled.append(service)
-        return original(parent, service, callbacks)  # type: ignore[arg-type]
+        return original(parent, service, callbacks, asynchronous)  # type: ignore[arg-type]
 
     monkeypatch.setattr(request, "compile_scoped", counting)
     injector = app()
-    injector.provide_scoped(open_unit_of_work)  # a generator: its scope closes in full
+    injector.provide_scoped(open_unit_of_work)  # a generator: finished when its scope closes
     sibling = injector.scope("sibling")
     for i in range(50):
         with injector.scope(context={Request: Request("/")}) as scope:
             scope.invoke(Handler)
             scope.invoke(UnitOfWork)
         sibling.provide_value(i, name=f"n{i}")
-    assert len(compiled) <= 3  # Handler (with RequestCtx inside), and one refusal for the rest
+    assert len(compiled) <= 3  # Handler (with RequestCtx inside), UnitOfWork
 
 
 def test_the_compiled_path_names_a_failing_factory() -> None:
