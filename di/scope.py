@@ -34,6 +34,7 @@ from ._container.keys import Key, check_name, describe
 from ._container.overrides import Overriding, overriding
 from ._container.request import (
     Again,
+    Awaited,
     Plan,
     adopt,
     check_context,
@@ -572,8 +573,12 @@ class Scope:
                 compiled = self._compiled[service]
                 # Not a stale builder's stand-in, nor a sync builder that would block
                 # on another thread's build (see request.ainvoke): the full path.
-                if self._thread and type(compiled) is not Again:
-                    return compiled(self)
+                if self._thread:
+                    kind = type(compiled)
+                    if kind is Awaited:
+                        return await compiled.build(self)  # type: ignore[attr-defined]
+                    if kind is not Again:
+                        return compiled(self)
             elif instance is not MISSING:
                 return instance
         return await ainvoke_general(self, service, name)

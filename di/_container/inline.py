@@ -155,15 +155,17 @@ async def aclose_inline(scope: Scope, failure: BaseException | None) -> bool:
                 if service.kind is Kind.GENERATOR:
                     finish_generator(service, generator, failure)
                 else:
-                    cancelled = await _to_end(
-                        afinish_generator(service, generator, failure), cancelled
-                    )
+                    work = _Deaf(afinish_generator(service, generator, failure))
+                    await work
+                    cancelled = cancelled or work.cancelled
             else:
                 hook = hook_of(service, instance, teardown, failure)
                 if hook is not None:
                     result = hook()
                     if inspect.isawaitable(result):
-                        cancelled = await _to_end(result, cancelled)
+                        work = _Deaf(result)
+                        await work
+                        cancelled = cancelled or work.cancelled
         except BaseException as error:  # every finalizer runs; then the failures
             outcomes = _failed(outcomes, steps, index, began, error)
         else:
@@ -221,30 +223,15 @@ def _settle(
 # -- awaiting a finalizer to its end ------------------------------------------------------------
 
 
-async def _to_end(
-    awaitable: Awaitable[Any], cancelled: BaseException | None
-) -> BaseException | None:
-    """Await ``awaitable`` to its end even if the caller is cancelled meanwhile; the
-    caller's cancellation, if one came (or the one given)."""
-    if running_asyncio_loop() is None:
-        import trio
-
-        with trio.CancelScope(shield=True):
-            await awaitable
-        return cancelled
-    deaf = _Deaf(awaitable)
-    await deaf
-    return cancelled or deaf.cancelled
-
-
 class _Deaf:
-    """Await a coroutine in the current asyncio task, deaf to the task's cancellation.
+    """Await a finalizer in the current task, deaf to the task's cancellation.
 
-    The task waits on a stand-in for each future the coroutine awaits: cancelling the
-    task (``task.cancel()``, or an anyio cancel scope delivering) cancels the stand-in,
-    never the work, which goes on; the first cancellation is kept in ``cancelled`` for
-    the caller to re-raise. The first step runs at once: a finalizer that never waits
-    costs one call.
+    On asyncio the task waits on a stand-in for each future the work awaits:
+    cancelling the task (``task.cancel()``, or an anyio cancel scope delivering)
+    cancels the stand-in, never the work, which goes on; the first cancellation is kept
+    in ``cancelled`` for the caller to re-raise. On trio the work runs under a shielded
+    cancel scope (:func:`_shielded`). The first step runs at once on asyncio: a
+    finalizer that never waits costs one call.
     """
 
     __slots__ = ("awaitable", "cancelled")
@@ -254,6 +241,8 @@ class _Deaf:
         self.cancelled: BaseException | None = None
 
     def __await__(self) -> Generator[Any, None, Any]:
+        if running_asyncio_loop() is None:
+            return (yield from _shielded(self.awaitable).__await__())
         work = self.awaitable.__await__()
         try:
             waited = work.send(None)
@@ -279,3 +268,11 @@ class _Deaf:
                 waited = work.send(None)
             except StopIteration as stop:
                 return stop.value
+
+
+async def _shielded(awaitable: Awaitable[Any]) -> Any:
+    """Await ``awaitable`` on trio under a shielded cancel scope."""
+    import trio
+
+    with trio.CancelScope(shield=True):
+        return await awaitable

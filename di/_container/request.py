@@ -248,6 +248,8 @@ def fast_builder(
         (plan.abuilders, plan.ageneral) if asynchronous else (plan.builders, plan.general)
     )
     builder = builders.get(service.key)
+    if type(builder) is Awaited:
+        return None  # the sync path of a service only ainvoke's builder builds
     if builder is not None or service.key in general:
         return builder
     builder = compile_scoped(parent, service, CALLBACKS, asynchronous)
@@ -258,10 +260,15 @@ def fast_builder(
             for key in [k for k in service.keys if registry.lookup(parent, k) is service]:
                 if builder is None:
                     general.add(key)
-                else:
-                    builders[key] = builder
-                    if not asynchronous:
-                        plan.template[key] = COMPILED
+                    continue
+                builders[key] = builder
+                if not asynchronous:
+                    plan.template[key] = COMPILED
+                elif key in plan.general and key not in plan.builders:
+                    # Only ainvoke builds it: new request scopes get its marker, and
+                    # their ainvoke finds the async builder at once (see Awaited).
+                    plan.builders[key] = Awaited(key, builder)
+                    plan.template[key] = COMPILED
     return builder
 
 
@@ -292,6 +299,21 @@ def forget_builders(scope: Scope) -> None:
         scope._compiled = {key: Again(key) for key in scope._compiled}
     for child in list(scope._children.values()):
         forget_builders(child)
+
+
+class Awaited:
+    """Stands in ``Scope._compiled`` for a scoped service only an async builder builds
+    (an async or async generator factory, or what needs one): ``ainvoke`` awaits
+    ``build``; ``invoke`` takes the full path, which says to use ``ainvoke``."""
+
+    __slots__ = ("build", "key")
+
+    def __init__(self, key: Key, build: Callable[[Scope], Awaitable[Any]]) -> None:
+        self.key = key
+        self.build = build
+
+    def __call__(self, scope: Scope) -> Any:
+        return scope._invoke(self.key, None)
 
 
 class Again:
