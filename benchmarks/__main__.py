@@ -11,7 +11,18 @@ import platform
 import sys
 from typing import Any
 
-from . import compare, graphs, health, probe, request_scopes, resolve, serving, soak, web
+from . import (
+    compare,
+    graphs,
+    health,
+    probe,
+    request_scopes,
+    resolve,
+    serving,
+    soak,
+    unit_of_work,
+    web,
+)
 from ._timing import measure, save, table
 
 
@@ -105,6 +116,29 @@ def request_table() -> None:
         print(f"R1: healthdi / dishka = {ours / (rows['dishka']['R1'] or 1):.2f}x (goal <= 1.00x)")
     print(f"R1 with 5,000 live scopes / without = {live / ours:.2f}x (goal <= 1.30x)")
     path = save("requests", {"rows": rows})
+    print(f"\nwritten to {path}")
+    unit_of_work_table()
+
+
+def unit_of_work_table() -> None:
+    rows = unit_of_work.measure()
+    print()
+    print(
+        table(
+            "R1-gen: one request (scope with the Request in context, a scoped generator"
+            " factory UnitOfWork(Request, Database singleton), close: it commits)",
+            list(unit_of_work.SHAPES),
+            rows,
+            "us",
+            "dishka",
+        )
+    )
+    print()
+    for shape in unit_of_work.SHAPES:
+        ours, theirs = rows["healthdi"][shape], rows["dishka"][shape]
+        if ours is not None and theirs:
+            print(f"R1-gen {shape}: healthdi / dishka = {ours / theirs:.2f}x (goal <= 1.00x)")
+    path = save("unit-of-work", {"rows": rows})
     print(f"\nwritten to {path}")
 
 

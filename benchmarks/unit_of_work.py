@@ -6,9 +6,9 @@ One request: open a scope with the request object in its context, build a scoped
 scope. Three shapes, each beside dishka's:
 
 - ``sync with``: a sync generator, ``with scope: scope.invoke(...)``;
-- ``sync gen, async with``: the same generator, ``async with scope: await
+- ``sync gen async``: the same generator, ``async with scope: await
   scope.ainvoke(...)``;
-- ``async gen, async with``: an async generator factory.
+- ``async gen``: an async generator factory, under ``async with`` too.
 
 Each setup checks once that its request builds a fresh unit of work and commits it on
 close, so no row times a no-op. The async shapes time a loop of requests on one
@@ -55,7 +55,7 @@ async def async_unit_of_work(request: Request, db: Database) -> AsyncIterator[Un
     uow.committed = True
 
 
-SHAPES = ("sync with", "sync gen, async with", "async gen, async with")
+SHAPES = ("sync with", "sync gen async", "async gen")
 
 
 def _checked_sync(one: Callable[[], UnitOfWork]) -> Callable[[], UnitOfWork]:
@@ -81,7 +81,7 @@ def healthdi(shape: str) -> Callable[[], Any]:
     injector = Injector()
     injector.provide(Database)
     injector.provide_context(Request)
-    if shape == "async gen, async with":
+    if shape == "async gen":
         injector.provide_scoped(async_unit_of_work)
     else:
         injector.provide_scoped(unit_of_work)
@@ -119,7 +119,7 @@ def dishka(shape: str) -> Callable[[], Any]:
                 return uow
 
         return _checked_sync(one)
-    factory = async_unit_of_work if shape == "async gen, async with" else unit_of_work
+    factory = async_unit_of_work if shape == "async gen" else unit_of_work
     provider.provide(factory, scope=Scope.REQUEST)
     async_container = make_async_container(provider)
 
