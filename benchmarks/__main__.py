@@ -161,7 +161,14 @@ def graph_table() -> None:
         mine, peer = ours[kind], theirs[kind]
         if mine is not None and peer:
             print(f"G {kind}: validate() / make_container = {mine / peer:.2f}x (goal <= 0.50x)")
-    path = save("graphs", {"rows": rows})
+    deep = measure(graphs.deep_scopes())
+    print()
+    print("D: invoke a built root singleton (ns per call, best of 7)")
+    for title, ns in deep.items():
+        print(f"{title:<44}{ns:>10.1f}{ns / deep['root']:>8.2f}x")
+    for title, goal in (("depth 1", 1.3), ("depth 50", 1.5)):
+        print(f"D {title}: {deep[title] / deep['root']:.2f}x the root (goal <= {goal:.2f}x)")
+    path = save("graphs", {"rows": rows, "deep scopes": deep})
     print(f"\nwritten to {path}")
 
 

@@ -90,3 +90,27 @@ def measure(size: int = SIZE) -> dict[str, dict[str, float | None]]:
             except ImportError:
                 rows[name][kind] = None
     return rows
+
+
+def deep_scopes() -> dict[str, tuple[str, dict[str, Any]]]:
+    """D: invoke a built root singleton from the root, and from a scope 1 and 50 levels
+    below it (each checked once to be the root's instance): rows for ``measure``."""
+    from di import Injector
+
+    class Database:
+        pass
+
+    injector = Injector()
+    injector.provide(Database)
+    root_instance = injector.invoke(Database)
+    scopes = {0: injector}
+    scope = injector
+    for depth in range(1, 51):
+        scope = scope.scope(f"level{depth}")
+        scopes[depth] = scope
+    rows = {}
+    for depth, title in ((0, "root"), (1, "depth 1"), (50, "depth 50")):
+        chosen = scopes[depth]
+        assert chosen.invoke(Database) is root_instance
+        rows[title] = ("invoke(Database)", {"invoke": chosen.invoke, "Database": Database})
+    return rows

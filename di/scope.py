@@ -96,6 +96,7 @@ class Scope:
     """
 
     __slots__ = (
+        "_borrowed",
         "_children",
         "_closed",
         "_closing",
@@ -123,6 +124,9 @@ class Scope:
 
     _root: Injector
     _hooks: dict[str, tuple[Hook, ...]]
+    # The keys of ancestors' built singletons kept in _instances, set on first use (see
+    # request.borrow): dropped whenever a provider changes here or above.
+    _borrowed: list[Key]
     _overrides: dict[Key, list[Overriding]]
     _injected: list[Injected]
     # Parameter annotations that receive the invoking scope rather than a service.

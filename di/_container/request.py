@@ -180,11 +180,17 @@ def invoke(scope: Scope, service: Any, name: str | None) -> Any:
     """``scope.invoke(service, name)`` past its fast path: find the service; build a
     request scope's scoped one with its compiled builder, compile a transient's (and
     keep it, with its marker, for the fast path), or resolve it."""
+    version = scope._version
     found, expected = registry.find(scope, service, name)
     if found.lifetime is Lifetime.SCOPED and expected is None:
         build = fast_builder(scope, found)
         if build is not None:
             return build(scope)
+    if found.lifetime in _SINGLETONS and name is None and found.owner is not scope:
+        instance = found.owner._instances.get(found.key, COMPILED)
+        if instance is not COMPILED:
+            borrow(scope, service, found, instance, version)
+            return instance
     if found.lifetime is Lifetime.TRANSIENT and expected is None:
         version = scope._version
         builder = compile_transient(scope, found)
@@ -209,7 +215,13 @@ async def ainvoke(scope: Scope, service: Any, name: str | None) -> Any:
     which would block this loop on a build in progress in that thread, where the async
     path awaits it.
     """
+    version = scope._version
     found, expected = registry.find(scope, service, name)
+    if found.lifetime in _SINGLETONS and name is None and found.owner is not scope:
+        instance = found.owner._instances.get(found.key, COMPILED)
+        if instance is not COMPILED:
+            borrow(scope, service, found, instance, version)
+            return instance
     if found.lifetime is Lifetime.SCOPED and expected is None and scope._thread:
         build = fast_builder(scope, found)
         if build is not None:
@@ -221,6 +233,30 @@ async def ainvoke(scope: Scope, service: Any, name: str | None) -> Any:
     if expected is not None:
         check_type(found.label, instance, expected, "ainvoke()")
     return instance
+
+
+_SINGLETONS = (Lifetime.LAZY, Lifetime.VALUE)
+
+
+def borrow(scope: Scope, key: Any, found: Service, instance: Any, version: int) -> None:
+    """Keep an ancestor's built singleton in ``scope``'s instances under ``key``, so
+    that the next invoke of it from here is the fast path's one lookup, at any depth.
+
+    Only if no provider changed since ``version`` was read (the caller's lookup is
+    current) and ``key`` is one of the service's own keys; :func:`forget_builders`
+    drops it again whenever a provider changes here or above, or an ancestor's
+    instance is dropped (an override, a shutdown).
+    """
+    if key not in found.keys:
+        return  # an alias or a reported name: the general path each time
+    with scope._root._mutex:
+        if scope._version != version or scope._closed:
+            return
+        borrowed: list[Key] | None = getattr(scope, "_borrowed", None)
+        if borrowed is None:
+            borrowed = scope._borrowed = []
+        scope._instances[key] = instance
+        borrowed.append(key)
 
 
 # -- builders --------------------------------------------------------------------------------
@@ -292,6 +328,11 @@ def forget_builders(scope: Scope) -> None:
     """
     scope._version += 1
     scope._plan = None
+    borrowed: list[Key] | None = getattr(scope, "_borrowed", None)
+    if borrowed:
+        for key in borrowed:
+            scope._instances.pop(key, None)
+        borrowed.clear()
     if scope._compiled:
         # The COMPILED markers stay in the instances (a compiled builder may be
         # replacing one with its instance in another thread right now): each is

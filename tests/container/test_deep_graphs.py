@@ -138,3 +138,67 @@ async def test_a_chain_of_transients_too_deep_for_the_stack_names_its_depth() ->
         await injector.ainvoke(types[-1])
     # A transient chain that fits builds, by the general path past the compiled depth.
     assert isinstance(injector.invoke(types[150]), types[150])
+
+
+# -- an ancestor's singleton from deep below -------------------------------------------
+
+
+class Clock:
+    pass
+
+
+class FakeClock(Clock):
+    pass
+
+
+def _nested(depth: int) -> tuple[Injector, list[Scope]]:
+    injector = Injector()
+    injector.provide(Clock)
+    scopes: list[Scope] = [injector]
+    for level in range(depth):
+        scopes.append(scopes[-1].scope(f"level{level}"))
+    return injector, scopes
+
+
+def test_a_deep_scope_sees_every_change_above_to_a_singleton_it_invoked() -> None:
+    injector, scopes = _nested(50)
+    deep, middle = scopes[-1], scopes[25]
+    first = injector.invoke(Clock)
+    assert deep.invoke(Clock) is first and deep.invoke(Clock) is first  # kept, then read
+
+    injector.override(FakeClock, provides=Clock)
+    replaced = deep.invoke(Clock)
+    assert isinstance(replaced, FakeClock) and replaced is injector.invoke(Clock)
+
+    middle.provide_value(Clock(), name="unrelated")  # a change elsewhere above
+    assert deep.invoke(Clock) is replaced
+    mine = Clock()
+    middle.provide_value(mine)
+    assert deep.invoke(Clock) is mine
+
+    with injector.overridden(Clock, value=Clock()):
+        assert deep.invoke(Clock) is mine  # the nearer provider still wins
+
+
+def test_an_override_for_a_while_reaches_a_scope_that_kept_the_singleton() -> None:
+    injector, scopes = _nested(3)
+    deep = scopes[-1]
+    original = deep.invoke(Clock)
+    stand_in = FakeClock()
+    with injector.overridden(Clock, value=stand_in):
+        assert deep.invoke(Clock) is stand_in
+    assert deep.invoke(Clock) is original
+    with deep.overridden(Clock, value=stand_in):
+        assert deep.invoke(Clock) is stand_in
+    assert deep.invoke(Clock) is original
+
+
+async def test_a_shut_down_root_builds_anew_for_the_scopes_below() -> None:
+    injector, _ = _nested(0)
+    before = injector.invoke(Clock)
+    child = injector.scope("child")
+    assert await child.ainvoke(Clock) is before
+    injector.shutdown()
+    fresh = injector.scope("again")
+    after = await fresh.ainvoke(Clock)
+    assert after is not before and fresh.invoke(Clock) is after
