@@ -49,7 +49,10 @@ STATUSES = ("pass", "warn", "fail")
 # The histogram's bucket bounds (prometheus-client's defaults, +Inf last), and as the
 # exposition writes them.
 _BOUNDS: tuple[float, ...] = tuple(Histogram.DEFAULT_BUCKETS)
-_BOUND_NAMES = tuple(floatToGoString(bound) for bound in _BOUNDS)
+_BOUND_NAMES: tuple[str, ...] = tuple(
+    floatToGoString(bound)  # type: ignore[no-untyped-call]
+    for bound in _BOUNDS
+)
 
 # The healthdi collector of each registry: one per registry, since its families' names
 # may appear once in a scrape. Held weakly: a registry that goes away takes it along.
