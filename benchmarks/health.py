@@ -165,6 +165,29 @@ def _thread_per_check(instances: list[Any], limit: int) -> Callable[[], Awaitabl
     return run
 
 
+WORKERS_FLOOR = "floor: 100 worker tasks, move_on_after per check"
+
+
+def _workers(instances: list[Any], count: int) -> Callable[[], Awaitable[None]]:
+    """The engine's true floor: ``count`` bare worker tasks pulling checks from one
+    iterator, each check under its own ``anyio.move_on_after`` (the per-check timeout),
+    no bookkeeping, no report."""
+
+    async def run() -> None:
+        queue = iter(instances)
+
+        async def worker() -> None:
+            for instance in queue:
+                with anyio.move_on_after(5.0):
+                    await instance.health_check()
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(count):
+                tasks.start_soon(worker)
+
+    return run
+
+
 async def _h1_h2(count: int, repeats: int) -> dict[str, dict[str, float]]:
     rows: dict[str, dict[str, float]] = {}
     async_classes = _classes(count, _noop_async)
@@ -183,6 +206,7 @@ async def _h1_h2(count: int, repeats: int) -> dict[str, dict[str, float]]:
         "H2": await _best(sync_injector.ahealth_report, repeats) * per_check,
     }
     rows["floor: asyncio.gather, no timeouts"] = {"H1": await _best(gather, repeats) * per_check}
+    rows[WORKERS_FLOOR] = {"H1": await _best(_workers(async_instances, 100), repeats) * per_check}
     rows["anyio: task + fail_after + limiter per check"] = {
         "H1": await _best(_task_per_check(async_instances, 100), repeats) * per_check,
         "H2": await _best(_thread_per_check(sync_instances, 100), 1) * per_check,
