@@ -127,6 +127,9 @@ class ScopeInterceptor(grpc.aio.ServerInterceptor):
         declare_context(injector)
         self.injector = injector
         self.executor = executor
+        # Each method's handler as the server gave it, and its scoped stand-in: made
+        # once, not on every call (the server hands out the same handler each time).
+        self._wrapped: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
 
     async def intercept_service(
         self,
@@ -136,9 +139,15 @@ class ScopeInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(_HEALTH):
+        method = handler_call_details.method
+        if handler is None or method.startswith(_HEALTH):
             return handler
-        return _in_scope(handler, self.injector, handler_call_details.method, self.executor)
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None and wrapped[0] is handler:
+            return wrapped[1]
+        scoped = _in_scope(handler, self.injector, method, self.executor)
+        self._wrapped[method] = (handler, scoped)
+        return scoped
 
 
 def _in_scope(
