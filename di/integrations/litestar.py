@@ -14,7 +14,7 @@ controller's or router's own ``dependencies``. ``pip install 'healthdi[litestar]
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -213,18 +213,16 @@ def provide(service: Any, *, use_cache: bool = False) -> Provide:
     """
     key, name, _ = parse_named(service)
 
-    async def resolve(request: ASGIConnection[Any, Any, Any, Any]) -> AsyncGenerator[Any, None]:
+    # A plain coroutine, not a generator dependency (which Litestar drives once more
+    # after the handler): a handler's exception reaches the request scope through the
+    # plugin's after_exception hook (record_failure), whoever injected what.
+    async def resolve(request: ASGIConnection[Any, Any, Any, Any]) -> Any:
         slot: Any = request.scope.get(_asgi.SLOT)
         # Without a slot, scope_of() raises: the plugin is missing.
         scope = scope_of(request) if slot is None else slot.scope or slot.open(request)
-        value = await (scope.ainvoke(key) if name is None else scope.ainvoke(key, name))
-        try:
-            yield value
-        except Exception as error:
-            # The handler failed: the scope closes with its exception, after the response.
-            if slot is not None and slot.failure is None:
-                slot.failure = error
-            raise
+        if name is None:
+            return await scope.ainvoke(key)
+        return await scope.ainvoke(key, name)
 
     resolve.__qualname__ = f"provide({getattr(key, '__qualname__', key)})"
     plan: Plan = ((None, key, name),)
