@@ -62,13 +62,13 @@ def _take(scope: Scope, asynchronous: bool) -> list[_Step] | None:
         return None
     fast = scope._fast
     built = len(fast)
+    if not asynchronous and _has_async(scope):
+        return None  # the general path says to use `async with`
     mutex = scope._root._mutex
     mutex.acquire()
     try:
         if scope._closed:
             return None
-        if not asynchronous and _has_async(scope):
-            return None  # the general path says to use `async with`
         # Closed before looking at the children: a child being opened without the
         # lock then either sees it or is seen here (see Scope.scope).
         scope._closed = True
@@ -94,14 +94,15 @@ def _take(scope: Scope, asynchronous: bool) -> list[_Step] | None:
 
 
 def _has_async(scope: Scope) -> bool:
-    """Whether a finalizer of ``scope`` is async (the caller holds the mutex)."""
+    """Whether a finalizer of ``scope`` is async (read by the scope's closer, outside
+    the mutex: a ``shutdown`` attribute is the instance's own code)."""
     for service, instance, _, generator in scope._fast:
         if generator is not None:
             if service.kind in _ASYNC_KINDS:
                 return True
         elif inspect.iscoroutinefunction(hook_of(service, instance, None, None)):
             return True
-    for copy in scope._scoped.values() if scope._scoped is not BLANK else ():
+    for copy in list(scope._scoped.values()) if scope._scoped is not BLANK else ():
         if copy.index:
             instance = scope._instances.get(copy.key)
             if inspect.iscoroutinefunction(hook_of(copy, instance, copy.teardown, None)):
