@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..lifecycle import Outcome, ServiceShutdown
 from .request import materialize
-from .resolve import afinish_generator, finish_generator
+from .resolve import FINISHED, afinish_generator, finish_generator
 from .runner import running_asyncio_loop
 from .service import BLANK, Service
 from .shutdown import Tally, hook_of, leave, raise_failures
@@ -155,6 +155,12 @@ async def aclose_inline(scope: Scope, failure: BaseException | None) -> bool:
             if generator is not None:
                 if service.kind is Kind.GENERATOR:
                     finish_generator(service, generator, failure)
+                elif failure is None:
+                    # The common end, without a coroutine of its own: resume it.
+                    work = _Deaf(anext(generator, FINISHED))
+                    if await work is not FINISHED:
+                        await afinish_generator(service, generator, failure, yielded=True)
+                    cancelled = cancelled or work.cancelled
                 else:
                     work = _Deaf(afinish_generator(service, generator, failure))
                     await work

@@ -714,12 +714,16 @@ def closer(service: Service, generator: Any) -> Callable[[BaseException | None],
     return functools.partial(finish_generator, service, generator)
 
 
+FINISHED: Any = object()  # what next() gives for a generator that returned
+
+
 def finish_generator(service: Service, generator: Any, failure: BaseException | None) -> None:
     """Run a generator factory's code after its ``yield``: ``failure`` (the block's)
     thrown in there, or resumed; a second ``yield`` is an error."""
     try:
         if failure is None:
-            next(generator)
+            if next(generator, FINISHED) is FINISHED:  # no StopIteration to catch
+                return
         else:
             generator.throw(failure)  # the block's failure, at the yield
     except StopIteration:
@@ -769,12 +773,20 @@ def async_closer(
 
 
 async def afinish_generator(
-    service: Service, generator: Any, failure: BaseException | None, built_on: Any = None
+    service: Service,
+    generator: Any,
+    failure: BaseException | None,
+    built_on: Any = None,
+    yielded: bool = False,
 ) -> None:
-    """:func:`finish_generator`'s twin for an async generator factory."""
+    """:func:`finish_generator`'s twin for an async generator factory; ``yielded``: it
+    was resumed already and yielded again (the error, and its close)."""
     try:
-        if failure is None:
-            await generator.__anext__()
+        if yielded:
+            pass
+        elif failure is None:
+            if await anext(generator, FINISHED) is FINISHED:
+                return
         else:
             await generator.athrow(failure)  # the block's failure, at the yield
     except StopAsyncIteration:

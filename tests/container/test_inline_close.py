@@ -261,3 +261,32 @@ async def test_a_task_cancelled_while_its_scope_closes_finishes_the_close_first(
         await asyncio.wait_for(task, PATIENCE)
     assert log[1:] == ["slow committed", "audit committed", log[-1]]
     assert log[-1].startswith("ledger committed")
+
+
+async def test_a_generator_that_yields_twice_fails_its_close_and_is_closed() -> None:
+    log = Log()
+    injector = app(log)
+
+    async def twice(log: Log) -> AsyncIterator[float]:
+        try:
+            yield 1.0
+            yield 2.0
+        finally:
+            log.append("twice closed")
+
+    def twice_sync(log: Log) -> Iterator[int]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            log.append("twice_sync closed")
+
+    injector.provide_scoped(twice, provides=float)
+    injector.provide_scoped(twice_sync, provides=int)
+    with pytest.raises(ShutdownError) as caught:
+        async with injector.scope(context={Request: Request()}) as scope:
+            await scope.ainvoke(float)
+            await scope.ainvoke(int)
+    errors = list(caught.value.errors.values())
+    assert len(errors) == 2 and all("yielded more than once" in str(e) for e in errors)
+    assert log == ["twice_sync closed", "twice closed"]
