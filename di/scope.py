@@ -124,9 +124,7 @@ class Scope:
 
     _root: Injector
     _hooks: dict[str, tuple[Hook, ...]]
-    # The keys of ancestors' built singletons kept in _instances, set on first use (see
-    # request.borrow): dropped whenever a provider changes here or above.
-    _borrowed: list[Key]
+    _borrowed: list[Key]  # ancestors' singletons kept in _instances (request.borrow)
     _overrides: dict[Key, list[Overriding]]
     _injected: list[Injected]
     # Parameter annotations that receive the invoking scope rather than a service.
@@ -575,14 +573,11 @@ class Scope:
             instance = self._instances.get(service, MISSING)
             if instance is COMPILED:
                 compiled = self._compiled[service]
-                # Not a stale builder's stand-in, nor a sync builder that would block
-                # on another thread's build (see request.ainvoke): the full path.
-                if self._thread:
-                    kind = type(compiled)
+                # A stale builder's stand-in, or built from another thread: the full path.
+                if self._thread and (kind := type(compiled)) is not Again:
                     if kind is Awaited:
                         return await compiled.build(self)  # type: ignore[attr-defined]
-                    if kind is not Again:
-                        return compiled(self)
+                    return compiled(self)
             elif instance is not MISSING:
                 return instance
         return await ainvoke_general(self, service, name)
@@ -768,9 +763,8 @@ class Scope:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # The block's failure (any exception, cancellation and KeyboardInterrupt too) is
-        # thrown into generator factories at their yield, so that a rollback there runs,
-        # as with contextlib: partial work is never committed.
+        # The block's failure (any exception, cancellation, KeyboardInterrupt) is thrown
+        # into generator factories at their yield, as contextlib does: they roll back.
         if close_plainly(self) or close_inline(self, error):
             return
         _shutdown.shutdown(self, error, "with")
@@ -784,8 +778,7 @@ class Scope:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # Run to the end even if the block is cancelled, so it still releases what it
-        # built; the cancellation follows.
+        # Runs to the end even if the block is cancelled; the cancellation follows.
         if close_plainly(self) or await aclose_inline(self, error):
             return
         await to_completion(lambda: _shutdown.ashutdown(self, error))
