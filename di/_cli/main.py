@@ -326,7 +326,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         else:
             code = _run_serve(args, signals)
     except _Fail as error:
-        _exit(1, f"di {args.command}: {error}")
+        from ..health import printable
+
+        # One line, whatever the application's errors say (control characters escaped).
+        _exit(1, printable(f"di {args.command}: {error}"))
     except KeyboardInterrupt:
         _exit(130, "")
     sys.exit(code)
@@ -366,6 +369,8 @@ def _exit(code: int, message: str) -> NoReturn:
 def _load(target: str) -> object:
     import importlib
 
+    from ..health import error_text, explain_error
+
     module_name, colon, attribute = target.partition(":")
     if not colon or not module_name or not attribute:
         raise _Fail(f"expected MODULE:ATTR, got {target!r}")
@@ -374,9 +379,9 @@ def _load(target: str) -> object:
     try:
         found: object = importlib.import_module(module_name)
     except ImportError as error:
-        raise _Fail(f"cannot import module {module_name!r}: {error}") from None
+        raise _Fail(f"cannot import module {module_name!r}: {error_text(error)}") from None
     except Exception as error:
-        raise _Fail(f"importing {module_name!r} failed: {type(error).__name__}: {error}") from None
+        raise _Fail(f"importing {module_name!r} failed: {explain_error(error)}") from None
     for part in attribute.split("."):
         try:
             found = getattr(found, part)
@@ -388,6 +393,7 @@ def _load(target: str) -> object:
 async def _injector(target: str) -> Scope:
     import inspect
 
+    from ..health import explain_error
     from ..scope import Scope
 
     found = _load(target)
@@ -399,7 +405,7 @@ async def _injector(target: str) -> Scope:
         except _Fail:
             raise
         except Exception as error:
-            raise _Fail(f"{target}() failed: {type(error).__name__}: {error}") from None
+            raise _Fail(f"{target}() failed: {explain_error(error)}") from None
     if not isinstance(found, Scope):
         raise _Fail(
             f"{target} is not an Injector, nor a callable returning one "
@@ -633,6 +639,8 @@ def _run_app(args: argparse.Namespace) -> int:
     import importlib.util
     import math
 
+    from ..health import explain_error
+
     if not (args.drain >= 0 and math.isfinite(args.drain)):
         raise _Fail(f"--drain must be a finite number of seconds >= 0, got {args.drain:g}")
     if not 0 <= args.port <= 65535:
@@ -652,7 +660,7 @@ def _run_app(args: argparse.Namespace) -> int:
         try:
             app = app()
         except Exception as error:
-            raise _Fail(f"{args.target}() failed: {type(error).__name__}: {error}") from None
+            raise _Fail(f"{args.target}() failed: {explain_error(error)}") from None
     if not callable(app):
         raise _Fail(f"{args.target} is not an ASGI application (got {type(app).__name__})")
     monitor = installed_monitor(app)
