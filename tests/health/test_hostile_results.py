@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -33,6 +33,8 @@ from ..hostile import (
     AsyncHostile,
     Behaviour,
     Hostile,
+    Masked,
+    MaskedError,
     Now,
     assert_plain_lines,
     behaviours,
@@ -73,6 +75,8 @@ def hostile_injector() -> Injector:
 
 @EXAMPLES
 @given(behaviour=behaviours)
+@example(behaviour=Behaviour(returns=Masked()))
+@example(behaviour=Behaviour(raises=MaskedError("masked")))
 async def test_the_report_carries_any_check_result_as_strict_json_within_the_caps(
     behaviour: Behaviour,
 ) -> None:
@@ -95,6 +99,8 @@ async def test_the_report_carries_any_check_result_as_strict_json_within_the_cap
 
 @EXAMPLES
 @given(behaviour=behaviours)
+@example(behaviour=Behaviour(returns=Masked()))
+@example(behaviour=Behaviour(raises=MaskedError("masked")))
 async def test_the_monitor_publishes_logs_and_renders_any_check_result(
     behaviour: Behaviour,
 ) -> None:
