@@ -645,6 +645,8 @@ def _run_app(args: argparse.Namespace) -> int:
         raise _Fail(f"--drain must be a finite number of seconds >= 0, got {args.drain:g}")
     if not 0 <= args.port <= 65535:
         raise _Fail(f"--port must be a port number (0 to 65535), got {args.port}")
+    if args.uds is not None:
+        _check_socket_path(args.uds)
     if importlib.util.find_spec("uvicorn") is None:
         raise _Fail(
             "di run needs the http extra (uvicorn is not installed): pip install 'healthdi[http]'"
@@ -673,3 +675,19 @@ def _run_app(args: argparse.Namespace) -> int:
         )
     options = Options(host=args.host, port=args.port, uds=args.uds, drain=args.drain)
     return serve(app, options, monitor)
+
+
+UNIX_PATH_MAX = 107  # bytes of a Unix socket's path, its terminating NUL aside (Linux)
+
+
+def _check_socket_path(path: str) -> None:
+    """Refuse a ``--uds`` path no socket can be bound at, before the app starts."""
+    size = len(os.fsencode(path))
+    if size > UNIX_PATH_MAX:
+        raise _Fail(
+            f"--uds {path}: a Unix socket's path is at most {UNIX_PATH_MAX} bytes, this "
+            f"one is {size}: use a shorter path"
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise _Fail(f"--uds {path}: its folder {folder} does not exist")

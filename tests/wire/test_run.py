@@ -164,6 +164,15 @@ def test_bad_options_and_targets_are_one_line_each() -> None:
         (["--drain", "-1"], "--drain must be a finite number of seconds >= 0, got -1"),
         (["--drain", "nan"], "--drain must be a finite number of seconds >= 0, got nan"),
         (["--port", "70000"], "--port must be a port number (0 to 65535), got 70000"),
+        (
+            ["--uds", "/nonexistent/app.sock"],
+            "--uds /nonexistent/app.sock: its folder /nonexistent does not exist",
+        ),
+        (
+            ["--uds", "/tmp/" + "s" * 120],
+            f"--uds /tmp/{'s' * 120}: a Unix socket's path is at most 107 bytes, this "
+            "one is 125: use a shorter path",
+        ),
     ):
         done = di("run", FASTAPI, *arguments)
         assert done.returncode == 1 and done.stderr.strip() == f"di run: {says}", done.stderr
