@@ -252,6 +252,18 @@ class BareDegraded(Degraded):
         pass
 
 
+class UnreadableDegraded(Degraded):
+    """A Degraded whose details cannot be read: the property raises."""
+
+    def __init__(self, failure: BaseException) -> None:
+        Exception.__init__(self, "unreadable details")
+        self.failure = failure
+
+    @property
+    def details(self) -> Any:  # type: ignore[override]
+        raise self.failure
+
+
 def with_notes(error: BaseException, notes: Any) -> BaseException:
     error.__notes__ = notes  # type: ignore[attr-defined]
     return error
@@ -283,6 +295,8 @@ errors = st.one_of(
     texts.map(SystemExit),
     failures.map(lambda failure: Failure(Unprintable(failure))),
     st.builds(lambda: MaskedError("masked")),
+    failures.map(UnreadableDegraded),
+    failures.map(lambda failure: ExceptionGroup("group", [UnreadableDegraded(failure)])),
 )
 
 

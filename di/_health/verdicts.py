@@ -94,6 +94,17 @@ def degraded(error: Exception) -> Degraded | None:
     return None
 
 
+def degraded_details(degraded: Degraded) -> Any:
+    """The details a :class:`~di.Degraded` carries, or a stand-in when reading them
+    raises (a subclass's property)."""
+    try:
+        return degraded.details
+    except KeyboardInterrupt:
+        raise
+    except BaseException as failure:
+        return {"details": stand_in(degraded, "reading its details", failure)}
+
+
 # What a check's details may hold, at most: beyond these they are cut, with a mark.
 DETAILS_LIMIT = 16 * 1024
 """Characters of JSON (ASCII, as ``json.dumps`` writes it) of one check's details."""

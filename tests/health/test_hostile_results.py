@@ -36,6 +36,7 @@ from ..hostile import (
     Masked,
     MaskedError,
     Now,
+    UnreadableDegraded,
     assert_plain_lines,
     behaviours,
     details,
@@ -77,6 +78,7 @@ def hostile_injector() -> Injector:
 @given(behaviour=behaviours)
 @example(behaviour=Behaviour(returns=Masked()))
 @example(behaviour=Behaviour(raises=MaskedError("masked")))
+@example(behaviour=Behaviour(raises=UnreadableDegraded(RuntimeError("no details"))))
 async def test_the_report_carries_any_check_result_as_strict_json_within_the_caps(
     behaviour: Behaviour,
 ) -> None:
@@ -101,6 +103,7 @@ async def test_the_report_carries_any_check_result_as_strict_json_within_the_cap
 @given(behaviour=behaviours)
 @example(behaviour=Behaviour(returns=Masked()))
 @example(behaviour=Behaviour(raises=MaskedError("masked")))
+@example(behaviour=Behaviour(raises=UnreadableDegraded(RuntimeError("no details"))))
 async def test_the_monitor_publishes_logs_and_renders_any_check_result(
     behaviour: Behaviour,
 ) -> None:
