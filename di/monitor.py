@@ -584,7 +584,11 @@ class HealthMonitor:
         >>> monitor.set_status(Database, ServingStatus.NOT_SERVING, ttl=600)
         """
         label = name if isinstance(name, str) else views.find(self.injector, name).label
-        status = ServingStatus(status)
+        try:
+            status = ServingStatus(status)
+        except ValueError:
+            wanted = "a ServingStatus, such as ServingStatus.NOT_SERVING or ServingStatus.SERVING"
+            raise ValueError(f"set_status(status=...) takes {wanted}; got {status!r}") from None
         if ttl is not None:
             check_seconds("set_status(ttl=...)", ttl, "(or None for no expiry)")
         with self._lock:
