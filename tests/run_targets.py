@@ -93,6 +93,27 @@ def create_litestar_app() -> Any:
     return Litestar([place], plugins=[plugin])
 
 
+def create_starlette_app() -> Any:
+    """The same orders on Starlette: its install records its monitor for `di run` too."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from di.integrations.starlette import install, scope_of
+
+    async def place(request: Request) -> JSONResponse:
+        db = await scope_of(request).ainvoke(Database)
+        db.orders += 1
+        return JSONResponse({"order": db.orders})
+
+    injector = Injector()
+    injector.provide(Database, eager=True)
+    app = Starlette(routes=[Route("/orders", place, methods=["POST"])])
+    install(app, injector, monitor=_monitor(injector))
+    return app
+
+
 def create_plain_app() -> Any:
     """An ASGI app with no monitor installed: `di run` serves it only with --drain 0."""
 

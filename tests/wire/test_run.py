@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from ..processes import UVICORN_SAYS, Child, di, di_run
 from ..timing import PATIENCE, Stopwatch, at_most, wait_until
@@ -112,8 +113,10 @@ def test_sigint_skips_the_drain(tmp_path: Path) -> None:
         child.close()
 
 
-def test_a_litestar_app_drains_too(tmp_path: Path) -> None:
-    child = di_run("tests.run_targets:create_litestar_app", "--drain", "1", log=tmp_path / "l.log")
+@pytest.mark.parametrize("framework", ["litestar", "starlette"])
+def test_a_litestar_or_starlette_app_drains_too(tmp_path: Path, framework: str) -> None:
+    target = f"tests.run_targets:create_{framework}_app"
+    child = di_run(target, "--drain", "1", log=tmp_path / "l.log")
     try:
         url = ready(child)
         child.signal(signal.SIGTERM)
