@@ -8,7 +8,8 @@
   app's monitor are running, and prints what the child saw, as JSON;
   ``python -m tests.fork_targets publishing`` forks while another thread is publishing
   a monitor's status, ``... building`` while another thread builds a singleton (sync
-  and async waiters in the child). The child reports ``"hung"`` for what never returns.
+  and async waiters in the child), ``... compiling`` while another thread compiles a
+  builder. The child reports ``"hung"`` for what never returns.
 """
 
 from __future__ import annotations
@@ -254,11 +255,42 @@ def fork_while_building() -> dict[str, Any]:
     return outcomes
 
 
+def fork_while_compiling() -> dict[str, Any]:
+    """Fork while another thread compiles a builder (it holds the lock of the compiled
+    builders' source lines); the child then builds a transient, which compiles one."""
+    from di._container.compile import _LINES
+
+    class Part:
+        pass
+
+    holding, release = threading.Event(), threading.Event()
+
+    def compile_slowly() -> None:
+        with _LINES.lock:  # where a compile is, between two of its steps
+            holding.set()
+            release.wait(PATIENCE)
+
+    compiler = threading.Thread(target=compile_slowly)
+    compiler.start()
+    assert holding.wait(PATIENCE)
+
+    def build_transient() -> bool:
+        injector = Injector()
+        injector.provide_transient(Part)
+        return isinstance(injector.invoke(Part), Part)
+
+    child = _fork_and_run({"built": build_transient}, release)
+    compiler.join(PATIENCE)
+    return child
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "checking"
     if what == "publishing":
         json.dump(fork_while_publishing(), sys.stdout)
     elif what == "building":
         json.dump(fork_while_building(), sys.stdout)
+    elif what == "compiling":
+        json.dump(fork_while_compiling(), sys.stdout)
     else:
         json.dump(fork_while_checking(), sys.stdout)

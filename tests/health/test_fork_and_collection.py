@@ -6,7 +6,7 @@
   before the fork runs its own monitor in the child, which follows the child's checks.
   The fork happens in a process of its own (``python -m tests.fork_targets``), not in
   the test runner. Nor does a fork while another thread holds the monitor (publishing,
-  its log line slow) or builds a singleton leave the child hanging on what that
+  its log line slow), builds a singleton or compiles a builder leave the child hanging on what that
   thread held: it does not exist in the child.
 - An injector dropped after one ``health_check()`` is collected, and so are its worker
   threads: an idle thread holds neither the job it ran nor its pool.
@@ -70,6 +70,10 @@ def test_a_child_forked_while_a_singleton_is_built_elsewhere_builds_its_own() ->
     outcomes = forked("building")
     for waiter in ("sync", "asyncio", "trio"):
         assert outcomes[waiter] == {"status": 0, "seen": {"built here": True}}, waiter
+
+
+def test_a_child_forked_while_a_builder_compiles_elsewhere_compiles_its_own() -> None:
+    assert forked("compiling") == {"status": 0, "seen": {"built": True}}
 
 
 MIB = 2**20
