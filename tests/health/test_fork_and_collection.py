@@ -6,8 +6,8 @@
   before the fork runs its own monitor in the child, which follows the child's checks.
   The fork happens in a process of its own (``python -m tests.fork_targets``), not in
   the test runner. Nor does a fork while another thread holds the monitor (publishing,
-  its log line slow), builds a singleton or compiles a builder leave the child hanging on what that
-  thread held: it does not exist in the child.
+  its log line slow), builds a singleton or compiles a builder leave the child hanging
+  on what that thread held: it does not exist in the child.
 - An injector dropped after one ``health_check()`` is collected, and so are its worker
   threads: an idle thread holds neither the job it ran nor its pool.
 """
