@@ -36,7 +36,7 @@ def in_order(output: str, *lines: str) -> None:
 
 
 def test_sigterm_fails_readiness_at_once_and_serves_through_the_drain(tmp_path: Path) -> None:
-    drain = 2.0
+    drain = at_most(1)  # longer than the steps taken while it drains, on a loaded machine
     child = di_run(FASTAPI, "--drain", str(drain), log=tmp_path / "run.log")
     try:
         url = ready(child)
@@ -64,7 +64,7 @@ def test_sigterm_fails_readiness_at_once_and_serves_through_the_drain(tmp_path: 
         output = child.output()
         in_order(
             output,
-            "received SIGTERM: NOT_SERVING, serving for 2 s more before stopping",
+            f"received SIGTERM: NOT_SERVING, serving for {drain:g} s more before stopping",
             "slow request started",
             "Shutting down",
             "app lifespan ended",
