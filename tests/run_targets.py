@@ -41,7 +41,8 @@ def _monitor(injector: Injector) -> HealthMonitor:
 
 
 def create_fastapi_app() -> Any:
-    """A FastAPI app: ``POST /orders`` (a little work), ``/slow`` (takes a while)."""
+    """A FastAPI app: ``POST /orders`` (a little work), ``/slow`` (takes a while),
+    ``/events`` (streams until the connection closes)."""
     from fastapi import FastAPI
 
     from di.integrations.fastapi import Inject, install
@@ -64,6 +65,20 @@ def create_fastapi_app() -> Any:
         db.orders += 1
         await anyio.sleep(0.001)
         return {"replica": replica, "order": db.orders}
+
+    @app.get("/events")
+    async def events() -> Any:
+        """A stream without end (server-sent events), until the client or the server
+        closes it."""
+        from fastapi.responses import StreamingResponse
+
+        async def ticks() -> AsyncIterator[bytes]:
+            say("events stream started")
+            while True:
+                yield b"data: tick\n\n"
+                await anyio.sleep(0.1)
+
+        return StreamingResponse(ticks(), media_type="text/event-stream")
 
     @app.get("/slow")
     async def slow(seconds: float = 1.0) -> dict[str, Any]:

@@ -10,7 +10,8 @@
 - ``di serve MODULE:ATTR [--http HOST:PORT] [--grpc HOST:PORT] [--interval S]
   [--drain S] [--grace S] [--limit-concurrency N] [--metrics]
   [--unbuilt {warn,fail,ignore}] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]``.
-- ``di run MODULE:APP [--host H] [--port P] [--uds PATH] [--drain S] [--factory]``:
+- ``di run MODULE:APP [--host H] [--port P] [--uds PATH] [--drain S] [--grace S]
+  [--factory]``:
   serve an ASGI application under uvicorn, draining on SIGTERM (:mod:`.run`).
 
 The path of a command: :func:`main` parses the arguments (for ``serve``, SIGINT and
@@ -86,8 +87,9 @@ Serve an ASGI application (FastAPI, Starlette, Litestar) under uvicorn, draining
 before it stops. On SIGTERM the monitor the application installed turns NOT_SERVING at
 once (readiness fails; liveness stays up), the application keeps serving every route
 for --drain seconds so that load balancers move away, then uvicorn stops accepting,
-finishes the requests in flight and runs the application's shutdown. SIGINT (Ctrl-C),
-or a second signal, skips the drain.
+gives the requests in flight --grace seconds to finish (then cancels them: a stream
+without end would keep the process for ever) and runs the application's shutdown.
+SIGINT (Ctrl-C), or a second signal, skips the drain.
 
 The monitor is the one the integration's install() (or DIPlugin) recorded on the
 application, as app.state.healthdi_monitor. See {DOCS}."""
@@ -294,6 +296,14 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         default=5.0,
         metavar="SECONDS",
         help="to keep serving, NOT_SERVING, after SIGTERM before stopping (default: 5)",
+    )
+    run.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="that requests in flight get once uvicorn stops accepting; then they are "
+        "cancelled and the application's shutdown runs (default: 5)",
     )
     run.add_argument(
         "--factory", action="store_true", help="MODULE:APP is a function returning the app"
@@ -641,8 +651,9 @@ def _run_app(args: argparse.Namespace) -> int:
 
     from ..health import explain_error
 
-    if not (args.drain >= 0 and math.isfinite(args.drain)):
-        raise _Fail(f"--drain must be a finite number of seconds >= 0, got {args.drain:g}")
+    for option, value in (("--drain", args.drain), ("--grace", args.grace)):
+        if not (value >= 0 and math.isfinite(value)):
+            raise _Fail(f"{option} must be a finite number of seconds >= 0, got {value:g}")
     if not 0 <= args.port <= 65535:
         raise _Fail(f"--port must be a port number (0 to 65535), got {args.port}")
     if args.uds is not None:
@@ -673,7 +684,9 @@ def _run_app(args: argparse.Namespace) -> int:
             "which records it as app.state.healthdi_monitor, or set it there; "
             "--drain 0 serves without draining"
         )
-    options = Options(host=args.host, port=args.port, uds=args.uds, drain=args.drain)
+    options = Options(
+        host=args.host, port=args.port, uds=args.uds, drain=args.drain, grace=args.grace
+    )
     return serve(app, options, monitor)
 
 

@@ -75,6 +75,44 @@ def test_sigterm_fails_readiness_at_once_and_serves_through_the_drain(tmp_path: 
         child.close()
 
 
+def test_a_stream_still_open_after_the_grace_is_cut_and_the_lifespan_runs(
+    tmp_path: Path,
+) -> None:
+    grace = at_most(0)
+    child = di_run(FASTAPI, "--drain", "0.5", "--grace", str(grace), log=tmp_path / "run.log")
+    streamed: list[str] = []
+
+    def listen(url: str) -> None:
+        try:
+            with httpx.stream("GET", f"{url}/events", timeout=PATIENCE) as events:
+                for line in events.iter_lines():
+                    streamed.append(line)
+        except httpx.HTTPError as error:
+            streamed.append(type(error).__name__)
+
+    try:
+        url = ready(child)
+        listener = threading.Thread(target=listen, args=(url,))
+        listener.start()
+        child.wait_output("events stream started")
+        with Stopwatch() as stopping:
+            child.signal(signal.SIGTERM)
+            assert child.wait() == 0
+        listener.join(PATIENCE)
+        # The drain, then the grace, then the stream is cut: not a wait without end.
+        assert 0.5 + grace <= stopping.seconds < at_most(0.5 + grace + 1)
+        assert "data: tick" in streamed
+        in_order(
+            child.output(),
+            "received SIGTERM: NOT_SERVING",
+            "timeout graceful shutdown exceeded",
+            "app lifespan ended",
+            "database closed",
+        )
+    finally:
+        child.close()
+
+
 def test_a_second_signal_skips_the_drain(tmp_path: Path) -> None:
     child = di_run(FASTAPI, "--drain", "60", log=tmp_path / "run.log")
     try:
@@ -167,6 +205,7 @@ def test_bad_options_and_targets_are_one_line_each() -> None:
         (["--drain", "-1"], "--drain must be a finite number of seconds >= 0, got -1"),
         (["--drain", "nan"], "--drain must be a finite number of seconds >= 0, got nan"),
         (["--port", "70000"], "--port must be a port number (0 to 65535), got 70000"),
+        (["--grace", "-1"], "--grace must be a finite number of seconds >= 0, got -1"),
         (
             ["--uds", "/nonexistent/app.sock"],
             "--uds /nonexistent/app.sock: its folder /nonexistent does not exist",
