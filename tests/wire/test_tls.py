@@ -287,3 +287,41 @@ def test_https_handshake_that_never_ends_does_not_hold_a_connection(tls: TlsServ
     port = int(tls.https.rpartition(":")[2])
     with socket.create_connection(("127.0.0.1", port), timeout=at_most(5) + 5) as silent:
         wait_for(lambda: silent.recv(1) == b"", "the server to close a silent TLS connection")
+
+
+def test_connections_in_their_handshake_count_towards_the_connection_limit(
+    pki: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """At --limit-concurrency, a client stuck in its TLS handshake makes room as a silent
+    plaintext one does: the server holds no more connections than the limit (and as many
+    file descriptors), and a probe is answered whatever such clients do."""
+    import socket
+
+    serving = _serve(tmp_path_factory, pki.cert, pki.key, "--limit-concurrency", "10")
+    server = next(serving)
+    try:
+        port = int(server.https.rpartition(":")[2])
+        stuck = []
+        for _ in range(30):
+            client = socket.create_connection(("127.0.0.1", port), timeout=5)
+            client.sendall(b"\x16\x03\x01\x02\x00\x01")  # a ClientHello that never ends
+            stuck.append(client)
+
+        def closed(client: socket.socket) -> bool:
+            client.setblocking(False)
+            try:
+                return client.recv(1) == b""
+            except BlockingIOError:
+                return False
+            except ConnectionError:
+                return True
+
+        # At once, not after the handshake's 5 s: 20 of the 30 made room for the rest.
+        wait_for(
+            lambda: sum(map(closed, stuck)) >= 20, "room made at the limit", timeout=at_most(1)
+        )
+        passes(server.https + "/readyz", "--tls-ca-cert", pki.ca)
+        for client in stuck:
+            client.close()
+    finally:
+        serving.close()
