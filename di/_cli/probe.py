@@ -7,7 +7,9 @@ socket timeout), then by the URL's scheme:
 - ``http://`` and ``https://``: :func:`_probe_http` sends one ``GET`` with
   ``Connection: close`` on a plain socket (TLS for https) and reads up to the status
   line; 2xx and 3xx pass, as the kubelet counts them. An answer that opens with an
-  HTTP/2 SETTINGS frame is named as a gRPC port.
+  HTTP/2 SETTINGS frame is named as a gRPC port; a plaintext request closed without an
+  answer as a TLS port, and a TLS handshake answered by what is not TLS as a plaintext
+  port (for gRPC too).
 - ``grpc://``: :func:`_probe_grpc` connects a plain socket first (a closed port fails
   at once, and grpc is not imported), then calls ``grpc.health.v1.Health/Check``;
   SERVING passes. UNAVAILABLE is followed by one HTTP/1 request to say whether the
@@ -178,6 +180,8 @@ def _failure(error: Exception) -> str:
 
 def _probe_http(parts: SplitResult, deadline: float, tls: Tls) -> tuple[bool, str]:
     """GET the URL and read its status line; 2xx and 3xx pass, as kubelet counts them."""
+    import ssl
+
     if not parts.hostname:
         return False, f"no host in {parts.geturl()!r}"
     secure = parts.scheme == "https"
@@ -185,9 +189,26 @@ def _probe_http(parts: SplitResult, deadline: float, tls: Tls) -> tuple[bool, st
     host = parts.netloc.rpartition("@")[2]
     context = tls_context(tls, "http/1.1") if secure else None
     port = parts.port or (443 if secure else 80)
-    head = _first_line(parts.hostname, port, _get(path, host), deadline, context, tls.server_name)
+    try:
+        head = _first_line(
+            parts.hostname, port, _get(path, host), deadline, context, tls.server_name
+        )
+    except ssl.SSLError as error:
+        if not _plaintext_said(error):
+            raise
+        plain = parts._replace(scheme="http").geturl()
+        return (
+            False,
+            f"the server at {host} did not answer TLS (a plaintext port? Probe it with {plain})",
+        )
     if secure and not head:
         return False, _closed_tls(host, tls)
+    if not secure and _tls_said(head):
+        secured = parts._replace(scheme="https").geturl()
+        return False, (
+            f"the server at {host} closed the connection without an answer "
+            f"(a TLS port? Probe it with {secured})"
+        )
     line = head.split(b"\r\n", 1)[0].decode("latin-1")
     version, _, rest = line.partition(" ")
     code = rest[:3]
@@ -200,6 +221,23 @@ def _probe_http(parts: SplitResult, deadline: float, tls: Tls) -> tuple[bool, st
         return False, f"not an HTTP answer from {parts.geturl()}: {_shown(head)}"
     status = int(code)
     return 200 <= status < 400, f"HTTP {status} from {parts.geturl()}"
+
+
+# What OpenSSL says when the server's first bytes are not TLS: a plaintext server.
+_NOT_TLS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"}
+)
+
+
+def _plaintext_said(error: ssl.SSLError) -> bool:
+    """Whether a failed TLS handshake failed on bytes that were not TLS."""
+    return error.reason in _NOT_TLS
+
+
+def _tls_said(head: bytes) -> bool:
+    """Whether a plaintext request got what a TLS server says to one: nothing, or an
+    alert record."""
+    return not head or head.startswith(b"\x15\x03")
 
 
 def _closed_tls(address: str, tls: Tls) -> str:
@@ -279,6 +317,8 @@ def _shown(data: bytes) -> str:
 
 def _probe_grpc(parts: SplitResult, service: str, deadline: float, tls: Tls) -> tuple[bool, str]:
     """Call grpc.health.v1.Health/Check; SERVING passes."""
+    import ssl
+
     if not parts.hostname:
         return False, f"no host in {parts.geturl()!r}"
     address = parts.netloc
@@ -286,7 +326,12 @@ def _probe_grpc(parts: SplitResult, service: str, deadline: float, tls: Tls) -> 
     # Connect first: a closed port fails at once, as over HTTP, and grpc is not loaded;
     # over TLS, a certificate that does not verify fails here too.
     context = tls_context(tls, "h2") if tls.enabled else None
-    connection = _connect(parts.hostname, port, deadline, context, tls.server_name)
+    try:
+        connection = _connect(parts.hostname, port, deadline, context, tls.server_name)
+    except ssl.SSLError as error:
+        if not _plaintext_said(error):
+            raise
+        return False, f"the server at {address} did not answer TLS (a plaintext port? drop --tls)"
     if context is None:
         connection.close()
     elif connection.selected_alpn_protocol() != "h2":  # type: ignore[attr-defined]
@@ -418,6 +463,8 @@ def _not_http2(
         return None
     if _is_http2(head):
         return None
+    if context is None and _tls_said(head):
+        return "it closed the connection without an answer (a TLS port? add --tls)"
     if head.startswith(b"HTTP/1"):
         return f"it speaks HTTP/1 (an HTTP port? Probe it with http://{address}/readyz)"
     return f"it answered {_shown(head)}"

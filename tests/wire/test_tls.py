@@ -325,3 +325,45 @@ def test_connections_in_their_handshake_count_towards_the_connection_limit(
             client.close()
     finally:
         serving.close()
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
+    serving = Serving(
+        "tests.serve_targets:healthy",
+        "--interval",
+        str(at_most(0)),
+        log=tmp_path_factory.mktemp("serve") / "serve.log",
+    )
+    try:
+        serving.wait_output("readiness': NOT_SERVING -> SERVING")
+        yield serving
+    finally:
+        serving.close()
+
+
+def test_plaintext_to_a_tls_port_says_to_use_tls(tls: TlsServing) -> None:
+    """The probe that speaks plaintext to a TLS port is told so, for HTTP and gRPC."""
+    http = "http" + tls.https.removeprefix("https") + "/readyz"
+    fails(http, said="closed the connection without an answer (a TLS port? Probe it with https://")
+    done = probe_tls(tls.grpc)  # without --tls
+    assert done.returncode == 1, done
+    assert "closed the connection without an answer (a TLS port? add --tls)" in done.stdout, done
+
+
+def test_tls_to_a_plaintext_port_says_to_use_plaintext(plain: Serving, pki: Pki) -> None:
+    https = f"https://127.0.0.1:{plain.http_port}/readyz"
+    fails(
+        https,
+        "--tls-ca-cert",
+        pki.ca,
+        said=f"the server at 127.0.0.1:{plain.http_port} did not answer TLS "
+        f"(a plaintext port? Probe it with http://127.0.0.1:{plain.http_port}/readyz)",
+    )
+    fails(
+        f"grpc://127.0.0.1:{plain.grpc_port}",
+        "--tls-ca-cert",
+        pki.ca,
+        said=f"the server at 127.0.0.1:{plain.grpc_port} did not answer TLS "
+        "(a plaintext port? drop --tls)",
+    )
