@@ -106,12 +106,25 @@ def tls_context(tls: Tls, protocol: str) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     if tls.client_cert:
+        encrypted = False
+
+        def no_passphrase() -> bytes:  # OpenSSL would prompt for it, and wait for ever
+            nonlocal encrypted
+            encrypted = True
+            raise TlsError("encrypted")
+
         try:
-            context.load_cert_chain(tls.client_cert, tls.client_key)
-        except (OSError, ssl.SSLError) as error:
+            context.load_cert_chain(tls.client_cert, tls.client_key, password=no_passphrase)
+        except (OSError, ssl.SSLError, TlsError) as error:
+            reason = (
+                f"the key is encrypted; give it without a passphrase (openssl pkey -in "
+                f"{tls.client_key} -out tls.key)"
+                if encrypted
+                else _reason(error)
+            )
             raise TlsError(
                 f"cannot load --tls-client-cert {tls.client_cert} with --tls-client-key "
-                f"{tls.client_key}: {_reason(error)}"
+                f"{tls.client_key}: {reason}"
             ) from None
     context.set_alpn_protocols([protocol])
     return context

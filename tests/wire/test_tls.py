@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ..checks.running import Certificates
 from ..processes import Serving, di, port_said, wait_for
-from ..timing import at_most
+from ..timing import PATIENCE, at_most
 
 HTTPS_SAYS = r"HTTP health on https://127\.0\.0\.1:(\d+)"
 GRPC_TLS_SAYS = r"gRPC health on 127\.0\.0\.1:(\d+) \(grpc\.health\.v1\.Health\) over"
@@ -366,4 +367,77 @@ def test_tls_to_a_plaintext_port_says_to_use_plaintext(plain: Serving, pki: Pki)
         pki.ca,
         said=f"the server at 127.0.0.1:{plain.grpc_port} did not answer TLS "
         "(a plaintext port? drop --tls)",
+    )
+
+
+def encrypted_key(key: str, folder: Path) -> str:
+    """``key`` as a PEM file encrypted with a passphrase."""
+    from cryptography.hazmat.primitives import serialization
+
+    loaded = serialization.load_pem_private_key(Path(key).read_bytes(), None)
+    path = folder / "encrypted.key"
+    path.write_bytes(
+        loaded.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
+    return str(path)
+
+
+def di_with_open_stdin(*args: str) -> tuple[int, str]:
+    """The di command with a stdin that stays open, away from any terminal: OpenSSL's
+    passphrase prompt would wait on it for ever."""
+    from ..processes import ROOT
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "di", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    try:
+        returncode = process.wait(PATIENCE)
+        assert process.stderr is not None
+        return returncode, process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_an_encrypted_key_is_refused_at_once_without_a_prompt(pki: Pki, tmp_path: Path) -> None:
+    """A key with a passphrase is named, with the way out; OpenSSL never prompts for one."""
+    key = encrypted_key(pki.key, tmp_path)
+    returncode, stderr = di_with_open_stdin(
+        "serve", "tests.serve_targets:healthy", "--tls-cert", pki.cert, "--tls-key", key
+    )
+    assert returncode == 1
+    assert "pass phrase" not in stderr
+    assert stderr == (
+        f"di serve: cannot load --tls-cert {pki.cert} with --tls-key {key}: the key is "
+        f"encrypted; give it without a passphrase (openssl pkey -in {key} -out tls.key)\n"
+    )
+    client_cert = pki.client[1]
+    returncode, stderr = di_with_open_stdin(
+        "probe",
+        "https://127.0.0.1:9/",
+        "--tls-client-cert",
+        client_cert,
+        "--tls-client-key",
+        key,
+    )
+    assert returncode == 1
+    assert "pass phrase" not in stderr
+    assert stderr == (
+        f"di probe: cannot load --tls-client-cert {client_cert} with --tls-client-key {key}: "
+        f"the key is encrypted; give it without a passphrase "
+        f"(openssl pkey -in {key} -out tls.key)\n"
     )
