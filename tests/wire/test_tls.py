@@ -441,3 +441,58 @@ def test_an_encrypted_key_is_refused_at_once_without_a_prompt(pki: Pki, tmp_path
         f"the key is encrypted; give it without a passphrase "
         f"(openssl pkey -in {key} -out tls.key)\n"
     )
+
+
+def test_a_request_sent_with_the_last_handshake_bytes_is_answered(
+    tls: TlsServing, pki: Pki
+) -> None:
+    """A client's Finished and its request in one write (TLS 1.3 lets it send both at
+    once): the request arrives with the end of the handshake, and is answered."""
+    import socket
+
+    port = int(tls.https.rpartition(":")[2])
+    context = ssl.create_default_context(cafile=pki.ca)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls_client = context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    with socket.create_connection(("127.0.0.1", port), timeout=at_most(1)) as connection:
+        while True:
+            try:
+                tls_client.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if pending := outgoing.read():
+                    connection.sendall(pending)
+                incoming.write(connection.recv(65536))
+        tls_client.write(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        connection.sendall(outgoing.read())  # the Finished and the request, together
+        answer = b""
+        while b"\r\n" not in answer:
+            try:
+                answer += tls_client.read(65536)
+            except ssl.SSLWantReadError:
+                data = connection.recv(65536)
+                assert data, f"closed without an answer: {answer!r}"
+                incoming.write(data)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+
+
+def test_clients_stalled_in_their_grpc_handshake_hold_no_probe_up(
+    tls: TlsServing, pki: Pki
+) -> None:
+    """Connections that stop mid-handshake on the gRPC port: a probe is answered beside
+    them."""
+    import socket
+
+    port = int(tls.grpc.rpartition(":")[2])
+    stalled = []
+    try:
+        for _ in range(20):
+            client = socket.create_connection(("127.0.0.1", port), timeout=5)
+            client.sendall(b"\x16\x03\x01\x02\x00\x01")  # a ClientHello that never ends
+            stalled.append(client)
+        passes(tls.grpc, "--tls-ca-cert", pki.ca)
+        passes(tls.https + "/readyz", "--tls-ca-cert", pki.ca)
+    finally:
+        for client in stalled:
+            client.close()
