@@ -496,3 +496,17 @@ def test_clients_stalled_in_their_grpc_handshake_hold_no_probe_up(
     finally:
         for client in stalled:
             client.close()
+
+
+def test_failed_grpc_handshakes_write_no_log_line_each(tls: TlsServing, pki: Pki) -> None:
+    """A port scanner, a load balancer's TCP check or a plaintext client on the gRPC TLS
+    port: grpcio would log every failed handshake, unthrottled, on di serve's stderr."""
+    import socket
+
+    port = int(tls.grpc.rpartition(":")[2])
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", port), timeout=at_most(5)) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert client.recv(100) == b""  # the server closed it once the handshake failed
+    passes(tls.grpc, "--tls-ca-cert", pki.ca)
+    assert "Handshake failed" not in tls.serving.output()
