@@ -510,3 +510,30 @@ def test_failed_grpc_handshakes_write_no_log_line_each(tls: TlsServing, pki: Pki
             assert client.recv(100) == b""  # the server closed it once the handshake failed
     passes(tls.grpc, "--tls-ca-cert", pki.ca)
     assert "Handshake failed" not in tls.serving.output()
+
+
+def test_server_credentials_name_the_file_that_does_not_load(pki: Pki, tmp_path: Path) -> None:
+    """grpcio takes any bytes and fails later with 'Failed to bind to address': the
+    credentials are read and checked when made, naming the file and why."""
+    from di.grpc import server_credentials
+
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    encrypted = encrypted_key(pki.key, tmp_path)
+    client_key = pki.client[3]
+    cases = [
+        ((str(garbage), pki.key), f"cannot load {garbage} with {pki.key}: "),
+        ((pki.cert, client_key), f"cannot load {pki.cert} with {client_key}: "),
+        (
+            (pki.cert, encrypted),
+            f"cannot load {pki.cert} with {encrypted}: the key is encrypted; give it "
+            f"without a passphrase (openssl pkey -in {encrypted} -out tls.key)",
+        ),
+        ((pki.cert, pki.key, str(garbage)), f"cannot load the client CA file {garbage}: "),
+    ]
+    for files, said in cases:
+        with pytest.raises(ValueError) as refused:
+            server_credentials(*files)
+        assert str(refused.value).startswith(f"server_credentials(): {said}"), refused.value
+    # What loads is taken: grpcio serves with it (test_mutual_tls_grpc_with_grpcio_credentials).
+    assert isinstance(server_credentials(pki.cert, pki.key, pki.ca), grpc.ServerCredentials)
