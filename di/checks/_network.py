@@ -331,7 +331,10 @@ _RCODES = {1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"
 
 
 def _encode_name(name: str) -> bytes:
-    labels = name.rstrip(".").encode("idna").split(b".")
+    try:
+        labels = name.rstrip(".").encode("idna").split(b".")
+    except UnicodeError:  # an empty label, or one over 63 characters
+        labels = [b""]
     if any(not 0 < len(label) < 64 for label in labels):
         raise ValueError(f"dns(): {name!r} is not a domain name")
     return b"".join(bytes([len(label)]) + label for label in labels) + b"\0"

@@ -300,6 +300,13 @@ async def test_dns_names_a_malformed_answer(answer: Callable[[bytes], bytes]) ->
     ), result.error
 
 
+@pytest.mark.parametrize("name", ["a..example.test", "x" * 64 + ".example.test", "."])
+def test_dns_to_a_server_refuses_what_is_no_domain_name(name: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        checks.dns(name, server="127.0.0.1")
+    assert str(refused.value) == f"dns(): {name!r} is not a domain name"
+
+
 def test_dns_refuses_a_server_it_cannot_parse() -> None:
     with pytest.raises(ValueError, match="expected server='HOST' or 'HOST:PORT'"):
         checks.dns("example.test", server="127.0.0.1:domain")
