@@ -260,6 +260,11 @@ def _closed_tls(address: str, tls: Tls) -> str:
         said += (
             " (does it require a client certificate? give --tls-client-cert and --tls-client-key)"
         )
+    else:  # the server's TLS does not always say why before it closes
+        said += (
+            f" (did it refuse this probe's certificate? --tls-client-cert {tls.client_cert} "
+            "must be valid now and signed by a CA the server trusts)"
+        )
     return said
 
 

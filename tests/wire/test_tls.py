@@ -537,3 +537,29 @@ def test_server_credentials_name_the_file_that_does_not_load(pki: Pki, tmp_path:
         assert str(refused.value).startswith(f"server_credentials(): {said}"), refused.value
     # What loads is taken: grpcio serves with it (test_mutual_tls_grpc_with_grpcio_credentials).
     assert isinstance(server_credentials(pki.cert, pki.key, pki.ca), grpc.ServerCredentials)
+
+
+@pytest.mark.parametrize("kind", ["https", "grpc"])
+def test_mutual_tls_refuses_an_expired_client_certificate(
+    mutual: TlsServing, pki: Pki, kind: str, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    files = Certificates(tmp_path)
+    files.ca = pki.files.ca  # the server's client CA signs it: only its dates are wrong
+    cert, key = files.issue(
+        "expired-client",
+        "probe@example.test",
+        not_before=now - timedelta(days=30),
+        not_after=now - timedelta(days=1),
+    )
+    url = mutual.https + "/readyz" if kind == "https" else mutual.grpc
+    flags = ["--tls-ca-cert", pki.ca, "--tls-client-cert", str(cert), "--tls-client-key", str(key)]
+    done = probe_tls(url, *tls_flags(url, *flags))
+    assert done.returncode == 1, done.stdout
+    assert done.stdout.startswith("unhealthy: "), done.stdout
+    assert (
+        "closed the TLS connection without an answer (did it refuse this probe's "
+        f"certificate? --tls-client-cert {cert} must be valid now and signed by a CA the "
+        "server trusts)"
+    ) in done.stdout, done.stdout
+    passes(url, "--tls-ca-cert", pki.ca, *pki.client)  # the server still answers the others
