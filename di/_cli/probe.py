@@ -161,7 +161,8 @@ def probe(url: str, service: str, timeout: float, tls: Tls | None = None) -> int
                 healthy, detail = _probe_grpc(parts, service, deadline, tls)
             else:
                 healthy = False
-                detail = f"unsupported URL {url!r}: use http://, https:// or grpc://"
+                shown = _without_password(parts).geturl()
+                detail = f"unsupported URL {shown!r}: use http://, https:// or grpc://"
         finally:
             armed = False
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -192,24 +193,27 @@ def _failure(error: Exception) -> str:
 
 
 def _probe_http(parts: SplitResult, deadline: float, tls: Tls) -> tuple[bool, str]:
-    """GET the URL and read its status line; 2xx and 3xx pass, as kubelet counts them."""
+    """GET the URL and read its status line; 2xx and 3xx pass, as kubelet counts them.
+
+    A URL's ``user:password@`` is sent as Basic credentials, and printed as ``user:***@``.
+    """
     import ssl
 
+    shown = _without_password(parts)
     if not parts.hostname:
-        return False, f"no host in {parts.geturl()!r}"
+        return False, f"no host in {shown.geturl()!r}"
     secure = parts.scheme == "https"
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host = parts.netloc.rpartition("@")[2]
     context = tls_context(tls, "http/1.1") if secure else None
     port = parts.port or (443 if secure else 80)
+    request = _get(path, host, _basic(parts))
     try:
-        head = _first_line(
-            parts.hostname, port, _get(path, host), deadline, context, tls.server_name
-        )
+        head = _first_line(parts.hostname, port, request, deadline, context, tls.server_name)
     except ssl.SSLError as error:
         if not _plaintext_said(error):
             raise
-        plain = parts._replace(scheme="http").geturl()
+        plain = shown._replace(scheme="http").geturl()
         return (
             False,
             f"the server at {host} did not answer TLS (a plaintext port? Probe it with {plain})",
@@ -217,7 +221,7 @@ def _probe_http(parts: SplitResult, deadline: float, tls: Tls) -> tuple[bool, st
     if secure and not head:
         return False, _closed_tls(host, tls)
     if not secure and _tls_said(head):
-        secured = parts._replace(scheme="https").geturl()
+        secured = shown._replace(scheme="https").geturl()
         return False, (
             f"the server at {host} closed the connection without an answer "
             f"(a TLS port? Probe it with {secured})"
@@ -231,9 +235,28 @@ def _probe_http(parts: SplitResult, deadline: float, tls: Tls) -> tuple[bool, st
                 f"the server at {host} answered HTTP/2, not HTTP/1 "
                 f"(a gRPC port? Probe it with grpc://{host})"
             )
-        return False, f"not an HTTP answer from {parts.geturl()}: {_shown(head)}"
+        return False, f"not an HTTP answer from {shown.geturl()}: {_shown(head)}"
     status = int(code)
-    return 200 <= status < 400, f"HTTP {status} from {parts.geturl()}"
+    return 200 <= status < 400, f"HTTP {status} from {shown.geturl()}"
+
+
+def _without_password(parts: SplitResult) -> SplitResult:
+    """The URL to print: the password of its ``user:password@`` as ``***``."""
+    if parts.password is None:
+        return parts
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    return parts._replace(netloc=f"{user}:***@{parts.netloc.rpartition('@')[2]}")
+
+
+def _basic(parts: SplitResult) -> str:
+    """The Authorization header line for the URL's ``user:password@``, if it has one."""
+    if parts.username is None and parts.password is None:
+        return ""
+    import base64
+    from urllib.parse import unquote
+
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode()
+    return f"Authorization: Basic {base64.b64encode(pair).decode()}\r\n"
 
 
 # What OpenSSL says when the server's first bytes are not TLS: a plaintext server.
@@ -268,9 +291,10 @@ def _closed_tls(address: str, tls: Tls) -> str:
     return said
 
 
-def _get(path: str, host: str) -> bytes:
+def _get(path: str, host: str, authorization: str = "") -> bytes:
     return (
-        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: di-probe\r\nConnection: close\r\n\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: di-probe\r\n{authorization}"
+        "Connection: close\r\n\r\n"
     ).encode("latin-1")
 
 
@@ -339,7 +363,7 @@ def _probe_grpc(parts: SplitResult, service: str, deadline: float, tls: Tls) -> 
 
     if not parts.hostname:
         return False, f"no host in {parts.geturl()!r}"
-    address = parts.netloc
+    address = parts.netloc.rpartition("@")[2]  # gRPC has no use for user:password@
     port = parts.port or 443  # grpc's own default
     # Connect first: a closed port fails at once, as over HTTP, and grpc is not loaded;
     # over TLS, a certificate that does not verify fails here too.
