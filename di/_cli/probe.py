@@ -195,8 +195,6 @@ def _probe_http(parts: SplitResult, deadline: float, tls: Tls) -> tuple[bool, st
 
     A URL's ``user:password@`` is sent as Basic credentials, and printed as ``user:***@``.
     """
-    import ssl
-
     shown = _without_password(parts)
     if not parts.hostname:
         return False, f"no host in {shown.geturl()!r}"
@@ -208,8 +206,8 @@ def _probe_http(parts: SplitResult, deadline: float, tls: Tls) -> tuple[bool, st
     request = _get(path, host, _basic(parts))
     try:
         head = _first_line(parts.hostname, port, request, deadline, context, tls.server_name)
-    except ssl.SSLError as error:
-        if not _plaintext_said(error):
+    except OSError as error:
+        if not (secure and _plaintext_said(error)):
             raise
         plain = shown._replace(scheme="http").geturl()
         return (
@@ -263,9 +261,10 @@ _NOT_TLS = frozenset(
 )
 
 
-def _plaintext_said(error: ssl.SSLError) -> bool:
-    """Whether a failed TLS handshake failed on bytes that were not TLS."""
-    return error.reason in _NOT_TLS
+def _plaintext_said(error: OSError) -> bool:
+    """Whether a TLS handshake failed on bytes that were not TLS (an ``ssl.SSLError``
+    with such a reason; read without importing ssl)."""
+    return getattr(error, "reason", None) in _NOT_TLS
 
 
 def _tls_said(head: bytes) -> bool:
@@ -357,8 +356,6 @@ def _shown(data: bytes) -> str:
 
 def _probe_grpc(parts: SplitResult, service: str, deadline: float, tls: Tls) -> tuple[bool, str]:
     """Call grpc.health.v1.Health/Check; SERVING passes."""
-    import ssl
-
     if not parts.hostname:
         return False, f"no host in {parts.geturl()!r}"
     address = parts.netloc.rpartition("@")[2]  # gRPC has no use for user:password@
@@ -368,8 +365,8 @@ def _probe_grpc(parts: SplitResult, service: str, deadline: float, tls: Tls) -> 
     context = tls_context(tls, "h2") if tls.enabled else None
     try:
         connection = _connect(parts.hostname, port, deadline, context, tls.server_name)
-    except ssl.SSLError as error:
-        if not _plaintext_said(error):
+    except OSError as error:
+        if not (context is not None and _plaintext_said(error)):
             raise
         return False, f"the server at {address} did not answer TLS (a plaintext port? drop --tls)"
     if context is None:
