@@ -74,6 +74,11 @@ def http(
     shown = _without_password(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"http(): expected an http:// or https:// URL, got {shown!r}")
+    if not isinstance(expect, Container) or isinstance(expect, str | bytes):
+        raise TypeError(
+            f"http(): expect is the statuses that pass (range(200, 300), {{200, 204}}), "
+            f"got {expect!r}"
+        )
     secure = parts.scheme == "https"
     host = parts.hostname
     port = parts.port or (443 if secure else 80)

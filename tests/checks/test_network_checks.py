@@ -215,6 +215,14 @@ def test_a_ca_file_that_does_not_load_is_named(tmp_path: Path) -> None:
         checks.http("https://example.test/", ca_file=str(garbage))
 
 
+def test_http_names_an_expect_that_is_no_set_of_statuses() -> None:
+    with pytest.raises(TypeError) as refused:
+        checks.http("http://example.test/", expect=200)  # type: ignore[arg-type]
+    assert str(refused.value) == (
+        "http(): expect is the statuses that pass (range(200, 300), {200, 204}), got 200"
+    )
+
+
 def test_http_refuses_a_url_it_cannot_get() -> None:
     with pytest.raises(ValueError, match=r"http\(\): expected an http:// or https:// URL"):
         checks.http("ftp://example.test/")
