@@ -157,14 +157,12 @@ class HealthMonitor:
     after a logged change; the changes in between are counted, and one summary line
     then gives their number and the current state.
 
-    Tracing: where ``opentelemetry-api`` is installed (the ``otel`` extra), each round
-    is a span ("health round") counting its checks by outcome; ``trace_checks=
-    "problems"`` (default) adds a child span ("health check") per check not healthy
-    or taking 1 s or more, ``"events"`` also an event per check, ``"all"`` a span per
-    check: service, scope, outcome and error type as attributes, the error text and
-    details only with ``show_details=True``. ``tracing=None`` (the default) traces when
-    the API is installed, with the global tracer provider; ``False`` never does; a
-    ``TracerProvider`` traces to that provider. Without the API, nothing is imported.
+    Tracing (``opentelemetry-api``, the ``otel`` extra): each round is a span counting
+    its checks by outcome; ``trace_checks="problems"`` (default) adds a child span per
+    check not healthy or taking 1 s or more, ``"events"`` also an event per check,
+    ``"all"`` a span per check (error text and details only with ``show_details``).
+    ``tracing=None`` (the default) traces when the API is installed, with the global
+    tracer provider; ``False`` never does; a ``TracerProvider`` traces to that one.
 
     What the monitor publishes is one immutable :class:`HealthSnapshot`
     (:attr:`snapshot`): the statuses, the results per name, ``"pass"``/``"warn"``/
@@ -271,7 +269,9 @@ class HealthMonitor:
 
     def _after_fork(self) -> None:
         """In a forked child: the parent's run of this monitor does not exist here, so
-        it may run again; what it published stays, and falls overdue until a round."""
+        it may run again; what it published stays, and falls overdue until a round.
+        A thread of the parent publishing at the fork held the lock: not here."""
+        self._lock = threading.RLock()
         self._running, self._task_group, self._stop, self._ran = False, None, None, _SET
         self._changed = self._refreshing = self._deadlines_moved = None
         if self._phase == _STARTING:  # the start was the parent's, and never ends here
@@ -586,7 +586,11 @@ class HealthMonitor:
         >>> monitor.set_status(Database, ServingStatus.NOT_SERVING, ttl=600)
         """
         label = name if isinstance(name, str) else views.find(self.injector, name).label
-        status = ServingStatus(status)
+        try:
+            status = ServingStatus(status)
+        except ValueError:
+            wanted = "a ServingStatus, such as ServingStatus.NOT_SERVING or ServingStatus.SERVING"
+            raise ValueError(f"set_status(status=...) takes {wanted}; got {status!r}") from None
         if ttl is not None:
             check_seconds("set_status(ttl=...)", ttl, "(or None for no expiry)")
         with self._lock:
