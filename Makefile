@@ -76,6 +76,9 @@ check-dist: dist
 		| grep -F "serving HTTP needs the http extra (httptools is not installed)"
 	$(WHEEL_VENV)/bin/di run any:app 2>&1 \
 		| grep -F "di run needs the http extra (uvicorn is not installed)"
+	@# An integration imported without its extra names the extra to install.
+	$(WHEEL_VENV)/bin/python -c "import di.integrations.fastapi" 2>&1 \
+		| grep -F "di.integrations.fastapi needs the fastapi extra (fastapi is not installed): pip install 'healthdi[fastapi]'"
 
 bench: $(VENV)/.bench
 	$(BIN)/python -m benchmarks

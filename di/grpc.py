@@ -24,11 +24,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from ._answers import short
+from ._extras import needs_extra
 from .monitor import HealthMonitor, ServingStatus
+
+with needs_extra("di.grpc", "grpc"):
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 __all__ = ["MAX_LIST_NAMES", "HealthServicer", "add_health_servicer", "server_credentials"]
 

@@ -27,14 +27,16 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
 from ._container.service import Lifetime
 from ._container.views import built
+from ._extras import needs_extra
 from .health import HealthReport
 from .monitor import HealthMonitor
+
+with needs_extra("di.metrics", "metrics"):
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+    from prometheus_client.core import GaugeMetricFamily, Metric
+    from prometheus_client.registry import Collector
 
 __all__ = ["STATUSES", "HealthCollector", "register"]
 

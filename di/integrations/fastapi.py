@@ -24,19 +24,22 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI
-from fastapi.requests import HTTPConnection
-from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute
-
 from .._container.keys import parse_named
+from .._extras import needs_extra
 from ..inject import Inject
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from . import _asgi
-from . import starlette as _starlette
 from ._asgi import StreamAbortedError
 from ._inject import INJECTS, Plan, Site, check_injected, injected_params, injects, wrap
+
+with needs_extra("di.integrations.fastapi", "fastapi"):
+    from fastapi import Depends, FastAPI
+    from fastapi.requests import HTTPConnection
+    from fastapi.routing import APIRoute
+    from starlette.routing import BaseRoute
+
+    from . import starlette as _starlette
 
 __all__ = [
     "Inject",

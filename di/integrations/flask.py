@@ -25,7 +25,6 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
-from flask import Blueprint, Flask, Request, Response, current_app, g, request
 
 from .._answers import (
     BODY_TOO_LARGE,
@@ -37,6 +36,7 @@ from .._answers import (
     render_probe,
 )
 from .._container.runner import LoopThread, after_fork_in_child
+from .._extras import needs_extra
 from ..errors import DIError
 from ..inject import Inject
 from ..monitor import HealthMonitor, Unbuilt
@@ -45,6 +45,9 @@ from . import _asgi
 from ._asgi import StreamAbortedError
 from ._inject import Site, check_injected, injects, wrap
 from ._lifecycle import Running, monitor_for, registry_for
+
+with needs_extra("di.integrations.flask", "flask"):
+    from flask import Blueprint, Flask, Request, Response, current_app, g, request
 
 __all__ = ["Inject", "StreamAbortedError", "inject", "install", "scope_of", "shutdown"]
 

@@ -18,24 +18,26 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, M
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request, WebSocket
-from litestar.config.app import AppConfig
-from litestar.connection import ASGIConnection
-from litestar.di import Provide
-from litestar.exceptions import ImproperlyConfiguredException
-from litestar.handlers import asgi
-from litestar.middleware import DefineMiddleware
-from litestar.plugins import InitPlugin
-from litestar.types import Receive, Send
-from litestar.types import Scope as ASGIScope
-
 from .._container.keys import parse_named
+from .._extras import needs_extra
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from . import _asgi
 from ._asgi import StreamAbortedError
 from ._inject import INJECTS, Plan, Site, check_injected, injects
 from ._lifecycle import monitor_for
+
+with needs_extra("di.integrations.litestar", "litestar"):
+    from litestar import Litestar, Request, WebSocket
+    from litestar.config.app import AppConfig
+    from litestar.connection import ASGIConnection
+    from litestar.di import Provide
+    from litestar.exceptions import ImproperlyConfiguredException
+    from litestar.handlers import asgi
+    from litestar.middleware import DefineMiddleware
+    from litestar.plugins import InitPlugin
+    from litestar.types import Receive, Send
+    from litestar.types import Scope as ASGIScope
 
 __all__ = ["DIPlugin", "StreamAbortedError", "provide", "scope_of"]
 
