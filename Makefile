@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The wheel installed alone, with the core's dependencies only, outside the source tree.
 WHEEL_VENV := build/wheel-venv
 
-.PHONY: demo test test-pythons bench bench-compare lint dist check-dist docs clean
+.PHONY: demo quick test test-pythons bench bench-compare lint dist check-dist docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,17 @@ lint: $(VENV)/.test
 	$(BIN)/mypy --strict --python-version 3.13 di tests/typing
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_shape.py di
+
+# The loop of a first change: the lint that takes seconds, then one layer's tests
+# (`make quick TESTS=tests/health`, or a file, or `TESTS="tests/wire -k probe"`), on one
+# Python; `make test` runs everything before a change is proposed.
+TESTS ?= tests/container
+quick: $(VENV)/.test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict di tests/typing
+	$(BIN)/lint-imports
+	$(BIN)/pytest $(TESTS) -n 4 -q -x
 
 docs: $(VENV)/.test
 	$(BIN)/mkdocs build --strict --site-dir site

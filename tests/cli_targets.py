@@ -9,6 +9,10 @@ from .services import Cache, Database, LaggingReplica, Queue
 not_an_injector = 42
 
 
+def returns_a_number() -> int:
+    return 42
+
+
 def healthy() -> Injector:
     injector = Injector()
     injector.provide(Database)

@@ -391,18 +391,31 @@ async def _injector(target: str) -> Scope:
     from ..scope import Scope
 
     found = _load(target)
+    if inspect.isclass(found) and not issubclass(found, Scope):
+        # A service class, most often: calling it would build it outside any container.
+        raise _Fail(
+            f"{target} is the class {found.__qualname__}, not an injector factory: name "
+            "the Injector (MODULE:injector) or a function that builds and returns it "
+            "(MODULE:create_app)"
+        )
     if not isinstance(found, Scope) and callable(found):
         try:
-            found = found()
-            if inspect.isawaitable(found):
-                found = await found
+            made = found()
+            if inspect.isawaitable(made):
+                made = await made
         except _Fail:
             raise
         except Exception as error:
             raise _Fail(f"{target}() failed: {type(error).__name__}: {error}") from None
+        if not isinstance(made, Scope):
+            raise _Fail(
+                f"{target}() returned {type(made).__name__}, not an Injector: the factory "
+                "must return the Injector it builds"
+            )
+        return made
     if not isinstance(found, Scope):
         raise _Fail(
-            f"{target} is not an Injector, nor a callable returning one "
+            f"{target} is not an Injector, nor a function returning one "
             f"(got {type(found).__name__})"
         )
     return found

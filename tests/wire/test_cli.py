@@ -59,7 +59,22 @@ def test_check_accepts_an_injector_object() -> None:
     [
         (["check", "no_such_module:app"], "cannot import module 'no_such_module'"),
         (["check", "tests.cli_targets:missing"], "has no attribute 'missing'"),
-        (["check", "tests.cli_targets:not_an_injector"], "is not an Injector"),
+        (
+            ["check", "tests.cli_targets:not_an_injector"],
+            "tests.cli_targets:not_an_injector is not an Injector, nor a function returning "
+            "one (got int)",
+        ),
+        (
+            ["check", "tests.cli_targets:Database"],
+            "tests.cli_targets:Database is the class Database, not an injector factory: name "
+            "the Injector (MODULE:injector) or a function that builds and returns it "
+            "(MODULE:create_app)",
+        ),
+        (
+            ["graph", "tests.cli_targets:returns_a_number"],
+            "tests.cli_targets:returns_a_number() returned int, not an Injector: the factory "
+            "must return the Injector it builds",
+        ),
         (["check", "tests.cli_targets"], "expected MODULE:ATTR"),
         (["check", "tests.cli_targets:broken"], "broken() failed: RuntimeError"),
         (["serve", "tests.cli_targets:healthy", "--http", "nowhere"], "bad --http address"),
