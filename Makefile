@@ -23,6 +23,9 @@ $(VENV)/.demo: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[grpc,http,fastapi]' 'redis>=5'
 	@touch $@
 
+# The shop's ports: make demo PORT=8081 GRPC_PORT=50052
+PORT ?= 8080
+GRPC_PORT ?= 50051
 demo: $(VENV)/.demo
 	$(BIN)/python examples/demo.py
 	@echo
@@ -30,7 +33,7 @@ demo: $(VENV)/.demo
 	$(BIN)/python -m examples.orders_grpc.demo
 	@echo
 	@# -- end of the gRPC step --
-	$(BIN)/python -m examples.shop.demo
+	$(BIN)/python -m examples.shop.demo --port $(PORT) --grpc-port $(GRPC_PORT)
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check .
