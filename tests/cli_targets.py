@@ -97,3 +97,13 @@ def broken_graph() -> Injector:
     injector = graph()
     injector.provide(Orphan)
     return injector
+
+
+def long_names() -> Injector:
+    """Services under the names a client library's classes give them (full module paths)."""
+    injector = Injector()
+    injector.provide(Database, name="sqlalchemy.ext.asyncio.engine.AsyncEngine", eager=True)
+    injector.provide(Cache, name="cache", eager=True)
+    injector.start()
+    injector.invoke(Database, "sqlalchemy.ext.asyncio.engine.AsyncEngine").fail()
+    return injector

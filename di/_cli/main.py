@@ -490,6 +490,12 @@ def _run_check(target: str, as_json: bool) -> int:
     return anyio.run(check)
 
 
+# A service name longer than this goes on a line of its own, its cells on the next,
+# under their columns: one long name (redis.asyncio.client.Redis) leaves the table
+# readable instead of pushing every outcome and error off the screen.
+NAME_WIDTH = 32
+
+
 def _print_table(report: HealthReport) -> None:
     """One line per check, then the summary; every cell printable (no control character
     a check's error carries reaches the terminal)."""
@@ -504,9 +510,13 @@ def _print_table(report: HealthReport) -> None:
         )
         for c in report.checks
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[3])
+    widths = [max(len(row[i]) for row in rows if i or len(row[i]) <= NAME_WIDTH) for i in range(3)]
+    for name, *cells in rows:
+        if len(name) > widths[0]:
+            print(name)
+            name = ""
+        line = "  ".join(cell.ljust(w) for cell, w in zip((name, *cells), widths, strict=False))
+        print(f"{line} {cells[-1]}".rstrip())
     print(_summary(report))
 
 

@@ -68,7 +68,7 @@ def test_readme_health_example_builds_and_checks_a_service() -> None:
         [sys.executable, "-c", example], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "{'__main__.Database': None}"
+    assert done.stdout.strip() == "{'database': None}"
 
 
 def test_exposure_doc_quotes_the_mounted_example_verbatim() -> None:

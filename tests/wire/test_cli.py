@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -22,6 +23,24 @@ def test_check_prints_a_table_and_exits_0_when_healthy() -> None:
     assert lines[0].split() == ["SERVICE", "OUTCOME", "DURATION", "ERROR"]
     assert lines[1].startswith(key(Cache)) and "healthy" in lines[1]
     assert lines[-1] == "healthy: 2 checks, 0 failed"
+
+
+def test_a_long_service_name_has_a_line_of_its_own_and_the_columns_stay() -> None:
+    done = di("check", "tests.cli_targets:long_names")
+    assert done.returncode == 1, done.stderr
+    duration = r"\d+\.\d ms"
+    assert re.fullmatch(
+        "\n".join(
+            [
+                "SERVICE  OUTCOME    DURATION ERROR",
+                f"cache    healthy    {duration}",
+                "sqlalchemy.ext.asyncio.engine.AsyncEngine",
+                f"         unhealthy  {duration} *Database is down \\(secret-host:5432\\)",
+                "unhealthy: 2 checks, 1 failed",
+            ]
+        ),
+        done.stdout.strip(),
+    ), done.stdout
 
 
 @pytest.mark.parametrize(
