@@ -36,6 +36,7 @@ __all__ = ["MAX_LIST_NAMES", "HealthServicer", "add_health_servicer", "server_cr
 
 # grpc-go answers RESOURCE_EXHAUSTED above this many names; so does this servicer.
 MAX_LIST_NAMES = 100
+"""The most names ``List`` answers with; above it, ``RESOURCE_EXHAUSTED`` (as grpc-go)."""
 
 
 # One response per status, made once: answering is a lookup.

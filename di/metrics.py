@@ -41,6 +41,7 @@ with needs_extra("di.metrics", "metrics"):
 __all__ = ["STATUSES", "HealthCollector", "register"]
 
 STATUSES = ("pass", "warn", "fail")
+"""The ``status`` label's values of ``healthdi_health_status``: one sample each."""
 
 # The healthdi collector of each registry: one per registry, since its families' names
 # may appear once in a scrape. Held weakly: a registry that goes away takes it along.

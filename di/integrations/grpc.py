@@ -72,9 +72,11 @@ logger = logging.getLogger("di.integrations.grpc")
 
 # The context key each RPC's scope receives: the ServicerContext class itself.
 ServicerContext = grpc.aio.ServicerContext
+"""The context key under which each RPC's scope holds the RPC's ``ServicerContext``."""
 _HEALTH = "/grpc.health.v1.Health/"
 # What a client reads when an RPC fails with an exception: its text may hold secrets.
 WITHHELD = "unexpected error (details withheld: see the server's log)"
+"""What a client reads when an RPC fails with an exception; the text goes to the log."""
 _UNSET: Any = object()  # stop()'s grace and drain: those given to install()
 
 

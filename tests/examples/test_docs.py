@@ -295,3 +295,72 @@ def test_the_testing_guide_s_fixtures_pass_under_pytest(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout
+
+
+# -- the API reference -------------------------------------------------------------------
+
+
+def test_the_reference_renders_roles_as_code_and_doctests_as_code_blocks() -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from docs_reference import rendered
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    docstring = (
+        "Runs a :class:`~di.HealthMonitor` (see :meth:`start`, :mod:`di.metrics`).\n"
+        "\n"
+        ">>> monitor = HealthMonitor(injector)\n"
+        ">>> async with monitor:\n"
+        "...     await monitor.wait_ready()\n"
+        "True\n"
+        "\n"
+        "After."
+    )
+    assert rendered(docstring) == (
+        "Runs a `HealthMonitor` (see `start`, `di.metrics`).\n"
+        "\n"
+        "```python\n"
+        ">>> monitor = HealthMonitor(injector)\n"
+        ">>> async with monitor:\n"
+        "...     await monitor.wait_ready()\n"
+        "True\n"
+        "```\n"
+        "\n"
+        "After."
+    )
+
+
+def test_the_docs_build_fails_on_a_public_name_the_reference_lacks(tmp_path: Path) -> None:
+    """The site as `make docs` builds it, its reference without di.metrics: refused."""
+    import os
+    import shutil
+
+    import yaml
+
+    docs = tmp_path / "docs"
+    shutil.copytree(ROOT / "docs", docs)
+    reference = docs / "reference.md"
+    text = reference.read_text()
+    assert "::: di.metrics\n" in text
+    reference.write_text(text.replace("::: di.metrics\n", ""))
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    script = str(ROOT / "scripts" / "docs_reference.py")
+    config["docs_dir"] = str(docs)
+    config["hooks"] = [script]
+    handler = config["plugins"][1]["mkdocstrings"]["handlers"]["python"]
+    handler["paths"] = [str(ROOT)]
+    handler["options"]["extensions"] = [f"{script}:Docstrings"]
+    (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(tmp_path / "mkdocs.yml")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert done.returncode != 0
+    assert (
+        "docs/reference.md has no entry for 3 public name(s): di.metrics.HealthCollector, "
+        "di.metrics.STATUSES, di.metrics.register; add a `::: module` block"
+    ) in done.stderr, done.stderr
