@@ -170,39 +170,51 @@ PAGES = sorted((ROOT / "docs").glob("*.md"))
 NOT_RUN = "<!-- not run -->"
 _FENCE = r"(<!-- not run -->\n)?```(\w*)\n(.*?)```"
 
-# Runs a page's Python blocks in order in one namespace, as a reader would paste them
-# into ``python -m asyncio``: statements that await run on one event loop, the others
-# while it is not running (the sync API refuses a running loop).
-RUNNER = """
-import ast, asyncio, json, sys
-blocks = json.loads(sys.stdin.read())
-namespace = {"__name__": "__main__"}
-loop = asyncio.new_event_loop()
-asyncio.set_event_loop(loop)  # for clients made outside a coroutine (grpc.aio)
-for index, source in enumerate(blocks):
+# How a page's examples run, said in words at its top (before its first example): each
+# block alone, in a fresh interpreter, with nothing hidden before it.
+AS_FILE = "Each example on this page is a whole program: save it as a file and run it."
+IN_ASYNCIO = (
+    "Each example on this page runs on its own in `python -m asyncio`, the asyncio "
+    "REPL, where `await` works at the top level."
+)
+
+# Runs one block as `python -m asyncio` runs what is typed into it: each top-level
+# statement in turn, on the REPL's running event loop (sync calls included), awaited
+# when it is a coroutine; `asyncio` is imported, as the REPL imports it.
+ASYNCIO_REPL = """
+import ast, asyncio, inspect, sys, types
+source = sys.stdin.read()
+namespace = {"__name__": "__main__", "__builtins__": __builtins__, "asyncio": asyncio}
+
+async def repl() -> None:
     for statement in ast.parse(source).body:
         module = ast.Module(body=[statement], type_ignores=[])
-        code = compile(module, f"<block {index}>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-        result = eval(code, namespace)
-        if asyncio.iscoroutine(result):
-            loop.run_until_complete(result)
+        code = compile(module, "<stdin>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        result = types.FunctionType(code, namespace)()
+        if inspect.iscoroutine(result):
+            await result
+
+asyncio.run(repl())
 """
 
 
-def page_blocks(text: str) -> tuple[list[str], list[str]]:
-    """A page's Python to run, in page order, and the languages of blocks not run.
+def convention(text: str, page: str) -> str:
+    """How the page says its examples run: ``"file"`` or ``"asyncio"``."""
+    top = " ".join(text[: text.find("```")].split())
+    said = [name for name, words in (("file", AS_FILE), ("asyncio", IN_ASYNCIO)) if words in top]
+    assert len(said) == 1, (
+        f"{page} must say at its top how its examples run: {AS_FILE!r} or {IN_ASYNCIO!r}"
+    )
+    return said[0]
 
-    ``<!-- setup ... -->`` comments (hidden on the site) run where they stand: they
-    define what a snippet assumes, such as the classes it provides.
-    """
+
+def page_blocks(text: str) -> tuple[list[str], list[str]]:
+    """A page's Python blocks, in page order, and the languages of blocks not run."""
     import re
 
     run, skipped = [], []
-    pattern = r"<!-- setup\n(.*?)-->|" + _FENCE
-    for setup, marker, language, body in re.findall(pattern, text, flags=re.DOTALL):
-        if setup:
-            run.append(setup)
-        elif marker:
+    for marker, language, body in re.findall(_FENCE, text, flags=re.DOTALL):
+        if marker:
             skipped.append(language)
         elif language == "python":
             run.append(body)
@@ -257,24 +269,49 @@ def servers_for(page: Path, folder: Path) -> Iterator[dict[str, str]]:
         }
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
-def test_every_code_block_of_the_page_runs(page: Path, tmp_path: Path) -> None:
-    import json
+DOCUMENTS = [*PAGES, ROOT / "README.md"]
+BLOCKS = [
+    (document, index)
+    for document in DOCUMENTS
+    for index in range(len(page_blocks(document.read_text())[0]))
+]
+
+
+@pytest.mark.parametrize("page", DOCUMENTS, ids=[page.name for page in DOCUMENTS])
+def test_each_page_says_how_its_examples_run_and_hides_nothing(page: Path) -> None:
+    text = page.read_text()
+    assert "<!-- setup" not in text, "no hidden setup: each example defines what it uses"
+    blocks, skipped = page_blocks(text)
+    assert len(skipped) <= 6, "mark only shell and configuration blocks as not run"
+    if blocks:
+        convention(text, page.name)
+
+
+@pytest.mark.parametrize(
+    ("page", "index"), BLOCKS, ids=[f"{page.name}-{index + 1}" for page, index in BLOCKS]
+)
+def test_each_code_block_runs_alone_as_shown(page: Path, index: int, tmp_path: Path) -> None:
+    """The block alone, in a fresh interpreter, as the page says its examples run."""
     import os
 
-    blocks, skipped = page_blocks(page.read_text())
-    assert len(skipped) <= 6, "mark only shell and configuration blocks as not run"
+    text = page.read_text()
+    block = page_blocks(text)[0][index]
+    if convention(text, page.name) == "file":
+        (tmp_path / "example.py").write_text(block)
+        command, given = [sys.executable, "example.py"], None
+    else:
+        command, given = [sys.executable, "-c", ASYNCIO_REPL], block
     with servers_for(page, tmp_path) as environment:
         done = subprocess.run(
-            [sys.executable, "-c", RUNNER],
-            input=json.dumps(blocks),
+            command,
+            input=given,
             capture_output=True,
             text=True,
             timeout=120,
-            cwd=ROOT,
+            cwd=tmp_path,
             env={**os.environ, **environment},
         )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, f"{page.name}, example {index + 1}:\n{block}\n{done.stderr}"
 
 
 def test_the_testing_guide_s_fixtures_pass_under_pytest(tmp_path: Path) -> None:
