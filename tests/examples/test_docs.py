@@ -286,7 +286,6 @@ def test_each_page_says_how_its_examples_run_and_hides_nothing(page: Path) -> No
 def test_each_code_block_runs_alone_as_shown(page: Path, tmp_path: Path) -> None:
     """Each block alone, in a fresh interpreter of its own, in a folder of its own, as
     the page says its examples run (the servers a page talks to start once for it)."""
-    import os
 
     text = page.read_text()
     blocks = page_blocks(text)[0]
@@ -302,18 +301,58 @@ def test_each_code_block_runs_alone_as_shown(page: Path, tmp_path: Path) -> None
                 command, given = [sys.executable, "example.py"], None
             else:
                 command, given = [sys.executable, "-c", ASYNCIO_REPL], block
-            done = subprocess.run(
-                command,
-                input=given,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                cwd=folder,
-                env={**os.environ, **environment},
-            )
-            assert done.returncode == 0, (
-                f"{page.name}, example {index + 1}:\n{block}\n{done.stderr}"
-            )
+            code, output = run_as_a_reader(command, given, folder, environment)
+            assert code == 0, f"{page.name}, example {index + 1}:\n{block}\n{output}"
+
+
+# A program that serves until Ctrl-C says so on a line of its own; the reader presses it.
+CTRL_C = "Ctrl-C stops it"
+
+
+def run_as_a_reader(
+    command: list[str], given: str | None, folder: Path, environment: dict[str, str]
+) -> tuple[int, str]:
+    """Run an example as a reader would: its exit status and output (stderr with it).
+
+    A server it starts listens on ``PORT`` where it reads one (a free port here); when
+    it says ``CTRL_C``, the reader presses Ctrl-C (SIGINT).
+    """
+    import os
+    import signal
+    import threading
+
+    from ..processes import free_port
+
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=folder,
+        env={**os.environ, "PORT": str(free_port()), **environment},
+    )
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if CTRL_C in line:
+                process.send_signal(signal.SIGINT)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert process.stdin is not None
+    process.stdin.write(given or "")
+    process.stdin.close()
+    try:
+        code = process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        code = process.wait()
+    reader.join(10)
+    return code, "".join(lines)
 
 
 def test_the_testing_guide_s_fixtures_pass_under_pytest(tmp_path: Path) -> None:
