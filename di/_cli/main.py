@@ -585,6 +585,9 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
     from .serve import Options, Run, TlsFiles, configure_logging, missing_extra, server_context
 
     configure_logging()
+    # grpcio logs every failed TLS handshake (a port scanner, a TCP check, a plaintext
+    # client), unthrottled, unless told otherwise before its first server starts.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     for option, value in (("--interval", args.interval), ("--drain", args.drain)):
         if not (value > 0 if option == "--interval" else value >= 0) or not math.isfinite(value):
             bound = "> 0" if option == "--interval" else ">= 0"
