@@ -632,8 +632,11 @@ def explain_captive(error: Exception, service: Service, invoker: Scope) -> None:
     """
     owner = service.owner
     missing = getattr(error, "missing", MISSING)
-    explained = any(_CAPTIVE in str(arg) for arg in error.args)
-    if missing is MISSING or invoker is owner or explained:
+    explained = any(_CAPTIVE in str(arg) or _OUTLIVES in str(arg) for arg in error.args)
+    if missing is MISSING or explained:
+        return
+    if invoker is owner:
+        _explain_captive_at_owner(error, service, missing)
         return
     provider = registry.lookup(invoker, missing)
     where = None
@@ -656,7 +659,23 @@ def explain_captive(error: Exception, service: Service, invoker: Scope) -> None:
     )
 
 
+def _explain_captive_at_owner(error: Exception, service: Service, missing: Any) -> None:
+    """A singleton invoked in its own scope that needs a per-scope service or value:
+    "open a scope" would only lead to the captive dependency, so name it instead."""
+    if service.lifetime is not Lifetime.LAZY or missing in service.keys:
+        return
+    provider = registry.lookup(service.owner, missing)
+    if provider is None or provider.lifetime not in _PER_SCOPE:
+        return
+    error.args = (
+        f"captive dependency: singleton {service.label} (scope {service.owner.name!r}) "
+        f"needs {provider.lifetime.value} {describe(missing)}; {_OUTLIVES}, so make "
+        f"{service.label} scoped (provide_scoped) or give it what it needs another way",
+    )
+
+
 _CAPTIVE = "a singleton resolves its dependencies from the scope"
+_OUTLIVES = "a singleton outlives every scope"
 _PER_SCOPE = (Lifetime.SCOPED, Lifetime.CONTEXT)
 
 
