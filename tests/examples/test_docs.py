@@ -358,6 +358,23 @@ def run_as_a_reader(
     return code, "".join(lines)
 
 
+@pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
+def test_a_page_s_install_lines_install_what_its_examples_import(page: Path) -> None:
+    """Starlette's and FastAPI's test clients need httpx, which neither framework
+    installs: a page whose examples use one says to install it, beside its extra."""
+    import re
+
+    text = page.read_text()
+    blocks = page_blocks(text)[0]
+    installs = " ".join(re.findall(r"^pip install .*$", text, flags=re.MULTILINE))
+    uses = re.compile(r"from (fastapi|starlette)\.testclient import")
+    if any(uses.search(block) for block in blocks):
+        assert re.search(r"\bhttpx\b", installs), (
+            f"{page.name}: its examples use a test client that needs httpx; add "
+            "`pip install httpx` to its install lines"
+        )
+
+
 def test_the_testing_guide_s_fixtures_pass_under_pytest(tmp_path: Path) -> None:
     """The "Testing with healthdi" section, its setup included, is a test module that
     pytest runs and passes: its fixtures clone and override as the text says."""
