@@ -194,16 +194,23 @@ class InjectingRoute(APIRoute):
 def _unmarked(path: str, endpoint: Any, methods: Any, error: FastAPIError) -> str | None:
     """What FastAPI refused, said as the mistake it most often is: a parameter typed as a
     service, without ``Inject``; None when it is not that."""
+    verbs = ",".join(sorted(methods or ())) or "WebSocket"
     try:
         signature = inspect.signature(endpoint)
         hints = typing.get_type_hints(endpoint)
     except Exception:
         return None
+    try:
+        injected_params(endpoint)  # Annotated[T, Inject], Inject on a positional-only
+    except TypeError as mistake:
+        said = str(mistake).removeprefix(f"{getattr(endpoint, '__qualname__', '')}: ")
+        return f"route {verbs} {path} ({_name(endpoint)}): {said}"
+    except Exception:  # not ours to say: FastAPI's own error stands, or the one below
+        pass
     for parameter in signature.parameters.values():
         hint = hints.get(parameter.name)
         if isinstance(hint, type) and repr(hint) in str(error):
             name, kind = parameter.name, hint.__qualname__
-            verbs = ",".join(sorted(methods or ())) or "WebSocket"
             return (
                 f"route {verbs} {path} ({_name(endpoint)}): parameter {name!r} is typed "
                 f"{kind}, which FastAPI cannot read from a request: to have the container "
