@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -55,6 +55,7 @@ from ._container.service import (
     context_key,
     from_factory,
     from_value,
+    set_health_options,
 )
 from ._container.shutdown import (
     PendingHook,
@@ -64,7 +65,7 @@ from ._container.signature import Kind
 from .errors import (
     ScopeClosedError,
 )
-from .health import HealthReport
+from .health import HealthPolicy, HealthReport
 from .lifecycle import EventName, HookEvent, ShutdownReport
 
 if TYPE_CHECKING:
@@ -302,6 +303,8 @@ class Scope:
         eager: bool = False,
         critical: bool = True,
         collect: bool = False,
+        health_policy: HealthPolicy | None = None,
+        tags: Sequence[str] = (),
     ) -> None:
         """Provide a lazy singleton, built by ``factory`` on first invoke.
 
@@ -314,6 +317,9 @@ class Scope:
         own ``shutdown()`` and ``health_check()`` methods. ``eager=True`` has
         :meth:`start` build it (a service never built is never checked).
         ``critical=False``: a failing or timed-out check is degraded, not unhealthy.
+        ``health_policy`` (a :class:`~di.HealthPolicy`) sets how its check is run and
+        read (timeout, interval, thresholds); ``tags`` name it for selection
+        (``"tag:db"`` in a monitor's groups, ``/health?tag=db``, ``di check --tag db``).
 
         ``provides=`` binds the service to an interface instead of its own type: a key,
         or a tuple of keys that all reach the one instance (checked and shut down once).
@@ -329,6 +335,7 @@ class Scope:
         """
         service = self._service(factory, Lifetime.LAZY, name, provides, shutdown, health_check)
         service.critical = critical
+        set_health_options(service, "provide", health_policy, tags)
         _register(self, service, collect, name, "provide")
         if eager:
             with self._lock():
@@ -346,14 +353,17 @@ class Scope:
         health_check: Callable[[Any], Any] | None = None,
         critical: bool = True,
         collect: bool = False,
+        health_policy: HealthPolicy | None = None,
+        tags: Sequence[str] = (),
     ) -> None:
         """Provide an instance that is already built, keyed by its type or ``name``.
 
-        It counts as built (and gets its invocation index) now. ``critical`` and
-        ``collect`` are as in :meth:`provide`.
+        It counts as built (and gets its invocation index) now. ``critical``,
+        ``collect``, ``health_policy`` and ``tags`` are as in :meth:`provide`.
         """
         service = from_value(self, value, "provide_value", name, provides, shutdown, health_check)
         service.critical = critical
+        set_health_options(service, "provide_value", health_policy, tags)
         _register(self, service, collect, name, "provide_value")
         resolve_sync(service, self)
 
@@ -367,6 +377,8 @@ class Scope:
         health_check: Callable[[Any], Any] | None = None,
         critical: bool = True,
         collect: bool = False,
+        health_policy: HealthPolicy | None = None,
+        tags: Sequence[str] = (),
     ) -> None:
         """Provide a service built at most once per scope that invokes it.
 
@@ -382,6 +394,7 @@ class Scope:
         """
         service = self._service(factory, Lifetime.SCOPED, name, provides, shutdown, health_check)
         service.critical = critical
+        set_health_options(service, "provide_scoped", health_policy, tags)
         _register(self, service, collect, name, "provide_scoped")
 
     def provide_context(self, key: Any, *, name: str | None = None) -> None:

@@ -46,6 +46,7 @@ from ..errors import (
     ServiceNotBuiltError,
 )
 from ..health import HealthCheckResult, HealthReport, Outcome
+from . import causes
 from .settings import (
     GLOBAL,
     PER_CHECK,
@@ -89,10 +90,19 @@ class Item:
         "stall_base",
         "started",
         "started_at",
+        "timeout",
     )
 
-    def __init__(self, service: Service, scope: str, call: Callable[[], Any], is_async: bool):
+    def __init__(
+        self,
+        service: Service,
+        scope: str,
+        call: Callable[[], Any],
+        is_async: bool,
+        timeout: float | None,
+    ):
         self.service = service
+        self.timeout = timeout  # its per-check timeout: its policy's, or the injector's
         self.scope = scope
         self.call = call
         self.is_async = is_async
@@ -151,7 +161,7 @@ async def _lead(
     round_timeout: float | None,
 ) -> HealthReport:
     try:
-        result = await drive(settings, _collect(scope, only), round_timeout)
+        result = await drive(settings, _collect(scope, only, settings.timeout), round_timeout)
         flight.outcome = result
         return result
     except BaseException as error:
@@ -168,11 +178,12 @@ async def _lead(
 # -- what is checked, in which order ---------------------------------------------------
 
 
-def _collect(scope: Scope, only: Service | None) -> list[Item]:
+def _collect(scope: Scope, only: Service | None, timeout: float | None) -> list[Item]:
     """Built services with a check visible from ``scope``, last built first.
 
     A key is taken from the nearest scope that provides it, so an ancestor's service
-    shadowed by a child is not checked, and each service is checked once.
+    shadowed by a child is not checked, and each service is checked once. Each check's
+    timeout is its policy's, else ``timeout`` (the injector's per-check timeout).
     """
     items: list[Item] = []
     for owner, service, instance in views.built(scope):
@@ -182,7 +193,9 @@ def _collect(scope: Scope, only: Service | None) -> list[Item]:
         if probe is None:
             probe = service.probe = probe_of(service, instance)
         if probe is not NO_CHECK:
-            items.append(Item(service, owner, probe[0], probe[1]))
+            policy = service.policy
+            own = timeout if policy is None or policy.timeout is None else policy.timeout
+            items.append(Item(service, owner, probe[0], probe[1], own))
     items.sort(key=lambda item: item.service.index, reverse=True)
     for position, item in enumerate(items):
         item.position = position
@@ -248,7 +261,10 @@ class Call:
         self.items = items
         self._queue = iter(items)
         self.results: dict[int, HealthCheckResult] = {}
-        self.timeout: float | None = settings.timeout
+        # The shortest per-check timeout (the watchdog's tick); None when none has one.
+        self.timeout: float | None = min(
+            (item.timeout for item in items if item.timeout is not None), default=None
+        )
         global_timeout = settings.global_timeout
         self.limit = GLOBAL
         if round_timeout is not None and (global_timeout is None or round_timeout < global_timeout):
@@ -298,7 +314,7 @@ class Call:
             if item.is_async:
                 item.stall_base = self.stall.total
                 return item
-            due = math.inf if self.timeout is None else now + self.timeout
+            due = math.inf if item.timeout is None else now + item.timeout
             attempt = Attempt(now, item.started_at, due)
             running = self.running.setdefault(item.service, attempt)
             item.attempt = running
@@ -322,7 +338,7 @@ class Call:
         if item.position in self.results or self.closed or now >= self.deadline:
             return False
         item.started, item.started_at = now, time.time()
-        due = math.inf if self.timeout is None else now + self.timeout
+        due = math.inf if item.timeout is None else now + item.timeout
         attempt = Attempt(now, item.started_at, due)
         running = self.running.setdefault(item.service, attempt)
         item.attempt, item.shared = running, running is not attempt
@@ -334,7 +350,7 @@ class Call:
         return HealthCheckTimeoutError(
             item.service.label,
             PER_CHECK,
-            self.timeout or 0.0,
+            item.timeout or 0.0,
             "it is still running from an earlier call and is not started again until it returns",
         )
 
@@ -353,7 +369,8 @@ class Call:
         ended = ended or time.monotonic()
         if error is None and value is not None and value is not True:
             error = verdict(item.service.label, value)
-        if self.timeout is not None and ended - item.started - item.credit(self) > self.timeout:
+        timeout = item.timeout
+        if timeout is not None and ended - item.started - item.credit(self) > timeout:
             self.time_out(item, PER_CHECK, ended)
         elif ended > self.deadline:
             self.time_out(item, self.limit, ended)
@@ -367,7 +384,7 @@ class Call:
             self.finish(item, as_exception(item.service.label, error), Outcome.UNHEALTHY, ended)
 
     def time_out(self, item: Item, limit: str, ended: float = 0.0) -> None:
-        seconds = self.timeout if limit == PER_CHECK else self.global_timeout
+        seconds = item.timeout if limit == PER_CHECK else self.global_timeout
         error = HealthCheckTimeoutError(item.service.label, limit, seconds or 0.0)
         self.finish(item, error, Outcome.TIMEOUT, ended)
 
@@ -410,8 +427,8 @@ class Call:
             except BaseException:
                 logger.exception("the on_health_check hook failed for %r", item.service.label)
 
-    def settle(self, expired: bool) -> HealthReport:
-        """The report, with every check that has no result yet reported all the same.
+    def settle(self, expired: bool) -> dict[int, HealthCheckResult]:
+        """The results by position, with every check that has no result yet reported all the same.
 
         A sync check whose thread is still running is left behind, and logged once.
         """
@@ -431,8 +448,7 @@ class Call:
                 else:
                     error = HealthCheckError(item.service.label, "it ended without a result")
                     self.finish(item, error, Outcome.UNHEALTHY)
-        results = self.results
-        return HealthReport(tuple(results[i] for i in range(len(self.items))))
+        return self.results
 
     # -- workers ---------------------------------------------------------------------
 
@@ -471,16 +487,33 @@ class Call:
 async def drive(
     settings: HealthSettings, items: list[Item], round_timeout: float | None
 ) -> HealthReport:
-    """Run the checks with at most ``parallelism`` at once, under the global deadline."""
-    call = Call(settings, items, round_timeout)
+    """Run the checks with at most ``parallelism`` at once, under the global deadline;
+    a failed check names the failed checks it depends on (:mod:`di._health.causes`).
+
+    Checks whose policy says ``skip_when_blocked`` run after those they depend on, in
+    rounds of one call each under the same deadline (see :func:`_in_rounds`).
+    """
     if not items:
         return HealthReport(())
+    rounds = causes.levels(items)
+    if len(rounds) > 1:
+        return await _in_rounds(settings, items, rounds, round_timeout)
+    call = Call(settings, items, round_timeout)
+    results = await _run(call)
+    if any(not result.healthy for result in results.values()):
+        results = causes.with_causes(items, results)
+    return HealthReport(tuple(results[i] for i in range(len(items))))
+
+
+async def _run(call: Call) -> dict[int, HealthCheckResult]:
+    """Run one call's checks to the end (or its deadline); its results by position."""
     expired = False
     try:
-        if call.global_timeout is None:
+        if call.deadline == math.inf:
             await work(call)
         else:
-            with anyio.CancelScope(deadline=anyio.current_time() + call.global_timeout) as bounded:
+            remaining = max(call.deadline - time.monotonic(), 0.0)
+            with anyio.CancelScope(deadline=anyio.current_time() + remaining) as bounded:
                 await work(call)
             expired = bounded.cancel_called
     except BaseExceptionGroup as group:
@@ -488,6 +521,46 @@ async def drive(
     finally:
         call.closed = True  # threads still running checks take no more
     return call.settle(expired)
+
+
+async def _in_rounds(
+    settings: HealthSettings,
+    items: list[Item],
+    rounds: list[list[Item]],
+    round_timeout: float | None,
+) -> HealthReport:
+    """Run ``rounds`` one after another, each a call, all under the first's deadline;
+    a check of a later round whose dependency failed is not run (``blocked_by``)."""
+    order = {item.service: position for position, item in enumerate(items)}
+    done: dict[Service, HealthCheckResult] = {}
+    deadline = math.inf
+    for level, members in enumerate(rounds):
+        runnable: list[Item] = []
+        for item in members:
+            skipped = causes.blocked(item, done, time.time()) if level else None
+            if skipped is None:
+                runnable.append(item)
+            else:
+                done[item.service] = skipped
+                if settings.on_check is not None:
+                    settings.on_check(item.service.label, skipped)
+        if not runnable:
+            continue
+        for position, item in enumerate(runnable):
+            item.position = position
+        call = Call(settings, runnable, round_timeout)
+        if level:
+            call.deadline = min(call.deadline, deadline)
+        deadline = call.deadline
+        results = await _run(call)
+        for item in runnable:
+            done[item.service] = results[item.position]
+    for item in items:
+        item.position = order[item.service]
+    results = {item.position: done[item.service] for item in items}
+    if any(not result.healthy for result in results.values()):
+        results = causes.with_causes(items, results)
+    return HealthReport(tuple(results[i] for i in range(len(items))))
 
 
 def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
