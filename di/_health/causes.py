@@ -99,8 +99,7 @@ def levels(items: list[Item]) -> list[list[Item]]:
         known = level.get(service)
         if known is not None:
             return known
-        policy = service.policy
-        if policy is None or not policy.skip_when_blocked:
+        if not item.policy.skip_when_blocked:
             level[service] = 0
             return 0
         deepest = -1

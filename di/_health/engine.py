@@ -45,7 +45,7 @@ from ..errors import (
     NoHealthCheckError,
     ServiceNotBuiltError,
 )
-from ..health import HealthCheckResult, HealthReport, Outcome
+from ..health import DEFAULT_POLICY, HealthCheckResult, HealthPolicy, HealthReport, Outcome
 from . import causes
 from .settings import (
     GLOBAL,
@@ -67,6 +67,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("di.health")
 
+# Whether a monitor's round checks a service whose policy spaces its checks out.
+Due = Callable[[Service, HealthPolicy], bool]
+
 
 def _no_check() -> None:
     """Stands in Service.probe for a built service that has no health check."""
@@ -83,6 +86,7 @@ class Item:
         "call",
         "is_async",
         "own_stall",
+        "policy",
         "position",
         "scope",
         "service",
@@ -103,6 +107,7 @@ class Item:
     ):
         self.service = service
         self.timeout = timeout  # its per-check timeout: its policy's, or the injector's
+        self.policy = DEFAULT_POLICY
         self.scope = scope
         self.call = call
         self.is_async = is_async
@@ -123,15 +128,22 @@ class Item:
 
 
 async def report(
-    scope: Scope, only: Service | None = None, *, round_timeout: float | None = None
+    scope: Scope,
+    only: Service | None = None,
+    *,
+    round_timeout: float | None = None,
+    policy: HealthPolicy | None = None,
+    due: Due | None = None,
 ) -> HealthReport:
     """Check every service visible from ``scope`` (or just ``only``), sharing identical calls.
 
     ``round_timeout`` bounds this call on top of the injector's global timeout (the
-    monitor's rounds): checks still running then are reported as timed out.
+    monitor's rounds): checks still running then are reported as timed out. ``policy``
+    stands for the policy of services provided without one, and ``due`` (a monitor's)
+    is asked, for each checked service with its policy, whether to check it now.
     """
     settings: HealthSettings = views.engine_settings(scope)
-    key = (scope, only, round_timeout)
+    key = (scope, only, round_timeout, policy, due)
     while True:
         with settings.lock:
             flight = settings.calls.get(key)
@@ -143,7 +155,8 @@ async def report(
                 notify = loop_notifier()
                 flight.waiters.append(functools.partial(notify, joined.set))
         if leader:
-            return await _lead(settings, key, flight, scope, only, round_timeout)
+            items = _collect(scope, only, settings.timeout, policy or DEFAULT_POLICY, due)
+            return await _lead(settings, key, flight, items, round_timeout)
         await joined.wait()
         if isinstance(flight.outcome, HealthReport):
             return flight.outcome
@@ -154,14 +167,13 @@ async def report(
 
 async def _lead(
     settings: HealthSettings,
-    key: tuple[Scope, Service | None, float | None],
+    key: tuple[Any, ...],
     flight: SharedCall,
-    scope: Scope,
-    only: Service | None,
+    items: list[Item],
     round_timeout: float | None,
 ) -> HealthReport:
     try:
-        result = await drive(settings, _collect(scope, only, settings.timeout), round_timeout)
+        result = await drive(settings, items, round_timeout)
         flight.outcome = result
         return result
     except BaseException as error:
@@ -178,12 +190,20 @@ async def _lead(
 # -- what is checked, in which order ---------------------------------------------------
 
 
-def _collect(scope: Scope, only: Service | None, timeout: float | None) -> list[Item]:
+def _collect(
+    scope: Scope,
+    only: Service | None,
+    timeout: float | None,
+    default: HealthPolicy,
+    due: Due | None,
+) -> list[Item]:
     """Built services with a check visible from ``scope``, last built first.
 
     A key is taken from the nearest scope that provides it, so an ancestor's service
     shadowed by a child is not checked, and each service is checked once. Each check's
-    timeout is its policy's, else ``timeout`` (the injector's per-check timeout).
+    policy is its service's, else ``default``; its timeout its policy's, else
+    ``timeout`` (the injector's per-check timeout); one whose policy spaces its checks
+    out is checked only when ``due`` says so.
     """
     items: list[Item] = []
     for owner, service, instance in views.built(scope):
@@ -193,9 +213,13 @@ def _collect(scope: Scope, only: Service | None, timeout: float | None) -> list[
         if probe is None:
             probe = service.probe = probe_of(service, instance)
         if probe is not NO_CHECK:
-            policy = service.policy
-            own = timeout if policy is None or policy.timeout is None else policy.timeout
-            items.append(Item(service, owner, probe[0], probe[1], own))
+            policy = service.policy or default
+            if due is not None and not due(service, policy):
+                continue
+            own = timeout if policy.timeout is None else policy.timeout
+            item = Item(service, owner, probe[0], probe[1], own)
+            item.policy = policy
+            items.append(item)
     items.sort(key=lambda item: item.service.index, reverse=True)
     for position, item in enumerate(items):
         item.position = position
