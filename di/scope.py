@@ -317,9 +317,8 @@ class Scope:
         own ``shutdown()`` and ``health_check()`` methods. ``eager=True`` has
         :meth:`start` build it (a service never built is never checked).
         ``critical=False``: a failing or timed-out check is degraded, not unhealthy.
-        ``health_policy`` (a :class:`~di.HealthPolicy`) sets how its check is run and
-        read (timeout, interval, thresholds); ``tags`` name it for selection
-        (``"tag:db"`` in a monitor's groups, ``/health?tag=db``, ``di check --tag db``).
+        ``health_policy``: how its check is run and read (:class:`~di.HealthPolicy`);
+        ``tags`` name it for selection (``"tag:db"`` groups, ``/health?tag=db``).
 
         ``provides=`` binds the service to an interface instead of its own type: a key,
         or a tuple of keys that all reach the one instance (checked and shut down once).
@@ -334,14 +333,7 @@ class Scope:
         >>> injector.provide(SmtpMailer, provides=Mailer)
         """
         service = self._service(factory, Lifetime.LAZY, name, provides, shutdown, health_check)
-        service.critical = critical
-        set_health_options(service, "provide", health_policy, tags)
-        _register(self, service, collect, name, "provide")
-        if eager:
-            with self._lock():
-                if self._eager is BLANK:
-                    self._eager = {}
-                self._eager[service.key] = None
+        _register(self, service, collect, name, "provide", critical, health_policy, tags, eager)
 
     def provide_value(
         self,
@@ -362,9 +354,7 @@ class Scope:
         ``collect``, ``health_policy`` and ``tags`` are as in :meth:`provide`.
         """
         service = from_value(self, value, "provide_value", name, provides, shutdown, health_check)
-        service.critical = critical
-        set_health_options(service, "provide_value", health_policy, tags)
-        _register(self, service, collect, name, "provide_value")
+        _register(self, service, collect, name, "provide_value", critical, health_policy, tags)
         resolve_sync(service, self)
 
     def provide_scoped(
@@ -393,9 +383,7 @@ class Scope:
         ...     uow = await request.ainvoke(UnitOfWork)
         """
         service = self._service(factory, Lifetime.SCOPED, name, provides, shutdown, health_check)
-        service.critical = critical
-        set_health_options(service, "provide_scoped", health_policy, tags)
-        _register(self, service, collect, name, "provide_scoped")
+        _register(self, service, collect, name, "provide_scoped", critical, health_policy, tags)
 
     def provide_context(self, key: Any, *, name: str | None = None) -> None:
         """Declare a key whose value each scope receives through ``scope(context=...)``.
@@ -794,17 +782,35 @@ class Scope:
         await to_completion(lambda: _shutdown.ashutdown(self, error))
 
 
-def _register(scope: Scope, service: Service, collect: bool, name: str | None, where: str) -> None:
-    """Provide ``service`` in ``scope``: bound to its keys, or collected under them."""
+def _register(
+    scope: Scope,
+    service: Service,
+    collect: bool,
+    name: str | None,
+    where: str,
+    critical: bool = True,
+    policy: object = None,
+    tags: object = (),
+    eager: bool = False,
+) -> None:
+    """Provide ``service`` in ``scope``: bound to its keys, or collected under them, with
+    its health options; ``eager`` has :meth:`Scope.start` build it."""
+    set_health_options(service, where, critical, policy, tags)
     if not collect:
         registry.add(scope, service, where)
-        return
-    if name is not None:
+    elif name is not None:
         raise TypeError(
             f"{where}(name={name!r}, collect=True): a collection gathers services by type; "
             "collect under a class or a Protocol with provides="
         )
-    registry.add_member(scope, service, where)
+    else:
+        registry.add_member(scope, service, where)
+    if eager:
+        with scope._lock():  # noqa: SLF001 - the tree's lock, from the class's own module
+            eager_keys = scope._eager  # noqa: SLF001 - the scope's own, from its module
+            if eager_keys is BLANK:
+                eager_keys = scope._eager = {}  # noqa: SLF001 - made the scope's own first
+            eager_keys[service.key] = None
 
 
 # A parameter annotated Scope (or Injector, a Scope) receives the invoking scope.

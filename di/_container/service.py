@@ -352,9 +352,11 @@ def _check_binding(service: Service, where: str) -> None:
             )
 
 
-def set_health_options(service: Service, where: str, policy: object, tags: object) -> None:
-    """Give ``service`` the ``health_policy=`` and ``tags=`` of a ``provide*`` call,
-    refusing what they cannot be."""
+def set_health_options(
+    service: Service, where: str, critical: bool, policy: object, tags: object
+) -> None:
+    """Give ``service`` the ``critical=``, ``health_policy=`` and ``tags=`` of a
+    ``provide*`` call, refusing what they cannot be."""
     if policy is not None and not isinstance(policy, HealthPolicy):
         raise TypeError(
             f"{where}({service.label}, health_policy=...) takes a di.HealthPolicy, such as "
@@ -371,5 +373,6 @@ def set_health_options(service: Service, where: str, policy: object, tags: objec
                 f"{where}({service.label}, tags=...): each tag must be a non-empty name "
                 f"without commas or surrounding spaces, such as 'db'; got {tag!r}"
             )
+    service.critical = critical
     service.policy = policy
     service.tags = frozenset(tags)

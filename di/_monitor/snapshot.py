@@ -12,8 +12,8 @@ import enum
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from types import MappingProxyType
+from typing import Any
 
 from ..health import HealthCheckResult, HealthReport, Outcome, Status
 
