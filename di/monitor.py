@@ -45,6 +45,7 @@ from ._monitor.snapshot import (
     NOT_STARTED,
     STARTED,
     STARTING,
+    STARTUP,
     HealthSnapshot,
     ServingStatus,
     State,
@@ -571,6 +572,28 @@ class HealthMonitor:
             self._expiry_at = min(self._expiries.values(), default=math.inf)
             if self._deadlines_moved is not None:
                 self._deadlines_moved.set()
+            self._publish()
+
+    def add_group(self, name: str, members: Sequence[type[Any] | str]) -> None:
+        """Answer for ``name`` too, as ``groups={name: members}`` would have: services by
+        key, ``"tag:db"`` selectors, or ``["*"]`` for every checked service.
+
+        For names that come after the monitor (a gRPC service name, see
+        ``di.grpc.add_health_servicer(..., services=...)``). A name the monitor answers
+        for already is refused.
+        """
+        where = f"HealthMonitor.add_group({name!r}, ...)"
+        if not isinstance(name, str) or not name:
+            raise TypeError(
+                f"HealthMonitor.add_group(): a group's name is non-empty text, got {name!r}"
+            )
+        if name in self._groups or name == STARTUP:
+            raise ValueError(
+                f"{where}: the monitor answers for {name!r} already; pick another name"
+            )
+        resolved = grouping.members(self.injector, name, members, where)
+        with self._lock:
+            self._groups = {**self._groups, name: resolved}
             self._publish()
 
     def clear_status(self, name: str | type[Any]) -> None:

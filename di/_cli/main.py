@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from ..health import HealthReport
+    from ..health import HealthPolicy, HealthReport
     from ..scope import Scope
 
 
@@ -137,6 +137,13 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     check = command("check", "run the health checks once and print them", CHECK)
     check.add_argument("target", metavar="MODULE:ATTR", help=TARGET)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="only the services provided with this tag (repeat for any of several)",
+    )
 
     graph = command(
         "graph",
@@ -276,6 +283,32 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         "fail also holds readiness NOT_SERVING until they are built; ignore says "
         "nothing (default: warn)",
     )
+    for which, turns in (("failure", "NOT_SERVING"), ("success", "SERVING again")):
+        serve.add_argument(
+            f"--{which}-threshold",
+            type=int,
+            default=1,
+            metavar="N",
+            help=f"consecutive {which}s before a service's status turns {turns}, for "
+            "services provided without a health_policy (default: 1)",
+        )
+    serve.add_argument(
+        "--info",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a top-level field of /health: version, releaseId, serviceId or description "
+        "(repeat for each)",
+    )
+    serve.add_argument(
+        "--grpc-service",
+        action="append",
+        default=[],
+        metavar="NAME[=MEMBER,...]",
+        help="a gRPC service name health answers for (shop.Orders): the whole "
+        "application's status, or that of the members given (service keys, tag:NAME, "
+        "*); repeat for each",
+    )
 
     run = command("run", "serve an ASGI application under uvicorn, draining on SIGTERM", RUN)
     run.add_argument(
@@ -318,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
                 )
             code = _run_probe(args)
         elif args.command == "check":
-            code = _run_check(args.target, args.json)
+            code = _run_check(args.target, args.json, args.tag)
         elif args.command == "graph":
             code = _run_graph(args.target, args.validate)
         elif args.command == "run":
@@ -435,7 +468,7 @@ def _run_graph(target: str, validate: bool) -> int:
 # -- check --------------------------------------------------------------------------------
 
 
-def _run_check(target: str, as_json: bool) -> int:
+def _run_check(target: str, as_json: bool, tags: list[str] | None = None) -> int:
     import json
 
     import anyio
@@ -461,6 +494,8 @@ def _run_check(target: str, as_json: bool) -> int:
                 return 1
             report = await injector.ahealth_report()
             unbuilt = [service.label for service in unbuilt_checks(injector)]
+            if tags:
+                report, unbuilt = _tagged(injector, report, unbuilt, tags)
         finally:
             await _shut_down(injector)
         if as_json:
@@ -477,6 +512,25 @@ def _run_check(target: str, as_json: bool) -> int:
     return anyio.run(check)
 
 
+def _tagged(
+    injector: Scope, report: HealthReport, unbuilt: list[str], tags: list[str]
+) -> tuple[HealthReport, list[str]]:
+    """``report`` and ``unbuilt`` narrowed to the services with one of ``tags``."""
+    from .._container.views import tags as tags_of
+    from ..health import HealthReport
+
+    known = tags_of(injector)
+    wanted = set(tags)
+    missing = wanted - {tag for found in known.values() for tag in found}
+    if missing:
+        raise _Fail(
+            f"--tag {', '.join(sorted(missing))}: no service visible from the injector has "
+            "that tag (provide(..., tags=(...)))"
+        )
+    kept = tuple(c for c in report.checks if wanted & known.get(c.key, frozenset()))
+    return HealthReport(kept), [label for label in unbuilt if wanted & known.get(label, set())]
+
+
 def _print_table(report: HealthReport) -> None:
     """One line per check, then the summary; every cell printable (no control character
     a check's error carries reaches the terminal)."""
@@ -487,7 +541,8 @@ def _print_table(report: HealthReport) -> None:
             printable(c.key),
             c.outcome.value,
             f"{c.duration * 1000:.1f} ms",
-            "" if c.error is None else printable(error_text(c.error)),
+            ("" if c.error is None else printable(error_text(c.error)))
+            + (f" (blocked by {', '.join(map(printable, c.blocked_by))})" if c.blocked_by else ""),
         )
         for c in report.checks
     ]
@@ -495,6 +550,10 @@ def _print_table(report: HealthReport) -> None:
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[3])
     print(_summary(report))
+    if report.root_causes and len(report.root_causes) < len(
+        [c for c in report.checks if not c.healthy]
+    ):
+        print(f"root cause: {', '.join(map(printable, report.root_causes))}")
 
 
 def _unbuilt_note(unbuilt: list[str]) -> str:
@@ -594,7 +653,21 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
         metrics=args.metrics,
         tls=tls,
         unbuilt=args.unbuilt,
+        policy=_policy(args),
+        info=_pairs(args.info, "--info", "KEY=VALUE"),
+        grpc_services={
+            name: [m for m in members.split(",") if m] if members else ["*"]
+            for name, members in _pairs(args.grpc_service, "--grpc-service", "NAME").items()
+        },
     )
+    if options.info:
+        from ..monitor import INFO_FIELDS
+
+        for key in options.info:
+            if key not in INFO_FIELDS:
+                raise _Fail(
+                    f"--info {key}=...: not a field of /health; use {', '.join(INFO_FIELDS)}"
+                )
     if args.metrics and options.http is None:
         raise _Fail("--metrics serves /metrics on the HTTP port: give --http too")
     missing = missing_extra(options)
@@ -665,3 +738,33 @@ def _run_app(args: argparse.Namespace) -> int:
         )
     options = Options(host=args.host, port=args.port, uds=args.uds, drain=args.drain)
     return serve(app, options, monitor)
+
+
+def _policy(args: argparse.Namespace) -> HealthPolicy | None:
+    """The policy --failure-threshold and --success-threshold make; None for neither."""
+    from ..health import HealthPolicy
+
+    if args.failure_threshold == 1 and args.success_threshold == 1:
+        return None
+    try:
+        return HealthPolicy(
+            failure_threshold=args.failure_threshold, success_threshold=args.success_threshold
+        )
+    except ValueError:
+        raise _Fail(
+            "--failure-threshold and --success-threshold must be whole numbers >= 1, got "
+            f"{args.failure_threshold} and {args.success_threshold}"
+        ) from None
+
+
+def _pairs(given: list[str], option: str, form: str) -> dict[str, str]:
+    """``KEY=VALUE`` options (``NAME`` alone is ``NAME=""``), each key once."""
+    found: dict[str, str] = {}
+    for item in given:
+        key, equals, value = item.partition("=")
+        if not key or (form == "KEY=VALUE" and not equals):
+            raise _Fail(f"{option} takes {form}, got {item!r}")
+        if key in found:
+            raise _Fail(f"{option} {key}: given twice")
+        found[key] = value
+    return found

@@ -45,7 +45,7 @@ from grpc._cython.cygrpc import (  # type: ignore[import-not-found]
 from .._container import views
 from .._container.runner import in_thread, to_completion
 from ..errors import DIError
-from ..grpc import HealthServicer, add_health_servicer
+from ..grpc import HealthServicer, Services, add_health_servicer
 from ..inject import Inject
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
@@ -381,6 +381,7 @@ def install(
     drain: float = 0.0,
     metrics: Any = False,
     unbuilt: Unbuilt | None = None,
+    services: Services | None = None,
 ) -> Lifecycle:
     """Add the health servicer to ``server``; the :class:`Lifecycle` that runs them all.
 
@@ -392,12 +393,13 @@ def install(
     ``metrics=True`` registers the monitor's Prometheus collector (:mod:`di.metrics`)
     on the default registry, or on the ``CollectorRegistry`` given: serve it over
     HTTP as you serve the process's other metrics (``prometheus_client``'s
-    ``start_http_server``, say).
+    ``start_http_server``, say). ``services`` names the server's own gRPC services so
+    that health answers for them (see :func:`di.grpc.add_health_servicer`).
     """
     monitor = monitor_for(injector, monitor, unbuilt)
     declare_context(injector)
     registry_for(monitor, metrics)
-    health = add_health_servicer(server, monitor)
+    health = add_health_servicer(server, monitor, services=services)
     return Lifecycle(server, injector, monitor, health, grace=grace, drain=drain)
 
 
