@@ -304,7 +304,7 @@ async def test_add_group_answers_for_a_new_name_at_once() -> None:
     db.down = True
     await monitor.check()
     assert monitor.status("shop.Orders") is NOT_SERVING
-    with pytest.raises(ValueError, match="answers for 'shop.Orders' already"):
+    with pytest.raises(ValueError, match=r"answers for 'shop\.Orders' already"):
         monitor.add_group("shop.Orders", ["*"])
 
 

@@ -16,7 +16,7 @@ from contextlib import ExitStack, contextmanager
 import grpc
 
 from di import HealthMonitor, Injector
-from di.integrations.grpc import install
+from di.integrations.grpc import Lifecycle, install
 
 from ..processes import wait_for
 from ..servers import LoopThread
@@ -46,7 +46,7 @@ class Backend:
         self.injector = Injector()
         self.injector.provide(Orders, eager=True)
         self.port = 0
-        self.lifecycle: object = None
+        self.lifecycle: Lifecycle | None = None
 
     @property
     def orders(self) -> Orders:
@@ -73,7 +73,8 @@ class Backend:
             await monitor.wait_ready()
 
     async def stop(self) -> None:
-        await self.lifecycle.stop()  # type: ignore[attr-defined]
+        assert self.lifecycle is not None
+        await self.lifecycle.stop()
 
 
 @contextmanager
