@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -86,6 +86,11 @@ class HealthPolicy:
     failure_threshold: int = 1
     success_threshold: int = 1
     skip_when_blocked: bool = False
+    # Whether a monitor's rounds have anything to do for it (spacing, delay,
+    # thresholds): a service whose policy does not is checked every round, unasked.
+    monitored: bool = field(init=False, repr=False, compare=False, default=False)
+    # Whether it changes nothing at all (the engine's quick path).
+    plain: bool = field(init=False, repr=False, compare=False, default=True)
 
     def __post_init__(self) -> None:
         for name in ("timeout", "interval", "initial_delay"):
@@ -116,6 +121,15 @@ class HealthPolicy:
                 "HealthPolicy(skip_when_blocked=...) must be True or False, "
                 f"got {self.skip_when_blocked!r}"
             )
+        monitored = (
+            self.interval is not None
+            or self.initial_delay > 0
+            or self.failure_threshold != 1
+            or self.success_threshold != 1
+        )
+        object.__setattr__(self, "monitored", monitored)
+        plain = not monitored and self.timeout is None and not self.skip_when_blocked
+        object.__setattr__(self, "plain", plain)
 
 
 DEFAULT_POLICY = HealthPolicy()

@@ -29,6 +29,7 @@ import functools
 import inspect
 import logging
 import math
+import operator
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -104,10 +105,11 @@ class Item:
         call: Callable[[], Any],
         is_async: bool,
         timeout: float | None,
+        policy: HealthPolicy,
     ):
         self.service = service
         self.timeout = timeout  # its per-check timeout: its policy's, or the injector's
-        self.policy = DEFAULT_POLICY
+        self.policy = policy
         self.scope = scope
         self.call = call
         self.is_async = is_async
@@ -205,7 +207,9 @@ def _collect(
     ``timeout`` (the injector's per-check timeout); one whose policy spaces its checks
     out is checked only when ``due`` says so.
     """
-    items: list[Item] = []
+    items = Queue()
+    shortest = math.inf  # of the policies' own timeouts
+    injectors = False  # whether some take the injector's per-check timeout
     for owner, service, instance in views.built(scope):
         if only is not None and service is not only:
             continue
@@ -214,16 +218,42 @@ def _collect(
             probe = service.probe = probe_of(service, instance)
         if probe is not NO_CHECK:
             policy = service.policy or default
-            if due is not None and not due(service, policy):
+            if policy.plain:  # the common case, kept as short as it can be
+                items.append(Item(service, owner, probe[0], probe[1], timeout, policy))
+                injectors = True
                 continue
-            own = timeout if policy.timeout is None else policy.timeout
-            item = Item(service, owner, probe[0], probe[1], own)
-            item.policy = policy
-            items.append(item)
-    items.sort(key=lambda item: item.service.index, reverse=True)
+            if policy.monitored and due is not None and not due(service, policy):
+                continue
+            own = policy.timeout
+            if own is None:
+                own = timeout
+                injectors = True
+            elif own < shortest:
+                shortest = own
+            if policy.skip_when_blocked:
+                items.skipping = True
+            items.append(Item(service, owner, probe[0], probe[1], own, policy))
+    if injectors and timeout is not None and timeout < shortest:
+        shortest = timeout
+    items.tick = None if shortest == math.inf else shortest
+    items.sort(key=_BUILT_ORDER, reverse=True)
     for position, item in enumerate(items):
         item.position = position
     return items
+
+
+_BUILT_ORDER = operator.attrgetter("service.index")  # the order services were built in
+
+
+class Queue(list[Item]):
+    """The items of one call, and what the engine needs to know of them all."""
+
+    __slots__ = ("skipping", "tick")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipping = False  # whether some policy says skip_when_blocked
+        self.tick: float | None = None  # the shortest per-check timeout, None if none
 
 
 def probe_of(service: Service, instance: Any) -> tuple[Callable[[], Any], bool]:
@@ -286,9 +316,12 @@ class Call:
         self._queue = iter(items)
         self.results: dict[int, HealthCheckResult] = {}
         # The shortest per-check timeout (the watchdog's tick); None when none has one.
-        self.timeout: float | None = min(
-            (item.timeout for item in items if item.timeout is not None), default=None
+        self.timeout: float | None = (
+            items.tick
+            if isinstance(items, Queue)
+            else min((i.timeout for i in items if i.timeout is not None), default=None)
         )
+        self.failed = False  # whether a check failed (its result names what it depends on)
         global_timeout = settings.global_timeout
         self.limit = GLOBAL
         if round_timeout is not None and (global_timeout is None or round_timeout < global_timeout):
@@ -445,6 +478,8 @@ class Call:
         )
         if self.results.setdefault(item.position, result) is not result:
             return  # another path reported it first
+        if error is not None and outcome is not Outcome.DEGRADED:
+            self.failed = True
         if self.on_check is not None:
             try:
                 self.on_check(item.service.label, result)
@@ -519,14 +554,15 @@ async def drive(
     """
     if not items:
         return HealthReport(())
-    rounds = causes.levels(items)
-    if len(rounds) > 1:
-        return await _in_rounds(settings, items, rounds, round_timeout)
+    if not isinstance(items, Queue) or items.skipping:
+        rounds = causes.levels(items)
+        if len(rounds) > 1:
+            return await _in_rounds(settings, items, rounds, round_timeout)
     call = Call(settings, items, round_timeout)
     results = await _run(call)
-    if any(not result.healthy for result in results.values()):
+    if call.failed:
         results = causes.with_causes(items, results)
-    return HealthReport(tuple(results[i] for i in range(len(items))))
+    return HealthReport(tuple(map(results.__getitem__, range(len(items)))))
 
 
 async def _run(call: Call) -> dict[int, HealthCheckResult]:
@@ -584,7 +620,7 @@ async def _in_rounds(
     results = {item.position: done[item.service] for item in items}
     if any(not result.healthy for result in results.values()):
         results = causes.with_causes(items, results)
-    return HealthReport(tuple(results[i] for i in range(len(items))))
+    return HealthReport(tuple(map(results.__getitem__, range(len(items)))))
 
 
 def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -37,6 +37,8 @@ class Round:
         memory = self.memory
         if policy.failure_threshold != 1 or policy.success_threshold != 1:
             memory.thresholds[service.label] = policy
+        if policy.interval is not None:
+            memory.spaced.add(service.label)
         if policy.interval is None and not policy.initial_delay:
             return True
         now = self.now
@@ -64,6 +66,7 @@ class Rounds:
         "last",
         "published",
         "seen",
+        "spaced",
         "streaks",
         "thresholds",
         "waiting",
@@ -73,10 +76,11 @@ class Rounds:
         self.seen: dict[Service, float] = {}  # when each was first seen built
         self.checked_at: dict[Service, float] = {}  # when each was last checked
         self.waiting: tuple[str, ...] = ()  # labels in their initial delay
-        self.last: dict[str, HealthCheckResult] = {}  # the latest result of each
+        self.spaced: set[str] = set()  # labels whose policy has an interval
+        self.last: dict[str, HealthCheckResult] = {}  # the latest result of each of them
         self.carried: dict[str, float] = {}  # label -> time.time() of a carried result
         self.streaks: dict[str, tuple[int, int]] = {}  # consecutive (failures, passes)
-        self.published: dict[str, bool] = {}  # the health published for each
+        self.published: dict[str, bool] = {}  # the health published for those with thresholds
         self.damped: dict[str, bool] = {}  # those where it differs from the latest check
         self.thresholds: dict[str, HealthPolicy] = {}  # labels whose thresholds are not 1
 
@@ -99,29 +103,42 @@ class Rounds:
         self.carried = carried
         streaks = self.streaks
         thresholds = self.thresholds
+        published = self.published
+        damped = self.damped
+        spaced = self.spaced
         for check in report.checks:
             key = check.key
-            last[key] = check
-            failures, passes = streaks.get(key, (0, 0))
+            if spaced and key in spaced:
+                last[key] = check
             healthy = check.healthy
-            streaks[key] = (0, passes + 1) if healthy else (failures + 1, 0)
-            policy = thresholds.get(key)
+            policy = thresholds.get(key) if thresholds else None
             if policy is None:
-                self.published[key] = healthy
-                self.damped.pop(key, None)
+                # Counted while failing (a passing check without thresholds is 0 and 1).
+                if not healthy:
+                    streaks[key] = (streaks.get(key, (0, 0))[0] + 1, 0)
+                elif streaks:
+                    streaks.pop(key, None)
+                if damped:
+                    damped.pop(key, None)
                 continue
-            before = self.published.get(key)
+            failures, passes = streaks.get(key, (0, 0))
+            if healthy:
+                passes, failures = passes + 1, 0
+            else:
+                failures, passes = failures + 1, 0
+            streaks[key] = (failures, passes)
+            before = published.get(key)
             if before is None or before == healthy:
                 now_healthy = healthy  # the first result decides at once
             elif before:  # passing: NOT_SERVING after enough failures in a row
-                now_healthy = failures + 1 < policy.failure_threshold
+                now_healthy = failures < policy.failure_threshold
             else:  # failing: SERVING after enough passes in a row
-                now_healthy = passes + 1 >= policy.success_threshold
-            self.published[key] = now_healthy
+                now_healthy = passes >= policy.success_threshold
+            published[key] = now_healthy
             if now_healthy == healthy:
-                self.damped.pop(key, None)
+                damped.pop(key, None)
             else:
-                self.damped[key] = now_healthy
+                damped[key] = now_healthy
         if len(last) > 4 * (len(report.checks) + len(extra)) + 64:
             self._forget({check.key for check in (*report.checks, *extra)})
         if not extra:

@@ -265,9 +265,8 @@ def compose(state: State) -> HealthSnapshot:
         results[name] = found
         if status is not ServingStatus.SERVING:
             health[name] = "fail"
-        elif any(
-            check.outcome is Outcome.DEGRADED or (not check.healthy and check.key in damped)
-            for check in found
+        elif any(check.outcome is Outcome.DEGRADED for check in found) or (
+            damped and any(check.key in damped and not check.healthy for check in found)
         ):
             health[name] = "warn"  # degraded, or failing below its failure threshold
         elif pending and (name == "" or groups.get(name, ()) is None):
