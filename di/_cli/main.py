@@ -1,7 +1,8 @@
 """The di command: check an application's health, probe a server, serve health.
 
-- ``di check MODULE:ATTR [--json]``: run the checks once, print them, exit 0 if healthy
-  or only degraded.
+- ``di check MODULE:ATTR [--json] [--tag TAG]``: run the checks once (of the services
+  with a tag, with ``--tag``), print them and their root causes, exit 0 if healthy or
+  only degraded.
 - ``di graph MODULE:ATTR [--validate]``: print the dependency graph as Mermaid.
 - ``di probe URL [--service NAME] [--timeout S] [--tls] [--tls-ca-cert FILE]
   [--tls-client-cert FILE --tls-client-key FILE] [--tls-no-verify]
@@ -9,7 +10,9 @@
   grpc_health_probe's, and take its single-dash spelling too (``-tls-ca-cert``).
 - ``di serve MODULE:ATTR [--http HOST:PORT] [--grpc HOST:PORT] [--interval S]
   [--drain S] [--grace S] [--limit-concurrency N] [--metrics]
-  [--unbuilt {warn,fail,ignore}] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]``.
+  [--unbuilt {warn,fail,ignore}] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
+  [--failure-threshold N] [--success-threshold N] [--info KEY=VALUE]
+  [--grpc-service NAME[=MEMBER,...]]``.
 - ``di run MODULE:APP [--host H] [--port P] [--uds PATH] [--drain S] [--factory]``:
   serve an ASGI application under uvicorn, draining on SIGTERM (:mod:`.run`).
 
@@ -54,7 +57,9 @@ Build the application's eager services, run every health check once, print one l
 per check and a summary (or the report as JSON with --json), then shut the application
 down. Exits 0 when every check passes or is only degraded, 1 otherwise, and 1 when no
 check ran. Services with a health check that were not built (lazy, and neither eager
-nor invoked by the factory) are not checked: they are named on stderr."""
+nor invoked by the factory) are not checked: they are named on stderr. A check that
+failed because a service it depends on failed says "blocked by" that service, and the
+root causes are named after the summary; --tag checks only the services with a tag."""
 
 PROBE = """\
 Ask a running server whether it is healthy, for Docker's HEALTHCHECK and for scripts.
