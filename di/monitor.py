@@ -96,6 +96,19 @@ class HealthMonitor:
     ``2 * (interval + timeout)``), the same names read NOT_SERVING, "health checks
     overdue", until one does.
 
+    Policies: ``policy`` (a :class:`~di.HealthPolicy`) is the policy of every service
+    provided without one. A service's ``interval`` spaces its checks out (its last
+    result is republished in between), its ``initial_delay`` holds its first check (it
+    reads waiting meanwhile, and holds the names it belongs to NOT_SERVING), and its
+    thresholds damp its status: NOT_SERVING after ``failure_threshold`` failed rounds
+    in a row, SERVING again after ``success_threshold`` passes (its first result
+    decides at once). A failure that only echoes a dependency's (``blocked_by``) is
+    logged at INFO: the root cause has the WARNING. Group members may be ``"tag:db"``
+    (every service provided with that tag); :meth:`add_group` adds a name later.
+    ``startup`` is NOT_SERVING until :meth:`start` has completed, then SERVING for good.
+    ``info`` (``version``, ``releaseId``, ``serviceId``, ``description``) is shown
+    at the top of ``/health``.
+
     Degraded checks (:class:`~di.Degraded`, or a failing check of a service provided
     with ``critical=False``) count as passing: their names stay SERVING, and
     :meth:`health_status` reads ``"warn"`` for them.

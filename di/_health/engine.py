@@ -603,7 +603,12 @@ async def _in_rounds(
             else:
                 done[item.service] = skipped
                 if settings.on_check is not None:
-                    settings.on_check(item.service.label, skipped)
+                    try:
+                        settings.on_check(item.service.label, skipped)
+                    except BaseException:
+                        logger.exception(
+                            "the on_health_check hook failed for %r", item.service.label
+                        )
         if not runnable:
             continue
         for position, item in enumerate(runnable):
