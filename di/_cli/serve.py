@@ -70,6 +70,7 @@ _SERVING = {"http": "serving HTTP", "grpc": "serving gRPC", "prometheus": "--met
 ROUND_WAIT = 1.0
 LEFT_BEHIND = 1.0
 STALL_WARNING = 1.0  # a loop blocked this long (s) is logged: answers waited meanwhile
+DESCRIPTORS_WARNING = 60.0  # s between two warnings that accept() ran out of descriptors
 DOCS_BLOCKING = (
     "https://github.com/healthdi/healthdi/blob/main/docs/exposure.md#blocking-the-event-loop"
 )
@@ -103,10 +104,11 @@ def server_context(tls: TlsFiles) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(tls.cert, tls.key)
-    except (OSError, ssl.SSLError) as error:
+        context.load_cert_chain(tls.cert, tls.key, password=no_passphrase)
+    except (OSError, ssl.SSLError, EncryptedKeyError) as error:
         raise ValueError(
-            f"cannot load --tls-cert {tls.cert} with --tls-key {tls.key}: {_reason(error)}"
+            f"cannot load --tls-cert {tls.cert} with --tls-key {tls.key}: "
+            f"{encrypted_key(tls.key) if isinstance(error, EncryptedKeyError) else _reason(error)}"
         ) from None
     if tls.client_ca is not None:
         try:
@@ -118,6 +120,23 @@ def server_context(tls: TlsFiles) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_REQUIRED
     context.set_alpn_protocols(["http/1.1"])
     return context
+
+
+class EncryptedKeyError(Exception):
+    """A private key needs a passphrase: there is nobody to type it."""
+
+
+def no_passphrase() -> bytes:
+    """``load_cert_chain``'s password callback: OpenSSL would otherwise prompt on the
+    terminal (or read stdin) for an encrypted key, and wait there for ever."""
+    raise EncryptedKeyError
+
+
+def encrypted_key(path: str) -> str:
+    """What to say of an encrypted key, and how to write it without its passphrase."""
+    return (
+        f"the key is encrypted; give it without a passphrase (openssl pkey -in {path} -out tls.key)"
+    )
 
 
 def _reason(error: BaseException) -> str:
@@ -242,6 +261,7 @@ class Run:
         import asyncio
 
         loop = asyncio.new_event_loop()
+        loop.set_exception_handler(_LoopErrors())
         try:
             return loop.run_until_complete(self.main())
         finally:
@@ -518,6 +538,33 @@ class Run:
             with anyio.move_on_after(5):
                 await self.http.done.wait()
             self.http = None
+
+
+class _LoopErrors:
+    """The loop's exception handler: asyncio's, but a failed ``accept()`` for want of
+    file descriptors is one warning every :data:`DESCRIPTORS_WARNING` seconds.
+
+    asyncio logs a traceback for each connection waiting in the backlog, up to
+    :data:`~.http_server.BACKLOG` each time the port is readable: a burst of connections
+    would write thousands of lines.
+    """
+
+    def __init__(self) -> None:
+        self.said = -math.inf
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") != "socket.accept() out of system resource":
+            loop.default_exception_handler(context)
+            return
+        now = loop.time()
+        if now - self.said >= DESCRIPTORS_WARNING:
+            self.said = now
+            logger.warning(
+                "cannot accept connections: out of file descriptors (%s); new connections "
+                "wait until some close: raise the limit (ulimit -n) or lower "
+                "--limit-concurrency",
+                context.get("exception"),
+            )
 
 
 def _http_server(monitor: HealthMonitor, options: Options) -> HttpServer:
