@@ -19,6 +19,7 @@ __all__ = [
 ]
 
 Status = Literal["pass", "warn", "fail"]
+"""A status in the IETF health-check draft's words: healthy, degraded, unhealthy."""
 
 
 class Degraded(Exception):
