@@ -429,6 +429,7 @@ def _make_sync(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
             f"service {service.label!r} has an async factory and is not built yet; "
             f"use `await scope.ainvoke(...)` to build it"
         )
+    service.needs = []  # recorded anew by each build
     path = _enter(service)
     token = _PATH.set((*path, service))
     try:
@@ -456,6 +457,7 @@ def _make_sync(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
 
 
 async def _make_async(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
+    service.needs = []  # recorded anew by each build
     path = _enter(service)
     token = _PATH.set((*path, service))
     try:
@@ -581,6 +583,7 @@ def _argument_sync(p: Param, scope: Scope, service: Service) -> Any:
     dependency = _dependency(p, scope, service)
     if dependency is None or _absent_context(dependency, p, scope):
         return p.default
+    service.needs.append(dependency)  # the build graph, for health results' blocked_by
     return _checked(p, resolve_sync(dependency, scope), service)
 
 
@@ -590,6 +593,7 @@ async def _argument_async(p: Param, scope: Scope, service: Service) -> Any:
     dependency = _dependency(p, scope, service)
     if dependency is None or _absent_context(dependency, p, scope):
         return p.default
+    service.needs.append(dependency)  # the build graph, for health results' blocked_by
     return _checked(p, await resolve_async(dependency, scope), service)
 
 
