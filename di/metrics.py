@@ -28,24 +28,28 @@ import threading
 import weakref
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, CollectorRegistry, Histogram
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
-
 from ._container.service import Lifetime
 from ._container.views import built
+from ._extras import needs_extra
 from .health import HealthReport
 from .monitor import HealthMonitor
+
+with needs_extra("di.metrics", "metrics"):
+    from prometheus_client import REGISTRY, CollectorRegistry, Histogram
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
+    from prometheus_client.registry import Collector
+    from prometheus_client.utils import floatToGoString
 
 __all__ = ["STATUSES", "HealthCollector", "register"]
 
 STATUSES = ("pass", "warn", "fail")
+"""The ``status`` label's values of ``healthdi_health_status``: one sample each."""
+
 # The histogram's bucket bounds (prometheus-client's defaults, +Inf last), and as the
 # exposition writes them.
 _BOUNDS: tuple[float, ...] = tuple(Histogram.DEFAULT_BUCKETS)

@@ -625,10 +625,14 @@ def _dependency(p: Param, scope: Scope, service: Service) -> Service | None:
 
 
 def explain_captive(error: Exception, service: Service, invoker: Scope) -> None:
-    """When a singleton misses a key that the invoking scope does see, say why and what to do."""
+    """When a singleton misses a key that the invoking scope does see, say why and what to do.
+
+    The error's headline becomes the cause and the fix, as ``validate()`` words a captive
+    dependency: its own (such as "open a scope", to code that is in one) would mislead.
+    """
     owner = service.owner
     missing = getattr(error, "missing", MISSING)
-    explained = any(_CAPTIVE in note for note in getattr(error, "__notes__", ()))
+    explained = any(_CAPTIVE in str(arg) for arg in error.args)
     if missing is MISSING or invoker is owner or explained:
         return
     provider = registry.lookup(invoker, missing)
@@ -641,18 +645,19 @@ def explain_captive(error: Exception, service: Service, invoker: Scope) -> None:
         where = invoker.name if invoker.parent is not None else None
     else:
         where = provider.owner.name
-    if where is None or where == owner.name:
+    if where is None or where == owner.name or provider is None:
         return
-    label = describe(missing)
-    error.add_note(
-        f"{label} is provided in scope {where!r}, but {service.label!r} is a singleton of "
-        f"scope {owner.name!r}, and {_CAPTIVE} "
-        f"that owns it. Either provide {service.label!r} in scope {where!r}, or make it "
-        "scoped with provide_scoped() so each scope builds its own."
+    kind = f"{provider.lifetime.value} " if provider.lifetime in _PER_SCOPE else ""
+    error.args = (
+        f"captive dependency: singleton {service.label!r} (scope {owner.name!r}) needs "
+        f"{kind}{describe(missing)}, which is provided in scope {where!r}; {_CAPTIVE} "
+        f"that owns it, so make {service.label!r} scoped with provide_scoped() (each "
+        f"scope builds its own) or provide it in scope {where!r}",
     )
 
 
 _CAPTIVE = "a singleton resolves its dependencies from the scope"
+_PER_SCOPE = (Lifetime.SCOPED, Lifetime.CONTEXT)
 
 
 def _checked(p: Param, value: Any, service: Service) -> Any:

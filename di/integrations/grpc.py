@@ -36,21 +36,24 @@ from concurrent.futures import Executor
 from types import TracebackType
 from typing import Any, TypeVar
 
-import grpc
-import grpc.aio
-from grpc._cython.cygrpc import (  # type: ignore[import-not-found]
-    _SyncServicerContext,  # the sync methods' context, as grpc.aio makes it
-)
-
 from .._container import views
 from .._container.runner import in_thread, to_completion
+from .._extras import needs_extra
 from ..errors import DIError
-from ..grpc import HealthServicer, add_health_servicer
 from ..inject import Inject
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from ._inject import Site, check_injected, injects, wrap
 from ._lifecycle import Running, monitor_for, registry_for
+
+with needs_extra("di.integrations.grpc", "grpc"):
+    import grpc
+    import grpc.aio
+    from grpc._cython.cygrpc import (  # type: ignore[import-not-found]
+        _SyncServicerContext,  # the sync methods' context, as grpc.aio makes it
+    )
+
+    from ..grpc import HealthServicer, add_health_servicer
 
 __all__ = [
     "WITHHELD",
@@ -69,9 +72,11 @@ logger = logging.getLogger("di.integrations.grpc")
 
 # The context key each RPC's scope receives: the ServicerContext class itself.
 ServicerContext = grpc.aio.ServicerContext
+"""The context key under which each RPC's scope holds the RPC's ``ServicerContext``."""
 _HEALTH = "/grpc.health.v1.Health/"
 # What a client reads when an RPC fails with an exception: its text may hold secrets.
 WITHHELD = "unexpected error (details withheld: see the server's log)"
+"""What a client reads when an RPC fails with an exception; the text goes to the log."""
 _UNSET: Any = object()  # stop()'s grace and drain: those given to install()
 
 

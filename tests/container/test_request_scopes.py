@@ -677,7 +677,16 @@ def test_a_singleton_needing_a_scoped_service_is_told_why() -> None:
     injector.provide(SessionCache)
     with injector.scope() as scope, pytest.raises(ScopeRequiredError) as caught:
         scope.invoke(SessionCache)
-    assert any("a singleton resolves its dependencies" in n for n in caught.value.__notes__)
+    # The headline leads with the cause and the fix, as validate() words it; never "open
+    # a scope" to code that is in one.
+    assert str(caught.value) == (
+        f"captive dependency: singleton '{__name__}.SessionCache' (scope 'root') needs "
+        f"scoped {__name__}.Session, which is provided in scope '{scope.name}'; a singleton "
+        "resolves its dependencies from the scope that owns it, so make "
+        f"'{__name__}.SessionCache' scoped with provide_scoped() (each scope builds its "
+        f"own) or provide it in scope '{scope.name}'"
+    )
+    assert "open a scope" not in str(caught.value)
 
 
 def test_validate_reports_a_bound_service_once() -> None:
