@@ -52,7 +52,7 @@ if TYPE_CHECKING:
         ShutdownError,
         ShutdownTimeoutError,
     )
-    from .health import Degraded, HealthCheckResult, HealthReport, Outcome
+    from .health import Degraded, HealthCheckResult, HealthPolicy, HealthReport, Outcome
     from .inject import Inject
     from .injector import Injector
     from .lifecycle import HookEvent, ServiceShutdown, ShutdownReport
@@ -79,6 +79,7 @@ _WHERE = {
     "Degraded": ".health",
     "HealthCheckError": ".errors",
     "HealthCheckResult": ".health",
+    "HealthPolicy": ".health",
     "HealthCheckTimeoutError": ".errors",
     "HealthMonitor": ".monitor",
     "HealthReport": ".health",
@@ -115,6 +116,7 @@ __all__ = [
     "GraphError",
     "HealthCheckError",
     "HealthCheckResult",
+    "HealthPolicy",
     "HealthCheckTimeoutError",
     "HealthMonitor",
     "HealthChecker",

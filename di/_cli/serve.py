@@ -38,14 +38,14 @@ import math
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 
-from ..health import explain_error
+from ..health import HealthPolicy, explain_error
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 
@@ -157,6 +157,10 @@ class Options:
     metrics: bool = False
     tls: TlsFiles | None = None
     unbuilt: Unbuilt = "warn"
+    policy: HealthPolicy | None = None  # --failure-threshold, --success-threshold
+    info: dict[str, str] = field(default_factory=dict)  # --info KEY=VALUE
+    # --grpc-service NAME[=MEMBER,...]: each gRPC service name and what it reads.
+    grpc_services: dict[str, list[str]] = field(default_factory=dict)
 
 
 class Signals:
@@ -358,7 +362,11 @@ class Run:
             interval=options.interval,
             show_details=options.show_details,
             unbuilt=options.unbuilt,
+            policy=options.policy,
+            info=options.info,
         )
+        for name, members in options.grpc_services.items():  # over HTTP too
+            monitor.add_group(name, members)
         listener: socket.socket | None = None
         if options.http:
             from .http_server import listen
