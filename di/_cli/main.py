@@ -511,17 +511,19 @@ async def _shut_down(injector: Scope) -> bool:
 
 
 def _address(text: str, option: str) -> tuple[str, int]:
-    host, colon, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not colon or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise _Fail(f"bad {option} address {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
-    return host, int(port)
+    from .._serving.listeners import parse_address
+
+    try:
+        return parse_address(text, option)
+    except ValueError as error:
+        raise _Fail(str(error)) from None
 
 
 def _run_serve(args: argparse.Namespace, signals: Any) -> int:
     import math
 
-    from .serve import Options, Run, TlsFiles, configure_logging, missing_extra, server_context
+    from .._serving.listeners import TlsFiles, server_context
+    from .serve import Options, Run, configure_logging, missing_extra
 
     configure_logging()
     for option, value in (("--interval", args.interval), ("--drain", args.drain)):
