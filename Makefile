@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The wheel installed alone, with the core's dependencies only, outside the source tree.
 WHEEL_VENV := build/wheel-venv
 
-.PHONY: demo test bench bench-compare lint dist check-dist docs clean
+.PHONY: demo test test-pythons bench bench-compare lint dist check-dist docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,7 @@ lint: $(VENV)/.test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict di tests/typing
+	$(BIN)/mypy --strict --python-version 3.13 di tests/typing
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_shape.py di
 
@@ -46,8 +47,16 @@ docs: $(VENV)/.test
 # per core of a 2-core machine: `make test PYTEST_WORKERS=8`, or 0 for one process.
 PYTEST_WORKERS ?= 6
 
-test: lint docs check-dist
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
+test: lint docs check-dist test-pythons
+
+# The suite on every CPython from 3.11 up that the machine has, one version after
+# another, each in its own venv made as .venv is (.venv-3.12, ...); scripts/pythons.py
+# says where it looked, which versions ran and which it could not find.
+# `make test-pythons TEST_PYTHONS="3.11 3.13"` runs those versions only.
+TEST_PYTHONS ?=
+test-pythons: $(VENV)/.test
+	TEST_PYTHONS="$(TEST_PYTHONS)" MAKE="$(MAKE)" $(BIN)/python scripts/pythons.py \
+		-n $(PYTEST_WORKERS) --dist worksteal
 
 dist: $(VENV)/.test
 	rm -rf dist
@@ -65,6 +74,8 @@ check-dist: dist
 	$(WHEEL_VENV)/bin/di probe http://127.0.0.1:9/ --timeout 1 | grep '^unhealthy: '
 	$(WHEEL_VENV)/bin/di serve any:app --http 127.0.0.1:0 2>&1 \
 		| grep -F "serving HTTP needs the http extra (httptools is not installed)"
+	$(WHEEL_VENV)/bin/di run any:app 2>&1 \
+		| grep -F "di run needs the http extra (uvicorn is not installed)"
 
 bench: $(VENV)/.bench
 	$(BIN)/python -m benchmarks
@@ -75,7 +86,7 @@ bench-compare: $(VENV)/.bench
 	$(BIN)/python -m benchmarks --compare $(COMPARE_REF)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache benchmarks/results/*.json dist build site
+	rm -rf $(VENV) $(VENV)-3.* .pytest_cache .mypy_cache .ruff_cache benchmarks/results/*.json dist build site
 
 define CHECK_WHEEL
 import importlib.metadata as metadata, importlib.util
@@ -86,7 +97,7 @@ files = [str(f) for f in metadata.distribution("healthdi").files]
 assert any(f.endswith(".dist-info/licenses/LICENSE") for f in files), files
 extras = [m for m in ("grpc", "uvicorn", "httptools", "trio") if importlib.util.find_spec(m)]
 assert not extras, f"the core alone installed {extras}"
-command = {f"di/_cli/{m}.py" for m in ("__init__", "main", "probe", "serve")}
+command = {f"di/_cli/{m}.py" for m in ("__init__", "main", "probe", "serve", "run")}
 command |= {f"di/_serving/{m}.py" for m in ("__init__", "http_server", "listeners")}
 assert command <= set(files), sorted(command - set(files))
 print(f"the wheel alone: import di {di.__version__} from {di.__file__}")

@@ -22,9 +22,10 @@ from ._container import registry
 from ._container.hooks import own_hooks, refresh
 from ._container.keys import check_name
 from ._container.resolve import resolve_sync
-from ._container.runner import Threads, in_event_loop
+from ._container.runner import Threads, after_fork_in_child, in_event_loop
 from ._container.service import BLANK
 from ._health import HealthSettings
+from ._health.settings import check_seconds
 from .errors import AsyncRequiredError, ShutdownError
 from .health import HealthCheckResult
 from .lifecycle import ShutdownReport
@@ -63,6 +64,7 @@ class Injector(Scope):
     """
 
     __slots__ = (
+        "__weakref__",
         "_counter",
         "_health",
         "_mutex",
@@ -90,9 +92,9 @@ class Injector(Scope):
                 "Injector(health_check_parallelism=...) must be an int >= 0 "
                 f"(0 = unlimited, 1 = sequential), got {health_check_parallelism!r}"
             )
-        _check_seconds("health_check_timeout", health_check_timeout)
-        _check_seconds("health_check_global_timeout", health_check_global_timeout)
-        _check_seconds("shutdown_timeout", shutdown_timeout)
+        check_seconds("Injector(health_check_timeout=...)", health_check_timeout)
+        check_seconds("Injector(health_check_global_timeout=...)", health_check_global_timeout)
+        check_seconds("Injector(shutdown_timeout=...)", shutdown_timeout)
         if on_health_check is not None and not callable(on_health_check):
             raise TypeError(
                 f"Injector(on_health_check=...) must be callable, got {on_health_check!r}"
@@ -117,6 +119,13 @@ class Injector(Scope):
         )
         Scope.__init__(self, check_name(name, "Injector()"), self)
         self._parent = None
+        after_fork_in_child(self._after_fork)
+
+    def _after_fork(self) -> None:
+        # In a forked child, a thread of the parent that held the mutex (a monitor's
+        # round reading the tree) does not exist: its hold would never end. No code
+        # that could fork runs under it, so nothing in this thread holds it.
+        self._mutex = threading.RLock()
 
     def __enter__(self) -> Injector:
         return self
@@ -234,12 +243,3 @@ def _reported(shutdown: Callable[[], ShutdownReport]) -> ShutdownReport:
     except ShutdownError as error:
         logger.error("%s", error, exc_info=error)
         return error.report
-
-
-def _check_seconds(argument: str, value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(
-            f"Injector({argument}=...) must be a number of seconds > 0 or None, got {value!r}"
-        )

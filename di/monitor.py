@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,12 +31,15 @@ import anyio.lowlevel
 from . import _health  # the engine's entry point, for rounds bounded by ``timeout``
 from ._container import views
 from ._container.runner import (
+    LoopEvent,
+    after_fork_in_child,
     cancel_requests,
     cancelled_from_outside,
     in_event_loop,
     is_cancellation,
 )
 from ._health import observe
+from ._health.settings import check_seconds
 from .health import HealthCheckResult, HealthReport, Outcome, Status, explain_error
 from .scope import Scope
 
@@ -208,18 +212,7 @@ class HealthMonitor:
             ("failure_ttl", failure_ttl, False),
             ("log_interval", log_interval, False),
         ):
-            if value is None:
-                continue
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or not (value > 0 if positive else value >= 0)
-            ):
-                bound = "> 0" if positive else ">= 0"
-                raise ValueError(
-                    f"HealthMonitor({argument}=...) must be a finite number {bound}, got {value!r}"
-                )
+            check_seconds(f"HealthMonitor({argument}=...)", value, zero=not positive)
         self.injector = injector
         self.interval = interval
         self.timeout = float(interval if timeout is None else timeout) or 1.0
@@ -235,7 +228,7 @@ class HealthMonitor:
             )
         # Each group's members by label, in order; None for "*" (every checked service).
         self._groups: dict[str, tuple[str, ...] | None] = {
-            name: self._members(name, members)
+            name: _members(injector, name, members)
             for name, members in {**DEFAULT_GROUPS, **(groups or {})}.items()
         }
         self._report: HealthReport | None = None
@@ -249,13 +242,14 @@ class HealthMonitor:
         self._flowing: set[str] = set()  # overridden names that are service keys
         self._expiries: dict[str, float] = {}  # time.monotonic() each ttl ends at
         self._expiry_at = math.inf  # the first of them
-        self._deadlines_moved: anyio.Event | None = None
+        self._deadlines_moved: LoopEvent | None = None
         self._unbuilt: tuple[str, ...] = ()  # labels of unbuilt services with a check
         self._shutting_down = False
         self._closed = False
         self._stop: anyio.Event | None = None
         self._version = 0
-        self._changed = anyio.Event() if _in_loop() else None
+        self._lock = threading.RLock()  # publishing happens in any thread: one at a time
+        self._changed = LoopEvent() if in_event_loop() else None  # an event needs a loop
         self._snapshot = self._take_snapshot()
         self._refreshing: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -267,29 +261,17 @@ class HealthMonitor:
         self._status_log = observe.StatusLog(self.log_interval)
         self._listeners: list[Callable[[HealthReport], object]] = []
         self._tracer: Any = observe.tracer_for(tracing)
-
-    def _members(self, group: str, members: Sequence[type[Any] | str]) -> tuple[str, ...] | None:
-        if isinstance(members, str) or not isinstance(members, Sequence | set | frozenset):
-            raise TypeError(
-                f"HealthMonitor(groups=...): group {group!r} must list its members, such as "
-                f"groups={{{group!r}: [Database, 'replica']}}; got {members!r}"
-            )
-        if "*" in members:
-            return None
-        # Unknown members are an error now, not a group that can never be SERVING.
-        # The services by key, as invoke finds them: an unknown member fails here.
-        found = [views.find(self.injector, member) for member in members]
-        # A service's own name must not pass for a group that does not answer for it.
-        shadowed = views.lookup(self.injector, group)
-        if shadowed is not None and shadowed not in found:
-            raise ValueError(
-                f"HealthMonitor(groups=...): group {group!r} has the name of a service it "
-                "does not list; rename the group or the service, so that each name has one "
-                "status"
-            )
-        return tuple(service.label for service in found)
+        after_fork_in_child(self._after_fork)
 
     # -- running ---------------------------------------------------------------------
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's run of this monitor does not exist here, so
+        it may run again; what it published stays, and falls overdue until a round."""
+        self._running, self._task_group, self._stop, self._ran = False, None, None, _SET
+        self._changed = self._refreshing = self._deadlines_moved = None
+        if self._phase == _STARTING:  # the start was the parent's, and never ends here
+            self._phase, self._start_done = _NOT_STARTED, None
 
     async def start(self) -> None:
         """Build the injector's eager services (its ``astart()``), once.
@@ -384,10 +366,10 @@ class HealthMonitor:
         that watchers see them too."""
         try:
             while True:
-                moved = self._deadlines_moved = anyio.Event()
+                moved = self._deadlines_moved = LoopEvent()
                 due = min(self._stale_at, self._expiry_at)
                 with anyio.move_on_after(max(due - time.monotonic(), 0.0) + 0.001):
-                    await moved.wait()  # set_status(ttl=...) may bring a deadline forward
+                    await moved.event.wait()  # set_status(ttl=...) may bring one forward
                 self._check_stale()
                 self._check_expiry()
         finally:
@@ -422,12 +404,15 @@ class HealthMonitor:
     ) -> bool | None:
         assert self._task_group is not None
         self.stop()
-        # The round in progress finishes (its threads stop touching services that the
-        # caller may shut down next); it is bounded by the round timeout.
-        with anyio.move_on_after(self.timeout + 1.0):
-            await self._ran.wait()
-        self._task_group.cancel_scope.cancel()
-        return await self._task_group.__aexit__(kind, error, tb)
+        try:
+            # The round in progress finishes (its threads stop touching services that
+            # the caller may shut down next); it is bounded by the round timeout.
+            with anyio.move_on_after(self.timeout + 1.0):
+                await self._ran.wait()
+        finally:  # even if cancelled: a task group never left breaks the caller's scopes
+            self._task_group.cancel_scope.cancel()
+            suppress = await self._task_group.__aexit__(kind, error, tb)
+        return suppress
 
     async def check(self) -> HealthReport:
         """Run the checks now (starting first if need be) and publish the result."""
@@ -441,13 +426,14 @@ class HealthMonitor:
                 self._tracer, self._round, self.show_details
             )
         self._check_log.record(report)
-        self._report = report
-        self._see_unbuilt()
-        self._checked = time.monotonic()
-        self._stale_at = self._checked + self.stale_after
-        self._overdue = False
-        became_ready, self._ready = not self._ready, True
-        self._publish(wake=became_ready)
+        with self._lock:
+            self._report = report
+            self._see_unbuilt()
+            self._checked = time.monotonic()
+            self._stale_at = self._checked + self.stale_after
+            self._overdue = False
+            became_ready, self._ready = not self._ready, True
+            self._publish(wake=became_ready)
         for listener in self._listeners:
             try:
                 listener(report)
@@ -528,9 +514,7 @@ class HealthMonitor:
     async def wait_ready(self) -> None:
         """Return once :attr:`ready` (bound it with ``anyio.fail_after``)."""
         while not self._ready:
-            if self._changed is None:
-                self._changed = anyio.Event()
-            await self._changed.wait()
+            await self._change().event.wait()
 
     def reasons(self) -> list[tuple[str, str]]:
         """Why names read NOT_SERVING whatever the checks say: ``(what, why)`` pairs.
@@ -600,29 +584,31 @@ class HealthMonitor:
         label = name if isinstance(name, str) else views.find(self.injector, name).label
         status = ServingStatus(status)
         if ttl is not None:
-            _check_seconds("set_status(ttl=...)", ttl, "or None for no expiry")
-        self._overrides[label] = status
-        if label in views.service_labels(self.injector):
-            self._flowing.add(label)
-        else:
-            self._flowing.discard(label)
-        if ttl is None:
-            self._expiries.pop(label, None)
-        else:
-            self._expiries[label] = time.monotonic() + ttl
-        self._expiry_at = min(self._expiries.values(), default=math.inf)
-        if self._deadlines_moved is not None:
-            self._deadlines_moved.set()
-        self._publish()
+            check_seconds("set_status(ttl=...)", ttl, "(or None for no expiry)")
+        with self._lock:
+            self._overrides[label] = status
+            if label in views.service_labels(self.injector):
+                self._flowing.add(label)
+            else:
+                self._flowing.discard(label)
+            if ttl is None:
+                self._expiries.pop(label, None)
+            else:
+                self._expiries[label] = time.monotonic() + ttl
+            self._expiry_at = min(self._expiries.values(), default=math.inf)
+            if self._deadlines_moved is not None:
+                self._deadlines_moved.set()
+            self._publish()
 
     def clear_status(self, name: str | type[Any]) -> None:
         """Drop a status set with :meth:`set_status`."""
         label = name if isinstance(name, str) else views.find(self.injector, name).label
-        self._overrides.pop(label, None)
-        self._flowing.discard(label)
-        if self._expiries.pop(label, None) is not None:
-            self._expiry_at = min(self._expiries.values(), default=math.inf)
-        self._publish()
+        with self._lock:
+            self._overrides.pop(label, None)
+            self._flowing.discard(label)
+            if self._expiries.pop(label, None) is not None:
+                self._expiry_at = min(self._expiries.values(), default=math.inf)
+            self._publish()
 
     async def enter_graceful_shutdown(self) -> None:
         """Every status but liveness's becomes NOT_SERVING, for good: later changes are
@@ -637,8 +623,9 @@ class HealthMonitor:
 
     def close_watches(self) -> None:
         """End every :meth:`watch` iteration, now and later (the server is stopping)."""
-        self._closed = True
-        changed, self._changed = self._changed, None
+        with self._lock:
+            self._closed = True
+            changed, self._changed = self._changed, None
         if changed is not None:
             changed.set()
 
@@ -650,9 +637,7 @@ class HealthMonitor:
         """
         last: ServingStatus | None = None
         while not self._closed:
-            if self._changed is None:
-                self._changed = anyio.Event()
-            changed = self._changed
+            changed = self._change()
             current = self.status(name)
             current = ServingStatus.SERVICE_UNKNOWN if current is None else current
             if current is not last:
@@ -660,7 +645,7 @@ class HealthMonitor:
                 yield current
             wait = self._expiry_at - time.monotonic()  # a ttl ends: read again then
             with anyio.move_on_after(max(wait, 0.0) + 0.001 if wait < math.inf else math.inf):
-                await changed.wait()
+                await changed.event.wait()
 
     # -- publishing -------------------------------------------------------------------
 
@@ -670,40 +655,49 @@ class HealthMonitor:
 
     def _check_expiry(self) -> None:
         """End the statuses whose ``ttl`` ended, and publish."""
-        now = time.monotonic()
-        if self._expiry_at > now:
-            return
-        for name, end in list(self._expiries.items()):
-            if end <= now:
-                del self._expiries[name]
-                self._overrides.pop(name, None)
-                self._flowing.discard(name)
-                logger.info(
-                    "the status set for %r ended with its ttl: back to what the checks say",
-                    name or "(overall)",
-                )
-        self._expiry_at = min(self._expiries.values(), default=math.inf)
-        self._publish()
+        with self._lock:
+            now = time.monotonic()
+            if self._expiry_at > now:
+                return
+            for name, end in list(self._expiries.items()):
+                if end <= now:
+                    del self._expiries[name]
+                    self._overrides.pop(name, None)
+                    self._flowing.discard(name)
+                    logger.info(
+                        "the status set for %r ended with its ttl: back to what the checks say",
+                        name or "(overall)",
+                    )
+            self._expiry_at = min(self._expiries.values(), default=math.inf)
+            self._publish()
 
     def _check_stale(self) -> None:
-        if not self._overdue and self._stale_at < time.monotonic():
-            self._overdue = True
-            logger.warning(
-                "health checks overdue: no round completed for %g s; reading NOT_SERVING",
-                self.stale_after,
-            )
-            self._publish()
+        with self._lock:  # looked at under it: a round may complete in another thread
+            if not self._overdue and self._stale_at < time.monotonic():
+                self._overdue = True
+                logger.warning(
+                    "health checks overdue: no round completed for %g s; reading NOT_SERVING",
+                    self.stale_after,
+                )
+                self._publish()
+
+    def _change(self) -> LoopEvent:
+        """What the next change sets, for a waiter on this loop."""
+        with self._lock:
+            self._changed = self._changed or LoopEvent()
+            return self._changed
 
     def _publish(self, wake: bool = False) -> None:
         """Recompute the statuses and publish a new snapshot; wake watchers on a change."""
-        before = self._snapshot.statuses
-        self._version += 1  # results and reasons may change without the statuses
-        snapshot = self._snapshot = self._take_snapshot()
-        statuses = snapshot.statuses
-        self._status_log.record(before, statuses, once=wake or self._shutting_down)
-        if (statuses == before and not wake) or self._closed:
-            return
-        changed, self._changed = self._changed, anyio.Event() if _in_loop() else None
+        with self._lock:
+            before = self._snapshot.statuses
+            self._version += 1  # results and reasons may change without the statuses
+            snapshot = self._snapshot = self._take_snapshot()
+            statuses = snapshot.statuses
+            self._status_log.record(before, statuses, once=wake or self._shutting_down)
+            if (statuses == before and not wake) or self._closed:
+                return
+            changed, self._changed = self._changed, LoopEvent() if in_event_loop() else None
         if changed is not None:
             changed.set()
 
@@ -869,22 +863,29 @@ class _Basis:
         return statuses
 
 
-def _check_seconds(argument: str, value: object, alternative: str) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(
-            f"{argument} must be a finite number of seconds > 0, {alternative}; got {value!r}"
+def _members(
+    injector: Scope, group: str, members: Sequence[type[Any] | str]
+) -> tuple[str, ...] | None:
+    """The labels a group names, or None for every name (``"*"``)."""
+    if isinstance(members, str) or not isinstance(members, Sequence | set | frozenset):
+        raise TypeError(
+            f"HealthMonitor(groups=...): group {group!r} must list its members, such as "
+            f"groups={{{group!r}: [Database, 'replica']}}; got {members!r}"
         )
+    if "*" in members:
+        return None
+    # An unknown member fails now, not as a group that can never be SERVING.
+    found = [views.find(injector, member) for member in members]
+    # A service's own name must not pass for a group that does not answer for it.
+    shadowed = views.lookup(injector, group)
+    if shadowed is not None and shadowed not in found:
+        raise ValueError(
+            f"HealthMonitor(groups=...): group {group!r} has the name of a service it "
+            "does not list; rename the group or the service, so that each name has one "
+            "status"
+        )
+    return tuple(service.label for service in found)
 
 
 def _serving(healthy: bool) -> ServingStatus:
     return ServingStatus.SERVING if healthy else ServingStatus.NOT_SERVING
-
-
-def _in_loop() -> bool:
-    # anyio.Event() needs a running loop; a monitor may be made before one runs.
-    return in_event_loop()

@@ -569,7 +569,9 @@ class Scope:
             instance = self._instances.get(service, MISSING)
             if instance is COMPILED:
                 compiled = self._compiled[service]
-                if type(compiled) is not Again:  # a stale builder's stand-in: the full path
+                # Not a stale builder's stand-in, nor a sync builder that would block
+                # on another thread's build (see request.ainvoke): the full path.
+                if self._thread and type(compiled) is not Again:
                     return compiled(self)
             elif instance is not MISSING:
                 return instance

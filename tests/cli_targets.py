@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from di import Degraded, Injector
+from di import Injector
 
-from .health_services import Cache, Database, Queue
+from .services import Cache, Database, LaggingReplica, Queue
 
 not_an_injector = 42
 
@@ -50,16 +50,11 @@ def broken() -> Injector:
 module_level = healthy()
 
 
-class Replica:
-    def health_check(self) -> None:
-        raise Degraded("replication lag over 30 s")
-
-
 def degraded() -> Injector:
     """A degraded check and a failing service provided with critical=False."""
     injector = healthy()
-    injector.provide(Replica)
-    injector.invoke(Replica)
+    injector.provide(LaggingReplica)
+    injector.invoke(LaggingReplica)
     injector.provide(Queue, critical=False)
     injector.invoke(Queue).fail()
     return injector

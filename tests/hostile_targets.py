@@ -7,8 +7,8 @@ from typing import Any
 
 from di import Degraded, Injector
 
-from .health_services import Cache, Database
 from .hostile import AsyncHostile, Hostile, Unprintable
+from .services import Cache, Database, key
 
 
 def hostile() -> Injector:
@@ -44,7 +44,7 @@ class HugeDetail:
 
 # A failure whose text draws a green line under `di check`'s table and forges a log line.
 FORGED = (
-    "refused\n\x1b[32mtests.health_services.Cache  healthy  0.1 ms\x1b[0m\n"
+    f"refused\n\x1b[32m{key(Cache)}  healthy  0.1 ms\x1b[0m\n"
     "2024-01-01 00:00:00,000 INFO di.health: health check of 'payments' recovered"
 )
 

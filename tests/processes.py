@@ -1,14 +1,17 @@
-"""Real processes for the end-to-end tests: redis-server and the di command.
+"""Real processes for the end-to-end tests: redis-server, the di command, servers.
 
 Tests run in parallel (pytest-xdist), beside other work on the machine: a server a test
 starts listens on a port the kernel picks when it binds (``di serve`` is given port 0
 and says which port it got), never on a port chosen beforehand, which another process
-may take meanwhile. Only redis-server, which cannot say, gets a free port.
+may take meanwhile. Only redis-server, which cannot say, gets a free port; a server that
+must come back on the same port after a restart gets one outside the kernel's range for
+port-0 binds (:func:`steady_port`), or a Unix socket.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import socket
@@ -38,6 +41,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def steady_port() -> int:
+    """A port free now, outside the kernel's range for port-0 binds, for a server that
+    stops and starts again on the same port (behind HAProxy): no server another test
+    starts on port 0 can take it meanwhile."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    chooser = random.Random()
+    for _ in range(100):
+        port = chooser.randrange(10000, max(low, 10001))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
 
 
 @contextmanager
@@ -214,3 +237,59 @@ class Serving:
             self.process.kill()
             self.process.wait(10)
         self._output.close()
+
+
+class Child:
+    """A command as a child process, its output in a file the test can read any time."""
+
+    def __init__(self, command: list[str], *, log: Path, **env: str) -> None:
+        self.log = log
+        self._output = log.open("w")
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def port(self, says: str) -> int:
+        """The port the process says it listens on (``says`` captures it)."""
+        return port_said(self.output, says, self.process)
+
+    def wait_output(self, text: str, timeout: float = PATIENCE) -> None:
+        def said() -> bool:
+            if text in self.output():
+                return True
+            if self.process.poll() is not None:
+                raise AssertionError(f"exited before saying {text!r}:\n{self.output()}")
+            return False
+
+        wait_for(said, f"{text!r} in the output", timeout)
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = PATIENCE) -> int:
+        return self.process.wait(timeout)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self._output.close()
+
+
+def di_run(target: str, *options: str, log: Path, **env: str) -> Child:
+    """``di run --factory target`` as a child process (port 0 unless ``options`` say)."""
+    command = [sys.executable, "-m", "di", "run", "--factory", target]
+    if "--port" not in options and "--uds" not in options:
+        command += ["--port", "0"]
+    return Child([*command, *options], log=log, **env)

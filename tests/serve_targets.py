@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from di import Injector
 
+from .services import Database, LaggingReplica
 from .timing import at_most
 
 
@@ -16,13 +17,11 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-class Database:
-    """Healthy; its shutdown hook says it ran."""
-
-    def health_check(self) -> None:
-        pass
+class AnnouncingDatabase(Database):
+    """The shared Database (healthy), whose shutdown hook says it ran."""
 
     def shutdown(self) -> None:
+        super().shutdown()
         say("database closed")
 
 
@@ -71,7 +70,7 @@ class Exiting:
 
 def healthy() -> Injector:
     injector = Injector()
-    injector.provide(Database, eager=True)
+    injector.provide(AnnouncingDatabase, eager=True)
     return injector
 
 
@@ -97,7 +96,7 @@ def exiting() -> Injector:
 
 
 def broken_start() -> Injector:
-    def payments(database: Database) -> Failing:
+    def payments(database: AnnouncingDatabase) -> Failing:
         raise ConnectionRefusedError("cannot reach payments")
 
     injector = healthy()
@@ -108,15 +107,15 @@ def broken_start() -> Injector:
 def slow_factory() -> Injector:
     """Builds a service, then takes its time: a signal arrives meanwhile."""
     injector = healthy()
-    injector.invoke(Database)
+    injector.invoke(AnnouncingDatabase)
     say("factory waiting")
     time.sleep(2)
     return injector
 
 
 def slow_shutdown() -> Injector:
-    def closing() -> Iterator[Database]:
-        yield Database()
+    def closing() -> Iterator[AnnouncingDatabase]:
+        yield AnnouncingDatabase()
         say("slow hook started")
         time.sleep(2)
         say("slow hook finished")
@@ -126,19 +125,10 @@ def slow_shutdown() -> Injector:
     return injector
 
 
-class Lagging:
-    """Works, impaired: its check says so."""
-
-    def health_check(self) -> dict[str, float]:
-        from di import Degraded
-
-        raise Degraded("replication lag over 30 s", details={"lag_seconds": 42.0})
-
-
 def degraded() -> Injector:
     """A degraded check and a failing service that is not critical."""
     injector = healthy()
-    injector.provide(Lagging, eager=True)
+    injector.provide(LaggingReplica, eager=True)
     injector.provide(Failing, eager=True, critical=False)
     return injector
 
@@ -146,14 +136,14 @@ def degraded() -> Injector:
 def hung_without_timeouts() -> Injector:
     """A hung check and no timeout but the round's (one interval)."""
     injector = Injector(health_check_timeout=None)
-    injector.provide(Database, eager=True)
+    injector.provide(AnnouncingDatabase, eager=True)
     injector.provide(Hung, eager=True)
     return injector
 
 
 def stubborn() -> Injector:
     injector = Injector(health_check_timeout=None)
-    injector.provide(Database, eager=True)
+    injector.provide(AnnouncingDatabase, eager=True)
     injector.provide(Stubborn, eager=True)
     return injector
 
@@ -167,7 +157,7 @@ def badly_failing() -> Injector:
 def start_cancelled() -> Injector:
     """An eager factory that raises CancelledError: a failed start, not a stop."""
 
-    def payments(database: Database) -> Failing:
+    def payments(database: AnnouncingDatabase) -> Failing:
         raise asyncio.CancelledError()
 
     injector = healthy()
@@ -176,7 +166,7 @@ def start_cancelled() -> Injector:
 
 
 def start_exits() -> Injector:
-    def payments(database: Database) -> Failing:
+    def payments(database: AnnouncingDatabase) -> Failing:
         raise SystemExit(3)
 
     injector = healthy()
@@ -187,7 +177,7 @@ def start_exits() -> Injector:
 def slow_async_start() -> Injector:
     """An eager async factory that takes 30 s: a signal arrives meanwhile."""
 
-    async def payments(database: Database) -> Failing:
+    async def payments(database: AnnouncingDatabase) -> Failing:
         say("slow start begins")
         await asyncio.sleep(30)
         return Failing()
@@ -200,7 +190,7 @@ def slow_async_start() -> Injector:
 async def async_factory_hangs() -> Injector:
     """An async application factory that never returns."""
     injector = healthy()
-    injector.invoke(Database)
+    injector.invoke(AnnouncingDatabase)
     say("factory waiting")
     await asyncio.Event().wait()
     return injector

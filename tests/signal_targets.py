@@ -19,23 +19,23 @@ import anyio
 
 from di import Injector, ShutdownReport
 
+from .services import Database, UnclosableQueue
 
-class Database:
+
+class ReportingDatabase(Database):
+    """The shared Database, whose shutdown hook says in a JSON line that it ran."""
+
     def shutdown(self) -> None:
+        super().shutdown()
         print(json.dumps({"closed": "database"}), flush=True)
-
-
-class Queue:
-    def shutdown(self) -> None:
-        raise OSError("the broker went away")
 
 
 def built() -> Injector:
     injector = Injector()
-    injector.provide(Database)
-    injector.provide(Queue)
-    injector.invoke(Database)
-    injector.invoke(Queue)
+    injector.provide(ReportingDatabase)
+    injector.provide(UnclosableQueue)
+    injector.invoke(ReportingDatabase)
+    injector.invoke(UnclosableQueue)
     return injector
 
 

@@ -10,11 +10,14 @@
 - ``di serve MODULE:ATTR [--http HOST:PORT] [--grpc HOST:PORT] [--interval S]
   [--drain S] [--grace S] [--limit-concurrency N] [--metrics]
   [--unbuilt {warn,fail,ignore}] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]``.
+- ``di run MODULE:APP [--host H] [--port P] [--uds PATH] [--drain S] [--factory]``:
+  serve an ASGI application under uvicorn, draining on SIGTERM (:mod:`.run`).
 
 The path of a command: :func:`main` parses the arguments (for ``serve``, SIGINT and
 SIGTERM are handled from before parsing, see :class:`.serve.Signals`), then runs
-``check`` and ``graph`` here, ``probe`` in :mod:`.probe`, and ``serve`` in
-:mod:`.serve` once its options are checked. A user error (:class:`_Fail`) is one line
+``check`` and ``graph`` here, ``probe`` in :mod:`.probe`, ``serve`` in
+:mod:`.serve` once its options are checked, and ``run`` in :mod:`.run` once the
+application is loaded. A user error (:class:`_Fail`) is one line
 on stderr and exit 1.
 
 ``MODULE:ATTR`` names an Injector, or a callable (sync or async) that returns one; an
@@ -77,6 +80,17 @@ health routes beside its own, mount di.asgi.health_app in your ASGI application,
 di.grpc.add_health_servicer to your gRPC server: see {DOCS}. Integrations for FastAPI,
 Starlette, Litestar, grpc.aio and Flask (di.integrations) do both in one call, with the
 container's lifespan and a scope per request."""
+
+RUN = f"""\
+Serve an ASGI application (FastAPI, Starlette, Litestar) under uvicorn, draining it
+before it stops. On SIGTERM the monitor the application installed turns NOT_SERVING at
+once (readiness fails; liveness stays up), the application keeps serving every route
+for --drain seconds so that load balancers move away, then uvicorn stops accepting,
+finishes the requests in flight and runs the application's shutdown. SIGINT (Ctrl-C),
+or a second signal, skips the drain.
+
+The monitor is the one the integration's install() (or DIPlugin) recorded on the
+application, as app.state.healthdi_monitor. See {DOCS}."""
 
 TARGET = "an Injector, or a function (sync or async) returning one: myapp.container:create_app"
 
@@ -263,6 +277,28 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         "nothing (default: warn)",
     )
 
+    run = command("run", "serve an ASGI application under uvicorn, draining on SIGTERM", RUN)
+    run.add_argument(
+        "target",
+        metavar="MODULE:APP",
+        help="the ASGI application (or, with --factory, a function returning it): myapp.main:app",
+    )
+    run.add_argument("--host", default="127.0.0.1", help="listen here (default: 127.0.0.1)")
+    run.add_argument(
+        "--port", type=int, default=8000, help="listen on this port (default: 8000; 0 picks one)"
+    )
+    run.add_argument("--uds", metavar="PATH", help="listen on this Unix socket instead")
+    run.add_argument(
+        "--drain",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="to keep serving, NOT_SERVING, after SIGTERM before stopping (default: 5)",
+    )
+    run.add_argument(
+        "--factory", action="store_true", help="MODULE:APP is a function returning the app"
+    )
+
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["probe"]:  # unknown options are reported by the top parser
         parser.error = probe.error  # type: ignore[method-assign]
@@ -285,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             code = _run_check(args.target, args.json)
         elif args.command == "graph":
             code = _run_graph(args.target, args.validate)
+        elif args.command == "run":
+            code = _run_app(args)
         else:
             code = _run_serve(args, signals)
     except _Fail as error:
@@ -588,3 +626,44 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
     if run.failed is not None:
         raise _Fail(run.failed)
     return code
+
+
+# -- run ------------------------------------------------------------------------------------
+
+
+def _run_app(args: argparse.Namespace) -> int:
+    import importlib.util
+    import math
+
+    if not (args.drain >= 0 and math.isfinite(args.drain)):
+        raise _Fail(f"--drain must be a finite number of seconds >= 0, got {args.drain:g}")
+    if not 0 <= args.port <= 65535:
+        raise _Fail(f"--port must be a port number (0 to 65535), got {args.port}")
+    if importlib.util.find_spec("uvicorn") is None:
+        raise _Fail(
+            "di run needs the http extra (uvicorn is not installed): pip install 'healthdi[http]'"
+        )
+    from .run import Options, installed_monitor, serve
+    from .serve import configure_logging
+
+    configure_logging()
+    app = _load(args.target)
+    if args.factory:
+        if not callable(app):
+            raise _Fail(f"--factory: {args.target} is not callable")
+        try:
+            app = app()
+        except Exception as error:
+            raise _Fail(f"{args.target}() failed: {type(error).__name__}: {error}") from None
+    if not callable(app):
+        raise _Fail(f"{args.target} is not an ASGI application (got {type(app).__name__})")
+    monitor = installed_monitor(app)
+    if monitor is None and args.drain > 0:
+        raise _Fail(
+            f"{args.target} has no HealthMonitor to drain: install the integration "
+            "(di.integrations.fastapi.install, starlette.install, litestar.DIPlugin), "
+            "which records it as app.state.healthdi_monitor, or set it there; "
+            "--drain 0 serves without draining"
+        )
+    options = Options(host=args.host, port=args.port, uds=args.uds, drain=args.drain)
+    return serve(app, options, monitor)

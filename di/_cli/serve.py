@@ -522,8 +522,7 @@ def _cancel_tasks_left(loop: asyncio.AbstractEventLoop, left_behind: list[Any]) 
     generators = loop.create_task(loop.shutdown_asyncgens())
     loop.run_until_complete(asyncio.wait([generators], timeout=LEFT_BEHIND))
     for task in asyncio.all_tasks(loop):
-        # asyncio would warn of each task left behind; they were logged already.
-        task._log_destroy_pending = False  # type: ignore[attr-defined]  # noqa: SLF001
+        task._log_destroy_pending = False  # type: ignore[attr-defined]  # noqa: SLF001 - asyncio would warn of each task left behind, logged already; no public switch
 
 
 def _leaf(error: BaseException) -> BaseException:

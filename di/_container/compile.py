@@ -26,7 +26,9 @@ from __future__ import annotations
 import hashlib
 import inspect
 import linecache
+import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -82,27 +84,57 @@ def compile_transient(scope: Scope, service: Service) -> Callable[[Scope], Any] 
     code = (
         f"def _outer({names}):\n    def build(S):\n        return {expression}\n    return build\n"
     )
-    outer = _define(code, f"transient {service.label}")
-    builder: Callable[[Scope], Any] = outer(*source.constants)
-    return builder
+    return _define(code, f"transient {service.label}", *source.constants)
 
 
-def _define(code: str, what: str) -> Callable[..., Any]:
+def _define(code: str, what: str, *constants: Any) -> Callable[[Scope], Any]:
     """Compile ``code`` (which defines ``_outer``) under a file name of its own, registered
-    in :mod:`linecache` so that tracebacks show its lines; return ``_outer``.
+    in :mod:`linecache` so that tracebacks show its lines; ``_outer(*constants)``.
 
     The name is derived from the text, so compiling the same builder again (a provider
-    changed, then changed back) reuses the entry instead of adding one.
+    changed, then changed back) shares the entry instead of adding one. The entry stays
+    while code compiled under that name lives (a builder, or a traceback through one),
+    and goes at a later compile once none does: scopes drop builders whenever a
+    provider changes, and the cache must not keep every text ever compiled.
     """
     digest = hashlib.blake2s(code.encode(), digest_size=4).hexdigest()
     filename = f"<di {what} {digest}>"
-    if filename not in linecache.cache:
-        lines = code.splitlines(keepends=True)
-        linecache.cache[filename] = (len(code), None, lines, filename)
     namespace: dict[str, Any] = {}
     exec(compile(code, filename, "exec"), namespace)
-    outer: Callable[..., Any] = namespace["_outer"]
-    return outer
+    builder: Callable[[Scope], Any] = namespace["_outer"](*constants)
+    with _LINES.lock:
+        _LINES.settle()
+        _LINES.live[filename] = _LINES.live.get(filename, 0) + 1
+        # Set even if present: linecache.clearcache() may have dropped it meanwhile.
+        linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
+    # On the builder's code rather than the builder: a traceback keeps the code alive.
+    weakref.finalize(builder.__code__, _LINES.gone.append, filename).atexit = False
+    return builder
+
+
+class _Lines:
+    """How many live builders' code each generated file name has in :mod:`linecache`."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.live: dict[str, int] = {}
+        # Names whose code was collected, settled at the next compile: a finalizer may
+        # run in any thread, in the middle of anything, so it only appends.
+        self.gone: list[str] = []
+
+    def settle(self) -> None:
+        """Drop the entries no live code is compiled under (the caller holds the lock)."""
+        while self.gone:
+            filename = self.gone.pop()
+            left = self.live.get(filename, 1) - 1
+            if left > 0:
+                self.live[filename] = left
+            else:
+                self.live.pop(filename, None)
+                linecache.cache.pop(filename, None)
+
+
+_LINES = _Lines()
 
 
 def _expression(
@@ -164,9 +196,7 @@ def _compile_hooked(scope: Scope, service: Service) -> Callable[[Scope], Any] | 
         + f"        return {result}\n"
         "    return build\n"
     )
-    outer = _define(code, f"transient {service.label} with hooks")
-    builder: Callable[[Scope], Any] = outer(*source.constants)
-    return builder
+    return _define(code, f"transient {service.label} with hooks", *source.constants)
 
 
 def _hooked_step(
@@ -290,11 +320,9 @@ def compile_scoped(
         f"        return {result}\n"
         "    return build\n"
     )
-    outer = _define(code, f"scoped {service.label}")
-    builder: Callable[[Scope], Any] = outer(
-        COMPILED, service, *callbacks.values(), *source.constants
+    return _define(
+        code, f"scoped {service.label}", COMPILED, service, *callbacks.values(), *source.constants
     )
-    return builder
 
 
 def _scoped_step(

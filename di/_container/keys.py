@@ -4,14 +4,18 @@ A key is a type (or another annotation object) or a service name. A parameter as
 one by its annotation: ``Database`` for the type, ``Annotated[Database, Named("replica")]``
 for the service named ``replica`` (checked to be a ``Database``). :func:`parse_named` is
 the one reader of that form, for factories and for every integration's ``Inject[...]``.
+A type alias (``type Primary = Database``) stands for what it names: :func:`unalias`.
 """
 
 from __future__ import annotations
 
+import sys
 import typing
 from dataclasses import dataclass
 from types import GenericAlias
 from typing import Any
+
+import typing_extensions
 
 # A key is either a type (or other annotation object) or a service name.
 Key = Any
@@ -30,23 +34,58 @@ class Named:
         check_name(self.name, "Named()")
 
 
+# Python 3.12's ``type Alias = T`` makes an alias object where ``Alias: TypeAlias = T``
+# is ``T`` itself; typing_extensions' ``TypeAliasType`` makes one on every version.
+_ALIASES: tuple[type, ...] = (typing_extensions.TypeAliasType,)
+if sys.version_info >= (3, 12):
+    _ALIASES += (typing.TypeAliasType,)
+
+
+def unalias(hint: Any) -> Any:
+    """What a type alias stands for, as type checkers read it; any other hint as it is.
+
+    ``type Primary = Annotated[Database, Named("primary")]`` gives the ``Annotated``
+    form; a quoted value is a forward reference, read in the alias's module. A generic
+    alias (``type Pool[T] = ...``) is a key of its own.
+    """
+    while isinstance(hint, _ALIASES):
+        alias: Any = hint
+        if alias.__type_params__:
+            break
+        try:
+            hint = alias.__value__  # evaluated on first read
+            if isinstance(hint, str):
+                module = sys.modules.get(alias.__module__)
+                hint = eval(hint, vars(module) if module is not None else {})
+        except NameError as error:
+            raise NameError(
+                f"type alias {alias.__name__}: {error}; define what it names before a "
+                "service that uses it is provided or invoked"
+            ) from None
+    return hint
+
+
 def parse_named(hint: Any) -> tuple[Any, str | None, tuple[Any, ...]]:
     """``(type, name, other metadata)`` of an annotation: ``Annotated[T, Named("x")]``
     gives ``(T, "x", ...)``, a plain ``T`` gives ``(T, None, ())``.
 
     The last ``Named`` wins; the metadata that is not a ``Named`` is returned in order
-    (an integration's ``Inject`` marker, a framework's ``Depends``).
+    (an integration's ``Inject`` marker, a framework's ``Depends``). Type aliases are
+    read through, outside and inside the ``Annotated``.
     """
+    hint = unalias(hint)
     if typing.get_origin(hint) is not typing.Annotated:
         return hint, None, ()
-    name: str | None = None
-    others: list[Any] = []
+    # An alias inside may name an Annotated form too: its metadata comes first, as
+    # Python flattens nested Annotated forms.
+    key, name, inner = parse_named(hint.__origin__)
+    others = list(inner)
     for extra in hint.__metadata__:
         if isinstance(extra, Named):
             name = extra.name
         else:
             others.append(extra)
-    return hint.__origin__, name, tuple(others)
+    return key, name, tuple(others)
 
 
 def listed(key: Key) -> Any:

@@ -30,7 +30,7 @@ from ..errors import (
     ServiceNotFoundError,
 )
 from . import hooks, request, shutdown
-from .keys import Key, check_name, describe, listed
+from .keys import Key, check_name, describe, listed, unalias
 from .runner import in_event_loop, run_blocking
 from .service import BLANK, COMPILED, Landed, Lifetime, Member, Service, Teardown
 from .shutdown import PendingHook
@@ -338,9 +338,9 @@ def find(scope: Scope, service: Any, name: str | None) -> tuple[Service, Any]:
         check_name(name, "invoke()")
         if isinstance(service, str):
             raise TypeError(f"invoke({service!r}, name={name!r}): pass a type with name=")
-        key, expected = name, service
+        key, expected = name, unalias(service)
     else:
-        key, expected = service, None
+        key, expected = unalias(service), None
     found = lookup(scope, key)
     if found is None and isinstance(key, str):
         # A type-keyed service may also be asked for by its reported name.

@@ -179,9 +179,15 @@ def invoke(scope: Scope, service: Any, name: str | None) -> Any:
 
 
 async def ainvoke(scope: Scope, service: Any, name: str | None) -> Any:
-    """:func:`invoke`'s twin for ``ainvoke``: transients are not compiled here."""
+    """:func:`invoke`'s twin for ``ainvoke``: transients are not compiled here.
+
+    Nor does a compiled builder run once another thread has built in the scope
+    (``_thread`` is 0 then): such a builder hands each build to the general sync path,
+    which would block this loop on a build in progress in that thread, where the async
+    path awaits it.
+    """
     found, expected = registry.find(scope, service, name)
-    if found.lifetime is Lifetime.SCOPED and expected is None:
+    if found.lifetime is Lifetime.SCOPED and expected is None and scope._thread:
         build = fast_builder(scope, found)
         if build is not None:
             return build(scope)

@@ -29,7 +29,7 @@ import anyio
 
 from ..errors import AsyncRequiredError, CircularDependencyError, DIError, ScopeClosedError
 from . import hooks, registry
-from .keys import describe
+from .keys import describe, unalias
 from .runner import loop_notifier, running_asyncio_loop
 from .service import COMPILED, MISSING, Landed, Lifetime, Service, Teardown
 from .signature import Kind, Param, ScopeParam, label, read_params
@@ -586,6 +586,10 @@ def _unresolvable(factory: Callable[..., Any]) -> str:
     target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
     namespace = getattr(target, "__globals__", {})
     for p in inspect.signature(factory).parameters.values():
+        try:
+            unalias(p.annotation)
+        except NameError as error:  # a type alias naming what is not defined
+            return f"factory {label(factory)}: parameter {p.name!r}: {error}"
         if isinstance(p.annotation, str):
             value: Any = p.annotation
             text = value
@@ -593,6 +597,7 @@ def _unresolvable(factory: Callable[..., Any]) -> str:
                 while isinstance(value, str):  # quoted twice under postponed annotations
                     text = value
                     value = eval(value, namespace)
+                unalias(value)
             except Exception as error:
                 return (
                     f"factory {label(factory)}: cannot resolve the annotation "

@@ -7,14 +7,19 @@ One module answers both directions, for every layer above:
 - :class:`Threads` is the one pool of worker threads: sync health checks, sync shutdown
   hooks, integrations' sync handlers all go through it. Threads are kept between jobs
   and handed whole runs of work, and a thread stuck in a hung job is simply not reused
-  until it returns: the pool grows by one thread per hung job, never per call;
+  until it returns: the pool grows by one thread per hung job, never per call. An idle
+  thread holds neither its last job nor the pool, and exits when the pool is collected;
 - :func:`in_thread` awaits a sync call made in one of those threads (or a given
   executor, or asyncio's default one) from async code; :func:`call_in_thread` does the
   same from sync code with a bound; both leave the thread behind when the wait ends
   first;
 - :class:`LoopThread` runs an event loop in a thread of its own, for sync programs that
   host async work (a health monitor beside a Flask app);
-- :func:`loop_notifier` is how any thread wakes a task on the current loop, and
+- :func:`after_fork_in_child` is how per-tree state (this pool, the engine's locks and
+  runs in flight, a monitor, an app's monitor thread) is reset in a forked child, where
+  the parent's threads do not exist;
+- :func:`loop_notifier` is how any thread wakes a task on the current loop (a
+  :class:`LoopEvent` is an event any thread may set that way), and
   :func:`to_completion` finishes work that must not be cut in half before a
   cancellation goes on.
 
@@ -26,6 +31,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import itertools
+import logging
 import math
 import os
 import sys
@@ -201,11 +209,29 @@ def loop_notifier() -> Callable[[Callable[[], object]], None]:
     return call_trio
 
 
+class LoopEvent:
+    """An anyio event of the loop that made it, which any thread may set: from another
+    thread, the setting is handed to that loop (an event may only be set on its own)."""
+
+    __slots__ = ("event", "notify", "thread")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.notify = loop_notifier()
+        self.thread = threading.get_ident()
+
+    def set(self) -> None:
+        if threading.get_ident() == self.thread:
+            self.event.set()
+        else:
+            self.notify(self.event.set)
+
+
 # -- worker threads -------------------------------------------------------------------------
 
 
 class _Idle:
-    """A parked worker thread, and what wakes it with its next job."""
+    """A worker thread's slot: the job it is handed next, and what wakes it for that job."""
 
     __slots__ = ("event", "job")
 
@@ -214,61 +240,136 @@ class _Idle:
         self.event = threading.Event()
 
 
+class _Crew:
+    """What a pool's threads share with it: never the pool itself, so that a pool nobody
+    holds any more (its injector dropped) is collected, and its idle threads with it."""
+
+    __slots__ = ("closed", "idle", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.idle: list[_Idle] = []
+        self.closed = False
+
+
 class Threads:
     """A pool of daemon threads that reuses idle ones and never queues work.
 
-    An idle thread holds no reference to the job it ran, and exits after
-    :data:`IDLE_SECONDS`; after ``fork()`` the child starts with an empty pool (the
-    parent's threads do not exist there).
+    A thread holds its job only while running it: an idle thread reaches nothing the
+    job did, and no thread reaches the pool. An idle thread exits after
+    :data:`IDLE_SECONDS`, or at once when the pool is collected (its injector
+    dropped). After ``fork()`` the child starts with an empty pool: the parent's
+    threads do not exist there. In ``atexit`` callbacks, where Python 3.12.0 and 3.12.1
+    refuse new threads, a job no idle thread takes runs in the caller.
     """
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._lock = threading.Lock()
-        self._idle: list[_Idle] = []
-        _POOLS.add(self)
+        self._crew = _Crew()
+        weakref.finalize(self, _dismiss, self._crew)
+        after_fork_in_child(self._after_fork)
 
     def submit(self, job: Callable[[], None]) -> None:
         """Run ``job`` on an idle thread now, or on a new one. Jobs report their own errors."""
-        with self._lock:
-            parked = self._idle.pop() if self._idle else None
-        if parked is not None:
+        crew = self._crew
+        with crew.lock:
+            parked = crew.idle.pop() if crew.idle else None
+        if parked is None:
+            parked = _Idle()
             parked.job = job
-            parked.event.set()
+            # The job goes through the slot, not the thread's arguments: a Thread keeps
+            # those until it ends.
+            worker = threading.Thread(target=_work, args=(crew, parked), name=self._name)
+            worker.daemon = True
+            try:
+                worker.start()
+            except RuntimeError:
+                if threading.main_thread().is_alive():
+                    raise
+                # Python 3.12.0 and 3.12.1 start no thread once the main thread has
+                # finished: in atexit callbacks, where a Flask app's container shuts
+                # down. Nothing else would run the job, so it runs here, unbounded.
+                parked.job = None
+                job()
             return
-        threading.Thread(target=self._work, args=(job,), name=self._name, daemon=True).start()
-
-    def _work(self, job: Callable[[], None] | None) -> None:
-        parked = _Idle()
-        while job is not None:
-            job()
-            job = None  # nothing the job reached stays alive while the thread waits
-            parked.event.clear()
-            with self._lock:
-                self._idle.append(parked)
-            if not parked.event.wait(IDLE_SECONDS):
-                with self._lock:
-                    if parked in self._idle:
-                        self._idle.remove(parked)
-                        return
-                parked.event.wait()  # handed a job between the timeout and the lock
-            job, parked.job = parked.job, None
+        parked.job = job
+        parked.event.set()
 
     def _after_fork(self) -> None:
-        self._lock = threading.Lock()
-        self._idle = []
+        """In a forked child: the parent's threads, and any lock they held, are gone."""
+        self._crew.lock = threading.Lock()
+        self._crew.idle = []
 
 
-_POOLS: weakref.WeakSet[Threads] = weakref.WeakSet()
+def _work(crew: _Crew, parked: _Idle) -> None:
+    """A worker thread's life: run the job it was handed, park, wait for the next one."""
+    while True:
+        job, parked.job = parked.job, None
+        if job is None:
+            return  # dismissed: the pool is gone
+        job()
+        job = None  # nothing the job reached stays alive while the thread waits
+        parked.event.clear()
+        with crew.lock:
+            if crew.closed:
+                return
+            crew.idle.append(parked)
+        if not parked.event.wait(IDLE_SECONDS):
+            with crew.lock:
+                if parked in crew.idle:
+                    crew.idle.remove(parked)
+                    return
+            parked.event.wait()  # handed a job between the timeout and the lock
 
 
-def _forget_threads() -> None:
-    for pool in list(_POOLS):
-        pool._after_fork()
+def _dismiss(crew: _Crew) -> None:
+    """The pool was collected: its idle threads exit now, busy ones after their job."""
+    with crew.lock:
+        crew.closed = True
+        idle, crew.idle = crew.idle, []
+    for parked in idle:
+        parked.event.set()  # with no job: the thread returns
+
+
+# -- fork ------------------------------------------------------------------------------------
+
+_AT_FORK: dict[int, tuple[weakref.ref[Any], str]] = {}
+_fork_order = itertools.count()
+
+
+def after_fork_in_child(reset: Callable[[], object]) -> None:
+    """Call the bound method ``reset`` in the child process after each ``fork()``, for as
+    long as its object lives.
+
+    Resets run in the order they registered: a pool and the engine's state (made with
+    their injector) before a monitor, a monitor before the app that runs it. A failure
+    is logged, and the others still run.
+    """
+    owner: Any = getattr(reset, "__self__")  # noqa: B009 - a bound method, as documented
+    number = next(_fork_order)
+    # A plain weak reference (its callback bound to the table it cleans): the object's
+    # collection drops the entry, even while the interpreter shuts down.
+    forget = functools.partial(_forget, _AT_FORK, number)
+    _AT_FORK[number] = (weakref.ref(owner, forget), reset.__name__)
+
+
+def _forget(table: dict[int, Any], number: int, _: object) -> None:
+    table.pop(number, None)
+
+
+def _after_fork_in_child() -> None:
+    for _, (ref, name) in sorted(_AT_FORK.copy().items()):  # a copy: collection may pop one
+        owner = ref()
+        if owner is None:
+            continue
+        try:
+            getattr(owner, name)()
+        except Exception:
+            logging.getLogger("di").exception("resetting %r after fork() failed", owner)
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_threads)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _outcome_of(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
-from .keys import check_name, describe
+from .keys import check_name, describe, unalias
 from .signature import Kind, Param, kind_of, label, provided_type, read_params
 
 if TYPE_CHECKING:
@@ -306,6 +306,7 @@ def keys_of(provides: Keys, where: str, name: str | None) -> tuple[Any, ...]:
     keys = provides if isinstance(provides, tuple) else (provides,)
     if not keys:
         raise ValueError(f"{where}(provides=()): name at least one key")
+    keys = tuple(unalias(key) for key in keys)
     if name is not None:
         raise TypeError(
             f"{where}(name={name!r}, provides=...): pass one or the other; a name can be "

@@ -26,6 +26,7 @@ attempted yet stay with their scopes for a later call.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import logging
@@ -175,8 +176,16 @@ def shutdown(
                 "services have async shutdown hooks; use `await ashutdown()` there"
             )
         return run_blocking(lambda: ashutdown(scope, failure), "shutdown", "ashutdown")
-    while (running := _claim(scope)) is not None:
-        running.wait()  # another thread is shutting it down: wait for the end
+    while (running := (claim := _claim(scope))[1]) is not None:
+        if running.thread == threading.get_ident() and in_event_loop():
+            # Another task of this loop is shutting it down: blocking the loop to wait
+            # for that task would wait for ever.
+            raise AsyncRequiredError(
+                "shutdown() was called inside a running event loop while another task "
+                "shuts this scope down; use `await ashutdown()` there, which waits for it"
+            )
+        running.wait()  # another caller is shutting it down: wait for the end
+    token = _INSIDE.set((*_INSIDE.get(), claim[0]))
     tally = Tally(scope.name)
     try:
         scopes = close(scope, failure)
@@ -184,15 +193,17 @@ def shutdown(
             _attempt_sync(functools.partial(_take_next, closing), scope, "ashutdown", tally)
             _closed_out(closing)
     finally:
-        _release(scope)
+        _INSIDE.reset(token)
+        _release(scope, claim[0])
     return raise_failures(scope, tally, None)
 
 
 async def ashutdown(scope: Scope, failure: BaseException | None) -> ShutdownReport:
     """:func:`shutdown` from async code, awaiting async hooks; stops between hooks if
     cancelled."""
-    while (running := _claim(scope)) is not None:
+    while (running := (claim := _claim(scope))[1]) is not None:
         await running.await_end()  # another caller is shutting it down
+    token = _INSIDE.set((*_INSIDE.get(), claim[0]))
     cancelled: BaseException | None = None
     tally = Tally(scope.name)
     try:
@@ -203,30 +214,44 @@ async def ashutdown(scope: Scope, failure: BaseException | None) -> ShutdownRepo
                 break
             _closed_out(closing)
     finally:
-        _release(scope)
+        _INSIDE.reset(token)
+        _release(scope, claim[0])
     return raise_failures(scope, tally, cancelled)
 
 
-def _claim(scope: Scope) -> Shutting | None:
-    """Claim this scope's shutdown; the one already running, if another caller has it.
+# The shutdowns whose hooks the current task or thread runs (a hook's worker thread and
+# task see its caller's): a hook that shuts its own scope down again is one of them.
+_INSIDE: contextvars.ContextVar[tuple[Shutting | None, ...]] = contextvars.ContextVar(
+    "di_shutting", default=()
+)
+
+
+def _claim(scope: Scope) -> tuple[Shutting | None, Shutting | None]:
+    """Claim this scope's shutdown: ``(ours, None)``; ``(None, running)`` when another
+    caller runs it (wait for its end, then claim again); ``(None, None)`` inside a hook
+    of the one running (a hook shutting its own scope down goes on, owning nothing).
 
     Two shutdowns at once would run hooks side by side, out of order, and the first
-    to finish would reopen the root while the other still runs hooks. A caller in
-    the thread already running it (a hook shutting its own scope down) goes on.
+    to finish would reopen the root while the other still runs hooks. Callers are told
+    apart by context, not by thread: two tasks of one loop are two callers.
     """
     with scope._root._mutex:
         running = scope._shutting
-        if running is None or running.thread == threading.get_ident():
-            scope._shutting = Shutting()
-            return None
-        return running
+        if running is None:
+            running = scope._shutting = Shutting()
+            return running, None
+        if running in _INSIDE.get():
+            return None, None
+        return None, running
 
 
-def _release(scope: Scope) -> None:
+def _release(scope: Scope, claimed: Shutting | None) -> None:
+    if claimed is None:
+        return  # a hook's nested call: the caller that claimed it releases it
     with scope._root._mutex:
-        running, scope._shutting = scope._shutting, None
-    if running is not None:
-        running.end()
+        if scope._shutting is claimed:
+            scope._shutting = None
+    claimed.end()
 
 
 # -- taking the built services out ---------------------------------------------------------

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .keys import Key, describe, parse_named
+from .keys import Key, describe, parse_named, unalias
 
 
 class Kind(enum.Enum):
@@ -64,8 +64,9 @@ def kind_of(factory: Callable[..., Any]) -> Kind:
 def provided_type(factory: Callable[..., Any], kind: Kind) -> Any:
     """The key a factory provides: the class itself, or its return annotation.
 
-    Generator factories annotated ``Iterator[T]`` (and the like) provide ``T``.
-    Returns ``inspect.Parameter.empty`` when there is no return annotation.
+    Generator factories annotated ``Iterator[T]`` (and the like) provide ``T``; a type
+    alias provides what it stands for. Returns ``inspect.Parameter.empty`` when there
+    is no return annotation.
     """
     if isinstance(factory, type):
         return factory
@@ -96,7 +97,7 @@ def provided_type(factory: Callable[..., Any], kind: Kind) -> Any:
                     else describe(returned)
                 )
             )
-        returned = typing.get_args(returned)[0]
+        returned = unalias(typing.get_args(returned)[0])
     return returned
 
 
@@ -113,6 +114,8 @@ def read_params(factory: Callable[..., Any], scope_types: tuple[type, ...]) -> l
     try:
         target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
         hints = typing.get_type_hints(target, include_extras=True)
+        # An alias is evaluated when read: one naming what is not defined yet waits too.
+        hints = {name: unalias(hint) for name, hint in hints.items()}
     except Exception:
         hints = None
     params: list[Param] = []
@@ -154,11 +157,12 @@ def _strip_optional(annotation: Any) -> Any:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(members) == 1 and len(typing.get_args(annotation)) == 2:
-            return members[0]
+            return unalias(members[0])
     return annotation
 
 
 def _strip_annotated(annotation: Any) -> Any:
+    annotation = unalias(annotation)
     if typing.get_origin(annotation) is typing.Annotated:
-        return annotation.__origin__
+        return unalias(annotation.__origin__)
     return annotation

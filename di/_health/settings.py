@@ -6,7 +6,8 @@ slots (:class:`Slots`), the identical calls in flight (``calls``), the sync chec
 running now in worker threads (:class:`Attempts`: a check still running from an earlier
 call is shared, never started twice) and the loop time spent inside checks' code per
 event-loop thread (:class:`LoopTime`). Nothing here is process-wide: two injectors
-never see each other's state.
+never see each other's state. After ``fork()`` the child starts that state afresh
+(:meth:`HealthSettings._after_fork`): the parent's threads, and their runs, are not there.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
-from .._container.runner import Threads, loop_notifier
+from .._container.runner import Threads, after_fork_in_child, loop_notifier
 from ..errors import HealthCheckError
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class HealthSettings:
     """An injector's health-check settings, and the state every call on its tree shares."""
 
     __slots__ = (
+        "__weakref__",
         "attempts",
         "calls",
         "global_timeout",
@@ -67,10 +69,25 @@ class HealthSettings:
         self.timeout = timeout
         self.global_timeout = global_timeout
         self.on_check = on_check
-        self.slots = Slots(parallelism)  # the pool of checks running at once
         self.threads = threads  # worker threads for sync checks (and shutdown hooks)
+        self.slots = Slots(parallelism)  # the pool of checks running at once
         self.lock = threading.Lock()  # guards `calls`
         self.calls: dict[Any, SharedCall] = {}  # identical calls in flight
+        self.attempts = Attempts()
+        self.loop_time = LoopTime()
+        after_fork_in_child(self._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child: forget the calls and check runs of the parent's threads.
+
+        Those threads do not exist here: a call in flight would never end for the calls
+        joining it, a sync check running at the fork would read as still running (and
+        then TIMEOUT, for good), a slot held by one would never be freed, and a lock
+        held by one would never be released.
+        """
+        self.slots = Slots(self.parallelism)
+        self.lock = threading.Lock()
+        self.calls = {}
         self.attempts = Attempts()
         self.loop_time = LoopTime()
 
@@ -249,3 +266,22 @@ class Slots:
                 self._free += 1
                 return
         wake()
+
+
+def check_seconds(
+    argument: str, value: object, alternative: str = "or None", *, zero: bool = False
+) -> None:
+    """Refuse a duration that is not a finite number of seconds > 0 (>= 0 with
+    ``zero``); None passes."""
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not (value >= 0 if zero else value > 0)
+    ):
+        raise ValueError(
+            f"{argument} must be a finite number of seconds {'>=' if zero else '>'} 0 "
+            f"{alternative}, got {value!r}"
+        )

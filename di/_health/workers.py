@@ -305,12 +305,6 @@ def _unfinished(item: Item) -> Unfinished:
     )
 
 
-def _close(awaitable: object) -> None:
-    close = getattr(awaitable, "close", None)
-    if callable(close):
-        close()
-
-
 async def watch(call: Call) -> None:
     """The call's watchdog: time out checks that overrun the per-check timeout.
 

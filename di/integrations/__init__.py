@@ -8,9 +8,11 @@ Each module imports only its framework (install it with the matching extra, such
    the injector down. A failed start fails the app's startup with the error.
 2. **A scope per request** (or WebSocket connection, or RPC), with the framework's
    request object in its context, closed after the response; an exception that
-   escapes the request is thrown into generator factories, so they can roll back.
+   escapes the request is thrown into generator factories, so they can roll back,
+   and so is ``StreamAbortedError`` when a response is cut short.
 3. **Injection into handlers,** in the framework's idiom, through ``Inject[T]``: the one
-   object :data:`di.Inject` is, whichever module it is imported from.
+   object :data:`di.Inject` is, whichever module it is imported from. What the handlers
+   inject is checked when the app starts (``GraphError`` naming each one).
 4. **Health routes** (``/health``, ``/livez``, ``/readyz``, the JSON Check) served
    from the monitor.
 

@@ -23,6 +23,10 @@ from ._lifecycle import Running
 # The ASGI scope key under which each HTTP request and WebSocket connection keeps its slot.
 SLOT = "healthdi.scope"
 
+# Where install() records the monitor on the app (``app.state.healthdi_monitor``), for a
+# server that drains the app on its way out (``di run``) to find.
+MONITOR_STATE = "healthdi_monitor"
+
 # The paths of the health routes, in the syntax Starlette and Litestar share.
 HEALTH_PATHS = (
     "/health",
@@ -48,6 +52,18 @@ NOT_STARTED = (
 )
 
 
+class StreamAbortedError(Exception):
+    """Thrown into a request's generator factories when its response was cut short.
+
+    The app returned before the last chunk of its response was sent (the client went
+    away mid-stream, and the framework stopped the stream quietly): what the request
+    did rolls back rather than commits.
+    """
+
+
+CUT_SHORT = "the response's body was cut short"
+
+
 class Lifespan:
     """Whether the app's lifespan has started the injector: requests check it."""
 
@@ -71,7 +87,7 @@ class Slot:
     files) free of any scope work; a closed slot refuses to open.
     """
 
-    __slots__ = ("context", "done", "failure", "injector", "lifespan", "scope")
+    __slots__ = ("context", "done", "failure", "injector", "lifespan", "scope", "sent")
 
     def __init__(
         self,
@@ -84,6 +100,7 @@ class Slot:
         self.lifespan = lifespan
         self.scope: Scope | None = None
         self.done = False
+        self.sent = False  # whether the response's last message was sent (HTTP)
         # A handler's exception that the framework turned into a response, seen by an
         # injecting dependency: the scope closes with it all the same.
         self.failure: Exception | None = None
@@ -118,7 +135,9 @@ class RequestScopes:
     """ASGI middleware: a slot per HTTP request and WebSocket connection, closed after it.
 
     The scope closes once the app has returned (the response sent, background tasks
-    run); an exception that escapes the app is thrown into generator factories first.
+    run); an exception that escapes the app is thrown into generator factories first,
+    and so is :class:`StreamAbortedError` when the app returned before its response's
+    last chunk was sent (a streamed response whose client went away).
     """
 
     __slots__ = ("app", "context", "injector", "lifespan")
@@ -145,6 +164,8 @@ class RequestScopes:
             lifespan.check()
         slot = Slot(self.injector, self.context, lifespan)
         scope[SLOT] = slot
+        if kind == "http":
+            send = _watching(send, slot)
         try:
             await self.app(scope, receive, send)
         except BaseException as error:
@@ -157,10 +178,31 @@ class RequestScopes:
         opened = slot.scope
         if opened is not None:
             failure = slot.failure
+            if failure is None and kind == "http" and not slot.sent:
+                # The app returned, its response unfinished: the client went away
+                # mid-stream and the framework ended the stream without an exception.
+                failure = StreamAbortedError(CUT_SHORT)
             if failure is None:
                 await opened.__aexit__(None, None, None)
             else:
                 await opened.__aexit__(type(failure), failure, failure.__traceback__)
+
+
+# The messages that end a response when their ``more_body`` is false (or always).
+_BODY = ("http.response.body", "http.response.zerocopysend")
+_PATHSEND = "http.response.pathsend"
+
+
+def _watching(send: Send, slot: Slot) -> Send:
+    """``send``, recording on ``slot`` when the response's last message has gone."""
+
+    async def sending(message: MutableMapping[str, Any]) -> None:
+        kind = message["type"]
+        if (kind in _BODY and not message.get("more_body", False)) or kind == _PATHSEND:
+            slot.sent = True
+        await send(message)
+
+    return sending
 
 
 def declare_context(injector: Scope, keys: tuple[type[Any], ...], framework: str) -> None:

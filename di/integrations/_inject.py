@@ -17,6 +17,12 @@
 
 An annotation naming a class defined after the handler is read at its first call
 instead of when it is wrapped.
+
+What a handler injects is checked when its app starts: each wrapper (and FastAPI's
+``Inject`` dependency, and Litestar's ``provide()``) carries :data:`INJECTS`, a
+function listing ``(parameter, key, name)``; the integration finds the handlers its
+app serves and :func:`check_injected` raises one :class:`~di.errors.GraphError`
+naming every handler that asks for what the container cannot build.
 """
 
 from __future__ import annotations
@@ -25,14 +31,25 @@ import contextlib
 import functools
 import inspect
 import typing
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Final
 
+from .._container import views
 from .._container.injection import INJECT, injected_params
 from .._container.keys import Key
+from ..errors import GraphError, ServiceNotFoundError
 from ..scope import Scope
 
-__all__ = ["INJECT", "injected_params", "wrap"]
+__all__ = ["INJECT", "INJECTS", "check_injected", "injected_params", "injects", "wrap"]
+
+# What a handler injects, as ``(parameter, key, name)`` triples (parameter None when the
+# framework binds it: a FastAPI dependency's), read on demand.
+Plan = Sequence[tuple[str | None, Key, str | None]]
+# The attribute carrying a wrapper's (or a resolver's) reader of its plan. A decorator
+# applied on top with functools.wraps copies it.
+INJECTS: Final = "__healthdi_injects__"
+# A handler that injects: where it is (``"route GET /orders (list_orders)"``), its plan.
+Site = tuple[str, Callable[[], Plan]]
 
 
 def wrap(
@@ -107,6 +124,7 @@ def wrap(
             return func(*args, **kwargs)
 
         wrapper = sync_call
+    setattr(wrapper, INJECTS, lambda: plan if plan is not None else read())
     # What the framework calls it with, for introspection: without what is injected.
     injected = {name for name, _, _ in plan} if plan is not None else set()
     signature = inspect.signature(func)
@@ -117,3 +135,33 @@ def wrap(
         ]
     )
     return typing.cast("Callable[..., Any]", wrapper)
+
+
+def injects(func: object) -> Callable[[], Plan] | None:
+    """The reader of what ``func`` injects, if it is an injecting wrapper or resolver."""
+    reader = getattr(func, INJECTS, None)
+    return reader if callable(reader) else None
+
+
+def check_injected(injector: Scope, sites: Iterable[Site]) -> None:
+    """Raise one :class:`~di.errors.GraphError` naming each site (``"route GET
+    /orders (list_orders)"``) whose plan asks for a key ``injector`` cannot build.
+
+    Each key is looked up as ``invoke`` would look it up from a request's scope (the
+    injector's own services, context keys included); nothing is built.
+    """
+    problems: list[str] = []
+    for where, read in sites:
+        try:
+            plan = read()
+        except (NameError, TypeError) as error:
+            problems.append(f"{where}: its injected parameters cannot be read: {error}")
+            continue
+        for parameter, key, name in plan:
+            try:
+                views.find(injector, key, name)
+            except ServiceNotFoundError as error:
+                what = f"parameter {parameter!r}" if parameter else "a dependency"
+                problems.append(f"{where}: {what} injects what is not provided: {error}")
+    if problems:
+        raise GraphError(injector.name, problems)

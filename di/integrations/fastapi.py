@@ -20,12 +20,14 @@ integration uses (:func:`di.integrations._inject.wrap`) instead.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.requests import HTTPConnection
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from .._container.keys import parse_named
 from ..inject import Inject
@@ -33,9 +35,17 @@ from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from . import _asgi
 from . import starlette as _starlette
-from ._inject import injected_params, wrap
+from ._asgi import StreamAbortedError
+from ._inject import INJECTS, Plan, Site, check_injected, injected_params, injects, wrap
 
-__all__ = ["Inject", "InjectingRoute", "inject_metadata", "install", "scope_of"]
+__all__ = [
+    "Inject",
+    "InjectingRoute",
+    "StreamAbortedError",
+    "inject_metadata",
+    "install",
+    "scope_of",
+]
 
 
 def install(
@@ -60,8 +70,14 @@ def install(
       take the request. Each request (and WebSocket connection) gets its own scope on
       its first ``Inject``; it closes after the response has been sent (background
       tasks included), and an exception escaping the app is thrown into generator
-      factories. An exception FastAPI answers with an exception handler
-      (``HTTPException``, validation errors) is handled: the scope closes as usual.
+      factories, and so is :class:`StreamAbortedError` when the app returns before
+      its response's end (a stream whose client went away). An exception FastAPI
+      answers with an exception handler (``HTTPException``, validation errors) is
+      handled: the scope closes as usual.
+    - **Checked at startup:** every route's ``Inject[T]`` (endpoints, dependencies,
+      included routers, mounted apps) is looked up before the container starts; one
+      the container cannot build fails the startup with a ``GraphError`` naming each
+      route.
     - **Health routes:** ``/health``, ``/livez``, ``/readyz`` (and their ``/{name}``
       forms) and ``POST /grpc.health.v1.Health/Check`` under ``health_prefix``, left
       out of the OpenAPI schema; error texts only with ``show_details=True``. An app
@@ -84,7 +100,7 @@ def install(
     Call it where the app is made, before it serves, on the app the server runs: a
     mounted app's lifespan never runs, and a request to an app whose lifespan never
     started logs an error, and fails where it injects. Once per app. Returns the
-    monitor.
+    monitor, also recorded as ``app.state.healthdi_monitor`` (``di run`` drains it).
     """
     monitor = _starlette.install(
         app,
@@ -97,7 +113,60 @@ def install(
     )
     if app.router.route_class is APIRoute:
         app.router.route_class = InjectingRoute
+    _check_routes_first(app, injector)
     return monitor
+
+
+def _check_routes_first(app: FastAPI, injector: Scope) -> None:
+    """Startup checks what every route injects before the container starts."""
+    router = app.router
+    inner = router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
+        check_injected(injector, _sites(router.routes))
+        async with inner(app) as state:
+            yield state
+
+    router.lifespan_context = lifespan
+
+
+def _sites(routes: Sequence[BaseRoute]) -> Iterator[Site]:
+    """Each ``Inject`` of each route (its endpoint's, its dependencies'), mounted apps'
+    routes included: ``(where, plan)``."""
+    for route in routes:
+        # A Mount or a Host (a mounted app's routes), or a router included lazily (its
+        # own routes, FastAPI >= 0.160).
+        below = getattr(route, "routes", None) or getattr(
+            getattr(route, "original_router", None), "routes", None
+        )
+        if below:
+            yield from _sites(below)
+        dependant = getattr(route, "dependant", None)
+        if dependant is None:
+            continue
+        methods = ",".join(sorted(getattr(route, "methods", None) or ())) or "WebSocket"
+        endpoint = getattr(route, "endpoint", None)
+        where = f"route {methods} {getattr(route, 'path', '?')} ({_name(endpoint)})"
+        read = injects(endpoint)
+        if read is not None:
+            yield where, read
+        pending = list(dependant.dependencies)
+        while pending:
+            dependency = pending.pop()
+            pending.extend(dependency.dependencies)
+            read = injects(dependency.call)
+            if read is not None:
+                yield where, _named(read, dependency.name)
+
+
+def _named(read: Callable[[], Plan], parameter: str | None) -> Callable[[], Plan]:
+    """A dependency's plan, with the parameter FastAPI binds it to."""
+    return lambda: [(parameter, key, name) for _, key, name in read()]
+
+
+def _name(endpoint: Any) -> str:
+    return str(getattr(endpoint, "__qualname__", None) or endpoint)
 
 
 class InjectingRoute(APIRoute):
@@ -186,4 +255,6 @@ def _resolver(item: Any) -> Any:
             return await scope_of(connection).ainvoke(key, name)
 
     resolve.__qualname__ = f"Inject[{getattr(key, '__qualname__', key)}]"
+    plan: Plan = ((None, key, name),)
+    setattr(resolve, INJECTS, lambda: plan)
     return resolve

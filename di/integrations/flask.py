@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import atexit
 import inspect
+import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import anyio
 from flask import Blueprint, Flask, Request, Response, current_app, g, request
 
 from .._answers import (
@@ -33,13 +36,14 @@ from .._answers import (
     render_health,
     render_probe,
 )
-from .._container.runner import LoopThread
+from .._container.runner import LoopThread, after_fork_in_child
 from ..errors import DIError
 from ..inject import Inject
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from . import _asgi
-from ._inject import wrap
+from ._asgi import StreamAbortedError
+from ._inject import Site, check_injected, injects, wrap
 from ._lifecycle import Running, monitor_for, registry_for
 
 __all__ = ["Inject", "StreamAbortedError", "inject", "install", "scope_of", "shutdown"]
@@ -52,16 +56,14 @@ _G_SCOPE = "_healthdi_scope"
 _G_STREAMED = "_healthdi_streamed"  # the scope closes with the streamed body, not before
 
 
-class StreamAbortedError(Exception):
-    """Thrown into a request's generator factories when its streamed body was cut short.
-
-    The server closed the body before its last chunk (the client went away): what
-    the request did rolls back rather than commits.
-    """
-
-
 _apps_lock = threading.Lock()
 _running_injectors: dict[int, _AppLoop] = {}  # by id(injector), until shut down
+if hasattr(os, "register_at_fork"):  # no thread holds it across a fork
+    os.register_at_fork(
+        before=_apps_lock.acquire,
+        after_in_parent=_apps_lock.release,
+        after_in_child=_apps_lock.release,
+    )
 
 
 class _AppLoop:
@@ -79,7 +81,34 @@ class _AppLoop:
         self.lock = threading.Lock()
 
     def start(self) -> None:
-        """Start the injector and its monitor on the thread's loop; raise what failed."""
+        """Start the injector and its monitor on the thread's loop, and wait for the
+        monitor's first round (bounded by its timeout); raise what failed.
+
+        Waiting for that round means the thread has done what it imports on its first
+        round before a server can fork this process: a fork while another thread
+        imports leaves the child a module that never finishes importing.
+        """
+        self.loop.start(self._first_round)
+        after_fork_in_child(self._after_fork)
+
+    @asynccontextmanager
+    async def _first_round(self) -> AsyncIterator[None]:
+        async with Running(self.injector, self.monitor):
+            with anyio.move_on_after(self.monitor.timeout + 1.0):
+                await self.monitor.wait_ready()
+            yield
+
+    def _after_fork(self) -> None:
+        """In a forked child (a gunicorn worker of a ``--preload`` app, say): the
+        monitor's thread is the parent's, so a new one runs its rounds here.
+
+        The injector started in the parent, and its services are the child's copies:
+        the rounds check them; the monitor (reset itself by then) starts no new build.
+        """
+        self.lock = threading.Lock()
+        if self.done:
+            return
+        self.loop = LoopThread("healthdi-monitor")
         self.loop.start(lambda: Running(self.injector, self.monitor))
 
     def close(self) -> None:
@@ -109,7 +138,9 @@ def install(
     - **Start:** the injector's ``astart()`` runs now (validation, then eager
       services), on the event loop of a thread of its own: a failure shuts down what
       it built and raises here, so the app is never made. The monitor (``monitor``,
-      or ``HealthMonitor(injector)``) then checks every interval on that loop.
+      or ``HealthMonitor(injector)``) then checks every interval on that loop;
+      ``install`` returns once its first round has completed (or its timeout has
+      passed).
     - **Request scopes:** ``flask.Request`` is declared with ``provide_context``
       (unless it already is). Each request gets its own scope on first use (an
       ``Inject`` parameter, :func:`scope_of`), with the request in its context; it
@@ -118,6 +149,11 @@ def install(
       answered is handled: the scope closes as usual. A streamed response's scope
       closes once its body has been sent instead, with the body's exception if it
       fails part-way (:class:`StreamAbortedError` if it is cut short).
+    - **Checked as registered:** an ``@inject`` view asking for what the container
+      cannot build raises ``GraphError`` where it is registered (views registered
+      before now are checked here).
+    - **Forks:** after ``fork()`` (``gunicorn --preload``) the child runs the
+      monitor's rounds on a thread of its own.
     - **Health routes:** a blueprint serving ``/health``, ``/livez``, ``/readyz``
       (and their ``/<name>`` forms) and ``POST /grpc.health.v1.Health/Check`` under
       ``health_prefix``, as :func:`di.asgi.health_app` answers them.
@@ -139,6 +175,9 @@ def install(
     if _EXTENSION in app.extensions:
         raise RuntimeError("install() was already called on this Flask app")
     _asgi.declare_context(injector, (Request,), "flask")
+    # The views registered so far now, and each one registered later as it is.
+    check_injected(injector, _sites(app, app.view_functions.items()))
+    app.view_functions = _CheckedViews(app, injector, app.view_functions)
     running = _AppLoop(injector, monitor)
     with _apps_lock:
         if id(injector) in _running_injectors:
@@ -162,6 +201,33 @@ def install(
     blueprint = _blueprint(monitor, show_details, registry)
     app.register_blueprint(blueprint, url_prefix=prefix or None)
     return monitor
+
+
+class _CheckedViews(dict[str, Any]):
+    """An app's views, each checked as it is registered: an ``@inject`` view that asks
+    for what the container cannot build fails its registration (the app's making)."""
+
+    def __init__(self, app: Flask, injector: Scope, views: dict[str, Any]) -> None:
+        super().__init__(views)
+        self.app = app
+        self.injector = injector
+
+    def __setitem__(self, endpoint: str, view: Any) -> None:
+        check_injected(self.injector, _sites(self.app, [(endpoint, view)]))
+        super().__setitem__(endpoint, view)
+
+
+def _sites(app: Flask, views: Iterable[tuple[str, Any]]) -> Iterator[Site]:
+    """Each ``@inject`` view among ``views``: ``(where, plan)``."""
+    for endpoint, view in views:
+        read = injects(view)
+        if read is not None:
+            try:
+                rules = ", ".join(rule.rule for rule in app.url_map.iter_rules(endpoint))
+            except KeyError:  # registered without a rule (add_url_rule does add one)
+                rules = "no rule"
+            name = getattr(view, "__qualname__", endpoint)
+            yield f"view {endpoint!r} ({name}, at {rules})", read
 
 
 def shutdown(app: Flask) -> None:
@@ -191,8 +257,7 @@ def scope_of(req: Request | None = None) -> Scope:
             "this Flask app's injector was shut down (shutdown(app), or exit): it serves "
             "no more requests that need it"
         )
-    # werkzeug documents _get_current_object() as the way to unwrap its LocalProxy.
-    current = req if req is not None else request._get_current_object()  # type: ignore[attr-defined]  # noqa: SLF001
+    current = req if req is not None else request._get_current_object()  # type: ignore[attr-defined]  # noqa: SLF001 - werkzeug documents it as the way to unwrap its LocalProxy
     scope = running.injector.scope(context={Request: current})
     setattr(g, _G_SCOPE, scope)
     return scope
@@ -259,7 +324,7 @@ class _Streamed:
                 close()
         finally:
             cut = self.iterator is not None
-            self._close(StreamAbortedError("the response's body was cut short") if cut else None)
+            self._close(StreamAbortedError(_asgi.CUT_SHORT) if cut else None)
 
     def _close(self, error: BaseException | None) -> None:
         if not self.open:

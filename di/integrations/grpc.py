@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import gc
 import inspect
 import logging
 import typing
@@ -48,7 +49,7 @@ from ..grpc import HealthServicer, add_health_servicer
 from ..inject import Inject
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
-from ._inject import wrap
+from ._inject import Site, check_injected, injects, wrap
 from ._lifecycle import Running, monitor_for, registry_for
 
 __all__ = [
@@ -335,6 +336,39 @@ def _rpc_scope(kwargs: dict[str, Any]) -> Scope:
     return current_scope()
 
 
+# How deep in what a server holds its handlers' behaviors lie (server, its core, a list
+# of generic handlers, one, its attributes, a mapping of methods, a handler, a method).
+_HOLDS = 10
+
+
+def _served(server: grpc.aio.Server) -> Iterator[Site]:
+    """Each ``@inject`` method ``server`` serves: ``(where, plan)``.
+
+    grpc.aio lists a server's handlers nowhere public, so they are found among the
+    objects the server holds (``gc.get_referents``), descending only into grpc's own
+    objects and plain containers: the generic handlers (``add_*_to_server``,
+    ``method_handlers_generic_handler``), the registered method handlers, and their
+    behaviors. A handler grpc does not hold that way (a generic handler of your own
+    class) is not found, and is not checked.
+    """
+    seen: set[int] = set()
+    pending: list[tuple[object, int]] = [(server, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        read = injects(item) if callable(item) else None
+        if read is not None:
+            yield f"servicer method {getattr(item, '__qualname__', item)}", read
+            continue
+        if depth < _HOLDS and (
+            isinstance(item, dict | list | tuple)
+            or type(item).__module__.partition(".")[0] == "grpc"
+        ):
+            pending.extend((held, depth + 1) for held in gc.get_referents(item))
+
+
 # -- health, start and stop ---------------------------------------------------------------
 
 
@@ -403,9 +437,11 @@ class Lifecycle:
         """Build the eager services (``astart()``), run the monitor, start the server.
 
         The server accepts RPCs only once the container has started; health reads
-        NOT_SERVING until the monitor's first round. A failed start stops the server,
-        runs the shutdown hooks of what it built, and raises the start's error. Once
-        per lifecycle.
+        NOT_SERVING until the monitor's first round. An ``@inject`` method the server
+        serves that asks for what the container cannot build fails the start first
+        (``GraphError``, nothing built). A failed start stops the server, runs the
+        shutdown hooks of what it built, and raises the start's error. Once per
+        lifecycle.
         """
         if self._starting is not None or self._stopping is not None:
             raise RuntimeError("Lifecycle.start(): this lifecycle was started (or stopped) once")
@@ -417,6 +453,7 @@ class Lifecycle:
             self._starting.set_result(None)
 
     async def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        check_injected(self.injector, _served(self.server))
         entered: asyncio.Future[None] = loop.create_future()
         self._leave = asyncio.Event()
         host = self._host = loop.create_task(self._hold(entered, self._leave))

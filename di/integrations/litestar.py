@@ -14,7 +14,7 @@ controller's or router's own ``dependencies``. ``pip install 'healthdi[litestar]
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -33,9 +33,11 @@ from .._container.keys import parse_named
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from . import _asgi
+from ._asgi import StreamAbortedError
+from ._inject import INJECTS, Plan, Site, check_injected, injects
 from ._lifecycle import monitor_for
 
-__all__ = ["DIPlugin", "provide", "scope_of"]
+__all__ = ["DIPlugin", "StreamAbortedError", "provide", "scope_of"]
 
 # The context keys each request scope receives: the connection as its own class, and as
 # ASGIConnection (either kind) for services that serve both.
@@ -56,10 +58,14 @@ class DIPlugin(InitPlugin):
       been sent. An exception raised by the handler (``HTTPException`` included),
       however it reached the scope (``provide()``, ``scope_of()``, a sync handler), is
       thrown into generator factories when the scope closes, as Litestar throws it
-      into its own generator dependencies (an ``after_exception`` hook records it).
+      into its own generator dependencies (an ``after_exception`` hook records it);
+      a response cut short (a stream whose client went away) throws
+      :class:`StreamAbortedError`.
     - **Injection:** ``dependencies`` maps parameter names to services (a type, a
       name, or ``Annotated[T, Named("x")]``), as app-level ``Provide`` dependencies;
-      a name the app's own ``dependencies`` provide already is refused.
+      a name the app's own ``dependencies`` provide already is refused. Each
+      ``provide()`` a handler uses, and each of ``dependencies``, is looked up at
+      startup: one the container cannot build fails it (``GraphError``).
     - **Health routes:** ``/health``, ``/livez``, ``/readyz`` (and their ``/{name}``
       forms) and ``POST /grpc.health.v1.Health/Check`` under ``health_prefix``;
       error texts only with ``show_details=True``.
@@ -72,7 +78,8 @@ class DIPlugin(InitPlugin):
       given has its own.
 
     A request to an app whose lifespan never started logs an error, and fails where
-    it injects.
+    it injects. The monitor is recorded as ``app.state.healthdi_monitor`` (``di run``
+    drains it).
     """
 
     __slots__ = ("dependencies", "health_prefix", "injector", "metrics", "monitor", "show_details")
@@ -100,8 +107,13 @@ class DIPlugin(InitPlugin):
         _asgi.declare_context(injector, CONTEXT_KEYS, "litestar")
         lifespan = _asgi.Lifespan()
 
-        def running(app: Litestar) -> Any:
-            return _asgi.running(injector, monitor, lifespan)
+        plugin_dependencies = dict(self.dependencies)
+
+        @asynccontextmanager
+        async def running(app: Litestar) -> AsyncIterator[None]:
+            check_injected(injector, _sites(app, plugin_dependencies))
+            async with _asgi.running(injector, monitor, lifespan):
+                yield
 
         @asynccontextmanager
         async def draining(app: Litestar) -> AsyncIterator[None]:
@@ -111,6 +123,7 @@ class DIPlugin(InitPlugin):
                 await monitor.enter_graceful_shutdown()  # before the app's own shutdown
 
         app_config.lifespan = [running, *app_config.lifespan, draining]
+        app_config.state[_asgi.MONITOR_STATE] = monitor  # for `di run`'s drain
         app_config.middleware = [
             DefineMiddleware(
                 _asgi.RequestScopes,  # type: ignore[arg-type]  # plain ASGI types
@@ -146,6 +159,43 @@ class DIPlugin(InitPlugin):
         return app_config
 
 
+def _sites(app: Litestar, plugin: Mapping[str, Any]) -> Iterator[Site]:
+    """Each ``provide()`` a route handler uses (through its own parameters, or another
+    dependency's), and each of ``DIPlugin(dependencies=...)`` that none uses."""
+    used: set[str] = set()
+    for route in app.routes:
+        handlers = getattr(route, "route_handlers", None) or [getattr(route, "route_handler", None)]
+        for handler in handlers:
+            if handler is None or not hasattr(handler, "resolve_dependencies"):
+                continue
+            dependencies = handler.resolve_dependencies()
+            methods = ",".join(sorted(getattr(handler, "http_methods", None) or ())) or "WebSocket"
+            where = f"handler {methods} {route.path} ({handler.handler_name})"
+            wanted = list(handler.parsed_fn_signature.parameters)
+            seen: set[str] = set()
+            while wanted:
+                name = wanted.pop()
+                provider = dependencies.get(name)
+                if provider is None or name in seen:
+                    continue
+                seen.add(name)
+                wanted.extend(provider.parsed_fn_signature.parameters)
+                read = injects(provider.dependency)
+                if read is not None:
+                    yield where, _named(read, name)
+            used |= seen
+    for name in plugin:
+        if name not in used:
+            read = injects(getattr(app.dependencies.get(name), "dependency", None))
+            if read is not None:
+                yield f"DIPlugin(dependencies={{{name!r}: ...}})", _named(read, name)
+
+
+def _named(read: Callable[[], Plan], parameter: str) -> Callable[[], Plan]:
+    """A dependency's plan, with the name the handler knows it by."""
+    return lambda: [(parameter, key, name) for _, key, name in read()]
+
+
 async def record_failure(error: Exception, scope: ASGIScope) -> None:
     """Keep the handler's exception for its request scope, which closes with it."""
     slot: Any = scope.get(_asgi.SLOT)
@@ -177,6 +227,8 @@ def provide(service: Any, *, use_cache: bool = False) -> Provide:
             raise
 
     resolve.__qualname__ = f"provide({getattr(key, '__qualname__', key)})"
+    plan: Plan = ((None, key, name),)
+    setattr(resolve, INJECTS, lambda: plan)
     return Provide(resolve, use_cache=use_cache)
 
 

@@ -27,9 +27,10 @@ from starlette.websockets import WebSocket
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from . import _asgi
+from ._asgi import StreamAbortedError
 from ._lifecycle import monitor_for
 
-__all__ = ["install", "scope_of"]
+__all__ = ["StreamAbortedError", "install", "scope_of"]
 
 # The context keys each request scope receives: the connection as its own class, and as
 # HTTPConnection (either kind) for services that serve both.
@@ -57,8 +58,11 @@ def install(
       and WebSocket connection gets its own scope when a handler first asks for it
       with :func:`scope_of`, with the connection in its context; it closes when the
       response has been sent (background tasks included), and an exception escaping
-      the app is thrown into generator factories. One the app answers with an
-      exception handler (``HTTPException``) is handled: the scope closes as usual.
+      the app is thrown into generator factories, and so is
+      :class:`StreamAbortedError` when the app returns before its response's end (a
+      stream whose client went away). One the app answers with an exception handler
+      (``HTTPException``) is handled: the scope closes as usual. What a handler asks
+      ``scope_of()`` for is seen only when it runs: it is not checked at startup.
     - **Health routes:** ``/health``, ``/livez``, ``/readyz`` (and their ``/{name}``
       forms) and ``POST /grpc.health.v1.Health/Check`` under ``health_prefix``, as
       :func:`di.asgi.health_app` answers them; error texts only with
@@ -76,7 +80,8 @@ def install(
     never runs, and a request to an app whose lifespan never started logs an error,
     and fails where it injects. Once per app.
 
-    Call it where the app is made, before it serves. Returns the monitor.
+    Call it where the app is made, before it serves. Returns the monitor, also
+    recorded as ``app.state.healthdi_monitor`` (``di run`` drains it).
     """
     monitor = monitor_for(injector, monitor, unbuilt)
     prefix = _asgi.normalize_prefix(health_prefix)
@@ -93,6 +98,7 @@ def install(
     )
     endpoint = _asgi.HealthEndpoint(monitor, show_details, prefix, metrics)
     app.router.routes.append(HealthRoutes(endpoint, _asgi.metrics_paths(metrics)))
+    setattr(app.state, _asgi.MONITOR_STATE, monitor)  # for `di run`'s drain
     return monitor
 
 

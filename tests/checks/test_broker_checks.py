@@ -45,7 +45,9 @@ def redis_server() -> Iterator[RedisServer]:
     server.kill()
 
 
-def test_redis_sync_client(redis_server: RedisServer) -> None:
+def test_redis_check_of_a_sync_client_passes_times_out_hung_fails_stopped(
+    redis_server: RedisServer,
+) -> None:
     import redis
 
     client = redis.Redis.from_url(redis_server.url)
@@ -57,7 +59,9 @@ def test_redis_sync_client(redis_server: RedisServer) -> None:
 
 
 @ASYNCIO_ONLY
-async def test_redis_asyncio_client(redis_server: RedisServer) -> None:
+async def test_redis_check_of_an_asyncio_client_passes_times_out_hung_fails_stopped(
+    redis_server: RedisServer,
+) -> None:
     import redis.asyncio
 
     client = redis.asyncio.Redis.from_url(redis_server.url)
@@ -69,7 +73,7 @@ async def test_redis_asyncio_client(redis_server: RedisServer) -> None:
 
 
 @ASYNCIO_ONLY
-async def test_rabbitmq_connection() -> None:
+async def test_rabbitmq_check_passes_naming_the_broker_times_out_hung_fails_stopped() -> None:
     import aio_pika
 
     server = RabbitMQ()

@@ -41,7 +41,9 @@ def assert_postgres_details(details: object, *, pool: bool) -> None:
 
 
 @ASYNCIO_ONLY
-async def test_asyncpg_pool(postgres: Postgres) -> None:
+async def test_postgres_check_of_an_asyncpg_pool_passes_times_out_hung_fails_stopped(
+    postgres: Postgres,
+) -> None:
     import asyncpg
 
     pool = await asyncpg.create_pool(postgres.url, min_size=1, max_size=2)
@@ -53,7 +55,9 @@ async def test_asyncpg_pool(postgres: Postgres) -> None:
 
 
 @ASYNCIO_ONLY
-async def test_asyncpg_connection(postgres: Postgres) -> None:
+async def test_postgres_check_of_an_asyncpg_connection_passes_times_out_hung_fails_stopped(
+    postgres: Postgres,
+) -> None:
     import asyncpg
 
     connection = await asyncpg.connect(postgres.url)
@@ -65,7 +69,9 @@ async def test_asyncpg_connection(postgres: Postgres) -> None:
 
 
 @ASYNCIO_ONLY
-async def test_psycopg_async_connection(postgres: Postgres) -> None:
+async def test_postgres_check_of_a_psycopg_async_connection_passes_times_out_hung_fails_stopped(
+    postgres: Postgres,
+) -> None:
     import psycopg
 
     connection = await psycopg.AsyncConnection.connect(postgres.url)
@@ -78,7 +84,9 @@ async def test_psycopg_async_connection(postgres: Postgres) -> None:
 
 
 @ASYNCIO_ONLY
-async def test_psycopg_async_pool(postgres: Postgres) -> None:
+async def test_postgres_check_of_a_psycopg_async_pool_passes_times_out_hung_fails_stopped(
+    postgres: Postgres,
+) -> None:
     from psycopg_pool import AsyncConnectionPool
 
     # A pool waits for a connection up to its timeout: below the check's, a database
@@ -107,7 +115,9 @@ def test_psycopg_connection_leaves_no_transaction_open(postgres: Postgres) -> No
     assert_postgres_details(healthy.details, pool=False)
 
 
-def test_psycopg_pool(postgres: Postgres) -> None:
+def test_postgres_check_of_a_psycopg_pool_passes_times_out_hung_fails_stopped(
+    postgres: Postgres,
+) -> None:
     from psycopg_pool import ConnectionPool
 
     pool = ConnectionPool(postgres.url, min_size=1, max_size=2, timeout=TIMEOUT / 3, open=False)
@@ -119,7 +129,9 @@ def test_psycopg_pool(postgres: Postgres) -> None:
     assert_postgres_details(healthy.details, pool=True)
 
 
-def test_sqlalchemy_engine(postgres: Postgres) -> None:
+def test_sqlalchemy_engine_check_passes_gives_back_its_connection_times_out_hung_fails_stopped(
+    postgres: Postgres,
+) -> None:
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(postgres.url.replace("postgresql:", "postgresql+psycopg:"))
@@ -134,7 +146,9 @@ def test_sqlalchemy_engine(postgres: Postgres) -> None:
 
 
 @ASYNCIO_ONLY
-async def test_sqlalchemy_async_engine(postgres: Postgres) -> None:
+async def test_sqlalchemy_check_of_an_async_engine_passes_times_out_hung_fails_stopped(
+    postgres: Postgres,
+) -> None:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     engine = create_async_engine(postgres.url.replace("postgresql:", "postgresql+asyncpg:"))

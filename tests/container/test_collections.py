@@ -120,7 +120,7 @@ def test_a_child_adds_to_its_ancestors_collection() -> None:
     assert len(injector.invoke(list[Plugin])) == 4  # the root does not see the child's
 
 
-async def test_scoped_and_async_members_in_a_request_scope() -> None:
+async def test_a_collection_holds_each_scopes_own_scoped_member_and_one_async_singleton() -> None:
     class Session:
         name = "session"
 

@@ -157,7 +157,7 @@ def test_circular_dependency_shows_the_path() -> None:
     assert injector.list_invoked() == []
 
 
-def test_self_dependency_and_transient_cycles() -> None:
+def test_a_self_dependency_and_a_cycle_of_transients_are_circular() -> None:
     injector = Injector()
     injector.provide(Self)
     injector.provide_transient(A)
@@ -170,7 +170,7 @@ def test_self_dependency_and_transient_cycles() -> None:
         injector.invoke(B)
 
 
-async def test_async_circular_dependency() -> None:
+async def test_ainvoke_raises_circular_dependency_naming_the_cycle() -> None:
     injector = Injector()
     injector.provide(A)
     injector.provide(B)

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from di import Inject, Injector, Scope
 
+from ..services import Config, key
+
 
 @st.composite
 def graphs(draw: st.DrawFn) -> tuple[list[bool], list[list[int]], list[int]]:
@@ -87,12 +89,8 @@ def test_indexes_and_shutdown_order_respect_every_edge(
 # -- explain: what a service needs, and what needs it -------------------------------------
 
 
-class Settings:
-    pass
-
-
 class Pool:
-    def __init__(self, settings: Settings) -> None: ...
+    def __init__(self, config: Config) -> None: ...
 
 
 class Orders:
@@ -105,7 +103,7 @@ class Reports:
 
 def test_explain_lists_dependents_as_a_tree_and_calls_eager_services_eager() -> None:
     injector = Injector()
-    injector.provide_value(Settings())
+    injector.provide_value(Config())
     injector.provide(Pool, eager=True)
     injector.provide(Orders)
     injector.provide_transient(Reports)
@@ -115,7 +113,7 @@ def test_explain_lists_dependents_as_a_tree_and_calls_eager_services_eager() -> 
 
     assert injector.explain(Pool).splitlines() == [
         f"{__name__}.Pool (eager, provided by 'root', not built)",
-        f"└── {__name__}.Settings (value, provided by 'root', built)",
+        f"└── {key(Config)} (value, provided by 'root', built)",
         "needed by:",
         f"├── {__name__}.Orders (lazy, provided by 'root', not built)",
         f"│   └── {__name__}.Reports (transient, provided by 'root', built on every invoke)",

@@ -13,27 +13,10 @@ import pytest
 
 from di import HookEvent, Injector, ShutdownError
 
+from ..services import Config, Database, Repo, key
 from ..timing import PATIENCE
 
 pytestmark = pytest.mark.anyio
-
-
-class Config:
-    pass
-
-
-class Database:
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.closed = False
-
-    def shutdown(self) -> None:
-        self.closed = True
-
-
-class Repo:
-    def __init__(self, db: Database) -> None:
-        self.db = db
 
 
 class Handler:
@@ -86,7 +69,7 @@ def test_each_event_says_what_happened_to_which_service() -> None:
 
     by_name = {(e.name, e.key.rsplit(".", 1)[1]): e for e in seen.events}
     provided = by_name[("provided", "Config")]
-    assert provided == HookEvent("provided", "root", f"{__name__}.Config", config, None, None)
+    assert provided == HookEvent("provided", "root", key(Config), config, None, None)
     assert by_name[("provided", "Database")].instance is None  # not built yet
     built = by_name[("built", "Database")]
     assert built.instance is db and built.scope == "root" and built.error is None

@@ -15,16 +15,9 @@ from di import GraphError, Inject, Injector, Named, Scope
 from di.integrations import fastapi, flask, grpc
 from di.integrations._inject import INJECT
 
+from ..services import Config, Database
+
 pytestmark = pytest.mark.anyio
-
-
-class Settings:
-    dsn = "sqlite://"
-
-
-class Database:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
 
 
 class Transaction:
@@ -40,7 +33,7 @@ def app(log: list[str] | None = None) -> Injector:
     """A container with a singleton, a named value and a scoped unit of work."""
     journal = [] if log is None else log
     injector = Injector()
-    injector.provide(Settings)
+    injector.provide(Config)
     injector.provide(Database)
     injector.provide_value("replica://", name="replica")
 
@@ -81,7 +74,7 @@ def test_a_sync_function_gets_its_services_and_passes_its_other_arguments() -> N
     assert report("orders") == ("orders", db, "replica://", False)
     assert report("orders", verbose=True)[3] is True
     assert report(title="stock")[0] == "stock"
-    other = Database(Settings())
+    other = Database(Config())
     assert report("mine", db=other)[1] is other  # an argument passed wins
     assert report.__name__ == "report"
     assert list(report.__signature__.parameters) == ["title", "verbose"]  # type: ignore[attr-defined]
@@ -166,9 +159,9 @@ async def test_async_functions_and_async_generators_await_their_services() -> No
     log: list[str] = []
     injector = app(log)
 
-    async def open_cache(settings: Settings) -> AsyncIterator[dict[str, str]]:
+    async def open_cache(config: Config) -> AsyncIterator[dict[str, str]]:
         await anyio.sleep(0)
-        yield {"dsn": settings.dsn}
+        yield {"dsn": config.url}
 
     injector.provide(open_cache)
 
@@ -265,7 +258,7 @@ def test_click_commands_run_through_inject() -> None:
     @injector.inject
     def place(order: str, quantity: int, db: Inject[Database], tx: Inject[Transaction]) -> None:
         tx.log.append(order)
-        click.echo(f"{order} x{quantity} on {db.settings.dsn}")
+        click.echo(f"{order} x{quantity} on {db.config.url}")
         if quantity < 0:
             raise click.BadParameter("quantity must be positive")
 

@@ -12,6 +12,8 @@ import pytest
 
 from di import AsyncRequiredError, ContextNotProvidedError, Injector, ServiceNotFoundError
 
+from ..services import Database
+
 
 class RequestContext:
     pass
@@ -23,16 +25,18 @@ class AuditLog:
 
 
 class Orders:
-    def __init__(self, repo: Repo) -> None:
+    def __init__(self, repo: OrdersRepo) -> None:
         self.repo = repo
 
 
-class Repo:
-    def __init__(self, db: Database) -> None:
+class OrdersRepo:
+    def __init__(self, db: UnreachableDatabase) -> None:
         self.db = db
 
 
-class Database:
+class UnreachableDatabase:
+    """Its constructor cannot reach the server: building it raises."""
+
     def __init__(self) -> None:
         raise ConnectionRefusedError("cannot reach db:5432")
 
@@ -99,13 +103,13 @@ def test_a_different_class_with_the_same_name_is_called_so() -> None:
 
 def test_a_factory_that_raises_names_the_service_and_the_chain() -> None:
     injector = Injector()
-    for cls in (Orders, Repo, Database):
+    for cls in (Orders, OrdersRepo, UnreachableDatabase):
         injector.provide(cls)
     with pytest.raises(ConnectionRefusedError) as caught:
         injector.invoke(Orders)
     assert caught.value.__notes__ == [
-        f"while building '{__name__}.Database' (asked for by {__name__}.Orders -> "
-        f"{__name__}.Repo -> {__name__}.Database)"
+        f"while building '{__name__}.UnreachableDatabase' (asked for by {__name__}.Orders -> "
+        f"{__name__}.OrdersRepo -> {__name__}.UnreachableDatabase)"
     ]
 
 

@@ -18,6 +18,7 @@ from di import (
     ShutdownError,
 )
 
+from ..services import Database, key
 from ..timing import PATIENCE
 
 pytestmark = pytest.mark.anyio
@@ -121,7 +122,7 @@ def test_an_override_left_out_of_order_leaves_the_newer_one_in_place() -> None:
     assert injector.invoke(Mailer) is original and second.closed == 1
 
 
-def test_a_name_a_scope_and_a_shadowed_ancestor() -> None:
+def test_an_override_in_a_child_scope_shadows_a_named_service_from_that_child_down() -> None:
     injector = Injector()
     injector.provide_value("primary", name="dsn")
     child = injector.scope("child")
@@ -357,9 +358,6 @@ def test_a_clone_made_during_an_override_has_the_original_provider() -> None:
 
 
 async def test_a_clone_s_monitor_checks_its_own_services() -> None:
-    class Database:
-        def health_check(self) -> None: ...
-
     injector = Injector()
     injector.provide(Database, eager=True)
     clone = injector.clone()
@@ -367,7 +365,7 @@ async def test_a_clone_s_monitor_checks_its_own_services() -> None:
     monitor = HealthMonitor(clone, interval=60)
     async with monitor:
         await monitor.wait_ready()
-        assert any(name.endswith(".Database") for name in monitor.snapshot.statuses)
+        assert key(Database) in monitor.snapshot.statuses
     assert injector.list_invoked() == []
     await clone.ashutdown()
 

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import ClassVar
 
+import anyio
 import pytest
 
 from di import Injector
 
-from ..timing import PATIENCE, at_most, wait_until
-
-
-class Request:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
+from ..services import Request, key
+from ..timing import PATIENCE, at_most, until, wait_until
 
 # -- a scope's own provider for a context key it received wins -------------------------
 
@@ -45,7 +42,7 @@ def test_provide_value_shadowing_a_context_key_in_the_scope_is_used() -> None:
         fake = Request("/fake")
         scope.provide_value(fake)
         assert scope.invoke(Request) is fake
-        assert scope.list_invoked() == [f"{__name__}.Request"]
+        assert scope.list_invoked() == [key(Request)]
 
 
 # -- context= that is not a mapping is refused ------------------------------------------
@@ -95,6 +92,55 @@ def test_scoped_factory_runs_once_when_two_threads_invoke_one_request_scope() ->
     scope.shutdown()
     assert seen["own"] is seen["other"]
     assert len(calls) == 1, "built at most once per scope"
+
+
+class Connection:
+    """Built slowly in a worker thread: it waits for the loop to release it."""
+
+    release = threading.Event()
+    released: ClassVar[list[bool]] = []
+    building = threading.Event()
+
+    def __init__(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            self.building.set()
+            self.released.append(self.release.wait(at_most(0)))
+
+
+class UsesConnection:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+
+@pytest.mark.anyio
+async def test_ainvoke_awaits_a_build_running_in_another_thread_without_blocking_the_loop() -> None:
+    Connection.release, Connection.released = threading.Event(), []
+    Connection.building = threading.Event()
+    injector = Injector()
+    injector.provide_scoped(Connection)
+    injector.provide_scoped(UsesConnection)
+    with injector.scope() as warm:  # compiles the scoped builders
+        warm.invoke(UsesConnection)
+    scope = injector.scope()
+    worker = threading.Thread(target=scope.invoke, args=(Connection,))  # a to_thread endpoint
+    worker.start()
+    try:
+        await until(Connection.building.is_set, "the worker thread's build")
+        found: list[UsesConnection] = []
+
+        async def handler() -> None:
+            found.append(await scope.ainvoke(UsesConnection))
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(handler)
+            await anyio.wait_all_tasks_blocked()  # the handler waits for that build
+            Connection.release.set()  # only if the loop still runs other tasks
+    finally:
+        Connection.release.set()
+        worker.join(PATIENCE)
+    assert Connection.released == [True]
+    assert found[0].connection is scope.invoke(Connection)
+    scope.shutdown()
 
 
 # -- a scope closed from another thread mid-build says it is closed -----------------------

@@ -25,22 +25,10 @@ from di import (
     ServiceNotFoundError,
 )
 
+from ..services import Cache, Config, Database, Journal, Request, key
 from ..timing import PATIENCE
 
 pytestmark = pytest.mark.anyio
-
-
-class Request:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-
-class Database:
-    def __init__(self) -> None:
-        self.closed = False
-
-    def shutdown(self) -> None:
-        self.closed = True
 
 
 class RequestCtx:
@@ -66,7 +54,7 @@ def app() -> Injector:
 # -- anonymous scopes and context ------------------------------------------------------
 
 
-async def test_200_concurrent_requests_each_with_its_own_scope() -> None:
+async def test_concurrent_requests_each_get_their_own_scope_and_share_the_singleton() -> None:
     injector = app()
     db = injector.invoke(Database)
     seen: dict[int, Handler] = {}
@@ -88,7 +76,7 @@ async def test_200_concurrent_requests_each_with_its_own_scope() -> None:
     assert not db.closed
 
 
-def test_6_threads_300_requests_each_beside_200_long_lived_scopes_while_the_root_provides() -> None:
+def test_requests_from_threads_keep_their_own_context_while_the_root_provides() -> None:
     injector = app()
     db = injector.invoke(Database)
     long_lived = [injector.scope() for _ in range(200)]
@@ -154,7 +142,7 @@ def test_a_context_key_without_a_value_says_to_pass_context() -> None:
     with pytest.raises(ContextNotProvidedError, match=r"open the scope with context=") as caught:
         scope.invoke(Handler)
     scope.shutdown()
-    assert caught.value.key == f"{__name__}.Request"
+    assert caught.value.key == key(Request)
     assert isinstance(caught.value, LookupError)
 
 
@@ -374,10 +362,6 @@ class Reports:
         self.db = db
 
 
-class Cache:
-    pass
-
-
 class Ping:
     def __init__(self, pong: Pong) -> None:
         self.pong = pong
@@ -399,8 +383,7 @@ def test_validate_lists_every_problem_at_once() -> None:
     problems = caught.value.problems
     assert len(problems) == 3, problems
     assert any(
-        p.startswith(f"{__name__}.Reports needs {__name__}.Cache (parameter 'cache')")
-        for p in problems
+        p.startswith(f"{__name__}.Reports needs {key(Cache)} (parameter 'cache')") for p in problems
     )
     assert any(
         p.startswith(f"captive dependency: singleton {__name__}.Audit (scope 'root') needs context")
@@ -422,7 +405,7 @@ def test_a_valid_graph_passes() -> None:
     app().validate()
 
 
-def test_explain_and_graph_on_a_real_graph() -> None:
+def test_explain_and_graph_show_what_each_service_needs_and_how_it_is_provided() -> None:
     injector = app()
     injector.invoke(Database)
     with injector.scope(context={Request: Request("/")}) as scope:
@@ -431,8 +414,10 @@ def test_explain_and_graph_on_a_real_graph() -> None:
     assert text.splitlines() == [
         f"{__name__}.Handler (scoped, provided by 'root', built in this scope)",
         f"└── {__name__}.RequestCtx (scoped, provided by 'root', built in this scope)",
-        f"    ├── {__name__}.Request (context, provided by 'root', from scope(context=...))",
-        f"    └── {__name__}.Database (lazy, provided by 'root', built)",
+        f"    ├── {key(Request)} (context, provided by 'root', from scope(context=...))",
+        f"    └── {key(Database)} (lazy, provided by 'root', built)",
+        f"        ├── {key(Config)} (default used)",
+        f"        └── {key(Journal)} (default used)",
         f"needed by: nothing in reach of scope {scope.name!r}",
     ]
     chart = injector.graph().splitlines()
@@ -443,7 +428,7 @@ def test_explain_and_graph_on_a_real_graph() -> None:
     }
     handler, ctx = by_label[f"{__name__}.Handler"], by_label[f"{__name__}.RequestCtx"]
     assert f"    {handler} --> {ctx}" in chart
-    assert f"    {ctx} --> {by_label[f'{__name__}.Database']}" in chart
+    assert f"    {ctx} --> {by_label[key(Database)]}" in chart
 
 
 # -- one exception class per condition --------------------------------------------------
@@ -462,10 +447,10 @@ def test_exceptions_keep_the_builtins_they_replaced() -> None:
     injector.provide(new_cache)
     with pytest.raises(AsyncRequiredError, match="ainvoke"):
         injector.invoke(Cache)
-    injector.provide(Database)
-    injector.invoke(Database)
+    injector.provide(Config)
+    injector.invoke(Config)
     with pytest.raises(NoHealthCheckError):
-        injector.health_check_service(Database)
+        injector.health_check_service(Config)
 
 
 def test_an_override_of_a_scoped_service_stays_scoped_and_reaches_new_requests() -> None:
@@ -964,3 +949,54 @@ def test_a_traceback_through_a_compiled_builder_shows_its_source_line() -> None:
     # The line the builder failed on, as a traceback prints it: the factory's call.
     assert "BrokenOnPurpose_" in (generated[-1].line or "")
     assert "BrokenOnPurpose_" in "".join(traceback.format_tb(raised.value.__traceback__))
+
+
+class BrokenTransient:
+    def __init__(self, database: Database) -> None:
+        raise ValueError("broken transient")
+
+
+def test_a_traceback_through_a_compiled_transient_builder_shows_its_source_line() -> None:
+    import traceback
+
+    injector = Injector()
+    injector.provide(Database)
+    injector.provide_transient(BrokenTransient)
+    for _ in range(2):  # compiled on the first invoke, then called from the scope's cache
+        with pytest.raises(ValueError, match="broken transient") as raised:
+            injector.invoke(BrokenTransient)
+        frames = traceback.extract_tb(raised.value.__traceback__)
+        generated = [frame for frame in frames if frame.filename.startswith("<di transient ")]
+        assert generated, [frame.filename for frame in frames]
+        assert "BrokenTransient_" in (generated[-1].line or "")
+
+
+class Lookup:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+
+def _generated_lines() -> set[str]:
+    import linecache
+
+    return {name for name in linecache.cache if name.startswith("<di ")}
+
+
+def test_generated_source_leaves_linecache_once_its_builders_are_gone() -> None:
+    import gc
+
+    injector = Injector()
+    injector.provide(Database)
+    before = _generated_lines()
+    # Each request provides a transient of its own name: each compiles its own text.
+    for number in range(200):
+        with injector.scope() as request:
+            request.provide_transient(Lookup, name=f"repo-{number}")
+            request.invoke(f"repo-{number}")
+    gc.collect()
+    injector.provide_transient(Lookup)
+    live = injector.invoke(Lookup)  # a compile settles what was collected
+    added = _generated_lines() - before
+    assert len(added) <= 2, sorted(added)  # this live builder's, and none of the 200
+    assert any("transient tests.container.test_request_scopes.Lookup" in n for n in added)
+    assert isinstance(live, Lookup)

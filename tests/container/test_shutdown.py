@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
@@ -9,7 +10,8 @@ import pytest
 
 from di import AsyncShutdowner, Injector, Shutdowner, ShutdownError
 
-from ..services import Cache, Config, Database, Repo
+from ..services import Cache, Config, Database, Repo, key
+from ..timing import PATIENCE, Stopwatch, at_most
 
 pytestmark = pytest.mark.anyio
 
@@ -117,7 +119,7 @@ def test_child_scope_is_removed_from_parent_and_its_name_freed() -> None:
     request.invoke(Database)
     request.shutdown()
     assert injector.children() == []
-    assert injector.list_invoked() == ["tests.services.Config"]  # the parent is untouched
+    assert injector.list_invoked() == [key(Config)]  # the parent is untouched
     injector.scope("request")
 
 
@@ -280,6 +282,82 @@ def test_hook_returning_awaitable_from_sync_shutdown_is_reported() -> None:
     injector = Injector()
     injector.provide(Config, shutdown=lambda c: close(c))
     injector.invoke(Config)
-    with pytest.raises(ShutdownError, match=r"tests\.services\.Config") as caught:
+    with pytest.raises(ShutdownError, match=re.escape(key(Config))) as caught:
         injector.shutdown()
     assert "returned an awaitable" in str(caught.value.exceptions[0])
+
+
+# -- two callers at once ----------------------------------------------------------------------
+
+
+def _held_shutdowns(log: list[str], release: anyio.Event) -> Injector:
+    """An injector whose Repo's async hook waits for ``release``; Database's is sync."""
+
+    async def close_repo(_: Repo) -> None:
+        log.append("repo begins")
+        await release.wait()
+        log.append("repo ends")
+
+    injector = Injector()
+    injector.provide(Config)
+    injector.provide(Database, shutdown=lambda _: log.append("database"))
+    injector.provide(Repo, shutdown=close_repo)
+    return injector
+
+
+async def test_two_tasks_shutting_down_at_once_keep_the_order_and_both_wait() -> None:
+    log: list[str] = []
+    release = anyio.Event()
+    injector = _held_shutdowns(log, release)
+    await injector.ainvoke(Repo)
+
+    async def caller(name: str) -> None:
+        await injector.ashutdown()
+        log.append(f"{name} returned")
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(caller, "first")
+        await anyio.wait_all_tasks_blocked()  # the first is inside Repo's hook
+        tasks.start_soon(caller, "second")
+        await anyio.wait_all_tasks_blocked()  # the second waits for the first
+        assert log == ["repo begins"]
+        release.set()
+    assert log[:3] == ["repo begins", "repo ends", "database"]
+    assert sorted(log[3:]) == ["first returned", "second returned"]
+
+
+async def test_sync_shutdown_in_a_loop_whose_other_task_shuts_down_is_refused() -> None:
+    log: list[str] = []
+    release = anyio.Event()
+    injector = _held_shutdowns(log, release)
+    await injector.ainvoke(Repo)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(injector.ashutdown)
+        await anyio.wait_all_tasks_blocked()  # inside Repo's hook
+        # Waiting here would block the loop that task runs on, for ever.
+        with pytest.raises(RuntimeError, match=r"another task shuts this scope down"):
+            injector.shutdown()
+        assert log == ["repo begins"]
+        release.set()
+    assert log == ["repo begins", "repo ends", "database"]
+
+
+def test_a_hook_shutting_its_own_injector_down_again_goes_on() -> None:
+    # The hook runs in a worker thread (shutdown_timeout): it is still the same caller.
+    log: list[str] = []
+    injector = Injector(shutdown_timeout=PATIENCE)
+
+    def close_repo(_: Repo) -> None:
+        log.append("repo")
+        injector.shutdown()
+        log.append("repo's nested shutdown returned")
+
+    injector.provide(Config)
+    injector.provide(Database, shutdown=lambda _: log.append("database"))
+    injector.provide(Repo, shutdown=close_repo)
+    injector.invoke(Repo)
+    with Stopwatch() as watch:
+        injector.shutdown()
+    assert watch.seconds < at_most(0)  # not waiting for itself until the hook times out
+    assert log == ["repo", "database", "repo's nested shutdown returned"]
+    assert isinstance(injector.invoke(Repo), Repo)  # the root reopened

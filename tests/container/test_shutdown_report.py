@@ -16,22 +16,12 @@ import pytest
 
 from di import AsyncRequiredError, Injector, ShutdownError, ShutdownTimeoutError
 
+from ..services import Database, UnclosableQueue
+from ..signal_targets import ReportingDatabase
 from ..timing import PATIENCE, at_most, wait_until
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).parents[2]
-
-
-class Database:
-    def shutdown(self) -> None: ...
-
-
-class Queue:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def shutdown(self) -> None:
-        raise OSError("the broker went away")
 
 
 class Hanging:
@@ -45,10 +35,10 @@ class Hanging:
 def test_the_report_lists_every_service_in_shutdown_order_with_its_outcome() -> None:
     injector = Injector(shutdown_timeout=at_most(0))
     injector.provide(Database)
-    injector.provide(Queue)
+    injector.provide(UnclosableQueue)
     injector.provide(Hanging)
     injector.provide_value("a value", name="dsn")
-    injector.invoke(Queue)
+    injector.invoke(UnclosableQueue)
     hanging = injector.invoke(Hanging)
     request = injector.scope("request")
     request.provide(Database)
@@ -61,7 +51,7 @@ def test_the_report_lists_every_service_in_shutdown_order_with_its_outcome() -> 
     assert [(s.name.rsplit(".", 1)[-1], s.scope, s.outcome) for s in report] == [
         ("Database", "request", "ok"),  # children first, then in reverse build order
         ("Hanging", "root", "timed_out"),
-        ("Queue", "root", "failed"),
+        ("UnclosableQueue", "root", "failed"),
         ("Database", "root", "ok"),
         ("dsn", "root", "ok"),  # a value: built when provided, first
     ]
@@ -206,8 +196,8 @@ def test_a_real_signal_to_a_real_process_shuts_it_down_and_reports(
     lines = [json.loads(line) for line in out.splitlines()]
     assert lines[:3] == [
         {"closed": "database"},  # its hook ran, after the queue's, which failed
-        {"name": "Queue", "outcome": "failed", "error": "OSError"},
-        {"name": "Database", "outcome": "ok", "error": None},
+        {"name": UnclosableQueue.__name__, "outcome": "failed", "error": "OSError"},
+        {"name": ReportingDatabase.__name__, "outcome": "ok", "error": None},
     ]
     assert lines[-1]["ok"] is False
     if mode != "sync":

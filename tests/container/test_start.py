@@ -8,37 +8,18 @@ import pytest
 
 from di import Injector
 
+from .. import services
+from ..services import Cache, Config, Database, Journal, key
+
 pytestmark = pytest.mark.anyio
-
-built: list[str] = []
-
-
-class Config:
-    def __init__(self) -> None:
-        built.append("Config")
-
-
-class Database:
-    def __init__(self, config: Config) -> None:
-        built.append("Database")
-        self.config = config
-
-    def health_check(self) -> None:
-        raise ConnectionError("database down")
-
-
-class Cache:
-    def __init__(self) -> None:
-        built.append("Cache")
 
 
 class Mailer:
     def __init__(self) -> None:
-        built.append("Mailer")
+        services.built.add("Mailer")
 
 
 def make() -> Injector:
-    built.clear()
     injector = Injector()
     injector.provide(Config)
     injector.provide(Cache, eager=True)
@@ -47,62 +28,59 @@ def make() -> Injector:
     return injector
 
 
-def test_start_builds_eager_services_in_provide_order_with_their_dependencies() -> None:
+def test_start_builds_eager_services_in_provide_order_with_their_dependencies(
+    built: Journal,
+) -> None:
     injector = make()
     assert injector.health_check() == {}  # nothing built, nothing checked
     injector.start()
-    assert built == ["Cache", "Config", "Database"]
-    assert injector.list_invoked() == [
-        "tests.container.test_start.Cache",
-        "tests.container.test_start.Config",
-        "tests.container.test_start.Database",
-    ]
+    assert built.lines == ["Cache", "Config", "Database"]
+    assert injector.list_invoked() == [key(Cache), key(Config), key(Database)]
     injector.start()  # already built: nothing happens
-    assert built == ["Cache", "Config", "Database"]
+    assert built.lines == ["Cache", "Config", "Database"]
+    injector.invoke(Database).fail("database down")
     errors = injector.health_check()
-    assert isinstance(errors["tests.container.test_start.Database"], ConnectionError)
+    assert isinstance(errors[key(Database)], ConnectionError)
 
 
-async def test_astart_awaits_async_factories() -> None:
+async def test_astart_awaits_async_factories(built: Journal) -> None:
     async def open_pool(config: Config) -> AsyncIterator[Database]:
         yield Database(config)
-        built.append("closed")
+        built.add("closed")
 
-    built.clear()
     injector = Injector()
     injector.provide(Config)
     injector.provide(open_pool, eager=True)
     async with injector:
         await injector.astart()
-        assert built == ["Config", "Database"]
-    assert built[-1] == "closed"
+        assert built.lines == ["Config", "Database"]
+    assert built.lines[-1] == "closed"
 
 
-def test_the_first_failure_is_raised_naming_the_service() -> None:
+def test_the_first_failure_is_raised_naming_the_service(built: Journal) -> None:
     def refuse(config: Config) -> Cache:
         raise ConnectionRefusedError("cache.internal refused")
 
-    built.clear()
     injector = Injector()
     injector.provide(Config)
     injector.provide(refuse, eager=True)
     injector.provide(Mailer, eager=True)
     with pytest.raises(ConnectionRefusedError) as caught:
         injector.start()
-    assert "while starting eager service 'tests.container.test_start.Cache' of scope 'root'" in (
+    assert f"while starting eager service '{key(Cache)}' of scope 'root'" in (
         caught.value.__notes__
     )
-    assert built == ["Config"]  # stopped at the first failure; what was built stays
+    assert built.lines == ["Config"]  # stopped at the first failure; what was built stays
     injector.shutdown()
 
 
-def test_a_scope_starts_its_own_eager_services() -> None:
+def test_a_scope_starts_its_own_eager_services(built: Journal) -> None:
     injector = make()
     request = injector.scope("request")
     request.provide(Mailer, eager=True)
     request.start()
-    assert built == ["Mailer"]
-    assert request.list_invoked() == ["tests.container.test_start.Mailer"]
+    assert built.lines == ["Mailer"]
+    assert request.list_invoked() == [key(Mailer)]
 
 
 # -- messages name the method the caller used ----------------------------------------

@@ -38,7 +38,7 @@ def test_health_example_runs_and_reports_one_failure_and_one_timeout() -> None:
     ]
 
 
-def test_demo_runs() -> None:
+def test_the_demo_reports_each_services_outcome() -> None:
     output = run_example("demo.py")
     assert "built, in invocation order:" in output
     outcomes = {
@@ -131,6 +131,37 @@ def test_kubernetes_pod_spec_fits_drain_grace_and_probes_together() -> None:
         number(r"periodSeconds: (\d+)", startup) * number(r"failureThreshold: (\d+)", startup)
         > 2 * interval
     )
+
+
+def test_di_run_pod_spec_drains_longer_than_readiness_takes_to_fail() -> None:
+    """The numbers of the FastAPI guide's pod spec for `di run` agree with each other."""
+    import re
+
+    doc = (ROOT / "docs" / "fastapi.md").read_text()
+    spec = _blocks(doc, "yaml")[0]
+
+    def number(pattern: str, text: str = spec) -> float:
+        found = re.search(pattern, text)
+        assert found is not None, pattern
+        return float(found.group(1))
+
+    assert '"di", "run"' in spec
+    drain = number(r'"--drain", "([\d.]+)"')
+    termination = number(r"terminationGracePeriodSeconds: (\d+)")
+    readiness = spec[spec.index("readinessProbe:") :]
+    period = number(r"periodSeconds: (\d+)", readiness)
+    threshold = number(r"failureThreshold: (\d+)", readiness)
+    timeout = number(r"timeoutSeconds: (\d+)", readiness)
+    liveness = spec[spec.index("livenessProbe:") : spec.index("readinessProbe:")]
+    # Readiness fails where it is read before the drain ends (it fails at SIGTERM)...
+    assert period * threshold + timeout < drain
+    # ...liveness is not judged failed meanwhile (it stays 200; this is a margin)...
+    assert (
+        number(r"periodSeconds: (\d+)", liveness) * number(r"failureThreshold: (\d+)", liveness)
+        > drain
+    )
+    # ...and drain, the longest request (5 s) and the hooks fit before SIGKILL.
+    assert drain + 5 + 5 <= termination
 
 
 # -- every code block of every page of the site runs -----------------------------------

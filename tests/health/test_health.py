@@ -26,20 +26,22 @@ from di import (
     ServiceNotFoundError,
 )
 
-from ..services import Config
+from ..services import Config, build, key
 from ..timing import PATIENCE, Stopwatch, at_most, until
 
 pytestmark = pytest.mark.anyio
 
-# Hung sync checks wait for it; set when each test ends, so that their threads return.
-_release = threading.Event()
+# The running test's release, set when it ends, so that the threads of its hung sync
+# checks return. Each test has its own: a thread still running after its test ended
+# never waits on the next test's.
+_release = [threading.Event()]
 
 
 @pytest.fixture(autouse=True)
 def release_hung_threads() -> Iterator[None]:
-    _release.clear()
+    release = _release[0] = threading.Event()
     yield
-    _release.set()
+    release.set()
 
 
 class Probe:
@@ -101,12 +103,14 @@ def sync_service(
     error: Exception | None = None,
     hangs: bool = False,
 ) -> type:
+    release = _release[0]  # this test's
+
     def health_check(self: object) -> None:
         probe.enter(name)
         try:
             assert probe.all_in.wait(PATIENCE), f"{probe.together} checks at once"
             if hangs:
-                _release.wait(PATIENCE)
+                release.wait(PATIENCE)
             time.sleep(seconds)
             if error is not None:
                 raise error
@@ -114,16 +118,6 @@ def sync_service(
             probe.leave(name)
 
     return type(name, (), {"health_check": health_check, "__module__": "checks"})
-
-
-def key(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def build(injector: Any, *classes: type) -> None:
-    for cls in classes:
-        injector.provide(cls)
-        injector.invoke(cls)
 
 
 # -- 1, 2: what is checked -------------------------------------------------------------
@@ -518,7 +512,7 @@ async def test_health_check_service_honours_timeouts_and_reports_errors() -> Non
     assert probe.started.count("Slow") == 1 and probe.started.count("Down") == 1
 
 
-async def test_health_check_service_bad_input() -> None:
+async def test_checking_one_service_refuses_an_unknown_unbuilt_or_uncheckable_one() -> None:
     probe = Probe()
     injector = Injector()
     unbuilt = async_service(probe, "Unbuilt")
@@ -530,10 +524,10 @@ async def test_health_check_service_bad_input() -> None:
         await injector.ahealth_check_service(unbuilt)
     with pytest.raises(ValueError, match="has no health check"):
         await injector.ahealth_check_service(Config)
-    assert probe.started == [] and injector.list_invoked() == ["tests.services.Config"]
+    assert probe.started == [] and injector.list_invoked() == [key(Config)]
 
 
-async def test_named_service_check() -> None:
+async def test_a_named_services_check_is_reported_under_its_name() -> None:
     probe = Probe()
     injector = Injector()
     replica = async_service(probe, "Replica", error=OSError("lag"))
@@ -584,7 +578,7 @@ async def test_explicit_check_wins_and_may_return_a_coroutine() -> None:
     assert client.pings == 2
 
 
-async def test_report_shape() -> None:
+async def test_a_report_renders_as_json_with_each_checks_outcome_error_scope_and_time() -> None:
     probe = Probe()
     injector = Injector()
     build(injector, async_service(probe, "A"), async_service(probe, "B", error=OSError("x")))
@@ -621,7 +615,9 @@ def test_protocols_are_runtime_checkable() -> None:
         ({"health_check_global_timeout": "1"}, "> 0 or None"),
     ],
 )
-def test_bad_settings(kwargs: dict[str, Any], match: str) -> None:
+def test_invalid_health_settings_are_refused_saying_what_is_allowed(
+    kwargs: dict[str, Any], match: str
+) -> None:
     with pytest.raises(ValueError, match=match):
         Injector(**kwargs)
     with pytest.raises(TypeError, match="on_health_check"):

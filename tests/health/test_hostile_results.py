@@ -27,7 +27,6 @@ from di import HealthMonitor, Injector, Outcome, ServingStatus
 from di._answers import render_health, render_probe
 from di._health.verdicts import DETAILS_LIMIT, json_ready
 
-from ..health_services import Database
 from ..hostile import (
     HOSTILE,
     TEXT_BOUND,
@@ -40,10 +39,11 @@ from ..hostile import (
     details,
     strict_json,
 )
+from ..services import Database, key
 
 pytestmark = pytest.mark.anyio
 
-DB = "tests.health_services.Database"
+DB = key(Database)
 BODY_BOUND = 64 * 1024  # an answer carries two hostile checks' capped texts at most
 EXAMPLES = settings(
     max_examples=60,
@@ -136,8 +136,8 @@ async def test_the_monitor_publishes_logs_and_renders_any_check_result(
         )
         assert printed.count(f"[+]{DB} ok") == 1
         assert sum(not line.startswith("[") for line in printed) == 1  # the last line
-        for key in HOSTILE:
-            single = render_probe(snapshot, "readyz", key, {}, show)
+        for name in HOSTILE:
+            single = render_probe(snapshot, "readyz", name, {}, show)
             assert single.status in (200, 503)
             assert_plain_lines(single.body.decode(), r"^(ok$|\[[+-]\]\S|readyz check )")
     families = {

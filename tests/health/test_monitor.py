@@ -9,13 +9,13 @@ import pytest
 
 from di import HealthMonitor, Injector, ServiceNotFoundError, ServingStatus
 
-from ..health_services import Cache, Database, Queue
+from ..services import Cache, Database, Queue, key
 from ..timing import PATIENCE, at_most, until
 
 pytestmark = pytest.mark.anyio
 
 SERVING, NOT_SERVING = ServingStatus.SERVING, ServingStatus.NOT_SERVING
-DB, CACHE = "tests.health_services.Database", "tests.health_services.Cache"
+DB, CACHE = key(Database), key(Cache)
 
 
 def make() -> tuple[Injector, Database, Cache]:
@@ -26,7 +26,7 @@ def make() -> tuple[Injector, Database, Cache]:
     return injector, injector.invoke(Database), injector.invoke(Cache)
 
 
-async def test_statuses_by_name_and_groups() -> None:
+async def test_statuses_of_names_and_groups_follow_their_checks_but_liveness_stays_up() -> None:
     injector, db, _cache = make()
     monitor = HealthMonitor(injector, groups={"db": [Database], "everything": ["*"]})
     assert monitor.status("") is NOT_SERVING  # not started: nothing proves it healthy
@@ -152,7 +152,7 @@ async def test_slow_watcher_sees_the_latest_status_not_a_backlog() -> None:
     await stream.aclose()
 
 
-async def test_manual_status_and_graceful_shutdown() -> None:
+async def test_a_manual_status_holds_until_cleared_and_graceful_shutdown_holds_for_good() -> None:
     injector, _, _ = make()
     monitor = HealthMonitor(injector)
     await monitor.check()
@@ -169,7 +169,7 @@ async def test_manual_status_and_graceful_shutdown() -> None:
     assert serving == {"liveness"}  # later changes ignored
 
 
-async def test_evaluate_with_exclusions() -> None:
+async def test_evaluate_ignores_the_excluded_names() -> None:
     injector, db, _ = make()
     monitor = HealthMonitor(injector)
     db.fail()
@@ -286,7 +286,7 @@ async def test_watchers_see_results_go_overdue_while_the_monitor_runs() -> None:
     assert seen == [NOT_SERVING, SERVING, NOT_SERVING, SERVING]
 
 
-def test_timeout_and_stale_after_defaults_and_validation() -> None:
+def test_timeout_and_stale_after_default_from_the_interval_and_refuse_bad_values() -> None:
     injector, _, _ = make()
     monitor = HealthMonitor(injector, interval=0.05, timeout=0.05, stale_after=0.5)
     assert monitor.timeout == 0.05 and monitor.stale_after == 0.5

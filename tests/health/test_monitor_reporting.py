@@ -21,13 +21,13 @@ import pytest
 from di import HealthMonitor, Injector, ServiceNotFoundError, ServingStatus
 from di._answers import render_health, render_probe
 
-from ..health_services import Cache, Database, Queue
+from ..services import Cache, Database, Queue, key
 from ..timing import PATIENCE, at_most, until
 
 pytestmark = pytest.mark.anyio
 
 SERVING, NOT_SERVING = ServingStatus.SERVING, ServingStatus.NOT_SERVING
-DB, CACHE, QUEUE = (f"tests.health_services.{name}" for name in ("Database", "Cache", "Queue"))
+DB, CACHE, QUEUE = key(Database), key(Cache), key(Queue)
 T = TypeVar("T")
 
 
@@ -131,7 +131,9 @@ async def test_fail_holds_readiness_until_the_services_are_built() -> None:
     await injector.ashutdown()
 
 
-async def test_ignore_is_silent_as_before(caplog: pytest.LogCaptureFixture) -> None:
+async def test_unbuilt_ignore_logs_nothing_and_reports_nothing_unbuilt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     injector = lazy_injector()
     monitor = HealthMonitor(injector, unbuilt="ignore")
     with caplog.at_level(logging.INFO, logger="di.health"):

@@ -26,28 +26,17 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 import di.metrics
-from di import Degraded, HealthCheckTimeoutError, HealthMonitor, Injector, Outcome
+from di import HealthCheckTimeoutError, HealthMonitor, Injector, Outcome
 
-from ..health_services import Cache, Database
 from ..processes import ROOT
 from ..processes import di as run_di
 from ..servers import Served, serve
+from ..services import Cache, Database, LaggingReplica, Queue, key
 from ..timing import at_most
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-DB = "tests.health_services.Database"
-
-
-class Replica:
-    """Works, impaired: raises Degraded with what it observed."""
-
-    def __init__(self) -> None:
-        self.lag = 42.0
-
-    async def health_check(self) -> None:
-        if self.lag > 30:
-            raise Degraded("replication lag over 30 s", details={"lag_seconds": self.lag})
+DB = key(Database)
 
 
 class Search:
@@ -87,10 +76,10 @@ class SlowToBuild:
 def degraded_injector(timeout: float = 5.0) -> tuple[Injector, Database]:
     injector = Injector(health_check_timeout=timeout)
     injector.provide(Database)
-    injector.provide(Replica)
+    injector.provide(LaggingReplica)
     injector.provide(Search, critical=False)
     db = injector.invoke(Database)
-    injector.invoke(Replica)
+    injector.invoke(LaggingReplica)
     injector.invoke(Search)
     return injector, db
 
@@ -107,15 +96,15 @@ async def test_degraded_and_non_critical_failures_are_warn_and_still_healthy() -
     outcomes = {check.key: check.outcome for check in report.checks}
     assert outcomes == {
         DB: Outcome.HEALTHY,
-        f"{__name__}.Replica": Outcome.DEGRADED,
+        key(LaggingReplica): Outcome.DEGRADED,
         f"{__name__}.Search": Outcome.DEGRADED,
         f"{__name__}.Slow": Outcome.DEGRADED,
     }
     assert report.healthy and report.status == "warn"
     assert isinstance(report[f"{__name__}.Search"].error, ConnectionRefusedError)
     assert isinstance(report[f"{__name__}.Slow"].error, HealthCheckTimeoutError)
-    assert report[f"{__name__}.Replica"].details == {"lag_seconds": 42.0}
-    assert report[f"{__name__}.Replica"].status == "warn"
+    assert report[key(LaggingReplica)].details == {"lag_seconds": 42.0}
+    assert report[key(LaggingReplica)].status == "warn"
     assert report.to_dict()["status"] == "warn"
     db.fail()
     report = await injector.ahealth_report()
@@ -124,10 +113,10 @@ async def test_degraded_and_non_critical_failures_are_warn_and_still_healthy() -
 
 
 @pytest.mark.anyio
-async def test_a_non_critical_value_and_a_critical_degraded_check() -> None:
+async def test_a_failing_non_critical_value_and_a_degraded_critical_check_read_degraded() -> None:
     injector = Injector()
     injector.provide_value(Search(), critical=False)
-    injector.provide_value(Replica())  # critical, but it says it is only degraded
+    injector.provide_value(LaggingReplica())  # critical, but it says it is only degraded
     report = await injector.ahealth_report()
     assert [check.outcome for check in report.checks] == [Outcome.DEGRADED, Outcome.DEGRADED]
     assert report.status == "warn"
@@ -144,7 +133,7 @@ async def test_checks_return_details_sync_and_async() -> None:
     report = await injector.ahealth_report()
     assert report[f"{__name__}.Pool"].details == {"size": 10, "in_use": 3}
     assert report[f"{__name__}.Latency"].details == {"ms": 12.5}
-    assert report["tests.health_services.Cache"].details is None
+    assert report[key(Cache)].details is None
     assert report.status == "pass"
     assert report[f"{__name__}.Pool"].to_dict()["details"] == {"size": 10, "in_use": 3}
 
@@ -188,18 +177,18 @@ def test_degraded_keeps_grpc_and_readiness_serving_and_reads_warn(
     verbose = httpx.get(served.url + "/readyz?verbose", timeout=5)
     assert verbose.status_code == 200
     lines = verbose.text.splitlines()
-    assert f"[+]{__name__}.Replica degraded: reason withheld" in lines
+    assert f"[+]{key(LaggingReplica)} degraded: reason withheld" in lines
     assert f"[+]{__name__}.Search degraded: reason withheld" in lines
     assert f"[+]{DB} ok" in lines and lines[-1] == "readyz check passed"
-    single = httpx.get(served.url + f"/readyz/{__name__}.Replica", timeout=5)
+    single = httpx.get(served.url + f"/readyz/{key(LaggingReplica)}", timeout=5)
     assert single.status_code == 200 and "degraded" in single.text
     health = httpx.get(served.url + "/health", timeout=5)
     assert health.status_code == 200
     assert health.headers["content-type"] == "application/health+json"
     body = health.json()
     assert body["status"] == "warn"
-    assert body["checks"][f"{__name__}.Replica"][0]["status"] == "warn"
-    assert body["checks"][f"{__name__}.Replica"][0]["output"] == "reason withheld"
+    assert body["checks"][key(LaggingReplica)][0]["status"] == "warn"
+    assert body["checks"][key(LaggingReplica)][0]["output"] == "reason withheld"
     assert body["checks"][DB][0]["status"] == "pass"
 
     db.fail()  # a critical failure still fails all of them
@@ -221,7 +210,7 @@ def test_details_appear_only_with_show_details(show_details: bool) -> None:
     with serve(injector, show_details=show_details, interval=60) as served:
         checks = httpx.get(served.url + "/health", timeout=5).json()["checks"]
         verbose = httpx.get(served.url + "/readyz?verbose", timeout=5).text
-    replica = checks[f"{__name__}.Replica"][0]
+    replica = checks[key(LaggingReplica)][0]
     pool = checks[f"{__name__}.Pool"][0]
     latency = checks[f"{__name__}.Latency"][0]
     if show_details:
@@ -230,7 +219,7 @@ def test_details_appear_only_with_show_details(show_details: bool) -> None:
         assert replica["output"] == "Degraded: replication lag over 30 s"
         assert (latency["observedValue"], latency["observedUnit"]) == (12.5, "ms")
         assert pool["size"] == 10 and pool["in_use"] == 3 and pool["observedUnit"] == "ms"
-        assert f"[+]{__name__}.Replica degraded: Degraded: replication lag over 30 s" in verbose
+        assert f"[+]{key(LaggingReplica)} degraded: Degraded: replication lag over 30 s" in verbose
     else:
         assert replica["observedUnit"] == "ms" and "lag_seconds" not in str(checks)
         assert "size" not in pool and latency["observedUnit"] == "ms"
@@ -244,8 +233,8 @@ def test_di_check_exits_0_when_degraded_and_1_on_a_critical_failure() -> None:
     done = run_di("check", "tests.cli_targets:degraded")
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line.split()[1] for line in done.stdout.splitlines()[1:-1]}
-    assert rows["tests.cli_targets.Replica"] == "degraded"
-    assert rows["tests.health_services.Queue"] == "degraded"
+    assert rows[key(LaggingReplica)] == "degraded"
+    assert rows[key(Queue)] == "degraded"
     assert done.stdout.splitlines()[-1] == "degraded: 4 checks, 0 failed, 2 degraded"
     done = run_di("check", "tests.cli_targets:critical_failure")
     assert done.returncode == 1
@@ -287,16 +276,16 @@ def test_metrics_scraped_over_http_show_the_four_families() -> None:
     limit = at_most(0)  # Slow's check times out, no other
     injector = Injector(health_check_timeout=limit)
     injector.provide(Healthy)
-    injector.provide(Replica)
+    injector.provide(LaggingReplica)
     injector.provide(Failing)
     injector.provide(Slow)
-    for cls in (Healthy, Replica, Failing, Slow):
+    for cls in (Healthy, LaggingReplica, Failing, Slow):
         injector.invoke(cls)
     registry = CollectorRegistry()
     with serve(injector, metrics=registry, interval=3600) as served:
         served.check()  # the start's round, then this one: two rounds
         families = scrape(served.url)
-    name = {cls: f"{__name__}.{cls.__name__}" for cls in (Healthy, Replica, Failing, Slow)}
+    name = {cls: key(cls) for cls in (Healthy, LaggingReplica, Failing, Slow)}
 
     status = samples(families["healthdi_health_status"])
     current = {labels: value for labels, value in status.items() if value == 1}
@@ -305,7 +294,7 @@ def test_metrics_scraped_over_http_show_the_four_families() -> None:
         (("name", "liveness"), ("status", "pass")): 1,
         (("name", "readiness"), ("status", "fail")): 1,
         (("name", name[Healthy]), ("status", "pass")): 1,
-        (("name", name[Replica]), ("status", "warn")): 1,
+        (("name", name[LaggingReplica]), ("status", "warn")): 1,
         (("name", name[Failing]), ("status", "fail")): 1,
         (("name", name[Slow]), ("status", "fail")): 1,
     }
@@ -322,7 +311,7 @@ def test_metrics_scraped_over_http_show_the_four_families() -> None:
     assert checks.type == "counter"
     assert samples(checks, "_total") == {
         (("outcome", "healthy"), ("service", name[Healthy])): 2.0,
-        (("outcome", "degraded"), ("service", name[Replica])): 2.0,
+        (("outcome", "degraded"), ("service", name[LaggingReplica])): 2.0,
         (("outcome", "unhealthy"), ("service", name[Failing])): 2.0,
         (("outcome", "timeout"), ("service", name[Slow])): 2.0,
     }
@@ -339,7 +328,7 @@ def test_registering_twice_is_one_collector_and_default_registry_is_used() -> No
     assert di.metrics.register(monitor, registry) is di.metrics.register(monitor, registry)
 
 
-def test_di_serve_metrics(tmp_path: Any) -> None:
+def test_di_serve_with_metrics_serves_the_default_registry_at_metrics(tmp_path: Any) -> None:
     from ..processes import Serving, wait_for
 
     serving = Serving(
@@ -440,7 +429,7 @@ sys.meta_path.insert(0, Absent())
 import anyio
 import di.asgi, di.grpc
 from di import HealthMonitor, Injector
-from tests.health_services import Cache
+from tests.services import Cache
 
 injector = Injector()
 injector.provide(Cache)
@@ -517,10 +506,10 @@ async def test_suppressed_transitions_are_summed_up_after_the_interval(
         await anyio.sleep(log_interval + 0.1)
         await monitor.check()  # the 11th transition, after the interval
     messages = [r.getMessage() for r in caplog.records]
-    key = f"{__name__}.Flapping"
-    summaries = [m for m in messages if m.startswith(f"health check of {key!r} changed")]
+    name = key(Flapping)
+    summaries = [m for m in messages if m.startswith(f"health check of {name!r} changed")]
     assert summaries == [
-        f"health check of {key!r} changed 9 more times in the last {log_interval:g} s "
+        f"health check of {name!r} changed 9 more times in the last {log_interval:g} s "
         "(not logged); "
         "now unhealthy (ConnectionResetError: flap)"
     ]
@@ -531,17 +520,17 @@ async def test_degraded_transitions_are_logged_into_and_out_of(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     injector = Injector()
-    injector.provide(Replica)
-    replica = injector.invoke(Replica)
+    injector.provide(LaggingReplica)
+    replica = injector.invoke(LaggingReplica)
     monitor = HealthMonitor(injector, log_interval=0)
     with caplog.at_level(logging.INFO, logger="di.health"):
         await monitor.check()
         replica.lag = 1.0
         await monitor.check()
     messages = [r.getMessage() for r in caplog.records]
-    key = f"{__name__}.Replica"
+    name = key(LaggingReplica)
     assert (
-        f"health check of {key!r} is degraded (degraded): Degraded: replication lag over 30 s"
+        f"health check of {name!r} is degraded (degraded): Degraded: replication lag over 30 s"
         in messages
     )
-    assert f"health check of {key!r} recovered (was degraded)" in messages
+    assert f"health check of {name!r} recovered (was degraded)" in messages

@@ -16,6 +16,7 @@ import di.metrics
 from di import Degraded, HealthMonitor, Injector, Outcome
 from di.asgi import health_app
 
+from ..services import key
 from ..timing import at_most
 
 pytestmark = pytest.mark.anyio
@@ -39,10 +40,6 @@ class Replicas:
                 raise Degraded("one replica lags")
 
             tasks.start_soon(probe)
-
-
-def key(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 async def test_details_of_any_kind_make_valid_json_everywhere() -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import select
+import signal
 import sys
 import threading
 import time
@@ -28,21 +31,12 @@ from di import (
     ShutdownTimeoutError,
 )
 
+from ..services import Config, Database, build, key
 from ..timing import PATIENCE, Stopwatch, at_most, until
 
 pytestmark = pytest.mark.anyio
 # asyncio's own cancellation (Task.cancel, futures, asyncio.timeout) has no trio form.
 ASYNCIO_ONLY = pytest.mark.parametrize("anyio_backend", ["asyncio"])
-
-
-def key(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def build(injector: Any, *classes: type) -> None:
-    for cls in classes:
-        injector.provide(cls)
-        injector.invoke(cls)
 
 
 class Healthy:
@@ -509,7 +503,7 @@ def test_a_build_in_flight_when_shutdown_began_is_shut_down_and_refused() -> Non
 # -- the tree is safe from any thread --------------------------------------------------
 
 
-def test_request_scopes_from_threads_beside_long_lived_scopes_while_the_root_provides() -> None:
+def test_request_scopes_from_threads_meet_no_error_while_the_root_provides_and_checks() -> None:
     injector = Injector()
     injector.provide(HealthySync)
     injector.invoke(HealthySync)
@@ -897,11 +891,11 @@ async def test_waiting_for_another_threads_build_is_cancellable() -> None:
 def test_a_second_shutdown_waits_for_the_first_and_order_holds() -> None:
     log: list[str] = []
 
-    def new_cache() -> Cache:
-        return Cache()
+    def new_config() -> Config:
+        return Config()
 
-    def new_db(cache: Cache) -> Database:
-        return Database(cache)
+    def new_db(config: Config) -> Database:
+        return Database(config)
 
     begun = threading.Event()
 
@@ -912,7 +906,7 @@ def test_a_second_shutdown_waits_for_the_first_and_order_holds() -> None:
         log.append("db ends")
 
     injector = Injector()
-    injector.provide(new_cache, shutdown=lambda _: log.append("cache"))
+    injector.provide(new_config, shutdown=lambda _: log.append("config"))
     injector.provide(new_db, shutdown=close_db)
     injector.invoke(Database)
     first = threading.Thread(target=injector.shutdown)
@@ -921,7 +915,7 @@ def test_a_second_shutdown_waits_for_the_first_and_order_holds() -> None:
     injector.shutdown()
     log.append("second returned")
     first.join(PATIENCE)
-    assert log == ["db begins", "db ends", "cache", "second returned"]
+    assert log == ["db begins", "db ends", "config", "second returned"]
 
 
 def test_same_named_scopes_under_different_parents_keep_both_failures() -> None:
@@ -1031,10 +1025,47 @@ async def test_a_thread_cut_off_by_the_global_timeout_is_logged(
     assert "overran the global timeout of 0.2 s; its thread is abandoned" in caplog.text
 
 
-class Cache:
-    pass
+# -- fork() ----------------------------------------------------------------------------------
 
 
-class Database:
-    def __init__(self, cache: Cache) -> None:
-        self.cache = cache
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
+def test_a_child_forked_during_a_check_checks_afresh() -> None:
+    """The parent's call and its sync check in flight at fork() run in threads the
+    child does not have: the child neither joins that call nor waits on that check."""
+    parent = os.getpid()
+    entered, release = threading.Event(), threading.Event()
+
+    class HeldInTheParent:
+        def health_check(self) -> None:
+            if os.getpid() == parent:
+                entered.set()
+                release.wait(PATIENCE)
+
+    injector = Injector(health_check_timeout=PATIENCE)
+    build(injector, HeldInTheParent)
+    checking = threading.Thread(target=injector.health_check)
+    checking.start()
+    try:
+        assert entered.wait(PATIENCE)
+        reading, writing = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child reports through the pipe
+            try:
+                with Stopwatch() as watch:
+                    report = injector.health_report()
+                os.write(writing, f"{report.status} {watch.seconds}".encode())
+            finally:
+                os._exit(0)
+        os.close(writing)
+        ready, _, _ = select.select([reading], [], [], PATIENCE)
+        answer = os.read(reading, 200).decode() if ready else "no answer"
+        os.close(reading)
+        if not ready:
+            os.kill(child, signal.SIGKILL)  # hung: joined a call no thread of it runs
+        os.waitpid(child, 0)
+    finally:
+        release.set()
+        checking.join(PATIENCE)
+    status, _, seconds = answer.partition(" ")
+    assert status == "pass", answer
+    assert float(seconds) < at_most(0)

@@ -3,37 +3,36 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+import threading
+import time
+from typing import ClassVar
 
 import anyio
 import pytest
 
-from di import Degraded, HealthMonitor, Injector, ServingStatus
+from di import HealthMonitor, Injector, ServingStatus
 from di.monitor import HealthSnapshot
 
-from ..health_services import Cache, Database
-from ..timing import PATIENCE, at_most
+from ..services import Cache, Database, LaggingReplica, key
+from ..timing import PATIENCE, at_most, until
 
 pytestmark = pytest.mark.anyio
 
 SERVING, NOT_SERVING = ServingStatus.SERVING, ServingStatus.NOT_SERVING
-DB, CACHE = "tests.health_services.Database", "tests.health_services.Cache"
+DB, CACHE = key(Database), key(Cache)
 
 
-class Lagging:
-    def health_check(self) -> None:
-        raise Degraded("replication lag over 30 s")
-
-
-LAGGING = f"{__name__}.Lagging"
+LAGGING = key(LaggingReplica)
 
 
 def make() -> tuple[Injector, Database]:
     injector = Injector()
     injector.provide(Database)
     injector.provide(Cache)
-    injector.provide(Lagging)
+    injector.provide(LaggingReplica)
     injector.invoke(Cache)
-    injector.invoke(Lagging)
+    injector.invoke(LaggingReplica)
     return injector, injector.invoke(Database)
 
 
@@ -131,3 +130,114 @@ async def test_every_recompute_publishes_a_new_snapshot() -> None:
     assert {name for name, status in stopping.statuses.items() if status is SERVING} == {"liveness"}
     assert ("shutdown", "shutting down") in stopping.reasons
     assert {name for name, health in stopping.health.items() if health != "fail"} == {"liveness"}
+
+
+# -- publishing from other threads --------------------------------------------------------
+
+
+async def test_a_reader_thread_finding_the_checks_overdue_publishes_and_wakes_watchers() -> None:
+    # A Flask request or a metrics exporter reads the snapshot in a thread of its own;
+    # when no round has completed for stale_after, that read publishes "overdue".
+    injector, _ = make()
+    stale_after = at_most(0)
+    monitor = HealthMonitor(injector, interval=PATIENCE, stale_after=stale_after)
+    async with monitor:
+        with anyio.fail_after(PATIENCE):
+            await monitor.wait_ready()
+        ready_at = time.monotonic()
+        monitor.stop()  # no more rounds, nor a task publishing overdue on the loop
+        await until(lambda: not monitor.running, "the rounds to stop")
+        statuses: list[ServingStatus] = []
+        woken = anyio.Event()
+
+        async def watch() -> None:
+            async for status in monitor.watch(""):
+                statuses.append(status)
+                if len(statuses) == 2:
+                    woken.set()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(watch)
+            await until(lambda: statuses, "the watch's first status")
+            await until(lambda: time.monotonic() > ready_at + stale_after, "the checks overdue")
+            seen: list[object] = []
+            reader = threading.Thread(target=lambda: seen.append(_read(monitor)))
+            reader.start()
+            await until(lambda: not reader.is_alive(), "the reader thread")
+            with anyio.fail_after(PATIENCE):
+                await woken.wait()
+            tasks.cancel_scope.cancel()
+    snapshot = seen[0]
+    assert isinstance(snapshot, HealthSnapshot), snapshot
+    assert snapshot.overdue and snapshot.statuses[""] is NOT_SERVING
+    assert statuses == [SERVING, NOT_SERVING]
+
+
+def _read(monitor: HealthMonitor) -> object:
+    try:
+        return monitor.snapshot
+    except Exception as error:  # what the reader's thread would have served
+        return error
+
+
+class Recording(HealthMonitor):
+    """Keeps every snapshot it takes."""
+
+    taken: ClassVar[list[HealthSnapshot]] = []
+
+    def _take_snapshot(self) -> HealthSnapshot:
+        snapshot = super()._take_snapshot()
+        self.taken.append(snapshot)
+        return snapshot
+
+
+def test_snapshots_published_from_many_threads_each_have_their_own_version() -> None:
+    injector, _ = make()
+    Recording.taken = []
+    monitor = Recording(injector)
+    go = threading.Barrier(4)
+
+    def publish(name: str) -> None:
+        go.wait(PATIENCE)
+        for _ in range(300):
+            monitor.set_status(name, NOT_SERVING)
+            monitor.clear_status(name)
+
+    publishers = [threading.Thread(target=publish, args=(f"n{i}",)) for i in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads take turns often, in the middle of a publish too
+    try:
+        for thread in publishers:
+            thread.start()
+        for thread in publishers:
+            thread.join(PATIENCE)
+    finally:
+        sys.setswitchinterval(interval)
+    versions = [snapshot.version for snapshot in Recording.taken]
+    assert len(versions) == 1 + 4 * 300 * 2  # the first, then one per publish
+    assert sorted(versions) == list(range(len(versions)))  # each its own
+    assert monitor.version == versions[-1] == max(versions)  # the last one published
+
+
+async def test_a_status_set_with_a_ttl_from_another_thread_reverts_on_time() -> None:
+    # A Flask view (or any thread) taking a name out for a while: the monitor's loop
+    # learns of the new deadline from that thread.
+    injector, _ = make()
+    monitor = HealthMonitor(injector, interval=PATIENCE, timeout=at_most(0))
+    async with monitor:
+        with anyio.fail_after(PATIENCE):
+            await monitor.wait_ready()
+        statuses: list[ServingStatus] = []
+
+        async def watch() -> None:
+            async for status in monitor.watch("readiness"):
+                statuses.append(status)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(watch)
+            await until(lambda: statuses == [SERVING], "the watch's first status")
+            await anyio.to_thread.run_sync(
+                lambda: monitor.set_status("readiness", NOT_SERVING, ttl=0.5)
+            )
+            await until(lambda: statuses == [SERVING, NOT_SERVING, SERVING], "the revert")
+            tasks.cancel_scope.cancel()

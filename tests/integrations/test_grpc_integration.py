@@ -31,6 +31,7 @@ from di.integrations.grpc import (
     install,
 )
 
+from ..services import Database, Journal, key
 from ..timing import PATIENCE, at_most, until
 
 pytestmark = pytest.mark.anyio
@@ -48,24 +49,6 @@ def encode(value: Any) -> bytes:
 
 
 # -- the application under test --------------------------------------------------------
-
-
-class Database:
-    """An eager singleton: built at startup, checked, shut down when the server stops."""
-
-    built = 0
-
-    def __init__(self) -> None:
-        Database.built += 1
-        self.failing = False
-        self.closed = False
-
-    def health_check(self) -> None:
-        if self.failing:
-            raise ConnectionError("password=hunter2 refused")
-
-    def shutdown(self) -> None:
-        self.closed = True
 
 
 class Caller:
@@ -287,11 +270,10 @@ async def serve(injector: Injector | None = None, **monitor: Any) -> AsyncIterat
 # -- the tests ---------------------------------------------------------------------------
 
 
-async def test_eager_services_are_built_at_startup_before_any_rpc() -> None:
-    Database.built = 0
+async def test_eager_services_are_built_at_startup_before_any_rpc(built: Journal) -> None:
     async with serve() as served:
-        assert Database.built == 1
-        assert "tests.integrations.test_grpc_integration.Database" in served.injector.list_invoked()
+        assert built.count("Database") == 1
+        assert key(Database) in served.injector.list_invoked()
         await served.lifecycle.monitor.wait_ready()
         assert await served.check() == health_pb2.HealthCheckResponse.SERVING
 
@@ -359,10 +341,16 @@ async def test_a_cancelled_stream_closes_its_scope_at_once() -> None:
         assert (await closed(served))[-2:] == ["rollback: RpcCancelledError", "closed"]
 
 
+# A deadline the call meets on its way to the method on the loaded machine, so that it
+# passes while the method runs: a shorter one can pass before the method starts, and the
+# server then never opens its scope.
+DEADLINE = at_most(0)
+
+
 async def test_an_rpc_past_its_deadline_rolls_back() -> None:
     async with serve() as served:
         with pytest.raises(grpc.aio.AioRpcError) as late:
-            await served.unary("Place")({"item": "tea", "sleep": PATIENCE}, timeout=0.2)
+            await served.unary("Place")({"item": "tea", "sleep": PATIENCE}, timeout=DEADLINE)
         assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
         assert await closed(served) == ["rollback: RpcCancelledError", "closed"]
 
@@ -376,13 +364,13 @@ async def closed(served: Served) -> list[str]:
 
 # A sync method blocks its thread this long: past any deadline or cancellation made
 # meanwhile, which it cannot see until it returns.
-BLOCKED = at_most(0.1) + 0.5
+BLOCKED = DEADLINE + 0.5
 
 
 async def test_a_sync_method_past_its_deadline_rolls_back() -> None:
     async with serve() as served:
         with pytest.raises(grpc.aio.AioRpcError) as late:
-            await served.unary("Count")({"sleep": BLOCKED}, timeout=0.1)
+            await served.unary("Count")({"sleep": BLOCKED}, timeout=DEADLINE)
         assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
         assert await closed(served) == ["count", "rollback: RpcCancelledError", "closed"]
 
@@ -411,7 +399,7 @@ async def test_a_cancelled_sync_stream_closes_its_scope_at_once() -> None:
 
 async def test_a_sync_stream_past_its_deadline_rolls_back() -> None:
     async with serve() as served:
-        call = served.unary_stream("Tally")({"steps": 1000, "pause": 0.05}, timeout=0.3)
+        call = served.unary_stream("Tally")({"steps": 1000, "pause": 0.05}, timeout=DEADLINE)
         with pytest.raises(grpc.aio.AioRpcError) as late:
             _ = [reply async for reply in call]
         assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
@@ -451,12 +439,12 @@ async def test_health_check_follows_a_check_that_starts_failing() -> None:
         await monitor.wait_ready()
         database = served.injector.invoke(Database)
         assert await served.check() == health_pb2.HealthCheckResponse.SERVING
-        database.failing = True
+        database.fail("password=hunter2 refused")
         await monitor.check()
         assert await served.check() == health_pb2.HealthCheckResponse.NOT_SERVING
         assert await served.check("readiness") == health_pb2.HealthCheckResponse.NOT_SERVING
         assert await served.check("liveness") == health_pb2.HealthCheckResponse.SERVING
-        database.failing = False
+        database.recover()
         await monitor.check()
         assert await served.check() == health_pb2.HealthCheckResponse.SERVING
 
@@ -485,7 +473,7 @@ async def test_error_texts_are_withheld_from_clients_and_logged(
             assert aborted.value.details() == "no such item"
 
         # A failing health check's text is withheld too: Check answers a status only.
-        served.injector.invoke(Database).failing = True
+        served.injector.invoke(Database).fail("password=hunter2 refused")
         await served.lifecycle.monitor.check()
         response = await served.health.Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert "hunter2" not in str(response)
@@ -602,7 +590,6 @@ def lifecycle_of(injector: Injector, **options: Any) -> Lifecycle:
 
 
 async def test_a_stop_before_start_leaves_the_later_stop_its_work() -> None:
-    Database.built = 0
     injector = make_injector()
     lifecycle = lifecycle_of(injector)
     await lifecycle.stop()  # nothing started: nothing to stop

@@ -20,7 +20,7 @@ from di._container.runner import LoopThread, in_thread
 from di.integrations._inject import INJECT, injected_params, wrap
 from di.integrations._lifecycle import Running, monitor_for
 
-from ..health_services import Database
+from ..services import Database
 from ..timing import PATIENCE, at_most
 
 pytestmark = pytest.mark.anyio
@@ -249,6 +249,25 @@ async def test_the_sequence_starts_then_goes_not_serving_drains_stops_then_shuts
     ]
     with pytest.raises(RuntimeError, match="enter it once"):
         await running.__aenter__()
+
+
+async def test_a_sequence_cancelled_while_it_stops_still_stops_and_shuts_down() -> None:
+    # A server stopping by force while the app drains: the monitor's task group is
+    # still left, and the hooks still run, before the cancellation goes on.
+    injector = Injector()
+    injector.provide(Recorder, eager=True)
+    monitor = HealthMonitor(injector, interval=0.05, timeout=at_most(0))
+    events: list[str] = []
+    with anyio.CancelScope() as outer:
+        async with Running(injector, monitor, drain=PATIENCE):
+            recorder = injector.invoke(Recorder)
+            recorder.events, recorder.monitor = events, monitor
+            outer.cancel()
+    assert outer.cancelled_caught
+    assert events == [f"shut down, monitor running: False, {ServingStatus.NOT_SERVING!r}"]
+    with anyio.move_on_after(0.01) as later:  # the caller's cancel scopes still work
+        await anyio.sleep_forever()
+    assert later.cancelled_caught
 
 
 class First:

@@ -26,37 +26,13 @@ import pytest
 
 from di import HealthMonitor, Injector, Named
 
+from ..services import Cache, Database, Journal, key
 from ..timing import PATIENCE, at_most, wait_until
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "password=hunter2@db.internal"
-
-
-class Events:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.lock = threading.Lock()
-
-    def add(self, line: str) -> None:
-        with self.lock:
-            self.lines.append(line)
-
-
-class Database:
-    """An eager singleton whose check fails (with a secret in its text) when told to."""
-
-    def __init__(self, events: Events) -> None:
-        self.events = events
-        self.failing = False
-        events.add("database built")
-
-    def health_check(self) -> None:
-        if self.failing:
-            raise ConnectionError(f"cannot reach {SECRET}")
-
-    def shutdown(self) -> None:
-        self.events.add("database shut down")
+"""In the text of the database's failing check: withheld unless details are asked for."""
 
 
 class Unit:
@@ -67,8 +43,8 @@ class Unit:
         self.tag = tag
 
 
-def make_injector(request_type: type[Any], tag: Callable[[Any], str]) -> tuple[Injector, Events]:
-    events = Events()
+def make_injector(request_type: type[Any], tag: Callable[[Any], str]) -> tuple[Injector, Journal]:
+    events = Journal()
     injector = Injector()
     injector.provide_value(events)
     injector.provide(Database, eager=True)
@@ -208,7 +184,9 @@ async def served(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.mark.parametrize("framework", ASGI_APPS)
-async def test_asgi_request_scopes_and_lifespan(framework: str) -> None:
+async def test_asgi_app_builds_at_startup_scopes_each_request_and_shuts_down_at_exit(
+    framework: str,
+) -> None:
     app, _, events, monitor = ASGI_APPS[framework]()
     assert events.lines == []
     async with served(app) as client:
@@ -258,7 +236,7 @@ async def test_asgi_readyz_follows_a_failing_check_and_withholds_its_text(framew
     async with served(app) as client:
         await monitor.wait_ready()
         assert (await client.get("/readyz")).status_code == 200
-        (await injector.ainvoke(Database)).failing = True
+        (await injector.ainvoke(Database)).fail(f"cannot reach {SECRET}")
         failed = await wait_for_status(client, "/readyz?verbose", 503)
         assert "reason withheld" in failed.text and SECRET not in failed.text
         health = await client.get("/health")
@@ -266,11 +244,11 @@ async def test_asgi_readyz_follows_a_failing_check_and_withholds_its_text(framew
         check = await client.post("/grpc.health.v1.Health/Check", json={"service": ""})
         assert check.json() == {"status": "NOT_SERVING"}
         assert (await client.get("/livez")).status_code == 200
-        (await injector.ainvoke(Database)).failing = False
+        (await injector.ainvoke(Database)).recover()
         await wait_for_status(client, "/readyz", 200)
 
 
-async def test_fastapi_health_prefix_details_and_schema() -> None:
+async def test_fastapi_health_under_a_prefix_shows_details_and_stays_out_of_the_schema() -> None:
     from fastapi import FastAPI, Request
 
     from di.integrations.fastapi import install
@@ -280,7 +258,7 @@ async def test_fastapi_health_prefix_details_and_schema() -> None:
     monitor = install(app, injector, health_prefix="/ops", show_details=True)
     async with served(app) as client:
         await monitor.wait_ready()
-        (await injector.ainvoke(Database)).failing = True
+        (await injector.ainvoke(Database)).fail(f"cannot reach {SECRET}")
         await monitor.check()
         failed = await client.get("/ops/readyz?verbose")
         assert failed.status_code == 503 and SECRET in failed.text  # shown when asked
@@ -294,7 +272,7 @@ async def test_a_failed_start_fails_the_app_startup() -> None:
 
     from di.integrations.fastapi import install
 
-    events = Events()
+    events = Journal()
 
     class Broken:
         def __init__(self) -> None:
@@ -337,7 +315,7 @@ async def test_fastapi_websocket_gets_a_scope_for_its_connection() -> None:
 
     from di.integrations.fastapi import Inject, install
 
-    events = Events()
+    events = Journal()
     injector = Injector()
 
     class Session:
@@ -450,7 +428,7 @@ def test_an_apps_own_route_class_is_kept() -> None:
     assert app.router.route_class is Mine
 
 
-def test_fastapi_under_a_real_uvicorn_server() -> None:
+def test_fastapi_under_uvicorn_serves_100_concurrent_requests_and_shuts_down() -> None:
     """TestClient aside, a real server: startup, 100 concurrent requests, shutdown."""
     import asyncio
 
@@ -492,7 +470,7 @@ def readyz_follows_a_failing_check(client: Any, injector: Injector) -> None:
     """Through a sync test client: /readyz turns 503 once the database check fails,
     and neither it nor /health shows the failure's text."""
     wait_until(lambda: client.get("/readyz").status_code == 200, "readiness")
-    injector.invoke(Database).failing = True
+    injector.invoke(Database).fail(f"cannot reach {SECRET}")
     wait_until(lambda: client.get("/readyz").status_code == 503, "readiness to fail")
     failed = client.get("/readyz?verbose")
     assert "reason withheld" in failed.text and SECRET not in failed.text
@@ -537,7 +515,7 @@ def litestar_app() -> Any:
     return app, injector, events, monitor
 
 
-def test_litestar_request_scopes_lifespan_and_health() -> None:
+def test_litestar_app_builds_at_startup_scopes_each_request_and_follows_its_checks() -> None:
     from litestar.testing import TestClient
 
     app, injector, events, monitor = litestar_app()
@@ -614,7 +592,7 @@ def flask_app() -> Any:
     return app, injector, events, monitor
 
 
-def test_flask_request_scopes_health_and_shutdown() -> None:
+def test_flask_app_builds_at_install_scopes_each_request_and_shuts_down_once() -> None:
     from di.integrations.flask import shutdown
 
     app, injector, events, _ = flask_app()
@@ -829,9 +807,7 @@ async def test_asgi_app_routes_below_the_health_routes_take_precedence(framework
         assert (await client.get("/health/version")).text == "v1"
         assert (await client.get("/health")).status_code == 200
         assert (await client.get("/health/nothing-by-that-name")).status_code == 404
-        assert (
-            await client.get("/health/tests.integrations.test_integrations.Database")
-        ).status_code == 200
+        assert (await client.get(f"/health/{key(Database)}")).status_code == 200
 
 
 @pytest.mark.parametrize("framework", ASGI_APPS)
@@ -860,11 +836,6 @@ async def test_asgi_metrics_are_scraped_at_metrics(framework: str) -> None:
     registry = CollectorRegistry()
     app = type(ASGI_APPS[framework]()[0])()  # a fresh FastAPI or Starlette app
     injector = Injector()
-
-    class Cache:
-        def health_check(self) -> None:
-            pass
-
     injector.provide(Cache, eager=True)
     monitor = install(app, injector, monitor=fast_monitor(injector), metrics=registry)
     bare = type(app)()

@@ -25,11 +25,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from di import HealthMonitor, Injector, ServingStatus
 from di.asgi import MAX_BODY
 
-from ..health_services import Database
 from ..hostile_targets import DOWN_CACHE, DownCache
+from ..services import Database, key
 from ..timing import PATIENCE, at_most, until, wait_until
 
-DB = "tests.health_services.Database"
+DB = key(Database)
 NOT_BUILT = "not built: never checked"
 
 

@@ -19,11 +19,11 @@ from di._answers import (
 )
 from di.monitor import HealthSnapshot
 
-from ..health_services import Cache, Database
+from ..services import Cache, Database, key
 
 pytestmark = pytest.mark.anyio
 
-DB, CACHE = "tests.health_services.Database", "tests.health_services.Cache"
+DB, CACHE = key(Database), key(Cache)
 
 
 async def checked(*, fail: bool = False) -> HealthSnapshot:
@@ -56,7 +56,7 @@ def test_an_answer_is_a_value_with_its_headers_rendered_once() -> None:
     assert not_allowed("GET", "HEAD") is refused  # made once
 
 
-async def test_health_json_from_a_snapshot() -> None:
+async def test_render_health_answers_health_json_from_a_snapshot_withholding_errors() -> None:
     snapshot = await checked(fail=True)
     answer = render_health(snapshot, "", details=False)
     assert answer.status == 503 and answer.content_type == "application/health+json"
@@ -69,7 +69,7 @@ async def test_health_json_from_a_snapshot() -> None:
     assert unknown.status == 404 and len(unknown.body) < ECHO + 100
 
 
-async def test_probes_from_a_snapshot_with_verbose_and_exclude() -> None:
+async def test_render_probe_answers_livez_and_readyz_with_verbose_and_exclude() -> None:
     snapshot = await checked(fail=True)
     assert render_probe(snapshot, "livez", None, {}, details=False).body == b"ok"
     failed = render_probe(snapshot, "readyz", None, {}, details=False)
@@ -98,7 +98,9 @@ async def test_probes_from_a_snapshot_with_verbose_and_exclude() -> None:
         (json.dumps({"service": "n" * 50_000}).encode(), 404, "unknown service 'nnn"),
     ],
 )
-async def test_the_json_check_from_a_body(body: bytes, status: int, message: str | None) -> None:
+async def test_check_json_answers_a_body_or_refuses_it_saying_why(
+    body: bytes, status: int, message: str | None
+) -> None:
     snapshot = await checked()
     answer = check_json(snapshot, body)
     assert answer.status == status

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from ..processes import ROOT, STARTUP, closed_port, di, probe
+from ..services import Cache, Database, key
 from ..timing import Stopwatch, at_most
 
 
@@ -19,7 +20,7 @@ def test_check_prints_a_table_and_exits_0_when_healthy() -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["SERVICE", "OUTCOME", "DURATION", "ERROR"]
-    assert lines[1].startswith("tests.health_services.Cache") and "healthy" in lines[1]
+    assert lines[1].startswith(key(Cache)) and "healthy" in lines[1]
     assert lines[-1] == "healthy: 2 checks, 0 failed"
 
 
@@ -44,8 +45,8 @@ def test_check_json_and_exit_1_when_unhealthy_with_an_async_factory() -> None:
     report = json.loads(done.stdout)
     assert report["healthy"] is False
     assert {c["key"]: c["outcome"] for c in report["checks"]} == {
-        "tests.health_services.Cache": "healthy",
-        "tests.health_services.Database": "unhealthy",
+        key(Cache): "healthy",
+        key(Database): "unhealthy",
     }
 
 
@@ -368,11 +369,11 @@ def test_graph_prints_a_mermaid_flowchart() -> None:
         if "[" in line
     }
     needs = nodes["tests.cli_targets.Needs"]
-    assert f"    {needs} --> {nodes['tests.health_services.Database']}" in lines
-    assert f"    {needs} --> {nodes['tests.health_services.Cache']}" in lines
+    assert f"    {needs} --> {nodes[key(Database)]}" in lines
+    assert f"    {needs} --> {nodes[key(Cache)]}" in lines
     labels = {line.split('"')[1] for line in lines if "[" in line}
-    assert "tests.health_services.Database<br/>eager in root" in labels  # eager=True
-    assert "tests.health_services.Cache<br/>lazy in root" in labels
+    assert f"{key(Database)}<br/>eager in root" in labels  # eager=True
+    assert f"{key(Cache)}<br/>lazy in root" in labels
 
 
 def test_graph_validate_exits_1_naming_every_problem() -> None:

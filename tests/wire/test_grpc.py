@@ -14,11 +14,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from di import Injector, ServingStatus
 
-from ..health_services import Cache, Database
 from ..servers import Served, serve
+from ..services import Cache, Database, key
 from ..timing import at_most, wait_until
 
-DB, CACHE = "tests.health_services.Database", "tests.health_services.Cache"
+DB, CACHE = key(Database), key(Cache)
 Status = health_pb2.HealthCheckResponse
 
 
@@ -52,7 +52,7 @@ def check(stub: health_pb2_grpc.HealthStub, name: str) -> int:
     return int(response.status)
 
 
-def test_check_names_and_not_found(
+def test_check_answers_each_name_and_not_found_for_an_unknown_one(
     served: tuple[Served, Database, health_pb2_grpc.HealthStub],
 ) -> None:
     server, db, stub = served
@@ -146,7 +146,9 @@ def test_watch_cancelled_by_the_client_leaves_no_task_behind(
     wait_until(lambda: not left_behind(), "the watches' tasks to end")
 
 
-def test_list_every_name(served: tuple[Served, Database, health_pb2_grpc.HealthStub]) -> None:
+def test_list_answers_every_name_with_its_status(
+    served: tuple[Served, Database, health_pb2_grpc.HealthStub],
+) -> None:
     server, db, stub = served
     db.fail()
     server.check()

@@ -39,9 +39,10 @@ from ..hostile import HOSTILE, Behaviour, Now, assert_plain_lines, behaviours, s
 from ..hostile_targets import hostile
 from ..processes import Serving, di, wait_for
 from ..servers import LoopThread
+from ..services import Cache, Database, key
 from ..timing import PATIENCE
 
-DB = "tests.health_services.Database"
+DB = key(Database)
 BODY_BOUND = 64 * 1024
 EXAMPLES = settings(
     max_examples=40,
@@ -316,7 +317,7 @@ def wait_for_ready(serving: Serving) -> None:
 # -- control characters: no fake lines in the table, the log or the text answers -------------
 
 FORGING = "tests.hostile_targets.Forging"
-ESCAPED = "refused\\n\\x1b[32mtests.health_services.Cache  healthy  0.1 ms\\x1b[0m\\n"
+ESCAPED = f"refused\\n\\x1b[32m{key(Cache)}  healthy  0.1 ms\\x1b[0m\\n"
 
 
 def test_an_error_cannot_draw_a_line_under_di_checks_table() -> None:

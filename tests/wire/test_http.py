@@ -13,11 +13,11 @@ import pytest
 from di import HealthMonitor, Injector, ServingStatus
 from di.asgi import MAX_BODY, health_app
 
-from ..health_services import Cache, Database
 from ..servers import Served, serve
+from ..services import Cache, Database, key
 from ..timing import PATIENCE, at_most
 
-DB, CACHE = "tests.health_services.Database", "tests.health_services.Cache"
+DB, CACHE = key(Database), key(Cache)
 
 
 def make() -> tuple[Injector, Database, Cache]:
@@ -38,7 +38,9 @@ def app() -> Iterator[tuple[Served, Database, httpx.Client]]:
         yield served, db, client
 
 
-def test_health_pass_and_fail_in_health_json(app: tuple[Served, Database, httpx.Client]) -> None:
+def test_health_answers_health_json_and_withholds_a_failures_text(
+    app: tuple[Served, Database, httpx.Client],
+) -> None:
     served, db, client = app
     answer = client.get("/health")
     assert answer.status_code == 200
@@ -76,7 +78,9 @@ def test_show_details_opts_in_to_error_text() -> None:
     assert "ConnectionError: Database is down" in answer.json()["checks"][DB][0]["output"]
 
 
-def test_health_for_one_name_or_group(app: tuple[Served, Database, httpx.Client]) -> None:
+def test_health_of_one_name_or_group_answers_for_it_alone(
+    app: tuple[Served, Database, httpx.Client],
+) -> None:
     served, db, client = app
     assert client.get(f"/health/{CACHE}").json()["status"] == "pass"
     db.fail()
@@ -88,7 +92,9 @@ def test_health_for_one_name_or_group(app: tuple[Served, Database, httpx.Client]
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
 
 
-def test_livez_and_readyz_kubernetes_format(app: tuple[Served, Database, httpx.Client]) -> None:
+def test_livez_and_readyz_answer_as_kubernetes_probes_read_them(
+    app: tuple[Served, Database, httpx.Client],
+) -> None:
     served, db, client = app
     assert (client.get("/livez").status_code, client.get("/livez").text) == (200, "ok")
     assert client.get("/readyz").text == "ok"
@@ -130,7 +136,7 @@ def test_manual_status_shows_everywhere(app: tuple[Served, Database, httpx.Clien
     }
 
 
-def test_grpc_check_over_http_json(app: tuple[Served, Database, httpx.Client]) -> None:
+def test_the_grpc_check_answers_json_over_http(app: tuple[Served, Database, httpx.Client]) -> None:
     served, db, client = app
     path = "/grpc.health.v1.Health/Check"
     assert client.post(path, json={"service": ""}).json() == {"status": "SERVING"}
@@ -220,7 +226,7 @@ async def test_app_is_backend_neutral_when_mounted_under_a_prefix() -> None:
 
 
 @pytest.mark.anyio
-async def test_mounted_in_a_starlette_app() -> None:
+async def test_mounted_in_a_starlette_app_it_answers_below_its_prefix() -> None:
     """Starlette's Mount (what FastAPI's app.mount uses) in front of the health app."""
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse

@@ -22,13 +22,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from di import Injector, ServingStatus
 
-from ..health_services import Database
 from ..hostile_targets import DOWN_CACHE
 from ..processes import Serving, di, wait_for
 from ..servers import serve
+from ..services import Database, key
 from ..timing import PATIENCE
 
-DB = "tests.health_services.Database"
+DB = key(Database)
 NOT_BUILT = "not built: never checked"
 
 

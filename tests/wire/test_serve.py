@@ -35,6 +35,8 @@ from ..processes import (
     probe,
     wait_for,
 )
+from ..serve_targets import AnnouncingDatabase, Failing, Hung
+from ..services import key
 from ..timing import PATIENCE, Stopwatch, at_most
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -108,13 +110,13 @@ def test_a_hung_check_never_holds_an_answer_nor_the_exit(start: object) -> None:
             if expected is not None:
                 assert answer.status == expected
     # The hung check times out with its round: readiness fails, and keeps answering.
-    serving.wait_output("health check of 'tests.serve_targets.Hung' failed (timeout)")
+    serving.wait_output(f"health check of '{key(Hung)}' failed (timeout)")
     for _ in range(3):
         assert status(serving, "/readyz") == 503
         time.sleep(0.5)
     verbose = httpx.get(serving.url + "/readyz?verbose", timeout=5).text
-    assert "[-]tests.serve_targets.Hung failed: reason withheld" in verbose
-    assert "[+]tests.serve_targets.Database ok" in verbose
+    assert f"[-]{key(Hung)} failed: reason withheld" in verbose
+    assert f"[+]{key(AnnouncingDatabase)} ok" in verbose
     assert grpc_check(serving, "") == NOT_SERVING
 
     with Stopwatch() as watch:
@@ -129,12 +131,12 @@ def test_an_eager_service_nobody_invoked_is_checked(start: object) -> None:
     up(serving)
     wait_for(lambda: status(serving, "/readyz") == 503, "/readyz to be 503")
     verbose = httpx.get(serving.url + "/readyz?verbose", timeout=5).text
-    assert "[-]tests.serve_targets.Failing failed: reason withheld" in verbose
+    assert f"[-]{key(Failing)} failed: reason withheld" in verbose
     # Operators find the reason in the log.
     serving.wait_output("ConnectionRefusedError: payments.internal:443 refused")
     done = di("check", "tests.serve_targets:eager_failing")
     assert done.returncode == 1
-    assert "tests.serve_targets.Failing" in done.stdout and "unhealthy" in done.stdout
+    assert key(Failing) in done.stdout and "unhealthy" in done.stdout
 
 
 def test_readiness_waits_for_the_start_and_a_first_round(start: object) -> None:
@@ -719,7 +721,7 @@ def test_probe_passes_2xx_and_3xx_as_kubelet_does(start: object) -> None:
         server.shutdown()
 
 
-def test_json_check_over_http_under_di_serve(start: object) -> None:
+def test_di_serve_answers_the_json_check_over_http(start: object) -> None:
     serving = start("healthy", "--interval", INTERVAL)  # type: ignore[operator]
     up(serving)
     wait_for(lambda: status(serving, "/readyz") == 200, "readiness")

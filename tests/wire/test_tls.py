@@ -209,7 +209,9 @@ def test_mutual_tls_grpc_with_grpcio_credentials(mutual: TlsServing, pki: Pki) -
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_https_scope_and_answers_over_tls(tls: TlsServing, pki: Pki) -> None:
+def test_https_gives_the_same_answers_over_one_kept_alive_connection(
+    tls: TlsServing, pki: Pki
+) -> None:
     """The answers are the same over TLS, keep-alive included."""
     import http.client
 
