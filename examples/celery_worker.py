@@ -1,6 +1,6 @@
 """A Celery worker with a unit of work per task, whose readiness follows its broker.
 
-    celery -A examples.celery_worker worker   # health on :8081, /livez and /readyz
+celery -A examples.celery_worker worker   # health on :8081, /livez and /readyz
 """
 
 import os

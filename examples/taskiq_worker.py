@@ -1,6 +1,6 @@
 """A taskiq worker with a unit of work per task, whose readiness follows its Redis.
 
-    taskiq worker examples.taskiq_worker:broker --workers 1   # health on :8081
+taskiq worker examples.taskiq_worker:broker --workers 1   # health on :8081
 """
 
 import os
@@ -46,7 +46,8 @@ injector = Injector()
 injector.provide(connect, eager=True, health_check=lambda client: checks.redis(client)())
 injector.provide_scoped(unit_of_work)
 
-broker = ListQueueBroker(REDIS_URL)
+# BRPOP waits for the next task as long as the queue is empty: no read timeout.
+broker = ListQueueBroker(REDIS_URL, socket_timeout=None)
 health = HealthServer(
     injector,
     http=os.environ.get("HEALTH_HTTP", "0.0.0.0:8081"),

@@ -18,7 +18,6 @@ import atexit
 import importlib
 import logging
 import math
-import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -28,7 +27,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 
-from ..._container.runner import LoopThread
+from ..._container.runner import LoopThread, after_fork_in_child
 from ...monitor import HealthMonitor
 from ...scope import Scope
 from .. import _asgi
@@ -154,12 +153,13 @@ class _Process:
         self.started = True
 
     def after_fork(self) -> None:
-        """In a forked child: the parent's thread does not exist here; a new monitor
-        checks this process's copies of the services, on a thread of its own."""
+        """In a forked child (a gunicorn worker of a ``--preload`` app): the parent's
+        thread does not exist here, so the monitor (reset itself by then) runs its
+        rounds on a thread of this process, checking this process's copies of the
+        services; the injector started in the parent and starts nothing new."""
         self.lock = threading.Lock()
         if self.done or not self.started or self.lifespan:
             return
-        self.monitor = self.options.monitor()
         self.start()
 
     def close(self) -> None:
@@ -203,5 +203,4 @@ class HealthdiConfig(AppConfig):  # type: ignore[misc]  # Django has no types
             return
         process.start()
         atexit.register(process.close)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=process.after_fork)
+        after_fork_in_child(process.after_fork)
