@@ -20,15 +20,15 @@ import pytest
 
 pytest.importorskip("celery")
 
-from celery import Celery  # noqa: E402
+from celery import Celery
 
-from di import HealthServer, Injector  # noqa: E402
-from di.errors import GraphError  # noqa: E402
-from di.integrations.celery import Context, Inject, current_scope, inject, install  # noqa: E402
+from di import HealthServer, Injector
+from di.errors import GraphError
+from di.integrations.celery import Context, Inject, current_scope, inject, install
 
-from ..processes import Child, Redis, probe, steady_port  # noqa: E402
-from ..timing import PATIENCE, Stopwatch, at_most, wait_until  # noqa: E402
-from .units import Ledger, Work, unit_of_work  # noqa: E402
+from ..processes import Child, Redis, probe, steady_port
+from ..timing import PATIENCE, Stopwatch, at_most, wait_until
+from .units import Ledger, Work, unit_of_work
 
 
 class Unprovided:
