@@ -45,7 +45,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _INSTALLED = web.AppKey("healthdi", object)
-_SLOT = "healthdi.scope"  # the request's key (web.Request is a mapping) for its slot
+# The request's key (web.Request is a mapping) for its slot: a typed key where aiohttp
+# has them (3.12 and later), a string before.
+_SLOT: Any = (
+    web.RequestKey("healthdi.scope", object) if hasattr(web, "RequestKey") else "healthdi.scope"
+)
 _current: contextvars.ContextVar[_Slot] = contextvars.ContextVar("di.integrations.aiohttp")
 
 
