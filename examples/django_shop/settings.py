@@ -7,3 +7,4 @@ ROOT_URLCONF = "examples.django_shop.urls"
 INSTALLED_APPS = ["di.integrations.django"]
 MIDDLEWARE = ["di.integrations.django.RequestScopeMiddleware"]
 HEALTHDI = {"INJECTOR": "examples.django_shop.container:create_injector"}
+TIME_ZONE = "UTC"

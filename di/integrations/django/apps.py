@@ -19,9 +19,11 @@ import importlib
 import logging
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -147,10 +149,23 @@ class _Process:
         self.lock = threading.Lock()
 
     def start(self) -> None:
-        """Start the injector and its monitor on a thread's loop; raise what failed."""
+        """Start the injector and its monitor on a thread's loop; raise what failed.
+
+        Returns once the monitor's first round has completed (or its timeout has
+        passed): readiness answers from the checks at once, and that thread has done
+        what it imports before a server forks the process (a fork while another thread
+        imports leaves the child a module that never finishes importing).
+        """
         loop = self.loop = LoopThread("healthdi-monitor")
-        loop.start(lambda: Running(self.injector, self.monitor))
+        loop.start(self._first_round)
         self.started = True
+
+    @asynccontextmanager
+    async def _first_round(self) -> AsyncIterator[None]:
+        async with Running(self.injector, self.monitor):
+            with anyio.move_on_after(self.monitor.timeout + 1.0):
+                await self.monitor.wait_ready()
+            yield
 
     def after_fork(self) -> None:
         """In a forked child (a gunicorn worker of a ``--preload`` app): the parent's
@@ -160,7 +175,8 @@ class _Process:
         self.lock = threading.Lock()
         if self.done or not self.started or self.lifespan:
             return
-        self.start()
+        self.loop = LoopThread("healthdi-monitor")
+        self.loop.start(lambda: Running(self.injector, self.monitor))
 
     def close(self) -> None:
         """NOT_SERVING, stop the monitor (after its round), then shut the injector down."""
