@@ -259,6 +259,10 @@ class HealthServer:
                         yield
                 finally:
                     tasks.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # A failed start, a failing hook or the body's own error, as raised: the task
+            # group around the listener wraps what passes through it.
+            raise _alone(group) from None
         finally:
             with anyio.CancelScope(shield=True):
                 await self._close_servers()
@@ -314,6 +318,14 @@ class HealthServer:
             http.force()
             with anyio.move_on_after(5):
                 await http.done.wait()
+
+
+def _alone(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside ``group`` (through nested groups), or the group itself."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 def _tls(cert: str | None, key: str | None, client_ca: str | None) -> TlsFiles | None:
