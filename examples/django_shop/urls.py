@@ -3,8 +3,7 @@
 from django.urls import include, path
 
 from di.integrations.django import health_urls
-
-from . import views
+from examples.django_shop import views
 
 urlpatterns = [
     path("orders/place", views.place),

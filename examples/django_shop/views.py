@@ -4,8 +4,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views import View
 
 from di.integrations.django import Inject, inject
-
-from .container import Orders, UnitOfWork
+from examples.django_shop.container import Orders, UnitOfWork
 
 
 @inject

@@ -21,7 +21,7 @@ import pytest
 
 pytest.importorskip("taskiq")
 
-from taskiq import InMemoryBroker, TaskiqMessage
+from taskiq import Context, InMemoryBroker, TaskiqDepends, TaskiqMessage
 
 from di import HealthServer, Injector
 from di.errors import GraphError
@@ -263,3 +263,31 @@ def test_a_worker_with_a_forgotten_inject_does_not_start_and_says_why(
         assert "forgot_inject" in output and "has Inject[...] parameters" in output, output
     finally:
         worker.close()
+
+
+def region() -> str:
+    return "eu"
+
+
+def test_taskiq_s_own_dependencies_work_beside_inject() -> None:
+    broker, _ = make_broker()
+
+    @broker.task(task_name="tests.both")
+    @inject
+    async def both(
+        number: int,
+        work: Inject[Work],
+        context: Context = TaskiqDepends(),  # noqa: B008 - how taskiq declares them
+        where: str = TaskiqDepends(region),
+    ) -> str:
+        return f"{number} {context.message.task_name} {where} {type(work).__name__}"
+
+    async def run() -> str:
+        await broker.startup()
+        try:
+            result = await (await both.kiq(3)).wait_result(timeout=PATIENCE)
+            return result.return_value  # type: ignore[no-any-return]
+        finally:
+            await broker.shutdown()
+
+    assert asyncio.run(run()) == "3 tests.both eu Work"
