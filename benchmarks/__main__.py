@@ -11,7 +11,7 @@ import platform
 import sys
 from typing import Any
 
-from . import compare, health, probe, request_scopes, resolve, serving, soak, web
+from . import compare, health, probe, request_scopes, resolve, serving, soak, web, web_frameworks
 from ._timing import measure, save, table
 
 
@@ -237,6 +237,11 @@ def web_table() -> None:
     print()
     print(web.report(rows))
     path = save("web", {"rows": rows})
+    print(f"\nwritten to {path}")
+    frameworks = web_frameworks.measure()
+    print()
+    print(web_frameworks.report(frameworks))
+    path = save("web_frameworks", frameworks)
     print(f"\nwritten to {path}")
     soak_table()
 
