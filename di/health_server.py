@@ -29,7 +29,6 @@ running asyncio loop. grpcio's server and the HTTP listener run on asyncio only.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
 import math
@@ -337,8 +336,18 @@ def _tls(cert: str | None, key: str | None, client_ca: str | None) -> TlsFiles |
             "(and tls_client_ca= for mutual TLS)"
         )
     tls = TlsFiles(str(cert), str(key), None if client_ca is None else str(client_ca))
-    with contextlib.suppress(ImportError):
+    try:
         server_context(tls)  # the files load now, or this says which does not
+    except ValueError as error:
+        # The listeners name di serve's options; here they are arguments.
+        text = str(error)
+        for option, argument in (
+            ("--tls-client-ca", "tls_client_ca="),
+            ("--tls-cert", "tls_cert="),
+            ("--tls-key", "tls_key="),
+        ):
+            text = text.replace(option, argument)
+        raise ValueError(f"HealthServer(): {text}") from None
     return tls
 
 

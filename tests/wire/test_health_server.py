@@ -9,6 +9,7 @@ asyncio only).
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import anyio
 import httpx
@@ -160,3 +161,31 @@ async def test_a_consumer_s_error_passes_through_as_raised(anyio_backend: str) -
             async with server:
                 await consume()
     assert injector.list_invoked() == []  # shut down: nothing built is left
+
+
+def test_tls_as_di_serve_takes_it_on_both_ports(tmp_path: Path) -> None:
+    """HTTPS and gRPC over TLS, probed as Kubernetes' exec probes would, with the CA."""
+    from ..checks.running import Certificates
+
+    files = Certificates(tmp_path)
+    cert, key = map(str, files.issue("server"))
+    ca = str(files.ca_file)
+    server = HealthServer(
+        Injector(), http="127.0.0.1:0", grpc="127.0.0.1:0", tls_cert=cert, tls_key=key
+    )
+    with server:
+        assert server.http_address is not None and server.grpc_address is not None
+        https = f"https://127.0.0.1:{server.http_address[1]}/livez"
+        grpcs = f"grpc://127.0.0.1:{server.grpc_address[1]}"
+        assert probe(https, "--tls-ca-cert", ca).returncode == 0
+        assert probe(grpcs, "--tls", "--tls-ca-cert", ca).returncode == 0
+        with pytest.raises(httpx.TransportError):  # plain HTTP is not served
+            httpx.get(https.replace("https", "http"), timeout=at_most(0))
+
+
+def test_tls_files_that_do_not_load_are_named_when_it_is_made(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.pem")
+    with pytest.raises(
+        ValueError, match=r"HealthServer\(\): cannot load tls_cert= .* with tls_key="
+    ):
+        HealthServer(Injector(), http="127.0.0.1:0", tls_cert=missing, tls_key=missing)
