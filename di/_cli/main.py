@@ -78,8 +78,9 @@ and the application is shut down.
 di serve does not serve the application itself. To serve your application with its
 health routes beside its own, mount di.asgi.health_app in your ASGI application, or add
 di.grpc.add_health_servicer to your gRPC server: see {DOCS}. Integrations for FastAPI,
-Starlette, Litestar, grpc.aio and Flask (di.integrations) do both in one call, with the
-container's lifespan and a scope per request."""
+Starlette, Litestar, grpc.aio, Flask, Django and aiohttp (di.integrations) do both in one
+call, with the container's lifespan and a scope per request; a worker or a script with
+no port runs these servers inside itself with di.HealthServer."""
 
 RUN = f"""\
 Serve an ASGI application (FastAPI, Starlette, Litestar) under uvicorn, draining it
