@@ -31,17 +31,16 @@ from __future__ import annotations
 
 import signal
 import socket
+import sys
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import SplitResult, urlsplit
 
 if TYPE_CHECKING:
     import ssl
 
 
-@dataclass(frozen=True)
-class Tls:
+class Tls(NamedTuple):
     """How to speak TLS to the server: grpc_health_probe's ``-tls*`` flags.
 
     ``enabled`` is ``--tls`` (gRPC over TLS; an https:// URL needs nothing more).
@@ -167,11 +166,10 @@ def _left(deadline: float) -> float:
 
 def _failure(error: Exception) -> str:
     """A failure to get an answer, in one line; a TLS one says what did not verify."""
-    import ssl
-
-    if isinstance(error, ssl.SSLCertVerificationError):
+    ssl = sys.modules.get("ssl")  # not imported: the error cannot be a TLS one
+    if ssl is not None and isinstance(error, ssl.SSLCertVerificationError):
         return f"TLS: the server's certificate did not verify: {error.verify_message}"
-    if isinstance(error, ssl.SSLError):
+    if ssl is not None and isinstance(error, ssl.SSLError):
         return f"TLS: {error.reason or error}"
     return f"{type(error).__name__}: {error}"
 
