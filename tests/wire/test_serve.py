@@ -149,7 +149,7 @@ def test_readiness_waits_for_the_start_and_a_first_round(start: object) -> None:
 
 
 def test_sigterm_drains_then_exits_0_with_hooks_run(start: object) -> None:
-    drain = at_most(1)  # longer than the five steps taken while it drains
+    drain = at_most(2)  # longer than the eight steps taken while it drains, loaded
     serving = start("healthy", "--interval", INTERVAL, "--drain", str(drain))  # type: ignore[operator]
     up(serving)
     wait_for(lambda: status(serving, "/readyz") == 200, "readiness")
