@@ -99,8 +99,11 @@ def server_credentials(
     ``cert_file`` holds the certificate (and any intermediates after it), ``key_file``
     its private key. With ``client_ca_file``, clients must present a certificate signed
     by one of its CAs (mutual TLS). The files are read once: a renewed certificate is
-    served after a restart.
+    served after a restart. They are checked here (grpcio takes any bytes, and fails
+    later with "Failed to bind to address"): a file that does not load, a key that does
+    not match the certificate or needs a passphrase, raise ValueError naming the file.
     """
+    _check_pem(cert_file, key_file, client_ca_file)
     with open(cert_file, "rb") as file:
         cert = file.read()
     with open(key_file, "rb") as file:
@@ -112,3 +115,41 @@ def server_credentials(
     return grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
+
+
+def _check_pem(cert_file: str, key_file: str, client_ca_file: str | None) -> None:
+    """Load the files as the standard library's TLS would; ValueError naming what fails."""
+    import ssl
+
+    encrypted = False
+
+    def no_passphrase() -> bytes:  # OpenSSL would prompt for it on the terminal
+        nonlocal encrypted
+        encrypted = True
+        raise ValueError("encrypted")
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert_file, key_file, password=no_passphrase)
+    except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+        reason = (
+            f"the key is encrypted; give it without a passphrase (openssl pkey -in {key_file} "
+            "-out tls.key)"
+            if encrypted
+            else _reason(error)
+        )
+        raise ValueError(
+            f"server_credentials(): cannot load {cert_file} with {key_file}: {reason}"
+        ) from None
+    if client_ca_file is not None:
+        try:
+            context.load_verify_locations(client_ca_file)
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"server_credentials(): cannot load the client CA file {client_ca_file}: "
+                f"{_reason(error)}"
+            ) from None
+
+
+def _reason(error: BaseException) -> str:
+    return str(getattr(error, "strerror", None) or getattr(error, "reason", None) or error)

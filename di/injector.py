@@ -21,7 +21,7 @@ import anyio
 from ._container import registry
 from ._container.hooks import own_hooks, refresh
 from ._container.keys import check_name
-from ._container.resolve import resolve_sync
+from ._container.resolve import forget_other_threads_flights, resolve_sync
 from ._container.runner import Threads, after_fork_in_child, in_event_loop
 from ._container.service import BLANK
 from ._health import HealthSettings
@@ -66,6 +66,7 @@ class Injector(Scope):
     __slots__ = (
         "__weakref__",
         "_counter",
+        "_flights",
         "_health",
         "_mutex",
         "_scope_numbers",
@@ -104,6 +105,7 @@ class Injector(Scope):
         # Guards the tree's structure (services, children, instances being cached) and
         # builds in flight; never held while user code runs.
         self._mutex = threading.RLock()
+        self._flights: set[Any] = set()  # the builds in flight in the tree (under the mutex)
         # One invocation counter per tree: an index orders builds across all scopes.
         self._counter = itertools.count(1)
         self._scope_numbers = itertools.count(1)  # names of anonymous scopes
@@ -124,8 +126,10 @@ class Injector(Scope):
     def _after_fork(self) -> None:
         # In a forked child, a thread of the parent that held the mutex (a monitor's
         # round reading the tree) does not exist: its hold would never end. No code
-        # that could fork runs under it, so nothing in this thread holds it.
+        # that could fork runs under it, so nothing in this thread holds it. Builds in
+        # flight in the parent's other threads never land here: they build afresh.
         self._mutex = threading.RLock()
+        forget_other_threads_flights(self._flights)
 
     def __enter__(self) -> Injector:
         return self

@@ -267,7 +267,9 @@ class HealthMonitor:
 
     def _after_fork(self) -> None:
         """In a forked child: the parent's run of this monitor does not exist here, so
-        it may run again; what it published stays, and falls overdue until a round."""
+        it may run again; what it published stays, and falls overdue until a round.
+        A thread of the parent publishing at the fork held the lock: not here."""
+        self._lock = threading.RLock()
         self._running, self._task_group, self._stop, self._ran = False, None, None, _SET
         self._changed = self._refreshing = self._deadlines_moved = None
         if self._phase == _STARTING:  # the start was the parent's, and never ends here
@@ -582,7 +584,11 @@ class HealthMonitor:
         >>> monitor.set_status(Database, ServingStatus.NOT_SERVING, ttl=600)
         """
         label = name if isinstance(name, str) else views.find(self.injector, name).label
-        status = ServingStatus(status)
+        try:
+            status = ServingStatus(status)
+        except ValueError:
+            wanted = "a ServingStatus, such as ServingStatus.NOT_SERVING or ServingStatus.SERVING"
+            raise ValueError(f"set_status(status=...) takes {wanted}; got {status!r}") from None
         if ttl is not None:
             check_seconds("set_status(ttl=...)", ttl, "(or None for no expiry)")
         with self._lock:

@@ -5,7 +5,8 @@ return details or raise an error drawn from :func:`behaviours`, sync or async. T
 values are the ones that broke reporting once: a ``__str__`` or ``__repr__`` that
 raises (anything but Ctrl-C), integers past Python's digit limit, NaN and infinities,
 bytes, recursive and deeply nested structures, endless containers, megabytes of text,
-control characters and line breaks in error texts and class names, odd ``__notes__``.
+control characters and line breaks in error texts and class names, odd ``__notes__``,
+and objects whose ``__class__`` raises (a broken proxy: ``isinstance()`` on it raises).
 
 :func:`assert_plain_lines` and :func:`strict_json` are what every output must be.
 """
@@ -116,6 +117,23 @@ class EndlessList(list[Any]):
         return itertools.count()
 
 
+class Masked:
+    """An object whose ``__class__`` raises, as a proxy to nothing does: ``isinstance()``
+    on it raises too."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise RuntimeError("a proxy to nothing")
+
+
+class MaskedError(Exception):
+    """An exception whose ``__class__`` raises."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise RuntimeError("a proxy to nothing")
+
+
 def recursive_list() -> list[Any]:
     looped: list[Any] = [1]
     looped.append(looped)
@@ -173,6 +191,7 @@ scalars = st.one_of(
             "function": len,
         }[kind]
     ),
+    st.builds(Masked),
 )
 oddities = st.sampled_from(["recursive list", "recursive dict", "deep", "broken", "endless"]).map(
     lambda kind: {
@@ -205,6 +224,7 @@ details = st.one_of(
     st.dictionaries(keys, values, max_size=6),
     oddities.filter(lambda value: isinstance(value, Mapping)),
     st.sampled_from(["not a mapping", 42, None]),
+    st.builds(Masked),
 )
 
 
@@ -230,6 +250,18 @@ class BareDegraded(Degraded):
 
     def __init__(self) -> None:
         pass
+
+
+class UnreadableDegraded(Degraded):
+    """A Degraded whose details cannot be read: the property raises."""
+
+    def __init__(self, failure: BaseException) -> None:
+        Exception.__init__(self, "unreadable details")
+        self.failure = failure
+
+    @property
+    def details(self) -> Any:  # type: ignore[override]
+        raise self.failure
 
 
 def with_notes(error: BaseException, notes: Any) -> BaseException:
@@ -262,6 +294,9 @@ errors = st.one_of(
     st.builds(lambda: ExceptionGroup("mixed", [Degraded("slow"), UnprintableError(ValueError())])),
     texts.map(SystemExit),
     failures.map(lambda failure: Failure(Unprintable(failure))),
+    st.builds(lambda: MaskedError("masked")),
+    failures.map(UnreadableDegraded),
+    failures.map(lambda failure: ExceptionGroup("group", [UnreadableDegraded(failure)])),
 )
 
 

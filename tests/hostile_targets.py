@@ -7,7 +7,7 @@ from typing import Any
 
 from di import Degraded, Injector
 
-from .hostile import AsyncHostile, Hostile, Unprintable
+from .hostile import AsyncHostile, Hostile, Unprintable, UnprintableError
 from .services import Cache, Database, key
 
 
@@ -75,6 +75,17 @@ def huge_detail() -> Injector:
 
 def forging() -> Injector:
     return _with(Forging)
+
+
+def forging_factory() -> Any:
+    """An application factory (of an injector, or an app for `di run --factory`) that
+    fails with the forging text."""
+    raise ConnectionRefusedError(FORGED)
+
+
+def unprintable_factory() -> Any:
+    """An application factory that fails with an error whose str() raises."""
+    raise UnprintableError(ValueError("no text"))
 
 
 # -- services with a check that nothing builds ----------------------------------------------

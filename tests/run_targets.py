@@ -41,7 +41,8 @@ def _monitor(injector: Injector) -> HealthMonitor:
 
 
 def create_fastapi_app() -> Any:
-    """A FastAPI app: ``POST /orders`` (a little work), ``/slow`` (takes a while)."""
+    """A FastAPI app: ``POST /orders`` (a little work), ``/slow`` (takes a while),
+    ``/events`` (streams until the connection closes)."""
     from fastapi import FastAPI
 
     from di.integrations.fastapi import Inject, install
@@ -64,6 +65,20 @@ def create_fastapi_app() -> Any:
         db.orders += 1
         await anyio.sleep(0.001)
         return {"replica": replica, "order": db.orders}
+
+    @app.get("/events")
+    async def events() -> Any:
+        """A stream without end (server-sent events), until the client or the server
+        closes it."""
+        from fastapi.responses import StreamingResponse
+
+        async def ticks() -> AsyncIterator[bytes]:
+            say("events stream started")
+            while True:
+                yield b"data: tick\n\n"
+                await anyio.sleep(0.1)
+
+        return StreamingResponse(ticks(), media_type="text/event-stream")
 
     @app.get("/slow")
     async def slow(seconds: float = 1.0) -> dict[str, Any]:
@@ -91,6 +106,27 @@ def create_litestar_app() -> Any:
 
     plugin = DIPlugin(injector, monitor=_monitor(injector), dependencies={"db": Database})
     return Litestar([place], plugins=[plugin])
+
+
+def create_starlette_app() -> Any:
+    """The same orders on Starlette: its install records its monitor for `di run` too."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from di.integrations.starlette import install, scope_of
+
+    async def place(request: Request) -> JSONResponse:
+        db = await scope_of(request).ainvoke(Database)
+        db.orders += 1
+        return JSONResponse({"order": db.orders})
+
+    injector = Injector()
+    injector.provide(Database, eager=True)
+    app = Starlette(routes=[Route("/orders", place, methods=["POST"])])
+    install(app, injector, monitor=_monitor(injector))
+    return app
 
 
 def create_plain_app() -> Any:

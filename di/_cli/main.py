@@ -10,7 +10,8 @@
 - ``di serve MODULE:ATTR [--http HOST:PORT] [--grpc HOST:PORT] [--interval S]
   [--drain S] [--grace S] [--limit-concurrency N] [--metrics]
   [--unbuilt {warn,fail,ignore}] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]``.
-- ``di run MODULE:APP [--host H] [--port P] [--uds PATH] [--drain S] [--factory]``:
+- ``di run MODULE:APP [--host H] [--port P] [--uds PATH] [--drain S] [--grace S]
+  [--factory]``:
   serve an ASGI application under uvicorn, draining on SIGTERM (:mod:`.run`).
 
 The path of a command: :func:`main` parses the arguments (for ``serve``, SIGINT and
@@ -87,8 +88,9 @@ Serve an ASGI application (FastAPI, Starlette, Litestar) under uvicorn, draining
 before it stops. On SIGTERM the monitor the application installed turns NOT_SERVING at
 once (readiness fails; liveness stays up), the application keeps serving every route
 for --drain seconds so that load balancers move away, then uvicorn stops accepting,
-finishes the requests in flight and runs the application's shutdown. SIGINT (Ctrl-C),
-or a second signal, skips the drain.
+gives the requests in flight --grace seconds to finish (then cancels them: a stream
+without end would keep the process for ever) and runs the application's shutdown.
+SIGINT (Ctrl-C), or a second signal, skips the drain.
 
 The monitor is the one the integration's install() (or DIPlugin) recorded on the
 application, as app.state.healthdi_monitor. See {DOCS}."""
@@ -297,6 +299,14 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         help="to keep serving, NOT_SERVING, after SIGTERM before stopping (default: 5)",
     )
     run.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="that requests in flight get once uvicorn stops accepting; then they are "
+        "cancelled and the application's shutdown runs (default: 5)",
+    )
+    run.add_argument(
         "--factory", action="store_true", help="MODULE:APP is a function returning the app"
     )
 
@@ -327,7 +337,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         else:
             code = _run_serve(args, signals)
     except _Fail as error:
-        _exit(1, f"di {args.command}: {error}")
+        from ..health import printable
+
+        # One line, whatever the application's errors say (control characters escaped).
+        _exit(1, printable(f"di {args.command}: {error}"))
     except KeyboardInterrupt:
         _exit(130, "")
     sys.exit(code)
@@ -367,6 +380,8 @@ def _exit(code: int, message: str) -> NoReturn:
 def _load(target: str) -> object:
     import importlib
 
+    from ..health import error_text, explain_error
+
     module_name, colon, attribute = target.partition(":")
     if not colon or not module_name or not attribute:
         raise _Fail(f"expected MODULE:ATTR, got {target!r}")
@@ -375,9 +390,9 @@ def _load(target: str) -> object:
     try:
         found: object = importlib.import_module(module_name)
     except ImportError as error:
-        raise _Fail(f"cannot import module {module_name!r}: {error}") from None
+        raise _Fail(f"cannot import module {module_name!r}: {error_text(error)}") from None
     except Exception as error:
-        raise _Fail(f"importing {module_name!r} failed: {type(error).__name__}: {error}") from None
+        raise _Fail(f"importing {module_name!r} failed: {explain_error(error)}") from None
     for part in attribute.split("."):
         try:
             found = getattr(found, part)
@@ -389,6 +404,7 @@ def _load(target: str) -> object:
 async def _injector(target: str) -> Scope:
     import inspect
 
+    from ..health import explain_error
     from ..scope import Scope
 
     found = _load(target)
@@ -400,7 +416,7 @@ async def _injector(target: str) -> Scope:
         except _Fail:
             raise
         except Exception as error:
-            raise _Fail(f"{target}() failed: {type(error).__name__}: {error}") from None
+            raise _Fail(f"{target}() failed: {explain_error(error)}") from None
     if not isinstance(found, Scope):
         raise _Fail(
             f"{target} is not an Injector, nor a callable returning one "
@@ -565,6 +581,9 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
     from .serve import Options, Run, configure_logging, missing_extra
 
     configure_logging()
+    # grpcio logs every failed TLS handshake (a port scanner, a TCP check, a plaintext
+    # client), unthrottled, unless told otherwise before its first server starts.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     for option, value in (("--interval", args.interval), ("--drain", args.drain)):
         if not (value > 0 if option == "--interval" else value >= 0) or not math.isfinite(value):
             bound = "> 0" if option == "--interval" else ">= 0"
@@ -636,10 +655,15 @@ def _run_app(args: argparse.Namespace) -> int:
     import importlib.util
     import math
 
-    if not (args.drain >= 0 and math.isfinite(args.drain)):
-        raise _Fail(f"--drain must be a finite number of seconds >= 0, got {args.drain:g}")
+    from ..health import explain_error
+
+    for option, value in (("--drain", args.drain), ("--grace", args.grace)):
+        if not (value >= 0 and math.isfinite(value)):
+            raise _Fail(f"{option} must be a finite number of seconds >= 0, got {value:g}")
     if not 0 <= args.port <= 65535:
         raise _Fail(f"--port must be a port number (0 to 65535), got {args.port}")
+    if args.uds is not None:
+        _check_socket_path(args.uds)
     if importlib.util.find_spec("uvicorn") is None:
         raise _Fail(
             "di run needs the http extra (uvicorn is not installed): pip install 'healthdi[http]'"
@@ -655,7 +679,7 @@ def _run_app(args: argparse.Namespace) -> int:
         try:
             app = app()
         except Exception as error:
-            raise _Fail(f"{args.target}() failed: {type(error).__name__}: {error}") from None
+            raise _Fail(f"{args.target}() failed: {explain_error(error)}") from None
     if not callable(app):
         raise _Fail(f"{args.target} is not an ASGI application (got {type(app).__name__})")
     monitor = installed_monitor(app)
@@ -666,5 +690,23 @@ def _run_app(args: argparse.Namespace) -> int:
             "which records it as app.state.healthdi_monitor, or set it there; "
             "--drain 0 serves without draining"
         )
-    options = Options(host=args.host, port=args.port, uds=args.uds, drain=args.drain)
+    options = Options(
+        host=args.host, port=args.port, uds=args.uds, drain=args.drain, grace=args.grace
+    )
     return serve(app, options, monitor)
+
+
+UNIX_PATH_MAX = 107  # bytes of a Unix socket's path, its terminating NUL aside (Linux)
+
+
+def _check_socket_path(path: str) -> None:
+    """Refuse a ``--uds`` path no socket can be bound at, before the app starts."""
+    size = len(os.fsencode(path))
+    if size > UNIX_PATH_MAX:
+        raise _Fail(
+            f"--uds {path}: a Unix socket's path is at most {UNIX_PATH_MAX} bytes, this "
+            f"one is {size}: use a shorter path"
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise _Fail(f"--uds {path}: its folder {folder} does not exist")

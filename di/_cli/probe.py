@@ -7,7 +7,9 @@ socket timeout), then by the URL's scheme:
 - ``http://`` and ``https://``: :func:`_probe_http` sends one ``GET`` with
   ``Connection: close`` on a plain socket (TLS for https) and reads up to the status
   line; 2xx and 3xx pass, as the kubelet counts them. An answer that opens with an
-  HTTP/2 SETTINGS frame is named as a gRPC port.
+  HTTP/2 SETTINGS frame is named as a gRPC port; a plaintext request closed without an
+  answer as a TLS port, and a TLS handshake answered by what is not TLS as a plaintext
+  port (for gRPC too).
 - ``grpc://``: :func:`_probe_grpc` connects a plain socket first (a closed port fails
   at once, and grpc is not imported), then calls ``grpc.health.v1.Health/Check``;
   SERVING passes. UNAVAILABLE is followed by one HTTP/1 request to say whether the
@@ -103,12 +105,25 @@ def tls_context(tls: Tls, protocol: str) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     if tls.client_cert:
+        encrypted = False
+
+        def no_passphrase() -> bytes:  # OpenSSL would prompt for it, and wait for ever
+            nonlocal encrypted
+            encrypted = True
+            raise TlsError("encrypted")
+
         try:
-            context.load_cert_chain(tls.client_cert, tls.client_key)
-        except (OSError, ssl.SSLError) as error:
+            context.load_cert_chain(tls.client_cert, tls.client_key, password=no_passphrase)
+        except (OSError, ssl.SSLError, TlsError) as error:
+            reason = (
+                f"the key is encrypted; give it without a passphrase (openssl pkey -in "
+                f"{tls.client_key} -out tls.key)"
+                if encrypted
+                else _reason(error)
+            )
             raise TlsError(
                 f"cannot load --tls-client-cert {tls.client_cert} with --tls-client-key "
-                f"{tls.client_key}: {_reason(error)}"
+                f"{tls.client_key}: {reason}"
             ) from None
     context.set_alpn_protocols([protocol])
     return context
@@ -145,7 +160,8 @@ def probe(url: str, service: str, timeout: float, tls: Tls | None = None) -> int
                 healthy, detail = _probe_grpc(parts, service, deadline, tls)
             else:
                 healthy = False
-                detail = f"unsupported URL {url!r}: use http://, https:// or grpc://"
+                shown = _without_password(parts).geturl()
+                detail = f"unsupported URL {shown!r}: use http://, https:// or grpc://"
         finally:
             armed = False
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -175,17 +191,37 @@ def _failure(error: Exception) -> str:
 
 
 def _probe_http(parts: SplitResult, deadline: float, tls: Tls) -> tuple[bool, str]:
-    """GET the URL and read its status line; 2xx and 3xx pass, as kubelet counts them."""
+    """GET the URL and read its status line; 2xx and 3xx pass, as kubelet counts them.
+
+    A URL's ``user:password@`` is sent as Basic credentials, and printed as ``user:***@``.
+    """
+    shown = _without_password(parts)
     if not parts.hostname:
-        return False, f"no host in {parts.geturl()!r}"
+        return False, f"no host in {shown.geturl()!r}"
     secure = parts.scheme == "https"
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host = parts.netloc.rpartition("@")[2]
     context = tls_context(tls, "http/1.1") if secure else None
     port = parts.port or (443 if secure else 80)
-    head = _first_line(parts.hostname, port, _get(path, host), deadline, context, tls.server_name)
+    request = _get(path, host, _basic(parts))
+    try:
+        head = _first_line(parts.hostname, port, request, deadline, context, tls.server_name)
+    except OSError as error:
+        if not (secure and _plaintext_said(error)):
+            raise
+        plain = shown._replace(scheme="http").geturl()
+        return (
+            False,
+            f"the server at {host} did not answer TLS (a plaintext port? Probe it with {plain})",
+        )
     if secure and not head:
         return False, _closed_tls(host, tls)
+    if not secure and _tls_said(head):
+        secured = shown._replace(scheme="https").geturl()
+        return False, (
+            f"the server at {host} closed the connection without an answer "
+            f"(a TLS port? Probe it with {secured})"
+        )
     line = head.split(b"\r\n", 1)[0].decode("latin-1")
     version, _, rest = line.partition(" ")
     code = rest[:3]
@@ -195,9 +231,46 @@ def _probe_http(parts: SplitResult, deadline: float, tls: Tls) -> tuple[bool, st
                 f"the server at {host} answered HTTP/2, not HTTP/1 "
                 f"(a gRPC port? Probe it with grpc://{host})"
             )
-        return False, f"not an HTTP answer from {parts.geturl()}: {_shown(head)}"
+        return False, f"not an HTTP answer from {shown.geturl()}: {_shown(head)}"
     status = int(code)
-    return 200 <= status < 400, f"HTTP {status} from {parts.geturl()}"
+    return 200 <= status < 400, f"HTTP {status} from {shown.geturl()}"
+
+
+def _without_password(parts: SplitResult) -> SplitResult:
+    """The URL to print: the password of its ``user:password@`` as ``***``."""
+    if parts.password is None:
+        return parts
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    return parts._replace(netloc=f"{user}:***@{parts.netloc.rpartition('@')[2]}")
+
+
+def _basic(parts: SplitResult) -> str:
+    """The Authorization header line for the URL's ``user:password@``, if it has one."""
+    if parts.username is None and parts.password is None:
+        return ""
+    import base64
+    from urllib.parse import unquote
+
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode()
+    return f"Authorization: Basic {base64.b64encode(pair).decode()}\r\n"
+
+
+# What OpenSSL says when the server's first bytes are not TLS: a plaintext server.
+_NOT_TLS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"}
+)
+
+
+def _plaintext_said(error: OSError) -> bool:
+    """Whether a TLS handshake failed on bytes that were not TLS (an ``ssl.SSLError``
+    with such a reason; read without importing ssl)."""
+    return getattr(error, "reason", None) in _NOT_TLS
+
+
+def _tls_said(head: bytes) -> bool:
+    """Whether a plaintext request got what a TLS server says to one: nothing, or an
+    alert record."""
+    return not head or head.startswith(b"\x15\x03")
 
 
 def _closed_tls(address: str, tls: Tls) -> str:
@@ -207,12 +280,18 @@ def _closed_tls(address: str, tls: Tls) -> str:
         said += (
             " (does it require a client certificate? give --tls-client-cert and --tls-client-key)"
         )
+    else:  # the server's TLS does not always say why before it closes
+        said += (
+            f" (did it refuse this probe's certificate? --tls-client-cert {tls.client_cert} "
+            "must be valid now and signed by a CA the server trusts)"
+        )
     return said
 
 
-def _get(path: str, host: str) -> bytes:
+def _get(path: str, host: str, authorization: str = "") -> bytes:
     return (
-        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: di-probe\r\nConnection: close\r\n\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: di-probe\r\n{authorization}"
+        "Connection: close\r\n\r\n"
     ).encode("latin-1")
 
 
@@ -279,12 +358,17 @@ def _probe_grpc(parts: SplitResult, service: str, deadline: float, tls: Tls) -> 
     """Call grpc.health.v1.Health/Check; SERVING passes."""
     if not parts.hostname:
         return False, f"no host in {parts.geturl()!r}"
-    address = parts.netloc
+    address = parts.netloc.rpartition("@")[2]  # gRPC has no use for user:password@
     port = parts.port or 443  # grpc's own default
     # Connect first: a closed port fails at once, as over HTTP, and grpc is not loaded;
     # over TLS, a certificate that does not verify fails here too.
     context = tls_context(tls, "h2") if tls.enabled else None
-    connection = _connect(parts.hostname, port, deadline, context, tls.server_name)
+    try:
+        connection = _connect(parts.hostname, port, deadline, context, tls.server_name)
+    except OSError as error:
+        if not (context is not None and _plaintext_said(error)):
+            raise
+        return False, f"the server at {address} did not answer TLS (a plaintext port? drop --tls)"
     if context is None:
         connection.close()
     elif connection.selected_alpn_protocol() != "h2":  # type: ignore[attr-defined]
@@ -416,6 +500,8 @@ def _not_http2(
         return None
     if _is_http2(head):
         return None
+    if context is None and _tls_said(head):
+        return "it closed the connection without an answer (a TLS port? add --tls)"
     if head.startswith(b"HTTP/1"):
         return f"it speaks HTTP/1 (an HTTP port? Probe it with http://{address}/readyz)"
     return f"it answered {_shown(head)}"

@@ -15,8 +15,9 @@ The order of a run:
 3. On SIGTERM the monitor enters graceful shutdown at once (readiness, and every
    name but liveness, read NOT_SERVING); for ``--drain`` seconds the application
    still serves every route, its health routes included; then uvicorn stops
-   accepting, lets the requests in flight finish, and runs the lifespan's shutdown
-   (the container's hooks).
+   accepting, gives the requests in flight ``--grace`` seconds to finish (then cancels
+   them: a stream without end would hold the process until SIGKILL, its hooks never
+   run), and runs the lifespan's shutdown (the container's hooks).
 4. SIGINT (Ctrl-C) skips the drain, and so does a second signal during it; a further
    SIGINT once uvicorn is stopping stops waiting for the requests in flight.
 
@@ -55,6 +56,7 @@ class Options:
     port: int = 8000
     uds: str | None = None
     drain: float = 5.0
+    grace: float = 5.0
 
 
 def installed_monitor(app: object) -> HealthMonitor | None:
@@ -144,6 +146,8 @@ def serve(app: Any, options: Options, monitor: HealthMonitor | None) -> int:
         port=options.port,
         uds=options.uds,
         lifespan="on",
+        # Seconds; uvicorn's annotation says int, and any number works (asyncio.timeout).
+        timeout_graceful_shutdown=options.grace,  # type: ignore[arg-type]
     )
     server = DrainingServer(config, monitor, options.drain)
     try:

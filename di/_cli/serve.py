@@ -70,6 +70,7 @@ _SERVING = {"http": "serving HTTP", "grpc": "serving gRPC", "prometheus": "--met
 ROUND_WAIT = 1.0
 LEFT_BEHIND = 1.0
 STALL_WARNING = 1.0  # a loop blocked this long (s) is logged: answers waited meanwhile
+DESCRIPTORS_WARNING = 60.0  # s between two warnings that accept() ran out of descriptors
 DOCS_BLOCKING = (
     "https://github.com/healthdi/healthdi/blob/main/docs/exposure.md#blocking-the-event-loop"
 )
@@ -197,6 +198,7 @@ class Run:
         import asyncio
 
         loop = asyncio.new_event_loop()
+        loop.set_exception_handler(_LoopErrors())
         try:
             return loop.run_until_complete(self.main())
         finally:
@@ -469,6 +471,33 @@ class Run:
             with anyio.move_on_after(5):
                 await self.http.done.wait()
             self.http = None
+
+
+class _LoopErrors:
+    """The loop's exception handler: asyncio's, but a failed ``accept()`` for want of
+    file descriptors is one warning every :data:`DESCRIPTORS_WARNING` seconds.
+
+    asyncio logs a traceback for each connection waiting in the backlog, up to
+    :data:`~di._serving.http_server.BACKLOG` each time the port is readable: a burst of connections
+    would write thousands of lines.
+    """
+
+    def __init__(self) -> None:
+        self.said = -math.inf
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") != "socket.accept() out of system resource":
+            loop.default_exception_handler(context)
+            return
+        now = loop.time()
+        if now - self.said >= DESCRIPTORS_WARNING:
+            self.said = now
+            logger.warning(
+                "cannot accept connections: out of file descriptors (%s); new connections "
+                "wait until some close: raise the limit (ulimit -n) or lower "
+                "--limit-concurrency",
+                context.get("exception"),
+            )
 
 
 def _http_server(monitor: HealthMonitor, options: Options) -> HttpServer:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DIError
 from . import hooks, registry
 from .resolve import check_type, params_of, resolve_sync
+from .runner import after_fork_in_child
 from .service import COMPILED, Lifetime, Service
 from .signature import Kind, Param, ScopeParam
 
@@ -121,6 +122,11 @@ class _Lines:
         # Names whose code was collected, settled at the next compile: a finalizer may
         # run in any thread, in the middle of anything, so it only appends.
         self.gone: list[str] = []
+        after_fork_in_child(self._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a thread of the parent compiling at the fork held the lock."""
+        self.lock = threading.Lock()
 
     def settle(self) -> None:
         """Drop the entries no live code is compiled under (the caller holds the lock)."""

@@ -270,6 +270,21 @@ def _tell_landed(
 # -- flights ------------------------------------------------------------------------
 
 
+def forget_other_threads_flights(flights: set[Any]) -> None:
+    """In a forked child: drop the builds in flight in the parent's other threads.
+
+    Those threads do not exist here: their builds never land, and a caller waiting for
+    one would wait for ever. The service builds afresh when next asked for. Called
+    under no lock (the child has one thread), with the root's set of flights.
+    """
+    here = threading.get_ident()
+    for flight in list(flights):
+        if flight.thread != here:
+            flights.discard(flight)
+            if flight.service.flight is flight:
+                flight.service.flight = None
+
+
 def _enter(service: Service) -> tuple[Service, ...]:
     path = _PATH.get()
     if service in path:
@@ -290,6 +305,7 @@ def _claim(service: Service, asynchronous: bool) -> tuple[_Flight, bool, _Flight
         flight = service.flight
         if flight is None:
             flight = service.flight = _Flight(service, asynchronous)
+            owner.root._flights.add(flight)
             return flight, True, None
         me = next((s.flight for s in reversed(path) if s.flight is not None), None)
         if me is not None:
@@ -343,6 +359,7 @@ def _land(
             elif kept is _REPLACED:
                 error = _Replaced(f"service {service.label!r} was replaced while being built")
         service.flight = None
+        owner.root._flights.discard(flight)
         flight.error = error
         flight.landed = True
         callbacks, flight.callbacks = flight.callbacks, []

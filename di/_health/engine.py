@@ -56,7 +56,7 @@ from .settings import (
     SharedCall,
     Slots,
 )
-from .verdicts import as_exception, json_ready, verdict
+from .verdicts import as_exception, degraded_details, inspectable, json_ready, verdict
 from .verdicts import degraded as degraded_by
 from .workers import Lane, WorkerState, helper, watch, work
 
@@ -351,6 +351,8 @@ class Call:
         if item.position in self.results:
             return
         ended = ended or time.monotonic()
+        if error is not None or value is not None:
+            error, value = inspectable(item.service.label, error, value)
         if error is None and value is not None and value is not True:
             error = verdict(item.service.label, value)
         if self.timeout is not None and ended - item.started - item.credit(self) > self.timeout:
@@ -388,7 +390,7 @@ class Call:
         if error is not None:
             degraded = degraded_by(error)
             if degraded is not None and outcome is Outcome.UNHEALTHY:
-                outcome, details = Outcome.DEGRADED, degraded.details
+                outcome, details = Outcome.DEGRADED, degraded_details(degraded)
             elif not item.service.critical:
                 outcome = Outcome.DEGRADED
         if details is not None:

@@ -10,6 +10,7 @@ stand-in within that check's result, and what is too large is cut at the limits 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Mapping
@@ -20,13 +21,48 @@ from ..errors import HealthCheckError
 from ..health import Degraded, cut, error_text, type_name
 
 
+class _Unrelated:
+    """A class nothing a check returns or raises is an instance of: ``isinstance()``
+    against it reads the object's ``__class__``, as every other check of its kind does."""
+
+
+def inspectable(label: str, error: Any, value: Any) -> tuple[Any, Any]:
+    """What a check raised and returned, as the engine can look at them: one whose
+    ``__class__`` raises (a proxy to nothing), so that ``isinstance()`` on it raises,
+    becomes a failure naming it, before anything asks what it is."""
+    if error is not None:
+        try:
+            isinstance(error, _Unrelated)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as failure:
+            error = HealthCheckError(label, _uninspectable("raised", error, failure))
+    elif value is not None and value is not True and value is not False:
+        try:
+            isinstance(value, _Unrelated)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as failure:
+            return HealthCheckError(label, _uninspectable("returned", value, failure)), None
+    return error, value
+
+
+def _uninspectable(did: str, thing: object, failure: BaseException) -> str:
+    return (
+        f"it {did} a {type_name(thing)} that cannot be inspected: reading its __class__ "
+        f"raised {type_name(failure)}"
+    )
+
+
 def verdict(label: str, value: Any) -> HealthCheckError | None:
     """What a check's return value says: False, a generator never run, or a function
     never called (``health_check=checks.redis`` for ``checks.redis(client)``) is a
     failure."""
     if value is False:
         return HealthCheckError(label, "it returned False")
-    if callable(value) and not isinstance(value, type):
+    if inspect.isroutine(value) or isinstance(value, functools.partial):
+        # Functions and methods only: any other callable (a mocked client's answer) is
+        # no check left uncalled.
         name = getattr(value, "__qualname__", None) or type(value).__name__
         return HealthCheckError(
             label,
@@ -61,6 +97,17 @@ def degraded(error: Exception) -> Degraded | None:
     return None
 
 
+def degraded_details(degraded: Degraded) -> Any:
+    """The details a :class:`~di.Degraded` carries, or a stand-in when reading them
+    raises (a subclass's property)."""
+    try:
+        return degraded.details
+    except KeyboardInterrupt:
+        raise
+    except BaseException as failure:
+        return {"details": stand_in(degraded, "reading its details", failure)}
+
+
 # What a check's details may hold, at most: beyond these they are cut, with a mark.
 DETAILS_LIMIT = 16 * 1024
 """Characters of JSON (ASCII, as ``json.dumps`` writes it) of one check's details."""
@@ -90,9 +137,9 @@ def json_ready(details: Any) -> dict[str, Any] | None:
     stand-in naming its type and what failed; what is too large is cut (see the limits
     above). Never raises: no answer, log or report built from them can fail.
     """
-    if not isinstance(details, Mapping):
-        return None
     try:
+        if not isinstance(details, Mapping):  # inside: a __class__ that raises
+            return None
         return _Plain().mapping(details, 0)
     except KeyboardInterrupt:
         raise

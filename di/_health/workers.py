@@ -30,7 +30,7 @@ import anyio.abc
 from .._container.runner import cancel_requests, cancelled_from_outside, is_cancellation
 from .settings import PER_CHECK, Unfinished
 from .stepping import Pending, first_step, resume
-from .verdicts import as_exception, close_awaitable, verdict
+from .verdicts import as_exception, close_awaitable, inspectable, verdict
 
 if TYPE_CHECKING:
     from .engine import Call, Item
@@ -171,6 +171,8 @@ async def _take_checks(
         finally:
             worker.item = None
             call.resume()
+        if error is not None or value is not None:
+            error, value = inspectable(item.service.label, error, value)
         if scope.cancel_called:
             call.time_out(item, PER_CHECK)  # the watchdog fired, whatever the check did
             _end_if_sync(item, call)
@@ -273,6 +275,8 @@ class Lane:
                 except BaseException as caught:  # in a worker thread, even SystemExit
                     error = caught  # is this check's failure
                 ended = time.monotonic()
+                if error is not None or result is not None:
+                    error, result = inspectable(item.service.label, error, result)
                 if error is None and inspect.isawaitable(result):
                     # A sync callable that returned a coroutine (``lambda c: c.ping()``):
                     # the worker awaits it on the loop, within the same deadline.

@@ -36,9 +36,12 @@ The path of a request:
    connections) for ``grace`` seconds; then, or on :meth:`HttpServer.force`, the app
    is cancelled where it still runs, and a request without an answer gets a 500.
 
-With an ``ssl_context`` (``di serve --tls-cert``), asyncio's TLS transport carries all
-of the above unchanged: the handshake, bounded by :data:`IDLE_SECONDS`, comes before
-:meth:`_Connection.connection_made`, and the ASGI scope says ``https``.
+With an ``ssl_context`` (``di serve --tls-cert``), each connection is admitted (1.) as
+it opens, then :meth:`_Connection._secure` runs the TLS handshake (``loop.start_tls``)
+and asyncio's TLS transport carries all of the above unchanged; the ASGI scope says
+``https``. A connection in its handshake waits for its request head: it counts towards
+``limit``, makes room at the limit and is closed after :data:`IDLE_SECONDS`, as a silent
+plaintext one is, so clients stuck in their handshake hold no more than the limit.
 
 Every answer of the server's own (400, 411, 431, 500) carries ``X-Content-Type-Options:
 nosniff``, as the app's answers do.
@@ -147,9 +150,6 @@ class HttpServer:
                 lambda: _Connection(self, loop),
                 sock=listener,
                 backlog=BACKLOG,
-                ssl=self.ssl_context,
-                # A client that never finishes its handshake is closed like an idle one.
-                ssl_handshake_timeout=self.idle if self.ssl_context is not None else None,
             )
             try:
                 async with anyio.create_task_group() as tasks:
@@ -271,6 +271,9 @@ class _Connection(asyncio.Protocol):
         self.length = 0
         self.chunked = False
         self.expect_continue = False
+        # TLS: the handshake under way, and what arrived after it before it returned.
+        self.handshake: asyncio.Task[None] | None = None
+        self.early = b""
 
     # -- asyncio's callbacks ----------------------------------------------------------
 
@@ -279,7 +282,33 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         self.server_address = _address(transport.get_extra_info("sockname"))
         self.client_address = _address(transport.get_extra_info("peername"))
+        context = self.server.ssl_context
+        if context is not None:
+            transport.pause_reading()  # the handshake reads first
+            self.handshake = self.loop.create_task(self._secure(transport, context))
         self.server.admit(self)
+
+    async def _secure(self, plain: asyncio.Transport, context: ssl.SSLContext) -> None:
+        """The TLS handshake, then HTTP over the TLS transport; a failed handshake, or a
+        connection closed meanwhile (to make room, idle, stopping), is forgotten."""
+        secured: asyncio.BaseTransport | None = None
+        try:
+            secured = await self.loop.start_tls(
+                plain, self, context, server_side=True, ssl_handshake_timeout=self.server.idle
+            )
+        except Exception:  # the client's handshake failed (asyncio logs it in debug mode)
+            secured = None
+        finally:
+            if not isinstance(secured, asyncio.Transport):  # None: closed in the handshake
+                plain.abort()
+                self.server.forget(self)
+        if not isinstance(secured, asyncio.Transport):
+            return
+        self.transport = secured
+        self.handshake = None
+        early, self.early = self.early, b""
+        if early:
+            self.data_received(early)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.held, self.held_from = b"", 0
@@ -298,6 +327,9 @@ class _Connection(asyncio.Protocol):
         return None  # asyncio closes the transport
 
     def data_received(self, data: bytes) -> None:
+        if self.handshake is not None:  # decrypted before start_tls returned: one read
+            self.early += data
+            return
         exchange = self.exchange
         if self.held or (exchange is not None and exchange.received):
             self._hold(data)  # a request is in flight: the next waits

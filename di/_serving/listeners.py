@@ -57,10 +57,11 @@ def server_context(tls: TlsFiles) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(tls.cert, tls.key)
-    except (OSError, ssl.SSLError) as error:
+        context.load_cert_chain(tls.cert, tls.key, password=no_passphrase)
+    except (OSError, ssl.SSLError, EncryptedKeyError) as error:
         raise ValueError(
-            f"cannot load --tls-cert {tls.cert} with --tls-key {tls.key}: {_reason(error)}"
+            f"cannot load --tls-cert {tls.cert} with --tls-key {tls.key}: "
+            f"{encrypted_key(tls.key) if isinstance(error, EncryptedKeyError) else _reason(error)}"
         ) from None
     if tls.client_ca is not None:
         try:
@@ -72,6 +73,23 @@ def server_context(tls: TlsFiles) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_REQUIRED
     context.set_alpn_protocols(["http/1.1"])
     return context
+
+
+class EncryptedKeyError(Exception):
+    """A private key needs a passphrase: there is nobody to type it."""
+
+
+def no_passphrase() -> bytes:
+    """``load_cert_chain``'s password callback: OpenSSL would otherwise prompt on the
+    terminal (or read stdin) for an encrypted key, and wait there for ever."""
+    raise EncryptedKeyError
+
+
+def encrypted_key(path: str) -> str:
+    """What to say of an encrypted key, and how to write it without its passphrase."""
+    return (
+        f"the key is encrypted; give it without a passphrase (openssl pkey -in {path} -out tls.key)"
+    )
 
 
 def _reason(error: BaseException) -> str:

@@ -260,8 +260,11 @@ def celery(app: Any, *, timeout: float = 1.0, min_workers: int = 1) -> Check:
     The ping is broadcast through the broker, and the check returns as soon as
     ``min_workers`` workers replied; fewer replies within ``timeout`` seconds (keep it
     below the per-check timeout) raise :class:`CheckFailed`: too few workers run, or
-    they cannot reach the broker. Details: ``workers`` (how many answered), ``names``
-    (sorted) and ``latency_ms``.
+    they cannot reach the broker. The check connects to the broker once per run,
+    without kombu's retries (which wait for a broker that is down for ever): a broker
+    that is down or refuses the credentials fails the check at once, with kombu's
+    ``OperationalError``. Details: ``workers`` (how many answered), ``names`` (sorted)
+    and ``latency_ms``.
     """
     if not callable(getattr(getattr(app, "control", None), "ping", None)):
         raise _not_a(app, "celery", "a Celery application")
@@ -272,7 +275,9 @@ def celery(app: Any, *, timeout: float = 1.0, min_workers: int = 1) -> Check:
 
     def check(instance: object = None, /) -> dict[str, Any]:
         started = since()
-        replies = app.control.ping(timeout=timeout, limit=min_workers)
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=0, timeout=timeout)  # once, no retry
+            replies = app.control.ping(timeout=timeout, limit=min_workers, connection=connection)
         names = sorted(name for reply in replies for name in reply)
         details = {"workers": len(names), "names": names, "latency_ms": latency_ms(started)}
         if len(names) < min_workers:

@@ -2,10 +2,13 @@
 
 Each function returns an ``async def`` check built on anyio (asyncio and trio alike),
 with the standard library only: the per-check timeout cancels it wherever it waits
-(name lookup, connect, TLS handshake, the answer).
+(name lookup, connect, TLS handshake, the answer). A name that does not resolve, and a
+TLS handshake that fails, are raised naming the host (:func:`_connect`).
 
 - :func:`tcp` connects and closes;
-- :func:`http` sends one ``GET`` (TLS for ``https://``) and reads the status line;
+- :func:`http` sends one ``GET`` (TLS for ``https://``, Basic credentials from the
+  URL's ``user:password@``) and reads the status line; its errors show the URL with the
+  password replaced by ``***``;
 - :func:`dns` resolves a name through the system resolver, or asks one DNS server
   directly over UDP;
 - :func:`tls_certificate` completes a verified TLS handshake and reads how many days
@@ -14,6 +17,7 @@ with the standard library only: the per-check timeout cancels it wherever it wai
 
 from __future__ import annotations
 
+import base64
 import secrets
 import socket
 import ssl
@@ -21,7 +25,7 @@ import struct
 import time
 from collections.abc import Container
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import anyio
 import anyio.abc
@@ -61,22 +65,34 @@ def http(
 
     2xx and 3xx pass by default, as the kubelet counts them; redirects are not
     followed. An ``https://`` URL is verified against ``ca_file`` (a PEM bundle), else
-    the system's trust store. Details: ``status`` and ``latency_ms`` (to the status
+    the system's trust store. Credentials in the URL (``https://user:password@host/``)
+    are sent as HTTP Basic authentication, as curl sends them; the errors show the URL
+    with its password as ``***``. Details: ``status`` and ``latency_ms`` (to the status
     line). Another status raises :class:`CheckFailed`.
     """
     parts = urlsplit(url)
+    shown = _without_password(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"http(): expected an http:// or https:// URL, got {url!r}")
+        raise ValueError(f"http(): expected an http:// or https:// URL, got {shown!r}")
+    if not isinstance(expect, Container) or isinstance(expect, str | bytes):
+        raise TypeError(
+            f"http(): expect is the statuses that pass (range(200, 300), {{200, 204}}), "
+            f"got {expect!r}"
+        )
     secure = parts.scheme == "https"
     host = parts.hostname
     port = parts.port or (443 if secure else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     authority = parts.netloc.rpartition("@")[2]
+    authorization = ""
+    if parts.username is not None or parts.password is not None:
+        pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        authorization = f"Authorization: Basic {base64.b64encode(pair.encode()).decode()}\r\n"
     request = (
         f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: healthdi\r\n"
-        "Accept: */*\r\nConnection: close\r\n\r\n"
+        f"{authorization}Accept: */*\r\nConnection: close\r\n\r\n"
     ).encode("latin-1")
-    context = ssl.create_default_context(cafile=ca_file) if secure else None
+    context = _client_context(ca_file, "http") if secure else None
 
     async def check(instance: object = None, /) -> dict[str, Any]:
         started = since()
@@ -98,14 +114,33 @@ def http(
         line = head.split(b"\r\n", 1)[0].decode("latin-1")
         version, _, rest = line.partition(" ")
         if not version.startswith("HTTP/") or not rest[:3].isdigit():
-            raise CheckFailed(f"not an HTTP answer from {url}: {line[:80]!r}")
+            raise CheckFailed(f"not an HTTP answer from {shown}: {line[:80]!r}")
         status = int(rest[:3])
         details = {"status": status, "latency_ms": latency_ms(started)}
         if status not in expect:
-            raise CheckFailed(f"HTTP {status} from {url}", details=details)
+            raise CheckFailed(f"HTTP {status} from {shown}", details=details)
         return details
 
     return check
+
+
+def _without_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` as ``***``, to be shown."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+def _client_context(ca_file: str | None, where: str) -> ssl.SSLContext:
+    """A verifying TLS client context; ValueError naming ``ca_file`` if it does not load."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as error:
+        reason = getattr(error, "strerror", None) or getattr(error, "reason", None) or error
+        raise ValueError(f"{where}(): cannot load ca_file {ca_file}: {reason}") from None
 
 
 def dns(name: str, *, server: str | None = None) -> AsyncCheck:
@@ -156,7 +191,12 @@ def dns(name: str, *, server: str | None = None) -> AsyncCheck:
             except OSError as error:
                 reason = error.strerror or str(error)
                 raise type(error)(error.errno, f"no answer from {server}: {reason}") from None
-        addresses = _addresses(answer, name, server)
+        try:
+            addresses = _addresses(answer, name, server)
+        except (IndexError, struct.error):
+            raise CheckFailed(
+                f"{server} sent a malformed answer for {name!r} ({len(answer)} bytes)"
+            ) from None
         return {"addresses": addresses, "server": server, "latency_ms": latency_ms(started)}
 
     return ask
@@ -186,7 +226,7 @@ def tls_certificate(
             f"tls_certificate(): expected 0 <= fail_days <= warn_days, got fail_days="
             f"{fail_days:g} and warn_days={warn_days:g}"
         )
-    context = ssl.create_default_context(cafile=ca_file)
+    context = _client_context(ca_file, "tls_certificate")
     name = server_name or host
     where = f"{host}:{port}" + (f" (as {name})" if name != host else "")
 
@@ -195,7 +235,7 @@ def tls_certificate(
         try:
             stream = await _connect(host, port, ssl_context=context, tls_hostname=name)
         except ssl.SSLCertVerificationError as error:
-            reason = error.verify_message or error.reason or str(error)
+            reason = error.verify_message or error.reason or str(error.__cause__ or error)
             raise CheckFailed(f"the TLS certificate of {where} is invalid: {reason}") from error
         certificate = stream.extra(TLSAttribute.peer_certificate)
         await anyio.aclose_forcefully(stream)  # the handshake is all the check needs
@@ -228,17 +268,34 @@ def tls_certificate(
 
 
 async def _connect(host: str, port: int, **tls: Any) -> Any:
-    """``anyio.connect_tcp``, its failure named: the address, and why it failed."""
+    """``anyio.connect_tcp``, its failure named: the name that does not resolve, the
+    address that refused, the TLS handshake that failed (and why)."""
+    where = f"{host}:{port}"
     try:
         return await anyio.connect_tcp(host, port, **tls)
+    except socket.gaierror as error:
+        reason = error.strerror or str(error)
+        raise socket.gaierror(error.errno, f"cannot resolve {host!r}: {reason}") from error
+    except ssl.SSLCertVerificationError as error:
+        named = ssl.SSLCertVerificationError(
+            error.errno, f"TLS with {where}: certificate verify failed: {error.verify_message}"
+        )
+        named.verify_message, named.verify_code = error.verify_message, error.verify_code
+        named.reason, named.library = error.reason, error.library
+        raise named from error
+    except ssl.SSLError as error:
+        reason = (error.reason or str(error)).lower().replace("_", " ")
+        if error.reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE"):
+            reason += " (a plaintext port?)"
+        raise ssl.SSLError(error.errno, f"TLS with {where} failed: {reason}") from error
     except OSError as error:
         cause = error.__cause__
         if isinstance(cause, BaseExceptionGroup):  # one per address tried: the first
             cause = next((e for e in cause.exceptions if isinstance(e, OSError)), None)
-        if isinstance(error, ssl.SSLError) or not isinstance(cause, OSError):
+        if not isinstance(cause, OSError):
             raise
         reason = cause.strerror or str(cause)
-        raise type(cause)(cause.errno, f"cannot connect to {host}:{port}: {reason}") from error
+        raise type(cause)(cause.errno, f"cannot connect to {where}: {reason}") from error
 
 
 async def _readable(sock: socket.socket) -> None:
@@ -279,7 +336,10 @@ _RCODES = {1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"
 
 
 def _encode_name(name: str) -> bytes:
-    labels = name.rstrip(".").encode("idna").split(b".")
+    try:
+        labels = name.rstrip(".").encode("idna").split(b".")
+    except UnicodeError:  # an empty label, or one over 63 characters
+        labels = [b""]
     if any(not 0 < len(label) < 64 for label in labels):
         raise ValueError(f"dns(): {name!r} is not a domain name")
     return b"".join(bytes([len(label)]) + label for label in labels) + b"\0"

@@ -8,6 +8,7 @@ still serves), past the limit :class:`CheckFailed`.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -40,8 +41,19 @@ def disk(
     if min_free_bytes is None and min_free_ratio is None:
         raise ValueError("disk(): give min_free_bytes, min_free_ratio, or both")
     for option, value in (("min_free_ratio", min_free_ratio), ("warn_free_ratio", warn_free_ratio)):
-        if value is not None and not 0 <= value <= 1:
+        if value is not None and not (_number(value) and 0 <= value <= 1):
             raise ValueError(f"disk(): {option} is a fraction from 0 to 1, got {value!r}")
+    for option, value in (("min_free_bytes", min_free_bytes), ("warn_free_bytes", warn_free_bytes)):
+        if value is not None and not (_number(value) and 0 <= value < math.inf):
+            raise ValueError(f"disk(): {option} is a number of bytes >= 0, got {value!r}")
+    for kind, warn, limit in (
+        ("bytes", warn_free_bytes, min_free_bytes),
+        ("ratio", warn_free_ratio, min_free_ratio),
+    ):
+        if warn is not None and limit is not None and warn < limit:
+            raise ValueError(
+                f"disk(): expected warn_free_{kind} >= min_free_{kind}, got {warn!r} and {limit!r}"
+            )
     if warn_free_bytes is None and min_free_bytes is not None:
         warn_free_bytes = int(min_free_bytes * WARN_FREE_FACTOR)
     if warn_free_ratio is None and min_free_ratio is not None:
@@ -79,8 +91,10 @@ def memory(*, max_rss_bytes: int, warn_rss_bytes: int | None = None) -> Check:
     On Linux the RSS now is read from ``/proc/self/statm``; elsewhere the peak RSS
     (``getrusage``). Details: ``rss_bytes`` and ``max_rss_bytes``.
     """
-    if max_rss_bytes <= 0:
-        raise ValueError(f"memory(): max_rss_bytes must be > 0, got {max_rss_bytes!r}")
+    if not _number(max_rss_bytes) or not 0 < max_rss_bytes < math.inf:
+        if _number(max_rss_bytes) and max_rss_bytes <= 0:
+            raise ValueError(f"memory(): max_rss_bytes must be > 0, got {max_rss_bytes!r}")
+        raise ValueError(f"memory(): max_rss_bytes is a number of bytes > 0, got {max_rss_bytes!r}")
     warn = int(max_rss_bytes * WARN_RSS_FACTOR) if warn_rss_bytes is None else warn_rss_bytes
     if not 0 < warn <= max_rss_bytes:
         raise ValueError(
@@ -102,6 +116,11 @@ def memory(*, max_rss_bytes: int, warn_rss_bytes: int | None = None) -> Check:
         return details
 
     return check
+
+
+def _number(value: object) -> bool:
+    """Whether ``value`` is a real number (a bool is not: ``True`` is no threshold)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
 
 def _resident_bytes() -> Callable[[], int]:

@@ -2,20 +2,26 @@
 
 The standard library's threading server on a port the kernel picks, printed as
 "listening on PORT"; with a certificate and its key, HTTPS. ``/`` answers 200,
-``/unavailable`` 503.
+``/unavailable`` 503,
+``/private`` 200 to Basic credentials ``admin:s3cret`` and 401 to others.
 """
 
 from __future__ import annotations
 
+import base64
 import ssl
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PRIVATE = "Basic " + base64.b64encode(b"admin:s3cret").decode()
 
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         status = 503 if self.path == "/unavailable" else 200
-        body = b"unavailable\n" if status == 503 else b"ok\n"
+        if self.path == "/private" and self.headers.get("Authorization") != PRIVATE:
+            status = 401
+        body = b"ok\n" if status == 200 else b"no\n"
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -136,6 +136,41 @@ def test_celery_passes_once_a_worker_answers_then_fails(
         app.close()
 
 
+def test_celery_fails_at_once_when_its_broker_is_down_or_refuses_it(
+    redis_server: RedisServer,
+) -> None:
+    """The check asks its broker once: kombu's own retries would wait for a broker that
+    is down, or refuses the password, for ever, the check's thread stuck meanwhile."""
+    import redis
+
+    from .celery_app import make_app
+
+    with redis.Redis.from_url(redis_server.url) as admin:
+        admin.config_set("requirepass", "s3cret")
+    ping, timeout = at_most(0.5), at_most(1.0)
+    refused = make_app(redis_server.url.replace("redis://", "redis://:wrong-s3cret@") + "/0")
+    try:
+        with Stopwatch() as watch:
+            result = check_sync(checks.celery(refused, timeout=ping), timeout)
+    finally:
+        refused.close()
+    assert result.outcome is Outcome.UNHEALTHY, result
+    assert "invalid username-password pair" in str(result.error)
+    assert "s3cret" not in str(result.error)
+    assert watch.seconds < at_most(ping)
+    redis_server.kill()
+    down = make_app(redis_server.url.replace("redis://", "redis://:s3cret@") + "/0")
+    try:
+        with Stopwatch() as watch:
+            result = check_sync(checks.celery(down, timeout=ping), timeout)
+    finally:
+        down.close()
+    assert result.outcome is Outcome.UNHEALTHY, result
+    assert "Connection refused" in str(result.error)
+    assert "s3cret" not in str(result.error)
+    assert watch.seconds < at_most(ping)
+
+
 def test_celery_refuses_what_is_not_an_app() -> None:
     with pytest.raises(TypeError, match=r"celery\(\): expected a Celery application"):
         checks.celery(object())

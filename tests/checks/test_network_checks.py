@@ -8,7 +8,8 @@ nobody answers) in turn. A hung server's check ends at the per-check timeout.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,8 +19,8 @@ from di import Degraded, checks
 from di.health import Outcome
 
 from ..processes import closed_port
-from ..timing import Stopwatch, at_most
-from .running import TIMEOUT, Certificates, acheck
+from ..timing import PATIENCE, Stopwatch, at_most
+from .running import TIMEOUT, Certificates, acheck, injector_with
 from .servers import Dnsmasq, HttpServer
 
 pytestmark = pytest.mark.anyio
@@ -141,6 +142,87 @@ async def test_https_verifies_the_server_against_the_ca_given(
         await times_out(checks.http(tls_server.url + "/", ca_file=str(certificates.ca_file)))
 
 
+async def test_http_sends_the_urls_credentials_and_never_shows_the_password(
+    plain_server: HttpServer,
+) -> None:
+    """``http://user:password@host/`` authenticates as curl and httpx do (Basic), and no
+    error text, which the logs, /health and di check show, carries the password."""
+    where = f"127.0.0.1:{plain_server.port}"
+    allowed = await acheck(checks.http(f"http://admin:s3cret@{where}/private"))
+    assert allowed.outcome is Outcome.HEALTHY, allowed
+    refused = await acheck(checks.http(f"http://admin:wrong-s3cret@{where}/private"))
+    assert refused.outcome is Outcome.UNHEALTHY
+    assert str(refused.error) == f"HTTP 401 from http://admin:***@{where}/private"
+    failing = await acheck(checks.http(f"http://admin:s3cret@{where}/unavailable"))
+    assert str(failing.error) == f"HTTP 503 from http://admin:***@{where}/unavailable"
+    plain_server.kill()
+    stopped = await acheck(checks.http(f"http://admin:s3cret@{where}/private"))
+    assert stopped.outcome is Outcome.UNHEALTHY
+    for result in (refused, failing, stopped):
+        assert "s3cret" not in str(result.error) and "s3cret" not in repr(result.error)
+
+
+async def test_a_name_that_does_not_resolve_is_named() -> None:
+    """A name lookup that fails says which name; the resolver's words alone do not."""
+    for check in (
+        checks.tcp("nothing.invalid", 80),
+        checks.http("http://nothing.invalid/"),
+        checks.tls_certificate("nothing.invalid", 443),
+    ):
+        # A machine without a name server fails the lookup only after its retries.
+        (result,) = (await injector_with(check, PATIENCE).ahealth_report()).checks
+        assert result.outcome is Outcome.UNHEALTHY, result
+        assert isinstance(result.error, socket.gaierror), repr(result.error)
+        assert "cannot resolve 'nothing.invalid': " in str(result.error), result.error
+
+
+async def test_tls_to_a_plaintext_port_names_the_port_and_says_why(
+    plain_server: HttpServer, certificates: Certificates
+) -> None:
+    where = f"127.0.0.1:{plain_server.port}"
+    for check in (
+        checks.http(f"https://{where}/", ca_file=str(certificates.ca_file)),
+        checks.tls_certificate("127.0.0.1", plain_server.port, ca_file=str(certificates.ca_file)),
+    ):
+        result = await acheck(check)
+        assert result.outcome is Outcome.UNHEALTHY, result
+        assert isinstance(result.error, OSError), repr(result.error)
+        assert str(result.error).startswith(f"TLS with {where} failed: "), result.error
+        assert "(a plaintext port?)" in str(result.error)
+
+
+async def test_https_that_does_not_verify_names_the_server(
+    tls_server: HttpServer,
+) -> None:
+    result = await acheck(checks.http(tls_server.url + "/"))  # the test CA is not trusted
+    assert result.outcome is Outcome.UNHEALTHY
+    assert str(result.error).startswith(
+        f"TLS with 127.0.0.1:{tls_server.port}: certificate verify failed: "
+    ), result.error
+
+
+def test_a_ca_file_that_does_not_load_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "none.pem"
+    with pytest.raises(ValueError, match=rf"http\(\): cannot load ca_file {missing}: No such file"):
+        checks.http("https://example.test/", ca_file=str(missing))
+    with pytest.raises(
+        ValueError, match=rf"tls_certificate\(\): cannot load ca_file {missing}: No such file"
+    ):
+        checks.tls_certificate("example.test", 443, ca_file=str(missing))
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    with pytest.raises(ValueError, match=rf"cannot load ca_file {garbage}: "):
+        checks.http("https://example.test/", ca_file=str(garbage))
+
+
+def test_http_names_an_expect_that_is_no_set_of_statuses() -> None:
+    with pytest.raises(TypeError) as refused:
+        checks.http("http://example.test/", expect=200)  # type: ignore[arg-type]
+    assert str(refused.value) == (
+        "http(): expect is the statuses that pass (range(200, 300), {200, 204}), got 200"
+    )
+
+
 def test_http_refuses_a_url_it_cannot_get() -> None:
     with pytest.raises(ValueError, match=r"http\(\): expected an http:// or https:// URL"):
         checks.http("ftp://example.test/")
@@ -173,6 +255,64 @@ async def test_dns_asks_the_server_given_and_fails_on_an_unknown_name() -> None:
         await fails(checks.dns("db.example.test", server=server.server), OSError, "")
     finally:
         server.close()
+
+
+def udp_server(answer: Callable[[bytes], bytes]) -> str:
+    """A name server on a UDP port that answers each query with ``answer(query)``."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+
+    def run() -> None:
+        with server:
+            while True:
+                query, client = server.recvfrom(4096)
+                if query == b"stop":
+                    return
+                server.sendto(answer(query), client)
+
+    threading.Thread(target=run, daemon=True).start()
+    return f"127.0.0.1:{server.getsockname()[1]}"
+
+
+def stop_udp_server(address: str) -> None:
+    host, _, port = address.partition(":")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.sendto(b"stop", (host, int(port)))
+
+
+OK_ONE_ANSWER = b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00"  # flags, 1 question, 1 answer
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda query: query[:2] + b"\x81\x80\x00\x01\x00\x05\x00\x00\x00\x00",
+        lambda query: query[:2] + OK_ONE_ANSWER + query[12:] + b"\xc0\x0c\x00\x01",
+        lambda query: query[:2] + OK_ONE_ANSWER + query[12:] + b"\x05abc",
+        lambda query: query[:2] + b"\x81\x80\xff\xff" + bytes(6),
+    ],
+    ids=["no question", "record cut short", "name cut short", "questions missing"],
+)
+async def test_dns_names_a_malformed_answer(answer: Callable[[bytes], bytes]) -> None:
+    """A name server (or what answers on its port) that sends bytes that do not parse
+    fails the check with the server and the name, not the parser's IndexError."""
+    server = udp_server(answer)
+    try:
+        result = await acheck(checks.dns("db.example.test", server=server))
+    finally:
+        stop_udp_server(server)
+    assert result.outcome is Outcome.UNHEALTHY, result
+    assert isinstance(result.error, checks.CheckFailed), repr(result.error)
+    assert str(result.error).startswith(
+        f"{server} sent a malformed answer for 'db.example.test' ("
+    ), result.error
+
+
+@pytest.mark.parametrize("name", ["a..example.test", "x" * 64 + ".example.test", "."])
+def test_dns_to_a_server_refuses_what_is_no_domain_name(name: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        checks.dns(name, server="127.0.0.1")
+    assert str(refused.value) == f"dns(): {name!r} is not a domain name"
 
 
 def test_dns_refuses_a_server_it_cannot_parse() -> None:

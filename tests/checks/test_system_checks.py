@@ -63,6 +63,35 @@ def test_disk_refuses_what_it_cannot_check(tmp_path: Path) -> None:
         checks.disk(tmp_path / "missing", min_free_bytes=1)
 
 
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({"min_free_bytes": "1G"}, "disk(): min_free_bytes is a number of bytes >= 0, got '1G'"),
+        ({"min_free_bytes": -5}, "disk(): min_free_bytes is a number of bytes >= 0, got -5"),
+        ({"min_free_bytes": True}, "disk(): min_free_bytes is a number of bytes >= 0, got True"),
+        (
+            {"min_free_bytes": 1, "warn_free_bytes": float("inf")},
+            "disk(): warn_free_bytes is a number of bytes >= 0, got inf",
+        ),
+        (
+            {"min_free_bytes": 10, "warn_free_bytes": 5},
+            "disk(): expected warn_free_bytes >= min_free_bytes, got 5 and 10",
+        ),
+        (
+            {"min_free_ratio": 0.5, "warn_free_ratio": 0.1},
+            "disk(): expected warn_free_ratio >= min_free_ratio, got 0.1 and 0.5",
+        ),
+        ({"min_free_ratio": "5%"}, "disk(): min_free_ratio is a fraction from 0 to 1, got '5%'"),
+    ],
+)
+def test_disk_names_a_threshold_it_cannot_use(
+    tmp_path: Path, options: dict[str, object], said: str
+) -> None:
+    with pytest.raises(ValueError) as refused:
+        checks.disk(tmp_path, **options)  # type: ignore[arg-type]
+    assert str(refused.value) == said
+
+
 def rss() -> int:
     with open("/proc/self/statm", "rb") as file:
         return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -91,3 +120,9 @@ def test_memory_refuses_thresholds_out_of_order() -> None:
         checks.memory(max_rss_bytes=0)
     with pytest.raises(ValueError, match="expected 0 < warn_rss_bytes <= max_rss_bytes"):
         checks.memory(max_rss_bytes=10, warn_rss_bytes=20)
+    for wrong in ("1G", float("inf"), True):
+        with pytest.raises(ValueError) as refused:
+            checks.memory(max_rss_bytes=wrong)  # type: ignore[arg-type]
+        assert str(refused.value) == (
+            f"memory(): max_rss_bytes is a number of bytes > 0, got {wrong!r}"
+        )

@@ -172,7 +172,10 @@ def test_di_run_pod_spec_drains_longer_than_readiness_takes_to_fail() -> None:
 
     assert '"di", "run"' in spec
     drain = number(r'"--drain", "([\d.]+)"')
+    grace = number(r'"--grace", "([\d.]+)"')
     termination = number(r"terminationGracePeriodSeconds: (\d+)")
+    # Drain, grace and a few seconds of shutdown hooks fit before SIGKILL.
+    assert drain + grace + 5 <= termination
     readiness = spec[spec.index("readinessProbe:") :]
     period = number(r"periodSeconds: (\d+)", readiness)
     threshold = number(r"failureThreshold: (\d+)", readiness)

@@ -219,3 +219,32 @@ async def test_a_check_that_returns_a_check_uncalled_fails_and_says_to_call_it()
     assert check.outcome is Outcome.UNHEALTHY
     assert "without calling it" in str(check.error)
     assert "health_check=checks.redis(client)" in str(check.error)
+
+
+class MockedClient:
+    """A service whose client is a test double, as a test suite gives it: its ``ping()``
+    answers a mock, callable like every mock, which is no function left uncalled."""
+
+    def __init__(self) -> None:
+        from unittest.mock import AsyncMock, MagicMock
+
+        self.client = MagicMock()
+        self.aclient = AsyncMock()
+
+    def health_check(self) -> Any:
+        return self.client.ping()
+
+
+class AsyncMockedClient(MockedClient):
+    async def health_check(self) -> Any:  # type: ignore[override]
+        return await self.aclient.ping()
+
+
+async def test_a_check_returning_what_a_mocked_client_answers_passes() -> None:
+    injector = Injector()
+    injector.provide(MockedClient, eager=True)
+    injector.provide(AsyncMockedClient, eager=True)
+    await injector.astart()
+    report = await injector.ahealth_report()
+    assert [check.outcome for check in report.checks] == [Outcome.HEALTHY] * 2, report
+    await injector.ashutdown()

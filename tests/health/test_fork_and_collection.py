@@ -5,7 +5,9 @@
   checks run afresh (they used to read TIMEOUT for good, or hang); a Flask app installed
   before the fork runs its own monitor in the child, which follows the child's checks.
   The fork happens in a process of its own (``python -m tests.fork_targets``), not in
-  the test runner.
+  the test runner. Nor does a fork while another thread holds the monitor (publishing,
+  its log line slow), builds a singleton or compiles a builder leave the child hanging
+  on what that thread held: it does not exist in the child.
 - An injector dropped after one ``health_check()`` is collected, and so are its worker
   threads: an idle thread holds neither the job it ran nor its pool.
 """
@@ -44,6 +46,34 @@ def test_a_forked_child_checks_and_monitors_afresh() -> None:
     assert child["readyz"] == 200
     assert child["failing"] == 503
     assert seen["parent_readyz"] == 200
+
+
+def forked(what: str) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.fork_targets", what],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=4 * PATIENCE,
+    )
+    assert done.returncode == 0, done.stderr
+    found: dict[str, object] = json.loads(done.stdout)
+    return found
+
+
+def test_a_child_forked_while_the_monitor_publishes_can_publish() -> None:
+    child = forked("publishing")
+    assert child == {"status": 0, "seen": {"readiness": "SERVING"}}
+
+
+def test_a_child_forked_while_a_singleton_is_built_elsewhere_builds_its_own() -> None:
+    outcomes = forked("building")
+    for waiter in ("sync", "asyncio", "trio"):
+        assert outcomes[waiter] == {"status": 0, "seen": {"built here": True}}, waiter
+
+
+def test_a_child_forked_while_a_builder_compiles_elsewhere_compiles_its_own() -> None:
+    assert forked("compiling") == {"status": 0, "seen": {"built": True}}
 
 
 MIB = 2**20

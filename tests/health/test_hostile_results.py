@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -33,7 +33,10 @@ from ..hostile import (
     AsyncHostile,
     Behaviour,
     Hostile,
+    Masked,
+    MaskedError,
     Now,
+    UnreadableDegraded,
     assert_plain_lines,
     behaviours,
     details,
@@ -73,6 +76,9 @@ def hostile_injector() -> Injector:
 
 @EXAMPLES
 @given(behaviour=behaviours)
+@example(behaviour=Behaviour(returns=Masked()))
+@example(behaviour=Behaviour(raises=MaskedError("masked")))
+@example(behaviour=Behaviour(raises=UnreadableDegraded(RuntimeError("no details"))))
 async def test_the_report_carries_any_check_result_as_strict_json_within_the_caps(
     behaviour: Behaviour,
 ) -> None:
@@ -95,6 +101,9 @@ async def test_the_report_carries_any_check_result_as_strict_json_within_the_cap
 
 @EXAMPLES
 @given(behaviour=behaviours)
+@example(behaviour=Behaviour(returns=Masked()))
+@example(behaviour=Behaviour(raises=MaskedError("masked")))
+@example(behaviour=Behaviour(raises=UnreadableDegraded(RuntimeError("no details"))))
 async def test_the_monitor_publishes_logs_and_renders_any_check_result(
     behaviour: Behaviour,
 ) -> None:

@@ -240,6 +240,18 @@ async def test_a_ttl_is_a_finite_number_of_seconds(ttl: Any) -> None:
     assert monitor.snapshot.manual == {}
 
 
+@pytest.mark.parametrize("status", ["NOT_SERVING", 7, None])
+async def test_a_status_is_a_serving_status_and_the_refusal_says_which(status: Any) -> None:
+    _, monitor = checked()
+    with pytest.raises(ValueError) as refused:
+        monitor.set_status("", status)
+    assert str(refused.value) == (
+        "set_status(status=...) takes a ServingStatus, such as ServingStatus.NOT_SERVING "
+        f"or ServingStatus.SERVING; got {status!r}"
+    )
+    assert monitor.snapshot.manual == {}
+
+
 async def test_a_status_set_with_a_ttl_reverts_by_itself_and_watchers_see_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -387,3 +387,34 @@ def test_graph_validate_exits_1_naming_every_problem() -> None:
     )
     assert "MISSING" in done.stdout
     assert di("graph", "tests.cli_targets:graph", "--validate").returncode == 0
+
+
+def test_probe_sends_a_urls_credentials_and_never_prints_the_password() -> None:
+    """``http://user:password@host/`` authenticates as curl does; what the probe prints
+    (kept by Docker in ``docker inspect``) shows ``***`` for the password."""
+    from ..checks.servers import HttpServer
+
+    server = HttpServer()  # /private takes admin:s3cret only
+    server.start()
+    try:
+        where = f"127.0.0.1:{server.port}"
+        allowed = probe(f"http://admin:s3cret@{where}/private")
+        assert allowed.returncode == 0, allowed
+        assert allowed.stdout == f"healthy: HTTP 200 from http://admin:***@{where}/private\n"
+        refused = probe(f"http://admin:wrong-s3cret@{where}/private")
+        assert refused.returncode == 1
+        assert refused.stdout == f"unhealthy: HTTP 401 from http://admin:***@{where}/private\n"
+        server.kill()
+        down = probe(f"http://admin:s3cret@{where}/private")
+        assert down.returncode == 1
+        for done in (allowed, refused, down):
+            assert "s3cret" not in done.stdout + done.stderr
+    finally:
+        server.close()
+
+
+def test_probe_grpc_prints_no_password_of_its_url(grpc_port: int) -> None:
+    """gRPC has no use for ``user:password@``: it is dropped, never printed."""
+    done = probe(f"grpc://probe:s3cret@127.0.0.1:{grpc_port}")
+    assert done.returncode == 0, done
+    assert done.stdout == f"healthy: SERVING from 127.0.0.1:{grpc_port} for ''\n"

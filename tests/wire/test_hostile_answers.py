@@ -333,6 +333,23 @@ def test_an_error_cannot_draw_a_line_under_di_checks_table() -> None:
     assert ESCAPED in table[1]
 
 
+@pytest.mark.parametrize(
+    "command",
+    [("check",), ("graph",), ("serve", "--http", "127.0.0.1:0"), ("run", "--factory")],
+)
+def test_a_failing_application_factory_is_one_printable_line(command: tuple[str, ...]) -> None:
+    name, *options = command
+    for factory, says in (
+        ("forging_factory", "failed: ConnectionRefusedError: refused\\n\\x1b[32m"),
+        ("unprintable_factory", "failed: UnprintableError: <str() of the UnprintableError"),
+    ):
+        done = di(name, *options, f"tests.hostile_targets:{factory}")
+        assert done.returncode == 1
+        assert done.stderr.startswith(f"di {name}: tests.hostile_targets:{factory}() "), done.stderr
+        assert says in done.stderr
+        assert done.stderr.endswith("\n") and done.stderr[:-1].isprintable(), done.stderr
+
+
 def test_an_error_cannot_forge_a_log_line_nor_a_probe_line(start: Any) -> None:
     serving = start("forging")
     serving.wait_output("ConnectionRefusedError")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from ..processes import UVICORN_SAYS, Child, di, di_run
 from ..timing import PATIENCE, Stopwatch, at_most, wait_until
@@ -74,6 +75,44 @@ def test_sigterm_fails_readiness_at_once_and_serves_through_the_drain(tmp_path: 
         child.close()
 
 
+def test_a_stream_still_open_after_the_grace_is_cut_and_the_lifespan_runs(
+    tmp_path: Path,
+) -> None:
+    grace = at_most(0)
+    child = di_run(FASTAPI, "--drain", "0.5", "--grace", str(grace), log=tmp_path / "run.log")
+    streamed: list[str] = []
+
+    def listen(url: str) -> None:
+        try:
+            with httpx.stream("GET", f"{url}/events", timeout=PATIENCE) as events:
+                for line in events.iter_lines():
+                    streamed.append(line)
+        except httpx.HTTPError as error:
+            streamed.append(type(error).__name__)
+
+    try:
+        url = ready(child)
+        listener = threading.Thread(target=listen, args=(url,))
+        listener.start()
+        child.wait_output("events stream started")
+        with Stopwatch() as stopping:
+            child.signal(signal.SIGTERM)
+            assert child.wait() == 0
+        listener.join(PATIENCE)
+        # The drain, then the grace, then the stream is cut: not a wait without end.
+        assert 0.5 + grace <= stopping.seconds < at_most(0.5 + grace + 1)
+        assert "data: tick" in streamed
+        in_order(
+            child.output(),
+            "received SIGTERM: NOT_SERVING",
+            "timeout graceful shutdown exceeded",
+            "app lifespan ended",
+            "database closed",
+        )
+    finally:
+        child.close()
+
+
 def test_a_second_signal_skips_the_drain(tmp_path: Path) -> None:
     child = di_run(FASTAPI, "--drain", "60", log=tmp_path / "run.log")
     try:
@@ -112,8 +151,11 @@ def test_sigint_skips_the_drain(tmp_path: Path) -> None:
         child.close()
 
 
-def test_a_litestar_app_drains_too(tmp_path: Path) -> None:
-    child = di_run("tests.run_targets:create_litestar_app", "--drain", "1", log=tmp_path / "l.log")
+@pytest.mark.parametrize("framework", ["litestar", "starlette"])
+def test_a_litestar_or_starlette_app_drains_too(tmp_path: Path, framework: str) -> None:
+    target = f"tests.run_targets:create_{framework}_app"
+    drain = at_most(1)  # longer than the steps taken while it drains, on a loaded machine
+    child = di_run(target, "--drain", f"{drain:g}", log=tmp_path / "l.log")
     try:
         url = ready(child)
         child.signal(signal.SIGTERM)
@@ -127,7 +169,8 @@ def test_a_litestar_app_drains_too(tmp_path: Path) -> None:
 
 def test_over_a_unix_socket(tmp_path: Path) -> None:
     path = tmp_path / "app.sock"
-    child = di_run(FASTAPI, "--uds", str(path), "--drain", "1", log=tmp_path / "run.log")
+    drain = f"{at_most(0):g}"  # readiness is read 503 before the listener closes
+    child = di_run(FASTAPI, "--uds", str(path), "--drain", drain, log=tmp_path / "run.log")
     try:
         child.wait_output(f"Uvicorn running on unix socket {path}")
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(path))) as client:
@@ -164,6 +207,16 @@ def test_bad_options_and_targets_are_one_line_each() -> None:
         (["--drain", "-1"], "--drain must be a finite number of seconds >= 0, got -1"),
         (["--drain", "nan"], "--drain must be a finite number of seconds >= 0, got nan"),
         (["--port", "70000"], "--port must be a port number (0 to 65535), got 70000"),
+        (["--grace", "-1"], "--grace must be a finite number of seconds >= 0, got -1"),
+        (
+            ["--uds", "/nonexistent/app.sock"],
+            "--uds /nonexistent/app.sock: its folder /nonexistent does not exist",
+        ),
+        (
+            ["--uds", "/tmp/" + "s" * 120],
+            f"--uds /tmp/{'s' * 120}: a Unix socket's path is at most 107 bytes, this "
+            "one is 125: use a shorter path",
+        ),
     ):
         done = di("run", FASTAPI, *arguments)
         assert done.returncode == 1 and done.stderr.strip() == f"di run: {says}", done.stderr
