@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The wheel installed alone, with the core's dependencies only, outside the source tree.
 WHEEL_VENV := build/wheel-venv
 
-.PHONY: demo test test-pythons bench bench-compare lint dist check-dist docs clean
+.PHONY: demo quick test test-pythons bench bench-compare lint dist check-dist docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ $(VENV)/.demo: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[grpc,http,fastapi]' 'redis>=5'
 	@touch $@
 
+# The shop's ports: make demo PORT=8081 GRPC_PORT=50052
+PORT ?= 8080
+GRPC_PORT ?= 50051
 demo: $(VENV)/.demo
 	$(BIN)/python examples/demo.py
 	@echo
@@ -30,7 +33,7 @@ demo: $(VENV)/.demo
 	$(BIN)/python -m examples.orders_grpc.demo
 	@echo
 	@# -- end of the gRPC step --
-	$(BIN)/python -m examples.shop.demo
+	$(BIN)/python -m examples.shop.demo --port $(PORT) --grpc-port $(GRPC_PORT)
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check .
@@ -39,6 +42,17 @@ lint: $(VENV)/.test
 	$(BIN)/mypy --strict --python-version 3.13 di tests/typing
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_shape.py di
+
+# The loop of a first change: the lint that takes seconds, then one layer's tests
+# (`make quick TESTS=tests/health`, or a file, or `TESTS="tests/wire -k probe"`), on one
+# Python; `make test` runs everything before a change is proposed.
+TESTS ?= tests/container
+quick: $(VENV)/.test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict di tests/typing
+	$(BIN)/lint-imports
+	$(BIN)/pytest $(TESTS) -n 4 -q -x
 
 docs: $(VENV)/.test
 	$(BIN)/mkdocs build --strict --site-dir site
@@ -76,6 +90,9 @@ check-dist: dist
 		| grep -F "serving HTTP needs the http extra (httptools is not installed)"
 	$(WHEEL_VENV)/bin/di run any:app 2>&1 \
 		| grep -F "di run needs the http extra (uvicorn is not installed)"
+	@# An integration imported without its extra names the extra to install.
+	$(WHEEL_VENV)/bin/python -c "import di.integrations.fastapi" 2>&1 \
+		| grep -F "di.integrations.fastapi needs the fastapi extra (fastapi is not installed): pip install 'healthdi[fastapi]'"
 
 bench: $(VENV)/.bench
 	$(BIN)/python -m benchmarks

@@ -11,7 +11,19 @@ import platform
 import sys
 from typing import Any
 
-from . import compare, health, probe, request_scopes, resolve, serving, soak, web, web_frameworks
+from . import (
+    compare,
+    graphs,
+    health,
+    probe,
+    request_scopes,
+    resolve,
+    serving,
+    soak,
+    unit_of_work,
+    web,
+    web_frameworks,
+)
 from ._timing import measure, save, table
 
 
@@ -74,6 +86,7 @@ def main() -> None:
     path = save("resolve", {"python": platform.python_version(), "rows": rows})
     print(f"\nwritten to {path}")
     request_table()
+    graph_table()
     health_tables()
 
 
@@ -104,6 +117,59 @@ def request_table() -> None:
         print(f"R1: healthdi / dishka = {ours / (rows['dishka']['R1'] or 1):.2f}x (goal <= 1.00x)")
     print(f"R1 with 5,000 live scopes / without = {live / ours:.2f}x (goal <= 1.30x)")
     path = save("requests", {"rows": rows})
+    print(f"\nwritten to {path}")
+    unit_of_work_table()
+
+
+def unit_of_work_table() -> None:
+    rows = unit_of_work.measure()
+    print()
+    print(
+        table(
+            "R1-gen: one request (scope with the Request in context, a scoped generator"
+            " factory UnitOfWork(Request, Database singleton), close: it commits)",
+            list(unit_of_work.SHAPES),
+            rows,
+            "us",
+            "dishka",
+        )
+    )
+    print()
+    for shape in unit_of_work.SHAPES:
+        ours, theirs = rows["healthdi"][shape], rows["dishka"][shape]
+        if ours is not None and theirs:
+            print(f"R1-gen {shape}: healthdi / dishka = {ours / theirs:.2f}x (goal <= 1.00x)")
+    path = save("unit-of-work", {"rows": rows})
+    print(f"\nwritten to {path}")
+
+
+def graph_table() -> None:
+    rows = graphs.measure()
+    print()
+    print(
+        table(
+            f"G: {graphs.SIZE:,} services, a chain | a random graph (<= 3 dependencies each);"
+            " best of 5",
+            ["chain", "random"],
+            rows,
+            "ms",
+            "dishka make_container",
+        )
+    )
+    ours, theirs = rows["healthdi validate()"], rows["dishka make_container"]
+    print()
+    for kind in ("chain", "random"):
+        mine, peer = ours[kind], theirs[kind]
+        if mine is not None and peer:
+            print(f"G {kind}: validate() / make_container = {mine / peer:.2f}x (goal <= 0.50x)")
+    deep = measure(graphs.deep_scopes())
+    print()
+    print("D: invoke a built root singleton (ns per call, best of 7)")
+    for title, ns in deep.items():
+        print(f"{title:<44}{ns:>10.1f}{ns / deep['root']:>8.2f}x")
+    for title, goal in (("depth 1", 1.3), ("depth 50", 1.5)):
+        print(f"D {title}: {deep[title] / deep['root']:.2f}x the root (goal <= {goal:.2f}x)")
+    path = save("graphs", {"rows": rows, "deep scopes": deep})
     print(f"\nwritten to {path}")
 
 
@@ -161,9 +227,14 @@ def health_tables() -> None:
     print()
     for name, target in (("H1", 10.0), ("H2", 20.0)):
         print(f"{name}: {overhead['healthdi'][name]:.1f} us per check (target {target:g} us)")
+    workers = overhead[health.WORKERS_FLOOR]["H1"]
     for row in ("healthdi", "healthdi via health_check()"):
         ratio = overhead[row]["H1"] / gather
-        print(f"H1 {row}: {ratio:.2f}x asyncio.gather (goal <= 1.00x)")
+        print(
+            f"H1 {row}: {ratio:.2f}x asyncio.gather (goal <= 1.00x); "
+            f"{overhead[row]['H1'] / workers:.2f}x 100 workers with a move_on_after per "
+            "check (goal <= 2.00x via health_check())"
+        )
     c10 = aio["call"]
     ratio = c10["healthdi"]["C10"] / c10["floor: asyncio.gather, no timeouts"]["C10"]
     print(f"C10: {ratio:.2f}x asyncio.gather (goal <= 2.00x)")
@@ -180,8 +251,13 @@ def health_tables() -> None:
         print(
             f"H1 through a monitor round: {seen['off']:.1f} us per check with metrics and "
             f"tracing off, {seen['on']:.1f} us with both on: {seen['overhead']:.1f} us "
-            "per check for a histogram observation, a counter and a span"
+            "per check for a histogram observation, a counter and the tracing"
         )
+        off = seen["off"]
+        for row, goal in (("tracing", 2.0), ("metrics", 1.3)):
+            print(f"Monitor round with {row} on / off = {seen[row] / off:.2f}x (goal <= {goal}x)")
+        every = seen["tracing, a span per check"] / off
+        print(f"Monitor round with a span per check (trace_checks='all') / off = {every:.2f}x")
     else:
         print("H1 with metrics and tracing: needs prometheus-client and opentelemetry-sdk")
     path = save("health", results)
@@ -233,9 +309,11 @@ def serving_tables() -> None:
 
 
 def web_table() -> None:
-    rows = web.measure()
-    print()
-    print(web.report(rows))
+    rows = {}
+    for framework in web.FRAMEWORKS:
+        rows[framework] = web.measure(framework)
+        print()
+        print(web.report(rows[framework], framework))
     path = save("web", {"rows": rows})
     print(f"\nwritten to {path}")
     frameworks = web_frameworks.measure()

@@ -36,7 +36,9 @@ if TYPE_CHECKING:
     from .monitor import HealthSnapshot
 
 MAX_BODY = 64 * 1024  # bytes of a request body read, at most
+"""The most bytes of a request body read (a JSON Check's); a longer body is refused."""
 BODY_SECONDS = 5.0  # a request body must arrive within this
+"""Seconds a request body has to arrive; a slower one is refused."""
 ECHO = 200  # characters of a client-supplied name that error texts repeat
 GRPC_CHECK = "/grpc.health.v1.Health/Check"
 # The Kubernetes endpoints and the group each reports.

@@ -24,16 +24,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from ._answers import short
+from ._extras import needs_extra
 from .monitor import HealthMonitor, ServingStatus
+
+with needs_extra("di.grpc", "grpc"):
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 __all__ = ["MAX_LIST_NAMES", "HealthServicer", "add_health_servicer", "server_credentials"]
 
 # grpc-go answers RESOURCE_EXHAUSTED above this many names; so does this servicer.
 MAX_LIST_NAMES = 100
+"""The most names ``List`` answers with; above it, ``RESOURCE_EXHAUSTED`` (as grpc-go)."""
 
 
 # One response per status, made once: answering is a lookup.

@@ -11,6 +11,7 @@ from typing import Any, Literal
 __all__ = ["Degraded", "HealthCheckResult", "HealthReport", "Outcome", "Status"]
 
 Status = Literal["pass", "warn", "fail"]
+"""A status in the IETF health-check draft's words: healthy, degraded, unhealthy."""
 
 
 class Degraded(Exception):

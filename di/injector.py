@@ -14,7 +14,7 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
@@ -55,6 +55,13 @@ class Injector(Scope):
     - ``shutdown_timeout``: seconds each shutdown hook may take (default 30); one that
       overruns is abandoned and reported, and the others still run. Sync hooks then run
       in a worker thread; None runs them in the calling thread, with no limit.
+    - ``request_shutdown``: how the ``with`` / ``async with`` block of a request scope
+      (``scope(context=...)``, a child that provides nothing itself) runs its finalizers
+      (generator factories' code after ``yield``, ``shutdown()`` methods). ``"inline"``
+      (the default): in the closing thread, async ones awaited on the loop, with no
+      worker thread and no timeout, at the cost of their own code. ``"bounded"``: as
+      every other scope, each within ``shutdown_timeout``, sync ones in a worker
+      thread. ``shutdown()`` and ``ashutdown()`` are always bounded.
 
     >>> injector = Injector(health_check_timeout=1.0, health_check_global_timeout=3.0)
     >>> injector.provide(Database)
@@ -69,6 +76,7 @@ class Injector(Scope):
         "_flights",
         "_health",
         "_mutex",
+        "_request_shutdown",
         "_scope_numbers",
         "_shutdown_timeout",
         "_threads",
@@ -83,6 +91,7 @@ class Injector(Scope):
         health_check_global_timeout: float | None = None,
         on_health_check: Callable[[str, HealthCheckResult], object] | None = None,
         shutdown_timeout: float | None = 30.0,
+        request_shutdown: Literal["inline", "bounded"] = "inline",
     ) -> None:
         if (
             not isinstance(health_check_parallelism, int)
@@ -96,6 +105,12 @@ class Injector(Scope):
         check_seconds("Injector(health_check_timeout=...)", health_check_timeout)
         check_seconds("Injector(health_check_global_timeout=...)", health_check_global_timeout)
         check_seconds("Injector(shutdown_timeout=...)", shutdown_timeout)
+        if request_shutdown not in ("inline", "bounded"):
+            raise ValueError(
+                "Injector(request_shutdown=...) must be 'inline' (finalizers run in the "
+                "closing thread or on its loop) or 'bounded' (each within "
+                f"shutdown_timeout), got {request_shutdown!r}"
+            )
         if on_health_check is not None and not callable(on_health_check):
             raise TypeError(
                 f"Injector(on_health_check=...) must be callable, got {on_health_check!r}"
@@ -110,6 +125,7 @@ class Injector(Scope):
         self._counter = itertools.count(1)
         self._scope_numbers = itertools.count(1)  # names of anonymous scopes
         self._shutdown_timeout = shutdown_timeout
+        self._request_shutdown = request_shutdown
         # Worker threads for sync health checks and sync shutdown hooks alike.
         self._threads = Threads(f"di-{name}")
         self._health = HealthSettings(
@@ -158,6 +174,7 @@ class Injector(Scope):
             health_check_global_timeout=health.global_timeout,
             on_health_check=health.on_check,
             shutdown_timeout=self._shutdown_timeout,
+            request_shutdown=self._request_shutdown,
         )
         values = registry.copy_into(self, clone)
         hooks = own_hooks(self)

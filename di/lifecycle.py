@@ -18,6 +18,7 @@ from typing import Any, Literal, NamedTuple
 __all__ = ["EVENTS", "EventName", "HookEvent", "Outcome", "ServiceShutdown", "ShutdownReport"]
 
 EventName = Literal["provided", "building", "built", "build_failed", "shutting_down", "shut_down"]
+"""The events a hook can be added for (``add_hook``), in a service's life order."""
 
 EVENTS: tuple[EventName, ...] = (
     "provided",
@@ -53,6 +54,7 @@ class HookEvent(NamedTuple):
 
 
 Outcome = Literal["ok", "failed", "timed_out"]
+"""How a service's shutdown hook ended (:class:`ServiceShutdown`)."""
 
 
 @dataclass(frozen=True, slots=True)

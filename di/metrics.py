@@ -23,22 +23,40 @@ at ``/metrics`` with prometheus-client's own collectors (process, platform, GC).
 
 from __future__ import annotations
 
+import bisect
+import threading
 import weakref
 from collections.abc import Iterator
-from typing import Any
-
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from ._container.service import Lifetime
 from ._container.views import built
+from ._extras import needs_extra
 from .health import HealthReport
 from .monitor import HealthMonitor
+
+with needs_extra("di.metrics", "metrics"):
+    from prometheus_client import REGISTRY, CollectorRegistry, Histogram
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
+    from prometheus_client.registry import Collector
+    from prometheus_client.utils import floatToGoString
 
 __all__ = ["STATUSES", "HealthCollector", "register"]
 
 STATUSES = ("pass", "warn", "fail")
+"""The ``status`` label's values of ``healthdi_health_status``: one sample each."""
+
+# The histogram's bucket bounds (prometheus-client's defaults, +Inf last), and as the
+# exposition writes them.
+_BOUNDS: tuple[float, ...] = tuple(Histogram.DEFAULT_BUCKETS)
+_BOUND_NAMES: tuple[str, ...] = tuple(
+    floatToGoString(bound)  # type: ignore[no-untyped-call]
+    for bound in _BOUNDS
+)
 
 # The healthdi collector of each registry: one per registry, since its families' names
 # may appear once in a scrape. Held weakly: a registry that goes away takes it along.
@@ -48,40 +66,62 @@ _REGISTERED: weakref.WeakKeyDictionary[CollectorRegistry, HealthCollector] = (
 
 
 class HealthCollector(Collector):
-    """The four ``healthdi_`` families of one monitor; see the module's documentation."""
+    """The four ``healthdi_`` families of one monitor; see the module's documentation.
+
+    A round's observations are plain additions to this collector's own tallies (a
+    bucket count, a sum and a count per service and outcome) under one lock per round;
+    a scrape turns them into the histogram and counter families.
+    """
 
     def __init__(self, monitor: HealthMonitor) -> None:
         self.monitor = monitor
-        # Not registered anywhere themselves: this collector yields what they hold.
-        self._durations = Histogram(
-            "healthdi_health_check_duration_seconds",
-            "Duration of each health check, one observation per service per round.",
-            ["service"],
-            registry=None,
-        )
-        self._checks = Counter(
-            "healthdi_health_check_total",
-            "Health checks by service and outcome.",
-            ["service", "outcome"],
-            registry=None,
-        )
-        # Each label set's child, looked up once: a round observes every service.
-        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._lock = threading.Lock()
+        # Per service: each bucket's own count (not cumulative), then the sum.
+        self._durations: dict[str, tuple[list[int], list[float]]] = {}
+        self._checks: dict[tuple[str, str], int] = {}
         monitor.add_listener(self.observe)
 
     def observe(self, report: HealthReport) -> None:
         """Count the checks of one round (the monitor calls it after each round)."""
-        children = self._children
-        for check in report.checks:
-            labels = (check.key, check.outcome.value)
-            child = children.get(labels)
-            if child is None:
-                child = children[labels] = (
-                    self._durations.labels(check.key),
-                    self._checks.labels(*labels),
-                )
-            child[0].observe(check.duration)
-            child[1].inc()
+        durations, checks, bounds = self._durations, self._checks, _BOUNDS
+        with self._lock:
+            for check in report.checks:
+                service, seconds = check.key, check.duration
+                tally = durations.get(service)
+                if tally is None:
+                    tally = durations[service] = ([0] * len(bounds), [0.0])
+                tally[0][bisect.bisect_left(bounds, seconds)] += 1
+                tally[1][0] += seconds
+                labels = (service, check.outcome.value)
+                checks[labels] = checks.get(labels, 0) + 1
+
+    def _histogram(self) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(
+            "healthdi_health_check_duration_seconds",
+            "Duration of each health check, one observation per service per round.",
+            labels=["service"],
+        )
+        with self._lock:
+            tallies = [(s, list(c), total[0]) for s, (c, total) in self._durations.items()]
+        for service, counts, total in tallies:
+            running, buckets = 0, []
+            for bound, count in zip(_BOUND_NAMES, counts, strict=True):
+                running += count
+                buckets.append((bound, float(running)))
+            family.add_metric([service], buckets, total)
+        return family
+
+    def _counter(self) -> CounterMetricFamily:
+        family = CounterMetricFamily(
+            "healthdi_health_check",
+            "Health checks by service and outcome.",
+            labels=["service", "outcome"],
+        )
+        with self._lock:
+            counts = list(self._checks.items())
+        for labels, count in counts:
+            family.add_metric(list(labels), float(count))
+        return family
 
     def collect(self) -> Iterator[Metric]:
         monitor = self.monitor
@@ -94,8 +134,8 @@ class HealthCollector(Collector):
             for value in STATUSES:
                 status.add_metric([name, value], 1.0 if value == current else 0.0)
         yield status
-        yield from self._durations.collect()
-        yield from self._checks.collect()
+        yield self._histogram()
+        yield self._counter()
         builds = GaugeMetricFamily(
             "healthdi_service_build_duration_seconds",
             "Seconds each service took to build, dependencies included.",

@@ -157,12 +157,12 @@ class HealthMonitor:
     after a logged change; the changes in between are counted, and one summary line
     then gives their number and the current state.
 
-    Tracing: where ``opentelemetry-api`` is installed (the ``otel`` extra), each round
-    is a span ("health round") with one child span per check ("health check") carrying
-    the service, scope, outcome and error type as attributes, and the error text and
-    details only with ``show_details=True``. ``tracing=None`` (the default) traces when
-    the API is installed, with the global tracer provider; ``False`` never does; a
-    ``TracerProvider`` traces to that provider. Without the API, nothing is imported.
+    Tracing (``opentelemetry-api``, the ``otel`` extra): each round is a span counting
+    its checks by outcome; ``trace_checks="problems"`` (default) adds a child span per
+    check not healthy or taking 1 s or more, ``"events"`` also an event per check,
+    ``"all"`` a span per check (error text and details only with ``show_details``).
+    ``tracing=None`` (the default) traces when the API is installed, with the global
+    tracer provider; ``False`` never does; a ``TracerProvider`` traces to that one.
 
     What the monitor publishes is one immutable :class:`HealthSnapshot`
     (:attr:`snapshot`): the statuses, the results per name, ``"pass"``/``"warn"``/
@@ -194,6 +194,7 @@ class HealthMonitor:
         groups: Mapping[str, Sequence[type[Any] | str]] | None = None,
         log_interval: float = 60.0,
         tracing: Any = None,
+        trace_checks: Literal["problems", "events", "all"] = "problems",
         show_details: bool = False,
         unbuilt: Unbuilt = "warn",
     ) -> None:
@@ -261,6 +262,7 @@ class HealthMonitor:
         self._status_log = observe.StatusLog(self.log_interval)
         self._listeners: list[Callable[[HealthReport], object]] = []
         self._tracer: Any = observe.tracer_for(tracing)
+        self._trace_checks = observe.check_trace_checks(trace_checks)
         after_fork_in_child(self._after_fork)
 
     # -- running ---------------------------------------------------------------------
@@ -425,7 +427,7 @@ class HealthMonitor:
             report = await self._round()
         else:
             report, self._tracer = await observe.traced_round(
-                self._tracer, self._round, self.show_details
+                self._tracer, self._round, self.show_details, self._trace_checks
             )
         self._check_log.record(report)
         with self._lock:

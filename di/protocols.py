@@ -51,4 +51,6 @@ class AsyncHealthChecker(Protocol):
 
 # samber/do's names for the same protocols.
 Healthchecker = HealthChecker
+"""samber/do's name for :class:`HealthChecker`."""
 HealthcheckerWithContext = AsyncHealthChecker
+"""samber/do's name for :class:`AsyncHealthChecker`."""

@@ -29,10 +29,12 @@ from ._container.hooks import add as add_hook
 from ._container.hooks import check as check_hook
 from ._container.hooks import remove as remove_hook
 from ._container.injection import Injected, decorate
+from ._container.inline import aclose_inline, close_inline
 from ._container.keys import Key, check_name, describe
 from ._container.overrides import Overriding, overriding
 from ._container.request import (
     Again,
+    Awaited,
     Plan,
     adopt,
     check_context,
@@ -94,6 +96,7 @@ class Scope:
     """
 
     __slots__ = (
+        "_borrowed",
         "_children",
         "_closed",
         "_closing",
@@ -121,6 +124,7 @@ class Scope:
 
     _root: Injector
     _hooks: dict[str, tuple[Hook, ...]]
+    _borrowed: list[Key]  # ancestors' singletons kept in _instances (request.borrow)
     _overrides: dict[Key, list[Overriding]]
     _injected: list[Injected]
     # Parameter annotations that receive the invoking scope rather than a service.
@@ -171,7 +175,7 @@ class Scope:
         # Scoped services declared above and built here: each declaration's copy, and
         # (declaration, instance, index) of those a compiled builder made, copied on need.
         self._scoped: dict[Service, Service] = BLANK
-        self._fast: list[tuple[Service, Any, int]] = []
+        self._fast: list[tuple[Service, Any, int, Any]] = []
         # What its request scopes share until a provider changes here or above.
         self._plan: Plan | None = None
         # Bumped when a provider changes here or above, or a built instance is dropped:
@@ -569,9 +573,10 @@ class Scope:
             instance = self._instances.get(service, MISSING)
             if instance is COMPILED:
                 compiled = self._compiled[service]
-                # Not a stale builder's stand-in, nor a sync builder that would block
-                # on another thread's build (see request.ainvoke): the full path.
-                if self._thread and type(compiled) is not Again:
+                # A stale builder's stand-in, or built from another thread: the full path.
+                if self._thread and (kind := type(compiled)) is not Again:
+                    if kind is Awaited:
+                        return await compiled.build(self)  # type: ignore[attr-defined]
                     return compiled(self)
             elif instance is not MISSING:
                 return instance
@@ -758,11 +763,10 @@ class Scope:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if close_plainly(self):
+        # The block's failure (any exception, cancellation, KeyboardInterrupt) is thrown
+        # into generator factories at their yield, as contextlib does: they roll back.
+        if close_plainly(self) or close_inline(self, error):
             return
-        # The block's failure (any exception, cancellation and KeyboardInterrupt too) is
-        # thrown into generator factories at their yield, so that a rollback there runs,
-        # as with contextlib: partial work is never committed.
         _shutdown.shutdown(self, error, "with")
 
     async def __aenter__(self) -> Scope:
@@ -774,10 +778,9 @@ class Scope:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if close_plainly(self):
+        # Runs to the end even if the block is cancelled; the cancellation follows.
+        if close_plainly(self) or await aclose_inline(self, error):
             return
-        # Run to the end even if the block is cancelled, so it still releases what it
-        # built (each hook within the shutdown timeout); the cancellation follows.
         await to_completion(lambda: _shutdown.ashutdown(self, error))
 
 

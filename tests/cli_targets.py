@@ -9,6 +9,10 @@ from .services import Cache, Database, LaggingReplica, Queue
 not_an_injector = 42
 
 
+def returns_a_number() -> int:
+    return 42
+
+
 def healthy() -> Injector:
     injector = Injector()
     injector.provide(Database)
@@ -92,4 +96,14 @@ def graph() -> Injector:
 def broken_graph() -> Injector:
     injector = graph()
     injector.provide(Orphan)
+    return injector
+
+
+def long_names() -> Injector:
+    """Services under the names a client library's classes give them (full module paths)."""
+    injector = Injector()
+    injector.provide(Database, name="sqlalchemy.ext.asyncio.engine.AsyncEngine", eager=True)
+    injector.provide(Cache, name="cache", eager=True)
+    injector.start()
+    injector.invoke(Database, "sqlalchemy.ext.asyncio.engine.AsyncEngine").fail()
     return injector

@@ -408,18 +408,31 @@ async def _injector(target: str) -> Scope:
     from ..scope import Scope
 
     found = _load(target)
+    if inspect.isclass(found) and not issubclass(found, Scope):
+        # A service class, most often: calling it would build it outside any container.
+        raise _Fail(
+            f"{target} is the class {found.__qualname__}, not an injector factory: name "
+            "the Injector (MODULE:injector) or a function that builds and returns it "
+            "(MODULE:create_app)"
+        )
     if not isinstance(found, Scope) and callable(found):
         try:
-            found = found()
-            if inspect.isawaitable(found):
-                found = await found
+            made = found()
+            if inspect.isawaitable(made):
+                made = await made
         except _Fail:
             raise
         except Exception as error:
             raise _Fail(f"{target}() failed: {explain_error(error)}") from None
+        if not isinstance(made, Scope):
+            raise _Fail(
+                f"{target}() returned {type(made).__name__}, not an Injector: the factory "
+                "must return the Injector it builds"
+            )
+        return made
     if not isinstance(found, Scope):
         raise _Fail(
-            f"{target} is not an Injector, nor a callable returning one "
+            f"{target} is not an Injector, nor a function returning one "
             f"(got {type(found).__name__})"
         )
     return found
@@ -494,6 +507,12 @@ def _run_check(target: str, as_json: bool) -> int:
     return anyio.run(check)
 
 
+# A service name longer than this goes on a line of its own, its cells on the next,
+# under their columns: one long name (redis.asyncio.client.Redis) leaves the table
+# readable instead of pushing every outcome and error off the screen.
+NAME_WIDTH = 32
+
+
 def _print_table(report: HealthReport) -> None:
     """One line per check, then the summary; every cell printable (no control character
     a check's error carries reaches the terminal)."""
@@ -508,9 +527,13 @@ def _print_table(report: HealthReport) -> None:
         )
         for c in report.checks
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[3])
+    widths = [max(len(row[i]) for row in rows if i or len(row[i]) <= NAME_WIDTH) for i in range(3)]
+    for name, *cells in rows:
+        if len(name) > widths[0]:
+            print(name)
+            name = ""
+        line = "  ".join(cell.ljust(w) for cell, w in zip((name, *cells), widths, strict=False))
+        print(f"{line} {cells[-1]}".rstrip())
     print(_summary(report))
 
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DIError
 from . import hooks, registry
-from .resolve import check_type, params_of, resolve_sync
+from .resolve import check_type, first_anext, params_of, resolve_sync
 from .runner import after_fork_in_child
 from .service import COMPILED, Lifetime, Service
 from .signature import Kind, Param, ScopeParam
@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from ..scope import Scope
 
 _EMPTY = inspect.Parameter.empty
+# Deeper chains take the general path: compiling recurses once per service, and
+# Python's parser refuses expressions nested a few hundred deep.
+_DEEPEST = 24
 
 
 class _Source:
@@ -146,7 +149,7 @@ _LINES = _Lines()
 def _expression(
     scope: Scope, service: Service, source: _Source, path: tuple[Service, ...]
 ) -> str | None:
-    if service in path or service.kind is not Kind.PLAIN:
+    if service in path or service.kind is not Kind.PLAIN or len(path) > _DEEPEST:
         return None
     arguments = []
     for p in params_of(service):
@@ -219,7 +222,7 @@ def _hooked_step(
 
     Returns the local variable holding the instance, or None for the general path.
     """
-    if service in path or service.kind is not Kind.PLAIN:
+    if service in path or service.kind is not Kind.PLAIN or len(path) > _DEEPEST:
         return None
     listening = scope._listeners
     pad = "    " * depth
@@ -282,7 +285,10 @@ def _hooked_step(
 
 
 def compile_scoped(
-    parent: Scope, service: Service, callbacks: Mapping[str, Callable[..., Any]]
+    parent: Scope,
+    service: Service,
+    callbacks: Mapping[str, Callable[..., Any]],
+    asynchronous: bool = False,
 ) -> Callable[[Scope], Any] | None:
     """A function building scoped ``service`` in a child of ``parent`` that provides nothing.
 
@@ -300,35 +306,42 @@ def compile_scoped(
     scope closed meanwhile, ``_failed`` names a factory that raised, and ``_context``
     reads a context value from an enclosing scope.
 
-    Returns None when anything on the way needs the general path (async or generator
-    factories, transients, named services needing a type check, cycles).
+    A generator factory's generator is recorded with its instance, for the scope's
+    close to finish (see :func:`di._container.request.close_inline`). With
+    ``asynchronous`` the builder is an ``async def`` (for ``ainvoke``): async factories
+    and async generator factories are awaited too, and a build from another thread
+    awaits the general async path (``_aguarded``).
+
+    Returns None when anything on the way needs the general path (async factories
+    without ``asynchronous``, ``shutdown=`` hooks, transients, named services needing
+    a type check, cycles).
     """
     if hooks.listens(parent, hooks.BUILD_EVENTS):
         return None  # the general path tells the hooks
     source = _Source()
     lines: list[str] = []
     try:
-        result = _scoped_step(parent, service, source, {}, lines, ())
+        result = _scoped_step(parent, service, source, {}, lines, (), asynchronous)
     except (TypeError, DIError):
         return None
     if result is None:
         return None
     names = source.parameters()
     body = "\n".join(f"        {line}" for line in lines)
+    define, guarded = ("async def", "await _aguarded") if asynchronous else ("def", "_guarded")
     code = (
         f"def _outer(_C, _D, {', '.join(callbacks)}, {names}):\n"
-        "    def build(S):\n"
+        f"    {define} build(S):\n"
         "        e = _enter(S)\n"
         "        if e is None:\n"
-        "            return _guarded(S, _D)\n"
+        f"            return {guarded}(S, _D)\n"
         "        i, f = e\n"
         f"{body}\n"
         f"        return {result}\n"
         "    return build\n"
     )
-    return _define(
-        code, f"scoped {service.label}", COMPILED, service, *callbacks.values(), *source.constants
-    )
+    what = f"{'async ' if asynchronous else ''}scoped {service.label}"
+    return _define(code, what, COMPILED, service, *callbacks.values(), *source.constants)
 
 
 def _scoped_step(
@@ -338,6 +351,7 @@ def _scoped_step(
     built: dict[Service, str],
     lines: list[str],
     path: tuple[Service, ...],
+    asynchronous: bool,
 ) -> str | None:
     """Add the lines building scoped ``service`` (after its scoped dependencies).
 
@@ -347,8 +361,13 @@ def _scoped_step(
     """
     if service in built:
         return built[service]
-    if service in path or service.kind is not Kind.PLAIN or service.shutdown_hook is not None:
+    kind = service.kind
+    if service in path or service.shutdown_hook is not None:
         return None  # a shutdown= hook: the scope's general shutdown runs it
+    if kind not in (Kind.PLAIN, Kind.GENERATOR) and not asynchronous:
+        return None  # awaited: only an async builder builds it
+    if len(path) > _DEEPEST:
+        return None
     arguments: list[str] = []
     for p in params_of(service):
         if p.target is ScopeParam:
@@ -363,7 +382,9 @@ def _scoped_step(
             elif dependency.lifetime is Lifetime.SCOPED:
                 if isinstance(p.target, str):
                     return None  # its type is checked on every build
-                inner = _scoped_step(parent, dependency, source, built, lines, (*path, service))
+                inner = _scoped_step(
+                    parent, dependency, source, built, lines, (*path, service), asynchronous
+                )
                 if inner is None:
                     return None
                 value = inner
@@ -386,26 +407,38 @@ def _scoped_step(
     factory = source.constant(service.factory)
     declared = source.constant(service, "declared")
     key = source.constant(service.key, "key")
+    call = f"{factory}({', '.join(arguments)})"
+    # A generator factory's generator, kept with the instance for the close.
+    g = f"g{len(built)}" if kind in (Kind.GENERATOR, Kind.ASYNC_GENERATOR) else "None"
+    if kind is Kind.GENERATOR:
+        made = [f"    {g} = {call}", f"    {v} = next({g})"]
+    elif kind is Kind.ASYNC_GENERATOR:
+        first = source.constant(first_anext, "first_anext")
+        made = [f"    {g} = {call}", f"    {v} = await {first}({g})"]
+    elif kind is Kind.ASYNC:
+        made = [f"    {v} = await {call}"]
+    else:
+        made = [f"    {v} = {call}"]
     step = [
         "try:",
-        f"    {v} = {factory}({', '.join(arguments)})",
+        *made,
         "except Exception as error:",
         f"    _failed(S, error, {declared})",
         "    raise",
     ]
     if len(service.keys) > 1 or service.key is not service.expected:
-        step.append(f"{v} = _record(S, {declared}, {v})")  # bound keys: checked
+        step.append(f"{v} = _record(S, {declared}, {v}, {g})")  # bound keys: checked
     else:
         # request.record, inlined for the common case: one key, its own type.
         counter = source.constant(parent.root._counter.__next__, "build_number")
         step += [
             f"if i.get({key}, _C) is not _C:",  # another thread won: its instance
-            f"    {v} = _record(S, {declared}, {v})",
+            f"    {v} = _record(S, {declared}, {v}, {g})",
             "else:",
             f"    i[{key}] = {v}",
-            f"    f.append(({declared}, {v}, {counter}()))",
+            f"    f.append(({declared}, {v}, {counter}(), {g}))",
             "    if S.closed:",
-            f"        _refuse(S, {declared}, {v})",
+            f"        _refuse(S, {declared}, {v}, {g})",
         ]
     if path:  # a dependency: built only if the scope has none yet
         lines += [f"{v} = i.get({key}, _C)", f"if {v} is _C:"]

@@ -49,111 +49,201 @@ def _edges(service: Service, invoker: Scope) -> Iterator[tuple[Param, Service | 
 
 
 def validate(scope: Scope) -> None:
-    """Raise one :class:`GraphError` listing every problem visible from ``scope``."""
+    """Raise one :class:`GraphError` listing every problem visible from ``scope``.
+
+    One pass over the services and their edges, without recursion: each service's
+    edges are read once (:class:`_Edges`), cycles are found by one depth-first walk
+    over the whole graph (:func:`_cycles`), and a singleton's captive dependencies by a
+    walk through transients whose findings are kept per transient (:func:`_captives`).
+    """
     problems: list[str] = []
-    cycles: set[tuple[str, ...]] = set()
-    for service in registry.visible(scope):
+    services = registry.visible(scope)
+    edges = _Edges(scope)
+    for service in services:
         try:
-            edges = list(_edges(service, scope))
+            found = edges.of(service, scope)
         except TypeError as error:
             problems.append(str(error))
             continue
-        for p, dependency in edges:
-            if dependency is None:
-                if p.default is _EMPTY:
-                    problems.append(
-                        f"{service.label} needs {describe(p.target)} (parameter {p.name!r}), "
-                        f"which no scope in reach of {_where(service, scope)!r} provides"
-                    )
-                continue
-        if service.lifetime in _SINGLETONS:
-            captive = _captive(service, scope)
-            if captive is not None:
-                problems.append(captive)
-        cycle = _cycle(service, scope)
-        if cycle is not None:
-            start = cycle.index(min(cycle[:-1]))
-            canonical = tuple(cycle[start:-1] + cycle[:start])
-            if canonical not in cycles:
-                cycles.add(canonical)
-                problems.append("circular dependency: " + " -> ".join(cycle))
+        for p, dependency in found:
+            if dependency is None and p.default is _EMPTY:
+                problems.append(
+                    f"{service.label} needs {describe(p.target)} (parameter {p.name!r}), "
+                    f"which no scope in reach of {_where(service, scope)!r} provides"
+                )
+    problems += _captives(services, edges)
+    problems += _cycles(services, edges, scope)
     problems += injection.problems(scope)
     if problems:
         raise GraphError(scope.name, problems)
+
+
+class _Edges:
+    """Each service's edges as seen from one invoking scope, read once and kept."""
+
+    __slots__ = ("_kept", "_scope")
+
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
+        self._kept: dict[tuple[int, int], list[tuple[Param, Service | None]] | TypeError] = {}
+
+    def of(self, service: Service, invoker: Scope) -> list[tuple[Param, Service | None]]:
+        """The edges of ``service`` invoked from ``invoker``; ``TypeError`` when its
+        factory's annotations cannot be resolved."""
+        key = (id(service), id(invoker))
+        found = self._kept.get(key)
+        if found is None:
+            try:
+                found = list(_edges(service, invoker))
+            except TypeError as error:
+                found = error
+            self._kept[key] = found
+        if isinstance(found, TypeError):
+            raise found
+        return found
+
+    def quietly(self, service: Service, invoker: Scope) -> list[tuple[Param, Service | None]]:
+        """:meth:`of`, with no edges for a factory whose annotations cannot be read."""
+        try:
+            return self.of(service, invoker)
+        except TypeError:
+            return []
 
 
 def _where(service: Service, scope: Scope) -> str:
     return service.owner.name if service.lifetime is Lifetime.LAZY else scope.name
 
 
-def _captive(singleton: Service, scope: Scope) -> str | None:
-    """How a singleton would hold a scoped or context service, if it would."""
-    path = [singleton]
-    seen: set[int] = set()
+def _captives(services: list[Service], edges: _Edges) -> list[str]:
+    """How each singleton would hold a scoped or context service, one line each.
 
-    def walk(service: Service) -> str | None:
-        if id(service) in seen:
-            return None
-        seen.add(id(service))
-        try:
-            edges = list(_edges(service, singleton.owner))
-        except TypeError:
-            return None
-        for _, dependency in edges:
-            if dependency is None:
-                continue
-            owner = singleton.owner
-            if dependency.lifetime is Lifetime.CONTEXT and registry.context_scope(
-                owner, dependency.key
-            ):
-                continue  # the singleton's own scope received that value
-            if dependency.lifetime is Lifetime.SCOPED and owner.parent is not None:
-                continue  # built in the singleton's own scope: they live as long
-            if dependency.lifetime in (Lifetime.SCOPED, Lifetime.CONTEXT):
-                chain = " -> ".join(s.label for s in (*path, dependency))
-                return (
-                    f"captive dependency: singleton {singleton.label} (scope "
-                    f"{singleton.owner.name!r}) needs {dependency.lifetime.value} "
-                    f"{dependency.label} ({chain}); a singleton outlives every scope, so "
-                    f"make {singleton.label} scoped (provide_scoped) or give it what it "
-                    "needs another way"
-                )
-            if dependency.lifetime is Lifetime.TRANSIENT:
-                path.append(dependency)
-                found = walk(dependency)
-                path.pop()
-                if found is not None:
-                    return found
-        return None
-
-    return walk(singleton)
+    A singleton resolves from its own scope, and so do the transients it needs: the walk
+    follows transients only, and what a transient leads to (the chain to the first
+    captive, or nothing) is kept per transient and owning scope, so each is walked once.
+    """
+    found: list[str] = []
+    # (id(transient), id(owner)) -> the chain after it to a captive, or None.
+    leads: dict[tuple[int, int], tuple[Service, ...] | None] = {}
+    for singleton in services:
+        if singleton.lifetime not in _SINGLETONS:
+            continue
+        owner = singleton.owner
+        chain = _captive_chain(singleton, owner, edges, leads)
+        if chain is not None:
+            dependency = chain[-1]
+            path = " -> ".join(s.label for s in (singleton, *chain))
+            found.append(
+                f"captive dependency: singleton {singleton.label} (scope "
+                f"{owner.name!r}) needs {dependency.lifetime.value} "
+                f"{dependency.label} ({path}); a singleton outlives every scope, so "
+                f"make {singleton.label} scoped (provide_scoped) or give it what it "
+                "needs another way"
+            )
+    return found
 
 
-def _cycle(start: Service, scope: Scope) -> list[str] | None:
-    """A dependency path from ``start`` back to a service already on it, if any."""
-    path: list[Service] = []
+def _captive_chain(
+    start: Service,
+    owner: Scope,
+    edges: _Edges,
+    leads: dict[tuple[int, int], tuple[Service, ...] | None],
+) -> tuple[Service, ...] | None:
+    """The chain from ``start``'s dependencies to a scoped or context service that
+    ``owner`` would hold, through transients; None if there is none. Iterative: a
+    stack of (service, its edges, next edge) frames."""
+    scope_key = id(owner)
+
+    def captive(dependency: Service) -> bool:
+        if dependency.lifetime is Lifetime.CONTEXT and registry.context_scope(
+            owner, dependency.key
+        ):
+            return False  # the singleton's own scope received that value
+        if dependency.lifetime is Lifetime.SCOPED and owner.parent is not None:
+            return False  # built in the singleton's own scope: they live as long
+        return dependency.lifetime in (Lifetime.SCOPED, Lifetime.CONTEXT)
+
+    on_path: set[int] = {id(start)}
+    stack: list[tuple[Service, list[tuple[Param, Service | None]], int]] = [
+        (start, edges.quietly(start, owner), 0)
+    ]
+    # What the frame on top found below it, to hand to the frame beneath.
+    result: tuple[Service, ...] | None = None
+    while stack:
+        service, out, i = stack[-1]
+        if result is not None:
+            # A dependency of this frame led to a captive: so does this frame.
+            stack.pop()
+            on_path.discard(id(service))
+            if service is not start:
+                leads[(id(service), scope_key)] = result
+                result = (service, *result)
+            continue
+        if i == len(out):
+            stack.pop()
+            on_path.discard(id(service))
+            if service is not start:
+                leads[(id(service), scope_key)] = None
+            continue
+        stack[-1] = (service, out, i + 1)
+        dependency = out[i][1]
+        if dependency is None:
+            continue
+        if captive(dependency):
+            result = (dependency,)
+            continue
+        if dependency.lifetime is not Lifetime.TRANSIENT or id(dependency) in on_path:
+            continue
+        lead_key = (id(dependency), scope_key)
+        if lead_key in leads:
+            known = leads[lead_key]
+            if known is not None:
+                result = (dependency, *known)
+            continue
+        on_path.add(id(dependency))
+        stack.append((dependency, edges.quietly(dependency, owner), 0))
+    return result
+
+
+def _cycles(services: list[Service], edges: _Edges, scope: Scope) -> list[str]:
+    """Every circular dependency among ``services``, once each: one depth-first walk
+    over the whole graph, iterative, a back edge to a service on the walk's path
+    closing a cycle."""
+    found: list[str] = []
+    reported: set[tuple[str, ...]] = set()
     done: set[int] = set()
-
-    def walk(service: Service) -> list[str] | None:
-        if service in path:
-            return [s.label for s in path[path.index(service) :]] + [service.label]
-        if id(service) in done:
-            return None
-        path.append(service)
-        try:
-            edges = list(_edges(service, scope))
-        except TypeError:
-            edges = []
-        for _, dependency in edges:
-            if dependency is not None:
-                found = walk(dependency)
-                if found is not None:
-                    return found
-        path.pop()
-        done.add(id(service))
-        return None
-
-    return walk(start)
+    for root in services:
+        if id(root) in done:
+            continue
+        path: list[Service] = [root]
+        where: dict[int, int] = {id(root): 0}  # a service on the path -> its place
+        stack: list[tuple[list[tuple[Param, Service | None]], int]] = [
+            (edges.quietly(root, scope), 0)
+        ]
+        while stack:
+            out, i = stack[-1]
+            if i == len(out):
+                stack.pop()
+                gone = path.pop()
+                del where[id(gone)]
+                done.add(id(gone))
+                continue
+            stack[-1] = (out, i + 1)
+            dependency = out[i][1]
+            if dependency is None or id(dependency) in done:
+                continue
+            at = where.get(id(dependency))
+            if at is not None:
+                cycle = [s.label for s in path[at:]] + [dependency.label]
+                first = cycle.index(min(cycle[:-1]))
+                canonical = tuple(cycle[first:-1] + cycle[:first])
+                if canonical not in reported:
+                    reported.add(canonical)
+                    found.append("circular dependency: " + " -> ".join(cycle))
+                continue
+            where[id(dependency)] = len(path)
+            path.append(dependency)
+            stack.append((edges.quietly(dependency, scope), 0))
+    return found
 
 
 def kind(service: Service) -> str:

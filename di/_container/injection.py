@@ -58,6 +58,7 @@ class _Marker:
 
 
 INJECT: Final = _Marker()
+"""The marker ``Inject[T]`` puts in a parameter's ``Annotated`` metadata."""
 
 # The keyword kinds: an injected parameter is passed by keyword.
 _BY_KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)

@@ -246,6 +246,9 @@ def overrides_of(scope: Scope) -> dict[Key, list[Overriding]]:
 
 def _set_aside(scope: Scope, key: Key) -> Held | None:
     """Take what ``scope`` holds under ``key`` out of its instances (the mutex is held)."""
+    borrowed: list[Key] | None = getattr(scope, "_borrowed", None)
+    if borrowed and key in borrowed:
+        return None  # an ancestor's singleton kept here: forget_builders drops it
     instance = scope._instances.pop(key, MISSING) if scope._instances else MISSING
     if instance is MISSING or instance is COMPILED:
         return None  # a compiled builder's marker goes with the builders

@@ -27,8 +27,9 @@ stand-ins, which take the full path.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DIError, ScopeClosedError
@@ -36,14 +37,24 @@ from . import registry
 from .compile import compile_scoped, compile_transient
 from .hooks import own_hooks
 from .keys import Key, describe
-from .resolve import check_provides, check_type, note_building, resolve_async, resolve_sync
+from .resolve import (
+    async_closer,
+    check_provides,
+    check_type,
+    closer,
+    note_building,
+    resolve_async,
+    resolve_sync,
+)
 from .service import BLANK, COMPILED, Lifetime, Service
 from .shutdown import discard_unused, leave
+from .signature import Kind
 
 if TYPE_CHECKING:
     from ..scope import Scope
 
 _get_ident = threading.get_ident
+logger = logging.getLogger("di")
 
 
 class Plan:
@@ -57,7 +68,15 @@ class Plan:
     type keys ``scope(context=...)`` takes without a closer look.
     """
 
-    __slots__ = ("accepted", "builders", "general", "template", "version")
+    __slots__ = (
+        "abuilders",
+        "accepted",
+        "ageneral",
+        "builders",
+        "general",
+        "template",
+        "version",
+    )
 
     def __init__(self, version: int, accepted: frozenset[Key]) -> None:
         self.version = version
@@ -65,6 +84,10 @@ class Plan:
         self.builders: dict[Key, Callable[[Scope], Any]] = {}
         self.general: set[Key] = set()
         self.template: dict[Key, Any] = {}
+        # ``ainvoke``'s builders, for what only an async builder builds (async and
+        # async generator factories, or what needs them), and the keys it cannot.
+        self.abuilders: dict[Key, Callable[[Scope], Awaitable[Any]]] = {}
+        self.ageneral: set[Key] = set()
 
 
 def make_plan(scope: Scope) -> Plan:
@@ -157,11 +180,17 @@ def invoke(scope: Scope, service: Any, name: str | None) -> Any:
     """``scope.invoke(service, name)`` past its fast path: find the service; build a
     request scope's scoped one with its compiled builder, compile a transient's (and
     keep it, with its marker, for the fast path), or resolve it."""
+    version = scope._version
     found, expected = registry.find(scope, service, name)
     if found.lifetime is Lifetime.SCOPED and expected is None:
         build = fast_builder(scope, found)
         if build is not None:
             return build(scope)
+    if found.lifetime in _SINGLETONS and name is None and found.owner is not scope:
+        instance = found.owner._instances.get(found.key, COMPILED)
+        if instance is not COMPILED:
+            borrow(scope, service, found, instance, version)
+            return instance
     if found.lifetime is Lifetime.TRANSIENT and expected is None:
         version = scope._version
         builder = compile_transient(scope, found)
@@ -186,26 +215,62 @@ async def ainvoke(scope: Scope, service: Any, name: str | None) -> Any:
     which would block this loop on a build in progress in that thread, where the async
     path awaits it.
     """
+    version = scope._version
     found, expected = registry.find(scope, service, name)
+    if found.lifetime in _SINGLETONS and name is None and found.owner is not scope:
+        instance = found.owner._instances.get(found.key, COMPILED)
+        if instance is not COMPILED:
+            borrow(scope, service, found, instance, version)
+            return instance
     if found.lifetime is Lifetime.SCOPED and expected is None and scope._thread:
         build = fast_builder(scope, found)
         if build is not None:
             return build(scope)
+        abuild = fast_builder(scope, found, asynchronous=True)
+        if abuild is not None:
+            return await abuild(scope)
     instance = await resolve_async(found, scope)
     if expected is not None:
         check_type(found.label, instance, expected, "ainvoke()")
     return instance
 
 
+_SINGLETONS = (Lifetime.LAZY, Lifetime.VALUE)
+
+
+def borrow(scope: Scope, key: Any, found: Service, instance: Any, version: int) -> None:
+    """Keep an ancestor's built singleton in ``scope``'s instances under ``key``, so
+    that the next invoke of it from here is the fast path's one lookup, at any depth.
+
+    Only if no provider changed since ``version`` was read (the caller's lookup is
+    current) and ``key`` is one of the service's own keys; :func:`forget_builders`
+    drops it again whenever a provider changes here or above, or an ancestor's
+    instance is dropped (an override, a shutdown).
+    """
+    if key not in found.keys:
+        return  # an alias or a reported name: the general path each time
+    with scope._root._mutex:
+        if scope._version != version or scope._closed:
+            return
+        borrowed: list[Key] | None = getattr(scope, "_borrowed", None)
+        if borrowed is None:
+            borrowed = scope._borrowed = []
+        scope._instances[key] = instance
+        borrowed.append(key)
+
+
 # -- builders --------------------------------------------------------------------------------
 
 
-def fast_builder(scope: Scope, service: Service) -> Callable[[Scope], Any] | None:
+def fast_builder(
+    scope: Scope, service: Service, asynchronous: bool = False
+) -> Callable[[Scope], Any] | None:
     """The compiled builder of a scoped declaration for ``scope``, if it can have one.
 
     Only a scope that provides nothing itself (a request scope) shares its parent's
     builder; one is compiled per parent and kept in the parent's plan, by key, until
-    a provider changes in the parent or above.
+    a provider changes in the parent or above. ``asynchronous``: the ``async def``
+    builder ``ainvoke`` awaits, for a service only it can build.
     """
     parent = scope._parent
     if parent is None or scope._services or service.template is not None:
@@ -215,19 +280,30 @@ def fast_builder(scope: Scope, service: Service) -> Callable[[Scope], Any] | Non
     plan = parent._plan
     if plan is None:
         plan = make_plan(parent)
-    builder = plan.builders.get(service.key)
-    if builder is not None or service.key in plan.general:
+    builders, general = (
+        (plan.abuilders, plan.ageneral) if asynchronous else (plan.builders, plan.general)
+    )
+    builder = builders.get(service.key)
+    if type(builder) is Awaited:
+        return None  # the sync path of a service only ainvoke's builder builds
+    if builder is not None or service.key in general:
         return builder
-    builder = compile_scoped(parent, service, CALLBACKS)
+    builder = compile_scoped(parent, service, CALLBACKS, asynchronous)
     with scope._root._mutex:
         if parent._plan is plan:  # no provider changed meanwhile
             # Only the keys that reach this service from here: a nearer provider
             # of another of its keys keeps that key.
             for key in [k for k in service.keys if registry.lookup(parent, k) is service]:
                 if builder is None:
-                    plan.general.add(key)
-                else:
-                    plan.builders[key] = builder
+                    general.add(key)
+                    continue
+                builders[key] = builder
+                if not asynchronous:
+                    plan.template[key] = COMPILED
+                elif key in plan.general and key not in plan.builders:
+                    # Only ainvoke builds it: new request scopes get its marker, and
+                    # their ainvoke finds the async builder at once (see Awaited).
+                    plan.builders[key] = Awaited(key, builder)
                     plan.template[key] = COMPILED
     return builder
 
@@ -252,6 +328,11 @@ def forget_builders(scope: Scope) -> None:
     """
     scope._version += 1
     scope._plan = None
+    borrowed: list[Key] | None = getattr(scope, "_borrowed", None)
+    if borrowed:
+        for key in borrowed:
+            scope._instances.pop(key, None)
+        borrowed.clear()
     if scope._compiled:
         # The COMPILED markers stay in the instances (a compiled builder may be
         # replacing one with its instance in another thread right now): each is
@@ -259,6 +340,21 @@ def forget_builders(scope: Scope) -> None:
         scope._compiled = {key: Again(key) for key in scope._compiled}
     for child in list(scope._children.values()):
         forget_builders(child)
+
+
+class Awaited:
+    """Stands in ``Scope._compiled`` for a scoped service only an async builder builds
+    (an async or async generator factory, or what needs one): ``ainvoke`` awaits
+    ``build``; ``invoke`` takes the full path, which says to use ``ainvoke``."""
+
+    __slots__ = ("build", "key")
+
+    def __init__(self, key: Key, build: Callable[[Scope], Awaitable[Any]]) -> None:
+        self.key = key
+        self.build = build
+
+    def __call__(self, scope: Scope) -> Any:
+        return scope._invoke(self.key, None)
 
 
 class Again:
@@ -285,11 +381,12 @@ def enter(scope: Scope) -> tuple[dict[Key, Any], list[Any]] | None:
     return scope._instances, scope._fast
 
 
-def record(scope: Scope, service: Service, instance: Any) -> Any:
+def record(scope: Scope, service: Service, instance: Any, generator: Any = None) -> Any:
     """Cache a scoped instance a compiled builder made here; the instance to use.
 
-    If another thread cached one first, that one is used and this one shut down; a
-    scope closed meanwhile undoes it and raises ``ScopeClosedError``.
+    ``generator`` is a generator factory's, which the scope's close finishes. If
+    another thread cached one first, that one is used and this one shut down; a scope
+    closed meanwhile undoes it and raises ``ScopeClosedError``.
     """
     if service.key is not service.expected:
         check_provides(service, instance)
@@ -297,14 +394,30 @@ def record(scope: Scope, service: Service, instance: Any) -> Any:
     kept = instances.get(service.key, COMPILED)
     if kept is not COMPILED:
         if kept is not instance:
-            discard_unused(service, instance)
+            _discard(service, instance, generator)
         return kept
     for key in reaching(scope, service):
         instances[key] = instance
-    scope._fast.append((service, instance, next(scope._root._counter)))
+    scope._fast.append((service, instance, next(scope._root._counter), generator))
     if scope._closed:
-        refuse(scope, service, instance)
+        refuse(scope, service, instance, generator)
     return instance
+
+
+def _discard(service: Service, instance: Any, generator: Any) -> None:
+    """Shut down a compiled build never handed out; a generator is finished as the
+    general path finishes one built but not kept (an async one is only closed)."""
+    if generator is None:
+        discard_unused(service, instance)
+    elif service.kind is Kind.GENERATOR:
+        closer(service, generator)(None)
+    else:
+        logger.warning(
+            "the async generator factory of %r, built but not kept, could not be "
+            "finished from here; it was closed",
+            service.label,
+        )
+        generator.aclose().close()
 
 
 def build_guarded(scope: Scope, service: Service) -> Any:
@@ -314,6 +427,12 @@ def build_guarded(scope: Scope, service: Service) -> Any:
     builds join those flights."""
     scope._thread = 0
     return resolve_sync(service, scope)
+
+
+async def abuild_guarded(scope: Scope, service: Service) -> Any:
+    """:func:`build_guarded` for an async compiled builder: awaits the general path."""
+    scope._thread = 0
+    return await resolve_async(service, scope)
 
 
 def note_failed(scope: Scope, error: Exception, service: Service) -> None:
@@ -326,14 +445,14 @@ def context_value(scope: Scope, declared: Service) -> Any:
     return registry.context_value(scope, declared)
 
 
-def refuse(scope: Scope, service: Service, instance: Any) -> None:
+def refuse(scope: Scope, service: Service, instance: Any, generator: Any = None) -> None:
     """A compiled build landed in a scope shut down meanwhile: undo it and raise."""
     with scope._root._mutex:
         for key in service.keys:
             if scope._instances.get(key) is instance:
                 del scope._instances[key]
         scope._fast = [entry for entry in scope._fast if entry[1] is not instance]
-    discard_unused(service, instance)
+    _discard(service, instance, generator)
     raise ScopeClosedError(scope.name, f"build {service.label!r}")
 
 
@@ -342,6 +461,7 @@ CALLBACKS: dict[str, Callable[..., Any]] = {
     "_record": record,
     "_refuse": refuse,
     "_guarded": build_guarded,
+    "_aguarded": abuild_guarded,
     "_failed": note_failed,
     "_context": context_value,
 }
@@ -359,13 +479,19 @@ def reaching(scope: Scope, declared: Service) -> tuple[Key, ...]:
 def materialize(scope: Scope) -> None:
     """Turn what compiled builders recorded into scoped copies (the caller holds the mutex)."""
     while scope._fast:
-        service, _, index = scope._fast.pop(0)
+        service, _, index, generator = scope._fast.pop(0)
         copy = scope._scoped.get(service)
         if copy is None:
             if scope._scoped is BLANK:
                 scope._scoped = {}
             copy = scope._scoped[service] = service.copy_for(scope)
         copy.index = index
+        if generator is not None:
+            copy.teardown = (
+                closer(copy, generator)
+                if service.kind is Kind.GENERATOR
+                else async_closer(copy, generator, None)
+            )
 
 
 # -- closing ------------------------------------------------------------------------------------
@@ -386,7 +512,9 @@ def close_plainly(scope: Scope) -> bool:
     if scope._services and any(s.index for s in scope._services.values()):
         return False
     fast = scope._fast
-    for entry in fast:  # compiled builds: plain factories without shutdown= only
+    for entry in fast:  # compiled builds: factories without shutdown= only
+        if entry[3] is not None:
+            return False  # a generator to finish
         try:
             if callable(getattr(entry[1], "shutdown", None)):
                 return False

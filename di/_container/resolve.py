@@ -17,12 +17,14 @@ chain of other flights, on a flight this caller is building.
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 import logging
 import sys
 import threading
 import time
 from collections.abc import Callable
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -427,8 +429,12 @@ def _make_sync(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
             f"service {service.label!r} has an async factory and is not built yet; "
             f"use `await scope.ainvoke(...)` to build it"
         )
-    token = _PATH.set((*_enter(service), service))
+    path = _enter(service)
+    token = _PATH.set((*path, service))
     try:
+        if path and len(path) % DEEP == 0:
+            for dependency, invoker in _below(service, scope, path):
+                resolve_sync(dependency, invoker)
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
         for p in params_of(service):
@@ -440,7 +446,7 @@ def _make_sync(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
         try:
             instance = service.factory(*args, **kwargs)
             if service.kind is Kind.GENERATOR:
-                return next(instance), _closer(service, instance)
+                return next(instance), closer(service, instance)
         except Exception as error:
             note_building(error, service)
             raise
@@ -450,8 +456,12 @@ def _make_sync(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
 
 
 async def _make_async(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
-    token = _PATH.set((*_enter(service), service))
+    path = _enter(service)
+    token = _PATH.set((*path, service))
     try:
+        if path and len(path) % DEEP == 0:
+            for dependency, invoker in _below(service, scope, path):
+                await resolve_async(dependency, invoker)
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
         for p in params_of(service):
@@ -465,15 +475,104 @@ async def _make_async(service: Service, scope: Scope) -> tuple[Any, Teardown | N
             if service.kind is Kind.ASYNC:
                 return await instance, None
             if service.kind is Kind.GENERATOR:
-                return next(instance), _closer(service, instance)
+                return next(instance), closer(service, instance)
             if service.kind is Kind.ASYNC_GENERATOR:
-                return await _first_anext(instance), _async_closer(service, instance)
+                return await first_anext(instance), async_closer(service, instance)
         except Exception as error:
             note_building(error, service)
             raise
         return instance, None
     finally:
         _PATH.reset(token)
+
+
+# -- deep chains ----------------------------------------------------------------------
+
+# Building recurses through parameters, a few Python frames per service. Every DEEP
+# services down a chain, the build first makes room: it checks that the stack can take
+# DEEP more, then builds the singletons and scoped services below, deepest first, so
+# that the recursion from here on stops at each of them (a chain of them is any length).
+# Transients are built anew on every use and cannot be built ahead: a chain of them
+# deeper than the stack allows is a DIError naming the depth, never a RecursionError.
+DEEP = 32
+_FRAMES_PER_SERVICE = 8  # generous: resolve, make, argument, checked, the factory, ...
+
+
+def _below(
+    service: Service, scope: Scope, path: tuple[Service, ...]
+) -> list[tuple[Service, Scope]]:
+    """The singletons and scoped services below ``service`` not built yet, each with
+    the scope to invoke it from, deepest first; a :class:`DIError` naming the depth
+    when the stack cannot take another ``DEEP`` services.
+
+    One iterative walk: each (service, scope) pair once, a service already on the
+    walk's path skipped (the build then reports the cycle).
+    """
+    frames = 0
+    frame: FrameType | None = sys._getframe()
+    while frame is not None:
+        frames, frame = frames + 1, frame.f_back
+    if frames + DEEP * _FRAMES_PER_SERVICE + 50 > sys.getrecursionlimit():
+        shown = [s.label for s in path[:3]] + ["..."] + [s.label for s in path[-2:]]
+        raise DIError(
+            f"dependency chain too deep: building {service.label!r} is {len(path)} services "
+            f"down a chain ({' -> '.join(shown)} -> {service.label}), deeper than the Python "
+            f"stack allows here ({frames} frames in use, limit {sys.getrecursionlimit()}); "
+            "a chain of transients is built through the stack on every use: make some of "
+            "them singletons or scoped, or raise sys.setrecursionlimit()"
+        )
+    order: list[tuple[Service, Scope]] = []
+    seen: set[tuple[int, int]] = {(id(service), id(scope))}
+    stack: list[tuple[Service, Scope, list[Service], int]] = [
+        (service, scope, _needs(service, scope), 0)
+    ]
+    while stack:
+        node, where, needs, i = stack[-1]
+        if i == len(needs):
+            stack.pop()
+            if stack and node.lifetime in (Lifetime.LAZY, Lifetime.SCOPED):
+                order.append((node, stack[-1][1]))
+            continue
+        stack[-1] = (node, where, needs, i + 1)
+        dependency = needs[i]
+        lifetime = dependency.lifetime
+        if lifetime is Lifetime.LAZY:
+            builds_in = dependency.owner
+        elif lifetime is Lifetime.SCOPED or lifetime is Lifetime.TRANSIENT:
+            builds_in = where
+        else:
+            continue
+        mark = (id(dependency), id(builds_in))
+        if mark in seen:
+            continue
+        seen.add(mark)
+        if lifetime is not Lifetime.TRANSIENT and (
+            builds_in._instances.get(dependency.key, COMPILED) is not COMPILED
+        ):
+            continue  # built already
+        stack.append((dependency, builds_in, _needs(dependency, builds_in), 0))
+    return order
+
+
+def _needs(service: Service, scope: Scope) -> list[Service]:
+    """The services filling ``service``'s parameters from ``scope`` (a collection's
+    members in its place); none for a factory whose annotations cannot be read."""
+    try:
+        params = params_of(service)
+    except TypeError:
+        return []
+    found: list[Service] = []
+    for p in params:
+        if p.target is ScopeParam:
+            continue
+        dependency = registry.lookup(scope, p.target)
+        if dependency is None:
+            continue
+        if dependency.lifetime is Lifetime.COLLECTION:
+            found += registry.members(scope, dependency)
+        else:
+            found.append(dependency)
+    return found
 
 
 def _argument_sync(p: Param, scope: Scope, service: Service) -> Any:
@@ -526,10 +625,14 @@ def _dependency(p: Param, scope: Scope, service: Service) -> Service | None:
 
 
 def explain_captive(error: Exception, service: Service, invoker: Scope) -> None:
-    """When a singleton misses a key that the invoking scope does see, say why and what to do."""
+    """When a singleton misses a key that the invoking scope does see, say why and what to do.
+
+    The error's headline becomes the cause and the fix, as ``validate()`` words a captive
+    dependency: its own (such as "open a scope", to code that is in one) would mislead.
+    """
     owner = service.owner
     missing = getattr(error, "missing", MISSING)
-    explained = any(_CAPTIVE in note for note in getattr(error, "__notes__", ()))
+    explained = any(_CAPTIVE in str(arg) for arg in error.args)
     if missing is MISSING or invoker is owner or explained:
         return
     provider = registry.lookup(invoker, missing)
@@ -542,18 +645,19 @@ def explain_captive(error: Exception, service: Service, invoker: Scope) -> None:
         where = invoker.name if invoker.parent is not None else None
     else:
         where = provider.owner.name
-    if where is None or where == owner.name:
+    if where is None or where == owner.name or provider is None:
         return
-    label = describe(missing)
-    error.add_note(
-        f"{label} is provided in scope {where!r}, but {service.label!r} is a singleton of "
-        f"scope {owner.name!r}, and {_CAPTIVE} "
-        f"that owns it. Either provide {service.label!r} in scope {where!r}, or make it "
-        "scoped with provide_scoped() so each scope builds its own."
+    kind = f"{provider.lifetime.value} " if provider.lifetime in _PER_SCOPE else ""
+    error.args = (
+        f"captive dependency: singleton {service.label!r} (scope {owner.name!r}) needs "
+        f"{kind}{describe(missing)}, which is provided in scope {where!r}; {_CAPTIVE} "
+        f"that owns it, so make {service.label!r} scoped with provide_scoped() (each "
+        f"scope builds its own) or provide it in scope {where!r}",
     )
 
 
 _CAPTIVE = "a singleton resolves its dependencies from the scope"
+_PER_SCOPE = (Lifetime.SCOPED, Lifetime.CONTEXT)
 
 
 def _checked(p: Param, value: Any, service: Service) -> Any:
@@ -627,26 +731,34 @@ def _unresolvable(factory: Callable[..., Any]) -> str:
 # -- teardown -----------------------------------------------------------------------
 
 
-def _closer(service: Service, generator: Any) -> Callable[[BaseException | None], None]:
-    def close(failure: BaseException | None) -> None:
-        try:
-            if failure is None:
-                next(generator)
-            else:
-                generator.throw(failure)  # the block's failure, at the yield
-        except StopIteration:
-            return
-        except BaseException as raised:
-            if raised is failure:
-                return  # it let the failure through: nothing more went wrong
-            raise
-        generator.close()
-        raise RuntimeError(f"generator factory of {service.label!r} yielded more than once")
-
-    return close
+def closer(service: Service, generator: Any) -> Callable[[BaseException | None], None]:
+    """The teardown of a generator factory's build: :func:`finish_generator`."""
+    return functools.partial(finish_generator, service, generator)
 
 
-def _first_anext(generator: Any) -> Any:
+FINISHED: Any = object()  # what next() gives for a generator that returned
+
+
+def finish_generator(service: Service, generator: Any, failure: BaseException | None) -> None:
+    """Run a generator factory's code after its ``yield``: ``failure`` (the block's)
+    thrown in there, or resumed; a second ``yield`` is an error."""
+    try:
+        if failure is None:
+            if next(generator, FINISHED) is FINISHED:  # no StopIteration to catch
+                return
+        else:
+            generator.throw(failure)  # the block's failure, at the yield
+    except StopIteration:
+        return
+    except BaseException as raised:
+        if raised is failure:
+            return  # it let the failure through: nothing more went wrong
+        raise
+    generator.close()
+    raise RuntimeError(f"generator factory of {service.label!r} yielded more than once")
+
+
+def first_anext(generator: Any) -> Any:
     """The first ``__anext__()`` of an async generator factory, untracked by the loop.
 
     An event loop finalizes the async generators first iterated on it when it ends
@@ -671,29 +783,46 @@ def _loop_token() -> Any:
     return trio.lowlevel.current_root_task()
 
 
-def _async_closer(service: Service, generator: Any) -> Callable[[BaseException | None], Any]:
-    built_on = _loop_token()
+def async_closer(
+    service: Service, generator: Any, built_on: Any = MISSING
+) -> Callable[[BaseException | None], Any]:
+    """The teardown of an async generator factory's build (:func:`afinish_generator`);
+    ``built_on`` the loop it was built on (the running one unless given; None when
+    unknown)."""
+    if built_on is MISSING:
+        built_on = _loop_token()
+    return functools.partial(afinish_generator, service, generator, built_on=built_on)
 
-    async def close(failure: BaseException | None) -> None:
-        try:
-            if failure is None:
-                await generator.__anext__()
-            else:
-                await generator.athrow(failure)  # the block's failure, at the yield
-        except StopAsyncIteration:
-            return
-        except BaseException as error:
-            if error is failure:
-                return  # it let the failure through: nothing more went wrong
-            if _loop_token() is not built_on:
-                closed = getattr(built_on, "is_closed", lambda: True)()
-                error.add_note(
-                    f"the async generator factory of {service.label!r} was built on another "
-                    f"event loop{', which has closed' if closed else ''}: shut down with "
-                    "`await ashutdown()` on the loop that built it"
-                )
-            raise
-        await generator.aclose()
-        raise RuntimeError(f"generator factory of {service.label!r} yielded more than once")
 
-    return close
+async def afinish_generator(
+    service: Service,
+    generator: Any,
+    failure: BaseException | None,
+    built_on: Any = None,
+    yielded: bool = False,
+) -> None:
+    """:func:`finish_generator`'s twin for an async generator factory; ``yielded``: it
+    was resumed already and yielded again (the error, and its close)."""
+    try:
+        if yielded:
+            pass
+        elif failure is None:
+            if await anext(generator, FINISHED) is FINISHED:
+                return
+        else:
+            await generator.athrow(failure)  # the block's failure, at the yield
+    except StopAsyncIteration:
+        return
+    except BaseException as error:
+        if error is failure:
+            return  # it let the failure through: nothing more went wrong
+        if built_on is not None and _loop_token() is not built_on:
+            closed = getattr(built_on, "is_closed", lambda: True)()
+            error.add_note(
+                f"the async generator factory of {service.label!r} was built on another "
+                f"event loop{', which has closed' if closed else ''}: shut down with "
+                "`await ashutdown()` on the loop that built it"
+            )
+        raise
+    await generator.aclose()
+    raise RuntimeError(f"generator factory of {service.label!r} yielded more than once")

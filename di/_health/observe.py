@@ -10,8 +10,10 @@ here changes what it publishes:
 - both log at most one line per service (or name) per interval through a
   :class:`Throttle`, and summarise the changes held back once the interval ends;
 - :func:`tracer_for` turns ``HealthMonitor(tracing=...)`` into a tracer (or None), and
-  :func:`traced_round` runs one round as an OpenTelemetry span with one child span per
-  check. OpenTelemetry is imported only once a traced round runs.
+  :func:`traced_round` runs one round as an OpenTelemetry span counting its checks by
+  outcome, with a child span per check that was not healthy or was slow (or per
+  check, or an event per check too: ``HealthMonitor(trace_checks=...)``).
+  OpenTelemetry is imported only once a traced round runs.
 
 Everything logs on the ``di.health`` logger.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -262,13 +265,34 @@ def tracer_for(tracing: Any) -> Any:
     return get_tracer("di.health")
 
 
-async def traced_round(
-    tracer: Any, run: Callable[[], Awaitable[HealthReport]], details: bool
-) -> tuple[HealthReport, Any]:
-    """``run()`` (one round) as a "health round" span, with one child span per check.
+# What HealthMonitor(trace_checks=...) takes: which checks get a span of their own.
+TRACE_CHECKS = ("problems", "events", "all")
+# A check slower than this gets a span of its own under "problems" and "events".
+SLOW_CHECK_SECONDS = 1.0
 
-    Returns the report and the tracer to use next time (a :class:`LazyTracer` becomes
-    the tracer it fetched).
+
+def check_trace_checks(value: object) -> str:
+    """Refuse a ``trace_checks`` that is none of :data:`TRACE_CHECKS`."""
+    if value not in TRACE_CHECKS:
+        raise ValueError(
+            "HealthMonitor(trace_checks=...) must be 'problems' (a span per check that is "
+            "not healthy or slow), 'events' (those, and an event per check on the "
+            f"round's span) or 'all' (a span per check), got {value!r}"
+        )
+    return str(value)
+
+
+async def traced_round(
+    tracer: Any, run: Callable[[], Awaitable[HealthReport]], details: bool, checks: str = "all"
+) -> tuple[HealthReport, Any]:
+    """``run()`` (one round) as a "health round" span; its checks as ``checks`` says.
+
+    The round's span counts the checks by outcome (``healthdi.checks``,
+    ``healthdi.checks.<outcome>``). ``"problems"``: a child span ("health check") for
+    each check that was not healthy (degraded, unhealthy, timed out) or took
+    :data:`SLOW_CHECK_SECONDS` or more; ``"events"``: those, and one event per check on
+    the round's span; ``"all"``: a child span for every check. Returns the report and
+    the tracer to use next time (a :class:`LazyTracer` becomes the tracer it fetched).
     """
     from opentelemetry import trace
 
@@ -280,11 +304,26 @@ async def traced_round(
             return report, tracer  # no SDK configured: no child spans to pay for
         span.set_attribute("healthdi.status", report.status)
         span.set_attribute("healthdi.checks", len(report.checks))
+        counts = Counter(check.outcome.value for check in report.checks)
+        for outcome, count in counts.items():
+            span.set_attribute(f"healthdi.checks.{outcome}", count)
         if report.status == "fail":
             span.set_status(trace.StatusCode.ERROR)
         context = trace.set_span_in_context(span)
+        if checks == "all":
+            for check in report.checks:
+                check_span(tracer, context, check, details)
+            return report, tracer
+        healthy = Outcome.HEALTHY
         for check in report.checks:
-            check_span(tracer, context, check, details)
+            if checks == "events":
+                span.add_event(
+                    "health check",
+                    _attributes(check, details),
+                    timestamp=int(check.started_at * 1e9),
+                )
+            if check.outcome is not healthy or check.duration >= SLOW_CHECK_SECONDS:
+                check_span(tracer, context, check, details)
     return report, tracer
 
 
@@ -292,6 +331,20 @@ def check_span(tracer: Any, context: Any, check: HealthCheckResult, details: boo
     """One check of a round as a finished child span, timed as the check ran."""
     from opentelemetry import trace
 
+    attributes = _attributes(check, details)
+    error = check.error
+    started = int(check.started_at * 1e9)
+    span = tracer.start_span(
+        "health check", context=context, start_time=started, attributes=attributes
+    )
+    if not check.healthy:
+        span.set_status(trace.StatusCode.ERROR, error_summary(error) if details else None)
+    span.end(end_time=started + int(check.duration * 1e9))
+
+
+def _attributes(check: HealthCheckResult, details: bool) -> dict[str, Any]:
+    """A check's span or event attributes: the error's text and details only with
+    ``details``."""
     attributes: dict[str, Any] = {
         "healthdi.service": check.key,
         "healthdi.scope": check.scope,
@@ -306,13 +359,9 @@ def check_span(tracer: Any, context: Any, check: HealthCheckResult, details: boo
         for name, value in check.details.items():
             if isinstance(value, str | bool | int | float):
                 attributes[f"healthdi.details.{name}"] = value
-    started = int(check.started_at * 1e9)
-    span = tracer.start_span(
-        "health check", context=context, start_time=started, attributes=attributes
-    )
-    if not check.healthy:
-        span.set_status(trace.StatusCode.ERROR, error_summary(error) if details else None)
-    span.end(end_time=started + int(check.duration * 1e9))
+    if check.duration >= SLOW_CHECK_SECONDS:
+        attributes["healthdi.slow"] = True
+    return attributes
 
 
 def error_summary(error: BaseException | None) -> str:

@@ -22,7 +22,10 @@ What a handler injects is checked when its app starts: each wrapper (and FastAPI
 ``Inject`` dependency, and Litestar's ``provide()``) carries :data:`INJECTS`, a
 function listing ``(parameter, key, name)``; the integration finds the handlers its
 app serves and :func:`check_injected` raises one :class:`~di.errors.GraphError`
-naming every handler that asks for what the container cannot build.
+naming every handler that asks for what the container cannot build. A handler written
+so that its framework could not inject it (a Flask view with ``Inject`` parameters but
+no ``@inject``, a Litestar parameter that is a service no dependency provides) is named
+there too: its site's reader raises :class:`Misused`, whose text is the fix.
 """
 
 from __future__ import annotations
@@ -40,7 +43,16 @@ from .._container.keys import Key
 from ..errors import GraphError, ServiceNotFoundError
 from ..scope import Scope
 
-__all__ = ["INJECT", "INJECTS", "check_injected", "injected_params", "injects", "wrap"]
+__all__ = [
+    "INJECT",
+    "INJECTS",
+    "Misused",
+    "check_injected",
+    "injected_params",
+    "injects",
+    "misused",
+    "wrap",
+]
 
 # What a handler injects, as ``(parameter, key, name)`` triples (parameter None when the
 # framework binds it: a FastAPI dependency's), read on demand.
@@ -143,6 +155,19 @@ def injects(func: object) -> Callable[[], Plan] | None:
     return reader if callable(reader) else None
 
 
+class Misused(Exception):
+    """A handler written so that its framework cannot inject it; the text says the fix."""
+
+
+def misused(text: str) -> Callable[[], Plan]:
+    """A site's reader that reports ``text`` (see :func:`check_injected`)."""
+
+    def read() -> Plan:
+        raise Misused(text)
+
+    return read
+
+
 def check_injected(injector: Scope, sites: Iterable[Site]) -> None:
     """Raise one :class:`~di.errors.GraphError` naming each site (``"route GET
     /orders (list_orders)"``) whose plan asks for a key ``injector`` cannot build.
@@ -154,6 +179,9 @@ def check_injected(injector: Scope, sites: Iterable[Site]) -> None:
     for where, read in sites:
         try:
             plan = read()
+        except Misused as error:
+            problems.append(f"{where}: {error}")
+            continue
         except (NameError, TypeError) as error:
             problems.append(f"{where}: its injected parameters cannot be read: {error}")
             continue

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from celery import Celery, signals
-from celery.app.task import Context
+from celery.app.task import Context as Context  # the key of the task request in scope context
 
 from ..errors import DIError, ScopeClosedError
 from ..health_server import HealthServer
@@ -52,7 +52,7 @@ from . import _asgi
 from ._inject import wrap
 from ._startup import check_handlers
 
-__all__ = ["Context", "Inject", "TaskFailedError", "current_scope", "inject", "install"]
+__all__ = ["Inject", "TaskFailedError", "current_scope", "inject", "install"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("di.integrations.celery")

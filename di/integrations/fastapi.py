@@ -20,23 +20,28 @@ integration uses (:func:`di.integrations._inject.wrap`) instead.
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI
-from fastapi.requests import HTTPConnection
-from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute
-
 from .._container.keys import parse_named
+from .._extras import needs_extra
 from ..inject import Inject
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from . import _asgi
-from . import starlette as _starlette
 from ._asgi import StreamAbortedError
 from ._inject import INJECTS, Plan, Site, check_injected, injected_params, injects, wrap
+
+with needs_extra("di.integrations.fastapi", "fastapi"):
+    from fastapi import Depends, FastAPI
+    from fastapi.exceptions import FastAPIError
+    from fastapi.requests import HTTPConnection
+    from fastapi.routing import APIRoute
+    from starlette.routing import BaseRoute
+
+    from . import starlette as _starlette
 
 __all__ = [
     "Inject",
@@ -177,7 +182,35 @@ class InjectingRoute(APIRoute):
     """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        super().__init__(path, _injecting(endpoint), **kwargs)
+        try:
+            super().__init__(path, _injecting(endpoint), **kwargs)
+        except FastAPIError as error:
+            mistake = _unmarked(path, endpoint, kwargs.get("methods"), error)
+            if mistake is None:
+                raise
+            raise FastAPIError(mistake) from error
+
+
+def _unmarked(path: str, endpoint: Any, methods: Any, error: FastAPIError) -> str | None:
+    """What FastAPI refused, said as the mistake it most often is: a parameter typed as a
+    service, without ``Inject``; None when it is not that."""
+    try:
+        signature = inspect.signature(endpoint)
+        hints = typing.get_type_hints(endpoint)
+    except Exception:
+        return None
+    for parameter in signature.parameters.values():
+        hint = hints.get(parameter.name)
+        if isinstance(hint, type) and repr(hint) in str(error):
+            name, kind = parameter.name, hint.__qualname__
+            verbs = ",".join(sorted(methods or ())) or "WebSocket"
+            return (
+                f"route {verbs} {path} ({_name(endpoint)}): parameter {name!r} is typed "
+                f"{kind}, which FastAPI cannot read from a request: to have the container "
+                f"inject it, write {name}: Inject[{kind}] (from di.integrations.fastapi "
+                "import Inject)"
+            )
+    return None
 
 
 _CONNECTION = "_di_connection"

@@ -25,7 +25,6 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
-from flask import Blueprint, Flask, Request, Response, current_app, g, request
 
 from .._answers import (
     BODY_TOO_LARGE,
@@ -37,14 +36,18 @@ from .._answers import (
     render_probe,
 )
 from .._container.runner import LoopThread, after_fork_in_child
+from .._extras import needs_extra
 from ..errors import DIError
 from ..inject import Inject
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from . import _asgi
 from ._asgi import StreamAbortedError
-from ._inject import Site, check_injected, injects, wrap
+from ._inject import Site, check_injected, injected_params, injects, misused, wrap
 from ._lifecycle import Running, monitor_for, registry_for
+
+with needs_extra("di.integrations.flask", "flask"):
+    from flask import Blueprint, Flask, Request, Response, current_app, g, request
 
 __all__ = ["Inject", "StreamAbortedError", "inject", "install", "scope_of", "shutdown"]
 
@@ -218,9 +221,12 @@ class _CheckedViews(dict[str, Any]):
 
 
 def _sites(app: Flask, views: Iterable[tuple[str, Any]]) -> Iterator[Site]:
-    """Each ``@inject`` view among ``views``: ``(where, plan)``."""
+    """Each ``@inject`` view among ``views``: ``(where, plan)``; and each view with
+    ``Inject`` parameters but no ``@inject``, which Flask would call without them."""
     for endpoint, view in views:
         read = injects(view)
+        if read is None:
+            read = _not_decorated(view)
         if read is not None:
             try:
                 rules = ", ".join(rule.rule for rule in app.url_map.iter_rules(endpoint))
@@ -228,6 +234,22 @@ def _sites(app: Flask, views: Iterable[tuple[str, Any]]) -> Iterator[Site]:
                 rules = "no rule"
             name = getattr(view, "__qualname__", endpoint)
             yield f"view {endpoint!r} ({name}, at {rules})", read
+
+
+def _not_decorated(view: Any) -> Callable[[], Any] | None:
+    """The mistake of a view with ``Inject`` parameters that ``@inject`` does not wrap."""
+    try:
+        marked = injected_params(view)
+    except Exception:  # not a function, or annotations not readable yet: not ours to say
+        return None
+    if not marked:
+        return None
+    names = ", ".join(repr(name) for name in marked)
+    return misused(
+        f"its parameters {names} are Inject[...], but the view is not decorated with "
+        "@inject, so Flask would call it without them: add @inject (from "
+        "di.integrations.flask import inject) below the @app.route decorator"
+    )
 
 
 def shutdown(app: Flask) -> None:

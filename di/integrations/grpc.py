@@ -36,21 +36,24 @@ from concurrent.futures import Executor
 from types import TracebackType
 from typing import Any, TypeVar
 
-import grpc
-import grpc.aio
-from grpc._cython.cygrpc import (  # type: ignore[import-not-found]
-    _SyncServicerContext,  # the sync methods' context, as grpc.aio makes it
-)
-
 from .._container import views
 from .._container.runner import in_thread, to_completion
+from .._extras import needs_extra
 from ..errors import DIError
-from ..grpc import HealthServicer, add_health_servicer
 from ..inject import Inject
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from ._inject import Site, check_injected, injects, wrap
 from ._lifecycle import Running, monitor_for, registry_for
+
+with needs_extra("di.integrations.grpc", "grpc"):
+    import grpc
+    import grpc.aio
+    from grpc._cython.cygrpc import (  # type: ignore[import-not-found]
+        _SyncServicerContext,  # the sync methods' context, as grpc.aio makes it
+    )
+
+    from ..grpc import HealthServicer, add_health_servicer
 
 __all__ = [
     "WITHHELD",
@@ -69,9 +72,11 @@ logger = logging.getLogger("di.integrations.grpc")
 
 # The context key each RPC's scope receives: the ServicerContext class itself.
 ServicerContext = grpc.aio.ServicerContext
+"""The context key under which each RPC's scope holds the RPC's ``ServicerContext``."""
 _HEALTH = "/grpc.health.v1.Health/"
 # What a client reads when an RPC fails with an exception: its text may hold secrets.
 WITHHELD = "unexpected error (details withheld: see the server's log)"
+"""What a client reads when an RPC fails with an exception; the text goes to the log."""
 _UNSET: Any = object()  # stop()'s grace and drain: those given to install()
 
 
@@ -127,6 +132,9 @@ class ScopeInterceptor(grpc.aio.ServerInterceptor):
         declare_context(injector)
         self.injector = injector
         self.executor = executor
+        # Each method's handler as the server gave it, and its scoped stand-in: made
+        # once, not on every call (the server hands out the same handler each time).
+        self._wrapped: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
 
     async def intercept_service(
         self,
@@ -136,9 +144,15 @@ class ScopeInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(_HEALTH):
+        method = handler_call_details.method
+        if handler is None or method.startswith(_HEALTH):
             return handler
-        return _in_scope(handler, self.injector, handler_call_details.method, self.executor)
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None and wrapped[0] is handler:
+            return wrapped[1]
+        scoped = _in_scope(handler, self.injector, method, self.executor)
+        self._wrapped[method] = (handler, scoped)
+        return scoped
 
 
 def _in_scope(

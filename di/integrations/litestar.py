@@ -14,28 +14,33 @@ controller's or router's own ``dependencies``. ``pip install 'healthdi[litestar]
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request, WebSocket
-from litestar.config.app import AppConfig
-from litestar.connection import ASGIConnection
-from litestar.di import Provide
-from litestar.exceptions import ImproperlyConfiguredException
-from litestar.handlers import asgi
-from litestar.middleware import DefineMiddleware
-from litestar.plugins import InitPlugin
-from litestar.types import Receive, Send
-from litestar.types import Scope as ASGIScope
-
+from .._container import views
 from .._container.keys import parse_named
+from .._extras import needs_extra
+from ..errors import DIError
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from . import _asgi
 from ._asgi import StreamAbortedError
-from ._inject import INJECTS, Plan, Site, check_injected, injects
+from ._inject import INJECTS, Plan, Site, check_injected, injects, misused
 from ._lifecycle import monitor_for
+
+with needs_extra("di.integrations.litestar", "litestar"):
+    from litestar import Litestar, Request, WebSocket
+    from litestar.config.app import AppConfig
+    from litestar.connection import ASGIConnection
+    from litestar.constants import RESERVED_KWARGS
+    from litestar.di import Provide
+    from litestar.exceptions import ImproperlyConfiguredException
+    from litestar.handlers import asgi
+    from litestar.middleware import DefineMiddleware
+    from litestar.plugins import InitPlugin
+    from litestar.types import Receive, Send
+    from litestar.types import Scope as ASGIScope
 
 __all__ = ["DIPlugin", "StreamAbortedError", "provide", "scope_of"]
 
@@ -111,7 +116,7 @@ class DIPlugin(InitPlugin):
 
         @asynccontextmanager
         async def running(app: Litestar) -> AsyncIterator[None]:
-            check_injected(injector, _sites(app, plugin_dependencies))
+            check_injected(injector, _sites(app, plugin_dependencies, injector))
             async with _asgi.running(injector, monitor, lifespan):
                 yield
 
@@ -159,9 +164,11 @@ class DIPlugin(InitPlugin):
         return app_config
 
 
-def _sites(app: Litestar, plugin: Mapping[str, Any]) -> Iterator[Site]:
+def _sites(app: Litestar, plugin: Mapping[str, Any], injector: Scope) -> Iterator[Site]:
     """Each ``provide()`` a route handler uses (through its own parameters, or another
-    dependency's), and each of ``DIPlugin(dependencies=...)`` that none uses."""
+    dependency's), each of ``DIPlugin(dependencies=...)`` that none uses, and each
+    handler parameter typed as a service that no dependency provides (Litestar would
+    read it from the query string)."""
     used: set[str] = set()
     for route in app.routes:
         handlers = getattr(route, "route_handlers", None) or [getattr(route, "route_handler", None)]
@@ -172,6 +179,11 @@ def _sites(app: Litestar, plugin: Mapping[str, Any]) -> Iterator[Site]:
             methods = ",".join(sorted(getattr(handler, "http_methods", None) or ())) or "WebSocket"
             where = f"handler {methods} {route.path} ({handler.handler_name})"
             wanted = list(handler.parsed_fn_signature.parameters)
+            for name in wanted:
+                if name not in dependencies:
+                    read = _unprovided(handler, name, injector)
+                    if read is not None:
+                        yield where, read
             seen: set[str] = set()
             while wanted:
                 name = wanted.pop()
@@ -189,6 +201,26 @@ def _sites(app: Litestar, plugin: Mapping[str, Any]) -> Iterator[Site]:
             read = injects(getattr(app.dependencies.get(name), "dependency", None))
             if read is not None:
                 yield f"DIPlugin(dependencies={{{name!r}: ...}})", _named(read, name)
+
+
+def _unprovided(handler: Any, name: str, injector: Scope) -> Callable[[], Plan] | None:
+    """The mistake of a parameter typed as a service that no dependency provides."""
+    if name in RESERVED_KWARGS:
+        return None  # request, state, headers...: Litestar's own
+    annotation = handler.parsed_fn_signature.parameters[name].annotation
+    if not isinstance(annotation, type) or annotation.__module__ == "builtins":
+        return None  # a query or path parameter's type
+    try:
+        views.find(injector, annotation)
+    except DIError:
+        return None  # not a service: Litestar reads it from the request as it does
+    service = annotation.__qualname__
+    return misused(
+        f"parameter {name!r} is typed {service}, a service of the container, but no "
+        f"dependency provides {name!r}, so Litestar would read it from the query string: "
+        f'add dependencies={{"{name}": provide({service})}} to the handler (or its '
+        f'controller or router), or DIPlugin(injector, dependencies={{"{name}": {service}}})'
+    )
 
 
 def _named(read: Callable[[], Plan], parameter: str) -> Callable[[], Plan]:
@@ -213,18 +245,16 @@ def provide(service: Any, *, use_cache: bool = False) -> Provide:
     """
     key, name, _ = parse_named(service)
 
-    async def resolve(request: ASGIConnection[Any, Any, Any, Any]) -> AsyncGenerator[Any, None]:
+    # A plain coroutine, not a generator dependency (which Litestar drives once more
+    # after the handler): a handler's exception reaches the request scope through the
+    # plugin's after_exception hook (record_failure), whoever injected what.
+    async def resolve(request: ASGIConnection[Any, Any, Any, Any]) -> Any:
         slot: Any = request.scope.get(_asgi.SLOT)
         # Without a slot, scope_of() raises: the plugin is missing.
         scope = scope_of(request) if slot is None else slot.scope or slot.open(request)
-        value = await (scope.ainvoke(key) if name is None else scope.ainvoke(key, name))
-        try:
-            yield value
-        except Exception as error:
-            # The handler failed: the scope closes with its exception, after the response.
-            if slot is not None and slot.failure is None:
-                slot.failure = error
-            raise
+        if name is None:
+            return await scope.ainvoke(key)
+        return await scope.ainvoke(key, name)
 
     resolve.__qualname__ = f"provide({getattr(key, '__qualname__', key)})"
     plan: Plan = ((None, key, name),)

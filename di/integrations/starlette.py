@@ -17,18 +17,20 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from starlette.applications import Starlette
-from starlette.requests import HTTPConnection, Request
-from starlette.routing import BaseRoute, Match, NoMatchFound
-from starlette.types import Receive, Send
-from starlette.types import Scope as ASGIScope
-from starlette.websockets import WebSocket
-
+from .._extras import needs_extra
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from . import _asgi
 from ._asgi import StreamAbortedError
 from ._lifecycle import monitor_for
+
+with needs_extra("di.integrations.starlette", "starlette"):
+    from starlette.applications import Starlette
+    from starlette.requests import HTTPConnection, Request
+    from starlette.routing import BaseRoute, Match, NoMatchFound
+    from starlette.types import Receive, Send
+    from starlette.types import Scope as ASGIScope
+    from starlette.websockets import WebSocket
 
 __all__ = ["StreamAbortedError", "install", "scope_of"]
 

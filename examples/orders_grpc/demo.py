@@ -36,6 +36,11 @@ async def call(channel: grpc.aio.Channel) -> None:
     health = health_pb2_grpc.HealthStub(channel)
     for user, items in (("ana", ["tea", "jam"]), ("bo", ["bread", ""]), ("cy", ["gremlin"])):
         print(f"Place {items} as {user}:")
+        if "gremlin" in items:
+            print(
+                "  (this handler fails on purpose, with a secret in its error's text:\n"
+                "   the server's log keeps the text, the client is told nothing of it)"
+            )
         try:
             reply = await place({"items": items}, metadata=(("x-user", user),), timeout=5)
             print(f"  -> {reply}")
@@ -50,11 +55,22 @@ async def call(channel: grpc.aio.Channel) -> None:
     print(f"Health Check(''): {health_pb2.HealthCheckResponse.ServingStatus.Name(status.status)}")
 
 
+class Brief(logging.Formatter):
+    """A log record's exception as its one last line: the demo's log, read in a tour.
+
+    A server logs the whole traceback (the default formatter); here the reader sees
+    what the log holds and the client does not, without a page of stack.
+    """
+
+    def formatException(self, ei: Any) -> str:
+        return f"  [server log]   {ei[0].__name__}: {ei[1]} (traceback omitted here)"
+
+
 async def main() -> None:
     # The server's log, where the text of a failed RPC goes (its client never sees it).
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stdout, format="  [server log] %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(Brief("  [server log] %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     with tempfile.TemporaryDirectory() as folder:
         lifecycle, port = create_server(build(Path(folder)), "127.0.0.1:0")
         print(f"gRPC: the orders service on 127.0.0.1:{port}, a scope per RPC")

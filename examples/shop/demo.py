@@ -2,12 +2,15 @@
 
 Starts a local redis-server on a free loopback port when one is installed (unless
 SHOP_REDIS_URL points elsewhere), else runs on SQLite alone and says so; then serves
-the shop's FastAPI app (examples.shop.api) with uvicorn until Ctrl-C. The container
-starts and stops with the app (di.integrations.fastapi).
+the shop's FastAPI app (examples.shop.api) with uvicorn until Ctrl-C, on
+127.0.0.1:--port (8080) and its gRPC health service on 127.0.0.1:--grpc-port (50051):
+``make demo PORT=8081 GRPC_PORT=50052``. A port already taken is said before anything
+starts. The container starts and stops with the app (di.integrations.fastapi).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import shutil
@@ -19,8 +22,8 @@ import tempfile
 import time
 from typing import cast
 
-HOST, PORT = "127.0.0.1", 8080
-HTTP = f"{HOST}:{PORT}"
+HOST = "127.0.0.1"
+PORT, GRPC_PORT = 8080, 50051  # make demo PORT=... GRPC_PORT=...
 
 
 def _free_port() -> int:
@@ -66,34 +69,66 @@ def _start_redis() -> tuple[subprocess.Popen[bytes] | None, str | None]:
     return process, f"redis://127.0.0.1:{port}"
 
 
-def instructions(redis: subprocess.Popen[bytes] | None) -> str:
+def instructions(
+    redis: subprocess.Popen[bytes] | None, port: int = PORT, grpc_port: int = GRPC_PORT
+) -> str:
     """What to try while the shop is served."""
+    http = f"{HOST}:{port}"
     return f"""
-Try, from another terminal:
-  curl -X POST http://{HTTP}/orders/tea
-  curl http://{HTTP}/orders/count
-  curl -i http://{HTTP}/health
-  curl http://{HTTP}/readyz?verbose
-  curl -X POST -d '{{"service": ""}}' http://{HTTP}/grpc.health.v1.Health/Check
-  .venv/bin/di probe http://{HTTP}/livez
+The shop: http://{http} (its health over gRPC: {HOST}:{grpc_port}). Try, from another terminal:
+  curl -X POST http://{http}/orders/tea
+  curl http://{http}/orders/count
+  curl -i http://{http}/health
+  curl http://{http}/readyz?verbose
+  curl -X POST -d '{{"service": ""}}' http://{http}/grpc.health.v1.Health/Check
+  .venv/bin/di probe http://{http}/livez
+  .venv/bin/di probe grpc://{HOST}:{grpc_port}
 {redis_steps(redis) if redis else ""}
 Ctrl-C stops the server (it goes NOT_SERVING, then shuts the container down).
 """
 
 
-def main() -> None:
+def taken(port: int) -> bool:
+    """Whether something on this machine already listens on ``HOST:port``."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return True
+    return False
+
+
+def options(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Serve the example shop until Ctrl-C.")
+    parser.add_argument("--port", type=int, default=PORT, help="HTTP (default: %(default)s)")
+    parser.add_argument(
+        "--grpc-port", type=int, default=GRPC_PORT, help="gRPC health (default: %(default)s)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = options(argv)
+    for port, variable in ((args.port, "PORT"), (args.grpc_port, "GRPC_PORT")):
+        if taken(port):
+            sys.exit(
+                f"{HOST}:{port} is taken (another server listens there): choose another "
+                f"port, such as make demo {variable}={port + 1}"
+            )
     redis, url = _start_redis()
     env = {
         **os.environ,
         "SHOP_DATA_DIR": tempfile.mkdtemp(prefix="shop-"),
         "SHOP_HEALTH_INTERVAL": "2",
+        "SHOP_GRPC": f"{HOST}:{args.grpc_port}",
     }
     if url:
         env["SHOP_REDIS_URL"] = url
-    print(instructions(redis))
+    print(instructions(redis, args.port, args.grpc_port))
     command = [
         sys.executable, "-m", "uvicorn", "--factory", "examples.shop.api:create_api",
-        "--host", HOST, "--port", str(PORT),
+        "--host", HOST, "--port", str(args.port), "--loop", "asyncio",
     ]  # fmt: skip
     server = subprocess.Popen(command, env=env)
     signal.signal(signal.SIGTERM, lambda *_: server.send_signal(signal.SIGTERM))

@@ -68,7 +68,7 @@ def test_readme_health_example_builds_and_checks_a_service() -> None:
         [sys.executable, "-c", example], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "{'__main__.Database': None}"
+    assert done.stdout.strip() == "{'database': None}"
 
 
 @pytest.mark.parametrize(
@@ -198,39 +198,51 @@ PAGES = sorted((ROOT / "docs").glob("*.md"))
 NOT_RUN = "<!-- not run -->"
 _FENCE = r"(<!-- not run -->\n)?```(\w*)\n(.*?)```"
 
-# Runs a page's Python blocks in order in one namespace, as a reader would paste them
-# into ``python -m asyncio``: statements that await run on one event loop, the others
-# while it is not running (the sync API refuses a running loop).
-RUNNER = """
-import ast, asyncio, json, sys
-blocks = json.loads(sys.stdin.read())
-namespace = {"__name__": "__main__"}
-loop = asyncio.new_event_loop()
-asyncio.set_event_loop(loop)  # for clients made outside a coroutine (grpc.aio)
-for index, source in enumerate(blocks):
+# How a page's examples run, said in words at its top (before its first example): each
+# block alone, in a fresh interpreter, with nothing hidden before it.
+AS_FILE = "Each example on this page is a whole program: save it as a file and run it."
+IN_ASYNCIO = (
+    "Each example on this page runs on its own in `python -m asyncio`, the asyncio "
+    "REPL, where `await` works at the top level."
+)
+
+# Runs one block as `python -m asyncio` runs what is typed into it: each top-level
+# statement in turn, on the REPL's running event loop (sync calls included), awaited
+# when it is a coroutine; `asyncio` is imported, as the REPL imports it.
+ASYNCIO_REPL = """
+import ast, asyncio, inspect, sys, types
+source = sys.stdin.read()
+namespace = {"__name__": "__main__", "__builtins__": __builtins__, "asyncio": asyncio}
+
+async def repl() -> None:
     for statement in ast.parse(source).body:
         module = ast.Module(body=[statement], type_ignores=[])
-        code = compile(module, f"<block {index}>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-        result = eval(code, namespace)
-        if asyncio.iscoroutine(result):
-            loop.run_until_complete(result)
+        code = compile(module, "<stdin>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        result = types.FunctionType(code, namespace)()
+        if inspect.iscoroutine(result):
+            await result
+
+asyncio.run(repl())
 """
 
 
-def page_blocks(text: str) -> tuple[list[str], list[str]]:
-    """A page's Python to run, in page order, and the languages of blocks not run.
+def convention(text: str, page: str) -> str:
+    """How the page says its examples run: ``"file"`` or ``"asyncio"``."""
+    top = " ".join(text[: text.find("```")].split())
+    said = [name for name, words in (("file", AS_FILE), ("asyncio", IN_ASYNCIO)) if words in top]
+    assert len(said) == 1, (
+        f"{page} must say at its top how its examples run: {AS_FILE!r} or {IN_ASYNCIO!r}"
+    )
+    return said[0]
 
-    ``<!-- setup ... -->`` comments (hidden on the site) run where they stand: they
-    define what a snippet assumes, such as the classes it provides.
-    """
+
+def page_blocks(text: str) -> tuple[list[str], list[str]]:
+    """A page's Python blocks, in page order, and the languages of blocks not run."""
     import re
 
     run, skipped = [], []
-    pattern = r"<!-- setup\n(.*?)-->|" + _FENCE
-    for setup, marker, language, body in re.findall(pattern, text, flags=re.DOTALL):
-        if setup:
-            run.append(setup)
-        elif marker:
+    for marker, language, body in re.findall(_FENCE, text, flags=re.DOTALL):
+        if marker:
             skipped.append(language)
         elif language == "python":
             run.append(body)
@@ -285,24 +297,90 @@ def servers_for(page: Path, folder: Path) -> Iterator[dict[str, str]]:
         }
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
-def test_every_code_block_of_the_page_runs(page: Path, tmp_path: Path) -> None:
-    import json
-    import os
+DOCUMENTS = [*PAGES, ROOT / "README.md"]
 
-    blocks, skipped = page_blocks(page.read_text())
+
+@pytest.mark.parametrize("page", DOCUMENTS, ids=[page.name for page in DOCUMENTS])
+def test_each_page_says_how_its_examples_run_and_hides_nothing(page: Path) -> None:
+    text = page.read_text()
+    assert "<!-- setup" not in text, "no hidden setup: each example defines what it uses"
+    blocks, skipped = page_blocks(text)
     assert len(skipped) <= 6, "mark only shell and configuration blocks as not run"
+    if blocks:
+        convention(text, page.name)
+
+
+@pytest.mark.parametrize("page", DOCUMENTS, ids=[page.name for page in DOCUMENTS])
+def test_each_code_block_runs_alone_as_shown(page: Path, tmp_path: Path) -> None:
+    """Each block alone, in a fresh interpreter of its own, in a folder of its own, as
+    the page says its examples run (the servers a page talks to start once for it)."""
+
+    text = page.read_text()
+    blocks = page_blocks(text)[0]
+    if not blocks:
+        return
+    how = convention(text, page.name)
     with servers_for(page, tmp_path) as environment:
-        done = subprocess.run(
-            [sys.executable, "-c", RUNNER],
-            input=json.dumps(blocks),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=ROOT,
-            env={**os.environ, **environment},
-        )
-    assert done.returncode == 0, done.stderr
+        for index, block in enumerate(blocks):
+            folder = tmp_path / f"example-{index + 1}"
+            folder.mkdir()
+            if how == "file":
+                (folder / "example.py").write_text(block)
+                command, given = [sys.executable, "example.py"], None
+            else:
+                command, given = [sys.executable, "-c", ASYNCIO_REPL], block
+            code, output = run_as_a_reader(command, given, folder, environment)
+            assert code == 0, f"{page.name}, example {index + 1}:\n{block}\n{output}"
+
+
+# A program that serves until Ctrl-C says so on a line of its own; the reader presses it.
+CTRL_C = "Ctrl-C stops it"
+
+
+def run_as_a_reader(
+    command: list[str], given: str | None, folder: Path, environment: dict[str, str]
+) -> tuple[int, str]:
+    """Run an example as a reader would: its exit status and output (stderr with it).
+
+    A server it starts listens on ``PORT`` where it reads one (a free port here); when
+    it says ``CTRL_C``, the reader presses Ctrl-C (SIGINT).
+    """
+    import os
+    import signal
+    import threading
+
+    from ..processes import free_port
+
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=folder,
+        env={**os.environ, "PORT": str(free_port()), **environment},
+    )
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if CTRL_C in line:
+                process.send_signal(signal.SIGINT)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert process.stdin is not None
+    process.stdin.write(given or "")
+    process.stdin.close()
+    try:
+        code = process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        code = process.wait()
+    reader.join(10)
+    return code, "".join(lines)
 
 
 def test_the_testing_guide_s_fixtures_pass_under_pytest(tmp_path: Path) -> None:
@@ -323,3 +401,72 @@ def test_the_testing_guide_s_fixtures_pass_under_pytest(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout
+
+
+# -- the API reference -------------------------------------------------------------------
+
+
+def test_the_reference_renders_roles_as_code_and_doctests_as_code_blocks() -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from docs_reference import rendered
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    docstring = (
+        "Runs a :class:`~di.HealthMonitor` (see :meth:`start`, :mod:`di.metrics`).\n"
+        "\n"
+        ">>> monitor = HealthMonitor(injector)\n"
+        ">>> async with monitor:\n"
+        "...     await monitor.wait_ready()\n"
+        "True\n"
+        "\n"
+        "After."
+    )
+    assert rendered(docstring) == (
+        "Runs a `HealthMonitor` (see `start`, `di.metrics`).\n"
+        "\n"
+        "```python\n"
+        ">>> monitor = HealthMonitor(injector)\n"
+        ">>> async with monitor:\n"
+        "...     await monitor.wait_ready()\n"
+        "True\n"
+        "```\n"
+        "\n"
+        "After."
+    )
+
+
+def test_the_docs_build_fails_on_a_public_name_the_reference_lacks(tmp_path: Path) -> None:
+    """The site as `make docs` builds it, its reference without di.metrics: refused."""
+    import os
+    import shutil
+
+    import yaml
+
+    docs = tmp_path / "docs"
+    shutil.copytree(ROOT / "docs", docs)
+    reference = docs / "reference.md"
+    text = reference.read_text()
+    assert "::: di.metrics\n" in text
+    reference.write_text(text.replace("::: di.metrics\n", ""))
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    script = str(ROOT / "scripts" / "docs_reference.py")
+    config["docs_dir"] = str(docs)
+    config["hooks"] = [script]
+    handler = config["plugins"][1]["mkdocstrings"]["handlers"]["python"]
+    handler["paths"] = [str(ROOT)]
+    handler["options"]["extensions"] = [f"{script}:Docstrings"]
+    (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(tmp_path / "mkdocs.yml")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert done.returncode != 0
+    assert (
+        "docs/reference.md has no entry for 3 public name(s): di.metrics.HealthCollector, "
+        "di.metrics.STATUSES, di.metrics.register; add a `::: module` block"
+    ) in done.stderr, done.stderr

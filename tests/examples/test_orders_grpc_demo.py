@@ -30,7 +30,10 @@ def test_the_grpc_demo_commits_rolls_back_withholds_and_shuts_down() -> None:
     # The failure's text is in the server's log, never in the client's answer.
     withheld = "-> UNKNOWN: unexpected error (details withheld: see the server's log)"
     assert withheld in out
-    assert "RuntimeError: the warehouse password is hunter2" in out
+    assert "RuntimeError: the warehouse password is hunter2 (traceback omitted here)" in out
+    # A first-time reader is told why before it happens, and sees no stack.
+    assert "the server's log keeps the text, the client is told nothing of it)" in out
+    assert "Traceback" not in out + done.stderr
     assert lines.index("{'user': 'ana', 'item': 'jam'}") > lines.index("List:")
     assert "Health Check(''): SERVING" in out
     assert lines[-2:] == ["[server] database closed", "stopped"]

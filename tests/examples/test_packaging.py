@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
 from importlib.metadata import version
+from pathlib import Path
 
 import di
 
@@ -127,3 +129,45 @@ def test_changelog_keeps_a_changelog() -> None:
     unreleased = unwrapped(text.split("## [Unreleased]", 1)[1])
     for topic in ("Container.", "Health engine.", "Exposure.", "Reliability and trust."):
         assert f"**{topic}**" in unreleased, topic
+
+
+def test_the_readme_installs_from_a_fresh_clone(tmp_path: Path) -> None:
+    """The README's "Installing", followed in a fresh clone: each ``pip install`` works.
+
+    The package is not on an index yet, so the README installs from the clone (and from
+    the wheel ``make dist`` builds, which ``make check-dist`` installs alone).
+    """
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Installing") : readme.index("## Start here")]
+    assert "not on a package index yet" in section
+    (block,) = re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+    commands = [line.split("#")[0].strip() for line in block.splitlines()]
+    assert commands[0] == f"git clone {REPOSITORY}.git && cd healthdi"
+    wheel = f"healthdi-{PROJECT['version']}-py3-none-any.whl"
+    assert commands[-2:] == ["make dist", f"pip install 'dist/{wheel}[fastapi]'"]
+    clone = tmp_path / "healthdi"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    for command in commands[1:-2]:
+        words = shlex.split(command)
+        assert words[:2] == ["pip", "install"], command
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "--python", python, "install", "-q", *words[2:]],
+            cwd=clone,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr
+    # Imported outside the clone: the installed package, with the extras asked for.
+    done = subprocess.run(
+        [python, "-c", "import di, di.grpc, di._cli.http_server; print(di.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "site-packages" in done.stdout

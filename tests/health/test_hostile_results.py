@@ -113,7 +113,9 @@ async def test_the_monitor_publishes_logs_and_renders_any_check_result(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monitor = HealthMonitor(injector, log_interval=0, tracing=provider, show_details=True)
+    monitor = HealthMonitor(
+        injector, log_interval=0, tracing=provider, show_details=True, trace_checks="all"
+    )
     di.metrics.register(monitor, registry)
     lines = Lines()
     logger = logging.getLogger("di")

@@ -375,12 +375,14 @@ def traced() -> tuple[TracerProvider, InMemorySpanExporter]:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("show_details", [False, True])
-async def test_a_round_is_a_span_with_one_child_per_check(
+async def test_a_round_can_be_a_span_with_one_child_per_check(
     traced: tuple[TracerProvider, InMemorySpanExporter], show_details: bool
 ) -> None:
     provider, exporter = traced
     injector, _ = degraded_injector()
-    monitor = HealthMonitor(injector, tracing=provider, show_details=show_details)
+    monitor = HealthMonitor(
+        injector, tracing=provider, show_details=show_details, trace_checks="all"
+    )
     report = await monitor.check()
     spans = exporter.get_finished_spans()
     rounds = [span for span in spans if span.name == "health round"]
@@ -402,6 +404,46 @@ async def test_a_round_is_a_span_with_one_child_per_check(
     assert ("healthdi.error.message" in search) is show_details
     assert "error.type" not in by_service[DB].attributes
     assert round_span.attributes["healthdi.status"] == "warn"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("trace_checks", ["problems", "events"])
+async def test_by_default_only_checks_not_healthy_get_a_span_of_their_own(
+    traced: tuple[TracerProvider, InMemorySpanExporter], trace_checks: str
+) -> None:
+    provider, exporter = traced
+    injector, _ = degraded_injector()
+    monitor = HealthMonitor(injector, tracing=provider, trace_checks=trace_checks)  # type: ignore[arg-type]
+    if trace_checks == "problems":
+        assert HealthMonitor(injector, tracing=provider)._trace_checks == "problems"
+    report = await monitor.check()
+    (round_span,) = [s for s in exporter.get_finished_spans() if s.name == "health round"]
+    children = [s for s in exporter.get_finished_spans() if s.name == "health check"]
+    # Database is healthy; LaggingReplica and Search are degraded: a span each.
+    assert sorted(child.attributes["healthdi.service"] for child in children) == sorted(
+        [key(LaggingReplica), f"{__name__}.Search"]
+    )
+    for child in children:
+        assert child.parent is not None and child.parent.span_id == round_span.context.span_id
+    attributes = round_span.attributes
+    assert attributes["healthdi.checks"] == len(report.checks) == 3
+    assert (attributes["healthdi.checks.healthy"], attributes["healthdi.checks.degraded"]) == (
+        1,
+        2,
+    )
+    events = round_span.events
+    if trace_checks == "events":
+        assert sorted(e.attributes["healthdi.service"] for e in events) == sorted(
+            check.key for check in report.checks
+        )
+        assert all(e.name == "health check" for e in events)
+    else:
+        assert events == ()
+
+
+def test_trace_checks_must_be_one_of_three() -> None:
+    with pytest.raises(ValueError, match=r"trace_checks=\.\.\.\) must be 'problems'"):
+        HealthMonitor(Injector(), trace_checks="failures")  # type: ignore[arg-type]
 
 
 @pytest.mark.anyio

@@ -665,3 +665,34 @@ async def test_sync_methods_run_in_the_loops_default_executor_without_one_given(
         ["count", "commit", "closed"],
         ["step 0", "step 1", "commit", "closed"],
     ]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_interceptor_wraps_each_methods_handler_once() -> None:
+    async def echo(request: bytes, context: Any) -> bytes:
+        return request
+
+    handlers = {
+        "/shop.Orders/Place": grpc.unary_unary_rpc_method_handler(echo),
+        "/shop.Orders/Cancel": grpc.unary_unary_rpc_method_handler(echo),
+    }
+
+    async def continuation(details: Any) -> Any:
+        return handlers.get(details.method)
+
+    class Details:
+        def __init__(self, method: str) -> None:
+            self.method = method
+
+    interceptor = ScopeInterceptor(Injector())
+    place = [
+        await interceptor.intercept_service(continuation, Details("/shop.Orders/Place"))  # type: ignore[arg-type]
+        for _ in range(3)
+    ]
+    cancel = await interceptor.intercept_service(continuation, Details("/shop.Orders/Cancel"))  # type: ignore[arg-type]
+    assert place[0] is place[1] is place[2] is not handlers["/shop.Orders/Place"]
+    assert cancel is not place[0]
+    handlers["/shop.Orders/Place"] = grpc.unary_unary_rpc_method_handler(echo)  # replaced
+    again = await interceptor.intercept_service(continuation, Details("/shop.Orders/Place"))  # type: ignore[arg-type]
+    assert again is not place[0]
+    assert await interceptor.intercept_service(continuation, Details("/none")) is None  # type: ignore[arg-type]

@@ -336,3 +336,102 @@ def test_fastapi_app_under_uvicorn_starts_once_fixed() -> None:
     finally:
         server.should_exit = True
         thread.join(PATIENCE)
+
+
+# -- the frameworks' own idioms, mistaken: named where they are made, with the fix -------
+
+
+def test_flask_names_a_view_with_inject_parameters_but_no_inject_decorator() -> None:
+    from flask import Flask
+
+    from di.integrations.flask import Inject, install, shutdown
+
+    fix = (
+        "its parameters 'store' are Inject[...], but the view is not decorated with "
+        "@inject, so Flask would call it without them: add @inject (from "
+        "di.integrations.flask import inject) below the @app.route decorator"
+    )
+    app = Flask(__name__)
+
+    @app.get("/early")
+    def early(store: Inject[Store]) -> str:
+        return "never"
+
+    with pytest.raises(GraphError) as failed:
+        install(app, make_injector())  # a view registered before install()
+    (problem,) = failed.value.problems
+    assert problem.startswith("view 'early' (")
+    assert problem.endswith(f"early, at /early): {fix}")
+
+    app = Flask(__name__)
+    install(app, make_injector())
+    try:
+        with pytest.raises(GraphError) as failed:
+
+            @app.get("/orders")
+            def orders(store: Inject[Store]) -> str:
+                return "never"
+
+        (problem,) = failed.value.problems
+        assert problem.endswith(f"orders, at /orders): {fix}")
+    finally:
+        shutdown(app)
+
+
+# The mistake itself is what Litestar warns of: a query parameter of the inferred style.
+@pytest.mark.filterwarnings("ignore:.*declared using deprecated inferred style")
+def test_litestar_names_a_service_parameter_no_dependency_provides() -> None:
+    from litestar import Litestar, Request, get
+    from litestar.di import NamedDependency
+
+    from di.integrations.litestar import DIPlugin, provide
+
+    @get("/orders")
+    async def orders(store: Store, request: Request) -> str:
+        return "never"  # store would be read from the query string
+
+    @get("/fine", dependencies={"store": provide(Store)})
+    async def fine(store: NamedDependency[Store]) -> str:
+        return "fine"
+
+    app = Litestar([orders, fine], plugins=[DIPlugin(make_injector())], logging_config=None)
+
+    async def start() -> None:
+        async with app.lifespan():
+            pass
+
+    with pytest.raises(BaseException) as raised:
+        anyio.run(start, backend="asyncio")  # Litestar runs on asyncio
+    failed = raised.value
+    while isinstance(failed, BaseExceptionGroup):  # Litestar's lifespan runs in a task group
+        (failed,) = failed.exceptions
+    assert isinstance(failed, GraphError)
+    assert failed.problems == [
+        "handler GET /orders (orders): parameter 'store' is typed Store, a service of the "
+        "container, but no dependency provides 'store', so Litestar would read it from the "
+        'query string: add dependencies={"store": provide(Store)} to the handler (or its '
+        'controller or router), or DIPlugin(injector, dependencies={"store": Store})'
+    ]
+    assert Built.count == 0
+
+
+def test_fastapi_names_a_parameter_typed_as_a_service_without_inject() -> None:
+    from fastapi import FastAPI
+    from fastapi.exceptions import FastAPIError
+
+    from di.integrations.fastapi import install
+
+    app = FastAPI()
+    install(app, make_injector())
+    with pytest.raises(FastAPIError) as failed:
+
+        @app.post("/orders")
+        async def orders(store: Store) -> str:
+            return "never"
+
+    assert str(failed.value) == (
+        "route POST /orders (test_fastapi_names_a_parameter_typed_as_a_service_without_inject"
+        ".<locals>.orders): parameter 'store' is typed Store, which FastAPI cannot read from "
+        "a request: to have the container inject it, write store: Inject[Store] (from "
+        "di.integrations.fastapi import Inject)"
+    )

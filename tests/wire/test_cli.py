@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -22,6 +23,24 @@ def test_check_prints_a_table_and_exits_0_when_healthy() -> None:
     assert lines[0].split() == ["SERVICE", "OUTCOME", "DURATION", "ERROR"]
     assert lines[1].startswith(key(Cache)) and "healthy" in lines[1]
     assert lines[-1] == "healthy: 2 checks, 0 failed"
+
+
+def test_a_long_service_name_has_a_line_of_its_own_and_the_columns_stay() -> None:
+    done = di("check", "tests.cli_targets:long_names")
+    assert done.returncode == 1, done.stderr
+    duration = r"\d+\.\d ms"
+    assert re.fullmatch(
+        "\n".join(
+            [
+                "SERVICE  OUTCOME    DURATION ERROR",
+                f"cache    healthy    {duration}",
+                "sqlalchemy.ext.asyncio.engine.AsyncEngine",
+                f"         unhealthy  {duration} *Database is down \\(secret-host:5432\\)",
+                "unhealthy: 2 checks, 1 failed",
+            ]
+        ),
+        done.stdout.strip(),
+    ), done.stdout
 
 
 @pytest.mark.parametrize(
@@ -59,7 +78,22 @@ def test_check_accepts_an_injector_object() -> None:
     [
         (["check", "no_such_module:app"], "cannot import module 'no_such_module'"),
         (["check", "tests.cli_targets:missing"], "has no attribute 'missing'"),
-        (["check", "tests.cli_targets:not_an_injector"], "is not an Injector"),
+        (
+            ["check", "tests.cli_targets:not_an_injector"],
+            "tests.cli_targets:not_an_injector is not an Injector, nor a function returning "
+            "one (got int)",
+        ),
+        (
+            ["check", "tests.cli_targets:Database"],
+            "tests.cli_targets:Database is the class Database, not an injector factory: name "
+            "the Injector (MODULE:injector) or a function that builds and returns it "
+            "(MODULE:create_app)",
+        ),
+        (
+            ["graph", "tests.cli_targets:returns_a_number"],
+            "tests.cli_targets:returns_a_number() returned int, not an Injector: the factory "
+            "must return the Injector it builds",
+        ),
         (["check", "tests.cli_targets"], "expected MODULE:ATTR"),
         (["check", "tests.cli_targets:broken"], "broken() failed: RuntimeError"),
         (["serve", "tests.cli_targets:healthy", "--http", "nowhere"], "bad --http address"),

@@ -1,0 +1,285 @@
+"""Closing a request scope inline: its finalizers run in the closing thread, or on its loop.
+
+The end of a request scope's ``with`` / ``async with`` block (``Scope.__exit__`` and
+``__aexit__``, once :func:`~di._container.request.close_plainly` found finalizers to
+run):
+
+- :func:`_take` closes the scope under the lock and takes out what it built, latest
+  first: compiled builds (``Scope._fast``, a generator factory's generator with its
+  instance) and the scoped copies the general path built;
+- :func:`close_inline` runs each finalizer in the calling thread, whatever the others
+  raise: a generator factory gets the block's failure thrown in at its ``yield`` (or is
+  resumed), a ``shutdown()`` method or a generator's teardown is called.
+  :func:`aclose_inline` is its twin for async code: sync finalizers run on the loop,
+  async ones are awaited there to their end even if the caller is cancelled meanwhile
+  (:class:`_Deaf` on asyncio, a shielded cancel scope on trio), the cancellation
+  re-raised once every finalizer ran;
+- :func:`_settle` raises the failures together as :class:`~di.ShutdownError` with the
+  report, or a ``BaseException`` (or the cancellation) once every finalizer ran.
+
+No worker thread, no timeout: a request's finalizers cost what their code costs. A
+scope takes :mod:`di._container.shutdown`'s general path instead (each hook within
+``shutdown_timeout``, sync ones in a worker thread) when it is the root, provides
+services itself, has children or hooks listening to shutdowns, is being shut down
+already, or its injector was made with ``request_shutdown="bounded"``; and whenever
+``shutdown()`` / ``ashutdown()`` is called, which return the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Generator
+from typing import TYPE_CHECKING, Any
+
+from ..lifecycle import Outcome, ServiceShutdown
+from .request import materialize
+from .resolve import FINISHED, afinish_generator, finish_generator
+from .runner import running_asyncio_loop
+from .service import BLANK, Service
+from .shutdown import Tally, hook_of, leave, raise_failures
+from .signature import Kind
+
+if TYPE_CHECKING:
+    from ..scope import Scope
+
+# One finalizer to run: the service, its instance, a compiled build's generator (or
+# None), and the teardown the general path recorded (or None).
+_Step = tuple[Service, Any, Any, Any]
+_ASYNC_KINDS = (Kind.ASYNC_GENERATOR,)
+
+
+def _take(scope: Scope, asynchronous: bool) -> list[_Step] | None:
+    """Close ``scope`` and take its finalizers out, latest build first; None when the
+    general path must close it (then it may be marked closed already, as
+    :func:`~di._container.request.close_plainly` leaves it)."""
+    parent = scope._parent
+    if parent is None or scope._services or scope._root._request_shutdown != "inline":
+        return None
+    listeners = scope._listeners
+    if listeners and ("shut_down" in listeners or "shutting_down" in listeners):
+        return None
+    fast = scope._fast
+    built = len(fast)
+    if not asynchronous and _has_async(scope):
+        return None  # the general path says to use `async with`
+    mutex = scope._root._mutex
+    mutex.acquire()
+    try:
+        if scope._closed:
+            return None
+        # Closed before looking at the children: a child being opened without the
+        # lock then either sees it or is seen here (see Scope.scope).
+        scope._closed = True
+        if scope._children or scope._closing or scope._shutting or len(fast) != built:
+            return None  # the general path takes it from here, closed already
+        scope._generation += 1
+        if scope._scoped:
+            materialize(scope)
+            copies = sorted(
+                (c for c in scope._scoped.values() if c.index), key=lambda c: c.index, reverse=True
+            )
+            steps = [(c, scope._instances.get(c.key), None, c.teardown) for c in copies]
+            for copy in copies:
+                copy.index, copy.teardown, copy.probe = 0, None, None
+        else:
+            steps = [(entry[0], entry[1], entry[3], None) for entry in reversed(fast)]
+            fast.clear()
+        scope._instances.clear()  # a scope kept by its caller keeps nothing alive
+        leave(scope)
+    finally:
+        mutex.release()
+    return steps
+
+
+def _has_async(scope: Scope) -> bool:
+    """Whether a finalizer of ``scope`` is async (read by the scope's closer, outside
+    the mutex: a ``shutdown`` attribute is the instance's own code)."""
+    for service, instance, _, generator in scope._fast:
+        if generator is not None:
+            if service.kind in _ASYNC_KINDS:
+                return True
+        elif inspect.iscoroutinefunction(hook_of(service, instance, None, None)):
+            return True
+    for copy in list(scope._scoped.values()) if scope._scoped is not BLANK else ():
+        if copy.index:
+            instance = scope._instances.get(copy.key)
+            if inspect.iscoroutinefunction(hook_of(copy, instance, copy.teardown, None)):
+                return True
+    return False
+
+
+# -- the two entry points: twins, change both ---------------------------------------------
+
+
+def close_inline(scope: Scope, failure: BaseException | None) -> bool:
+    """Close request scope ``scope`` running its finalizers here; whether it did.
+
+    ``failure`` (the block's exception) is thrown into generator factories.
+    """
+    steps = _take(scope, asynchronous=False)
+    if steps is None:
+        return False
+    outcomes: list[tuple[Service, float, BaseException | None]] | None = None
+    for index, (service, instance, generator, teardown) in enumerate(steps):
+        began = time.perf_counter()
+        try:
+            if generator is not None:
+                finish_generator(service, generator, failure)
+            else:
+                hook = hook_of(service, instance, teardown, failure)
+                if hook is not None:
+                    _sync_result(hook(), service)
+        except BaseException as error:  # every finalizer runs; then the failures
+            outcomes = _failed(outcomes, steps, index, began, error)
+        else:
+            if outcomes is not None:
+                outcomes.append((service, time.perf_counter() - began, None))
+    if outcomes is not None:
+        _settle(scope, outcomes, None)
+    return True
+
+
+async def aclose_inline(scope: Scope, failure: BaseException | None) -> bool:
+    """:func:`close_inline` from async code: async finalizers are awaited on the loop,
+    to their end even if the caller is cancelled meanwhile; the cancellation follows."""
+    steps = _take(scope, asynchronous=True)
+    if steps is None:
+        return False
+    outcomes: list[tuple[Service, float, BaseException | None]] | None = None
+    cancelled: BaseException | None = None
+    for index, (service, instance, generator, teardown) in enumerate(steps):
+        began = time.perf_counter()
+        try:
+            if generator is not None:
+                if service.kind is Kind.GENERATOR:
+                    finish_generator(service, generator, failure)
+                elif failure is None:
+                    # The common end, without a coroutine of its own: resume it.
+                    work = _Deaf(anext(generator, FINISHED))
+                    if await work is not FINISHED:
+                        await afinish_generator(service, generator, failure, yielded=True)
+                    cancelled = cancelled or work.cancelled
+                else:
+                    work = _Deaf(afinish_generator(service, generator, failure))
+                    await work
+                    cancelled = cancelled or work.cancelled
+            else:
+                hook = hook_of(service, instance, teardown, failure)
+                if hook is not None:
+                    result = hook()
+                    if inspect.isawaitable(result):
+                        work = _Deaf(result)
+                        await work
+                        cancelled = cancelled or work.cancelled
+        except BaseException as error:  # every finalizer runs; then the failures
+            outcomes = _failed(outcomes, steps, index, began, error)
+        else:
+            if outcomes is not None:
+                outcomes.append((service, time.perf_counter() - began, None))
+    if outcomes is not None or cancelled is not None:
+        _settle(scope, outcomes or [], cancelled)
+    return True
+
+
+def _sync_result(result: Any, service: Service) -> None:
+    """Refuse a sync path's hook that returned an awaitable (it never ran)."""
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if callable(close):
+            close()
+        raise TypeError(
+            f"the shutdown hook of {service.label!r} returned an awaitable; "
+            "declare it `async def` or close the scope with `async with`"
+        )
+
+
+def _failed(
+    outcomes: list[tuple[Service, float, BaseException | None]] | None,
+    steps: list[_Step],
+    index: int,
+    began: float,
+    error: BaseException,
+) -> list[tuple[Service, float, BaseException | None]]:
+    """The outcomes so far once one failed: those before it were fine (their times
+    are not kept: only a failure needs the report)."""
+    if outcomes is None:
+        outcomes = [(step[0], 0.0, None) for step in steps[:index]]
+    outcomes.append((steps[index][0], time.perf_counter() - began, error))
+    return outcomes
+
+
+def _settle(
+    scope: Scope,
+    outcomes: list[tuple[Service, float, BaseException | None]],
+    cancelled: BaseException | None,
+) -> None:
+    """Raise what the finalizers raised, as the general path does, with its report."""
+    tally = Tally(scope.name)
+    for service, seconds, error in outcomes:
+        if isinstance(error, Exception):
+            tally.failures[service.label] = error
+        elif error is not None:
+            tally.fatal = tally.fatal or error
+        outcome: Outcome = "ok" if error is None else "failed"
+        tally.entries.append(ServiceShutdown(service.label, scope.name, outcome, seconds, error))
+    raise_failures(scope, tally, cancelled)
+
+
+# -- awaiting a finalizer to its end ------------------------------------------------------------
+
+
+class _Deaf:
+    """Await a finalizer in the current task, deaf to the task's cancellation.
+
+    On asyncio the task waits on a stand-in for each future the work awaits:
+    cancelling the task (``task.cancel()``, or an anyio cancel scope delivering)
+    cancels the stand-in, never the work, which goes on; the first cancellation is kept
+    in ``cancelled`` for the caller to re-raise. On trio the work runs under a shielded
+    cancel scope (:func:`_shielded`). The first step runs at once on asyncio: a
+    finalizer that never waits costs one call.
+    """
+
+    __slots__ = ("awaitable", "cancelled")
+
+    def __init__(self, awaitable: Awaitable[Any]) -> None:
+        self.awaitable = awaitable
+        self.cancelled: BaseException | None = None
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        if running_asyncio_loop() is None:
+            return (yield from _shielded(self.awaitable).__await__())
+        work = self.awaitable.__await__()
+        try:
+            waited = work.send(None)
+        except StopIteration as stop:
+            return stop.value
+        while True:
+            if getattr(waited, "_asyncio_future_blocking", None) is not None:
+                stand_in = waited.get_loop().create_future()
+                waited.add_done_callback(lambda _, s=stand_in: s.done() or s.set_result(None))
+                stand_in._asyncio_future_blocking = True
+                try:
+                    yield stand_in
+                except asyncio.CancelledError as error:  # the task's, not the work's
+                    self.cancelled = self.cancelled or error
+                    if not waited.done():
+                        continue  # wait on for the work's own future
+            else:
+                try:
+                    yield waited  # a bare yield: the loop's turn
+                except asyncio.CancelledError as error:
+                    self.cancelled = self.cancelled or error
+            try:
+                waited = work.send(None)
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _shielded(awaitable: Awaitable[Any]) -> Any:
+    """Await ``awaitable`` on trio under a shielded cancel scope."""
+    import trio
+
+    with trio.CancelScope(shield=True):
+        return await awaitable
