@@ -62,3 +62,20 @@ def create_app(argv: list[str] | None = None) -> web.Application:
     app.router.add_post("/orders", place)
     app.router.add_view("/orders", OrderList)
     return app
+
+
+if __name__ == "__main__":  # python aiohttp_shop.py: a few requests, served in this process
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    async def main() -> None:
+        async with TestClient(TestServer(create_app())) as client:  # starts and stops it
+            placed = await client.post("/orders?item=tea")
+            assert await placed.json() == {"placed": "tea"}
+            assert (await client.post("/orders")).status == 500  # rolled back
+            assert await (await client.get("/orders")).json() == {"orders": ["tea"]}
+            assert await (await client.get("/ops/livez")).text() == "ok"
+        # prints "orders closed": the app stopped, the container shut down
+
+    asyncio.run(main())
