@@ -163,7 +163,7 @@ def test_the_readme_installs_from_a_fresh_clone(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
     # Imported outside the clone: the installed package, with the extras asked for.
     done = subprocess.run(
-        [python, "-c", "import di, di.grpc, di._cli.http_server; print(di.__file__)"],
+        [python, "-c", "import di, di.grpc, di._serving.http_server; print(di.__file__)"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
