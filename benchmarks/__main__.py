@@ -260,6 +260,17 @@ def health_tables() -> None:
         print(f"Monitor round with a span per check (trace_checks='all') / off = {every:.2f}x")
     else:
         print("H1 with metrics and tracing: needs prometheus-client and opentelemetry-sdk")
+    results["semantics"] = rich = health.semantics()
+    print()
+    for plain, used in (
+        ("H1", "H1 policies+tags"),
+        ("round", "round policies+tags"),
+        ("failing", "failing root cause"),
+    ):
+        print(
+            f"{used}: {rich[used]:.1f} us per check beside {plain} {rich[plain]:.1f} us "
+            f"({rich[used] / rich[plain]:.2f}x)"
+        )
     path = save("health", results)
     print(f"\nwritten to {path}")
     probe_table()

@@ -284,6 +284,83 @@ def measure(backend: str = "asyncio") -> dict[str, Any]:
     return anyio.run(main, backend=backend)
 
 
+class _Base:
+    """What every service of the semantics rows is built on."""
+
+    failing = False
+
+    def health_check(self) -> None:
+        if self.failing:
+            raise ConnectionError("base down")
+
+
+async def _failing_async(self: object) -> None:
+    raise ConnectionError("down")
+
+
+def _on_base(classes: list[type], policy: Any = None, tags: tuple[str, ...] = ()) -> Injector:
+    """Each class built on one ``_Base`` (the build graph root causes are read from)."""
+    injector = Injector(
+        health_check_parallelism=100, health_check_timeout=5.0, health_check_global_timeout=60.0
+    )
+    injector.provide(_Base)
+    for cls in classes:
+
+        def factory(base: _Base, cls: type = cls) -> Any:
+            return cls()
+
+        factory.__annotations__ = {"base": _Base, "return": cls}
+        injector.provide(factory, health_policy=policy, tags=tags)
+        injector.invoke(cls)
+    return injector
+
+
+def semantics(count: int = 10_000, repeats: int = 5) -> dict[str, float]:
+    """H1 and a monitor's round with per-service policies, tags and root causes in use,
+    beside the same without, in us per check.
+
+    - ``H1``: no-op async checks, plain; ``H1 policies+tags``: each service with its own
+      ``HealthPolicy(timeout=5.0, failure_threshold=3, success_threshold=2)`` and two
+      tags, built on a ``_Base`` (so the build graph is recorded);
+    - ``round``: a monitor's round of the plain ones; ``round policies+tags``: the
+      others, under a monitor with a default policy and a ``"tag:edge"`` group;
+    - ``failing``: every check fails, no dependencies; ``failing root cause``: every
+      check fails and so does the ``_Base`` they are built on, so that each result
+      names it in ``blocked_by`` (the root cause computed for 10,000 results).
+    """
+    from di import HealthMonitor, HealthPolicy
+
+    async def main() -> dict[str, float]:
+        per_check = 1e6 / count
+        policy = HealthPolicy(timeout=5.0, failure_threshold=3, success_threshold=2)
+        plain = _injector(_classes(count, _noop_async))
+        rich = _on_base(_classes(count, _noop_async), policy, ("edge", "internal"))
+        rows = {
+            "H1": await _best(plain.ahealth_report, repeats) * per_check,
+            "H1 policies+tags": await _best(rich.ahealth_report, repeats) * per_check,
+        }
+        off = HealthMonitor(plain, tracing=False, interval=3600)
+        on = HealthMonitor(
+            rich,
+            tracing=False,
+            interval=3600,
+            policy=HealthPolicy(failure_threshold=2),
+            groups={"edge": ["tag:edge"]},
+        )
+        rows["round"] = await _best(off.check, repeats) * per_check
+        rows["round policies+tags"] = await _best(on.check, repeats) * per_check
+        failing = _injector(_classes(count, _failing_async))
+        caused = _on_base(_classes(count, _failing_async))
+        caused.invoke(_Base).failing = True
+        report = await caused.ahealth_report()
+        assert len(report.root_causes) == 1  # the base: every other result names it
+        rows["failing"] = await _best(failing.ahealth_report, repeats) * per_check
+        rows["failing root cause"] = await _best(caused.ahealth_report, repeats) * per_check
+        return rows
+
+    return anyio.run(main, backend="asyncio")
+
+
 def observability(count: int = 10_000, repeats: int = 5) -> dict[str, float]:
     """H1 through a monitor's round: metrics and tracing off; tracing on (the default
     ``trace_checks="problems"``, and ``"all"``); metrics on; both on.

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
         ShutdownError,
         ShutdownTimeoutError,
     )
-    from .health import Degraded, HealthCheckResult, HealthReport, Outcome
+    from .health import Degraded, HealthCheckResult, HealthPolicy, HealthReport, Outcome
     from .health_server import HealthServer
     from .inject import Inject
     from .injector import Injector
@@ -82,6 +82,7 @@ _WHERE = {
     "Degraded": ".health",
     "HealthCheckError": ".errors",
     "HealthCheckResult": ".health",
+    "HealthPolicy": ".health",
     "HealthCheckTimeoutError": ".errors",
     "HealthMonitor": ".monitor",
     "HealthServer": ".health_server",
@@ -119,6 +120,7 @@ __all__ = [
     "GraphError",
     "HealthCheckError",
     "HealthCheckResult",
+    "HealthPolicy",
     "HealthCheckTimeoutError",
     "HealthMonitor",
     "HealthServer",

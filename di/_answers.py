@@ -29,7 +29,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .health import HealthCheckResult, Outcome, error_text, printable
+from .health import HealthCheckResult, Outcome, Status, error_text, printable
 from .monitor import ServingStatus
 
 if TYPE_CHECKING:
@@ -41,8 +41,37 @@ BODY_SECONDS = 5.0  # a request body must arrive within this
 """Seconds a request body has to arrive; a slower one is refused."""
 ECHO = 200  # characters of a client-supplied name that error texts repeat
 GRPC_CHECK = "/grpc.health.v1.Health/Check"
-# The Kubernetes endpoints and the group each reports.
-PROBES = {"livez": "liveness", "readyz": "readiness"}
+# The Kubernetes endpoints and the name each reports.
+PROBES = {"livez": "liveness", "readyz": "readiness", "startupz": "startup"}
+# health+json's status codes: what /health answers for each status, unless told otherwise.
+STATUS_CODES: Mapping[str, int] = {"pass": 200, "warn": 200, "fail": 503}
+
+
+def status_codes(codes: object, where: str) -> Mapping[str, int]:
+    """``status_codes=`` checked, over the defaults: ``pass`` and ``warn`` take a 2xx or
+    3xx code, ``fail`` a 4xx or 5xx (as health+json says, and probes read)."""
+    if codes is None:
+        return STATUS_CODES
+    if not isinstance(codes, Mapping):
+        raise TypeError(
+            f"{where}(status_codes=...) takes a mapping such as "
+            f"{{'pass': 200, 'warn': 200, 'fail': 503}}; got {codes!r}"
+        )
+    merged = dict(STATUS_CODES)
+    for status, code in codes.items():
+        if status not in STATUS_CODES:
+            raise ValueError(
+                f"{where}(status_codes=...): {status!r} is not a status; use 'pass', 'warn' "
+                "or 'fail'"
+            )
+        low, high = (400, 599) if status == "fail" else (200, 399)
+        if isinstance(code, bool) or not isinstance(code, int) or not low <= code <= high:
+            raise ValueError(
+                f"{where}(status_codes=...): {status!r} needs an HTTP status code from {low} "
+                f"to {high}, got {code!r}"
+            )
+        merged[status] = code
+    return merged
 
 
 class Answer:
@@ -132,15 +161,31 @@ _NOT_ALLOWED.update({allowed: not_allowed(*allowed) for allowed in (("GET", "HEA
 # -- /health -------------------------------------------------------------------------------
 
 
-def render_health(snapshot: HealthSnapshot, name: str, details: bool) -> Answer:
-    """The ``application/health+json`` answer for the whole application (``""``) or a name."""
+def render_health(
+    snapshot: HealthSnapshot,
+    name: str,
+    details: bool,
+    tag: str | None = None,
+    codes: Mapping[str, int] = STATUS_CODES,
+) -> Answer:
+    """The ``application/health+json`` answer for the whole application (``""``) or a
+    name; with ``tag``, only the checks of the services provided with that tag.
+
+    Each check shows its failed dependencies (``blockedBy``), its consecutive failures
+    and passes, and the age of a result carried over from an earlier round; the
+    monitor's ``info`` fields come first. ``codes`` maps the status to the HTTP code.
+    """
     status = snapshot.health.get(name)
     results = snapshot.results.get(name)
     if status is None or results is None:
         return json_answer(
             404, {"code": "not_found", "message": f"unknown health check {short(name)}"}
         )
+    if tag is not None:
+        results = tuple(r for r in results if tag in snapshot.tags.get(r.key, ()))
+        status = _worst(snapshot, results)
     checks: dict[str, list[dict[str, Any]]] = {}
+    streaks = snapshot.streaks
     for result in results:
         entry: dict[str, Any] = {
             "status": result.status,
@@ -154,6 +199,16 @@ def render_health(snapshot: HealthSnapshot, name: str, details: bool) -> Answer:
             entry["output"] = f"status set to {manual.name}"
         elif result.outcome is not Outcome.HEALTHY:
             entry["output"] = reason(result, details)
+        if result.blocked_by:
+            entry["blockedBy"] = list(result.blocked_by)
+        if not result.healthy and manual is None and _published(snapshot, result):
+            entry["status"] = "warn"  # failing, below its failure threshold
+        streak = streaks.get(result.key)
+        if streak is not None and (streak[0] or streak[1] > 1):
+            entry["consecutiveFailures"], entry["consecutiveSuccesses"] = streak
+        age = snapshot.ages.get(result.key)
+        if age is not None:
+            entry["ageSeconds"] = round(age, 3)  # carried over: its policy's interval
         if details and result.details:
             if len(result.details) == 1:
                 ((unit, value),) = result.details.items()
@@ -162,17 +217,51 @@ def render_health(snapshot: HealthSnapshot, name: str, details: bool) -> Answer:
                 for field, value in result.details.items():
                     entry.setdefault(field, value)  # the format's own fields win
         checks[result.key] = [entry]
-    for label in snapshot.missing.get(name, ()):
-        checks[label] = [{"status": "fail", "output": _not_checked(snapshot, label)}]
-    for label in _unbuilt(snapshot, name):
-        passes, output = _unbuilt_state(snapshot, label)
-        checks.setdefault(label, [{"status": "warn" if passes else "fail", "output": output}])
+    if tag is None:
+        for label in snapshot.missing.get(name, ()):
+            if label not in snapshot.waiting:
+                checks[label] = [{"status": "fail", "output": _not_checked(snapshot, label)}]
+        for label in _unbuilt(snapshot, name):
+            passes, output = _unbuilt_state(snapshot, label)
+            checks.setdefault(label, [{"status": "warn" if passes else "fail", "output": output}])
+        for label in _waiting(snapshot, name):
+            checks[label] = [{"status": "warn", "output": WAITING}]
     serving = status != "fail"
-    payload: dict[str, Any] = {"status": status}
+    payload: dict[str, Any] = {"status": status, **snapshot.info}
     if not serving and snapshot.reasons:
         payload["output"] = "; ".join(f"{what}: {why}" for what, why in snapshot.reasons)
     payload["checks"] = checks
-    return json_answer(200 if serving else 503, payload, "application/health+json")
+    return json_answer(codes[status], payload, "application/health+json")
+
+
+WAITING = "waiting: not checked until its initial delay has passed"
+
+
+def _worst(snapshot: HealthSnapshot, results: Sequence[HealthCheckResult]) -> Status:
+    """The status of a selection of checks, as the names of the monitor read them."""
+    status: Status = "pass"
+    for result in results:
+        if result.healthy or _published(snapshot, result):
+            if result.outcome is not Outcome.HEALTHY:
+                status = "warn"
+        else:
+            return "fail"
+    return "fail" if not snapshot.ready or snapshot.shutting_down else status
+
+
+def _published(snapshot: HealthSnapshot, result: HealthCheckResult) -> bool:
+    """Whether a failed check still reads SERVING (below its failure threshold)."""
+    return snapshot.statuses.get(result.key) is ServingStatus.SERVING
+
+
+def _waiting(snapshot: HealthSnapshot, name: str) -> tuple[str, ...]:
+    """The services in their initial delay that ``name`` answers for."""
+    if not snapshot.waiting:
+        return ()
+    if name in snapshot.every_check:
+        return snapshot.waiting
+    listed = snapshot.missing.get(name, ())
+    return tuple(label for label in snapshot.waiting if label in listed or label == name)
 
 
 # -- /livez and /readyz ----------------------------------------------------------------------
@@ -193,6 +282,9 @@ def render_probe(
     group = PROBES[endpoint]
     results = snapshot.results.get(group)
     status = snapshot.statuses.get(group)
+    if "tag" in query and results is not None:  # only the checks of services so tagged
+        tags = {tag for values in query["tag"] for tag in values.split(",") if tag}
+        results = tuple(r for r in results if tags & snapshot.tags.get(r.key, frozenset()))
     if results is None or status is None:
         return text_answer(404, f"no {group!r} group is configured\n")
     reasons = () if status is ServingStatus.SERVING else snapshot.reasons
@@ -226,9 +318,11 @@ def render_probe(
             lines.append(f"[+]{printable(result.key)} excluded: ok")
         else:
             lines.append(_line(snapshot, result, details))
+    waiting = _waiting(snapshot, group)
     for label in snapshot.missing.get(group, ()):
-        if label not in exclude:
+        if label not in exclude and label not in waiting:
             lines.append(printable(f"[-]{label} failed: {_not_checked(snapshot, label)}"))
+    lines += [printable(f"[~]{label} {WAITING}") for label in waiting if label not in exclude]
     lines += [_unbuilt_line(snapshot, label) for label in unbuilt if label not in exclude]
     lines += held
     if not ok and all(line.startswith("[+]") for line in lines):
@@ -259,6 +353,11 @@ def _line(snapshot: HealthSnapshot, result: HealthCheckResult, details: bool) ->
         line = f"[+]{key} degraded: {reason(result, details)}"
     elif result.healthy:
         line = f"[+]{key} ok"
+    elif _published(snapshot, result):  # below its failure threshold: still SERVING
+        failures = snapshot.streaks.get(key, (1, 0))[0]
+        line = f"[+]{key} ok: failing {failures} time{'s' if failures != 1 else ''} in a row"
+    elif result.blocked_by:
+        line = f"[-]{key} failed: blocked by {', '.join(result.blocked_by)}"
     else:
         line = f"[-]{key} failed: {reason(result, details)}"
     return printable(line)

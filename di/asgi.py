@@ -29,7 +29,7 @@ until the monitor publishes a new snapshot, and runs the lifespan.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -43,6 +43,7 @@ from ._answers import (
     GRPC_CHECK,
     MAX_BODY,
     PROBES,
+    STATUS_CODES,
     Abort,
     Answer,
     check_json,
@@ -52,6 +53,7 @@ from ._answers import (
     render_health,
     render_probe,
 )
+from ._answers import status_codes as status_codes_of
 from .health import error_text, explain_error
 from .monitor import HealthMonitor, HealthSnapshot
 
@@ -65,7 +67,12 @@ ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 _CACHED = 256  # rendered answers kept per published snapshot
 
 
-def health_app(monitor: HealthMonitor, show_details: bool = False, metrics: Any = False) -> ASGIApp:
+def health_app(
+    monitor: HealthMonitor,
+    show_details: bool = False,
+    metrics: Any = False,
+    status_codes: Mapping[str, int] | None = None,
+) -> ASGIApp:
     """An ASGI app serving what ``monitor`` publishes over HTTP.
 
     Answers read the monitor's latest statuses and never wait for a check, so the
@@ -79,7 +86,12 @@ def health_app(monitor: HealthMonitor, show_details: bool = False, metrics: Any 
     ``metrics=True`` serves Prometheus metrics at ``/metrics``: the monitor's (see
     :mod:`di.metrics`, registered if need be) and the rest of the default registry;
     or pass a ``CollectorRegistry`` to serve that one instead.
+
+    ``status_codes`` maps ``/health``'s status to its HTTP status code (by default
+    ``{"pass": 200, "warn": 200, "fail": 503}``); ``/health?tag=db`` reports only the
+    services provided with that tag, and ``/startupz`` is the startup probe.
     """
+    codes = status_codes_of(status_codes, "health_app")
     registry = metrics_registry(metrics, "health_app")
     if registry is not None:
         from .metrics import register
@@ -107,7 +119,7 @@ def health_app(monitor: HealthMonitor, show_details: bool = False, metrics: Any 
             key = (scope["path"], scope.get("root_path", ""), scope["query_string"])
             found = cache.get(key)
             if found is None:
-                found = _get(snapshot, show_details, _path(scope), scope["query_string"])
+                found = _get(snapshot, show_details, _path(scope), scope["query_string"], codes)
                 if len(cache) < _CACHED:
                     cache[key] = found
             answer = found
@@ -119,10 +131,17 @@ def health_app(monitor: HealthMonitor, show_details: bool = False, metrics: Any 
     return app
 
 
-def _get(snapshot: HealthSnapshot, details: bool, path: str, query: bytes) -> Answer:
+def _get(
+    snapshot: HealthSnapshot,
+    details: bool,
+    path: str,
+    query: bytes,
+    codes: Mapping[str, int] = STATUS_CODES,
+) -> Answer:
     """The answer to a GET (or HEAD) of ``path``, rendered from ``snapshot``."""
     if path == "/health" or path.startswith("/health/"):
-        return render_health(snapshot, path[len("/health/") :], details)
+        tag = parse_qs(query.decode("latin-1")).get("tag", [None])[-1] if query else None
+        return render_health(snapshot, path[len("/health/") :], details, tag, codes)
     probe = _probe(path)
     if probe is not None:
         endpoint, single = probe

@@ -21,7 +21,7 @@ requires client certificates with ``client_ca_file`` (mutual TLS), as ``di serve
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from ._answers import short
@@ -86,11 +86,47 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
         return response
 
 
-def add_health_servicer(server: grpc.aio.Server, monitor: HealthMonitor) -> HealthServicer:
-    """Serve ``grpc.health.v1.Health`` from ``monitor`` on ``server``; returns the servicer."""
+# What services= takes: gRPC service names, or each name with the members it reads.
+Services = Sequence[str] | Mapping[str, Sequence[type[Any] | str]]
+
+
+def add_health_servicer(
+    server: grpc.aio.Server, monitor: HealthMonitor, *, services: Services | None = None
+) -> HealthServicer:
+    """Serve ``grpc.health.v1.Health`` from ``monitor`` on ``server``; returns the servicer.
+
+    ``services`` names the server's own gRPC services, fully qualified
+    (``"shop.Orders"``), so that Check, Watch and List answer for them, as clients
+    whose ``healthCheckConfig.serviceName`` names their service ask: a sequence of
+    names, each reading the whole application's status, or a mapping from each name to
+    the members it reads (service keys, ``"tag:db"`` selectors, or ``["*"]``), as a
+    monitor group (see :meth:`~di.HealthMonitor.add_group`).
+    """
+    for name, members in service_groups(services).items():
+        monitor.add_group(name, members)
     servicer = HealthServicer(monitor)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     return servicer
+
+
+def service_groups(services: object) -> dict[str, Sequence[Any]]:
+    """``services=`` as monitor groups: each gRPC service name and its members."""
+    if services is None:
+        return {}
+    if isinstance(services, str) or not isinstance(services, Sequence | Mapping):
+        raise TypeError(
+            "services=... takes gRPC service names, such as services=['shop.Orders'], or a "
+            f"mapping of name to members, such as {{'shop.Orders': [Database]}}; got {services!r}"
+        )
+    found: dict[str, Sequence[Any]] = {}
+    for name in services:
+        if not isinstance(name, str) or not name:
+            raise TypeError(
+                f"services=...: a gRPC service name is non-empty text, such as 'shop.Orders'; "
+                f"got {name!r}"
+            )
+        found[name] = services[name] if isinstance(services, Mapping) else ["*"]
+    return found
 
 
 def server_credentials(

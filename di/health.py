@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-__all__ = ["Degraded", "HealthCheckResult", "HealthReport", "Outcome", "Status"]
+__all__ = [
+    "Degraded",
+    "HealthCheckResult",
+    "HealthPolicy",
+    "HealthReport",
+    "Outcome",
+    "Status",
+]
 
 Status = Literal["pass", "warn", "fail"]
 """A status in the IETF health-check draft's words: healthy, degraded, unhealthy."""
@@ -29,6 +37,7 @@ class Degraded(Exception):
     # Read by the engine: a subclass that does not call __init__ still has them.
     reason: str = "degraded"
     details: Mapping[str, Any] | None = None
+    blocked_by: tuple[str, ...] = ()
 
     def __init__(self, reason: str = "degraded", *, details: Mapping[str, Any] | None = None):
         super().__init__(reason)
@@ -47,6 +56,84 @@ class Outcome(enum.StrEnum):
     DEGRADED = "degraded"
     UNHEALTHY = "unhealthy"
     TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthPolicy:
+    """How one service's check is run and read: given per service as
+    ``provide(..., health_policy=...)``, and as the default for every service as
+    ``HealthMonitor(policy=...)``. Validated when made.
+
+    - ``timeout``: seconds this check may take, instead of the injector's per-check
+      timeout (the injector's global timeout and a monitor's round still bound it);
+    - ``interval``: a monitor checks this service at most that often, and republishes
+      its last result in between (``/health`` shows its age);
+    - ``initial_delay``: a monitor does not check it until that long after it was
+      built; meanwhile it reads as waiting (neither passed nor failed), and the names
+      it belongs to are not SERVING;
+    - ``failure_threshold`` / ``success_threshold``: a monitor turns the service's
+      published status NOT_SERVING only after that many consecutive failed rounds, and
+      back to SERVING after that many consecutive passes (every raw result is still
+      in the report; ``/health`` shows the counts);
+    - ``skip_when_blocked``: when a service it depends on failed in the same call, its
+      check is not run; its result is a failure whose ``blocked_by`` names the cause.
+
+    >>> injector.provide(Repo, health_policy=di.HealthPolicy(failure_threshold=3))
+    """
+
+    timeout: float | None = None
+    interval: float | None = None
+    initial_delay: float = 0.0
+    failure_threshold: int = 1
+    success_threshold: int = 1
+    skip_when_blocked: bool = False
+    # Whether a monitor's rounds have anything to do for it (spacing, delay,
+    # thresholds): a service whose policy does not is checked every round, unasked.
+    monitored: bool = field(init=False, repr=False, compare=False, default=False)
+    # Whether it changes nothing at all (the engine's quick path).
+    plain: bool = field(init=False, repr=False, compare=False, default=True)
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "interval", "initial_delay"):
+            value = getattr(self, name)
+            if value is None and name != "initial_delay":
+                continue
+            zero = name == "initial_delay"
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or not (value >= 0 if zero else value > 0)
+            ):
+                bound = ">= 0" if zero else "> 0"
+                alternative = "" if zero else " or None"
+                raise ValueError(
+                    f"HealthPolicy({name}=...) must be a finite number of seconds {bound}"
+                    f"{alternative}, got {value!r}"
+                )
+        for name in ("failure_threshold", "success_threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"HealthPolicy({name}=...) must be a whole number of rounds >= 1, got {value!r}"
+                )
+        if not isinstance(self.skip_when_blocked, bool):
+            raise ValueError(
+                "HealthPolicy(skip_when_blocked=...) must be True or False, "
+                f"got {self.skip_when_blocked!r}"
+            )
+        monitored = (
+            self.interval is not None
+            or self.initial_delay > 0
+            or self.failure_threshold != 1
+            or self.success_threshold != 1
+        )
+        object.__setattr__(self, "monitored", monitored)
+        plain = not monitored and self.timeout is None and not self.skip_when_blocked
+        object.__setattr__(self, "plain", plain)
+
+
+DEFAULT_POLICY = HealthPolicy()
 
 
 _STATUS: dict[Outcome, Status] = {
@@ -69,6 +156,9 @@ class HealthCheckResult:
     :class:`~di.Degraded` or the failure of a degraded check), None when it passed.
     ``details`` are the observations the check returned as a mapping (pool size,
     replication lag, latency), or those of the :class:`~di.Degraded` it raised.
+    ``blocked_by`` names, for a failed check, the failed services it depends on
+    (directly, or through services without a check), from what the container recorded
+    each factory needed: a failure that is only the echo of another.
     """
 
     key: str
@@ -78,6 +168,7 @@ class HealthCheckResult:
     started_at: float
     duration: float
     details: Mapping[str, Any] | None = None
+    blocked_by: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -88,6 +179,7 @@ class HealthCheckResult:
         started_at: float,
         duration: float,
         details: Mapping[str, Any] | None = None,
+        blocked_by: tuple[str, ...] = (),
     ) -> None:
         # What dataclass would write, with one lookup fewer per field: one is made for
         # every check of every call.
@@ -98,6 +190,7 @@ class HealthCheckResult:
         _set(self, "started_at", started_at)
         _set(self, "duration", duration)
         _set(self, "details", details)
+        _set(self, "blocked_by", blocked_by)
 
     @property
     def started(self) -> datetime:
@@ -127,6 +220,8 @@ class HealthCheckResult:
         }
         if self.details:
             data["details"] = dict(self.details)
+        if self.blocked_by:
+            data["blocked_by"] = list(self.blocked_by)
         return data
 
 
@@ -159,6 +254,17 @@ class HealthReport:
                 return "fail"
         return status
 
+    @property
+    def root_causes(self) -> tuple[str, ...]:
+        """The failed services none of whose dependencies failed: one per cause.
+
+        A service that failed because one it depends on failed names it in its
+        ``blocked_by`` and is not a root cause.
+        """
+        return tuple(
+            check.key for check in self.checks if not check.healthy and not check.blocked_by
+        )
+
     def as_map(self) -> dict[str, Exception | None]:
         """The status map: each service key to its error, or None when it passed.
 
@@ -177,6 +283,7 @@ class HealthReport:
         return {
             "healthy": self.healthy,
             "status": self.status,
+            "root_causes": list(self.root_causes),
             "checks": [check.to_dict() for check in self.checks],
         }
 

@@ -14,13 +14,11 @@ The path of one round, top to bottom:
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Any, Literal
 
@@ -40,76 +38,38 @@ from ._container.runner import (
 )
 from ._health import observe
 from ._health.settings import check_seconds
-from .health import HealthCheckResult, HealthReport, Outcome, Status, explain_error
+from ._monitor import groups as grouping
+from ._monitor.policies import Rounds
+from ._monitor.snapshot import (
+    FAILED,
+    NOT_STARTED,
+    STARTED,
+    STARTING,
+    STARTUP,
+    HealthSnapshot,
+    ServingStatus,
+    State,
+    compose,
+)
+from .health import (
+    DEFAULT_POLICY,
+    HealthCheckResult,
+    HealthPolicy,
+    HealthReport,
+    Status,
+    explain_error,
+)
 from .scope import Scope
 
 __all__ = ["HealthMonitor", "HealthSnapshot", "ServingStatus"]
+
+# The top-level fields of health+json that HealthMonitor(info=...) may set.
+INFO_FIELDS = ("version", "releaseId", "serviceId", "description")
 
 Unbuilt = Literal["warn", "fail", "ignore"]
 UNBUILT = ("warn", "fail", "ignore")
 
 logger = logging.getLogger("di.health")
-
-LIVENESS = "liveness"
-DEFAULT_GROUPS: Mapping[str, Sequence[Any]] = {LIVENESS: [], "readiness": ["*"]}
-
-
-class ServingStatus(enum.IntEnum):
-    """A name's status, numbered as in the gRPC health protocol."""
-
-    UNKNOWN = 0
-    SERVING = 1
-    NOT_SERVING = 2
-    SERVICE_UNKNOWN = 3
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class HealthSnapshot:
-    """What a :class:`HealthMonitor` published at one moment, computed once for every reader.
-
-    The HTTP answers, the gRPC servicer and the metrics collector render one of these
-    (``monitor.snapshot``) rather than asking the monitor name by name; a new one is
-    published whenever the statuses are recomputed. Its mappings are read-only.
-    """
-
-    version: int
-    """Grows with each publish: answers rendered from a snapshot keep until it changes."""
-    statuses: Mapping[str, ServingStatus]
-    """Every name (``""``, the groups, each checked service) and its status."""
-    health: Mapping[str, Status]
-    """Each name's ``"pass"``, ``"warn"`` (SERVING, a check degraded) or ``"fail"``."""
-    results: Mapping[str, tuple[HealthCheckResult, ...]]
-    """The latest check results that make up each name's status."""
-    missing: Mapping[str, tuple[str, ...]]
-    """For each group listing members: those with no result in the latest report."""
-    reasons: tuple[tuple[str, str], ...]
-    """Why names read NOT_SERVING whatever the checks say (see ``HealthMonitor.reasons``)."""
-    report: HealthReport | None
-    """The latest round's report; None before the first."""
-    ready: bool
-    """Whether the start and then one round of checks had completed."""
-    overdue: bool
-    """Whether no round had completed for ``stale_after`` seconds."""
-    shutting_down: bool
-    """Whether :meth:`HealthMonitor.enter_graceful_shutdown` had been called."""
-    unbuilt: tuple[str, ...]
-    """Services with a health check that were not built, so not checked (empty when
-    the monitor's ``unbuilt`` is ``"ignore"``); the ``""`` and ``"*"`` names list them."""
-    manual: Mapping[str, ServingStatus]
-    """The statuses set with :meth:`HealthMonitor.set_status`, by name."""
-    every_check: frozenset[str]
-    """The names that answer for every checked service: ``""`` and the ``"*"`` groups."""
-    _basis: _Basis = field(repr=False)
-
-    def evaluate(self, name: str, exclude: Sequence[str] = ()) -> ServingStatus | None:
-        """The status of ``name`` as if the checks of the ``exclude`` keys had not run.
-
-        Computed on demand (for ``?exclude=``); manual statuses and graceful shutdown
-        still apply. None when the name is unknown.
-        """
-        if not exclude:
-            return self.statuses.get(name)
-        return self._basis.statuses(frozenset(exclude)).get(name)
 
 
 class HealthMonitor:
@@ -135,6 +95,19 @@ class HealthMonitor:
     timed out. If no round completes for ``stale_after`` seconds (default
     ``2 * (interval + timeout)``), the same names read NOT_SERVING, "health checks
     overdue", until one does.
+
+    Policies: ``policy`` (a :class:`~di.HealthPolicy`) is the policy of every service
+    provided without one. A service's ``interval`` spaces its checks out (its last
+    result is republished in between), its ``initial_delay`` holds its first check (it
+    reads waiting meanwhile, and holds the names it belongs to NOT_SERVING), and its
+    thresholds damp its status: NOT_SERVING after ``failure_threshold`` failed rounds
+    in a row, SERVING again after ``success_threshold`` passes (its first result
+    decides at once). A failure that only echoes a dependency's (``blocked_by``) is
+    logged at INFO: the root cause has the WARNING. Group members may be ``"tag:db"``
+    (every service provided with that tag); :meth:`add_group` adds a name later.
+    ``startup`` is NOT_SERVING until :meth:`start` has completed, then SERVING for good.
+    ``info`` (``version``, ``releaseId``, ``serviceId``, ``description``) is shown
+    at the top of ``/health``.
 
     Degraded checks (:class:`~di.Degraded`, or a failing check of a service provided
     with ``critical=False``) count as passing: their names stay SERVING, and
@@ -197,6 +170,8 @@ class HealthMonitor:
         trace_checks: Literal["problems", "events", "all"] = "problems",
         show_details: bool = False,
         unbuilt: Unbuilt = "warn",
+        policy: HealthPolicy | None = None,
+        info: Mapping[str, str] | None = None,
     ) -> None:
         if not isinstance(injector, Scope):
             raise TypeError(f"HealthMonitor() needs an Injector or Scope, got {injector!r}")
@@ -227,14 +202,20 @@ class HealthMonitor:
                 "HealthMonitor(groups=...) must be a mapping of group name to members, "
                 f"such as groups={{'db': [Database, 'replica']}}; got {groups!r}"
             )
+        if policy is not None and not isinstance(policy, HealthPolicy):
+            raise TypeError(
+                "HealthMonitor(policy=...) takes a di.HealthPolicy, such as "
+                f"policy=di.HealthPolicy(failure_threshold=3); got {policy!r}"
+            )
+        self.policy = policy or DEFAULT_POLICY
+        self.info: Mapping[str, str] = MappingProxyType(_info(info))
         # Each group's members by label, in order; None for "*" (every checked service).
-        self._groups: dict[str, tuple[str, ...] | None] = {
-            name: _members(injector, name, members)
-            for name, members in {**DEFAULT_GROUPS, **(groups or {})}.items()
-        }
+        self._groups = grouping.resolve(injector, groups)
+        self._rounds = Rounds()  # what the services' policies remember between rounds
+        self._tags = views.tags(injector)
         self._report: HealthReport | None = None
         self._checked = -math.inf  # time.monotonic() of the latest report
-        self._phase = _NOT_STARTED
+        self._phase = NOT_STARTED
         self._start_done: anyio.Event | None = None
         self._ready = False  # started, then one round completed
         self._stale_at = math.inf  # time.monotonic() after which results are overdue
@@ -251,7 +232,7 @@ class HealthMonitor:
         self._version = 0
         self._lock = threading.RLock()  # publishing happens in any thread: one at a time
         self._changed = LoopEvent() if in_event_loop() else None  # an event needs a loop
-        self._snapshot = self._take_snapshot()
+        self._snapshot = self._compose()
         self._refreshing: anyio.Event | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._ran = _SET
@@ -274,8 +255,8 @@ class HealthMonitor:
         self._lock = threading.RLock()
         self._running, self._task_group, self._stop, self._ran = False, None, None, _SET
         self._changed = self._refreshing = self._deadlines_moved = None
-        if self._phase == _STARTING:  # the start was the parent's, and never ends here
-            self._phase, self._start_done = _NOT_STARTED, None
+        if self._phase == STARTING:  # the start was the parent's, and never ends here
+            self._phase, self._start_done = NOT_STARTED, None
 
     async def start(self) -> None:
         """Build the injector's eager services (its ``astart()``), once.
@@ -283,24 +264,25 @@ class HealthMonitor:
         A failure is logged on ``di.health`` and raised; names stay NOT_SERVING
         ("startup: failed"), and a later call tries again.
         """
-        while self._phase == _STARTING and self._start_done is not None:
+        while self._phase == STARTING and self._start_done is not None:
             await self._start_done.wait()
-        if self._phase == _STARTED:
+        if self._phase == STARTED:
             return
-        self._phase, self._start_done = _STARTING, anyio.Event()
+        self._phase, self._start_done = STARTING, anyio.Event()
         baseline = cancel_requests()
         try:
             await self.injector.astart()
         except BaseException as error:
             if is_cancellation(error) and cancelled_from_outside(baseline):
-                self._phase = _NOT_STARTED
+                self._phase = NOT_STARTED
                 raise
             # An eager factory raised, whatever it raised (CancelledError, SystemExit).
-            self._phase = _FAILED
+            self._phase = FAILED
             logger.error("starting the application failed: %s", explain_error(error))
             raise
         else:
-            self._phase = _STARTED
+            self._phase = STARTED
+            self._tags = views.tags(self.injector)  # services provided since
             self._see_unbuilt(at_start=True)
         finally:
             self._start_done.set()
@@ -420,18 +402,26 @@ class HealthMonitor:
 
     async def check(self) -> HealthReport:
         """Run the checks now (starting first if need be) and publish the result."""
-        if self._phase != _STARTED:
+        if self._phase != STARTED:
             await self.start()
         # The engine's own entry point, with a bound on the whole round.
-        if self._tracer is None:
-            report = await self._round()
-        else:
-            report, self._tracer = await observe.traced_round(
-                self._tracer, self._round, self.show_details, self._trace_checks
+        round_ = self._rounds.begin()
+
+        async def one_round() -> HealthReport:
+            return await _health.report(
+                self.injector, round_timeout=self.timeout, policy=self.policy, due=round_.due
             )
-        self._check_log.record(report)
+
+        if self._tracer is None:
+            fresh = await one_round()
+        else:
+            fresh, self._tracer = await observe.traced_round(
+                self._tracer, one_round, self.show_details, self._trace_checks
+            )
+        self._check_log.record(fresh)
         with self._lock:
-            self._report = report
+            # Results carried over (a policy's interval), the thresholds applied.
+            report = self._report = self._rounds.merge(round_, fresh)
             self._see_unbuilt()
             self._checked = time.monotonic()
             self._stale_at = self._checked + self.stale_after
@@ -448,9 +438,6 @@ class HealthMonitor:
     def add_listener(self, listener: Callable[[HealthReport], object]) -> None:
         """Call ``listener(report)`` after each round (metrics); its errors are logged."""
         self._listeners.append(listener)
-
-    async def _round(self) -> HealthReport:
-        return await _health.report(self.injector, round_timeout=self.timeout)
 
     async def refresh(self) -> HealthReport:
         """The latest report if it is younger than its TTL, else a fresh one.
@@ -508,7 +495,7 @@ class HealthMonitor:
     @property
     def started(self) -> bool:
         """Whether :meth:`start` has completed."""
-        return self._phase == _STARTED
+        return self._phase == STARTED
 
     @property
     def ready(self) -> bool:
@@ -608,6 +595,28 @@ class HealthMonitor:
                 self._deadlines_moved.set()
             self._publish()
 
+    def add_group(self, name: str, members: Sequence[type[Any] | str]) -> None:
+        """Answer for ``name`` too, as ``groups={name: members}`` would have: services by
+        key, ``"tag:db"`` selectors, or ``["*"]`` for every checked service.
+
+        For names that come after the monitor (a gRPC service name, see
+        ``di.grpc.add_health_servicer(..., services=...)``). A name the monitor answers
+        for already is refused.
+        """
+        where = f"HealthMonitor.add_group({name!r}, ...)"
+        if not isinstance(name, str) or not name:
+            raise TypeError(
+                f"HealthMonitor.add_group(): a group's name is non-empty text, got {name!r}"
+            )
+        if name in self._groups or name == STARTUP:
+            raise ValueError(
+                f"{where}: the monitor answers for {name!r} already; pick another name"
+            )
+        resolved = grouping.members(self.injector, name, members, where)
+        with self._lock:
+            self._groups = {**self._groups, name: resolved}
+            self._publish()
+
     def clear_status(self, name: str | type[Any]) -> None:
         """Drop a status set with :meth:`set_status`."""
         label = name if isinstance(name, str) else views.find(self.injector, name).label
@@ -700,7 +709,7 @@ class HealthMonitor:
         with self._lock:
             before = self._snapshot.statuses
             self._version += 1  # results and reasons may change without the statuses
-            snapshot = self._snapshot = self._take_snapshot()
+            snapshot = self._snapshot = self._compose()
             statuses = snapshot.statuses
             self._status_log.record(before, statuses, once=wake or self._shutting_down)
             if (statuses == before and not wake) or self._closed:
@@ -709,91 +718,50 @@ class HealthMonitor:
         if changed is not None:
             changed.set()
 
-    def _take_snapshot(self) -> HealthSnapshot:
+    def _compose(self) -> HealthSnapshot:
         """What the monitor publishes now, computed once for every reader."""
-        report = self._report
-        checks = tuple(report.checks) if report is not None else ()
-        groups = self._groups
-        pending = tuple(label for label in self._unbuilt if label not in self._flowing)
-        basis = _Basis(
-            checks,
-            groups,
-            self._overrides.copy(),
-            frozenset(self._flowing),
-            not self._ready or self._overdue,
-            self._shutting_down,
-            pending if self.unbuilt == "fail" else (),
-        )
-        statuses = basis.statuses()
-        by_key: dict[str, list[HealthCheckResult]] = {}
-        for check in checks:
-            by_key.setdefault(check.key, []).append(check)
-        results: dict[str, tuple[HealthCheckResult, ...]] = {}
-        health: dict[str, Status] = {}
-        for name, status in statuses.items():
-            if name == "":
-                found = checks
-            elif name in groups:
-                labels = groups[name]
-                if labels is None:
-                    found = checks
-                else:
-                    members = set(labels)
-                    found = tuple(check for check in checks if check.key in members)
-            else:
-                found = tuple(by_key.get(name, ()))
-            results[name] = found
-            if status is not ServingStatus.SERVING:
-                health[name] = "fail"
-            elif any(check.outcome is Outcome.DEGRADED for check in found):
-                health[name] = "warn"
-            elif pending and (name == "" or groups.get(name, ()) is None):
-                health[name] = "warn"  # SERVING, but some checks never ran
-            else:
-                health[name] = "pass"
-        missing = {
-            group: tuple(label for label in labels if label not in by_key)
-            for group, labels in groups.items()
-            if labels
-        }
-        reasons = []
-        if not self._ready:
-            reasons.append(("startup", _STARTUP.get(self._phase, "not started")))
-        elif self._overdue:
-            reasons.append(("checks", "health checks overdue"))
-        if pending and self.unbuilt == "fail":
-            count = len(pending)
-            services = (
-                "service with a health check is"
-                if count == 1
-                else "services with a health check are"
+        rounds = self._rounds
+        return compose(
+            State(
+                groups=self._groups,
+                report=self._report,
+                overrides=self._overrides.copy(),
+                flowing=frozenset(self._flowing),
+                phase=self._phase,
+                ready=self._ready,
+                overdue=self._overdue,
+                shutting_down=self._shutting_down,
+                unbuilt=self._unbuilt,
+                failing_unbuilt=self.unbuilt == "fail",
+                version=self._version,
+                damped=rounds.damped.copy(),
+                waiting=rounds.waiting,
+                streaks=rounds.streaks,
+                carried=rounds.carried,
+                tags=self._tags,
+                info=self.info,
             )
-            reasons.append(("unbuilt", f"{count} {services} not built"))
-        if self._shutting_down:
-            reasons.append(("shutdown", "shutting down"))
-        return HealthSnapshot(
-            version=self._version,
-            statuses=MappingProxyType(statuses),
-            health=MappingProxyType(health),
-            results=MappingProxyType(results),
-            missing=MappingProxyType(missing),
-            reasons=tuple(reasons),
-            report=report,
-            ready=self._ready,
-            overdue=self._overdue,
-            shutting_down=self._shutting_down,
-            unbuilt=self._unbuilt,
-            manual=MappingProxyType(self._overrides.copy()),
-            every_check=frozenset(
-                ["", *(group for group, labels in groups.items() if labels is None)]
-            ),
-            _basis=basis,
         )
 
 
-_NOT_STARTED, _STARTING, _STARTED, _FAILED = "not started", "starting", "started", "failed"
-# Why names are held NOT_SERVING before they are ready, by phase of the start.
-_STARTUP = {_FAILED: "failed", _STARTED: "first round of checks not completed"}
+def _info(info: object) -> dict[str, str]:
+    """``HealthMonitor(info=...)`` checked: health+json's top-level fields, as text."""
+    if info is None:
+        return {}
+    if not isinstance(info, Mapping):
+        raise TypeError(
+            "HealthMonitor(info=...) takes a mapping of health+json fields to text, such "
+            f"as info={{'version': '1.4.2'}}; got {info!r}"
+        )
+    for key, value in info.items():
+        if key not in INFO_FIELDS:
+            raise ValueError(
+                f"HealthMonitor(info=...): {key!r} is not a field it sets; use "
+                f"{', '.join(INFO_FIELDS)}"
+            )
+        if not isinstance(value, str):
+            raise TypeError(f"HealthMonitor(info=...): {key!r} must be text, got {value!r}")
+    return dict(info)
 
 
 class _Set:
@@ -804,96 +772,3 @@ class _Set:
 
 
 _SET: Any = _Set()
-
-
-class _Basis:
-    """What a snapshot's statuses are computed from, kept to compute them again with
-    some checks left out (:meth:`HealthSnapshot.evaluate`)."""
-
-    __slots__ = (
-        "checks",
-        "flowing",
-        "groups",
-        "held",
-        "overrides",
-        "shutting_down",
-        "unbuilt",
-    )
-
-    def __init__(
-        self,
-        checks: Sequence[HealthCheckResult],
-        groups: Mapping[str, tuple[str, ...] | None],
-        overrides: Mapping[str, ServingStatus],
-        flowing: frozenset[str],
-        held: bool,
-        shutting_down: bool,
-        unbuilt: tuple[str, ...],
-    ) -> None:
-        self.checks = checks
-        self.groups = groups
-        self.overrides = overrides
-        self.flowing = flowing  # overridden names that are services: they stand for checks
-        self.held = held  # not ready yet, or checks overdue: NOT_SERVING whatever they say
-        self.shutting_down = shutting_down
-        self.unbuilt = unbuilt  # with unbuilt="fail": what holds "" and "*" NOT_SERVING
-
-    def statuses(self, exclude: frozenset[str] = frozenset()) -> dict[str, ServingStatus]:
-        """Every name's status, as if the checks of the ``exclude`` keys had not run."""
-        results = {check.key: check.healthy for check in self.checks if check.key not in exclude}
-        for name in self.flowing:  # a service's status set by hand stands for its check
-            if name not in exclude:
-                results[name] = self.overrides[name] is ServingStatus.SERVING
-        held = self.held
-        every = all(results.values()) and not any(label not in exclude for label in self.unbuilt)
-        statuses: dict[str, ServingStatus] = {}
-        statuses[""] = _serving(not held and every)
-        for group, members in self.groups.items():
-            if not members and members is not None:
-                statuses[group] = ServingStatus.SERVING  # checks nothing: alive
-            elif held:
-                statuses[group] = ServingStatus.NOT_SERVING
-            elif members is None:
-                statuses[group] = _serving(every)
-            else:
-                wanted = [label for label in members if label not in exclude]
-                statuses[group] = _serving(all(results.get(label, False) for label in wanted))
-        for key, healthy in results.items():
-            statuses.setdefault(key, _serving(not held and healthy))
-        statuses.update(self.overrides)
-        if self.shutting_down:
-            # Draining: nothing takes traffic, but liveness keeps its word (a drain is
-            # no reason to restart the process).
-            liveness = statuses.get(LIVENESS)
-            statuses = dict.fromkeys(statuses, ServingStatus.NOT_SERVING)
-            if liveness is not None:
-                statuses[LIVENESS] = liveness
-        return statuses
-
-
-def _members(
-    injector: Scope, group: str, members: Sequence[type[Any] | str]
-) -> tuple[str, ...] | None:
-    """The labels a group names, or None for every name (``"*"``)."""
-    if isinstance(members, str) or not isinstance(members, Sequence | set | frozenset):
-        raise TypeError(
-            f"HealthMonitor(groups=...): group {group!r} must list its members, such as "
-            f"groups={{{group!r}: [Database, 'replica']}}; got {members!r}"
-        )
-    if "*" in members:
-        return None
-    # An unknown member fails now, not as a group that can never be SERVING.
-    found = [views.find(injector, member) for member in members]
-    # A service's own name must not pass for a group that does not answer for it.
-    shadowed = views.lookup(injector, group)
-    if shadowed is not None and shadowed not in found:
-        raise ValueError(
-            f"HealthMonitor(groups=...): group {group!r} has the name of a service it "
-            "does not list; rename the group or the service, so that each name has one "
-            "status"
-        )
-    return tuple(service.label for service in found)
-
-
-def _serving(healthy: bool) -> ServingStatus:
-    return ServingStatus.SERVING if healthy else ServingStatus.NOT_SERVING

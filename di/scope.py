@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -57,6 +57,7 @@ from ._container.service import (
     context_key,
     from_factory,
     from_value,
+    set_health_options,
 )
 from ._container.shutdown import (
     PendingHook,
@@ -66,7 +67,7 @@ from ._container.signature import Kind
 from .errors import (
     ScopeClosedError,
 )
-from .health import HealthReport
+from .health import HealthPolicy, HealthReport
 from .lifecycle import EventName, HookEvent, ShutdownReport
 
 if TYPE_CHECKING:
@@ -306,6 +307,8 @@ class Scope:
         eager: bool = False,
         critical: bool = True,
         collect: bool = False,
+        health_policy: HealthPolicy | None = None,
+        tags: Sequence[str] = (),
     ) -> None:
         """Provide a lazy singleton, built by ``factory`` on first invoke.
 
@@ -318,6 +321,8 @@ class Scope:
         own ``shutdown()`` and ``health_check()`` methods. ``eager=True`` has
         :meth:`start` build it (a service never built is never checked).
         ``critical=False``: a failing or timed-out check is degraded, not unhealthy.
+        ``health_policy``: how its check is run and read (:class:`~di.HealthPolicy`);
+        ``tags`` name it for selection (``"tag:db"`` groups, ``/health?tag=db``).
 
         ``provides=`` binds the service to an interface instead of its own type: a key,
         or a tuple of keys that all reach the one instance (checked and shut down once).
@@ -332,13 +337,7 @@ class Scope:
         >>> injector.provide(SmtpMailer, provides=Mailer)
         """
         service = self._service(factory, Lifetime.LAZY, name, provides, shutdown, health_check)
-        service.critical = critical
-        _register(self, service, collect, name, "provide")
-        if eager:
-            with self._lock():
-                if self._eager is BLANK:
-                    self._eager = {}
-                self._eager[service.key] = None
+        _register(self, service, collect, name, "provide", critical, health_policy, tags, eager)
 
     def provide_value(
         self,
@@ -350,15 +349,16 @@ class Scope:
         health_check: Callable[[Any], Any] | None = None,
         critical: bool = True,
         collect: bool = False,
+        health_policy: HealthPolicy | None = None,
+        tags: Sequence[str] = (),
     ) -> None:
         """Provide an instance that is already built, keyed by its type or ``name``.
 
-        It counts as built (and gets its invocation index) now. ``critical`` and
-        ``collect`` are as in :meth:`provide`.
+        It counts as built (and gets its invocation index) now. ``critical``,
+        ``collect``, ``health_policy`` and ``tags`` are as in :meth:`provide`.
         """
         service = from_value(self, value, "provide_value", name, provides, shutdown, health_check)
-        service.critical = critical
-        _register(self, service, collect, name, "provide_value")
+        _register(self, service, collect, name, "provide_value", critical, health_policy, tags)
         resolve_sync(service, self)
 
     def provide_scoped(
@@ -371,6 +371,8 @@ class Scope:
         health_check: Callable[[Any], Any] | None = None,
         critical: bool = True,
         collect: bool = False,
+        health_policy: HealthPolicy | None = None,
+        tags: Sequence[str] = (),
     ) -> None:
         """Provide a service built at most once per scope that invokes it.
 
@@ -385,8 +387,7 @@ class Scope:
         ...     uow = await request.ainvoke(UnitOfWork)
         """
         service = self._service(factory, Lifetime.SCOPED, name, provides, shutdown, health_check)
-        service.critical = critical
-        _register(self, service, collect, name, "provide_scoped")
+        _register(self, service, collect, name, "provide_scoped", critical, health_policy, tags)
 
     def provide_context(self, key: Any, *, name: str | None = None) -> None:
         """Declare a key whose value each scope receives through ``scope(context=...)``.
@@ -784,17 +785,35 @@ class Scope:
         await to_completion(lambda: _shutdown.ashutdown(self, error))
 
 
-def _register(scope: Scope, service: Service, collect: bool, name: str | None, where: str) -> None:
-    """Provide ``service`` in ``scope``: bound to its keys, or collected under them."""
+def _register(
+    scope: Scope,
+    service: Service,
+    collect: bool,
+    name: str | None,
+    where: str,
+    critical: bool = True,
+    policy: object = None,
+    tags: object = (),
+    eager: bool = False,
+) -> None:
+    """Provide ``service`` in ``scope``: bound to its keys, or collected under them, with
+    its health options; ``eager`` has :meth:`Scope.start` build it."""
+    set_health_options(service, where, critical, policy, tags)
     if not collect:
         registry.add(scope, service, where)
-        return
-    if name is not None:
+    elif name is not None:
         raise TypeError(
             f"{where}(name={name!r}, collect=True): a collection gathers services by type; "
             "collect under a class or a Protocol with provides="
         )
-    registry.add_member(scope, service, where)
+    else:
+        registry.add_member(scope, service, where)
+    if eager:
+        with scope._lock():  # noqa: SLF001 - the tree's lock, from the class's own module
+            eager_keys = scope._eager  # noqa: SLF001 - the scope's own, from its module
+            if eager_keys is BLANK:
+                eager_keys = scope._eager = {}  # noqa: SLF001 - made the scope's own first
+            eager_keys[service.key] = None
 
 
 # A parameter annotated Scope (or Injector, a Scope) receives the invoking scope.

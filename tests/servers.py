@@ -59,9 +59,17 @@ class Served:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    async def start(self, show_details: bool, metrics: Any = False) -> None:
+    async def start(
+        self,
+        show_details: bool,
+        metrics: Any = False,
+        status_codes: Any = None,
+        grpc_services: Any = None,
+    ) -> None:
         config = uvicorn.Config(
-            health_app(self.monitor, show_details=show_details, metrics=metrics),
+            health_app(
+                self.monitor, show_details=show_details, metrics=metrics, status_codes=status_codes
+            ),
             host="127.0.0.1",
             port=0,
             log_level="warning",
@@ -74,7 +82,7 @@ class Served:
                 await asyncio.sleep(0.01)
         self.http_port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
         self._grpc = grpc.aio.server()
-        di.grpc.add_health_servicer(self._grpc, self.monitor)
+        di.grpc.add_health_servicer(self._grpc, self.monitor, services=grpc_services)
         self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
         await self._grpc.start()
 
@@ -101,13 +109,18 @@ class Served:
 
 @contextmanager
 def serve(
-    injector: Injector, show_details: bool = False, metrics: Any = False, **monitor_options: Any
+    injector: Injector,
+    show_details: bool = False,
+    metrics: Any = False,
+    status_codes: Any = None,
+    grpc_services: Any = None,
+    **monitor_options: Any,
 ) -> Iterator[Served]:
     loop = LoopThread()
 
     async def make() -> Served:
         served = Served(loop, HealthMonitor(injector, **monitor_options))
-        await served.start(show_details, metrics)
+        await served.start(show_details, metrics, status_codes, grpc_services)
         return served
 
     served = loop.run(make())

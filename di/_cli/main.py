@@ -1,7 +1,8 @@
 """The di command: check an application's health, probe a server, serve health.
 
-- ``di check MODULE:ATTR [--json]``: run the checks once, print them, exit 0 if healthy
-  or only degraded.
+- ``di check MODULE:ATTR [--json] [--tag TAG]``: run the checks once (of the services
+  with a tag, with ``--tag``), print them and their root causes, exit 0 if healthy or
+  only degraded.
 - ``di graph MODULE:ATTR [--validate]``: print the dependency graph as Mermaid.
 - ``di probe URL [--service NAME] [--timeout S] [--tls] [--tls-ca-cert FILE]
   [--tls-client-cert FILE --tls-client-key FILE] [--tls-no-verify]
@@ -9,7 +10,9 @@
   grpc_health_probe's, and take its single-dash spelling too (``-tls-ca-cert``).
 - ``di serve MODULE:ATTR [--http HOST:PORT] [--grpc HOST:PORT] [--interval S]
   [--drain S] [--grace S] [--limit-concurrency N] [--metrics]
-  [--unbuilt {warn,fail,ignore}] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]``.
+  [--unbuilt {warn,fail,ignore}] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
+  [--failure-threshold N] [--success-threshold N] [--info KEY=VALUE]
+  [--grpc-service NAME[=MEMBER,...]]``.
 - ``di run MODULE:APP [--host H] [--port P] [--uds PATH] [--drain S] [--grace S]
   [--factory]``:
   serve an ASGI application under uvicorn, draining on SIGTERM (:mod:`.run`).
@@ -38,7 +41,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from ..health import HealthReport
+    from ..health import HealthPolicy, HealthReport
     from ..scope import Scope
 
 
@@ -55,7 +58,9 @@ Build the application's eager services, run every health check once, print one l
 per check and a summary (or the report as JSON with --json), then shut the application
 down. Exits 0 when every check passes or is only degraded, 1 otherwise, and 1 when no
 check ran. Services with a health check that were not built (lazy, and neither eager
-nor invoked by the factory) are not checked: they are named on stderr."""
+nor invoked by the factory) are not checked: they are named on stderr. A check that
+failed because a service it depends on failed says "blocked by" that service, and the
+root causes are named after the summary; --tag checks only the services with a tag."""
 
 PROBE = """\
 Ask a running server whether it is healthy, for Docker's HEALTHCHECK and for scripts.
@@ -140,6 +145,13 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     check = command("check", "run the health checks once and print them", CHECK)
     check.add_argument("target", metavar="MODULE:ATTR", help=TARGET)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="only the services provided with this tag (repeat for any of several)",
+    )
 
     graph = command(
         "graph",
@@ -279,6 +291,32 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         "fail also holds readiness NOT_SERVING until they are built; ignore says "
         "nothing (default: warn)",
     )
+    for which, turns in (("failure", "NOT_SERVING"), ("success", "SERVING again")):
+        serve.add_argument(
+            f"--{which}-threshold",
+            type=int,
+            default=1,
+            metavar="N",
+            help=f"consecutive {which}s before a service's status turns {turns}, for "
+            "services provided without a health_policy (default: 1)",
+        )
+    serve.add_argument(
+        "--info",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a top-level field of /health: version, releaseId, serviceId or description "
+        "(repeat for each)",
+    )
+    serve.add_argument(
+        "--grpc-service",
+        action="append",
+        default=[],
+        metavar="NAME[=MEMBER,...]",
+        help="a gRPC service name health answers for (shop.Orders): the whole "
+        "application's status, or that of the members given (service keys, tag:NAME, "
+        "*); repeat for each",
+    )
 
     run = command("run", "serve an ASGI application under uvicorn, draining on SIGTERM", RUN)
     run.add_argument(
@@ -329,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
                 )
             code = _run_probe(args)
         elif args.command == "check":
-            code = _run_check(args.target, args.json)
+            code = _run_check(args.target, args.json, args.tag)
         elif args.command == "graph":
             code = _run_graph(args.target, args.validate)
         elif args.command == "run":
@@ -465,7 +503,7 @@ def _run_graph(target: str, validate: bool) -> int:
 # -- check --------------------------------------------------------------------------------
 
 
-def _run_check(target: str, as_json: bool) -> int:
+def _run_check(target: str, as_json: bool, tags: list[str] | None = None) -> int:
     import json
 
     import anyio
@@ -491,6 +529,8 @@ def _run_check(target: str, as_json: bool) -> int:
                 return 1
             report = await injector.ahealth_report()
             unbuilt = [service.label for service in unbuilt_checks(injector)]
+            if tags:
+                report, unbuilt = _tagged(injector, report, unbuilt, tags)
         finally:
             await _shut_down(injector)
         if as_json:
@@ -505,6 +545,25 @@ def _run_check(target: str, as_json: bool) -> int:
         return 0 if report.healthy else 1
 
     return anyio.run(check)
+
+
+def _tagged(
+    injector: Scope, report: HealthReport, unbuilt: list[str], tags: list[str]
+) -> tuple[HealthReport, list[str]]:
+    """``report`` and ``unbuilt`` narrowed to the services with one of ``tags``."""
+    from .._container.views import tags as tags_of
+    from ..health import HealthReport
+
+    known = tags_of(injector)
+    wanted = set(tags)
+    missing = wanted - {tag for found in known.values() for tag in found}
+    if missing:
+        raise _Fail(
+            f"--tag {', '.join(sorted(missing))}: no service visible from the injector has "
+            "that tag (provide(..., tags=(...)))"
+        )
+    kept = tuple(c for c in report.checks if wanted & known.get(c.key, frozenset()))
+    return HealthReport(kept), [label for label in unbuilt if wanted & known.get(label, set())]
 
 
 # A service name longer than this goes on a line of its own, its cells on the next,
@@ -523,7 +582,8 @@ def _print_table(report: HealthReport) -> None:
             printable(c.key),
             c.outcome.value,
             f"{c.duration * 1000:.1f} ms",
-            "" if c.error is None else printable(error_text(c.error)),
+            ("" if c.error is None else printable(error_text(c.error)))
+            + (f" (blocked by {', '.join(map(printable, c.blocked_by))})" if c.blocked_by else ""),
         )
         for c in report.checks
     ]
@@ -535,6 +595,10 @@ def _print_table(report: HealthReport) -> None:
         line = "  ".join(cell.ljust(w) for cell, w in zip((name, *cells), widths, strict=False))
         print(f"{line} {cells[-1]}".rstrip())
     print(_summary(report))
+    if report.root_causes and len(report.root_causes) < len(
+        [c for c in report.checks if not c.healthy]
+    ):
+        print(f"root cause: {', '.join(map(printable, report.root_causes))}")
 
 
 def _unbuilt_note(unbuilt: list[str]) -> str:
@@ -639,7 +703,21 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
         metrics=args.metrics,
         tls=tls,
         unbuilt=args.unbuilt,
+        policy=_policy(args),
+        info=_pairs(args.info, "--info", "KEY=VALUE"),
+        grpc_services={
+            name: [m for m in members.split(",") if m] if members else ["*"]
+            for name, members in _pairs(args.grpc_service, "--grpc-service", "NAME").items()
+        },
     )
+    if options.info:
+        from ..monitor import INFO_FIELDS
+
+        for key in options.info:
+            if key not in INFO_FIELDS:
+                raise _Fail(
+                    f"--info {key}=...: not a field of /health; use {', '.join(INFO_FIELDS)}"
+                )
     if args.metrics and options.http is None:
         raise _Fail("--metrics serves /metrics on the HTTP port: give --http too")
     missing = missing_extra(options)
@@ -717,6 +795,36 @@ def _run_app(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, uds=args.uds, drain=args.drain, grace=args.grace
     )
     return serve(app, options, monitor)
+
+
+def _policy(args: argparse.Namespace) -> HealthPolicy | None:
+    """The policy --failure-threshold and --success-threshold make; None for neither."""
+    from ..health import HealthPolicy
+
+    if args.failure_threshold == 1 and args.success_threshold == 1:
+        return None
+    try:
+        return HealthPolicy(
+            failure_threshold=args.failure_threshold, success_threshold=args.success_threshold
+        )
+    except ValueError:
+        raise _Fail(
+            "--failure-threshold and --success-threshold must be whole numbers >= 1, got "
+            f"{args.failure_threshold} and {args.success_threshold}"
+        ) from None
+
+
+def _pairs(given: list[str], option: str, form: str) -> dict[str, str]:
+    """``KEY=VALUE`` options (``NAME`` alone is ``NAME=""``), each key once."""
+    found: dict[str, str] = {}
+    for item in given:
+        key, equals, value = item.partition("=")
+        if not key or (form == "KEY=VALUE" and not equals):
+            raise _Fail(f"{option} takes {form}, got {item!r}")
+        if key in found:
+            raise _Fail(f"{option} {key}: given twice")
+        found[key] = value
+    return found
 
 
 UNIX_PATH_MAX = 107  # bytes of a Unix socket's path, its terminating NUL aside (Linux)

@@ -38,7 +38,7 @@ import math
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +46,7 @@ import anyio
 import anyio.abc
 
 from .._serving.listeners import TlsFiles, server_context, show, start_grpc, tls_said
-from ..health import explain_error
+from ..health import HealthPolicy, explain_error
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 
@@ -98,6 +98,10 @@ class Options:
     metrics: bool = False
     tls: TlsFiles | None = None
     unbuilt: Unbuilt = "warn"
+    policy: HealthPolicy | None = None  # --failure-threshold, --success-threshold
+    info: dict[str, str] = field(default_factory=dict)  # --info KEY=VALUE
+    # --grpc-service NAME[=MEMBER,...]: each gRPC service name and what it reads.
+    grpc_services: dict[str, list[str]] = field(default_factory=dict)
 
 
 class Signals:
@@ -299,7 +303,11 @@ class Run:
             interval=options.interval,
             show_details=options.show_details,
             unbuilt=options.unbuilt,
+            policy=options.policy,
+            info=options.info,
         )
+        for name, members in options.grpc_services.items():  # over HTTP too
+            monitor.add_group(name, members)
         listener: socket.socket | None = None
         if options.http:
             from .._serving.http_server import listen

@@ -82,6 +82,12 @@ def injected_params(func: Callable[..., Any]) -> dict[str, tuple[Key, str | None
         if hint is None:
             continue
         key, name, metadata = parse_named(hint)
+        if any(_is_inject_class(extra) for extra in metadata):
+            raise TypeError(
+                f"{func.__qualname__}: parameter {parameter.name!r} is annotated "
+                f"Annotated[{describe(key)}, Inject], which marks nothing: write "
+                f"{parameter.name}: Inject[{describe(key)}]"
+            )
         if not any(extra is INJECT for extra in metadata):
             continue
         if parameter.kind not in _BY_KEYWORD:
@@ -91,6 +97,15 @@ def injected_params(func: Callable[..., Any]) -> dict[str, tuple[Key, str | None
             )
         found[parameter.name] = (key, name)
     return found
+
+
+def _is_inject_class(extra: Any) -> bool:
+    """Whether ``extra`` is ``di.Inject`` itself, written where ``Inject[T]`` was meant
+    (that class lives above this layer, so it is known by name)."""
+    return isinstance(extra, type) and (extra.__module__, extra.__name__) == (
+        "di.inject",
+        "Inject",
+    )
 
 
 class Injected:

@@ -50,10 +50,13 @@ def keep_lifetime(scope: Scope, service: Service) -> None:
 
 
 def keep_criticality(scope: Scope, service: Service) -> None:
-    """An override keeps whether the failures of the service it replaces are critical."""
+    """An override keeps whether the failures of the service it replaces are critical,
+    its health policy and its tags."""
     old = lookup(scope, service.key)
     if old is not None:
         service.critical = old.critical
+        service.policy = old.policy
+        service.tags = old.tags
 
 
 def override(scope: Scope, service: Service, sync_name: str, async_name: str) -> None:

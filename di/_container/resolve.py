@@ -429,6 +429,7 @@ def _make_sync(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
             f"service {service.label!r} has an async factory and is not built yet; "
             f"use `await scope.ainvoke(...)` to build it"
         )
+    service.needs = []  # recorded anew by each build
     path = _enter(service)
     token = _PATH.set((*path, service))
     try:
@@ -456,6 +457,7 @@ def _make_sync(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
 
 
 async def _make_async(service: Service, scope: Scope) -> tuple[Any, Teardown | None]:
+    service.needs = []  # recorded anew by each build
     path = _enter(service)
     token = _PATH.set((*path, service))
     try:
@@ -581,6 +583,7 @@ def _argument_sync(p: Param, scope: Scope, service: Service) -> Any:
     dependency = _dependency(p, scope, service)
     if dependency is None or _absent_context(dependency, p, scope):
         return p.default
+    service.needs.append(dependency)  # the build graph, for health results' blocked_by
     return _checked(p, resolve_sync(dependency, scope), service)
 
 
@@ -590,6 +593,7 @@ async def _argument_async(p: Param, scope: Scope, service: Service) -> Any:
     dependency = _dependency(p, scope, service)
     if dependency is None or _absent_context(dependency, p, scope):
         return p.default
+    service.needs.append(dependency)  # the build graph, for health results' blocked_by
     return _checked(p, await resolve_async(dependency, scope), service)
 
 
@@ -632,8 +636,11 @@ def explain_captive(error: Exception, service: Service, invoker: Scope) -> None:
     """
     owner = service.owner
     missing = getattr(error, "missing", MISSING)
-    explained = any(_CAPTIVE in str(arg) for arg in error.args)
-    if missing is MISSING or invoker is owner or explained:
+    explained = any(_CAPTIVE in str(arg) or _OUTLIVES in str(arg) for arg in error.args)
+    if missing is MISSING or explained:
+        return
+    if invoker is owner:
+        _explain_captive_at_owner(error, service, missing)
         return
     provider = registry.lookup(invoker, missing)
     where = None
@@ -656,7 +663,23 @@ def explain_captive(error: Exception, service: Service, invoker: Scope) -> None:
     )
 
 
+def _explain_captive_at_owner(error: Exception, service: Service, missing: Any) -> None:
+    """A singleton invoked in its own scope that needs a per-scope service or value:
+    "open a scope" would only lead to the captive dependency, so name it instead."""
+    if service.lifetime is not Lifetime.LAZY or missing in service.keys:
+        return
+    provider = registry.lookup(service.owner, missing)
+    if provider is None or provider.lifetime not in _PER_SCOPE:
+        return
+    error.args = (
+        f"captive dependency: singleton {service.label} (scope {service.owner.name!r}) "
+        f"needs {provider.lifetime.value} {describe(missing)}; {_OUTLIVES}, so make "
+        f"{service.label} scoped (provide_scoped) or give it what it needs another way",
+    )
+
+
 _CAPTIVE = "a singleton resolves its dependencies from the scope"
+_OUTLIVES = "a singleton outlives every scope"
 _PER_SCOPE = (Lifetime.SCOPED, Lifetime.CONTEXT)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
+from ..health import HealthPolicy
 from .keys import check_name, describe, unalias
 from .signature import Kind, Param, kind_of, label, provided_type, read_params
 
@@ -92,10 +93,13 @@ class Service:
         "label",
         "lifetime",
         "members",
+        "needs",
         "owner",
         "params",
+        "policy",
         "probe",
         "shutdown_hook",
+        "tags",
         "teardown",
         "template",
     )
@@ -138,6 +142,11 @@ class Service:
         # For a collection (list[T]): the services collected under T in its scope, in
         # provide order.
         self.members: list[Service] = []
+        # What its latest build needed: the services its factory's parameters reached
+        # (recorded as it is built; read for the ``blocked_by`` of health results).
+        self.needs: list[Service] = []
+        self.policy: HealthPolicy | None = None  # see provide(health_policy=)
+        self.tags: frozenset[str] = frozenset()  # see provide(tags=)
 
     def __repr__(self) -> str:
         return f"<service {self.label!r} ({self.lifetime.value}) in scope {self.owner.name!r}>"
@@ -168,6 +177,8 @@ class Service:
         )
         like.keys = keys
         like.critical = self.critical
+        like.policy = self.policy
+        like.tags = self.tags
         return like
 
 
@@ -339,3 +350,29 @@ def _check_binding(service: Service, where: str) -> None:
                 f"{where}({label(service.factory)}, provides={describe(key)}): "
                 f"{describe(built)} is not a {describe(key)}"
             )
+
+
+def set_health_options(
+    service: Service, where: str, critical: bool, policy: object, tags: object
+) -> None:
+    """Give ``service`` the ``critical=``, ``health_policy=`` and ``tags=`` of a
+    ``provide*`` call, refusing what they cannot be."""
+    if policy is not None and not isinstance(policy, HealthPolicy):
+        raise TypeError(
+            f"{where}({service.label}, health_policy=...) takes a di.HealthPolicy, such as "
+            f"health_policy=di.HealthPolicy(failure_threshold=3); got {policy!r}"
+        )
+    if isinstance(tags, str) or not isinstance(tags, tuple | list | set | frozenset):
+        raise TypeError(
+            f"{where}({service.label}, tags=...) takes a sequence of tag names, such as "
+            f"tags=('db', 'external'); got {tags!r}"
+        )
+    for tag in tags:
+        if not isinstance(tag, str) or not tag or tag != tag.strip() or "," in tag:
+            raise ValueError(
+                f"{where}({service.label}, tags=...): each tag must be a non-empty name "
+                f"without commas or surrounding spaces, such as 'db'; got {tag!r}"
+            )
+    service.critical = critical
+    service.policy = policy
+    service.tags = frozenset(tags)

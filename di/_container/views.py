@@ -3,7 +3,8 @@
 The health engine, the monitor, the metrics collector and the integrations look at a
 scope only through these: what is built and visible from it (:func:`built`), what has
 a health check and is not built (:func:`unbuilt_checks`), which service a key reaches
-(:func:`lookup`, :func:`find`, :func:`service_labels`), and declaring the keys a
+(:func:`lookup`, :func:`find`, :func:`service_labels`), which have a tag
+(:func:`tagged`, :func:`tags`), and declaring the keys a
 framework puts in each request scope's context (:func:`declare_context`).
 """
 
@@ -92,6 +93,35 @@ def has_check(service: Service) -> bool:
         return callable(getattr(provided, "health_check", None))
     except Exception:  # a class whose attribute lookup fails: it cannot be told
         return False
+
+
+def tagged(scope: Scope, tag: str) -> list[Service]:
+    """Every service visible from ``scope`` provided with ``tag``, nearest provider
+    first, each once (``provide(..., tags=...)``)."""
+    found: list[Service] = []
+    seen: set[Any] = set()
+    for _, entries in registry.lineage(scope):
+        for key, service in entries:
+            if key in seen:
+                continue
+            seen.add(key)
+            if tag in service.tags and service not in found:
+                found.append(service)
+    return found
+
+
+def tags(scope: Scope) -> dict[str, frozenset[str]]:
+    """The tags of every service visible from ``scope`` that has some, by label."""
+    found: dict[str, frozenset[str]] = {}
+    seen: set[Any] = set()
+    for _, entries in registry.lineage(scope):
+        for key, service in entries:
+            if key in seen:
+                continue
+            seen.add(key)
+            if service.tags:
+                found.setdefault(service.label, service.tags)
+    return found
 
 
 def service_labels(scope: Scope) -> set[str]:

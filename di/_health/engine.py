@@ -29,6 +29,7 @@ import functools
 import inspect
 import logging
 import math
+import operator
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -45,7 +46,8 @@ from ..errors import (
     NoHealthCheckError,
     ServiceNotBuiltError,
 )
-from ..health import HealthCheckResult, HealthReport, Outcome
+from ..health import DEFAULT_POLICY, HealthCheckResult, HealthPolicy, HealthReport, Outcome
+from . import causes
 from .settings import (
     GLOBAL,
     PER_CHECK,
@@ -66,6 +68,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("di.health")
 
+# Whether a monitor's round checks a service whose policy spaces its checks out.
+Due = Callable[[Service, HealthPolicy], bool]
+
 
 def _no_check() -> None:
     """Stands in Service.probe for a built service that has no health check."""
@@ -82,6 +87,7 @@ class Item:
         "call",
         "is_async",
         "own_stall",
+        "policy",
         "position",
         "scope",
         "service",
@@ -89,10 +95,21 @@ class Item:
         "stall_base",
         "started",
         "started_at",
+        "timeout",
     )
 
-    def __init__(self, service: Service, scope: str, call: Callable[[], Any], is_async: bool):
+    def __init__(
+        self,
+        service: Service,
+        scope: str,
+        call: Callable[[], Any],
+        is_async: bool,
+        timeout: float | None,
+        policy: HealthPolicy,
+    ):
         self.service = service
+        self.timeout = timeout  # its per-check timeout: its policy's, or the injector's
+        self.policy = policy
         self.scope = scope
         self.call = call
         self.is_async = is_async
@@ -113,15 +130,22 @@ class Item:
 
 
 async def report(
-    scope: Scope, only: Service | None = None, *, round_timeout: float | None = None
+    scope: Scope,
+    only: Service | None = None,
+    *,
+    round_timeout: float | None = None,
+    policy: HealthPolicy | None = None,
+    due: Due | None = None,
 ) -> HealthReport:
     """Check every service visible from ``scope`` (or just ``only``), sharing identical calls.
 
     ``round_timeout`` bounds this call on top of the injector's global timeout (the
-    monitor's rounds): checks still running then are reported as timed out.
+    monitor's rounds): checks still running then are reported as timed out. ``policy``
+    stands for the policy of services provided without one, and ``due`` (a monitor's)
+    is asked, for each checked service with its policy, whether to check it now.
     """
     settings: HealthSettings = views.engine_settings(scope)
-    key = (scope, only, round_timeout)
+    key = (scope, only, round_timeout, policy, due)
     while True:
         with settings.lock:
             flight = settings.calls.get(key)
@@ -133,7 +157,8 @@ async def report(
                 notify = loop_notifier()
                 flight.waiters.append(functools.partial(notify, joined.set))
         if leader:
-            return await _lead(settings, key, flight, scope, only, round_timeout)
+            items = _collect(scope, only, settings.timeout, policy or DEFAULT_POLICY, due)
+            return await _lead(settings, key, flight, items, round_timeout)
         await joined.wait()
         if isinstance(flight.outcome, HealthReport):
             return flight.outcome
@@ -144,14 +169,13 @@ async def report(
 
 async def _lead(
     settings: HealthSettings,
-    key: tuple[Scope, Service | None, float | None],
+    key: tuple[Any, ...],
     flight: SharedCall,
-    scope: Scope,
-    only: Service | None,
+    items: list[Item],
     round_timeout: float | None,
 ) -> HealthReport:
     try:
-        result = await drive(settings, _collect(scope, only), round_timeout)
+        result = await drive(settings, items, round_timeout)
         flight.outcome = result
         return result
     except BaseException as error:
@@ -168,13 +192,24 @@ async def _lead(
 # -- what is checked, in which order ---------------------------------------------------
 
 
-def _collect(scope: Scope, only: Service | None) -> list[Item]:
+def _collect(
+    scope: Scope,
+    only: Service | None,
+    timeout: float | None,
+    default: HealthPolicy,
+    due: Due | None,
+) -> list[Item]:
     """Built services with a check visible from ``scope``, last built first.
 
     A key is taken from the nearest scope that provides it, so an ancestor's service
-    shadowed by a child is not checked, and each service is checked once.
+    shadowed by a child is not checked, and each service is checked once. Each check's
+    policy is its service's, else ``default``; its timeout its policy's, else
+    ``timeout`` (the injector's per-check timeout); one whose policy spaces its checks
+    out is checked only when ``due`` says so.
     """
-    items: list[Item] = []
+    items = Queue()
+    shortest = math.inf  # of the policies' own timeouts
+    injectors = False  # whether some take the injector's per-check timeout
     for owner, service, instance in views.built(scope):
         if only is not None and service is not only:
             continue
@@ -182,11 +217,43 @@ def _collect(scope: Scope, only: Service | None) -> list[Item]:
         if probe is None:
             probe = service.probe = probe_of(service, instance)
         if probe is not NO_CHECK:
-            items.append(Item(service, owner, probe[0], probe[1]))
-    items.sort(key=lambda item: item.service.index, reverse=True)
+            policy = service.policy or default
+            if policy.plain:  # the common case, kept as short as it can be
+                items.append(Item(service, owner, probe[0], probe[1], timeout, policy))
+                injectors = True
+                continue
+            if policy.monitored and due is not None and not due(service, policy):
+                continue
+            own = policy.timeout
+            if own is None:
+                own = timeout
+                injectors = True
+            elif own < shortest:
+                shortest = own
+            if policy.skip_when_blocked:
+                items.skipping = True
+            items.append(Item(service, owner, probe[0], probe[1], own, policy))
+    if injectors and timeout is not None and timeout < shortest:
+        shortest = timeout
+    items.tick = None if shortest == math.inf else shortest
+    items.sort(key=_BUILT_ORDER, reverse=True)
     for position, item in enumerate(items):
         item.position = position
     return items
+
+
+_BUILT_ORDER = operator.attrgetter("service.index")  # the order services were built in
+
+
+class Queue(list[Item]):
+    """The items of one call, and what the engine needs to know of them all."""
+
+    __slots__ = ("skipping", "tick")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipping = False  # whether some policy says skip_when_blocked
+        self.tick: float | None = None  # the shortest per-check timeout, None if none
 
 
 def probe_of(service: Service, instance: Any) -> tuple[Callable[[], Any], bool]:
@@ -248,7 +315,13 @@ class Call:
         self.items = items
         self._queue = iter(items)
         self.results: dict[int, HealthCheckResult] = {}
-        self.timeout: float | None = settings.timeout
+        # The shortest per-check timeout (the watchdog's tick); None when none has one.
+        self.timeout: float | None = (
+            items.tick
+            if isinstance(items, Queue)
+            else min((i.timeout for i in items if i.timeout is not None), default=None)
+        )
+        self.failed = False  # whether a check failed (its result names what it depends on)
         global_timeout = settings.global_timeout
         self.limit = GLOBAL
         if round_timeout is not None and (global_timeout is None or round_timeout < global_timeout):
@@ -298,7 +371,7 @@ class Call:
             if item.is_async:
                 item.stall_base = self.stall.total
                 return item
-            due = math.inf if self.timeout is None else now + self.timeout
+            due = math.inf if item.timeout is None else now + item.timeout
             attempt = Attempt(now, item.started_at, due)
             running = self.running.setdefault(item.service, attempt)
             item.attempt = running
@@ -322,7 +395,7 @@ class Call:
         if item.position in self.results or self.closed or now >= self.deadline:
             return False
         item.started, item.started_at = now, time.time()
-        due = math.inf if self.timeout is None else now + self.timeout
+        due = math.inf if item.timeout is None else now + item.timeout
         attempt = Attempt(now, item.started_at, due)
         running = self.running.setdefault(item.service, attempt)
         item.attempt, item.shared = running, running is not attempt
@@ -334,7 +407,7 @@ class Call:
         return HealthCheckTimeoutError(
             item.service.label,
             PER_CHECK,
-            self.timeout or 0.0,
+            item.timeout or 0.0,
             "it is still running from an earlier call and is not started again until it returns",
         )
 
@@ -355,7 +428,8 @@ class Call:
             error, value = inspectable(item.service.label, error, value)
         if error is None and value is not None and value is not True:
             error = verdict(item.service.label, value)
-        if self.timeout is not None and ended - item.started - item.credit(self) > self.timeout:
+        timeout = item.timeout
+        if timeout is not None and ended - item.started - item.credit(self) > timeout:
             self.time_out(item, PER_CHECK, ended)
         elif ended > self.deadline:
             self.time_out(item, self.limit, ended)
@@ -369,7 +443,7 @@ class Call:
             self.finish(item, as_exception(item.service.label, error), Outcome.UNHEALTHY, ended)
 
     def time_out(self, item: Item, limit: str, ended: float = 0.0) -> None:
-        seconds = self.timeout if limit == PER_CHECK else self.global_timeout
+        seconds = item.timeout if limit == PER_CHECK else self.global_timeout
         error = HealthCheckTimeoutError(item.service.label, limit, seconds or 0.0)
         self.finish(item, error, Outcome.TIMEOUT, ended)
 
@@ -406,14 +480,16 @@ class Call:
         )
         if self.results.setdefault(item.position, result) is not result:
             return  # another path reported it first
+        if error is not None and outcome is not Outcome.DEGRADED:
+            self.failed = True
         if self.on_check is not None:
             try:
                 self.on_check(item.service.label, result)
             except BaseException:
                 logger.exception("the on_health_check hook failed for %r", item.service.label)
 
-    def settle(self, expired: bool) -> HealthReport:
-        """The report, with every check that has no result yet reported all the same.
+    def settle(self, expired: bool) -> dict[int, HealthCheckResult]:
+        """The results by position, with every check that has no result yet reported all the same.
 
         A sync check whose thread is still running is left behind, and logged once.
         """
@@ -433,8 +509,7 @@ class Call:
                 else:
                     error = HealthCheckError(item.service.label, "it ended without a result")
                     self.finish(item, error, Outcome.UNHEALTHY)
-        results = self.results
-        return HealthReport(tuple(results[i] for i in range(len(self.items))))
+        return self.results
 
     # -- workers ---------------------------------------------------------------------
 
@@ -473,16 +548,34 @@ class Call:
 async def drive(
     settings: HealthSettings, items: list[Item], round_timeout: float | None
 ) -> HealthReport:
-    """Run the checks with at most ``parallelism`` at once, under the global deadline."""
-    call = Call(settings, items, round_timeout)
+    """Run the checks with at most ``parallelism`` at once, under the global deadline;
+    a failed check names the failed checks it depends on (:mod:`di._health.causes`).
+
+    Checks whose policy says ``skip_when_blocked`` run after those they depend on, in
+    rounds of one call each under the same deadline (see :func:`_in_rounds`).
+    """
     if not items:
         return HealthReport(())
+    if not isinstance(items, Queue) or items.skipping:
+        rounds = causes.levels(items)
+        if len(rounds) > 1:
+            return await _in_rounds(settings, items, rounds, round_timeout)
+    call = Call(settings, items, round_timeout)
+    results = await _run(call)
+    if call.failed:
+        results = causes.with_causes(items, results)
+    return HealthReport(tuple(map(results.__getitem__, range(len(items)))))
+
+
+async def _run(call: Call) -> dict[int, HealthCheckResult]:
+    """Run one call's checks to the end (or its deadline); its results by position."""
     expired = False
     try:
-        if call.global_timeout is None:
+        if call.deadline == math.inf:
             await work(call)
         else:
-            with anyio.CancelScope(deadline=anyio.current_time() + call.global_timeout) as bounded:
+            remaining = max(call.deadline - time.monotonic(), 0.0)
+            with anyio.CancelScope(deadline=anyio.current_time() + remaining) as bounded:
                 await work(call)
             expired = bounded.cancel_called
     except BaseExceptionGroup as group:
@@ -490,6 +583,51 @@ async def drive(
     finally:
         call.closed = True  # threads still running checks take no more
     return call.settle(expired)
+
+
+async def _in_rounds(
+    settings: HealthSettings,
+    items: list[Item],
+    rounds: list[list[Item]],
+    round_timeout: float | None,
+) -> HealthReport:
+    """Run ``rounds`` one after another, each a call, all under the first's deadline;
+    a check of a later round whose dependency failed is not run (``blocked_by``)."""
+    order = {item.service: position for position, item in enumerate(items)}
+    done: dict[Service, HealthCheckResult] = {}
+    deadline = math.inf
+    for level, members in enumerate(rounds):
+        runnable: list[Item] = []
+        for item in members:
+            skipped = causes.blocked(item, done, time.time()) if level else None
+            if skipped is None:
+                runnable.append(item)
+            else:
+                done[item.service] = skipped
+                if settings.on_check is not None:
+                    try:
+                        settings.on_check(item.service.label, skipped)
+                    except BaseException:
+                        logger.exception(
+                            "the on_health_check hook failed for %r", item.service.label
+                        )
+        if not runnable:
+            continue
+        for position, item in enumerate(runnable):
+            item.position = position
+        call = Call(settings, runnable, round_timeout)
+        if level:
+            call.deadline = min(call.deadline, deadline)
+        deadline = call.deadline
+        results = await _run(call)
+        for item in runnable:
+            done[item.service] = results[item.position]
+    for item in items:
+        item.position = order[item.service]
+    results = {item.position: done[item.service] for item in items}
+    if any(not result.healthy for result in results.values()):
+        results = causes.with_causes(items, results)
+    return HealthReport(tuple(map(results.__getitem__, range(len(items)))))
 
 
 def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:

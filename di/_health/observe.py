@@ -85,7 +85,9 @@ class CheckLog:
     """Logs checks that start failing or degraded, fail differently, or recover.
 
     A failure is a WARNING naming the service, the outcome and the exception; a recovery
-    is an INFO. At most one line per service per ``interval`` (see :class:`Throttle`),
+    is an INFO, and so is a failure whose ``blocked_by`` names a failed dependency (the
+    dependency's own WARNING is the one alarm). At most one line per service per
+    ``interval`` (see :class:`Throttle`),
     with one exception: a recovery is logged at once whenever the last line logged for
     the service says it fails, so that the log never reads "failing" for a check that
     passes for longer than it takes to say so; repeated flapping is still counted.
@@ -134,7 +136,14 @@ class CheckLog:
             if not same and throttle.allow(key, now):
                 logged[key] = state
                 verb = "is degraded" if check.outcome is Outcome.DEGRADED else "failed"
-                logger.warning("health check of %r %s (%s): %s: %s", key, verb, *state)
+                if check.blocked_by:  # the echo of a failure logged as its own: one alarm
+                    blocked = ", ".join(check.blocked_by)
+                    logger.info(
+                        "health check of %r %s, blocked by %s (%s): %s: %s",
+                        *(key, verb, blocked, *state),
+                    )
+                else:
+                    logger.warning("health check of %r %s (%s): %s: %s", key, verb, *state)
         self._failing = failing
         for key, count in throttle.due(now):
             current = failing.get(key)

@@ -316,17 +316,17 @@ async def watch(call: Call) -> None:
     its worker carries on with a fresh one. Wakes only when the oldest running check is
     due, so a call whose checks finish in time costs one sleep.
     """
-    timeout = call.timeout
-    assert timeout is not None
+    tick = call.timeout  # the shortest per-check timeout: no check is due sooner
+    assert tick is not None
     with anyio.CancelScope() as call.watch_scope:
         while call.active:
             now = time.monotonic()
-            next_due = now + timeout
+            next_due = now + tick
             for worker in call.workers:
                 item = worker.item
-                if item is None or item.position in call.results:
+                if item is None or item.timeout is None or item.position in call.results:
                     continue
-                due = item.started + timeout + item.credit(call)
+                due = item.started + item.timeout + item.credit(call)
                 if due <= now:
                     call.time_out(item, PER_CHECK)
                     assert worker.scope is not None
@@ -335,14 +335,21 @@ async def watch(call: Call) -> None:
                     next_due = min(next_due, due)
             for lane in call.lanes:
                 item = lane.item
-                if item is None or lane.abandoned or item.position in call.results:
+                if (
+                    item is None
+                    or item.timeout is None
+                    or lane.abandoned
+                    or item.position in call.results
+                ):
                     continue
-                due = item.started + timeout
+                due = item.started + item.timeout
                 if due <= now:
                     lane.abandoned = True
                     call.time_out(item, PER_CHECK)
                     call.attempts.abandon(
-                        item.service, item.attempt, f"its per-check timeout of {timeout:g} s"
+                        item.service,
+                        item.attempt,
+                        f"its per-check timeout of {item.timeout:g} s",
                     )
                     lane.event.set()
                 else:

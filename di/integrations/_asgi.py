@@ -35,11 +35,12 @@ HEALTH_PATHS = (
     "/livez/{check:str}",
     "/readyz",
     "/readyz/{check:str}",
+    "/startupz",
     "/grpc.health.v1.Health/Check",
 )
 
 # The same routes as exact paths and as prefixes of the paths below them.
-HEALTH_EXACT = ("/health", "/livez", "/readyz", "/grpc.health.v1.Health/Check")
+HEALTH_EXACT = ("/health", "/livez", "/readyz", "/startupz", "/grpc.health.v1.Health/Check")
 HEALTH_BELOW = ("/health/", "/livez/", "/readyz/")
 
 _opening = threading.Lock()  # a sync endpoint's worker thread may open the scope too
@@ -242,9 +243,16 @@ class HealthEndpoint:
     __slots__ = ("app", "prefix")
 
     def __init__(
-        self, monitor: HealthMonitor, show_details: bool, prefix: str, metrics: Any = False
+        self,
+        monitor: HealthMonitor,
+        show_details: bool,
+        prefix: str,
+        metrics: Any = False,
+        status_codes: Mapping[str, int] | None = None,
     ) -> None:
-        self.app = health_app(monitor, show_details=show_details, metrics=metrics)
+        self.app = health_app(
+            monitor, show_details=show_details, metrics=metrics, status_codes=status_codes
+        )
         self.prefix = prefix
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -62,6 +62,7 @@ def install(
     show_details: bool = False,
     metrics: Any = False,
     unbuilt: Unbuilt | None = None,
+    status_codes: Mapping[str, int] | None = None,
 ) -> HealthMonitor:
     """Run ``injector`` with ``app``: lifespan, a scope per request, health routes.
 
@@ -84,7 +85,7 @@ def install(
       the container cannot build fails the startup with a ``GraphError`` naming each
       route.
     - **Health routes:** ``/health``, ``/livez``, ``/readyz`` (and their ``/{name}``
-      forms) and ``POST /grpc.health.v1.Health/Check`` under ``health_prefix``, left
+      forms), ``/startupz`` and ``POST /grpc.health.v1.Health/Check`` under ``health_prefix``, left
       out of the OpenAPI schema; error texts only with ``show_details=True``. An app
       route below ``/health/``, ``/livez/`` or ``/readyz/`` (``/health/version``)
       takes precedence, wherever it is added.
@@ -95,6 +96,8 @@ def install(
       ``"fail"``, ``"ignore"``): what to do about services with a health check that
       were not built, so never checked (see :class:`~di.HealthMonitor`). A monitor
       given has its own.
+    - **Status codes:** ``status_codes`` maps ``/health``'s ``pass``, ``warn`` and
+      ``fail`` to HTTP codes (default ``{"pass": 200, "warn": 200, "fail": 503}``).
 
     - **Routes:** an ``async def`` endpoint added to ``app`` afterwards gets its
       ``Inject`` parameters from the request's scope directly, without a FastAPI
@@ -115,6 +118,7 @@ def install(
         show_details=show_details,
         metrics=metrics,
         unbuilt=unbuilt,
+        status_codes=status_codes,
     )
     if app.router.route_class is APIRoute:
         app.router.route_class = InjectingRoute
@@ -194,16 +198,23 @@ class InjectingRoute(APIRoute):
 def _unmarked(path: str, endpoint: Any, methods: Any, error: FastAPIError) -> str | None:
     """What FastAPI refused, said as the mistake it most often is: a parameter typed as a
     service, without ``Inject``; None when it is not that."""
+    verbs = ",".join(sorted(methods or ())) or "WebSocket"
     try:
         signature = inspect.signature(endpoint)
         hints = typing.get_type_hints(endpoint)
     except Exception:
         return None
+    try:
+        injected_params(endpoint)  # Annotated[T, Inject], Inject on a positional-only
+    except TypeError as mistake:
+        said = str(mistake).removeprefix(f"{getattr(endpoint, '__qualname__', '')}: ")
+        return f"route {verbs} {path} ({_name(endpoint)}): {said}"
+    except Exception:  # not ours to say: FastAPI's own error stands, or the one below
+        pass
     for parameter in signature.parameters.values():
         hint = hints.get(parameter.name)
         if isinstance(hint, type) and repr(hint) in str(error):
             name, kind = parameter.name, hint.__qualname__
-            verbs = ",".join(sorted(methods or ())) or "WebSocket"
             return (
                 f"route {verbs} {path} ({_name(endpoint)}): parameter {name!r} is typed "
                 f"{kind}, which FastAPI cannot read from a request: to have the container "

@@ -20,7 +20,7 @@ import inspect
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -30,10 +30,14 @@ from .._answers import (
     BODY_TOO_LARGE,
     GRPC_CHECK,
     MAX_BODY,
+    STATUS_CODES,
     Answer,
     check_json,
     render_health,
     render_probe,
+)
+from .._answers import (
+    status_codes as status_codes_of,
 )
 from .._container.runner import LoopThread, after_fork_in_child
 from .._extras import needs_extra
@@ -135,6 +139,7 @@ def install(
     show_details: bool = False,
     metrics: Any = False,
     unbuilt: Unbuilt | None = None,
+    status_codes: Mapping[str, int] | None = None,
 ) -> HealthMonitor:
     """Run ``injector`` with ``app``: start now, a scope per request, health, shutdown.
 
@@ -158,7 +163,7 @@ def install(
     - **Forks:** after ``fork()`` (``gunicorn --preload``) the child runs the
       monitor's rounds on a thread of its own.
     - **Health routes:** a blueprint serving ``/health``, ``/livez``, ``/readyz``
-      (and their ``/<name>`` forms) and ``POST /grpc.health.v1.Health/Check`` under
+      (and their ``/<name>`` forms), ``/startupz`` and ``POST /grpc.health.v1.Health/Check`` under
       ``health_prefix``, as :func:`di.asgi.health_app` answers them.
     - **Metrics:** ``metrics=True`` adds ``/metrics`` (under ``health_prefix``):
       Prometheus metrics from the default registry, the monitor's collector
@@ -167,12 +172,15 @@ def install(
       ``"fail"``, ``"ignore"``): what to do about services with a health check that
       were not built, so never checked (see :class:`~di.HealthMonitor`). A monitor
       given has its own.
+    - **Status codes:** ``status_codes`` maps ``/health``'s ``pass``, ``warn`` and
+      ``fail`` to HTTP codes (default ``{"pass": 200, "warn": 200, "fail": 503}``).
     - **Shutdown:** at interpreter exit (``atexit``), or earlier with
       :func:`shutdown`: every status but liveness turns NOT_SERVING, the monitor stops after its
       round, and the injector's ``ashutdown()`` runs (its failure is raised there).
 
     Returns the monitor.
     """
+    codes = status_codes_of(status_codes, "install")
     monitor = monitor_for(injector, monitor, unbuilt)
     prefix = _asgi.normalize_prefix(health_prefix)
     if _EXTENSION in app.extensions:
@@ -201,7 +209,7 @@ def install(
     app.after_request(_hand_scope_to_stream)
     app.teardown_request(_close_scope)
     registry = registry_for(monitor, metrics)
-    blueprint = _blueprint(monitor, show_details, registry)
+    blueprint = _blueprint(monitor, show_details, registry, codes)
     app.register_blueprint(blueprint, url_prefix=prefix or None)
     return monitor
 
@@ -373,7 +381,12 @@ def _request_scope(kwargs: dict[str, Any]) -> Scope:
     return scope_of()
 
 
-def _blueprint(monitor: HealthMonitor, details: bool, registry: Any = None) -> Blueprint:
+def _blueprint(
+    monitor: HealthMonitor,
+    details: bool,
+    registry: Any = None,
+    codes: Mapping[str, int] = STATUS_CODES,
+) -> Blueprint:
     """The health routes: Flask's routing over the answers :mod:`di.asgi` serves too."""
     blueprint = Blueprint("healthdi", __name__)
 
@@ -389,7 +402,10 @@ def _blueprint(monitor: HealthMonitor, details: bool, registry: Any = None) -> B
     @blueprint.get("/health", defaults={"name": ""})
     @blueprint.get("/health/<path:name>")
     def health(name: str) -> Response:
-        return _response(render_health(monitor.snapshot, name, details))
+        tag = request.args.getlist("tag")
+        return _response(
+            render_health(monitor.snapshot, name, details, tag[-1] if tag else None, codes)
+        )
 
     def probe(endpoint: str, single: str | None) -> Response:
         query = {key: request.args.getlist(key) for key in request.args}
@@ -404,6 +420,10 @@ def _blueprint(monitor: HealthMonitor, details: bool, registry: Any = None) -> B
     @blueprint.get("/readyz/<check>")
     def readyz(check: str | None) -> Response:
         return probe("readyz", check)
+
+    @blueprint.get("/startupz")
+    def startupz() -> Response:
+        return probe("startupz", None)
 
     @blueprint.post(GRPC_CHECK)
     def check() -> Response:

@@ -53,7 +53,7 @@ with needs_extra("di.integrations.grpc", "grpc"):
         _SyncServicerContext,  # the sync methods' context, as grpc.aio makes it
     )
 
-    from ..grpc import HealthServicer, add_health_servicer
+    from ..grpc import HealthServicer, Services, add_health_servicer
 
 __all__ = [
     "WITHHELD",
@@ -395,6 +395,7 @@ def install(
     drain: float = 0.0,
     metrics: Any = False,
     unbuilt: Unbuilt | None = None,
+    services: Services | None = None,
 ) -> Lifecycle:
     """Add the health servicer to ``server``; the :class:`Lifecycle` that runs them all.
 
@@ -406,12 +407,13 @@ def install(
     ``metrics=True`` registers the monitor's Prometheus collector (:mod:`di.metrics`)
     on the default registry, or on the ``CollectorRegistry`` given: serve it over
     HTTP as you serve the process's other metrics (``prometheus_client``'s
-    ``start_http_server``, say).
+    ``start_http_server``, say). ``services`` names the server's own gRPC services so
+    that health answers for them (see :func:`di.grpc.add_health_servicer`).
     """
     monitor = monitor_for(injector, monitor, unbuilt)
     declare_context(injector)
     registry_for(monitor, metrics)
-    health = add_health_servicer(server, monitor)
+    health = add_health_servicer(server, monitor, services=services)
     return Lifecycle(server, injector, monitor, health, grace=grace, drain=drain)
 
 

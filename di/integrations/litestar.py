@@ -72,8 +72,9 @@ class DIPlugin(InitPlugin):
       ``provide()`` a handler uses, and each of ``dependencies``, is looked up at
       startup: one the container cannot build fails it (``GraphError``).
     - **Health routes:** ``/health``, ``/livez``, ``/readyz`` (and their ``/{name}``
-      forms) and ``POST /grpc.health.v1.Health/Check`` under ``health_prefix``;
-      error texts only with ``show_details=True``.
+      forms), ``/startupz`` and ``POST /grpc.health.v1.Health/Check`` under
+      ``health_prefix``; error texts only with ``show_details=True``; ``status_codes``
+      maps ``/health``'s ``pass``, ``warn`` and ``fail`` to HTTP codes.
     - **Metrics:** ``metrics=True`` serves Prometheus metrics at ``/metrics`` (under
       ``health_prefix``) from the default registry, the monitor's collector
       registered on it (:mod:`di.metrics`); or pass a ``CollectorRegistry``.
@@ -87,7 +88,15 @@ class DIPlugin(InitPlugin):
     drains it).
     """
 
-    __slots__ = ("dependencies", "health_prefix", "injector", "metrics", "monitor", "show_details")
+    __slots__ = (
+        "dependencies",
+        "health_prefix",
+        "injector",
+        "metrics",
+        "monitor",
+        "show_details",
+        "status_codes",
+    )
 
     def __init__(
         self,
@@ -99,8 +108,10 @@ class DIPlugin(InitPlugin):
         dependencies: Mapping[str, Any] | None = None,
         metrics: Any = False,
         unbuilt: Unbuilt | None = None,
+        status_codes: Mapping[str, int] | None = None,
     ) -> None:
         self.injector = injector
+        self.status_codes = status_codes
         self.metrics = metrics
         self.monitor = monitor_for(injector, monitor, unbuilt)
         self.health_prefix = _asgi.normalize_prefix(health_prefix)
@@ -149,7 +160,7 @@ class DIPlugin(InitPlugin):
         # scope's generator factories, however the handler reached its scope.
         app_config.after_exception = [*app_config.after_exception, record_failure]
         endpoint = _asgi.HealthEndpoint(
-            monitor, self.show_details, self.health_prefix, self.metrics
+            monitor, self.show_details, self.health_prefix, self.metrics, self.status_codes
         )
 
         async def health(scope: ASGIScope, receive: Receive, send: Send) -> None:

@@ -48,6 +48,7 @@ def install(
     show_details: bool = False,
     metrics: Any = False,
     unbuilt: Unbuilt | None = None,
+    status_codes: Mapping[str, int] | None = None,
 ) -> HealthMonitor:
     """Run ``injector`` with ``app``: lifespan, a scope per request, health routes.
 
@@ -66,7 +67,7 @@ def install(
       (``HTTPException``) is handled: the scope closes as usual. What a handler asks
       ``scope_of()`` for is seen only when it runs: it is not checked at startup.
     - **Health routes:** ``/health``, ``/livez``, ``/readyz`` (and their ``/{name}``
-      forms) and ``POST /grpc.health.v1.Health/Check`` under ``health_prefix``, as
+      forms), ``/startupz`` and ``POST /grpc.health.v1.Health/Check`` under ``health_prefix``, as
       :func:`di.asgi.health_app` answers them; error texts only with
       ``show_details=True``. An app route below ``/health/``, ``/livez/`` or
       ``/readyz/`` (``/health/version``) takes precedence, wherever it is added.
@@ -77,6 +78,8 @@ def install(
       ``"fail"``, ``"ignore"``): what to do about services with a health check that
       were not built, so never checked (see :class:`~di.HealthMonitor`). A monitor
       given has its own.
+    - **Status codes:** ``status_codes`` maps ``/health``'s ``pass``, ``warn`` and
+      ``fail`` to HTTP codes (default ``{"pass": 200, "warn": 200, "fail": 503}``).
 
     Install on the app the server runs (the top-level one): a mounted app's lifespan
     never runs, and a request to an app whose lifespan never started logs an error,
@@ -98,7 +101,7 @@ def install(
         context=context_of,
         lifespan=lifespan,
     )
-    endpoint = _asgi.HealthEndpoint(monitor, show_details, prefix, metrics)
+    endpoint = _asgi.HealthEndpoint(monitor, show_details, prefix, metrics, status_codes)
     app.router.routes.append(HealthRoutes(endpoint, _asgi.metrics_paths(metrics)))
     setattr(app.state, _asgi.MONITOR_STATE, monitor)  # for `di run`'s drain
     return monitor

@@ -295,3 +295,21 @@ def test_a_request_scope_can_inject_too_and_the_scope_must_be_open() -> None:
         handler()
     with pytest.raises(TypeError, match="is not a function"):
         injector.inject(42)  # type: ignore[arg-type]
+
+
+def test_inject_written_as_annotated_metadata_says_to_write_inject_of_the_type() -> None:
+    # Annotated[T, Inject] reads like Annotated[T, Depends(...)]; it marks nothing, so
+    # the parameter would be left to the caller: the error names it and the spelling.
+    injector = Injector()
+    injector.provide(Database)
+
+    def handler(db: Annotated[Database, Inject]) -> Database:
+        return db
+
+    for decorate in (injector.inject, flask.inject, grpc.inject):
+        with pytest.raises(TypeError) as caught:
+            decorate(handler)
+        assert str(caught.value).endswith(
+            "parameter 'db' is annotated Annotated[tests.services.Database, Inject], which "
+            "marks nothing: write db: Inject[tests.services.Database]"
+        ), str(caught.value)

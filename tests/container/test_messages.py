@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from di import AsyncRequiredError, ContextNotProvidedError, Injector, ServiceNotFoundError
+from di import (
+    AsyncRequiredError,
+    ContextNotProvidedError,
+    Injector,
+    ScopeRequiredError,
+    ServiceNotFoundError,
+)
 
 from ..services import Database
 
@@ -71,6 +77,66 @@ def test_the_same_holds_for_a_context_value() -> None:
         f"{__name__}.RequestContext, which is provided in scope '{scope.name}'; "
     )
     assert "open the scope with context=" not in str(caught.value)
+
+
+class RequestRepo:
+    def __init__(self, context: RequestContext) -> None:
+        self.context = context
+
+
+class Reports:
+    def __init__(self, repo: RequestRepo) -> None:
+        self.repo = repo
+
+
+class Dashboard:
+    def __init__(self, reports: Reports) -> None:
+        self.reports = reports
+
+
+def test_a_root_singleton_needing_a_scoped_service_is_told_it_is_captive() -> None:
+    # "Open a scope and invoke it there" would only lead to the captive-dependency error:
+    # the headline is the cause and the fix, as validate() words it.
+    injector = Injector()
+    injector.provide_scoped(RequestRepo)
+    injector.provide_value(RequestContext())
+    injector.provide(Reports)
+    with pytest.raises(ScopeRequiredError) as caught:
+        injector.invoke(Reports)
+    assert str(caught.value) == (
+        f"captive dependency: singleton {__name__}.Reports (scope 'root') needs scoped "
+        f"{__name__}.RequestRepo; a singleton outlives every scope, so make "
+        f"{__name__}.Reports scoped (provide_scoped) or give it what it needs another way"
+    )
+    # Invoking the scoped service itself at the root still says to open a scope.
+    with pytest.raises(ScopeRequiredError, match="open a scope"):
+        injector.invoke(RequestRepo)
+
+
+def test_the_captive_named_is_the_singleton_that_needs_the_scoped_service() -> None:
+    injector = Injector()
+    injector.provide_scoped(RequestRepo)
+    injector.provide_value(RequestContext())
+    injector.provide(Reports)
+    injector.provide(Dashboard)
+    with pytest.raises(ScopeRequiredError) as caught:
+        injector.invoke(Dashboard)
+    assert str(caught.value).startswith(
+        f"captive dependency: singleton {__name__}.Reports (scope 'root') needs scoped "
+    )
+
+
+@pytest.mark.anyio
+async def test_the_same_holds_for_ainvoke_and_a_context_value_at_the_root() -> None:
+    injector = Injector()
+    injector.provide_context(RequestContext)
+    injector.provide(AuditLog)
+    with pytest.raises(ContextNotProvidedError) as caught:
+        await injector.ainvoke(AuditLog)
+    assert str(caught.value).startswith(
+        f"captive dependency: singleton {__name__}.AuditLog (scope 'root') needs context "
+        f"{__name__}.RequestContext; "
+    )
 
 
 def test_did_you_mean_compares_short_names_and_only_close_ones() -> None:

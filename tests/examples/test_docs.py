@@ -158,6 +158,57 @@ def test_kubernetes_pod_spec_fits_drain_grace_and_probes_together() -> None:
     )
 
 
+def test_kubernetes_probes_name_what_di_serve_answers(tmp_path: Path) -> None:
+    """The probes of the documented manifests ask for paths and names that `di serve`,
+    given the same options, answers SERVING once started."""
+    import re
+
+    import grpc
+    import httpx
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from ..processes import Serving, wait_for
+
+    doc = (ROOT / "docs" / "exposure.md").read_text()
+    http_spec, grpc_spec = _blocks(doc, "yaml")[1].split("\n---\n")
+
+    def options(spec: str) -> list[str]:
+        found = re.search(r"command: \[(.*?)\]", spec, flags=re.DOTALL)
+        assert found is not None
+        words = re.findall(r'"([^"]*)"', found.group(1))
+        assert words[:3] == ["di", "serve", "shop.app:create_app"]
+        # Served on any free port, the documented application's stand-in.
+        rest = words[3:]
+        for flag in ("--http", "--grpc"):
+            if flag in rest:
+                del rest[rest.index(flag) : rest.index(flag) + 2]
+        return [item.replace("shop.app.Repo", "tests.semantics_targets.Repo") for item in rest]
+
+    paths = re.findall(r"path: (/\w+)", http_spec)
+    services = re.findall(r"service: ([\w.]+)", grpc_spec)
+    assert paths == ["/startupz", "/livez", "/readyz"]
+    assert services == ["startup", "liveness", "shop.Orders"]
+    serving = Serving(
+        "tests.semantics_targets:app",
+        *options(http_spec),
+        *options(grpc_spec),
+        log=tmp_path / "serve.log",
+    )
+    try:
+        for path in paths:
+            url = serving.url + path
+            wait_for(lambda url=url: httpx.get(url, timeout=5).status_code == 200, url)
+        with grpc.insecure_channel(f"127.0.0.1:{serving.grpc_port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            for name in services:
+                request = health_pb2.HealthCheckRequest(service=name)
+                status = stub.Check(request, timeout=5).status
+                assert status == health_pb2.HealthCheckResponse.SERVING, name
+        assert httpx.get(serving.url + "/health", timeout=5).json()["version"] == "1.4.2"
+    finally:
+        serving.close()
+
+
 def test_di_run_pod_spec_drains_longer_than_readiness_takes_to_fail() -> None:
     """The numbers of the FastAPI guide's pod spec for `di run` agree with each other."""
     import re
@@ -305,7 +356,7 @@ def test_each_page_says_how_its_examples_run_and_hides_nothing(page: Path) -> No
     text = page.read_text()
     assert "<!-- setup" not in text, "no hidden setup: each example defines what it uses"
     blocks, skipped = page_blocks(text)
-    assert len(skipped) <= 6, "mark only shell and configuration blocks as not run"
+    assert len(skipped) <= 7, "mark only shell and configuration blocks as not run"
     if blocks:
         convention(text, page.name)
 
@@ -381,6 +432,23 @@ def run_as_a_reader(
         code = process.wait()
     reader.join(10)
     return code, "".join(lines)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
+def test_a_page_s_install_lines_install_what_its_examples_import(page: Path) -> None:
+    """Starlette's and FastAPI's test clients need httpx, which neither framework
+    installs: a page whose examples use one says to install it, beside its extra."""
+    import re
+
+    text = page.read_text()
+    blocks = page_blocks(text)[0]
+    installs = " ".join(re.findall(r"^pip install .*$", text, flags=re.MULTILINE))
+    uses = re.compile(r"from (fastapi|starlette)\.testclient import")
+    if any(uses.search(block) for block in blocks):
+        assert re.search(r"\bhttpx\b", installs), (
+            f"{page.name}: its examples use a test client that needs httpx; add "
+            "`pip install httpx` to its install lines"
+        )
 
 
 def test_the_testing_guide_s_fixtures_pass_under_pytest(tmp_path: Path) -> None:

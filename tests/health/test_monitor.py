@@ -37,6 +37,7 @@ async def test_statuses_of_names_and_groups_follow_their_checks_but_liveness_sta
         "": SERVING,
         "liveness": SERVING,
         "readiness": SERVING,
+        "startup": SERVING,
         "db": SERVING,
         "everything": SERVING,
         CACHE: SERVING,
@@ -162,11 +163,12 @@ async def test_a_manual_status_holds_until_cleared_and_graceful_shutdown_holds_f
     assert monitor.status("readiness") is SERVING
     await monitor.enter_graceful_shutdown()
     serving = {name for name, status in monitor.statuses().items() if status is SERVING}
-    assert serving == {"liveness"}  # draining: nothing takes traffic, the process lives
+    # Draining: nothing takes traffic, the process lives, and it did start.
+    assert serving == {"liveness", "startup"}
     monitor.set_status("readiness", SERVING)
     await monitor.check()
     serving = {name for name, status in monitor.statuses().items() if status is SERVING}
-    assert serving == {"liveness"}  # later changes ignored
+    assert serving == {"liveness", "startup"}  # later changes ignored
 
 
 async def test_evaluate_ignores_the_excluded_names() -> None:
@@ -338,6 +340,7 @@ async def test_start_builds_eager_services_before_the_first_round() -> None:
             "": SERVING,
             "liveness": SERVING,
             "readiness": SERVING,
+            "startup": SERVING,  # the start completed
             DB: SERVING,  # built by the start, so checked
         }
 

@@ -170,6 +170,7 @@ async def test_draining_leaves_liveness_serving_and_everything_else_not() -> Non
     await monitor.enter_graceful_shutdown()
     statuses = monitor.statuses()
     assert statuses.pop("liveness") is SERVING
+    assert statuses.pop("startup") is SERVING  # started once, started for good
     assert set(statuses) == {"", "readiness", "db", DB}
     assert set(statuses.values()) == {NOT_SERVING}
     livez = render_probe(monitor.snapshot, "livez", None, {"verbose": [""]}, False)

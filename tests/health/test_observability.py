@@ -293,6 +293,7 @@ def test_metrics_scraped_over_http_show_the_four_families() -> None:
         (("name", ""), ("status", "fail")): 1,
         (("name", "liveness"), ("status", "pass")): 1,
         (("name", "readiness"), ("status", "fail")): 1,
+        (("name", "startup"), ("status", "pass")): 1,
         (("name", name[Healthy]), ("status", "pass")): 1,
         (("name", name[LaggingReplica]), ("status", "warn")): 1,
         (("name", name[Failing]), ("status", "fail")): 1,
@@ -518,9 +519,10 @@ async def test_a_check_flapping_100_times_in_2_s_logs_its_first_failure_and_reco
     assert flapping.calls == 101  # the last passed
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("di")]
     key = f"{__name__}.Flapping"
-    # The first round (3 names), the first failure and the first recovery (the check and
-    # 3 names each); the 98 changes after them are counted, to be summed up later.
-    assert len(lines) == 11, lines
+    # The start (the startup name), the first round (3 names), the first failure and the
+    # first recovery (the check and 3 names each); the 98 changes after them are
+    # counted, to be summed up later.
+    assert len(lines) == 12, lines
     assert [line for line in lines if line.startswith("health check")] == [
         f"health check of {key!r} failed (unhealthy): ConnectionResetError: flap",
         f"health check of {key!r} recovered (was failing)",

@@ -127,9 +127,12 @@ async def test_every_recompute_publishes_a_new_snapshot() -> None:
     stopping = published()
     # Draining: every name NOT_SERVING but liveness, which has no reason to fail.
     assert stopping.shutting_down and stopping.statuses["liveness"] is SERVING
-    assert {name for name, status in stopping.statuses.items() if status is SERVING} == {"liveness"}
+    # Started stays started: the startup probe has no reason to fail either.
+    serving = {name for name, status in stopping.statuses.items() if status is SERVING}
+    assert serving == {"liveness", "startup"}
     assert ("shutdown", "shutting down") in stopping.reasons
-    assert {name for name, health in stopping.health.items() if health != "fail"} == {"liveness"}
+    passing = {name for name, health in stopping.health.items() if health != "fail"}
+    assert passing == {"liveness", "startup"}
 
 
 # -- publishing from other threads --------------------------------------------------------
@@ -185,8 +188,8 @@ class Recording(HealthMonitor):
 
     taken: ClassVar[list[HealthSnapshot]] = []
 
-    def _take_snapshot(self) -> HealthSnapshot:
-        snapshot = super()._take_snapshot()
+    def _compose(self) -> HealthSnapshot:
+        snapshot = super()._compose()
         self.taken.append(snapshot)
         return snapshot
 

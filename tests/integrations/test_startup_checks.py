@@ -415,6 +415,28 @@ def test_litestar_names_a_service_parameter_no_dependency_provides() -> None:
     assert Built.count == 0
 
 
+def test_fastapi_names_inject_written_as_annotated_metadata() -> None:
+    from fastapi import FastAPI
+    from fastapi.exceptions import FastAPIError
+
+    from di.integrations.fastapi import Inject, install
+
+    app = FastAPI()
+    install(app, make_injector())
+    with pytest.raises(FastAPIError) as failed:
+
+        @app.get("/orders")
+        async def orders(store: Annotated[Store, Inject]) -> str:
+            return "never"
+
+    assert str(failed.value) == (
+        "route GET /orders (test_fastapi_names_inject_written_as_annotated_metadata"
+        ".<locals>.orders): parameter 'store' is annotated Annotated["
+        f"{__name__}.Store, Inject], which marks nothing: write store: "
+        f"Inject[{__name__}.Store]"
+    )
+
+
 def test_fastapi_names_a_parameter_typed_as_a_service_without_inject() -> None:
     from fastapi import FastAPI
     from fastapi.exceptions import FastAPIError

@@ -6,7 +6,7 @@ It is never run: every line is a claim about what a type checker infers.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Annotated, Any, Literal, Protocol, assert_type
 
 from di import (
@@ -14,6 +14,7 @@ from di import (
     HealthChecker,
     HealthCheckResult,
     HealthMonitor,
+    HealthPolicy,
     HealthReport,
     HookEvent,
     Inject,
@@ -173,6 +174,18 @@ async def check_ergonomics(injector: Injector) -> None:
     injector.remove_hook("built", hook)
 
 
+async def policies_and_root_causes(injector: Injector) -> None:
+    policy = HealthPolicy(timeout=2.0, failure_threshold=3, skip_when_blocked=True)
+    injector.provide(Database, health_policy=policy, tags=("db", "external"))
+    report = await injector.ahealth_report()
+    assert_type(report.root_causes, tuple[str, ...])
+    assert_type(report.checks[0].blocked_by, tuple[str, ...])
+    monitor = HealthMonitor(injector, policy=policy, info={"version": "1.4.2"})
+    monitor.add_group("shop.Orders", [Database, "tag:db"])
+    assert_type(monitor.snapshot.streaks, Mapping[str, tuple[int, int]])
+    assert_type(monitor.snapshot.waiting, tuple[str, ...])
+
+
 def refused(injector: Injector, database: Inject[Database]) -> None:
     """What a type checker must refuse: each line fails, or its ignore is unused (strict)."""
     injector.overridden(Mailer, Database)  # type: ignore[arg-type]
@@ -184,4 +197,5 @@ def refused(injector: Injector, database: Inject[Database]) -> None:
     injector.add_hook("built", wrong_hook)  # type: ignore[arg-type]
     text: str = database  # type: ignore[assignment]
     listed: list[Database] = injector.invoke(list[Mailer])  # type: ignore[arg-type]
+    HealthPolicy(timeout="1")  # type: ignore[arg-type]
     del text, listed

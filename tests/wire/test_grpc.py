@@ -158,6 +158,7 @@ def test_list_answers_every_name_with_its_status(
         "": Status.NOT_SERVING,
         "liveness": Status.SERVING,
         "readiness": Status.NOT_SERVING,
+        "startup": Status.SERVING,
         DB: Status.NOT_SERVING,
         CACHE: Status.SERVING,
     }
