@@ -22,6 +22,7 @@ from . import (
     soak,
     unit_of_work,
     web,
+    web_frameworks,
 )
 from ._timing import measure, save, table
 
@@ -326,6 +327,11 @@ def web_table() -> None:
         print()
         print(web.report(rows[framework], framework))
     path = save("web", {"rows": rows})
+    print(f"\nwritten to {path}")
+    frameworks = web_frameworks.measure()
+    print()
+    print(web_frameworks.report(frameworks))
+    path = save("web_frameworks", frameworks)
     print(f"\nwritten to {path}")
     soak_table()
 

@@ -23,6 +23,8 @@ checks it):
 - ``di.scope``, ``di.injector``: the container's public face, joining both;
 - ``di.monitor``: checks in the background, one published snapshot per round;
 - ``di._answers``, ``di.metrics``, then ``di.asgi``, ``di.grpc``: health on the wire;
+- ``di._serving`` (the listeners, TLS and the one start/stop sequence), then
+  ``di.health_server``: :class:`HealthServer`, the sidecar inside any process;
 - ``di._cli`` (the ``di`` command) and ``di.integrations`` (frameworks and workers);
   beside them ``di.checks`` (ready-made checks), which imports only ``di.health``.
 """
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
         ShutdownTimeoutError,
     )
     from .health import Degraded, HealthCheckResult, HealthPolicy, HealthReport, Outcome
+    from .health_server import HealthServer
     from .inject import Inject
     from .injector import Injector
     from .lifecycle import HookEvent, ServiceShutdown, ShutdownReport
@@ -82,6 +85,7 @@ _WHERE = {
     "HealthPolicy": ".health",
     "HealthCheckTimeoutError": ".errors",
     "HealthMonitor": ".monitor",
+    "HealthServer": ".health_server",
     "HealthReport": ".health",
     "HealthChecker": ".protocols",
     "Healthchecker": ".protocols",
@@ -119,6 +123,7 @@ __all__ = [
     "HealthPolicy",
     "HealthCheckTimeoutError",
     "HealthMonitor",
+    "HealthServer",
     "HealthChecker",
     "HealthReport",
     "Healthchecker",

@@ -83,9 +83,20 @@ def public_modules() -> list[str]:
     return sorted(found)
 
 
+def _configure_django() -> None:
+    """Importing di.integrations.django reads Django's settings: bare ones will do."""
+    try:
+        from django.conf import settings
+    except ImportError:
+        return
+    if not settings.configured:
+        settings.configure()
+
+
 def public_names() -> dict[str, list[str]]:
     """Each public module's ``__all__``, by module; without one, the public classes and
     functions it defines."""
+    _configure_django()
     names: dict[str, list[str]] = {}
     for name in public_modules():
         module = importlib.import_module(name)

@@ -84,8 +84,9 @@ and the application is shut down.
 di serve does not serve the application itself. To serve your application with its
 health routes beside its own, mount di.asgi.health_app in your ASGI application, or add
 di.grpc.add_health_servicer to your gRPC server: see {DOCS}. Integrations for FastAPI,
-Starlette, Litestar, grpc.aio and Flask (di.integrations) do both in one call, with the
-container's lifespan and a scope per request."""
+Starlette, Litestar, grpc.aio, Flask, Django and aiohttp (di.integrations) do both in one
+call, with the container's lifespan and a scope per request; a worker or a script with
+no port runs these servers inside itself with di.HealthServer."""
 
 RUN = f"""\
 Serve an ASGI application (FastAPI, Starlette, Litestar) under uvicorn, draining it
@@ -652,17 +653,19 @@ async def _shut_down(injector: Scope) -> bool:
 
 
 def _address(text: str, option: str) -> tuple[str, int]:
-    host, colon, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not colon or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise _Fail(f"bad {option} address {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
-    return host, int(port)
+    from .._serving.listeners import parse_address
+
+    try:
+        return parse_address(text, option)
+    except ValueError as error:
+        raise _Fail(str(error)) from None
 
 
 def _run_serve(args: argparse.Namespace, signals: Any) -> int:
     import math
 
-    from .serve import Options, Run, TlsFiles, configure_logging, missing_extra, server_context
+    from .._serving.listeners import TlsFiles, server_context
+    from .serve import Options, Run, configure_logging, missing_extra
 
     configure_logging()
     # grpcio logs every failed TLS handshake (a port scanner, a TCP check, a plaintext

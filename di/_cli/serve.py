@@ -10,7 +10,7 @@ The order of a run:
 3. Both addresses are bound (a taken port is one clear error), and the servers start
    answering at once: liveness is SERVING, readiness is NOT_SERVING ("startup: not
    started"). HTTP is ``di.asgi.health_app`` under the listener of
-   :mod:`.http_server` (with its bounds on connections); gRPC is
+   :mod:`di._serving.http_server` (with its bounds on connections); gRPC is
    ``di.grpc.add_health_servicer`` on a grpcio asyncio server (:data:`GRPC_OPTIONS`).
    With ``--tls-cert``/``--tls-key`` both speak TLS only (:func:`server_context` for
    HTTPS, ``di.grpc.server_credentials`` for gRPC), and with ``--tls-client-ca`` both
@@ -45,17 +45,17 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
+from .._serving.listeners import TlsFiles, server_context, show, start_grpc, tls_said
 from ..health import HealthPolicy, explain_error
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 
 if TYPE_CHECKING:
     import asyncio
-    import ssl
 
     import grpc
 
-    from .http_server import HttpServer
+    from .._serving.http_server import HttpServer
 
 logger = logging.getLogger("di.serve")
 
@@ -82,65 +82,6 @@ def configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """The PEM files of ``--tls-cert``, ``--tls-key`` and ``--tls-client-ca``."""
-
-    cert: str
-    key: str
-    client_ca: str | None = None
-
-
-def server_context(tls: TlsFiles) -> ssl.SSLContext:
-    """The server side TLS context of the HTTP port: TLS 1.2 at least, HTTP/1.1 by ALPN,
-    client certificates required when a client CA is given.
-
-    Raises ValueError naming the option whose file does not load.
-    """
-    import ssl
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(tls.cert, tls.key, password=no_passphrase)
-    except (OSError, ssl.SSLError, EncryptedKeyError) as error:
-        raise ValueError(
-            f"cannot load --tls-cert {tls.cert} with --tls-key {tls.key}: "
-            f"{encrypted_key(tls.key) if isinstance(error, EncryptedKeyError) else _reason(error)}"
-        ) from None
-    if tls.client_ca is not None:
-        try:
-            context.load_verify_locations(tls.client_ca)
-        except (OSError, ssl.SSLError) as error:
-            raise ValueError(
-                f"cannot load --tls-client-ca {tls.client_ca}: {_reason(error)}"
-            ) from None
-        context.verify_mode = ssl.CERT_REQUIRED
-    context.set_alpn_protocols(["http/1.1"])
-    return context
-
-
-class EncryptedKeyError(Exception):
-    """A private key needs a passphrase: there is nobody to type it."""
-
-
-def no_passphrase() -> bytes:
-    """``load_cert_chain``'s password callback: OpenSSL would otherwise prompt on the
-    terminal (or read stdin) for an encrypted key, and wait there for ever."""
-    raise EncryptedKeyError
-
-
-def encrypted_key(path: str) -> str:
-    """What to say of an encrypted key, and how to write it without its passphrase."""
-    return (
-        f"the key is encrypted; give it without a passphrase (openssl pkey -in {path} -out tls.key)"
-    )
-
-
-def _reason(error: BaseException) -> str:
-    return str(getattr(error, "strerror", None) or getattr(error, "reason", None) or error)
 
 
 @dataclass
@@ -369,13 +310,13 @@ class Run:
             monitor.add_group(name, members)
         listener: socket.socket | None = None
         if options.http:
-            from .http_server import listen
+            from .._serving.http_server import listen
 
             # Bind both addresses before anything runs: a taken port is one clear error.
             listener = listen(options.http)
         try:
             if options.grpc:
-                self.grpc = await _start_grpc(monitor, options.grpc, options.tls)
+                self.grpc, _ = await start_grpc(monitor, options.grpc, options.tls)
         except BaseException:
             if listener is not None:
                 listener.close()
@@ -391,10 +332,10 @@ class Run:
                     logger.info(
                         "HTTP health on %s://%s:%s (/health, /livez, /readyz%s)%s",
                         "http" if options.tls is None else "https",
-                        _show(host),
+                        show(host),
                         port,
                         ", /metrics" if options.metrics else "",
-                        _tls_said(options.tls),
+                        tls_said(options.tls),
                     )
                     tasks.start_soon(self._watch_http, self.http)
                 tasks.start_soon(_watch_loop, monitor)
@@ -545,7 +486,7 @@ class _LoopErrors:
     file descriptors is one warning every :data:`DESCRIPTORS_WARNING` seconds.
 
     asyncio logs a traceback for each connection waiting in the backlog, up to
-    :data:`~.http_server.BACKLOG` each time the port is readable: a burst of connections
+    :data:`~di._serving.http_server.BACKLOG` each time the port is readable: a burst of connections
     would write thousands of lines.
     """
 
@@ -568,19 +509,13 @@ class _LoopErrors:
 
 
 def _http_server(monitor: HealthMonitor, options: Options) -> HttpServer:
-    """The HTTP listener serving ``monitor``'s health app (see :mod:`.http_server`)."""
+    """The HTTP listener serving ``monitor``'s health app (:mod:`di._serving.http_server`)."""
+    from .._serving.http_server import HttpServer
     from ..asgi import health_app
-    from .http_server import HttpServer
 
     app = health_app(monitor, show_details=options.show_details, metrics=options.metrics)
     context = server_context(options.tls) if options.tls is not None else None
     return HttpServer(app, limit=options.limit_concurrency, ssl_context=context)
-
-
-def _tls_said(tls: TlsFiles | None) -> str:
-    if tls is None:
-        return ""
-    return " over mutual TLS" if tls.client_ca is not None else " over TLS"
 
 
 async def _watch_loop(monitor: HealthMonitor) -> None:
@@ -631,64 +566,3 @@ def _leaf(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
     return error
-
-
-# -- gRPC -------------------------------------------------------------------------------
-
-GRPC_OPTIONS = (
-    # Bound exclusively: with SO_REUSEPORT (grpcio's default) a second server on the
-    # same port would start silently and split the traffic.
-    ("grpc.so_reuseport", 0),
-    # Connections that never finish their handshake, or sit idle, are closed.
-    ("grpc.server_handshake_timeout_ms", 5_000),
-    ("grpc.max_connection_idle_ms", 30_000),
-    # Peers that vanished without closing are found by keepalive pings.
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-)
-
-
-async def _start_grpc(
-    monitor: HealthMonitor, address: tuple[str, int], tls: TlsFiles | None = None
-) -> grpc.aio.Server:
-    import grpc
-
-    from ..grpc import add_health_servicer, server_credentials
-
-    host, port = address
-    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    _probe_bind(host, port, "gRPC")
-    server = grpc.aio.server(options=GRPC_OPTIONS)
-    add_health_servicer(server, monitor)
-    try:
-        if tls is None:
-            bound = server.add_insecure_port(target)
-        else:
-            credentials = server_credentials(tls.cert, tls.key, tls.client_ca)
-            bound = server.add_secure_port(target, credentials)
-    except RuntimeError:
-        bound = 0
-    if not bound:
-        await server.stop(None)
-        raise OSError(f"cannot listen for gRPC on {target}: address in use or not available")
-    await server.start()
-    logger.info(
-        "gRPC health on %s:%s (grpc.health.v1.Health)%s", _show(host), bound, _tls_said(tls)
-    )
-    return server
-
-
-def _probe_bind(host: str, port: int, what: str) -> None:
-    """Bind ``host:port`` briefly, for the OS's own words when it cannot be bound."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            text = (error.strerror or str(error)).lower()
-            raise OSError(f"cannot listen for {what} on {host}:{port}: {text}") from None
-
-
-def _show(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

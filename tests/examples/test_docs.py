@@ -71,6 +71,31 @@ def test_readme_health_example_builds_and_checks_a_service() -> None:
     assert done.stdout.strip() == "{'database': None}"
 
 
+@pytest.mark.parametrize(
+    ("page", "files"),
+    [
+        (
+            "django.md",
+            [
+                f"django_shop/{name}.py"
+                for name in ("settings", "container", "views", "urls", "asgi")
+            ],
+        ),
+        ("aiohttp.md", ["aiohttp_shop.py"]),
+        ("celery.md", ["celery_worker.py"]),
+        ("taskiq.md", ["taskiq_worker.py"]),
+    ],
+)
+def test_integration_pages_quote_the_examples_their_tests_serve_verbatim(
+    page: str, files: list[str]
+) -> None:
+    """Each integration's page shows the example that its tests run under the real
+    server or worker (tests/integrations/test_<framework>.py)."""
+    text = (ROOT / "docs" / page).read_text()
+    for name in files:
+        assert (ROOT / "examples" / name).read_text() in text, name
+
+
 def test_exposure_doc_quotes_the_mounted_example_verbatim() -> None:
     example = (ROOT / "examples" / "mounted.py").read_text()
     assert example in (ROOT / "docs" / "exposure.md").read_text()

@@ -95,7 +95,7 @@ def test_readme_says_di_serve_is_a_health_sidecar_and_points_to_the_integrations
     # The package exists: the README points to it rather than saying it is coming.
     assert importlib.util.find_spec("di.integrations") is not None
     assert (
-        "Integrations for FastAPI, Starlette, Litestar, grpc.aio and Flask "
+        "Integrations for FastAPI, Starlette, Litestar, grpc.aio, Flask, Django and aiohttp "
         "(`di.integrations`) do both in one call" in text
     )
     assert "are coming" not in text
@@ -103,7 +103,16 @@ def test_readme_says_di_serve_is_a_health_sidecar_and_points_to_the_integrations
 
 def test_each_framework_integration_has_its_extra_and_the_tests_install_it() -> None:
     extras = PROJECT["optional-dependencies"]
-    for framework in ("fastapi", "starlette", "litestar", "flask"):
+    for framework in (
+        "fastapi",
+        "starlette",
+        "litestar",
+        "flask",
+        "django",
+        "aiohttp",
+        "celery",
+        "taskiq",
+    ):
         assert importlib.util.find_spec(f"di.integrations.{framework}") is not None
         (requirement,) = extras[framework]
         assert requirement.startswith(framework), (framework, requirement)
@@ -154,7 +163,7 @@ def test_the_readme_installs_from_a_fresh_clone(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
     # Imported outside the clone: the installed package, with the extras asked for.
     done = subprocess.run(
-        [python, "-c", "import di, di.grpc, di._cli.http_server; print(di.__file__)"],
+        [python, "-c", "import di, di.grpc, di._serving.http_server; print(di.__file__)"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -231,11 +231,14 @@ def test_serve_help_says_it_is_a_health_sidecar_and_points_to_the_integrations()
     assert "mount di.asgi.health_app in your ASGI application" in text
     assert "add di.grpc.add_health_servicer to your gRPC server" in text
     assert "https://github.com/healthdi/healthdi/blob/main/docs/exposure.md" in text
-    integrations = "Integrations for FastAPI, Starlette, Litestar, grpc.aio and Flask"
+    integrations = (
+        "Integrations for FastAPI, Starlette, Litestar, grpc.aio, Flask, Django and aiohttp"
+    )
     assert integrations in text
     # The package exists: the help points to it rather than saying it is coming.
     assert importlib.util.find_spec("di.integrations") is not None
     assert f"{integrations} (di.integrations) do both in one call" in text
+    assert "runs these servers inside itself with di.HealthServer" in text
     assert "are coming" not in text
 
 

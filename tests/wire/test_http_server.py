@@ -1,4 +1,4 @@
-"""The sidecar's HTTP listener (`di._cli.http_server`) on its own, under raw sockets.
+"""The sidecar's HTTP listener (`di._serving.http_server`) on its own, under raw sockets.
 
 The server runs on an asyncio loop in a thread (it serves `di serve`, which runs on
 asyncio only, for grpcio); each test talks to it as a client would, byte by byte where
@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import pytest
 
-from di._cli.http_server import HttpServer, listen
+from di._serving.http_server import HttpServer, listen
 
 from ..timing import Stopwatch, at_most, wait_until
 

@@ -1,0 +1,480 @@
+"""Django: the container's life with the process's, a scope per request, ``@inject``, health.
+
+In ``settings.py``:
+
+>>> INSTALLED_APPS = [..., "di.integrations.django"]
+>>> MIDDLEWARE = ["di.integrations.django.RequestScopeMiddleware", ...]
+>>> HEALTHDI = {"INJECTOR": "project.container:create_injector"}
+
+In ``urls.py``: ``path("", include(health_urls))``; in views, ``@inject`` and
+``Inject[T]`` parameters.
+
+The path of a request: :class:`RequestScopeMiddleware` gives it a slot for its scope
+(opened on first use, with the ``HttpRequest`` in its context) and a context variable
+pointing to it, which ``@inject`` views read (function views and class-based views'
+methods, sync or async, under WSGI or ASGI); a view's exception reaches the slot
+through ``process_exception`` and is thrown into generator factories when the scope
+closes, after the view (a streamed response's once its body is sent). The health
+views hand the request to :func:`di.asgi.health_app` in-process. The app
+(:mod:`.apps`) starts the injector at ``AppConfig.ready()`` and shuts it down at exit;
+under an ASGI server, :func:`get_asgi_application` runs it in the lifespan instead.
+``pip install 'healthdi[django]'``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from typing import Any, TypeVar
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.urls import URLPattern, URLResolver, get_resolver, re_path
+from django.views.decorators.csrf import csrf_exempt
+
+from ...errors import DIError, ScopeClosedError
+from ...inject import Inject
+from ...scope import Scope
+from .._health_routes import HealthRoutes
+from .._inject import wrap
+from .._lifecycle import Running
+from .._startup import check_handlers
+
+__all__ = [
+    "Inject",
+    "RequestScopeMiddleware",
+    "StreamAbortedError",
+    "get_asgi_application",
+    "health_urls",
+    "inject",
+    "scope_of",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_ATTRIBUTE = "_healthdi_slot"  # the request's attribute holding its slot
+_current: contextvars.ContextVar[_Slot] = contextvars.ContextVar("di.integrations.django")
+
+
+class StreamAbortedError(Exception):
+    """Thrown into a request's generator factories when its streamed body was cut short.
+
+    The server closed the body before its last chunk (the client went away): what
+    the request did rolls back rather than commits.
+    """
+
+
+def _process() -> Any:
+    from django.apps import apps
+
+    from .apps import HealthdiConfig
+
+    try:
+        config = apps.get_app_config("healthdi")
+    except LookupError:
+        raise DIError(
+            "the healthdi app is not installed: add 'di.integrations.django' to "
+            "settings.INSTALLED_APPS"
+        ) from None
+    assert isinstance(config, HealthdiConfig)
+    process = config.process
+    if process is None:
+        raise DIError("the healthdi app is not ready: call django.setup() first")
+    return process
+
+
+# -- a scope per request -------------------------------------------------------------------
+
+
+class _Slot:
+    """A request's scope, opened on first use, closed after the view (or its stream)."""
+
+    __slots__ = ("done", "failure", "process", "request", "scope")
+
+    def __init__(self, process: Any, request: HttpRequest) -> None:
+        self.process = process
+        self.request = request
+        self.scope: Scope | None = None
+        self.done = False
+        self.failure: BaseException | None = None  # the view's, from process_exception
+
+    def open(self) -> Scope:
+        scope = self.scope
+        if scope is None:
+            if self.done:
+                raise ScopeClosedError("request", "open a request scope after the response")
+            process = self.process
+            if not process.started:
+                raise DIError(
+                    "the injector of settings.HEALTHDI was never started: under an ASGI "
+                    "server, serve di.integrations.django.get_asgi_application() with its "
+                    "lifespan on"
+                    if process.lifespan
+                    else "the injector of settings.HEALTHDI was never started"
+                )
+            if process.done:
+                raise DIError("the injector of settings.HEALTHDI was shut down")
+            scope = self.scope = process.injector.scope(context={HttpRequest: self.request})
+        return scope
+
+    def close(self, error: BaseException | None = None) -> None:
+        self.done = True
+        scope, self.scope = self.scope, None
+        if scope is not None:
+            error = error or self.failure
+            if error is None:
+                scope.__exit__(None, None, None)
+            else:
+                scope.__exit__(type(error), error, error.__traceback__)
+
+    async def aclose(self, error: BaseException | None = None) -> None:
+        self.done = True
+        scope, self.scope = self.scope, None
+        if scope is not None:
+            error = error or self.failure
+            if error is None:
+                await scope.__aexit__(None, None, None)
+            else:
+                await scope.__aexit__(type(error), error, error.__traceback__)
+
+
+# Exceptions Django answers as what the view meant (404, 403): the scope closes as usual.
+def _answered(error: BaseException) -> bool:
+    from django.core.exceptions import PermissionDenied
+    from django.http import Http404
+
+    return isinstance(error, Http404 | PermissionDenied)
+
+
+class RequestScopeMiddleware:
+    """A scope per request, with the ``HttpRequest`` in its context, closed after the view.
+
+    Sync and async alike (Django picks the mode of the chain around it). A view's
+    exception (not ``Http404`` or ``PermissionDenied``, which are answers) is thrown
+    into generator factories, so they roll back; a streamed response's scope closes
+    once its body has been sent, with :class:`StreamAbortedError` if the server closed
+    it before its end. Made once per handler, at startup: it checks the views the
+    URLconf routes to (a ``GraphError`` naming each with ``Inject[...]`` parameters and
+    no ``@inject``, or injecting what nothing provides).
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        process = self.process = _process()
+        check_handlers(process.injector, _views(), "@inject")
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        slot = _Slot(self.process, request)
+        setattr(request, _ATTRIBUTE, slot)
+        token = _current.set(slot)
+        try:
+            response = self.get_response(request)
+        except BaseException as error:
+            slot.close(error)
+            raise
+        finally:
+            _current.reset(token)
+        if slot.scope is None:
+            slot.done = True
+        elif response.streaming:
+            response.streaming_content = _Streamed(response.streaming_content, slot)
+        else:
+            slot.close()
+        return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        slot = _Slot(self.process, request)
+        setattr(request, _ATTRIBUTE, slot)
+        token = _current.set(slot)
+        try:
+            response: HttpResponseBase = await self.get_response(request)
+        except BaseException as error:
+            await slot.aclose(error)
+            raise
+        finally:
+            _current.reset(token)
+        if slot.scope is None:
+            slot.done = True
+        elif response.streaming:
+            content = response.streaming_content
+            response.streaming_content = _AsyncStreamed(content, slot)
+        else:
+            await slot.aclose()
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        """Record the view's exception for its scope; Django answers it as usual."""
+        slot: _Slot | None = getattr(request, _ATTRIBUTE, None)
+        if slot is not None and not _answered(exception):
+            slot.failure = exception
+
+
+class _Streamed:
+    """A streamed body that closes its request's scope after its last chunk, with the
+    body's exception if it fails part-way, or StreamAbortedError if it is cut short."""
+
+    __slots__ = ("body", "iterator", "slot")
+
+    def __init__(self, body: Any, slot: _Slot) -> None:
+        self.body = body
+        self.slot = slot
+        self.iterator: Iterator[Any] | None = None
+
+    def __iter__(self) -> _Streamed:
+        return self
+
+    def __next__(self) -> Any:
+        if self.iterator is None:
+            self.iterator = iter(self.body)
+        try:
+            return next(self.iterator)
+        except StopIteration:
+            self._close(None)
+            raise
+        except BaseException as error:
+            self._close(error)
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            cut = self.iterator is not None
+            self._close(StreamAbortedError("the response's body was cut short") if cut else None)
+
+    def _close(self, error: BaseException | None) -> None:
+        if not self.slot.done:
+            self.slot.close(error)
+
+
+class _AsyncStreamed:
+    """:class:`_Streamed` for an async body, under ASGI."""
+
+    __slots__ = ("body", "slot")
+
+    def __init__(self, body: Any, slot: _Slot) -> None:
+        self.body = body
+        self.slot = slot
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._items()
+
+    async def _items(self) -> AsyncIterator[Any]:
+        finished = False
+        failure: BaseException | None = None
+        try:
+            if hasattr(self.body, "__aiter__"):
+                async for item in self.body:
+                    yield item
+            else:
+                for item in self.body:
+                    yield item
+            finished = True
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            if not self.slot.done:
+                if failure is None and not finished:
+                    failure = StreamAbortedError("the response's body was cut short")
+                await self.slot.aclose(failure)
+
+
+def scope_of(request: HttpRequest | None = None) -> Scope:
+    """The scope of this request (or of the request being handled), opened on first use.
+
+    >>> order = scope_of(request).invoke(Order)
+    """
+    slot: _Slot | None
+    slot = getattr(request, _ATTRIBUTE, None) if request is not None else _current.get(None)
+    if slot is None:
+        raise DIError(
+            "no request scope here: add 'di.integrations.django.RequestScopeMiddleware' "
+            "to settings.MIDDLEWARE, and reach the scope while a request is handled"
+        )
+    return slot.scope or slot.open()
+
+
+# -- injection into views ----------------------------------------------------------------
+
+
+def inject(view: F) -> F:
+    """Fill the view's ``Inject[T]`` parameters from the request's scope.
+
+    For function views and class-based views' methods (``def get(self, request,
+    orders: Inject[Orders])``), sync or ``async def``; the request and URL parameters
+    pass as Django passes them.
+    """
+    if isinstance(view, type):
+        raise TypeError(
+            f"@inject: {view.__qualname__} is a class; decorate its methods (get, post...) instead"
+        )
+    return wrap(view, _request_scope, required="@inject")  # type: ignore[return-value]
+
+
+def _request_scope(kwargs: dict[str, Any]) -> Scope:
+    return scope_of()
+
+
+def _views() -> Iterator[tuple[str, Callable[..., Any]]]:
+    """Each view the URLconf routes to, named by its route: functions, and the handler
+    methods of class-based views."""
+    pending: list[tuple[str, Any]] = [("", get_resolver())]
+    while pending:
+        prefix, resolver = pending.pop()
+        for entry in resolver.url_patterns:
+            route = prefix + str(entry.pattern)
+            if isinstance(entry, URLResolver):
+                pending.append((route, entry))
+            elif isinstance(entry, URLPattern):
+                callback = entry.callback
+                view_class = getattr(callback, "view_class", None)
+                if isinstance(view_class, type):
+                    for method in getattr(view_class, "http_method_names", ()):
+                        handler = getattr(view_class, method, None)
+                        if handler is not None and method != "options":
+                            yield f"view {view_class.__qualname__}.{method} at {route!r}", handler
+                else:
+                    name = getattr(callback, "__qualname__", repr(callback))
+                    yield f"view {name} at {route!r}", callback
+
+
+# -- health views -------------------------------------------------------------------------
+
+
+class _HealthViews:
+    """The health app of this process's monitor, made on first use."""
+
+    __slots__ = ("monitor", "routes")
+
+    def __init__(self) -> None:
+        self.routes: HealthRoutes | None = None
+        self.monitor: Any = None
+
+    def get(self) -> HealthRoutes:
+        process = _process()
+        routes = self.routes
+        if routes is None or self.monitor is not process.monitor:  # a new one after fork
+            routes = self.routes = HealthRoutes(
+                process.monitor, process.options.show_details, False
+            )
+            self.monitor = process.monitor
+        return routes
+
+
+_health = _HealthViews()
+
+
+async def health_view(request: HttpRequest, path: str) -> HttpResponse:
+    """``/health``, ``/livez``, ``/readyz`` and the JSON Check, as the health app answers."""
+    body = request.body if request.method == "POST" else b""
+    reply = await _health.get().answer(
+        request.method or "GET", "/" + path, request.META.get("QUERY_STRING", "").encode(), body
+    )
+    response = HttpResponse(reply.body, status=reply.status)
+    for name, value in reply.headers:
+        response[name] = value
+    return response
+
+
+# The JSON Check is a POST from a probe: no CSRF token to give.
+health_view = csrf_exempt(health_view)
+
+
+def _health_pattern() -> str:
+    exact, below = HealthRoutes.paths_of(metrics=False)
+    names = "|".join(
+        [
+            *(_escape(path[1:]) + "/?" for path in exact),
+            *(_escape(path[1:]) + ".+" for path in below),
+        ]
+    )
+    return rf"^(?P<path>{names})$"
+
+
+def _escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+health_urls = [re_path(_health_pattern(), health_view, name="healthdi-health")]
+"""The health routes, to ``include()``: ``path("", include(health_urls))`` serves
+``/health``, ``/livez``, ``/readyz`` (and their ``/<name>`` forms) and ``POST
+/grpc.health.v1.Health/Check``; ``path("ops/", include(health_urls))`` under ``/ops/``."""
+
+
+# -- ASGI: the lifespan -------------------------------------------------------------------
+
+
+def get_asgi_application() -> Callable[..., Awaitable[None]]:
+    """Django's ASGI application, with the lifespan: use it in ``asgi.py`` in place of
+    ``django.core.asgi.get_asgi_application``.
+
+    The lifespan's startup runs the injector's start and the monitor on the server's
+    event loop (uvicorn's), where async views run, and its shutdown turns
+    NOT_SERVING, stops the monitor and shuts the injector down. Django alone answers
+    the lifespan with an error; a server that does not run it leaves the injector
+    unstarted (set ``lifespan="on"`` where the server asks).
+    """
+    import django
+    from django.core.handlers.asgi import ASGIHandler
+
+    from .apps import HealthdiConfig
+
+    HealthdiConfig.wait_for_lifespan = True
+    django.setup(set_prefix=False)
+    handler = ASGIHandler()
+
+    async def application(
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+        else:
+            await handler(scope, receive, send)
+
+    return application
+
+
+async def _lifespan(
+    receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+    send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+) -> None:
+    from ...health import explain_error
+
+    message = await receive()
+    if message["type"] != "lifespan.startup":
+        return
+    process = _process()
+    running = Running(process.injector, process.monitor)
+    try:
+        await running.__aenter__()
+    except Exception as error:
+        await send({"type": "lifespan.startup.failed", "message": explain_error(error)})
+        return
+    process.started = True
+    try:
+        await send({"type": "lifespan.startup.complete"})
+        while (await receive())["type"] != "lifespan.shutdown":
+            pass
+    finally:
+        process.done = True
+        try:
+            await running.__aexit__(None, None, None)
+        except Exception as error:
+            await send({"type": "lifespan.shutdown.failed", "message": explain_error(error)})
+            return
+    await send({"type": "lifespan.shutdown.complete"})
