@@ -239,3 +239,24 @@ def test_health_tag_selection_refuses_an_unknown_tag_and_takes_several(
     down[0] = True
     server.check()
     assert get(server, "/health?tag=edge,db").status_code == 500
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [{"shop.Orders": ["*"], "readiness": ["*"]}, {"shop.Orders": ["*"], "shop.Db": ["tag:nope"]}],
+)
+def test_a_refused_services_list_adds_none_of_its_names(refused: dict[str, list[str]]) -> None:
+    """add_health_servicer(services=...) refused for its second name must leave the
+    monitor as it was: the corrected call then succeeds, instead of being refused for
+    the first name, which the refused call had added."""
+    from di import HealthMonitor
+    from di.grpc import add_health_servicer
+
+    injector, _ = chain()
+    monitor = HealthMonitor(injector)
+    server = grpc.aio.server()
+    with pytest.raises(ValueError, match=r"readiness|nope"):
+        add_health_servicer(server, monitor, services=refused)
+    assert monitor.status("shop.Orders") is None
+    add_health_servicer(server, monitor, services=["shop.Orders"])
+    assert monitor.status("shop.Orders") is not None
