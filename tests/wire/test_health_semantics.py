@@ -7,6 +7,7 @@ import json
 import queue
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -254,9 +255,12 @@ def test_a_refused_services_list_adds_none_of_its_names(refused: dict[str, list[
 
     injector, _ = chain()
     monitor = HealthMonitor(injector)
-    server = grpc.aio.server()
-    with pytest.raises(ValueError, match=r"readiness|nope"):
-        add_health_servicer(server, monitor, services=refused)
-    assert monitor.status("shop.Orders") is None
-    add_health_servicer(server, monitor, services=["shop.Orders"])
-    assert monitor.status("shop.Orders") is not None
+    # Registration only: a thread-pool server needs no event loop in this test.
+    with ThreadPoolExecutor(1) as pool:
+        server = grpc.server(pool)
+        with pytest.raises(ValueError, match=r"readiness|nope"):
+            add_health_servicer(server, monitor, services=refused)
+        assert monitor.status("shop.Orders") is None
+        add_health_servicer(server, monitor, services=["shop.Orders"])
+        assert monitor.status("shop.Orders") is not None
+        server.stop(None)
