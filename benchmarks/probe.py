@@ -1,7 +1,9 @@
 """How long `di probe` takes from start to exit, beside minimal scripts doing the same.
 
-Docker runs the probe every few seconds in every container. Goal: at most 1.3x a
-minimal ``http.client`` script over HTTP, and a minimal grpcio Check script over gRPC.
+Docker runs the probe every few seconds in every container. Goals: over HTTP, at most
+1.3x a minimal ``http.client`` script; over gRPC (the probe speaks HTTP/2 itself, without
+importing grpcio), at most 1.5x ``python -I -c pass``. The minimal grpcio Check script
+is measured beside it, to show what importing grpcio costs.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ def measure(runs: int = 15) -> dict[str, float]:
         urls = probe_urls(http_port, grpc_port)
         return {
             "python -c pass (the floor)": _best([python, "-c", "pass"], runs),
+            "python -I -c pass": _best([python, "-I", "-c", "pass"], runs),
             "minimal http.client script": _best(
                 [python, "-c", MINIMAL_HTTP.format(port=http_port)], runs
             ),

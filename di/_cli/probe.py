@@ -10,23 +10,21 @@ socket timeout), then by the URL's scheme:
   HTTP/2 SETTINGS frame is named as a gRPC port; a plaintext request closed without an
   answer as a TLS port, and a TLS handshake answered by what is not TLS as a plaintext
   port (for gRPC too).
-- ``grpc://``: :func:`_probe_grpc` connects a plain socket first (a closed port fails
-  at once, and grpc is not imported), then calls ``grpc.health.v1.Health/Check``;
-  SERVING passes. UNAVAILABLE is followed by one HTTP/1 request to say whether the
-  port speaks HTTP/1 rather than gRPC.
+- ``grpc://``: :func:`_probe_grpc` connects (a closed port fails at once), then calls
+  ``grpc.health.v1.Health/Check`` over that socket with :mod:`di._cli.h2`, HTTP/2
+  spoken with the standard library (grpcio takes longer to import than Python to
+  start); SERVING passes. A server that does not answer HTTP/2 gets one HTTP/1 request
+  to say what it speaks instead; one that breaks HTTP/2 is named for what it broke.
 
 TLS (:class:`Tls`, grpc_health_probe's flags) is the standard library's ``ssl`` for
 both: :func:`tls_context` makes the one client context (CA, client certificate,
 verification, server name), :func:`_connect` opens a verified TLS socket. An
-``https://`` URL always uses it; ``grpc://`` with ``--tls``. grpcio cannot be handed
-a socket, so a gRPC probe over TLS carries grpcio's plaintext HTTP/2 through a
-private Unix socket to that TLS socket (:class:`_Bridge`): the certificate checks are the
-same for HTTP and gRPC, ``--tls-no-verify`` included (grpcio has no such option). A
-probe that speaks HTTP/2 itself would write to the TLS socket of :func:`_connect`.
+``https://`` URL always uses it; ``grpc://`` with ``--tls`` (ALPN ``h2``): the
+certificate checks are the same for HTTP and gRPC, ``--tls-no-verify`` included.
 
 It prints ``healthy: ...`` or ``unhealthy: ...`` and returns 0 or 1, never 2 (Docker
 reserves it). Docker runs it every few seconds in every container, so it must start
-fast: this module imports only the standard library, and grpc only for a grpc:// URL.
+fast: this module and :mod:`di._cli.h2` import only the standard library.
 """
 
 from __future__ import annotations
@@ -303,7 +301,10 @@ def _connect(
     server_name: str | None = None,
 ) -> socket.socket:
     """A connected socket, TLS (handshake done, certificate verified) with a context."""
-    connection = socket.create_connection((hostname, port), timeout=_left(deadline))
+    # An ASCII name as bytes: the socket module would load the IDNA codec to encode it.
+    host = hostname.encode() if hostname.isascii() else hostname
+    where = (host, port)  # typeshed says str; getaddrinfo takes bytes too
+    connection = socket.create_connection(where, timeout=_left(deadline))  # type: ignore[arg-type]
     if context is None:
         return connection
     try:
@@ -355,12 +356,13 @@ def _shown(data: bytes) -> str:
 
 
 def _probe_grpc(parts: SplitResult, service: str, deadline: float, tls: Tls) -> tuple[bool, str]:
-    """Call grpc.health.v1.Health/Check; SERVING passes."""
+    """Call grpc.health.v1.Health/Check over HTTP/2 spoken by :mod:`di._cli.h2`;
+    SERVING passes."""
     if not parts.hostname:
         return False, f"no host in {parts.geturl()!r}"
     address = parts.netloc.rpartition("@")[2]  # gRPC has no use for user:password@
     port = parts.port or 443  # grpc's own default
-    # Connect first: a closed port fails at once, as over HTTP, and grpc is not loaded;
+    # Connect first: a closed port fails at once, as over HTTP, and h2 is not loaded;
     # over TLS, a certificate that does not verify fails here too.
     context = tls_context(tls, "h2") if tls.enabled else None
     try:
@@ -369,115 +371,45 @@ def _probe_grpc(parts: SplitResult, service: str, deadline: float, tls: Tls) -> 
         if not (context is not None and _plaintext_said(error)):
             raise
         return False, f"the server at {address} did not answer TLS (a plaintext port? drop --tls)"
-    if context is None:
-        connection.close()
-    elif connection.selected_alpn_protocol() != "h2":  # type: ignore[attr-defined]
-        connection.close()
-        return False, f"the server at {address} did not agree to HTTP/2 over TLS (not gRPC?)"
-    try:
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-    except ImportError as error:
-        connection.close()
-        return False, (
-            f"probing gRPC needs the grpc extra ({error.name} is not installed): "
-            "pip install 'healthdi[grpc]'"
-        )
+    from . import h2
 
-    bridge = _Bridge(connection, deadline) if context is not None else None
-    target = bridge.address if bridge is not None else address
-    options = [("grpc.enable_http_proxy", 0), ("grpc.default_authority", address)]
     try:
-        with grpc.insecure_channel(target, options=options) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            try:
-                request = health_pb2.HealthCheckRequest(service=service)
-                response = stub.Check(request, timeout=_left(deadline))  # type: ignore[attr-defined]
-            except grpc.RpcError as error:
-                code = error.code()
-                if bridge is not None and bridge.error is not None:
-                    return False, f"TLS with {address}: {bridge.error}"
-                if bridge is not None and bridge.closed_unanswered:
-                    return False, _closed_tls(address, tls)
-                if code is grpc.StatusCode.UNAVAILABLE:  # no HTTP/2, or shutting down
-                    http1 = tls_context(tls, "http/1.1") if context is not None else None
-                    other = _not_http2(parts.hostname, port, address, deadline, http1, tls)
-                    if other is not None:
-                        return False, f"the server at {address} did not answer gRPC: {other}"
-                return False, f"{code.name} from {address} for {service!r}"
+        if context is not None and connection.selected_alpn_protocol() != "h2":  # type: ignore[attr-defined]
+            return False, f"the server at {address} did not agree to HTTP/2 over TLS (not gRPC?)"
+        reply = h2.health_check(connection, address, context is not None, service, deadline)
+    except h2.NotHttp2 as error:
+        if context is not None and not error.head:
+            return False, _closed_tls(address, tls)
+        http1 = tls_context(tls, "http/1.1") if context is not None else None
+        other = _not_http2(parts.hostname, port, address, deadline, http1, tls)
+        if other is not None:
+            return False, f"the server at {address} did not answer gRPC: {other}"
+        return False, f"UNAVAILABLE from {address} for {service!r}"
+    except h2.Broken as error:
+        return False, f"the server at {address} broke the gRPC call: {error}"
+    except OSError as error:
+        if context is not None and _tls_closed(error):
+            return False, _closed_tls(address, tls)
+        reason = getattr(error, "reason", None)  # an ssl.SSLError after the handshake
+        if context is not None and isinstance(reason, str):
+            return False, f"TLS with {address}: {reason}"
+        raise
     finally:
-        if bridge is not None:
-            bridge.close()
-    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
-    return status == "SERVING", f"{status} from {address} for {service!r}"
+        connection.close()
+    if reply.code:
+        return False, f"{reply.code_name} from {address} for {service!r}"
+    status = reply.serving
+    named = h2.SERVING_STATUSES[status] if status is not None and 0 <= status < 4 else None
+    return named == "SERVING", f"{named or f'status {status}'} from {address} for {service!r}"
 
 
-class _Bridge:
-    """A Unix socket whose one connection is carried to and from a TLS socket.
-
-    grpcio speaks plaintext HTTP/2 to :attr:`address`; a thread moves the bytes both
-    ways through the TLS socket (one thread: an SSL socket is never read and written
-    at once). The socket lies in a directory only this user can enter, so no other
-    process can speak through the probe's TLS connection (and its client certificate).
-    A TLS failure on the way (the server refused this probe's certificate) is kept in
-    :attr:`error`.
-    """
-
-    def __init__(self, tls: socket.socket, deadline: float) -> None:
-        import threading
-
-        self.tls = tls
-        self.deadline = deadline
-        self.error: str | None = None
-        self.closed_unanswered = False  # the server closed before sending anything
-        import tempfile
-
-        self.folder = tempfile.mkdtemp(prefix="di-probe-")  # mode 0700
-        path = f"{self.folder}/grpc.sock"
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
-        self.listener.listen(1)
-        self.address = f"unix:{path}"
-        self.thread = threading.Thread(target=self._run, name="di-probe-tls", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        import select
-        import ssl
-
-        plain: socket.socket | None = None
-        answered = False
-        try:
-            self.listener.settimeout(_left(self.deadline))
-            plain, _ = self.listener.accept()
-            tls = self.tls
-            while True:
-                left = _left(self.deadline)
-                plain.settimeout(left)
-                tls.settimeout(left)
-                ready = [tls] if tls.pending() else select.select([plain, tls], [], [], left)[0]  # type: ignore[attr-defined]
-                for source in ready:
-                    data = source.recv(65536)
-                    if not data:
-                        self.closed_unanswered = source is tls and not answered
-                        return
-                    answered = answered or source is tls
-                    (plain if source is tls else tls).sendall(data)
-        except ssl.SSLError as error:
-            self.error = str(error.reason or error)
-        except (OSError, TimeoutError):
-            pass  # the probe's own deadline and RPC status say what happened
-        finally:
-            if plain is not None:
-                plain.close()
-            self.tls.close()
-
-    def close(self) -> None:
-        import shutil
-
-        self.listener.close()
-        self.tls.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+def _tls_closed(error: OSError) -> bool:
+    """Whether a TLS connection closed (or was reset) before the server said a word:
+    how a server refuses a client certificate it does not take, in TLS 1.3."""
+    if isinstance(error, ConnectionResetError | BrokenPipeError):
+        return True
+    reason = getattr(error, "reason", None) or ""
+    return "EOF" in reason or "UNEXPECTED_EOF" in reason or "ALERT" in reason
 
 
 def _not_http2(

@@ -140,7 +140,9 @@ def test_sigint_skips_the_drain(tmp_path: Path) -> None:
         with Stopwatch() as stopping:
             child.signal(signal.SIGINT)
             assert child.wait() == 0
-        assert stopping.seconds < at_most(1)
+        # The stop itself (uvicorn, the lifespan, the hooks, the exit) on a loaded
+        # machine: far from the 60 s drain it skipped.
+        assert stopping.seconds < at_most(5)
         in_order(
             child.output(),
             "received SIGINT: NOT_SERVING, stopping",

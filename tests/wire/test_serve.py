@@ -483,7 +483,7 @@ def test_pipelining_without_reading_holds_no_memory_and_starves_nothing(start: o
                 sent += flood.send(requests)
             with Stopwatch() as answer:
                 assert status(serving, "/livez") == 200
-            assert answer.seconds < at_most(0)  # not starved
+            assert answer.seconds < at_most(1)  # not starved: a new connection, loaded
         assert rss_mb(serving.process.pid) - before < 40, (before, sent)
         # Its answers are not read: the connection is dropped, as an idle one would be.
         flood.settimeout(15)
