@@ -169,7 +169,9 @@ def render_health(
     codes: Mapping[str, int] = STATUS_CODES,
 ) -> Answer:
     """The ``application/health+json`` answer for the whole application (``""``) or a
-    name; with ``tag``, only the checks of the services provided with that tag.
+    name; with ``tag`` (one or several, comma-separated), only the checks of the services
+    provided with one of those tags. A tag no service has is a 404, not a "pass" over no
+    checks.
 
     Each check shows its failed dependencies (``blockedBy``), its consecutive failures
     and passes, and the age of a result carried over from an earlier round; the
@@ -181,8 +183,19 @@ def render_health(
         return json_answer(
             404, {"code": "not_found", "message": f"unknown health check {short(name)}"}
         )
-    if tag is not None:
-        results = tuple(r for r in results if tag in snapshot.tags.get(r.key, ()))
+    wanted = {each for each in (tag or "").split(",") if each}
+    if wanted:
+        unknown = wanted.difference(*snapshot.tags.values())
+        if unknown:
+            return json_answer(
+                404,
+                {
+                    "code": "not_found",
+                    "message": f"no service has the tag {short(min(unknown))}; "
+                    "provide one with tags=(...) or ask for another tag",
+                },
+            )
+        results = tuple(r for r in results if wanted & snapshot.tags.get(r.key, frozenset()))
         status = _worst(snapshot, results)
     checks: dict[str, list[dict[str, Any]]] = {}
     streaks = snapshot.streaks
@@ -217,7 +230,7 @@ def render_health(
                 for field, value in result.details.items():
                     entry.setdefault(field, value)  # the format's own fields win
         checks[result.key] = [entry]
-    if tag is None:
+    if not wanted:
         for label in snapshot.missing.get(name, ()):
             if label not in snapshot.waiting:
                 checks[label] = [{"status": "fail", "output": _not_checked(snapshot, label)}]

@@ -140,7 +140,7 @@ def _get(
 ) -> Answer:
     """The answer to a GET (or HEAD) of ``path``, rendered from ``snapshot``."""
     if path == "/health" or path.startswith("/health/"):
-        tag = parse_qs(query.decode("latin-1")).get("tag", [None])[-1] if query else None
+        tag = ",".join(parse_qs(query.decode("latin-1")).get("tag", ())) if query else None
         return render_health(snapshot, path[len("/health/") :], details, tag, codes)
     probe = _probe(path)
     if probe is not None:

@@ -25,7 +25,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from ._answers import short
+from ._container import views
 from ._extras import needs_extra
+from ._monitor import groups as grouping
+from ._monitor.snapshot import STARTUP
 from .monitor import HealthMonitor, ServingStatus
 
 with needs_extra("di.grpc", "grpc"):
@@ -102,7 +105,10 @@ def add_health_servicer(
     the members it reads (service keys, ``"tag:db"`` selectors, or ``["*"]``), as a
     monitor group (see :meth:`~di.HealthMonitor.add_group`).
     """
-    for name, members in service_groups(services).items():
+    groups = service_groups(services)
+    for name, members in groups.items():  # all checked first: a refused call adds none
+        _check_group(monitor, name, members)
+    for name, members in groups.items():
         monitor.add_group(name, members)
     servicer = HealthServicer(monitor)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
@@ -127,6 +133,15 @@ def service_groups(services: object) -> dict[str, Sequence[Any]]:
             )
         found[name] = services[name] if isinstance(services, Mapping) else ["*"]
     return found
+
+
+def _check_group(monitor: HealthMonitor, name: str, members: Sequence[Any]) -> None:
+    """Raise what ``monitor.add_group(name, members)`` would, without adding it."""
+    where = f"HealthMonitor.add_group({name!r}, ...)"
+    grouping.members(monitor.injector, name, members, where)
+    taken = name in monitor.statuses() and views.lookup(monitor.injector, name) is None
+    if taken or name == STARTUP:
+        raise ValueError(f"{where}: the monitor answers for {name!r} already; pick another name")
 
 
 def server_credentials(

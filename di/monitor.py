@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.abc
@@ -51,6 +51,7 @@ from ._monitor.snapshot import (
     State,
     compose,
 )
+from .errors import ServiceNotFoundError
 from .health import (
     DEFAULT_POLICY,
     HealthCheckResult,
@@ -60,6 +61,9 @@ from .health import (
     explain_error,
 )
 from .scope import Scope
+
+if TYPE_CHECKING:
+    from ._container.service import Service
 
 __all__ = ["HealthMonitor", "HealthSnapshot", "ServingStatus"]
 
@@ -288,6 +292,13 @@ class HealthMonitor:
             self._start_done.set()
             self._publish()
 
+    def _find(self, label: str) -> Service | None:
+        """The service a report names ``label``, or None when none is in reach now."""
+        try:
+            return views.find(self.injector, label)
+        except ServiceNotFoundError:
+            return None
+
     def _see_unbuilt(self, at_start: bool = False) -> None:
         """Note the services with a check that are not built (see ``unbuilt``)."""
         if self.unbuilt == "ignore":
@@ -418,6 +429,8 @@ class HealthMonitor:
             fresh, self._tracer = await observe.traced_round(
                 self._tracer, one_round, self.show_details, self._trace_checks
             )
+        if round_.skipped:  # a failure carried over may explain a fresh one
+            fresh = self._rounds.blame_carried(round_, fresh, self._find)
         self._check_log.record(fresh)
         with self._lock:
             # Results carried over (a policy's interval), the thresholds applied.

@@ -66,11 +66,12 @@ def with_causes(
             if not by_service[dependency].healthy
         )
         if blocked_by:
-            updated[item.position] = _blocked(result, blocked_by)
+            updated[item.position] = with_blocked_by(result, blocked_by)
     return updated
 
 
-def _blocked(result: HealthCheckResult, blocked_by: tuple[str, ...]) -> HealthCheckResult:
+def with_blocked_by(result: HealthCheckResult, blocked_by: tuple[str, ...]) -> HealthCheckResult:
+    """``result`` naming ``blocked_by`` as the failed dependencies it failed with."""
     return HealthCheckResult(
         result.key,
         result.scope,

@@ -11,8 +11,10 @@ failures and passes, and decides from its thresholds which status to publish for
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .._health.causes import checked_dependencies, with_blocked_by
 from ..health import HealthCheckResult, HealthPolicy, HealthReport
 
 if TYPE_CHECKING:
@@ -87,6 +89,37 @@ class Rounds:
     def begin(self) -> Round:
         """A round starts now."""
         return Round(self)
+
+    def blame_carried(
+        self, round_: Round, report: HealthReport, find: Callable[[str], Service | None]
+    ) -> HealthReport:
+        """``report`` with each fresh failure that none of its fresh dependencies explains
+        blamed on the failed results carried over into this round (a dependency checked
+        at its own interval): it stays the one root cause, round after round."""
+        last = self.last
+        carried = [last[label] for label in round_.skipped if label in last]
+        if all(result.healthy for result in carried) or all(
+            check.healthy or check.blocked_by for check in report.checks
+        ):
+            return report
+        results: dict[Service, HealthCheckResult] = {}
+        for result in (*report.checks, *carried):
+            service = find(result.key)
+            if service is not None:
+                results[service] = result
+        checks = []
+        for check in report.checks:
+            service = None if check.healthy or check.blocked_by else find(check.key)
+            if service is not None:
+                blocked_by = tuple(
+                    dependency.label
+                    for dependency in checked_dependencies(service, results)
+                    if not results[dependency].healthy
+                )
+                if blocked_by:
+                    check = with_blocked_by(check, blocked_by)
+            checks.append(check)
+        return HealthReport(tuple(checks))
 
     def merge(self, round_: Round, report: HealthReport) -> HealthReport:
         """The report to publish: ``report`` with the results carried over from earlier

@@ -403,9 +403,7 @@ def _blueprint(
     @blueprint.get("/health/<path:name>")
     def health(name: str) -> Response:
         tag = request.args.getlist("tag")
-        return _response(
-            render_health(monitor.snapshot, name, details, tag[-1] if tag else None, codes)
-        )
+        return _response(render_health(monitor.snapshot, name, details, ",".join(tag), codes))
 
     def probe(endpoint: str, single: str | None) -> Response:
         query = {key: request.args.getlist(key) for key in request.args}

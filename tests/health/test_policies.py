@@ -320,3 +320,31 @@ def test_info_takes_the_health_json_fields_only() -> None:
 
 def test_the_policy_is_public() -> None:
     assert di.HealthPolicy is HealthPolicy
+
+
+async def test_a_dependency_carried_over_at_its_interval_stays_the_one_root_cause(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Db is checked at most hourly; its failure, carried over into the next round,
+    still explains Repo's fresh failure there: one root cause, one WARNING, every round."""
+    from ..semantics_targets import Api, Db, Repo
+
+    def failing(_: object) -> None:
+        raise ConnectionError("down")
+
+    injector = Injector()
+    injector.provide(Db, health_check=failing, health_policy=HealthPolicy(interval=3600))
+    injector.provide(Repo, health_check=failing)
+    injector.provide(Api, health_check=failing)
+    injector.invoke(Api)
+    monitor = HealthMonitor(injector, interval=3600, timeout=at_most(0))
+    for _ in range(3):
+        with caplog.at_level(logging.INFO, logger="di.health"):
+            caplog.clear()
+            report = await monitor.check()
+        assert report.root_causes == (key(Db),)
+        blocked = {check.key: check.blocked_by for check in report.checks}
+        assert blocked[key(Repo)] == (key(Db),)
+        assert blocked[key(Api)] == (key(Repo),)
+        warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert all(key(Repo) not in r.getMessage() for r in warned)

@@ -7,6 +7,7 @@ import json
 import queue
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +221,46 @@ def test_di_check_selects_by_tag_and_names_the_root_cause(tmp_path: Path) -> Non
     assert f"root cause: {DB}" in failing.stdout
     unknown = di("check", "tests.semantics_targets:app", "--tag", "nosuch")
     assert unknown.returncode == 1 and "--tag nosuch: no service" in unknown.stderr
+
+
+def test_health_tag_selection_refuses_an_unknown_tag_and_takes_several(
+    served: tuple[Served, list[bool]],
+) -> None:
+    """A typo'd tag must not answer 200 "pass" over no checks (a probe that can never
+    fail); several tags, repeated or comma-separated, select any of them, as /readyz and
+    ``di check --tag`` do."""
+    server, down = served
+    unknown = get(server, "/health?tag=dbb")
+    assert unknown.status_code == 404
+    assert "'dbb'" in unknown.json()["message"]
+    assert get(server, "/health?tag=db&tag=nope").status_code == 404
+    for query in ("tag=db,edge", "tag=db&tag=edge"):
+        assert sorted(get(server, f"/health?{query}").json()["checks"]) == sorted([DB, API])
+    assert len(get(server, "/health?tag=").json()["checks"]) == 3  # no tag: every check
+    down[0] = True
+    server.check()
+    assert get(server, "/health?tag=edge,db").status_code == 500
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [{"shop.Orders": ["*"], "readiness": ["*"]}, {"shop.Orders": ["*"], "shop.Db": ["tag:nope"]}],
+)
+def test_a_refused_services_list_adds_none_of_its_names(refused: dict[str, list[str]]) -> None:
+    """add_health_servicer(services=...) refused for its second name must leave the
+    monitor as it was: the corrected call then succeeds, instead of being refused for
+    the first name, which the refused call had added."""
+    from di import HealthMonitor
+    from di.grpc import add_health_servicer
+
+    injector, _ = chain()
+    monitor = HealthMonitor(injector)
+    # Registration only: a thread-pool server needs no event loop in this test.
+    with ThreadPoolExecutor(1) as pool:
+        server = grpc.server(pool)
+        with pytest.raises(ValueError, match=r"readiness|nope"):
+            add_health_servicer(server, monitor, services=refused)
+        assert monitor.status("shop.Orders") is None
+        add_health_servicer(server, monitor, services=["shop.Orders"])
+        assert monitor.status("shop.Orders") is not None
+        server.stop(None)
