@@ -10,6 +10,7 @@ port-0 binds (:func:`steady_port`), or a Unix socket.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -69,6 +70,46 @@ def closed_port() -> Iterator[int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         yield int(s.getsockname()[1])
+
+
+# A listening socket's state in Linux's table of TCP sockets.
+LISTENING = 0x0A
+
+
+def _tcp_sockets() -> list[tuple[int, int, int, int, int]]:
+    """Linux's table of this machine's TCP sockets, each as (local port, remote port,
+    state, bytes sent and not yet acknowledged, bytes received and not yet read); for a
+    listening socket (state 0x0A) the last is the number of connections not yet accepted."""
+    sockets = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as lines:
+            next(lines)
+            for line in lines:
+                local, remote, state, queues = line.split()[1:5]
+                sent, received = (int(n, 16) for n in queues.split(":"))
+                sockets.append(
+                    (int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16),
+                     int(state, 16), sent, received)
+                )  # fmt: skip
+    return sockets
+
+
+def read_by_peer(connection: socket.socket) -> bool:
+    """Whether the process at the other end of a local connection has read every byte sent
+    on it: what a server has read cannot be seen from outside, but the kernel's queues can.
+
+    The bytes have reached the peer's kernel once this side has no unacknowledged bytes,
+    and the peer has read them once its side has no unread bytes, in one look."""
+    mine, theirs = connection.getsockname()[1], connection.getpeername()[1]
+    table = _tcp_sockets()
+    delivered = any(s[:2] == (mine, theirs) and s[3] == 0 for s in table)
+    read = any(s[:2] == (theirs, mine) and s[4] == 0 for s in table)
+    return delivered and read
+
+
+def accepted_all(port: int) -> bool:
+    """Whether the server listening on ``port`` has accepted every connection made to it."""
+    return any(s[0] == port and s[2] == LISTENING and s[4] == 0 for s in _tcp_sockets())
 
 
 def wait_for(predicate: object, what: str, timeout: float = PATIENCE) -> float:

@@ -30,9 +30,11 @@ from ..processes import (
     STOP,
     UVICORN_SAYS,
     Serving,
+    accepted_all,
     di,
     port_said,
     probe,
+    read_by_peer,
     wait_for,
 )
 from ..serve_targets import AnnouncingDatabase, Failing, Hung
@@ -529,7 +531,7 @@ def test_at_the_connection_limit_silent_connections_make_room(start: object) -> 
         socket.create_connection(("127.0.0.1", serving.http_port), timeout=5) for _ in range(30)
     ]
     try:
-        time.sleep(at_most(0))  # the server accepts them
+        wait_for(lambda: accepted_all(serving.http_port), "the server to accept them")
         with httpx.Client(base_url=serving.url, timeout=5) as client:
             for _ in range(10):  # each a new connection, as kubelet probes
                 answer = client.get("/livez", headers={"Connection": "close"})
@@ -587,9 +589,7 @@ def test_a_request_cut_off_by_a_forced_stop_gets_a_quiet_500(start: object) -> N
             b"POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: x\r\n"
             b"Content-Length: 20\r\n\r\n{"  # the rest of the body never comes
         )
-        # The server reads the head and starts the call: nothing shows it from outside,
-        # and beside busy loops a quick step's bound was once too short for it.
-        time.sleep(at_most(1))
+        wait_for(lambda: read_by_peer(slow), "the server to read the request head")
         serving.process.send_signal(signal.SIGTERM)
         serving.wait_output("stopping the servers (grace 30 s")
         serving.process.send_signal(signal.SIGTERM)
