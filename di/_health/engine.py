@@ -429,7 +429,9 @@ class Call:
         if error is None and value is not None and value is not True:
             error = verdict(item.service.label, value)
         timeout = item.timeout
-        if timeout is not None and ended - item.started - item.credit(self) > timeout:
+        took = ended - item.started
+        # The credit (loop time its neighbours took) only ever shortens the time charged.
+        if timeout is not None and took > timeout and took - item.credit(self) > timeout:
             self.time_out(item, PER_CHECK, ended)
         elif ended > self.deadline:
             self.time_out(item, self.limit, ended)
