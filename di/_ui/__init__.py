@@ -52,6 +52,8 @@ ASSETS = {
     "/health/ui/page.js": _asset("page.js", "text/javascript; charset=utf-8"),
     "/health/ui/page.css": _asset("page.css", "text/css; charset=utf-8"),
 }
+UI_PATHS = (PAGE, LIVE, *ASSETS)
+"""The page's paths, for a router that wants them spelt out."""
 SEE_PAGE = Answer(303, b"", "text/plain; charset=utf-8", location="health/ui")
 """``/health`` asked by a browser: see the page (relative, so it holds under a prefix)."""
 
