@@ -582,11 +582,6 @@ class HealthMonitor:
         """The last rounds of ``name`` (see ``history=``), oldest first; empty if unknown."""
         return self._history.of(name)
 
-    @property
-    def history_size(self) -> int:
-        """Rounds kept per name (``history=``), 0 when none are."""
-        return self._history.size
-
     def histories(self) -> dict[str, list[HistoryEntry]]:
         """Every name's last rounds, oldest first."""
         return self._history.every()
@@ -740,10 +735,8 @@ class HealthMonitor:
             return self._changed
 
     def _publish(self, wake: bool = False, record: bool = False) -> None:
-        """Recompute the statuses and publish a new snapshot; wake watchers on a change.
-
-        A round's (``record``) goes into the history first, so that a reader of the
-        snapshot finds the round in the history too."""
+        """Recompute the statuses and publish a new snapshot (a round's, ``record``, in the
+        history first: its readers find it there); wake watchers on a change."""
         with self._lock:
             before = self._snapshot.statuses
             self._version += 1  # results and reasons may change without the statuses
