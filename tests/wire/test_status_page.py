@@ -215,3 +215,11 @@ def test_the_graph_lays_services_out_by_longest_path_and_survives_a_cycle() -> N
     assert (depth["db"], depth["repo"], depth["api"]) == (0, 1, 2)
     assert {depth["a"], depth["b"]} == {0, 1}
     assert json.dumps(depth)  # plain numbers
+
+
+def test_di_serve_ui_needs_the_http_port() -> None:
+    from ..processes import di
+
+    done = di("serve", "tests.semantics_targets:app", "--grpc", "127.0.0.1:0", "--ui", timeout=60)
+    assert done.returncode == 1
+    assert "--ui serves /health/ui on the HTTP port: give --http too" in done.stderr
