@@ -86,12 +86,15 @@ def wants_page(accept: str) -> bool:
 class Pages:
     """The page's and the history's answers for one adapter (``ui``, ``show_details``)."""
 
-    __slots__ = ("details", "monitor", "ui")
+    __slots__ = ("_rendered", "details", "monitor", "ui")
 
     def __init__(self, monitor: HealthMonitor, details: bool, ui: bool) -> None:
         self.monitor = monitor
         self.details = details
         self.ui = ui
+        # The page and its live part, rendered once per snapshot (the snapshot and its
+        # answers replaced together: a thread rendering an older one keeps its own).
+        self._rendered: tuple[object, dict[str, Answer]] = (None, {})
 
     def answer(self, snapshot: HealthSnapshot, path: str, accept: str = "") -> Answer | None:
         """The answer to a GET of ``path``; None when it is not the page's or the
@@ -103,14 +106,25 @@ class Pages:
         if path == "/health":
             return SEE_PAGE if accept and wants_page(accept) else None
         if path in (PAGE, LIVE):
-            histories = self.monitor.histories()
-            graph = views.dependencies(self.monitor.injector)
-            if path == LIVE:
-                body = render.live(snapshot, histories, graph, self.details)
-            else:
-                body = render.page(snapshot, histories, graph, self.details, self.monitor.interval)
-            return Answer(200, body.encode(), "text/html; charset=utf-8", **_PAGE_HEADERS)
+            rendered_for, rendered = self._rendered
+            if rendered_for is not snapshot:
+                rendered = {}
+                self._rendered = (snapshot, rendered)
+            found = rendered.get(path)
+            if found is None:
+                found = rendered[path] = self._render(snapshot, path)
+            return found
         return ASSETS.get(path)
+
+    def _render(self, snapshot: HealthSnapshot, path: str) -> Answer:
+        """The page (or its live part) from ``snapshot``, the history and the graph."""
+        histories = self.monitor.histories()
+        graph = views.dependencies(self.monitor.injector)
+        if path == LIVE:
+            body = render.live(snapshot, histories, graph, self.details)
+        else:
+            body = render.page(snapshot, histories, graph, self.details, self.monitor.interval)
+        return Answer(200, body.encode(), "text/html; charset=utf-8", **_PAGE_HEADERS)
 
     def history(self) -> Answer:
         """``/health/history``: each name's last rounds, oldest first."""

@@ -75,10 +75,12 @@ def live(
 ) -> str:
     """The part of the page that changes: summary, services, graph."""
     overall = snapshot.health.get("", "fail")
+    latest = max((result.started_at for result in snapshot.results.get("", ())), default=None)
     parts = [
         f'<section class="summary" data-version="{snapshot.version}" data-status="{overall}">',
-        f'<p>Overall <span class="badge {_HEALTH[overall]}">{overall}</span> '
-        f"at {clock(time.time())} UTC</p>",
+        f'<p>Overall <span class="badge {_HEALTH[overall]}">{overall}</span>'
+        + ("" if latest is None else f"; last round {clock(latest)} UTC")
+        + "</p>",
     ]
     if snapshot.reasons:
         held = "; ".join(f"{what}: {why}" for what, why in snapshot.reasons)
