@@ -117,6 +117,10 @@ assert not extras, f"the core alone installed {extras}"
 command = {f"di/_cli/{m}.py" for m in ("__init__", "main", "probe", "serve", "run")}
 command |= {f"di/_serving/{m}.py" for m in ("__init__", "http_server", "listeners")}
 assert command <= set(files), sorted(command - set(files))
+# The status page's own script and style ship in the wheel, and the health app serves them.
+import di.asgi, di._ui as ui
+assert {"di/_ui/page.js", "di/_ui/page.css"} <= set(files), files
+assert all(answer.body for answer in ui.ASSETS.values())
 print(f"the wheel alone: import di {di.__version__} from {di.__file__}")
 endef
 export CHECK_WHEEL

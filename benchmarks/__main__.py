@@ -315,6 +315,17 @@ def serving_tables() -> None:
     print("\nWatch: a status change reaching 500 streams (median of 7, best of turns, ms)")
     for name, ms in watch.items():  # type: ignore[attr-defined]
         print(f"{name:<52}{ms:>10.1f}")
+    page: Any = results["page"]
+    print("\nThe status page under di serve --ui (median of 20)")
+    fetch, health = page["page fetch ms (median)"], page["/health fetch ms (median)"]
+    print(f"{'page, script and style fetched, ms':<52}{fetch:>10.2f}")
+    print(f"{'/health fetched, ms':<52}{health:>10.2f}  ({fetch / health:.1f}x)")
+    loaded = page["browser load ms (median)"]
+    if loaded is None:
+        print("browser load: skipped (no /usr/bin/chromium or no playwright)")
+    else:
+        print(f"{'headless Chromium, navigation to load, ms':<52}{loaded:>10.1f}  (goal: < 200)")
+    print(f"{'page weight, bytes':<52}{page['page weight bytes']:>10.0f}  (goal: < 102400)")
     path = save("serving", results)
     print(f"\nwritten to {path}")
     web_table()

@@ -5,6 +5,10 @@
 - gRPC: Check with 20 concurrent clients under ``di serve``, beside
   grpcio-health-checking's stock asyncio servicer (goal: at least 1.0x).
 - Watch: a status change reaching 500 open Watch streams, beside the stock servicer.
+- The status page (``di serve --ui``): its three resources fetched over one keep-alive
+  connection, beside ``/health`` alone; and, when Debian's Chromium and Playwright are
+  installed, the page's load in headless Chromium, navigation start to the load event
+  (goal: under 200 ms).
 
 Servers and load generators are child processes; rows are measured in turns, in one
 run, and each figure is the best of its turns (noise only ever slows a run down).
@@ -13,6 +17,7 @@ run, and each figure is the best of its turns (noise only ever slows a run down)
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import socket
@@ -178,6 +183,85 @@ def watch_rows(streams: int = 500, rounds: int = 7) -> dict[str, float]:
     return {name: min(values) for name, values in rows.items()}
 
 
+PAGE = ("/health/ui", "/health/ui/page.js", "/health/ui/page.css")
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _fetch_ms(port: int, paths: tuple[str, ...], times: int) -> list[float]:
+    """Milliseconds to GET ``paths`` one after another on one keep-alive connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    found = []
+    try:
+        for _ in range(times):
+            start = time.perf_counter()
+            for path in paths:
+                connection.request("GET", path)
+                connection.getresponse().read()
+            found.append((time.perf_counter() - start) * 1000)
+    finally:
+        connection.close()
+    return found
+
+
+def _browser_ms(url: str, times: int) -> list[float] | None:
+    """Navigation start to the load event of ``url`` in headless Chromium, fresh each
+    time (no cache); None when Chromium or Playwright is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if not CHROMIUM.exists():
+        return None
+    found = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            for _ in range(times):
+                context = browser.new_context()
+                page = context.new_page()
+                page.goto(url, wait_until="load")
+                found.append(
+                    float(
+                        page.evaluate(
+                            "() => { const [n] = performance.getEntriesByType('navigation');"
+                            " return n.loadEventEnd - n.startTime; }"
+                        )
+                    )
+                )
+                context.close()
+        finally:
+            browser.close()
+    return found
+
+
+def page_rows(times: int = 20) -> dict[str, float | None]:
+    port = _free_port()
+    with _process([*_di_serve("--http", port), "--ui"], port):
+        _fetch_ms(port, PAGE, 3)  # warm
+        page = _fetch_ms(port, PAGE, times)
+        health = _fetch_ms(port, ("/health",), times)
+        browser = _browser_ms(f"http://127.0.0.1:{port}/health/ui", times)
+        weight = 0
+        for path in PAGE:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("GET", path)
+            weight += len(connection.getresponse().read())
+            connection.close()
+    return {
+        "page fetch ms (median)": statistics.median(page),
+        "/health fetch ms (median)": statistics.median(health),
+        "browser load ms (median)": None if browser is None else statistics.median(browser),
+        "page weight bytes": float(weight),
+    }
+
+
 def measure() -> dict[str, object]:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    return {"http": http_rows(), "grpc": grpc_rows(), "watch": watch_rows()}
+    return {
+        "http": http_rows(),
+        "grpc": grpc_rows(),
+        "watch": watch_rows(),
+        "page": page_rows(),
+    }

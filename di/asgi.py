@@ -20,8 +20,12 @@ Routes (HEAD wherever GET is; ``Cache-Control: no-store`` and
   extra; see :mod:`di.metrics`).
 - ``POST /grpc.health.v1.Health/Check`` with ``{"service": "..."}``: the gRPC health
   check over plain HTTP and JSON, as dubbo-go's triple protocol answers it.
+- ``GET /health/history``: each name's last rounds (``HealthMonitor(history=...)``).
+- ``GET /health/ui`` with ``ui=True``: the status page (and ``/health`` asked by a
+  browser is sent there); see :mod:`di._ui`.
 
-The answers themselves are rendered by :mod:`di._answers` from the monitor's latest
+The answers themselves are rendered by :mod:`di._answers` (the page's and the
+history's by :mod:`di._ui`) from the monitor's latest
 :class:`~di.monitor.HealthSnapshot`; this module is the ASGI adapter over them: it routes
 by path, reads a request's body within ``BODY_SECONDS``, keeps each rendered answer
 until the monitor publishes a new snapshot, and runs the lifespan.
@@ -54,6 +58,7 @@ from ._answers import (
     render_probe,
 )
 from ._answers import status_codes as status_codes_of
+from ._ui import SEE_PAGE, Pages, wants_page
 from .health import error_text, explain_error
 from .monitor import HealthMonitor, HealthSnapshot
 
@@ -72,6 +77,7 @@ def health_app(
     show_details: bool = False,
     metrics: Any = False,
     status_codes: Mapping[str, int] | None = None,
+    ui: bool = False,
 ) -> ASGIApp:
     """An ASGI app serving what ``monitor`` publishes over HTTP.
 
@@ -90,6 +96,12 @@ def health_app(
     ``status_codes`` maps ``/health``'s status to its HTTP status code (by default
     ``{"pass": 200, "warn": 200, "fail": 503}``); ``/health?tag=db`` reports only the
     services provided with that tag, and ``/startupz`` is the startup probe.
+
+    ``ui=True`` serves the status page at ``/health/ui``: a row per service with its
+    last rounds, and the dependency graph coloured by status, live while the page is
+    open; a browser asking for ``/health`` (``Accept: text/html``) is sent there.
+    Read-only, same-origin only (a strict Content-Security-Policy); error texts and
+    details only with ``show_details``.
     """
     codes = status_codes_of(status_codes, "health_app")
     registry = metrics_registry(metrics, "health_app")
@@ -97,6 +109,7 @@ def health_app(
         from .metrics import register
 
         register(monitor, registry)
+    pages = Pages(monitor, show_details, ui)
     cache: dict[tuple[str, str, bytes], Answer] = {}
     cached_for: HealthSnapshot | None = None
 
@@ -111,6 +124,8 @@ def health_app(
         method = scope["method"]
         if registry is not None and _path(scope) == "/metrics":
             answer = _metrics(registry) if method in ("GET", "HEAD") else _GET_ONLY
+        elif ui and _path(scope) == "/health" and wants_page(_accept(scope)):
+            answer = SEE_PAGE if method in ("GET", "HEAD") else _GET_ONLY
         elif method == "GET" or method == "HEAD":
             snapshot = monitor.snapshot
             if snapshot is not cached_for:
@@ -119,7 +134,10 @@ def health_app(
             key = (scope["path"], scope.get("root_path", ""), scope["query_string"])
             found = cache.get(key)
             if found is None:
-                found = _get(snapshot, show_details, _path(scope), scope["query_string"], codes)
+                path = _path(scope)
+                found = pages.answer(snapshot, path) if path.startswith("/health/") else None
+                if found is None:
+                    found = _get(snapshot, show_details, path, scope["query_string"], codes)
                 if len(cache) < _CACHED:
                     cache[key] = found
             answer = found
@@ -252,6 +270,14 @@ async def _shut_down(monitor: HealthMonitor) -> str | None:
     except ShutdownError as error:
         return error_text(error)
     return None
+
+
+def _accept(scope: MutableMapping[str, Any]) -> str:
+    """The request's ``Accept`` header (the first), or ""."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"accept":
+            return str(value.decode("latin-1"))
+    return ""
 
 
 def _path(scope: MutableMapping[str, Any]) -> str:

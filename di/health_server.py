@@ -73,6 +73,8 @@ class HealthServer:
     ports TLS only, ``tls_client_ca`` requires client certificates that CA signed.
     ``drain`` and ``grace`` are as ``di serve``'s (0 and 5 s by default here: a worker
     has no clients to move away), ``limit_concurrency`` bounds open HTTP connections.
+    ``ui=True`` serves the status page at ``/health/ui`` on the HTTP port (see
+    :func:`di.asgi.health_app`).
 
     It owns the injector's life while it runs: entering starts it (its eager services,
     then a round of checks every interval), leaving shuts it down. Bad arguments, a
@@ -97,6 +99,7 @@ class HealthServer:
         tls_key: str | None = None,
         tls_client_ca: str | None = None,
         limit_concurrency: int = 256,
+        ui: bool = False,
     ) -> None:
         if not isinstance(injector, Scope):
             raise TypeError(f"HealthServer() needs an Injector or Scope, got {injector!r}")
@@ -133,6 +136,10 @@ class HealthServer:
             raise ValueError(
                 f"HealthServer(limit_concurrency=...) must be >= 1, got {limit_concurrency}"
             )
+        if ui and http is None:
+            raise ValueError(
+                "HealthServer(ui=True) serves /health/ui on the HTTP port: give http= too"
+            )
         if metrics not in (False, None) and http is None:
             raise ValueError(
                 "HealthServer(metrics=...) serves /metrics on the HTTP port: give http= too"
@@ -142,6 +149,7 @@ class HealthServer:
         self.injector = injector
         self.show_details = show_details
         self.metrics = metrics
+        self.ui = ui
         self.drain = float(drain)
         self.grace = float(grace)
         self.limit_concurrency = limit_concurrency
@@ -282,7 +290,10 @@ class HealthServer:
         from .asgi import health_app
 
         app = health_app(
-            self.monitor, show_details=self.show_details, metrics=self._registry or False
+            self.monitor,
+            show_details=self.show_details,
+            metrics=self._registry or False,
+            ui=self.ui,
         )
         context = server_context(self.tls) if self.tls is not None else None
         http = self._http = HttpServer(app, limit=self.limit_concurrency, ssl_context=context)
@@ -292,7 +303,8 @@ class HealthServer:
             http.scheme,
             show(host),
             port,
-            ", /metrics" if self._registry is not None else "",
+            (", /metrics" if self._registry is not None else "")
+            + (", /health/ui" if self.ui else ""),
             tls_said(self.tls),
         )
         await http.run_on(listener, task_status=task_status)

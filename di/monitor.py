@@ -9,6 +9,7 @@ The path of one round, top to bottom:
   :class:`HealthSnapshot`, the value every reader renders (HTTP answers, the gRPC
   servicer, metrics, the monitor's own methods); setting a status, graceful shutdown
   and checks falling overdue publish the same way;
+- a round's snapshot is appended to each name's history (:mod:`di._monitor.history`);
 - a change of statuses wakes :meth:`HealthMonitor.watch` iterations.
 """
 
@@ -39,6 +40,7 @@ from ._container.runner import (
 from ._health import observe
 from ._health.settings import check_seconds
 from ._monitor import groups as grouping
+from ._monitor.history import History, HistoryEntry, history_size
 from ._monitor.policies import Rounds
 from ._monitor.snapshot import (
     FAILED,
@@ -65,7 +67,7 @@ from .scope import Scope
 if TYPE_CHECKING:
     from ._container.service import Service
 
-__all__ = ["HealthMonitor", "HealthSnapshot", "ServingStatus"]
+__all__ = ["HealthMonitor", "HealthSnapshot", "HistoryEntry", "ServingStatus"]
 
 # The top-level fields of health+json that HealthMonitor(info=...) may set.
 INFO_FIELDS = ("version", "releaseId", "serviceId", "description")
@@ -112,6 +114,10 @@ class HealthMonitor:
     ``startup`` is NOT_SERVING until :meth:`start` has completed, then SERVING for good.
     ``info`` (``version``, ``releaseId``, ``serviceId``, ``description``) is shown
     at the top of ``/health``.
+
+    History: the last ``history`` rounds (default 100; 0 or None keeps none) of each
+    name are kept, newest last: :meth:`history`, ``/health/history`` and the status
+    page read them.
 
     Degraded checks (:class:`~di.Degraded`, or a failing check of a service provided
     with ``critical=False``) count as passing: their names stay SERVING, and
@@ -176,6 +182,7 @@ class HealthMonitor:
         unbuilt: Unbuilt = "warn",
         policy: HealthPolicy | None = None,
         info: Mapping[str, str] | None = None,
+        history: int | None = 100,
     ) -> None:
         if not isinstance(injector, Scope):
             raise TypeError(f"HealthMonitor() needs an Injector or Scope, got {injector!r}")
@@ -213,6 +220,7 @@ class HealthMonitor:
             )
         self.policy = policy or DEFAULT_POLICY
         self.info: Mapping[str, str] = MappingProxyType(_info(info))
+        self._history = History(history_size(history))
         # Each group's members by label, in order; None for "*" (every checked service).
         self._groups = grouping.resolve(injector, groups)
         self._rounds = Rounds()  # what the services' policies remember between rounds
@@ -257,6 +265,7 @@ class HealthMonitor:
         it may run again; what it published stays, and falls overdue until a round.
         A thread of the parent publishing at the fork held the lock: not here."""
         self._lock = threading.RLock()
+        self._history.after_fork()
         self._running, self._task_group, self._stop, self._ran = False, None, None, _SET
         self._changed = self._refreshing = self._deadlines_moved = None
         if self._phase == STARTING:  # the start was the parent's, and never ends here
@@ -440,7 +449,7 @@ class HealthMonitor:
             self._stale_at = self._checked + self.stale_after
             self._overdue = False
             became_ready, self._ready = not self._ready, True
-            self._publish(wake=became_ready)
+            self._publish(wake=became_ready, record=True)
         for listener in self._listeners:
             try:
                 listener(report)
@@ -568,6 +577,14 @@ class HealthMonitor:
         """The latest check results that make up ``name``'s status; None if unknown."""
         found = self.snapshot.results.get(name)
         return None if found is None else list(found)
+
+    def history(self, name: str) -> list[HistoryEntry]:
+        """The last rounds of ``name`` (see ``history=``), oldest first; empty if unknown."""
+        return self._history.of(name)
+
+    def histories(self) -> dict[str, list[HistoryEntry]]:
+        """Every name's last rounds, oldest first."""
+        return self._history.every()
 
     def set_status(
         self, name: str | type[Any], status: ServingStatus, *, ttl: float | None = None
@@ -717,12 +734,16 @@ class HealthMonitor:
             self._changed = self._changed or LoopEvent()
             return self._changed
 
-    def _publish(self, wake: bool = False) -> None:
-        """Recompute the statuses and publish a new snapshot; wake watchers on a change."""
+    def _publish(self, wake: bool = False, record: bool = False) -> None:
+        """Recompute the statuses and publish a new snapshot (a round's, ``record``, in the
+        history first: its readers find it there); wake watchers on a change."""
         with self._lock:
             before = self._snapshot.statuses
             self._version += 1  # results and reasons may change without the statuses
-            snapshot = self._snapshot = self._compose()
+            snapshot = self._compose()
+            if record:
+                self._history.record(snapshot)
+            self._snapshot = snapshot
             statuses = snapshot.statuses
             self._status_log.record(before, statuses, once=wake or self._shutting_down)
             if (statuses == before and not wake) or self._closed:

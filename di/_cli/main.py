@@ -9,7 +9,7 @@
   [--tls-server-name NAME]``: for Docker HEALTHCHECK; exits 0 or 1. The TLS flags are
   grpc_health_probe's, and take its single-dash spelling too (``-tls-ca-cert``).
 - ``di serve MODULE:ATTR [--http HOST:PORT] [--grpc HOST:PORT] [--interval S]
-  [--drain S] [--grace S] [--limit-concurrency N] [--metrics]
+  [--drain S] [--grace S] [--limit-concurrency N] [--metrics] [--ui]
   [--unbuilt {warn,fail,ignore}] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
   [--failure-threshold N] [--success-threshold N] [--info KEY=VALUE]
   [--grpc-service NAME[=MEMBER,...]]``.
@@ -268,6 +268,12 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         "--metrics",
         action="store_true",
         help="serve Prometheus metrics at /metrics on the HTTP port",
+    )
+    serve.add_argument(
+        "--ui",
+        action="store_true",
+        help="serve the status page at /health/ui on the HTTP port (a browser asking "
+        "for /health is sent there)",
     )
     serve.add_argument(
         "--tls-cert",
@@ -701,6 +707,7 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
         show_details=args.show_details,
         limit_concurrency=args.limit_concurrency,
         metrics=args.metrics,
+        ui=args.ui,
         tls=tls,
         unbuilt=args.unbuilt,
         policy=_policy(args),
@@ -720,6 +727,8 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
                 )
     if args.metrics and options.http is None:
         raise _Fail("--metrics serves /metrics on the HTTP port: give --http too")
+    if args.ui and options.http is None:
+        raise _Fail("--ui serves /health/ui on the HTTP port: give --http too")
     missing = missing_extra(options)
     if missing is not None:
         raise _Fail(missing)

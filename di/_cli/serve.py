@@ -96,6 +96,7 @@ class Options:
     show_details: bool = False
     limit_concurrency: int = 256
     metrics: bool = False
+    ui: bool = False  # --ui: the status page at /health/ui
     tls: TlsFiles | None = None
     unbuilt: Unbuilt = "warn"
     policy: HealthPolicy | None = None  # --failure-threshold, --success-threshold
@@ -334,7 +335,8 @@ class Run:
                         "http" if options.tls is None else "https",
                         show(host),
                         port,
-                        ", /metrics" if options.metrics else "",
+                        (", /metrics" if options.metrics else "")
+                        + (", /health/ui" if options.ui else ""),
                         tls_said(options.tls),
                     )
                     tasks.start_soon(self._watch_http, self.http)
@@ -513,7 +515,9 @@ def _http_server(monitor: HealthMonitor, options: Options) -> HttpServer:
     from .._serving.http_server import HttpServer
     from ..asgi import health_app
 
-    app = health_app(monitor, show_details=options.show_details, metrics=options.metrics)
+    app = health_app(
+        monitor, show_details=options.show_details, metrics=options.metrics, ui=options.ui
+    )
     context = server_context(options.tls) if options.tls is not None else None
     return HttpServer(app, limit=options.limit_concurrency, ssl_context=context)
 

@@ -378,3 +378,23 @@ def graph(scope: Scope) -> str:
 
 def _escape(text: str) -> str:
     return text.replace('"', "#quot;")
+
+
+def dependencies(scope: Scope) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Every service visible from ``scope``: its label (as health results name it), its
+    kind, and the labels of the services it needs (a missing one named ``MISSING``), in
+    provide order, without building anything."""
+    found: list[tuple[str, str, tuple[str, ...]]] = []
+    for service in registry.visible(scope):
+        needs: list[str] = []
+        try:
+            edges = list(_edges(service, scope))
+        except TypeError:
+            edges = []
+        for p, dependency in edges:
+            if dependency is not None:
+                needs.append(dependency.label)
+            elif p.default is _EMPTY:
+                needs.append(f"{describe(p.target)} MISSING")
+        found.append((service.label, kind(service), tuple(dict.fromkeys(needs))))
+    return found

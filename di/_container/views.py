@@ -4,7 +4,8 @@ The health engine, the monitor, the metrics collector and the integrations look 
 scope only through these: what is built and visible from it (:func:`built`), what has
 a health check and is not built (:func:`unbuilt_checks`), which service a key reaches
 (:func:`lookup`, :func:`find`, :func:`service_labels`), which have a tag
-(:func:`tagged`, :func:`tags`), and declaring the keys a
+(:func:`tagged`, :func:`tags`), what each service needs (:func:`dependencies`, for the
+status page's graph), and declaring the keys a
 framework puts in each request scope's context (:func:`declare_context`).
 """
 
@@ -166,3 +167,10 @@ def declare_context(scope: Scope, key: type[Any], framework: str) -> None:
             f"{framework} integration gives each request scope its own: remove that "
             f"provider, or declare it with provide_context({describe(key)})"
         )
+
+
+def dependencies(scope: Scope) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Each service visible from ``scope``: ``(label, kind, labels of what it needs)``."""
+    from . import graph
+
+    return graph.dependencies(scope)

@@ -13,13 +13,14 @@ Each module imports only its framework (install it with the matching extra, such
 3. **Injection into handlers,** in the framework's idiom, through ``Inject[T]``: the one
    object :data:`di.Inject` is, whichever module it is imported from. What the handlers
    inject is checked when the app starts (``GraphError`` naming each one).
-4. **Health routes** (``/health``, ``/livez``, ``/readyz``, the JSON Check) served
-   from the monitor.
+4. **Health routes** (``/health``, ``/livez``, ``/readyz``, the JSON Check,
+   ``/health/history``, and with ``ui=True`` the status page) served from the monitor.
 
 Modules: :mod:`di.integrations.fastapi`, :mod:`di.integrations.starlette`,
 :mod:`di.integrations.litestar`, :mod:`di.integrations.grpc` and
 :mod:`di.integrations.flask`. They share their plumbing: ``_lifecycle`` is the one
 start/stop sequence (1), ``_asgi`` the scope per ASGI connection (2), ``_inject`` the
 handler wrapper, with the core's one ``Inject`` marker and parser (3); the health answers
-(4) are :mod:`di.asgi`'s, rendered by ``di._answers`` for Flask too.
+(4) are :mod:`di.asgi`'s, rendered by ``di._answers`` (the page's and the history's by
+``di._ui``) for Flask too.
 """

@@ -249,9 +249,10 @@ class HealthEndpoint:
         prefix: str,
         metrics: Any = False,
         status_codes: Mapping[str, int] | None = None,
+        ui: bool = False,
     ) -> None:
         self.app = health_app(
-            monitor, show_details=show_details, metrics=metrics, status_codes=status_codes
+            monitor, show_details=show_details, metrics=metrics, status_codes=status_codes, ui=ui
         )
         self.prefix = prefix
 

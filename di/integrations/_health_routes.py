@@ -37,8 +37,10 @@ class HealthRoutes:
 
     __slots__ = ("app", "metrics")
 
-    def __init__(self, monitor: HealthMonitor, show_details: bool, metrics: Any) -> None:
-        self.app = health_app(monitor, show_details=show_details, metrics=metrics)
+    def __init__(
+        self, monitor: HealthMonitor, show_details: bool, metrics: Any, ui: bool = False
+    ) -> None:
+        self.app = health_app(monitor, show_details=show_details, metrics=metrics, ui=ui)
         self.metrics = metrics not in (False, None)
 
     def paths(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -50,9 +52,12 @@ class HealthRoutes:
         """The paths a health app answers, with ``/metrics`` or without."""
         return (*EXACT, *(("/metrics",) if metrics else ())), BELOW
 
-    async def answer(self, method: str, path: str, query: bytes, body: bytes) -> Reply:
+    async def answer(
+        self, method: str, path: str, query: bytes, body: bytes, accept: str = ""
+    ) -> Reply:
         """The health app's answer to ``method path?query`` (``path`` below the prefix)
-        with ``body`` (read, and bounded, by the caller)."""
+        with ``body`` (read, and bounded, by the caller) and the request's ``Accept``
+        header (a browser's is sent to the status page, when it is on)."""
         reply = Reply()
         scope: MutableMapping[str, Any] = {
             "type": "http",
@@ -64,7 +69,7 @@ class HealthRoutes:
             "raw_path": path.encode("utf-8", "surrogateescape"),
             "root_path": "",
             "query_string": query,
-            "headers": [],
+            "headers": [(b"accept", accept.encode("latin-1", "replace"))] if accept else [],
         }
         sent = False
 

@@ -109,6 +109,7 @@ def install(
     show_details: bool = False,
     metrics: Any = False,
     unbuilt: Unbuilt | None = None,
+    ui: bool = False,
 ) -> HealthMonitor:
     """Run ``injector`` with ``app``: startup, a scope per request, health routes, cleanup.
 
@@ -132,6 +133,9 @@ def install(
       ``/metrics``.
     - **Unbuilt services:** ``unbuilt`` is the new monitor's (see
       :class:`~di.HealthMonitor`); a monitor given has its own.
+    - **Status page:** ``ui=True`` serves the status page at ``/health/ui`` (under
+      ``health_prefix``; see :func:`di.asgi.health_app`), and sends a browser asking
+      for ``/health`` there.
 
     Call it where the app is made, before it runs; once per app. Returns the monitor.
     """
@@ -157,7 +161,7 @@ def install(
     app.cleanup_ctx.append(lifespan)
     app.on_shutdown.append(going)
     app.middlewares.insert(0, _middleware(installed))
-    _add_health_routes(app, HealthRoutes(monitor, show_details, metrics), prefix)
+    _add_health_routes(app, HealthRoutes(monitor, show_details, metrics, ui), prefix)
     return monitor
 
 
@@ -251,7 +255,9 @@ def _add_health_routes(app: web.Application, routes: HealthRoutes, prefix: str) 
             except TimeoutError:
                 answer = BODY_TOO_SLOW
                 return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
-        reply = await routes.answer(request.method, path, request.query_string.encode(), body)
+        query = request.query_string.encode()
+        accept = request.headers.get(hdrs.ACCEPT, "")
+        reply = await routes.answer(request.method, path, query, body, accept)
         return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
 
     for path in exact:

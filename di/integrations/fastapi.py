@@ -63,6 +63,7 @@ def install(
     metrics: Any = False,
     unbuilt: Unbuilt | None = None,
     status_codes: Mapping[str, int] | None = None,
+    ui: bool = False,
 ) -> HealthMonitor:
     """Run ``injector`` with ``app``: lifespan, a scope per request, health routes.
 
@@ -98,6 +99,9 @@ def install(
       given has its own.
     - **Status codes:** ``status_codes`` maps ``/health``'s ``pass``, ``warn`` and
       ``fail`` to HTTP codes (default ``{"pass": 200, "warn": 200, "fail": 503}``).
+    - **Status page:** ``ui=True`` serves the status page at ``/health/ui`` (under
+      ``health_prefix``; see :func:`di.asgi.health_app`), and sends a browser asking
+      for ``/health`` there.
 
     - **Routes:** an ``async def`` endpoint added to ``app`` afterwards gets its
       ``Inject`` parameters from the request's scope directly, without a FastAPI
@@ -119,6 +123,7 @@ def install(
         metrics=metrics,
         unbuilt=unbuilt,
         status_codes=status_codes,
+        ui=ui,
     )
     if app.router.route_class is APIRoute:
         app.router.route_class = InjectingRoute

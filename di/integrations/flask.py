@@ -41,6 +41,7 @@ from .._answers import (
 )
 from .._container.runner import LoopThread, after_fork_in_child
 from .._extras import needs_extra
+from .._ui import Pages
 from ..errors import DIError
 from ..inject import Inject
 from ..monitor import HealthMonitor, Unbuilt
@@ -140,6 +141,7 @@ def install(
     metrics: Any = False,
     unbuilt: Unbuilt | None = None,
     status_codes: Mapping[str, int] | None = None,
+    ui: bool = False,
 ) -> HealthMonitor:
     """Run ``injector`` with ``app``: start now, a scope per request, health, shutdown.
 
@@ -174,6 +176,9 @@ def install(
       given has its own.
     - **Status codes:** ``status_codes`` maps ``/health``'s ``pass``, ``warn`` and
       ``fail`` to HTTP codes (default ``{"pass": 200, "warn": 200, "fail": 503}``).
+    - **Status page:** ``ui=True`` serves the status page at ``/health/ui`` (under
+      ``health_prefix``; see :func:`di.asgi.health_app`), and sends a browser asking
+      for ``/health`` there.
     - **Shutdown:** at interpreter exit (``atexit``), or earlier with
       :func:`shutdown`: every status but liveness turns NOT_SERVING, the monitor stops after its
       round, and the injector's ``ashutdown()`` runs (its failure is raised there).
@@ -209,7 +214,7 @@ def install(
     app.after_request(_hand_scope_to_stream)
     app.teardown_request(_close_scope)
     registry = registry_for(monitor, metrics)
-    blueprint = _blueprint(monitor, show_details, registry, codes)
+    blueprint = _blueprint(monitor, show_details, registry, codes, ui)
     app.register_blueprint(blueprint, url_prefix=prefix or None)
     return monitor
 
@@ -386,9 +391,11 @@ def _blueprint(
     details: bool,
     registry: Any = None,
     codes: Mapping[str, int] = STATUS_CODES,
+    ui: bool = False,
 ) -> Blueprint:
     """The health routes: Flask's routing over the answers :mod:`di.asgi` serves too."""
     blueprint = Blueprint("healthdi", __name__)
+    pages = Pages(monitor, details, ui)
 
     if registry is not None:
 
@@ -402,8 +409,13 @@ def _blueprint(
     @blueprint.get("/health", defaults={"name": ""})
     @blueprint.get("/health/<path:name>")
     def health(name: str) -> Response:
+        snapshot = monitor.snapshot
+        path = f"/health/{name}" if name else "/health"
+        page = pages.answer(snapshot, path, request.headers.get("Accept", ""))
+        if page is not None:  # the history, the status page, or a browser sent there
+            return _response(page)
         tag = request.args.getlist("tag")
-        return _response(render_health(monitor.snapshot, name, details, ",".join(tag), codes))
+        return _response(render_health(snapshot, name, details, ",".join(tag), codes))
 
     def probe(endpoint: str, single: str | None) -> Response:
         query = {key: request.args.getlist(key) for key in request.args}

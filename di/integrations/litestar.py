@@ -21,6 +21,7 @@ from typing import Any
 from .._container import views
 from .._container.keys import parse_named
 from .._extras import needs_extra
+from .._ui import HISTORY, UI_PATHS
 from ..errors import DIError
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
@@ -75,6 +76,9 @@ class DIPlugin(InitPlugin):
       forms), ``/startupz`` and ``POST /grpc.health.v1.Health/Check`` under
       ``health_prefix``; error texts only with ``show_details=True``; ``status_codes``
       maps ``/health``'s ``pass``, ``warn`` and ``fail`` to HTTP codes.
+    - **Status page:** ``ui=True`` serves the status page at ``/health/ui`` (under
+      ``health_prefix``; see :func:`di.asgi.health_app`), and sends a browser asking
+      for ``/health`` there.
     - **Metrics:** ``metrics=True`` serves Prometheus metrics at ``/metrics`` (under
       ``health_prefix``) from the default registry, the monitor's collector
       registered on it (:mod:`di.metrics`); or pass a ``CollectorRegistry``.
@@ -96,6 +100,7 @@ class DIPlugin(InitPlugin):
         "monitor",
         "show_details",
         "status_codes",
+        "ui",
     )
 
     def __init__(
@@ -109,8 +114,10 @@ class DIPlugin(InitPlugin):
         metrics: Any = False,
         unbuilt: Unbuilt | None = None,
         status_codes: Mapping[str, int] | None = None,
+        ui: bool = False,
     ) -> None:
         self.injector = injector
+        self.ui = ui
         self.status_codes = status_codes
         self.metrics = metrics
         self.monitor = monitor_for(injector, monitor, unbuilt)
@@ -160,15 +167,18 @@ class DIPlugin(InitPlugin):
         # scope's generator factories, however the handler reached its scope.
         app_config.after_exception = [*app_config.after_exception, record_failure]
         endpoint = _asgi.HealthEndpoint(
-            monitor, self.show_details, self.health_prefix, self.metrics, self.status_codes
+            monitor, self.show_details, self.health_prefix, self.metrics, self.status_codes, self.ui
         )
 
         async def health(scope: ASGIScope, receive: Receive, send: Send) -> None:
             await endpoint(scope, receive, send)  # type: ignore[arg-type]
 
+        # The page's paths spelt out: Litestar 2.25 fails an ASGI handler's request
+        # that matches a path parameter (KeyError 'GET'), /health/{name:path} included.
+        page = (HISTORY, *(UI_PATHS if self.ui else ()))
         paths = [
             self.health_prefix + path
-            for path in (*_asgi.HEALTH_PATHS, *_asgi.metrics_paths(self.metrics))
+            for path in (*page, *_asgi.HEALTH_PATHS, *_asgi.metrics_paths(self.metrics))
         ]
         handler = asgi(path=paths, name="healthdi.health", copy_scope=True)(health)
         app_config.route_handlers = [*app_config.route_handlers, handler]

@@ -49,6 +49,7 @@ def install(
     metrics: Any = False,
     unbuilt: Unbuilt | None = None,
     status_codes: Mapping[str, int] | None = None,
+    ui: bool = False,
 ) -> HealthMonitor:
     """Run ``injector`` with ``app``: lifespan, a scope per request, health routes.
 
@@ -80,6 +81,9 @@ def install(
       given has its own.
     - **Status codes:** ``status_codes`` maps ``/health``'s ``pass``, ``warn`` and
       ``fail`` to HTTP codes (default ``{"pass": 200, "warn": 200, "fail": 503}``).
+    - **Status page:** ``ui=True`` serves the status page at ``/health/ui`` (under
+      ``health_prefix``; see :func:`di.asgi.health_app`), and sends a browser asking
+      for ``/health`` there.
 
     Install on the app the server runs (the top-level one): a mounted app's lifespan
     never runs, and a request to an app whose lifespan never started logs an error,
@@ -101,7 +105,7 @@ def install(
         context=context_of,
         lifespan=lifespan,
     )
-    endpoint = _asgi.HealthEndpoint(monitor, show_details, prefix, metrics, status_codes)
+    endpoint = _asgi.HealthEndpoint(monitor, show_details, prefix, metrics, status_codes, ui)
     app.router.routes.append(HealthRoutes(endpoint, _asgi.metrics_paths(metrics)))
     setattr(app.state, _asgi.MONITOR_STATE, monitor)  # for `di run`'s drain
     return monitor

@@ -117,6 +117,20 @@ def test_health_urls_answer_under_their_prefix(project: None) -> None:
     assert process.started and not process.done
 
 
+def test_health_urls_serve_the_status_page_with_ui_on(project: None) -> None:
+    from di._ui import CSP
+
+    web = client()
+    wait_until(lambda: web.get("/ops/readyz").status_code == 200, "readiness")
+    page = web.get("/ops/health/ui")
+    assert page.status_code == 200
+    assert page["content-security-policy"] == CSP
+    assert 'data-name="tests.integrations.units.Ledger"' in page.content.decode()
+    browser = web.get("/ops/health", HTTP_ACCEPT="text/html,*/*;q=0.8")
+    assert browser.status_code == 303 and browser["location"] == "health/ui"
+    assert web.get("/ops/health")["content-type"] == "application/health+json"
+
+
 def test_the_middleware_names_a_forgotten_inject_and_an_unknown_key(project: None) -> None:
     from django.test import override_settings
 

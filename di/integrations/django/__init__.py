@@ -365,8 +365,9 @@ class _HealthViews:
         process = _process()
         routes = self.routes
         if routes is None or self.monitor is not process.monitor:  # a new one after fork
+            options = process.options
             routes = self.routes = HealthRoutes(
-                process.monitor, process.options.show_details, False
+                process.monitor, options.show_details, False, options.ui
             )
             self.monitor = process.monitor
         return routes
@@ -379,7 +380,11 @@ async def health_view(request: HttpRequest, path: str) -> HttpResponse:
     """``/health``, ``/livez``, ``/readyz`` and the JSON Check, as the health app answers."""
     body = request.body if request.method == "POST" else b""
     reply = await _health.get().answer(
-        request.method or "GET", "/" + path, request.META.get("QUERY_STRING", "").encode(), body
+        request.method or "GET",
+        "/" + path,
+        request.META.get("QUERY_STRING", "").encode(),
+        body,
+        request.META.get("HTTP_ACCEPT", ""),
     )
     response = HttpResponse(reply.body, status=reply.status)
     for name, value in reply.headers:

@@ -44,13 +44,14 @@ OPTIONS: Mapping[str, Any] = {
     "INTERVAL": 5.0,
     "SHOW_DETAILS": False,
     "UNBUILT": "warn",
+    "UI": False,
 }
 
 
 class Settings:
     """The ``HEALTHDI`` setting, read and checked once."""
 
-    __slots__ = ("injector", "interval", "show_details", "unbuilt")
+    __slots__ = ("injector", "interval", "show_details", "ui", "unbuilt")
 
     def __init__(self, raw: Any) -> None:
         if not isinstance(raw, Mapping):
@@ -89,6 +90,7 @@ class Settings:
         self.interval = float(interval)
         self.show_details = bool(values["SHOW_DETAILS"])
         self.unbuilt = values["UNBUILT"]
+        self.ui = bool(values["UI"])  # the status page at /health/ui
 
     def monitor(self) -> HealthMonitor:
         return HealthMonitor(

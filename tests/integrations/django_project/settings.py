@@ -12,4 +12,5 @@ MIDDLEWARE = ["di.integrations.django.RequestScopeMiddleware"]
 HEALTHDI = {
     "INJECTOR": "tests.integrations.django_project.container:create_injector",
     "INTERVAL": float(os.environ.get("HEALTH_INTERVAL", "5")),
+    "UI": True,  # the status page at /ops/health/ui
 }
