@@ -31,10 +31,13 @@ checks it):
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+# Not typing's: importing typing would cost ``di probe`` more than its own work. Type
+# checkers know the name.
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from typing import Any
+
     __version__: str
     from ._container.keys import Named
     from .errors import (
@@ -156,6 +159,8 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'di' has no attribute {name!r}")
+    import importlib
+
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
