@@ -17,14 +17,14 @@
   [--factory]``:
   serve an ASGI application under uvicorn, draining on SIGTERM (:mod:`.run`).
 
-The path of a command: :func:`.main.main` hands here whatever it does not run itself
+The path of a command: :func:`di._cli.main` hands here whatever it does not run itself
 (every command but a ``probe`` whose arguments are plain, see
-:func:`.main.probe_options`); :func:`run` parses the arguments with :func:`parser` (for
+:func:`di._cli.probe_options`); :func:`run` parses the arguments with :func:`parser` (for
 ``serve``, SIGINT and SIGTERM are handled from before parsing, see
 :class:`.serve.Signals`), then runs ``check`` and ``graph`` here, ``probe`` through
-:func:`.main.run_probe`, ``serve`` in :mod:`.serve` once its options are checked, and
+:func:`di._cli.run_probe`, ``serve`` in :mod:`.serve` once its options are checked, and
 ``run`` in :mod:`.run` once the application is loaded. A user error
-(:class:`.main.UsageError`) is one line on stderr and exit 1.
+(:class:`di._cli.UsageError`) is one line on stderr and exit 1.
 
 ``MODULE:ATTR`` names an Injector, or a callable (sync or async) that returns one; an
 async callable builds its services on the loop that will serve them.
@@ -41,7 +41,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .main import UsageError, fail, run_probe
+from . import UsageError, fail, run_probe
 
 if TYPE_CHECKING:
     from ..health import HealthPolicy, HealthReport

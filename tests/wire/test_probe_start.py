@@ -1,7 +1,7 @@
 """``di probe`` reads its own arguments and URLs, to start without argparse and
 urllib.parse: what it reads, it reads as they do.
 
-Its arguments: whenever :func:`di._cli.main.probe_options` reads an argument list, the
+Its arguments: whenever :func:`di._cli.probe_options` reads an argument list, the
 command's argparse parser reads the same values from it; what it leaves to argparse
 (help, errors, abbreviations) is checked by the command's tests. Its URLs: every part
 the probe uses is the part :func:`urllib.parse.urlsplit` finds, errors included.
@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from di._cli import probe_options
 from di._cli.commands import parser
-from di._cli.main import probe_options
 from di._cli.probe import Tls, _Url
 
 # -- arguments ---------------------------------------------------------------------------
