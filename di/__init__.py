@@ -29,10 +29,10 @@ checks it):
   beside them ``di.checks`` (ready-made checks), which imports only ``di.health``.
 """
 
-from __future__ import annotations
-
-# Not typing's: importing typing would cost ``di probe`` more than its own work. Type
-# checkers know the name.
+# ``di probe`` loads this module: nothing here may cost it more than its own work. So
+# TYPE_CHECKING is not typing's (type checkers know the name), and without
+# ``from __future__ import annotations`` (a module to load) what only type checkers
+# import is quoted in annotations; so in the modules of the probe's path.
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     if name == "__version__":
         globals()[name] = _version()
         return globals()[name]

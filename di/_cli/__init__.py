@@ -27,11 +27,9 @@ A user error (:class:`UsageError`) is one line on stderr and exit 1 (:func:`fail
 for every command.
 """
 
-from __future__ import annotations
-
 import sys
 
-TYPE_CHECKING = False  # not typing's: importing typing costs more than a probe's work
+TYPE_CHECKING = False  # not typing's, and no __future__ import: see di/__init__.py
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -67,7 +65,7 @@ class UsageError(Exception):
     """A user error: one line on stderr, exit 1, no traceback."""
 
 
-def main(argv: Sequence[str] | None = None) -> NoReturn:
+def main(argv: "Sequence[str] | None" = None) -> "NoReturn":
     """Entry point of the ``di`` command and ``python -m di``."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     options = probe_options(arguments[1:]) if arguments[:1] == ["probe"] else None
@@ -85,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     sys.exit(code)
 
 
-def probe_options(arguments: Sequence[str]) -> tuple[str, str, float, Tls] | None:
+def probe_options(arguments: "Sequence[str]") -> "tuple[str, str, float, Tls] | None":
     """``di probe``'s URL, service, timeout and TLS options read from ``arguments``
     (those after ``probe``); None for any argument that is not plain, to leave them all
     to argparse.
@@ -137,7 +135,7 @@ def probe_options(arguments: Sequence[str]) -> tuple[str, str, float, Tls] | Non
     return url, values.get("service", ""), timeout, tls
 
 
-def run_probe(url: str, service: str, timeout: float, tls: Tls) -> int:
+def run_probe(url: str, service: str, timeout: float, tls: "Tls") -> int:
     """Probe ``url`` once its options are checked: exit code 0 when healthy, 1 otherwise.
 
     Raises :class:`UsageError` for options that cannot be used together, or a TLS file
@@ -161,7 +159,7 @@ def run_probe(url: str, service: str, timeout: float, tls: Tls) -> int:
     return probe.probe(url, service, timeout, tls)
 
 
-def fail(command: str, error: UsageError) -> NoReturn:
+def fail(command: str, error: UsageError) -> "NoReturn":
     """Say ``error`` in one line, whatever the application's errors say (control
     characters escaped), and exit 1."""
     from ..health import printable

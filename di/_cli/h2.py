@@ -16,14 +16,8 @@ with a SETTINGS frame raises :class:`NotHttp2` with the bytes seen; nothing is r
 past the caller's ``deadline`` (every read's socket timeout is what is left of it).
 """
 
-from __future__ import annotations
-
+import _socket  # loaded by the probe already; the type of its connections
 import time
-
-TYPE_CHECKING = False  # not typing's: importing typing costs more than a probe's work
-
-if TYPE_CHECKING:
-    import _socket
 
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _DATA, _HEADERS, _RST_STREAM, _SETTINGS, _PUSH_PROMISE = 0x0, 0x1, 0x3, 0x4, 0x5

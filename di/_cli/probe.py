@@ -27,15 +27,13 @@ reserves it). Docker runs it every few seconds in every container, so it must st
 fast: this module and :mod:`di._cli.h2` import only the standard library.
 """
 
-from __future__ import annotations
-
 import _socket
 import sys
 import time
 
 # Importing signal (its enums), socket or urllib.parse would cost a probe more than its
-# own work: the C modules beneath are all it needs. TYPE_CHECKING is not typing's for
-# the same reason; type checkers know the name.
+# own work: the C modules beneath are all it needs. TYPE_CHECKING is not typing's, and
+# there is no __future__ import, for the same reason (see di/__init__.py).
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
@@ -113,7 +111,7 @@ class _Url:
         self.fragment = fragment
 
     @classmethod
-    def split(cls, url: str) -> _Url:
+    def split(cls, url: str) -> "_Url":
         """``scheme://netloc/path?query#fragment``, as urlsplit splits it."""
         url = url.lstrip("".join(map(chr, range(33))))  # C0 controls and space
         url = url.replace("\t", "").replace("\r", "").replace("\n", "")
@@ -180,7 +178,7 @@ class _Url:
         hostname, _, port = hostinfo.partition(":")
         return hostname, port
 
-    def replace(self, scheme: str | None = None, netloc: str | None = None) -> _Url:
+    def replace(self, scheme: str | None = None, netloc: str | None = None) -> "_Url":
         return _Url(
             self.scheme if scheme is None else scheme,
             self.netloc if netloc is None else netloc,
@@ -223,7 +221,7 @@ def tls_problem(url: str, tls: Tls) -> str | None:
     return None
 
 
-def tls_context(tls: Tls, protocol: str) -> ssl.SSLContext:
+def tls_context(tls: Tls, protocol: str) -> "ssl.SSLContext":
     """The client TLS context for ``tls``, offering ALPN ``protocol`` (h2, http/1.1).
 
     Raises :class:`TlsError` naming the flag whose file does not load.
@@ -432,7 +430,7 @@ def _connect(
     hostname: str,
     port: int,
     deadline: float,
-    context: ssl.SSLContext | None = None,
+    context: "ssl.SSLContext | None" = None,
     server_name: str | None = None,
 ) -> _socket.socket:
     """A connected socket, TLS (handshake done, certificate verified) with a context.
@@ -461,8 +459,8 @@ def _connect(
 
 
 def _secured(
-    connection: _socket.socket, context: ssl.SSLContext, server_name: str, deadline: float
-) -> ssl.SSLSocket:
+    connection: _socket.socket, context: "ssl.SSLContext", server_name: str, deadline: float
+) -> "ssl.SSLSocket":
     """``connection`` with TLS: the handshake done and the certificate verified."""
     import socket  # ssl wraps socket's sockets; ssl has imported it already
 
@@ -480,7 +478,7 @@ def _first_line(
     port: int,
     request: bytes,
     deadline: float,
-    context: ssl.SSLContext | None = None,
+    context: "ssl.SSLContext | None" = None,
     server_name: str | None = None,
 ) -> bytes:
     """Send ``request``; what came back up to the first line end, the close, or 8 KiB."""
@@ -577,7 +575,7 @@ def _not_http2(
     port: int,
     address: str,
     deadline: float,
-    context: ssl.SSLContext | None = None,
+    context: "ssl.SSLContext | None" = None,
     tls: Tls | None = None,
 ) -> str | None:
     """What the server speaks if not HTTP/2, found with an HTTP/1 request; None if HTTP/2.

@@ -167,7 +167,7 @@ def test_probe_timeout_bounds_a_server_that_never_answers() -> None:
 # probe's own modules and the C module of sockets, nothing else of the standard library
 # (not argparse, typing, socket, signal, urllib.parse, enum, re) and nothing of anyio,
 # grpc or the container.
-PROBE_LOADS = ["__future__", "_socket", "di", "di._cli", "di._cli.probe"]
+PROBE_LOADS = ["_socket", "di", "di._cli", "di._cli.probe"]
 
 LOADED_AT_EXIT = (
     "import atexit, sys\n"
