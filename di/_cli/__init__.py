@@ -114,14 +114,13 @@ def probe_options(arguments: "Sequence[str]") -> "tuple[str, str, float, Tls] | 
                 value = arguments[at]
                 at += 1
             values[_VALUED[name]] = value
+            if name == "--timeout" and not _seconds(value):
+                return None  # argparse refuses it, even if a later --timeout would do
         else:
             return None
     if url is None:
         return None
-    try:
-        timeout = float(values.get("timeout", "1"))
-    except ValueError:
-        return None
+    timeout = float(values.get("timeout", "1"))
     from .probe import Tls
 
     tls = Tls(
@@ -133,6 +132,15 @@ def probe_options(arguments: "Sequence[str]") -> "tuple[str, str, float, Tls] | 
         server_name=values.get("server_name"),
     )
     return url, values.get("service", ""), timeout, tls
+
+
+def _seconds(text: str) -> bool:
+    """Whether argparse's ``type=float`` takes ``text``."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def run_probe(url: str, service: str, timeout: float, tls: "Tls") -> int:

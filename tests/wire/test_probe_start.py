@@ -80,6 +80,7 @@ def test_plain_arguments_are_read_here_as_argparse_reads_them(arguments: list[st
         ["grpc://h:1", "--service"],
         ["grpc://h:1", "--tls=yes"],
         ["grpc://h:1", "grpc://h:2"],
+        ["grpc://h:1", "--timeout=", "--timeout=3"],
         ["--", "grpc://h:1"],
         ["-", "--tls"],
     ],
