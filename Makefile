@@ -114,7 +114,7 @@ files = [str(f) for f in metadata.distribution("healthdi").files]
 assert any(f.endswith(".dist-info/licenses/LICENSE") for f in files), files
 extras = [m for m in ("grpc", "uvicorn", "httptools", "trio") if importlib.util.find_spec(m)]
 assert not extras, f"the core alone installed {extras}"
-command = {f"di/_cli/{m}.py" for m in ("__init__", "main", "probe", "serve", "run")}
+command = {f"di/_cli/{m}.py" for m in ("__init__", "commands", "probe", "h2", "serve", "run")}
 command |= {f"di/_serving/{m}.py" for m in ("__init__", "http_server", "listeners")}
 assert command <= set(files), sorted(command - set(files))
 # The status page's own script and style ship in the wheel, and the health app serves them.

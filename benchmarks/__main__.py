@@ -278,20 +278,24 @@ def health_tables() -> None:
 
 def probe_table() -> None:
     timings = probe.measure()
-    print("\n`di probe` start-up to exit against local servers (best of 15, ms)\n")
+    named = probe.di_command()[1]
+    print(f"\n`{named} probe` start to exit against local servers (ms, interleaved runs)\n")
+    columns = ("wall", "wall median", "cpu", "cpu median")
+    print(f"{'':<36}" + "".join(f"{column:>13}" for column in columns))
     for name, ms in timings.items():
-        print(f"{name:<44}{ms:>10.1f}")
+        print(f"{name:<36}" + "".join(f"{ms[column]:>13.1f}" for column in columns))
     print()
+    floor = "python -I -c pass"
     for scheme, minimal, goal in (
-        ("http", "minimal http.client script", 1.3),
-        ("grpc", "python -I -c pass", 1.5),
+        ("http", floor, 1.3),
+        ("http", "minimal http.client script", None),
+        ("grpc", floor, 1.5),
         ("grpc", "minimal grpcio Check script", None),
     ):
-        ours = timings[f"python -m di probe {scheme}://..."]
-        aim = f" (goal: at most {goal:.2f}x)" if goal else ""
-        print(
-            f"di probe {scheme}: {ours:.0f} ms, {ours / timings[minimal]:.2f}x the {minimal}{aim}"
-        )
+        ours, base = timings[f"{named} probe {scheme}://..."], timings[minimal]
+        ratios = ", ".join(f"{column} {ours[column] / base[column]:.2f}x" for column in columns)
+        aim = f" (goal: at most {goal:.1f}x)" if goal else ""
+        print(f"di probe {scheme} / {minimal}: {ratios}{aim}")
     save("probe", timings)
     serving_tables()
 

@@ -29,12 +29,15 @@ checks it):
   beside them ``di.checks`` (ready-made checks), which imports only ``di.health``.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+# ``di probe`` loads this module: nothing here may cost it more than its own work. So
+# TYPE_CHECKING is not typing's (type checkers know the name), and without
+# ``from __future__ import annotations`` (a module to load) what only type checkers
+# import is quoted in annotations; so in the modules of the probe's path.
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from typing import Any
+
     __version__: str
     from ._container.keys import Named
     from .errors import (
@@ -149,13 +152,15 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     if name == "__version__":
         globals()[name] = _version()
         return globals()[name]
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'di' has no attribute {name!r}")
+    import importlib
+
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value

@@ -16,11 +16,8 @@ with a SETTINGS frame raises :class:`NotHttp2` with the bytes seen; nothing is r
 past the caller's ``deadline`` (every read's socket timeout is what is left of it).
 """
 
-from __future__ import annotations
-
-import socket
+import _socket  # loaded by the probe already; the type of its connections
 import time
-from typing import NamedTuple
 
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _DATA, _HEADERS, _RST_STREAM, _SETTINGS, _PUSH_PROMISE = 0x0, 0x1, 0x3, 0x4, 0x5
@@ -84,12 +81,18 @@ class NotHttp2(Exception):
         self.head = head
 
 
-class Reply(NamedTuple):
+class Reply:
     """How the call ended: its gRPC status code (and name) and, when OK, the serving status."""
 
-    code: int
-    message: str
-    serving: int | None = None
+    __slots__ = ("code", "message", "serving")
+
+    def __init__(self, code: int, message: str, serving: int | None = None) -> None:
+        self.code = code
+        self.message = message
+        self.serving = serving
+
+    def __repr__(self) -> str:
+        return f"Reply({self.code!r}, {self.message!r}, {self.serving!r})"
 
     @property
     def code_name(self) -> str:
@@ -98,7 +101,7 @@ class Reply(NamedTuple):
 
 
 def health_check(
-    connection: socket.socket, authority: str, secure: bool, service: str, deadline: float
+    connection: _socket.socket, authority: str, secure: bool, service: str, deadline: float
 ) -> Reply:
     """Call Check for ``service`` on ``connection`` and read the answer to its end."""
     wanted = service.encode()
@@ -133,7 +136,7 @@ def health_check(
 class _Call:
     """The reading side of the call: frames in until the stream ends."""
 
-    def __init__(self, connection: socket.socket, deadline: float) -> None:
+    def __init__(self, connection: _socket.socket, deadline: float) -> None:
         self.frames = _Frames(connection, deadline)
         self.connection = connection
         self.deadline = deadline
@@ -228,7 +231,7 @@ class _Frames:
     """HTTP/2 frames read from a socket within the deadline; :attr:`seen` keeps the
     first bytes read (to say what a server that is not HTTP/2 sent)."""
 
-    def __init__(self, connection: socket.socket, deadline: float) -> None:
+    def __init__(self, connection: _socket.socket, deadline: float) -> None:
         self.connection = connection
         self.deadline = deadline
         self.buffer = b""

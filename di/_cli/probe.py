@@ -27,20 +27,23 @@ reserves it). Docker runs it every few seconds in every container, so it must st
 fast: this module and :mod:`di._cli.h2` import only the standard library.
 """
 
-from __future__ import annotations
-
-import signal
-import socket
+import _socket
 import sys
 import time
-from typing import TYPE_CHECKING, NamedTuple
-from urllib.parse import SplitResult, urlsplit
+
+# Importing signal (its enums), socket or urllib.parse would cost a probe more than its
+# own work: the C modules beneath are all it needs. TYPE_CHECKING is not typing's, and
+# there is no __future__ import, for the same reason (see di/__init__.py).
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    import signal as _signal  # the same functions, with stubs
     import ssl
+else:
+    import _signal
 
 
-class Tls(NamedTuple):
+class Tls:
     """How to speak TLS to the server: grpc_health_probe's ``-tls*`` flags.
 
     ``enabled`` is ``--tls`` (gRPC over TLS; an https:// URL needs nothing more).
@@ -50,12 +53,23 @@ class Tls(NamedTuple):
     (default: the URL's host).
     """
 
-    enabled: bool = False
-    ca_cert: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-    no_verify: bool = False
-    server_name: str | None = None
+    __slots__ = ("ca_cert", "client_cert", "client_key", "enabled", "no_verify", "server_name")
+
+    def __init__(
+        self,
+        enabled: bool = False,
+        ca_cert: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+        no_verify: bool = False,
+        server_name: str | None = None,
+    ) -> None:
+        self.enabled = enabled
+        self.ca_cert = ca_cert
+        self.client_cert = client_cert
+        self.client_key = client_key
+        self.no_verify = no_verify
+        self.server_name = server_name
 
     @property
     def flags(self) -> list[str]:
@@ -70,13 +84,132 @@ class Tls(NamedTuple):
         return [flag for flag, value in named if value]
 
 
+class _Url:
+    """A URL's parts as :func:`urllib.parse.urlsplit` splits them, and what the probe
+    reads of them (importing urllib.parse would cost a probe more than its own work).
+
+    Unlike urlsplit, a bracketed host is not checked to be an IP address, nor a non-ASCII
+    host for characters that normalize to a delimiter: connecting to it says enough.
+    """
+
+    __slots__ = ("fragment", "netloc", "path", "query", "scheme")
+
+    # The schemes urlunsplit writes "//" for even without a host (urllib.parse.uses_netloc).
+    USES_NETLOC = frozenset(
+        (
+            "ftp", "http", "gopher", "nntp", "telnet", "imap", "wais", "file", "mms", "https",
+            "shttp", "snews", "prospero", "rtsp", "rtspu", "rsync", "svn", "svn+ssh", "sftp",
+            "nfs", "git", "git+ssh", "ws", "wss", "itms-services",
+        )
+    )  # fmt: skip
+
+    def __init__(self, scheme: str, netloc: str, path: str, query: str, fragment: str) -> None:
+        self.scheme = scheme
+        self.netloc = netloc
+        self.path = path
+        self.query = query
+        self.fragment = fragment
+
+    @classmethod
+    def split(cls, url: str) -> "_Url":
+        """``scheme://netloc/path?query#fragment``, as urlsplit splits it."""
+        url = url.lstrip("".join(map(chr, range(33))))  # C0 controls and space
+        url = url.replace("\t", "").replace("\r", "").replace("\n", "")
+        scheme = netloc = query = fragment = ""
+        colon = url.find(":")
+        if (
+            colon > 0
+            and url[0].isascii()
+            and url[0].isalpha()
+            and all(c.isascii() and (c.isalnum() or c in "+-.") for c in url[:colon])
+        ):
+            scheme, url = url[:colon].lower(), url[colon + 1 :]
+        if url[:2] == "//":
+            end = len(url)
+            for delimiter in "/?#":
+                found = url.find(delimiter, 2)
+                end = found if 0 <= found < end else end
+            netloc, url = url[2:end], url[end:]
+            if ("[" in netloc) != ("]" in netloc):
+                raise ValueError("Invalid IPv6 URL")
+        url, _, fragment = url.partition("#")
+        url, _, query = url.partition("?")
+        return cls(scheme, netloc, url, query, fragment)
+
+    @property
+    def username(self) -> str | None:
+        userinfo, at, _ = self.netloc.rpartition("@")
+        return userinfo.partition(":")[0] if at else None
+
+    @property
+    def password(self) -> str | None:
+        userinfo, at, _ = self.netloc.rpartition("@")
+        _, colon, password = userinfo.partition(":")
+        return password if at and colon else None
+
+    @property
+    def hostname(self) -> str | None:
+        """The host, lowercased (an IPv6 zone aside), without brackets; None if empty."""
+        hostname = self._host_port()[0]
+        if not hostname:
+            return None
+        hostname, percent, zone = hostname.partition("%")
+        return hostname.lower() + percent + zone
+
+    @property
+    def port(self) -> int | None:
+        """The port, if the URL has one; ValueError with urllib.parse's words if it is
+        not a port number."""
+        port = self._host_port()[1]
+        if not port:
+            return None
+        if not (port.isdigit() and port.isascii()):
+            raise ValueError(f"Port could not be cast to integer value as {port!r}")
+        if not 0 <= int(port) <= 65535:
+            raise ValueError("Port out of range 0-65535")
+        return int(port)
+
+    def _host_port(self) -> tuple[str, str]:
+        hostinfo = self.netloc.rpartition("@")[2]
+        _, bracket, bracketed = hostinfo.partition("[")
+        if bracket:
+            hostname, _, rest = bracketed.partition("]")
+            return hostname, rest.partition(":")[2]
+        hostname, _, port = hostinfo.partition(":")
+        return hostname, port
+
+    def replace(self, scheme: str | None = None, netloc: str | None = None) -> "_Url":
+        return _Url(
+            self.scheme if scheme is None else scheme,
+            self.netloc if netloc is None else netloc,
+            self.path,
+            self.query,
+            self.fragment,
+        )
+
+    def geturl(self) -> str:
+        """The URL again, as urlunsplit writes it."""
+        url = self.path
+        if self.netloc or (self.scheme in self.USES_NETLOC and url[:2] != "//"):
+            if url and url[:1] != "/":
+                url = "/" + url
+            url = "//" + self.netloc + url
+        if self.scheme:
+            url = self.scheme + ":" + url
+        if self.query:
+            url += "?" + self.query
+        if self.fragment:
+            url += "#" + self.fragment
+        return url
+
+
 class TlsError(Exception):
     """The TLS options cannot be used: a file that does not load, flags that conflict."""
 
 
 def tls_problem(url: str, tls: Tls) -> str | None:
     """What is wrong with using ``tls`` for ``url``, in one line; None when nothing is."""
-    scheme = urlsplit(url).scheme
+    scheme = _Url.split(url).scheme
     if scheme == "http" and (tls.enabled or tls.flags):
         return "http:// is plaintext: use https:// for TLS (the --tls-* flags apply to it)"
     if scheme == "grpc" and tls.flags and not tls.enabled:
@@ -88,7 +221,7 @@ def tls_problem(url: str, tls: Tls) -> str | None:
     return None
 
 
-def tls_context(tls: Tls, protocol: str) -> ssl.SSLContext:
+def tls_context(tls: Tls, protocol: str) -> "ssl.SSLContext":
     """The client TLS context for ``tls``, offering ALPN ``protocol`` (h2, http/1.1).
 
     Raises :class:`TlsError` naming the flag whose file does not load.
@@ -145,13 +278,13 @@ def probe(url: str, service: str, timeout: float, tls: Tls | None = None) -> int
         if armed:  # never once the probe is over
             raise TimeoutError(f"no answer within {timeout:g} s")
 
-    previous = signal.signal(signal.SIGALRM, expired)
+    previous = _signal.signal(_signal.SIGALRM, expired)
     try:
         try:
             armed = True
             # Below a microsecond setitimer would read 0, which disarms it.
-            signal.setitimer(signal.ITIMER_REAL, max(timeout, 1e-6))
-            parts = urlsplit(url)
+            _signal.setitimer(_signal.ITIMER_REAL, max(timeout, 1e-6))
+            parts = _Url.split(url)
             if parts.scheme in ("http", "https"):
                 healthy, detail = _probe_http(parts, deadline, tls)
             elif parts.scheme == "grpc":
@@ -162,11 +295,11 @@ def probe(url: str, service: str, timeout: float, tls: Tls | None = None) -> int
                 detail = f"unsupported URL {shown!r}: use http://, https:// or grpc://"
         finally:
             armed = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            _signal.setitimer(_signal.ITIMER_REAL, 0)
     except Exception as error:  # any failure to get an answer is unhealthy
         healthy, detail = False, _failure(error)
     finally:
-        signal.signal(signal.SIGALRM, previous)
+        _signal.signal(_signal.SIGALRM, previous)
     print(f"{'healthy' if healthy else 'unhealthy'}: {detail}")
     return 0 if healthy else 1
 
@@ -188,7 +321,7 @@ def _failure(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _probe_http(parts: SplitResult, deadline: float, tls: Tls) -> tuple[bool, str]:
+def _probe_http(parts: _Url, deadline: float, tls: Tls) -> tuple[bool, str]:
     """GET the URL and read its status line; 2xx and 3xx pass, as kubelet counts them.
 
     A URL's ``user:password@`` is sent as Basic credentials, and printed as ``user:***@``.
@@ -207,7 +340,7 @@ def _probe_http(parts: SplitResult, deadline: float, tls: Tls) -> tuple[bool, st
     except OSError as error:
         if not (secure and _plaintext_said(error)):
             raise
-        plain = shown._replace(scheme="http").geturl()
+        plain = shown.replace(scheme="http").geturl()
         return (
             False,
             f"the server at {host} did not answer TLS (a plaintext port? Probe it with {plain})",
@@ -215,7 +348,7 @@ def _probe_http(parts: SplitResult, deadline: float, tls: Tls) -> tuple[bool, st
     if secure and not head:
         return False, _closed_tls(host, tls)
     if not secure and _tls_said(head):
-        secured = shown._replace(scheme="https").geturl()
+        secured = shown.replace(scheme="https").geturl()
         return False, (
             f"the server at {host} closed the connection without an answer "
             f"(a TLS port? Probe it with {secured})"
@@ -234,15 +367,15 @@ def _probe_http(parts: SplitResult, deadline: float, tls: Tls) -> tuple[bool, st
     return 200 <= status < 400, f"HTTP {status} from {shown.geturl()}"
 
 
-def _without_password(parts: SplitResult) -> SplitResult:
+def _without_password(parts: _Url) -> _Url:
     """The URL to print: the password of its ``user:password@`` as ``***``."""
     if parts.password is None:
         return parts
     user = parts.netloc.rpartition("@")[0].partition(":")[0]
-    return parts._replace(netloc=f"{user}:***@{parts.netloc.rpartition('@')[2]}")
+    return parts.replace(netloc=f"{user}:***@{parts.netloc.rpartition('@')[2]}")
 
 
-def _basic(parts: SplitResult) -> str:
+def _basic(parts: _Url) -> str:
     """The Authorization header line for the URL's ``user:password@``, if it has one."""
     if parts.username is None and parts.password is None:
         return ""
@@ -297,21 +430,46 @@ def _connect(
     hostname: str,
     port: int,
     deadline: float,
-    context: ssl.SSLContext | None = None,
+    context: "ssl.SSLContext | None" = None,
     server_name: str | None = None,
-) -> socket.socket:
-    """A connected socket, TLS (handshake done, certificate verified) with a context."""
+) -> _socket.socket:
+    """A connected socket, TLS (handshake done, certificate verified) with a context.
+
+    The first of the name's addresses that accepts, as :func:`socket.create_connection`
+    connects; if none does, the first address's error.
+    """
     # An ASCII name as bytes: the socket module would load the IDNA codec to encode it.
     host = hostname.encode() if hostname.isascii() else hostname
-    where = (host, port)  # typeshed says str; getaddrinfo takes bytes too
-    connection = socket.create_connection(where, timeout=_left(deadline))  # type: ignore[arg-type]
-    if context is None:
-        return connection
+    failures: list[OSError] = []
+    for family, kind, proto, _, address in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
+        connection = _socket.socket(family, kind, proto)
+        try:
+            connection.settimeout(_left(deadline))
+            connection.connect(address)
+        except OSError as error:
+            connection.close()
+            failures.append(error)
+            continue
+        if context is None:
+            return connection
+        return _secured(connection, context, server_name or hostname, deadline)
+    if failures:
+        raise failures[0]
+    raise OSError("getaddrinfo returns an empty list")
+
+
+def _secured(
+    connection: _socket.socket, context: "ssl.SSLContext", server_name: str, deadline: float
+) -> "ssl.SSLSocket":
+    """``connection`` with TLS: the handshake done and the certificate verified."""
+    import socket  # ssl wraps socket's sockets; ssl has imported it already
+
+    wrapped = socket.socket(fileno=connection.detach())
     try:
-        connection.settimeout(_left(deadline))
-        return context.wrap_socket(connection, server_hostname=server_name or hostname)
+        wrapped.settimeout(_left(deadline))
+        return context.wrap_socket(wrapped, server_hostname=server_name)
     except BaseException:
-        connection.close()
+        wrapped.close()
         raise
 
 
@@ -320,7 +478,7 @@ def _first_line(
     port: int,
     request: bytes,
     deadline: float,
-    context: ssl.SSLContext | None = None,
+    context: "ssl.SSLContext | None" = None,
     server_name: str | None = None,
 ) -> bytes:
     """Send ``request``; what came back up to the first line end, the close, or 8 KiB."""
@@ -355,7 +513,7 @@ def _shown(data: bytes) -> str:
     return f"{len(data)} bytes that are not text"
 
 
-def _probe_grpc(parts: SplitResult, service: str, deadline: float, tls: Tls) -> tuple[bool, str]:
+def _probe_grpc(parts: _Url, service: str, deadline: float, tls: Tls) -> tuple[bool, str]:
     """Call grpc.health.v1.Health/Check over HTTP/2 spoken by :mod:`di._cli.h2`;
     SERVING passes."""
     if not parts.hostname:
@@ -417,7 +575,7 @@ def _not_http2(
     port: int,
     address: str,
     deadline: float,
-    context: ssl.SSLContext | None = None,
+    context: "ssl.SSLContext | None" = None,
     tls: Tls | None = None,
 ) -> str | None:
     """What the server speaks if not HTTP/2, found with an HTTP/1 request; None if HTTP/2.

@@ -55,6 +55,25 @@ def test_import_di_reads_no_metadata_until_the_version_is_asked_for() -> None:
     assert done.stdout.splitlines() == ["False []", "True"], done.stderr
 
 
+def test_every_public_name_loads_on_first_use_and_import_di_loads_nothing() -> None:
+    """``import di`` loads no module of di, nor typing; each name of ``__all__`` is then
+    there for ``di.X``, ``dir(di)`` and ``from di import *``."""
+    code = (
+        "import sys\n"
+        "before = set(sys.modules)\n"
+        "import di\n"
+        "print(sorted(set(sys.modules) - before))\n"
+        "names = {}\n"
+        "exec('from di import *', names)\n"
+        "print(sorted(set(di.__all__) - set(names)), sorted(set(di.__all__) - set(dir(di))))\n"
+        "print(all(getattr(di, name) is names[name] for name in di.__all__))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=30
+    )
+    assert done.stdout.splitlines() == ["['di']", "[] []", "True"], done
+
+
 def test_project_urls_point_into_the_repository() -> None:
     urls = PROJECT["urls"]
     assert urls["Repository"] == REPOSITORY

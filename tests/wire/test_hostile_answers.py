@@ -31,7 +31,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from di import HealthMonitor
-from di._cli.main import main
+from di._cli import main
 from di.asgi import health_app
 from di.grpc import add_health_servicer
 

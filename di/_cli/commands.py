@@ -1,4 +1,4 @@
-"""The di command: check an application's health, probe a server, serve health.
+"""The di command's arguments: check an application's health, probe a server, serve health.
 
 - ``di check MODULE:ATTR [--json] [--tag TAG]``: run the checks once (of the services
   with a tag, with ``--tag``), print them and their root causes, exit 0 if healthy or
@@ -17,19 +17,20 @@
   [--factory]``:
   serve an ASGI application under uvicorn, draining on SIGTERM (:mod:`.run`).
 
-The path of a command: :func:`main` parses the arguments (for ``serve``, SIGINT and
-SIGTERM are handled from before parsing, see :class:`.serve.Signals`), then runs
-``check`` and ``graph`` here, ``probe`` in :mod:`.probe`, ``serve`` in
-:mod:`.serve` once its options are checked, and ``run`` in :mod:`.run` once the
-application is loaded. A user error (:class:`_Fail`) is one line
-on stderr and exit 1.
+The path of a command: :func:`di._cli.main` hands here whatever it does not run itself
+(every command but a ``probe`` whose arguments are plain, see
+:func:`di._cli.probe_options`); :func:`run` parses the arguments with :func:`parser` (for
+``serve``, SIGINT and SIGTERM are handled from before parsing, see
+:class:`.serve.Signals`), then runs ``check`` and ``graph`` here, ``probe`` through
+:func:`di._cli.run_probe`, ``serve`` in :mod:`.serve` once its options are checked, and
+``run`` in :mod:`.run` once the application is loaded. A user error
+(:class:`di._cli.UsageError`) is one line on stderr and exit 1.
 
 ``MODULE:ATTR`` names an Injector, or a callable (sync or async) that returns one; an
 async callable builds its services on the loop that will serve them.
 
-Probing must start fast (it runs every few seconds in every container): this module
-imports only the standard library at the top, ``import di`` loads nothing until a name
-is used, and ``probe`` of an HTTP URL never imports grpc.
+This module imports only the standard library at the top, ``import di`` loads nothing
+until a name is used, and ``probe`` of an HTTP URL never imports grpc.
 """
 
 from __future__ import annotations
@@ -40,13 +41,14 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from . import UsageError, fail, run_probe
+
 if TYPE_CHECKING:
     from ..health import HealthPolicy, HealthReport
     from ..scope import Scope
 
 
 DOCS = "https://github.com/healthdi/healthdi/blob/main/docs/exposure.md"
-MAX_PROBE_TIMEOUT = 86400  # seconds: a day, far beyond any probe
 
 # Help texts are plain text: the terminal shows them as written.
 DESCRIPTION = """\
@@ -103,10 +105,6 @@ application, as app.state.healthdi_monitor. See {DOCS}."""
 TARGET = "an Injector, or a function (sync or async) returning one: myapp.container:create_app"
 
 
-class _Fail(Exception):
-    """A user error: one line on stderr, exit 1, no traceback."""
-
-
 class _Formatter(argparse.HelpFormatter):
     """Wraps each paragraph of a description on its own; argparse would merge them."""
 
@@ -131,8 +129,8 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Entry point of the ``di`` command and ``python -m di``."""
+def parser() -> argparse.ArgumentParser:
+    """The ``di`` command's arguments, every command's."""
     parser = argparse.ArgumentParser(prog="di", description=DESCRIPTION, formatter_class=_Formatter)
     parser.add_argument("--version", action=_Version, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -214,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         help="the name to verify the certificate for and to send as SNI (default: the URL's host)",
     )
     # Docker reserves exit code 2: a probe's usage error must still exit 1.
-    probe.error = lambda message: _exit(1, f"di probe: {message}")  # type: ignore[method-assign]
+    probe.error = _probe_error  # type: ignore[method-assign]
 
     serve = command(
         "serve", "serve an application's health endpoints over HTTP and gRPC (a sidecar)", SERVE
@@ -354,23 +352,23 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         "--factory", action="store_true", help="MODULE:APP is a function returning the app"
     )
 
-    arguments = list(sys.argv[1:] if argv is None else argv)
+    return parser
+
+
+def run(arguments: list[str]) -> NoReturn:
+    """Run the command ``arguments`` name (those after ``di``)."""
+    top = parser()
     if arguments[:1] == ["probe"]:  # unknown options are reported by the top parser
-        parser.error = probe.error  # type: ignore[method-assign]
+        top.error = _probe_error  # type: ignore[method-assign]
     elif arguments[:1] == ["serve"]:
         # Handled from here to exit: a signal never cuts short what follows.
         from .serve import Signals
 
         signals = Signals()
         signals.install()
-    args = parser.parse_args(arguments)
+    args = top.parse_args(arguments)
     try:
         if args.command == "probe":
-            if not 0 < args.timeout <= MAX_PROBE_TIMEOUT:  # NaN too
-                raise _Fail(
-                    "--timeout must be a finite number of seconds > 0 and at most "
-                    f"{MAX_PROBE_TIMEOUT}, got {args.timeout:g}"
-                )
             code = _run_probe(args)
         elif args.command == "check":
             code = _run_check(args.target, args.json, args.tag)
@@ -380,20 +378,17 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             code = _run_app(args)
         else:
             code = _run_serve(args, signals)
-    except _Fail as error:
-        from ..health import printable
-
-        # One line, whatever the application's errors say (control characters escaped).
-        _exit(1, printable(f"di {args.command}: {error}"))
+    except UsageError as error:
+        fail(args.command, error)
     except KeyboardInterrupt:
         _exit(130, "")
     sys.exit(code)
 
 
 def _run_probe(args: argparse.Namespace) -> int:
-    from . import probe as probing
+    from .probe import Tls
 
-    tls = probing.Tls(
+    tls = Tls(
         enabled=args.tls,
         ca_cert=args.tls_ca_cert,
         client_cert=args.tls_client_cert,
@@ -401,15 +396,11 @@ def _run_probe(args: argparse.Namespace) -> int:
         no_verify=args.tls_no_verify,
         server_name=args.tls_server_name,
     )
-    problem = probing.tls_problem(args.url, tls)
-    if problem is not None:
-        raise _Fail(problem)
-    if tls.ca_cert or tls.client_cert:
-        try:
-            probing.tls_context(tls, "h2")  # a file that does not load is a usage error
-        except probing.TlsError as error:
-            raise _Fail(str(error)) from None
-    return probing.probe(args.url, args.service, args.timeout, tls)
+    return run_probe(args.url, args.service, args.timeout, tls)
+
+
+def _probe_error(message: str) -> NoReturn:
+    _exit(1, f"di probe: {message}")
 
 
 def _exit(code: int, message: str) -> NoReturn:
@@ -428,20 +419,20 @@ def _load(target: str) -> object:
 
     module_name, colon, attribute = target.partition(":")
     if not colon or not module_name or not attribute:
-        raise _Fail(f"expected MODULE:ATTR, got {target!r}")
+        raise UsageError(f"expected MODULE:ATTR, got {target!r}")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: local modules import
     try:
         found: object = importlib.import_module(module_name)
     except ImportError as error:
-        raise _Fail(f"cannot import module {module_name!r}: {error_text(error)}") from None
+        raise UsageError(f"cannot import module {module_name!r}: {error_text(error)}") from None
     except Exception as error:
-        raise _Fail(f"importing {module_name!r} failed: {explain_error(error)}") from None
+        raise UsageError(f"importing {module_name!r} failed: {explain_error(error)}") from None
     for part in attribute.split("."):
         try:
             found = getattr(found, part)
         except AttributeError:
-            raise _Fail(f"module {module_name!r} has no attribute {attribute!r}") from None
+            raise UsageError(f"module {module_name!r} has no attribute {attribute!r}") from None
     return found
 
 
@@ -454,7 +445,7 @@ async def _injector(target: str) -> Scope:
     found = _load(target)
     if inspect.isclass(found) and not issubclass(found, Scope):
         # A service class, most often: calling it would build it outside any container.
-        raise _Fail(
+        raise UsageError(
             f"{target} is the class {found.__qualname__}, not an injector factory: name "
             "the Injector (MODULE:injector) or a function that builds and returns it "
             "(MODULE:create_app)"
@@ -464,18 +455,18 @@ async def _injector(target: str) -> Scope:
             made = found()
             if inspect.isawaitable(made):
                 made = await made
-        except _Fail:
+        except UsageError:
             raise
         except Exception as error:
-            raise _Fail(f"{target}() failed: {explain_error(error)}") from None
+            raise UsageError(f"{target}() failed: {explain_error(error)}") from None
         if not isinstance(made, Scope):
-            raise _Fail(
+            raise UsageError(
                 f"{target}() returned {type(made).__name__}, not an Injector: the factory "
                 "must return the Injector it builds"
             )
         return made
     if not isinstance(found, Scope):
-        raise _Fail(
+        raise UsageError(
             f"{target} is not an Injector, nor a function returning one "
             f"(got {type(found).__name__})"
         )
@@ -564,7 +555,7 @@ def _tagged(
     wanted = set(tags)
     missing = wanted - {tag for found in known.values() for tag in found}
     if missing:
-        raise _Fail(
+        raise UsageError(
             f"--tag {', '.join(sorted(missing))}: no service visible from the injector has "
             "that tag (provide(..., tags=(...)))"
         )
@@ -664,7 +655,7 @@ def _address(text: str, option: str) -> tuple[str, int]:
     try:
         return parse_address(text, option)
     except ValueError as error:
-        raise _Fail(str(error)) from None
+        raise UsageError(str(error)) from None
 
 
 def _run_serve(args: argparse.Namespace, signals: Any) -> int:
@@ -680,15 +671,15 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
     for option, value in (("--interval", args.interval), ("--drain", args.drain)):
         if not (value > 0 if option == "--interval" else value >= 0) or not math.isfinite(value):
             bound = "> 0" if option == "--interval" else ">= 0"
-            raise _Fail(f"{option} must be a finite number of seconds {bound}, got {value:g}")
+            raise UsageError(f"{option} must be a finite number of seconds {bound}, got {value:g}")
     if not (args.grace >= 0 and math.isfinite(args.grace)):
-        raise _Fail(f"--grace must be a finite number of seconds >= 0, got {args.grace:g}")
+        raise UsageError(f"--grace must be a finite number of seconds >= 0, got {args.grace:g}")
     if args.limit_concurrency < 1:
-        raise _Fail(f"--limit-concurrency must be >= 1, got {args.limit_concurrency}")
+        raise UsageError(f"--limit-concurrency must be >= 1, got {args.limit_concurrency}")
     tls = None
     if args.tls_cert or args.tls_key or args.tls_client_ca:
         if not (args.tls_cert and args.tls_key):
-            raise _Fail(
+            raise UsageError(
                 "--tls-cert and --tls-key go together: give both "
                 "(and --tls-client-ca for mutual TLS)"
             )
@@ -696,7 +687,7 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
         try:
             server_context(tls)  # the files load now, or the command says which does not
         except ValueError as error:
-            raise _Fail(str(error)) from None
+            raise UsageError(str(error)) from None
     both = args.http is None and args.grpc is None
     options = Options(
         http=_address(args.http or "127.0.0.1:8080", "--http") if args.http or both else None,
@@ -722,21 +713,21 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
 
         for key in options.info:
             if key not in INFO_FIELDS:
-                raise _Fail(
+                raise UsageError(
                     f"--info {key}=...: not a field of /health; use {', '.join(INFO_FIELDS)}"
                 )
     if args.metrics and options.http is None:
-        raise _Fail("--metrics serves /metrics on the HTTP port: give --http too")
+        raise UsageError("--metrics serves /metrics on the HTTP port: give --http too")
     if args.ui and options.http is None:
-        raise _Fail("--ui serves /health/ui on the HTTP port: give --http too")
+        raise UsageError("--ui serves /health/ui on the HTTP port: give --http too")
     missing = missing_extra(options)
     if missing is not None:
-        raise _Fail(missing)
+        raise UsageError(missing)
 
     run = Run(options, lambda: _injector(args.target), signals, _shut_down)
     try:
         code = run.run()
-    except _Fail:
+    except UsageError:
         raise  # the application could not be loaded: nothing to shut down
     except BaseException as error:  # the loop itself stopped: see Run.rescue
         code = run.rescue(error)
@@ -754,7 +745,7 @@ def _run_serve(args: argparse.Namespace, signals: Any) -> int:
         sys.stderr.flush()
         os._exit(code)
     if run.failed is not None:
-        raise _Fail(run.failed)
+        raise UsageError(run.failed)
     return code
 
 
@@ -769,13 +760,13 @@ def _run_app(args: argparse.Namespace) -> int:
 
     for option, value in (("--drain", args.drain), ("--grace", args.grace)):
         if not (value >= 0 and math.isfinite(value)):
-            raise _Fail(f"{option} must be a finite number of seconds >= 0, got {value:g}")
+            raise UsageError(f"{option} must be a finite number of seconds >= 0, got {value:g}")
     if not 0 <= args.port <= 65535:
-        raise _Fail(f"--port must be a port number (0 to 65535), got {args.port}")
+        raise UsageError(f"--port must be a port number (0 to 65535), got {args.port}")
     if args.uds is not None:
         _check_socket_path(args.uds)
     if importlib.util.find_spec("uvicorn") is None:
-        raise _Fail(
+        raise UsageError(
             "di run needs the http extra (uvicorn is not installed): pip install 'healthdi[http]'"
         )
     from .run import Options, installed_monitor, serve
@@ -785,16 +776,16 @@ def _run_app(args: argparse.Namespace) -> int:
     app = _load(args.target)
     if args.factory:
         if not callable(app):
-            raise _Fail(f"--factory: {args.target} is not callable")
+            raise UsageError(f"--factory: {args.target} is not callable")
         try:
             app = app()
         except Exception as error:
-            raise _Fail(f"{args.target}() failed: {explain_error(error)}") from None
+            raise UsageError(f"{args.target}() failed: {explain_error(error)}") from None
     if not callable(app):
-        raise _Fail(f"{args.target} is not an ASGI application (got {type(app).__name__})")
+        raise UsageError(f"{args.target} is not an ASGI application (got {type(app).__name__})")
     monitor = installed_monitor(app)
     if monitor is None and args.drain > 0:
-        raise _Fail(
+        raise UsageError(
             f"{args.target} has no HealthMonitor to drain: install the integration "
             "(di.integrations.fastapi.install, starlette.install, litestar.DIPlugin), "
             "which records it as app.state.healthdi_monitor, or set it there; "
@@ -817,7 +808,7 @@ def _policy(args: argparse.Namespace) -> HealthPolicy | None:
             failure_threshold=args.failure_threshold, success_threshold=args.success_threshold
         )
     except ValueError:
-        raise _Fail(
+        raise UsageError(
             "--failure-threshold and --success-threshold must be whole numbers >= 1, got "
             f"{args.failure_threshold} and {args.success_threshold}"
         ) from None
@@ -829,9 +820,9 @@ def _pairs(given: list[str], option: str, form: str) -> dict[str, str]:
     for item in given:
         key, equals, value = item.partition("=")
         if not key or (form == "KEY=VALUE" and not equals):
-            raise _Fail(f"{option} takes {form}, got {item!r}")
+            raise UsageError(f"{option} takes {form}, got {item!r}")
         if key in found:
-            raise _Fail(f"{option} {key}: given twice")
+            raise UsageError(f"{option} {key}: given twice")
         found[key] = value
     return found
 
@@ -843,10 +834,10 @@ def _check_socket_path(path: str) -> None:
     """Refuse a ``--uds`` path no socket can be bound at, before the app starts."""
     size = len(os.fsencode(path))
     if size > UNIX_PATH_MAX:
-        raise _Fail(
+        raise UsageError(
             f"--uds {path}: a Unix socket's path is at most {UNIX_PATH_MAX} bytes, this "
             f"one is {size}: use a shorter path"
         )
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise _Fail(f"--uds {path}: its folder {folder} does not exist")
+        raise UsageError(f"--uds {path}: its folder {folder} does not exist")
