@@ -19,6 +19,8 @@ from .keys import Key, describe
 from .service import COMPILED, MISSING, Lifetime, Service
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from .._health.settings import HealthSettings
     from ..scope import Scope
 
@@ -28,14 +30,16 @@ if TYPE_CHECKING:
 Built = tuple[str, Service, Any]
 
 
-def built(scope: Scope) -> list[Built]:
+def built(scope: Scope) -> Iterator[Built]:
     """Every built service visible from ``scope``, each once, in no particular order.
 
     A key is taken from the nearest scope that provides it, so an ancestor's service
     shadowed by a child is left out; a service bound to several keys appears once.
     Transients (never cached) and services not built yet are left out.
+
+    A generator: each triple is gone once read, so a health check of 10,000 services
+    leaves no 10,000 tuples for the garbage collector to walk while the checks run.
     """
-    found: list[Built] = []
     seen: set[Any] = set()
     services: set[Service] = set()
     for owner, entries in registry.lineage(scope):
@@ -51,8 +55,7 @@ def built(scope: Scope) -> list[Built]:
             instance = instances.get(key, MISSING)
             if not service.index or instance is MISSING or instance is COMPILED:
                 continue
-            found.append((name, service, instance))
-    return found
+            yield name, service, instance
 
 
 def unbuilt_checks(scope: Scope) -> list[Service]:
