@@ -29,7 +29,7 @@ from ._container.hooks import add as add_hook
 from ._container.hooks import check as check_hook
 from ._container.hooks import remove as remove_hook
 from ._container.injection import Injected, decorate
-from ._container.inline import aclose_inline, close_inline
+from ._container.inline import close_inline, run_inline, take
 from ._container.keys import Key, check_name, describe
 from ._container.overrides import Overriding, overriding
 from ._container.request import (
@@ -766,7 +766,7 @@ class Scope:
     ) -> None:
         # The block's failure (any exception, cancellation, KeyboardInterrupt) is thrown
         # into generator factories at their yield, as contextlib does: they roll back.
-        if close_plainly(self) or close_inline(self, error):
+        if close_inline(self, error) or close_plainly(self):
             return
         _shutdown.shutdown(self, error, "with")
 
@@ -780,7 +780,12 @@ class Scope:
         tb: TracebackType | None,
     ) -> None:
         # Runs to the end even if the block is cancelled; the cancellation follows.
-        if close_plainly(self) or await aclose_inline(self, error):
+        steps = take(self, asynchronous=True)
+        if steps is not None:
+            if steps:
+                await run_inline(self, steps, error)
+            return
+        if close_plainly(self):
             return
         await to_completion(lambda: _shutdown.ashutdown(self, error))
 
