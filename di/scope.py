@@ -766,9 +766,8 @@ class Scope:
     ) -> None:
         # The block's failure (any exception, cancellation, KeyboardInterrupt) is thrown
         # into generator factories at their yield, as contextlib does: they roll back.
-        if close_inline(self, error) or close_plainly(self):
-            return
-        _shutdown.shutdown(self, error, "with")
+        if not close_inline(self, error) and not close_plainly(self):
+            _shutdown.shutdown(self, error, "with")
 
     async def __aenter__(self) -> Scope:
         return self
@@ -780,14 +779,10 @@ class Scope:
         tb: TracebackType | None,
     ) -> None:
         # Runs to the end even if the block is cancelled; the cancellation follows.
-        steps = take(self, asynchronous=True)
-        if steps is not None:
-            if steps:
-                await run_inline(self, steps, error)
-            return
-        if close_plainly(self):
-            return
-        await to_completion(lambda: _shutdown.ashutdown(self, error))
+        if steps := take(self, asynchronous=True):
+            await run_inline(self, steps, error)
+        elif steps is None and not close_plainly(self):
+            await to_completion(lambda: _shutdown.ashutdown(self, error))
 
 
 def _register(

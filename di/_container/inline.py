@@ -146,7 +146,10 @@ def close_inline(scope: Scope, failure: BaseException | None) -> bool:
         began = time.perf_counter()
         try:
             if number is not None and finisher is not None:
-                finish_generator(service, finisher, failure)
+                # The common end inline (a generator that returns once resumed); any
+                # other, finish_generator's.
+                if failure is not None or next(finisher, FINISHED) is not FINISHED:
+                    finish_generator(service, finisher, failure, resumed=failure is None)
             else:
                 hook = hook_of(service, instance, None if number is not None else finisher, failure)
                 if hook is not None:
@@ -172,7 +175,8 @@ async def run_inline(scope: Scope, steps: list[_Step], failure: BaseException | 
         try:
             if number is not None and finisher is not None:
                 if service.kind is Kind.GENERATOR:
-                    finish_generator(service, finisher, failure)
+                    if failure is not None or next(finisher, FINISHED) is not FINISHED:
+                        finish_generator(service, finisher, failure, resumed=failure is None)
                 elif failure is None:
                     # The common end, without a coroutine of its own: resume it, and
                     # await the rest only if it waits on something.
