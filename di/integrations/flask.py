@@ -290,14 +290,16 @@ def scope_of(req: Request | None = None) -> Scope:
         )
     current = req if req is not None else request._get_current_object()  # type: ignore[attr-defined]  # noqa: SLF001 - werkzeug documents it as the way to unwrap its LocalProxy
     scope = running.injector.scope(context={Request: current})
-    setattr(store, _G_SCOPE, scope)
+    store[_G_SCOPE] = scope
     return scope
 
 
-def _request_globals() -> Any:
-    """``flask.g`` itself, unwrapped once: each of the request's reads of it is then a
-    plain attribute lookup rather than a trip through its proxy."""
-    return g._get_current_object()  # noqa: SLF001 - werkzeug documents it as the way to unwrap its LocalProxy
+def _request_globals() -> dict[str, Any]:
+    """The attributes of ``flask.g``, unwrapped from its proxy once: each of the
+    request's reads of them is then one dict lookup (``g`` keeps them in its
+    ``__dict__``, as ``g.get()`` and ``g.pop()`` read them)."""
+    attributes: dict[str, Any] = vars(g._get_current_object())  # noqa: SLF001 - werkzeug documents it as the way to unwrap its LocalProxy
+    return attributes
 
 
 def _hand_scope_to_stream(response: Response) -> Response:
@@ -310,7 +312,7 @@ def _hand_scope_to_stream(response: Response) -> Response:
     # exception, in teardown_request.
     unhandled = sys.exc_info()[1] is not None
     if response.is_streamed and not unhandled and not store.get(_G_STREAMED):
-        setattr(store, _G_STREAMED, True)
+        store[_G_STREAMED] = True
         response.response = _Streamed(response.response, scope)
     return response
 
