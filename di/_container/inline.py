@@ -7,10 +7,10 @@ The end of a request scope's ``with`` / ``async with`` block (``Scope.__exit__``
   first: compiled builds (``Scope._fast``, a generator factory's generator with its
   instance) and the scoped copies the general path built; when none has a finalizer
   that is the whole close;
-- :func:`close_inline` runs each finalizer in the calling thread, whatever the others
+- :func:`run_inline` runs each finalizer in the calling thread, whatever the others
   raise: a generator factory gets the block's failure thrown in at its ``yield`` (or is
   resumed), a ``shutdown()`` method or a generator's teardown is called.
-  :func:`run_inline` is its twin for async code: sync finalizers run on the loop,
+  :func:`arun_inline` is its twin for async code: sync finalizers run on the loop,
   async ones are awaited there to their end even if the caller is cancelled meanwhile
   (:class:`_Deaf` on asyncio, a shielded cancel scope on trio), the cancellation
   re-raised once every finalizer ran;
@@ -133,14 +133,12 @@ def _has_async(scope: Scope) -> bool:
 # -- the two entry points: twins, change both ---------------------------------------------
 
 
-def close_inline(scope: Scope, failure: BaseException | None) -> bool:
-    """Close request scope ``scope`` running its finalizers here; whether it did.
+def run_inline(scope: Scope, steps: list[_Step], failure: BaseException | None) -> None:
+    """Run the finalizers :func:`take` took from request scope ``scope`` in the calling
+    thread, whatever the others raise.
 
     ``failure`` (the block's exception) is thrown into generator factories.
     """
-    steps = take(scope, asynchronous=False)
-    if steps is None:
-        return False
     outcomes: list[tuple[Service, float, BaseException | None]] | None = None
     for index, (service, instance, number, finisher) in enumerate(steps):
         began = time.perf_counter()
@@ -161,11 +159,10 @@ def close_inline(scope: Scope, failure: BaseException | None) -> bool:
                 outcomes.append((service, time.perf_counter() - began, None))
     if outcomes is not None:
         _settle(scope, outcomes, None)
-    return True
 
 
-async def run_inline(scope: Scope, steps: list[_Step], failure: BaseException | None) -> None:
-    """:func:`close_inline` from async code, once :func:`take` took ``steps``: async
+async def arun_inline(scope: Scope, steps: list[_Step], failure: BaseException | None) -> None:
+    """:func:`run_inline` from async code: async
     finalizers are awaited on the loop, to their end even if the caller is cancelled
     meanwhile; the cancellation follows."""
     outcomes: list[tuple[Service, float, BaseException | None]] | None = None
