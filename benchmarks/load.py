@@ -2,8 +2,11 @@
 
 ``python -m benchmarks.load http PORT PATH CONNECTIONS SECONDS``: keep-alive clients on
 raw asyncio streams, each sending its next request when the last answer is read.
-``python -m benchmarks.load grpc PORT CLIENTS SECONDS``: grpcio asyncio clients, each
-on its own channel, calling Check("") back to back.
+A server that answers ``Connection: close`` (gunicorn's sync worker) is connected to
+again for the next request. ``python -m benchmarks.load grpc PORT CLIENTS SECONDS``:
+grpcio asyncio clients, each on its own channel, calling Check("") back to back;
+``grpc-call PORT METHOD CLIENTS SECONDS`` calls unary ``METHOD`` (a full path) with a
+``HealthCheckRequest`` instead.
 
 Each prints one JSON line: requests per second and the median latency in ms, counted
 after the warm-up, and every request answered, the warm-up's too (what the server
@@ -32,12 +35,19 @@ async def _http_client(port: int, path: str, end: float, out: Timings) -> None:
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
+            close = False
             for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
+                lowered = line.lower()
+                if lowered[:15] == b"content-length:":
                     length = int(line[15:])
+                elif lowered.replace(b" ", b"") == b"connection:close":
+                    close = True
             if length:
                 await reader.readexactly(length)
             out.append((now, time.perf_counter() - now))
+            if close:
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
     finally:
         writer.close()
 
@@ -55,6 +65,23 @@ async def _grpc_client(port: int, end: float, out: Timings) -> None:
             out.append((now, time.perf_counter() - now))
 
 
+async def _grpc_caller(port: int, method: str, end: float, out: Timings) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2
+
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+        call = channel.unary_unary(
+            method,
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        request = health_pb2.HealthCheckRequest(service="")
+        while (now := time.perf_counter()) < end:
+            await call(request, timeout=5)
+            out.append((now, time.perf_counter() - now))
+
+
 async def run(kind: str, args: list[str]) -> dict[str, float]:
     seconds = float(args[-1])
     clients = int(args[-2])
@@ -64,6 +91,9 @@ async def run(kind: str, args: list[str]) -> dict[str, float]:
     if kind == "http":
         port, path = int(args[0]), args[1]
         calls = [_http_client(port, path, end, answered) for _ in range(clients)]
+    elif kind == "grpc-call":
+        port, method = int(args[0]), args[1]
+        calls = [_grpc_caller(port, method, end, answered) for _ in range(clients)]
     else:
         calls = [_grpc_client(int(args[0]), end, answered) for _ in range(clients)]
     await asyncio.gather(*calls)

@@ -5,15 +5,24 @@ integration (``FromDishka[T]`` with ``@inject``), and plain FastAPI ``Depends`` 
 the service by hand. Starlette: healthdi's ``scope_of(request).ainvoke()``, dishka's
 integration, and the endpoint building it by hand (no DI). Litestar: healthdi's
 ``DIPlugin`` with ``provide()``, dishka's integration, and Litestar's own ``Provide``.
-Each request builds the scoped ``Service`` (which needs the ``Database`` singleton) and
-answers "ok". 50 concurrent keep-alive clients.
+Flask, under gunicorn's sync worker (one worker, a connection per request): healthdi's
+``@inject`` with ``install``, dishka's integration, and a plain view. grpc.aio, a unary
+method: healthdi's ``ScopeInterceptor`` and ``@inject``, dishka's
+``DishkaAioInterceptor``, and a plain servicer. Each request builds the scoped
+``Service`` (which needs the ``Database`` singleton) and answers "ok". 50 concurrent
+keep-alive HTTP clients, 20 gRPC clients.
 
-``python -m benchmarks.web serve {healthdi|dishka|depends} PORT`` serves one of them;
-``python -m benchmarks.web`` measures R2 alone.
+Besides requests/s (which measure the other processes of a busy machine too), each
+row's server CPU time per request (its worker processes' included): the ratios are of
+that, what each server would answer per second with a core to itself.
+
+``python -m benchmarks.web serve {healthdi|dishka|depends|...} PORT`` serves one of
+them; ``python -m benchmarks.web`` measures R2 alone.
 """
 
 # No `from __future__ import annotations`: the endpoints' annotations name local imports.
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 SERVERS = {
@@ -200,6 +209,129 @@ def litestar_provide_app() -> Any:
     return Litestar([endpoint], logging_config=None)
 
 
+def flask_app(kind: str) -> Any:
+    """The Flask app of ``kind``, for gunicorn (``benchmarks.web:flask_app('...')``)."""
+    from flask import Flask
+
+    app = Flask("bench")
+    if kind == "flask-healthdi":
+        from di import Injector
+        from di.integrations.flask import Inject, inject, install
+
+        injector = Injector()
+        injector.provide(Database)
+        injector.provide_scoped(Service)
+
+        @app.get("/")
+        @inject
+        def endpoint(service: Inject[Service]) -> str:
+            return "ok"
+
+        install(app, injector)
+    elif kind == "flask-dishka":
+        from dishka import Provider, Scope, make_container
+        from dishka.integrations.flask import FlaskProvider, FromDishka, setup_dishka
+        from dishka.integrations.flask import inject as dishka_inject
+
+        provider = Provider()
+        provider.provide(Database, scope=Scope.APP)
+        provider.provide(Service, scope=Scope.REQUEST)
+
+        @app.get("/")
+        @dishka_inject
+        def dishka_endpoint(service: FromDishka[Service]) -> str:
+            return "ok"
+
+        setup_dishka(make_container(provider, FlaskProvider()), app)
+    else:
+        database = Database()
+
+        @app.get("/")
+        def plain_endpoint() -> str:
+            Service(database)
+            return "ok"
+
+    return app
+
+
+GRPC_METHOD = "/bench.Bench/Call"
+
+
+async def grpc_serve(kind: str, port: int) -> None:
+    """A grpc.aio server whose unary ``GRPC_METHOD`` builds the scoped service."""
+    import grpc
+    from grpc_health.v1 import health_pb2
+
+    reply = health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+    lifecycle: Any = None
+    if kind == "grpc-healthdi":
+        from di import Injector
+        from di.integrations.grpc import Inject, ScopeInterceptor, inject, install
+
+        injector = Injector()
+        injector.provide(Database)
+        injector.provide_scoped(Service)
+
+        class Ours:
+            @inject
+            async def Call(self, request: Any, context: Any, service: Inject[Service]) -> Any:
+                return reply
+
+        server = grpc.aio.server(interceptors=[ScopeInterceptor(injector)])
+        method = Ours().Call
+    elif kind == "grpc-dishka":
+        from dishka import FromDishka, Provider, Scope, make_async_container
+        from dishka.integrations.grpcio import DishkaAioInterceptor, GrpcioProvider
+        from dishka.integrations.grpcio import inject as dishka_inject
+
+        provider = Provider()
+        provider.provide(Database, scope=Scope.APP)
+        provider.provide(Service, scope=Scope.REQUEST)
+        container = make_async_container(provider, GrpcioProvider())
+
+        class Theirs:
+            @dishka_inject
+            async def Call(self, request: Any, context: Any, service: FromDishka[Service]) -> Any:
+                return reply
+
+        server = grpc.aio.server(interceptors=[DishkaAioInterceptor(container)])
+        method = Theirs().Call
+    else:
+        database = Database()
+
+        async def plain(request: Any, context: Any) -> Any:
+            Service(database)
+            return reply
+
+        class PassThrough(grpc.aio.ServerInterceptor):
+            """An interceptor that changes nothing: what grpc.aio's interceptor path costs."""
+
+            async def intercept_service(self, continuation: Any, details: Any) -> Any:
+                return await continuation(details)
+
+        interceptors = [PassThrough()] if kind == "grpc-passthrough" else []
+        server = grpc.aio.server(interceptors=interceptors)
+        method = plain
+    handler = grpc.unary_unary_rpc_method_handler(
+        method,
+        request_deserializer=health_pb2.HealthCheckRequest.FromString,
+        response_serializer=health_pb2.HealthCheckResponse.SerializeToString,
+    )
+    service, name = GRPC_METHOD[1:].split("/")
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service, {name: handler}),)
+    )
+    if kind == "grpc-healthdi":
+        lifecycle = install(server, injector)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    if lifecycle is None:
+        await server.start()
+        await server.wait_for_termination()
+    else:
+        async with lifecycle:
+            await server.wait_for_termination()
+
+
 APPS = {
     "healthdi": healthdi_app,
     "dishka": dishka_app,
@@ -234,10 +366,69 @@ FRAMEWORKS: dict[str, tuple[dict[str, str], str, str, float]] = {
         "Litestar's own Provide",
         0.95,
     ),
+    "Flask": (
+        {
+            "healthdi @inject": "flask-healthdi",
+            "dishka FromDishka[T]": "flask-dishka",
+            "no DI": "flask-plain",
+        },
+        "healthdi @inject",
+        "no DI",
+        0.95,
+    ),
+    "grpc.aio": (
+        {
+            "healthdi ScopeInterceptor @inject": "grpc-healthdi",
+            "dishka FromDishka[T]": "grpc-dishka",
+            "plain servicer": "grpc-plain",
+            "plain servicer, a pass-through interceptor": "grpc-passthrough",
+        },
+        "healthdi ScopeInterceptor @inject",
+        "plain servicer",
+        0.95,
+    ),
 }
 
 
+def _command(kind: str, port: int) -> list[str]:
+    if kind.startswith("flask"):
+        return [
+            sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync",
+            "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+            f"benchmarks.web:flask_app({kind!r})",
+        ]  # fmt: skip
+    return [sys.executable, "-m", "benchmarks.web", "serve", kind, str(port)]
+
+
+def _load_args(kind: str) -> list[str]:
+    """What the load generator is given after the port: path or method, clients."""
+    if kind.startswith("grpc"):
+        return ["grpc-call", GRPC_METHOD, "20"]
+    return ["http", "/", "50"]
+
+
+def _tree_cpu_seconds(pid: int) -> float | None:
+    """CPU time of ``pid`` and its live children (a gunicorn master's worker)."""
+    from .compare import _cpu_seconds
+
+    total = _cpu_seconds(pid)
+    if total is None:
+        return None
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        total += _cpu_seconds(int(child)) or 0.0
+    return total
+
+
 def serve(kind: str, port: int) -> None:
+    if kind.startswith("grpc"):
+        import asyncio
+
+        asyncio.run(grpc_serve(kind, port))
+        return
     import uvicorn
 
     uvicorn.run(
@@ -252,43 +443,67 @@ def serve(kind: str, port: int) -> None:
 
 
 def measure(framework: str = "FastAPI") -> dict[str, dict[str, float]]:
-    """Requests/s and median latency of each server, best of the turns, measured in turns."""
+    """Requests/s and median latency of each server (best of the turns), and its CPU
+    time per request (the least of the turns), measured in turns."""
+    from contextlib import ExitStack
+
     from .serving import SECONDS, TURNS, _best, _free_port, _load, _process
 
     servers = FRAMEWORKS[framework][0]
     ports = {name: _free_port() for name in servers}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
-    from contextlib import ExitStack
-
     with ExitStack() as stack:
-        for name, kind in servers.items():
-            command = [sys.executable, "-m", "benchmarks.web", "serve", kind, str(ports[name])]
-            stack.enter_context(_process(command, ports[name]))
+        pids = {
+            name: stack.enter_context(_process(_command(kind, ports[name]), ports[name])).pid
+            for name, kind in servers.items()
+        }
         for _ in range(TURNS):
-            for name in servers:
-                runs[name].append(_load("http", str(ports[name]), "/", "50", f"{SECONDS}"))
-    return {name: _best(turns) for name, turns in runs.items()}
+            for name, kind in servers.items():
+                kind_of_load, *rest = _load_args(kind)
+                before = _tree_cpu_seconds(pids[name])
+                turn = _load(kind_of_load, str(ports[name]), *rest, f"{SECONDS}")
+                after = _tree_cpu_seconds(pids[name])
+                if before is not None and after is not None and turn["requests"]:
+                    turn["cpu_us"] = (after - before) * 1e6 / turn["requests"]
+                runs[name].append(turn)
+    return {
+        name: {
+            **_best(turns),
+            "cpu_us": min(turn.get("cpu_us", float("nan")) for turn in turns),
+        }
+        for name, turns in runs.items()
+    }
 
 
 def report(rows: dict[str, dict[str, float]], framework: str = "FastAPI") -> str:
     from .serving import SECONDS, TURNS
 
     _, ours_row, baseline, goal = FRAMEWORKS[framework]
+    clients = "20 gRPC clients" if framework == "grpc.aio" else "50 keep-alive clients"
+    server = {"Flask": "gunicorn sync, 1 worker", "grpc.aio": "grpc.aio"}.get(framework, "uvicorn")
     lines = [
-        f"R2 {framework}: an endpoint injecting a scoped service, uvicorn, 50 keep-alive "
-        f"clients ({SECONDS:g} s per turn, best of {TURNS})",
+        f"R2 {framework}: an endpoint injecting a scoped service, {server}, {clients} "
+        f"({SECONDS:g} s per turn, best of {TURNS})",
         "",
-        f"{'row':<40}{'req/s':>10}{'p50 ms':>10}",
+        f"{'row':<40}{'req/s':>10}{'p50 ms':>10}{'CPU us/req':>12}",
     ]
     for name, row in rows.items():
-        lines.append(f"{name:<40}{row['rps']:>10.0f}{row['p50_ms']:>10.2f}")
-    ours = rows[ours_row]["rps"]
+        cpu = row.get("cpu_us", float("nan"))
+        lines.append(f"{name:<40}{row['rps']:>10.0f}{row['p50_ms']:>10.2f}{cpu:>12.1f}")
+    ours = rows[ours_row]
     lines.append("")
-    if "dishka FromDishka[T]" in rows:
-        ratio = ours / rows["dishka FromDishka[T]"]["rps"]
-        lines.append(f"R2 {framework}: healthdi / dishka = {ratio:.2f}x")
-    ratio = ours / rows[baseline]["rps"]
-    lines.append(f"R2 {framework}: healthdi / {baseline} = {ratio:.2f}x (goal >= {goal:.2f}x)")
+    lines.append("Ratios of requests/s, then of requests per CPU second (1 / CPU us/req):")
+    others = [("dishka FromDishka[T]", None), (baseline, goal)]
+    for other, aim in others:
+        if other not in rows:
+            continue
+        wall = ours["rps"] / rows[other]["rps"]
+        cpu = rows[other].get("cpu_us", float("nan")) / ours.get("cpu_us", float("nan"))
+        label = "dishka" if other.startswith("dishka") else other
+        goal_text = f" (goal >= {aim:.2f}x)" if aim is not None else ""
+        lines.append(
+            f"R2 {framework}: healthdi / {label} = {wall:.2f}x req/s, {cpu:.2f}x CPU{goal_text}"
+        )
     return "\n".join(lines)
 
 

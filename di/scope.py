@@ -29,7 +29,7 @@ from ._container.hooks import add as add_hook
 from ._container.hooks import check as check_hook
 from ._container.hooks import remove as remove_hook
 from ._container.injection import Injected, decorate
-from ._container.inline import aclose_inline, close_inline
+from ._container.inline import arun_inline, run_inline, take
 from ._container.keys import Key, check_name, describe
 from ._container.overrides import Overriding, overriding
 from ._container.request import (
@@ -758,17 +758,14 @@ class Scope:
     def __enter__(self) -> Scope:
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
         # The block's failure (any exception, cancellation, KeyboardInterrupt) is thrown
         # into generator factories at their yield, as contextlib does: they roll back.
-        if close_plainly(self) or close_inline(self, error):
-            return
-        _shutdown.shutdown(self, error, "with")
+        if not close_plainly(self):  # nothing to run: closed at once
+            if steps := take(self, asynchronous=False):
+                run_inline(self, steps, error)
+            elif steps is None:
+                _shutdown.shutdown(self, error, "with")
 
     async def __aenter__(self) -> Scope:
         return self
@@ -780,9 +777,11 @@ class Scope:
         tb: TracebackType | None,
     ) -> None:
         # Runs to the end even if the block is cancelled; the cancellation follows.
-        if close_plainly(self) or await aclose_inline(self, error):
-            return
-        await to_completion(lambda: _shutdown.ashutdown(self, error))
+        if not close_plainly(self):
+            if steps := take(self, asynchronous=True):
+                await arun_inline(self, steps, error)
+            elif steps is None:
+                await to_completion(lambda: _shutdown.ashutdown(self, error))
 
 
 def _register(

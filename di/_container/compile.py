@@ -307,7 +307,7 @@ def compile_scoped(
     reads a context value from an enclosing scope.
 
     A generator factory's generator is recorded with its instance, for the scope's
-    close to finish (see :func:`di._container.request.close_inline`). With
+    close to finish (see :func:`di._container.inline.run_inline`). With
     ``asynchronous`` the builder is an ``async def`` (for ``ainvoke``): async factories
     and async generator factories are awaited too, and a build from another thread
     awaits the general async path (``_aguarded``).

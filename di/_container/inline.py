@@ -1,16 +1,16 @@
 """Closing a request scope inline: its finalizers run in the closing thread, or on its loop.
 
 The end of a request scope's ``with`` / ``async with`` block (``Scope.__exit__`` and
-``__aexit__``, once :func:`~di._container.request.close_plainly` found finalizers to
-run):
+``__aexit__``):
 
-- :func:`_take` closes the scope under the lock and takes out what it built, latest
+- :func:`take` closes the scope under the lock and takes out what it built, latest
   first: compiled builds (``Scope._fast``, a generator factory's generator with its
-  instance) and the scoped copies the general path built;
-- :func:`close_inline` runs each finalizer in the calling thread, whatever the others
+  instance) and the scoped copies the general path built; when none has a finalizer
+  that is the whole close;
+- :func:`run_inline` runs each finalizer in the calling thread, whatever the others
   raise: a generator factory gets the block's failure thrown in at its ``yield`` (or is
   resumed), a ``shutdown()`` method or a generator's teardown is called.
-  :func:`aclose_inline` is its twin for async code: sync finalizers run on the loop,
+  :func:`arun_inline` is its twin for async code: sync finalizers run on the loop,
   async ones are awaited there to their end even if the caller is cancelled meanwhile
   (:class:`_Deaf` on asyncio, a shielded cancel scope on trio), the cancellation
   re-raised once every finalizer ran;
@@ -37,34 +37,53 @@ from ..lifecycle import Outcome, ServiceShutdown
 from .request import materialize
 from .resolve import FINISHED, afinish_generator, finish_generator
 from .runner import running_asyncio_loop
-from .service import BLANK, Service
-from .shutdown import Tally, hook_of, leave, raise_failures
+from .service import Service
+from .shutdown import Tally, hook_of, raise_failures
 from .signature import Kind
 
 if TYPE_CHECKING:
     from ..scope import Scope
 
-# One finalizer to run: the service, its instance, a compiled build's generator (or
-# None), and the teardown the general path recorded (or None).
+# One finalizer to run: the service, its instance, then a compiled build's index and
+# generator (or None), or None and the teardown the general path recorded (or None).
 _Step = tuple[Service, Any, Any, Any]
 _ASYNC_KINDS = (Kind.ASYNC_GENERATOR,)
 
 
-def _take(scope: Scope, asynchronous: bool) -> list[_Step] | None:
-    """Close ``scope`` and take its finalizers out, latest build first; None when the
-    general path must close it (then it may be marked closed already, as
+def take(scope: Scope, asynchronous: bool) -> list[_Step] | None:
+    """Close request scope ``scope`` and take its finalizers out, latest build first:
+    an empty list when nothing it built has one (it is closed, nothing is left to run);
+    None when the general path must close it (then it may be marked closed already, as
     :func:`~di._container.request.close_plainly` leaves it)."""
     parent = scope._parent
-    if parent is None or scope._services or scope._root._request_shutdown != "inline":
+    root = scope._root
+    if parent is None or scope._services or root._request_shutdown != "inline":
         return None
     listeners = scope._listeners
     if listeners and ("shut_down" in listeners or "shutting_down" in listeners):
         return None
     fast = scope._fast
     built = len(fast)
-    if not asynchronous and _has_async(scope):
-        return None  # the general path says to use `async with`
-    mutex = scope._root._mutex
+    plain = True
+    for service, instance, _, generator in fast:  # compiled builds: no shutdown= hooks
+        if generator is not None:
+            plain = False
+            if not asynchronous and service.kind in _ASYNC_KINDS:
+                return None  # the general path says to use `async with`
+            continue
+        try:
+            method = getattr(instance, "shutdown", None)
+        except Exception:  # its hook fails, which the report tells (see hook_of)
+            plain = False
+            continue
+        if callable(method):
+            plain = False
+            if not asynchronous and inspect.iscoroutinefunction(method):
+                return None
+    if scope._scoped and not asynchronous and _has_async(scope):
+        return None
+    steps: list[_Step]
+    mutex = root._mutex
     mutex.acquire()
     try:
         if scope._closed:
@@ -83,26 +102,27 @@ def _take(scope: Scope, asynchronous: bool) -> list[_Step] | None:
             steps = [(c, scope._instances.get(c.key), None, c.teardown) for c in copies]
             for copy in copies:
                 copy.index, copy.teardown, copy.probe = 0, None, None
+        elif plain:
+            steps = []
+            fast.clear()
         else:
-            steps = [(entry[0], entry[1], entry[3], None) for entry in reversed(fast)]
+            # The compiled builds as they are: (service, instance, index, generator).
+            steps = fast[::-1]
             fast.clear()
         scope._instances.clear()  # a scope kept by its caller keeps nothing alive
-        leave(scope)
+        children = parent._children  # shutdown.leave(), inlined
+        key = scope._number or scope.name
+        if children.get(key) is scope:
+            del children[key]
     finally:
         mutex.release()
     return steps
 
 
 def _has_async(scope: Scope) -> bool:
-    """Whether a finalizer of ``scope`` is async (read by the scope's closer, outside
-    the mutex: a ``shutdown`` attribute is the instance's own code)."""
-    for service, instance, _, generator in scope._fast:
-        if generator is not None:
-            if service.kind in _ASYNC_KINDS:
-                return True
-        elif inspect.iscoroutinefunction(hook_of(service, instance, None, None)):
-            return True
-    for copy in list(scope._scoped.values()) if scope._scoped is not BLANK else ():
+    """Whether a scoped copy of ``scope`` has an async finalizer (read by the scope's
+    closer, outside the mutex: a ``shutdown`` attribute is the instance's own code)."""
+    for copy in list(scope._scoped.values()):
         if copy.index:
             instance = scope._instances.get(copy.key)
             if inspect.iscoroutinefunction(hook_of(copy, instance, copy.teardown, None)):
@@ -113,22 +133,23 @@ def _has_async(scope: Scope) -> bool:
 # -- the two entry points: twins, change both ---------------------------------------------
 
 
-def close_inline(scope: Scope, failure: BaseException | None) -> bool:
-    """Close request scope ``scope`` running its finalizers here; whether it did.
+def run_inline(scope: Scope, steps: list[_Step], failure: BaseException | None) -> None:
+    """Run the finalizers :func:`take` took from request scope ``scope`` in the calling
+    thread, whatever the others raise.
 
     ``failure`` (the block's exception) is thrown into generator factories.
     """
-    steps = _take(scope, asynchronous=False)
-    if steps is None:
-        return False
     outcomes: list[tuple[Service, float, BaseException | None]] | None = None
-    for index, (service, instance, generator, teardown) in enumerate(steps):
+    for index, (service, instance, number, finisher) in enumerate(steps):
         began = time.perf_counter()
         try:
-            if generator is not None:
-                finish_generator(service, generator, failure)
+            if number is not None and finisher is not None:
+                # The common end inline (a generator that returns once resumed); any
+                # other, finish_generator's.
+                if failure is not None or next(finisher, FINISHED) is not FINISHED:
+                    finish_generator(service, finisher, failure, resumed=failure is None)
             else:
-                hook = hook_of(service, instance, teardown, failure)
+                hook = hook_of(service, instance, None if number is not None else finisher, failure)
                 if hook is not None:
                     _sync_result(hook(), service)
         except BaseException as error:  # every finalizer runs; then the failures
@@ -138,41 +159,48 @@ def close_inline(scope: Scope, failure: BaseException | None) -> bool:
                 outcomes.append((service, time.perf_counter() - began, None))
     if outcomes is not None:
         _settle(scope, outcomes, None)
-    return True
 
 
-async def aclose_inline(scope: Scope, failure: BaseException | None) -> bool:
-    """:func:`close_inline` from async code: async finalizers are awaited on the loop,
-    to their end even if the caller is cancelled meanwhile; the cancellation follows."""
-    steps = _take(scope, asynchronous=True)
-    if steps is None:
-        return False
+async def arun_inline(scope: Scope, steps: list[_Step], failure: BaseException | None) -> None:
+    """:func:`run_inline` from async code: async
+    finalizers are awaited on the loop, to their end even if the caller is cancelled
+    meanwhile; the cancellation follows."""
     outcomes: list[tuple[Service, float, BaseException | None]] | None = None
     cancelled: BaseException | None = None
-    for index, (service, instance, generator, teardown) in enumerate(steps):
+    for index, (service, instance, number, finisher) in enumerate(steps):
         began = time.perf_counter()
         try:
-            if generator is not None:
+            if number is not None and finisher is not None:
                 if service.kind is Kind.GENERATOR:
-                    finish_generator(service, generator, failure)
+                    if failure is not None or next(finisher, FINISHED) is not FINISHED:
+                        finish_generator(service, finisher, failure, resumed=failure is None)
                 elif failure is None:
-                    # The common end, without a coroutine of its own: resume it.
-                    work = _Deaf(anext(generator, FINISHED))
-                    if await work is not FINISHED:
-                        await afinish_generator(service, generator, failure, yielded=True)
-                    cancelled = cancelled or work.cancelled
+                    # The common end, without a coroutine of its own: resume it, and
+                    # await the rest only if it waits on something.
+                    work = anext(finisher, FINISHED)
+                    try:
+                        waited = work.send(None)
+                    except StopIteration as stop:
+                        resumed = stop.value
+                    else:
+                        deaf = _Deaf(work, work, waited)
+                        resumed = await deaf
+                        cancelled = cancelled or deaf.cancelled
+                    if resumed is not FINISHED:
+                        await afinish_generator(service, finisher, failure, yielded=True)
                 else:
-                    work = _Deaf(afinish_generator(service, generator, failure))
-                    await work
-                    cancelled = cancelled or work.cancelled
+                    deaf = _Deaf(afinish_generator(service, finisher, failure))
+                    await deaf
+                    cancelled = cancelled or deaf.cancelled
             else:
+                teardown = None if number is not None else finisher
                 hook = hook_of(service, instance, teardown, failure)
                 if hook is not None:
                     result = hook()
                     if inspect.isawaitable(result):
-                        work = _Deaf(result)
-                        await work
-                        cancelled = cancelled or work.cancelled
+                        deaf = _Deaf(result)
+                        await deaf
+                        cancelled = cancelled or deaf.cancelled
         except BaseException as error:  # every finalizer runs; then the failures
             outcomes = _failed(outcomes, steps, index, began, error)
         else:
@@ -180,7 +208,6 @@ async def aclose_inline(scope: Scope, failure: BaseException | None) -> bool:
                 outcomes.append((service, time.perf_counter() - began, None))
     if outcomes is not None or cancelled is not None:
         _settle(scope, outcomes or [], cancelled)
-    return True
 
 
 def _sync_result(result: Any, service: Service) -> None:
@@ -237,24 +264,30 @@ class _Deaf:
     cancelling the task (``task.cancel()``, or an anyio cancel scope delivering)
     cancels the stand-in, never the work, which goes on; the first cancellation is kept
     in ``cancelled`` for the caller to re-raise. On trio the work runs under a shielded
-    cancel scope (:func:`_shielded`). The first step runs at once on asyncio: a
-    finalizer that never waits costs one call.
+    cancel scope (:func:`_shielded`). The first step runs at once: a finalizer that
+    never waits costs one call. ``work`` and ``waited``: the awaitable's iterator,
+    started already by its caller, and what its first step yielded.
     """
 
-    __slots__ = ("awaitable", "cancelled")
+    __slots__ = ("awaitable", "cancelled", "waited", "work")
 
-    def __init__(self, awaitable: Awaitable[Any]) -> None:
+    def __init__(self, awaitable: Awaitable[Any], work: Any = None, waited: Any = None) -> None:
         self.awaitable = awaitable
+        self.work = work
+        self.waited = waited
         self.cancelled: BaseException | None = None
 
     def __await__(self) -> Generator[Any, None, Any]:
+        work, waited = self.work, self.waited
+        if work is None:
+            work = self.awaitable.__await__()
+            try:
+                waited = work.send(None)
+            except StopIteration as stop:
+                return stop.value
         if running_asyncio_loop() is None:
-            return (yield from _shielded(self.awaitable).__await__())
-        work = self.awaitable.__await__()
-        try:
-            waited = work.send(None)
-        except StopIteration as stop:
-            return stop.value
+            # Nothing was delivered to the first step, which never reached the loop.
+            return (yield from _shielded(_Resumed(work, waited)).__await__())
         while True:
             if getattr(waited, "_asyncio_future_blocking", None) is not None:
                 stand_in = waited.get_loop().create_future()
@@ -275,6 +308,36 @@ class _Deaf:
                 waited = work.send(None)
             except StopIteration as stop:
                 return stop.value
+
+
+class _Resumed:
+    """An awaitable whose first step ran already: what it yielded is yielded first,
+    then what the task sends or throws in goes on to it."""
+
+    __slots__ = ("waited", "work")
+
+    def __init__(self, work: Any, waited: Any) -> None:
+        self.work = work
+        self.waited = waited
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        work, waited = self.work, self.waited
+        while True:
+            try:
+                sent = yield waited
+            except GeneratorExit:
+                work.close()
+                raise
+            except BaseException as error:  # the task's: the work's to handle
+                try:
+                    waited = work.throw(error)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    waited = work.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 async def _shielded(awaitable: Awaitable[Any]) -> Any:

@@ -15,8 +15,11 @@ parent does. The path of one request, and where each step lives:
   the builder calls back here through the constants it was given (:func:`enter`,
   :func:`record`, :func:`build_guarded`, :func:`note_failed`, :func:`context_value`),
   so that generated code reaches no private of the scope;
-- :func:`close_plainly` ends the scope at once when nothing it built needs a shutdown
-  hook; otherwise :mod:`di._container.shutdown` takes it from there. What compiled
+- the end of its ``with`` block closes it inline (:func:`di._container.inline.take`,
+  which also ends at once a scope whose builds need no shutdown hook); ``shutdown()``,
+  and a scope the inline close leaves, :func:`close_plainly` ends at once when nothing
+  it built needs a shutdown hook; otherwise :mod:`di._container.shutdown` takes it
+  from there. What compiled
   builders recorded becomes the scope's scoped copies only when something asks
   (:func:`materialize`: a shutdown, a health check, the graph).
 

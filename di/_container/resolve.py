@@ -762,11 +762,16 @@ def closer(service: Service, generator: Any) -> Callable[[BaseException | None],
 FINISHED: Any = object()  # what next() gives for a generator that returned
 
 
-def finish_generator(service: Service, generator: Any, failure: BaseException | None) -> None:
+def finish_generator(
+    service: Service, generator: Any, failure: BaseException | None, resumed: bool = False
+) -> None:
     """Run a generator factory's code after its ``yield``: ``failure`` (the block's)
-    thrown in there, or resumed; a second ``yield`` is an error."""
+    thrown in there, or resumed; a second ``yield`` is an error. ``resumed``: it was
+    resumed already, and yielded again."""
     try:
-        if failure is None:
+        if resumed:
+            pass
+        elif failure is None:
             if next(generator, FINISHED) is FINISHED:  # no StopIteration to catch
                 return
         else:

@@ -85,20 +85,16 @@ class Slot:
     """A connection's request scope, opened on first use and closed after the response.
 
     Opening it on first use keeps requests that inject nothing (health probes, static
-    files) free of any scope work; a closed slot refuses to open.
+    files) free of any scope work; a closed slot refuses to open. For an HTTP request
+    it is also the ``send`` the app is given: it records when the response's last
+    message has gone, then passes each message on.
     """
 
-    __slots__ = ("context", "done", "failure", "injector", "lifespan", "scope", "sent")
+    __slots__ = ("done", "downstream", "failure", "owner", "scope", "sent")
 
-    def __init__(
-        self,
-        injector: Scope,
-        context: Callable[[Any], Mapping[Any, Any]],
-        lifespan: Lifespan | None = None,
-    ) -> None:
-        self.injector = injector
-        self.context = context
-        self.lifespan = lifespan
+    def __init__(self, owner: RequestScopes, downstream: Send) -> None:
+        self.owner = owner  # the middleware: the injector, the context, the lifespan
+        self.downstream = downstream  # the server's send
         self.scope: Scope | None = None
         self.done = False
         self.sent = False  # whether the response's last message was sent (HTTP)
@@ -115,10 +111,19 @@ class Slot:
                     raise ScopeClosedError(
                         "request", "open a request scope after the response was sent"
                     )
-                if self.lifespan is not None and not self.lifespan.started:
+                owner = self.owner
+                lifespan = owner.lifespan
+                if lifespan is not None and not lifespan.started:
                     raise DIError(NOT_STARTED)
-                scope = self.scope = self.injector.scope(context=self.context(connection))
+                scope = self.scope = owner.injector.scope(context=owner.context(connection))
             return scope
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        """The app's ``send`` (HTTP): note the response's end, then send ``message``."""
+        kind = message["type"]
+        if (kind in _BODY and not message.get("more_body", False)) or kind == _PATHSEND:
+            self.sent = True
+        await self.downstream(message)
 
 
 def scope_of(connection: Any, scope: MutableMapping[str, Any], framework: str) -> Scope:
@@ -160,13 +165,13 @@ class RequestScopes:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
+        slot = Slot(self, send)
+        if kind == "http":
+            send = slot.send
         lifespan = self.lifespan
         if lifespan is not None and not lifespan.started:
             lifespan.check()
-        slot = Slot(self.injector, self.context, lifespan)
         scope[SLOT] = slot
-        if kind == "http":
-            send = _watching(send, slot)
         try:
             await self.app(scope, receive, send)
         except BaseException as error:
@@ -192,18 +197,6 @@ class RequestScopes:
 # The messages that end a response when their ``more_body`` is false (or always).
 _BODY = ("http.response.body", "http.response.zerocopysend")
 _PATHSEND = "http.response.pathsend"
-
-
-def _watching(send: Send, slot: Slot) -> Send:
-    """``send``, recording on ``slot`` when the response's last message has gone."""
-
-    async def sending(message: MutableMapping[str, Any]) -> None:
-        kind = message["type"]
-        if (kind in _BODY and not message.get("more_body", False)) or kind == _PATHSEND:
-            slot.sent = True
-        await send(message)
-
-    return sending
 
 
 def declare_context(injector: Scope, keys: tuple[type[Any], ...], framework: str) -> None:

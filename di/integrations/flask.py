@@ -278,7 +278,8 @@ def scope_of(req: Request | None = None) -> Scope:
 
     >>> order = scope_of().invoke(Order)
     """
-    scope: Scope | None = g.get(_G_SCOPE)
+    store = _request_globals()
+    scope: Scope | None = store.get(_G_SCOPE)
     if scope is not None:
         return scope
     running: _AppLoop | None = current_app.extensions.get(_EXTENSION)
@@ -294,26 +295,38 @@ def scope_of(req: Request | None = None) -> Scope:
         )
     current = req if req is not None else request._get_current_object()  # type: ignore[attr-defined]  # noqa: SLF001 - werkzeug documents it as the way to unwrap its LocalProxy
     scope = running.injector.scope(context={Request: current})
-    setattr(g, _G_SCOPE, scope)
+    store[_G_SCOPE] = scope
     return scope
+
+
+def _request_globals() -> dict[str, Any]:
+    """The attributes of ``flask.g``, unwrapped from its proxy once: each of the
+    request's reads of them is then one dict lookup (``g`` keeps them in its
+    ``__dict__``, as ``g.get()`` and ``g.pop()`` read them)."""
+    attributes: dict[str, Any] = vars(g._get_current_object())  # noqa: SLF001 - werkzeug documents it as the way to unwrap its LocalProxy
+    return attributes
 
 
 def _hand_scope_to_stream(response: Response) -> Response:
     """A streamed response's body closes the request's scope, once it has been sent."""
-    scope: Scope | None = g.get(_G_SCOPE)
+    store = _request_globals()
+    scope: Scope | None = store.get(_G_SCOPE)
+    if scope is None:
+        return response  # a request that injected nothing
     # Flask answers an unhandled exception while handling it: that scope closes with the
     # exception, in teardown_request.
     unhandled = sys.exc_info()[1] is not None
-    if scope is not None and response.is_streamed and not unhandled and not g.get(_G_STREAMED):
-        setattr(g, _G_STREAMED, True)
+    if response.is_streamed and not unhandled and not store.get(_G_STREAMED):
+        store[_G_STREAMED] = True
         response.response = _Streamed(response.response, scope)
     return response
 
 
 def _close_scope(error: BaseException | None) -> None:
-    if g.get(_G_STREAMED):
+    store = _request_globals()
+    if store.get(_G_STREAMED):
         return  # the streamed body closes it
-    scope: Scope | None = g.pop(_G_SCOPE, None)
+    scope: Scope | None = store.pop(_G_SCOPE, None)
     if scope is not None:
         if error is None:
             scope.__exit__(None, None, None)

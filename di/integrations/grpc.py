@@ -33,6 +33,7 @@ import logging
 import typing
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -200,14 +201,6 @@ async def _in_rpc_scope(
     scope in a worker thread, as its generator factories are plain ones.
     """
     scope = injector.scope(context={ServicerContext: context if seen is None else seen})
-
-    async def close(error: BaseException | None) -> None:
-        kind = None if error is None else type(error)
-        if sync:
-            await _in_thread(executor, scope.__exit__, kind, error, None)
-        else:
-            await scope.__aexit__(kind, error, None)
-
     try:
         token = _scope.set(scope)
         try:
@@ -216,16 +209,19 @@ async def _in_rpc_scope(
             _scope.reset(token)
             failure = RpcCancelledError(f"RPC {method} was cancelled")
             try:
-                await close(failure)
+                await _close(scope, failure, sync, executor)
             except Exception:
                 logger.exception("closing the scope of cancelled RPC %s failed", method)
             raise
         except BaseException as error:
             _scope.reset(token)
-            await close(error)
+            await _close(scope, error, sync, executor)
             raise
         _scope.reset(token)
-        await close(None)
+        if sync:
+            await _close(scope, None, sync, executor)
+        else:
+            await scope.__aexit__(None, None, None)
         return result
     except grpc.aio.AbortError:
         raise
@@ -233,6 +229,17 @@ async def _in_rpc_scope(
         logger.exception("RPC %s failed", method)
         await context.abort(grpc.StatusCode.UNKNOWN, WITHHELD)
         raise  # not reached: abort() raises
+
+
+async def _close(
+    scope: Scope, error: BaseException | None, sync: bool, executor: Executor | None
+) -> None:
+    """Close an RPC's scope with how it ended: in a worker thread for a sync method."""
+    kind = None if error is None else type(error)
+    if sync:
+        await _in_thread(executor, scope.__exit__, kind, error, None)
+    else:
+        await scope.__aexit__(kind, error, None)
 
 
 async def _in_thread(executor: Executor | None, function: Callable[..., R], *args: Any) -> R:
@@ -283,7 +290,7 @@ def _scoped_behavior(
 
         async def call(request: Any, context: Any) -> Any:
             return await _in_rpc_scope(
-                injector, context, method, lambda: behavior(request, context)
+                injector, context, method, partial(behavior, request, context)
             )
 
         return call
