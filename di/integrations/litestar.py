@@ -31,16 +31,16 @@ from ._inject import INJECTS, Plan, Site, check_injected, injects, misused
 from ._lifecycle import monitor_for
 
 with needs_extra("di.integrations.litestar", "litestar"):
-    from litestar import Litestar, Request, WebSocket
+    from litestar import Litestar, Request, WebSocket, route
     from litestar.config.app import AppConfig
     from litestar.connection import ASGIConnection
     from litestar.constants import RESERVED_KWARGS
     from litestar.di import Provide
+    from litestar.enums import HttpMethod
     from litestar.exceptions import ImproperlyConfiguredException
-    from litestar.handlers import asgi
     from litestar.middleware import DefineMiddleware
     from litestar.plugins import InitPlugin
-    from litestar.types import Receive, Send
+    from litestar.types import ASGIApp
     from litestar.types import Scope as ASGIScope
 
 __all__ = ["DIPlugin", "StreamAbortedError", "provide", "scope_of"]
@@ -170,18 +170,28 @@ class DIPlugin(InitPlugin):
             monitor, self.show_details, self.health_prefix, self.metrics, self.status_codes, self.ui
         )
 
-        async def health(scope: ASGIScope, receive: Receive, send: Send) -> None:
-            await endpoint(scope, receive, send)  # type: ignore[arg-type]
+        # An HTTP route handler answering with the health app, not an ASGI handler:
+        # Litestar (2.25) looks an ASGI handler's path parameters up under the request's
+        # method, finds them under "asgi", and fails every request to /health/{name},
+        # /livez/{check} and /readyz/{check} with a 500 (KeyError 'GET').
+        @route(
+            path=[
+                self.health_prefix + path
+                for path in (
+                    HISTORY,
+                    *(UI_PATHS if self.ui else ()),
+                    *_asgi.HEALTH_PATHS,
+                    *_asgi.metrics_paths(self.metrics),
+                )
+            ],
+            http_method=list(HttpMethod),
+            name="healthdi.health",
+            include_in_schema=False,
+        )
+        async def health() -> ASGIApp:
+            return endpoint  # type: ignore[return-value]  # plain ASGI types
 
-        # The page's paths spelt out: Litestar 2.25 fails an ASGI handler's request
-        # that matches a path parameter (KeyError 'GET'), /health/{name:path} included.
-        page = (HISTORY, *(UI_PATHS if self.ui else ()))
-        paths = [
-            self.health_prefix + path
-            for path in (*page, *_asgi.HEALTH_PATHS, *_asgi.metrics_paths(self.metrics))
-        ]
-        handler = asgi(path=paths, name="healthdi.health", copy_scope=True)(health)
-        app_config.route_handlers = [*app_config.route_handlers, handler]
+        app_config.route_handlers = [*app_config.route_handlers, health]
         return app_config
 
 

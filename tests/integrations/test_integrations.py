@@ -536,6 +536,40 @@ def test_litestar_app_builds_at_startup_scopes_each_request_and_follows_its_chec
     assert monitor.status("").name == "NOT_SERVING"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("prefix", ["", "/ops"])
+def test_litestar_health_routes_with_a_name_answer_as_the_health_app_does(prefix: str) -> None:
+    """/health/{name}, /livez/{check} and /readyz/{check} answer (not a 500), under a
+    prefix too, and the app's own route below /health still takes precedence."""
+    from litestar import Litestar, get
+    from litestar.testing import TestClient
+
+    from di.integrations.litestar import DIPlugin
+
+    @get(f"{prefix}/health/version")
+    async def version() -> str:
+        return "v1"
+
+    injector = Injector()
+    injector.provide(Database, eager=True)
+    plugin = DIPlugin(injector, monitor=fast_monitor(injector), health_prefix=prefix)
+    with TestClient(Litestar([version], plugins=[plugin], logging_config=None)) as client:
+        wait_until(lambda: client.get(f"{prefix}/readyz").status_code == 200, "readiness")
+        named = client.get(f"{prefix}/health/{key(Database)}")
+        assert named.status_code == 200 and named.json()["status"] == "pass"
+        assert client.head(f"{prefix}/health/{key(Database)}").status_code == 200
+        for path, name in (
+            ("/health/no-such", "no-such"),
+            ("/health/a/b", "a/b"),
+            ("/livez/x", "x"),
+            ("/readyz/x", "x"),
+        ):
+            missing = client.get(prefix + path)  # the health app's 404, naming what it sought
+            assert missing.status_code == 404 and f"'{name}'" in missing.text, missing.text
+        assert client.get(f"{prefix}/health/version").text == "v1"
+        assert client.delete(f"{prefix}/health/{key(Database)}").status_code == 405
+        assert client.get(f"{prefix}/healthx").status_code == 404
+
+
 def test_litestar_100_concurrent_requests_do_not_cross() -> None:
     import asyncio
 

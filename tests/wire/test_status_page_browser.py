@@ -102,6 +102,10 @@ def test_the_page_follows_a_failure_and_its_recovery_and_stays_on_its_origin(
     page.on("request", lambda request: requests.append(request.url))
     page.set_default_timeout(PATIENCE * 1000)
 
+    # The page, its script and its style load (the load event) within 200 ms.
+    page.goto(process.url + "/health/ui")
+    loaded = page.evaluate("() => performance.getEntriesByType('navigation')[0].duration")
+    assert 0 < loaded / 1000 < at_most(0.2), loaded
     # A browser asking for /health is sent to the page.
     page.goto(process.url + "/health")
     assert urlsplit(page.url).path == "/health/ui"
