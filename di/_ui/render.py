@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 Graph = Sequence[tuple[str, str, tuple[str, ...]]]
 
 STRIP_WIDTH = 4  # pixels per round in a history strip
+# Rounds drawn per strip, however many the history keeps: the page stays under 100 KB
+# for a hundred services or so (``/health/history`` has them all).
+STRIP_ROUNDS = 50
 STRIP_HEIGHT = 18
 NODE_WIDTH = 190
 NODE_HEIGHT = 30
@@ -173,7 +176,10 @@ def _details(result: HealthCheckResult) -> str:
 
 def strip(history: Sequence[HistoryEntry]) -> str:
     """The last rounds as one small SVG: a bar per round, its height the round's
-    duration (relative to the slowest shown), its colour the outcome."""
+    duration (relative to the slowest shown), its colour the outcome; the last
+    :data:`STRIP_ROUNDS` at most."""
+    if len(history) > STRIP_ROUNDS:
+        history = list(history)[-STRIP_ROUNDS:]
     count = len(history)
     width = max(count, 1) * STRIP_WIDTH
     slowest = max((entry.duration for entry in history), default=0.0) or 1.0

@@ -18,6 +18,7 @@ from di import HealthMonitor, Injector
 from di._ui import CSP, wants_page
 from di._ui import render as ui_render
 from di.asgi import health_app
+from di.monitor import HistoryEntry
 
 from ..services import Cache, Database, key
 
@@ -201,6 +202,15 @@ async def test_a_full_history_of_many_services_weighs_under_100_kb() -> None:
         for path in ("/health/ui", "/health/ui/page.js", "/health/ui/page.css"):
             weight += len((await client.get(path)).content)
     assert weight < 100 * 1024, weight
+
+
+def test_a_strip_draws_the_last_rounds_only_however_many_the_history_keeps() -> None:
+    rounds = [
+        HistoryEntry("fail" if n == 999 else "pass", 0.01, float(n), None) for n in range(1000)
+    ]
+    drawn = ui_render.strip(rounds)
+    assert f'data-rounds="{ui_render.STRIP_ROUNDS}" data-last="fail"' in drawn
+    assert len(drawn) < 2048  # a thousand rounds kept weigh what fifty do on the page
 
 
 def test_the_graph_lays_services_out_by_longest_path_and_survives_a_cycle() -> None:
