@@ -135,9 +135,12 @@ def install(
 
 
 def _middleware(installed: _Installed) -> Any:
+    # Read once: each request pays only for its slot, and for its scope if it opens one.
+    injector, guard, state = installed.injector, installed.check, web.Request
+
     @web.middleware
     async def request_scope(request: web.Request, handler: Handler) -> web.StreamResponse:
-        slot = LazyScope(installed.injector, web.Request, request, guard=installed.check)
+        slot = LazyScope(injector, state, request, guard=guard)
         request[_SLOT] = slot
         token = _current.set(slot)
         try:
@@ -150,7 +153,10 @@ def _middleware(installed: _Installed) -> Any:
             raise
         finally:
             _current.reset(token)
-        await slot.aclose(None)
+        if slot.scope is None:
+            slot.done = True  # nothing opened: nothing to close
+        else:
+            await slot.aclose(None)
         return response
 
     return request_scope
