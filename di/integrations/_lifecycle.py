@@ -106,9 +106,16 @@ class LazyScope:
             scope = self.scope = self.injector.scope(context={self.key: self.value})
         return scope
 
+    def end(self) -> None:
+        """The work has ended: no scope opens any more, and the slot lets go of its
+        context value (the request holds the slot: a request freed by its count of
+        references, not by the garbage collector)."""
+        self.done = True
+        self.value = None
+
     def close(self, error: BaseException | None = None) -> None:
         """Close the scope (if opened) with ``error``, else the recorded failure."""
-        self.done = True
+        self.end()
         scope, self.scope = self.scope, None
         if scope is not None:
             error = error or self.failure
@@ -119,7 +126,7 @@ class LazyScope:
 
     async def aclose(self, error: BaseException | None = None) -> None:
         """:meth:`close` from async code: the scope's async exit."""
-        self.done = True
+        self.end()
         scope, self.scope = self.scope, None
         if scope is not None:
             error = error or self.failure

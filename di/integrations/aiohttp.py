@@ -154,7 +154,7 @@ def _middleware(installed: _Installed) -> Any:
         finally:
             _current.reset(token)
         if slot.scope is None:
-            slot.done = True  # nothing opened: nothing to close
+            slot.end()  # nothing opened: nothing to close
         else:
             await slot.aclose(None)
         return response

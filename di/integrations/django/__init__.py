@@ -125,7 +125,7 @@ class RequestScopeMiddleware:
         finally:
             _current.reset(token)
         if slot.scope is None:
-            slot.done = True
+            slot.end()
         elif response.streaming:
             response.streaming_content = Streamed(response.streaming_content, slot.close)
         else:
@@ -144,7 +144,7 @@ class RequestScopeMiddleware:
         finally:
             _current.reset(token)
         if slot.scope is None:
-            slot.done = True
+            slot.end()
         elif response.streaming:
             content = response.streaming_content
             response.streaming_content = _AsyncStreamed(content, slot)
