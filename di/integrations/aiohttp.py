@@ -29,14 +29,14 @@ from typing import Any, TypeVar
 from aiohttp import hdrs, web
 
 from .._answers import BODY_SECONDS, BODY_TOO_SLOW, MAX_BODY
-from ..errors import DIError, ScopeClosedError
+from ..errors import DIError
 from ..inject import Inject
 from ..monitor import HealthMonitor, Unbuilt
 from ..scope import Scope
 from . import _asgi
 from ._health_routes import HealthRoutes
 from ._inject import wrap
-from ._lifecycle import Running, monitor_for
+from ._lifecycle import LazyScope, Running, monitor_for
 from ._startup import check_handlers
 
 __all__ = ["Inject", "inject", "install", "scope_of"]
@@ -50,7 +50,7 @@ _INSTALLED = web.AppKey("healthdi", object)
 _SLOT: Any = (
     web.RequestKey("healthdi.scope", object) if hasattr(web, "RequestKey") else "healthdi.scope"
 )
-_current: contextvars.ContextVar[_Slot] = contextvars.ContextVar("di.integrations.aiohttp")
+_current: contextvars.ContextVar[LazyScope] = contextvars.ContextVar("di.integrations.aiohttp")
 
 
 class _Installed:
@@ -63,41 +63,14 @@ class _Installed:
         self.monitor = monitor
         self.started = False
 
-
-class _Slot:
-    """A request's scope, opened on first use and closed after the handler."""
-
-    __slots__ = ("done", "installed", "request", "scope")
-
-    def __init__(self, installed: _Installed, request: web.Request) -> None:
-        self.installed = installed
-        self.request = request
-        self.scope: Scope | None = None
-        self.done = False
-
-    def open(self) -> Scope:
-        scope = self.scope
-        if scope is None:
-            if self.done:
-                raise ScopeClosedError("request", "open a request scope after the handler returned")
-            if not self.installed.started:
-                raise DIError(
-                    "this aiohttp app's startup never ran, so its injector was never started: "
-                    "run the app with web.run_app() or an AppRunner, and install() on the app "
-                    "they run"
-                )
-            scope = self.scope = self.installed.injector.scope(context={web.Request: self.request})
-        return scope
-
-    async def close(self, error: BaseException | None) -> None:
-        self.done = True
-        scope = self.scope
-        if scope is None:
-            return
-        if error is None:
-            await scope.__aexit__(None, None, None)
-        else:
-            await scope.__aexit__(type(error), error, error.__traceback__)
+    def check(self) -> None:
+        """Raise unless the app's startup ran: before a request's scope opens."""
+        if not self.started:
+            raise DIError(
+                "this aiohttp app's startup never ran, so its injector was never started: "
+                "run the app with web.run_app() or an AppRunner, and install() on the app "
+                "they run"
+            )
 
 
 def install(
@@ -166,22 +139,28 @@ def install(
 
 
 def _middleware(installed: _Installed) -> Any:
+    # Read once: each request pays only for its slot, and for its scope if it opens one.
+    injector, guard, state = installed.injector, installed.check, web.Request
+
     @web.middleware
     async def request_scope(request: web.Request, handler: Handler) -> web.StreamResponse:
-        slot = _Slot(installed, request)
+        slot = LazyScope(injector, state, request, guard=guard)
         request[_SLOT] = slot
         token = _current.set(slot)
         try:
             response = await handler(request)
         except web.HTTPException:
-            await slot.close(None)  # an answer, raised: the request did what it meant to
+            await slot.aclose(None)  # an answer, raised: the request did what it meant to
             raise
         except BaseException as error:
-            await slot.close(error)
+            await slot.aclose(error)
             raise
         finally:
             _current.reset(token)
-        await slot.close(None)
+        if slot.scope is None:
+            slot.end()  # nothing opened: nothing to close
+        else:
+            await slot.aclose(None)
         return response
 
     return request_scope
@@ -192,7 +171,7 @@ def scope_of(request: web.Request) -> Scope:
 
     >>> order = await scope_of(request).ainvoke(Order)
     """
-    slot: _Slot | None = request.get(_SLOT)
+    slot: LazyScope | None = request.get(_SLOT)
     if slot is None:
         raise DIError(
             "this aiohttp app has no request scopes: call "

@@ -44,12 +44,13 @@ from typing import Any, TypeVar
 from celery import Celery, signals
 from celery.app.task import Context as Context  # the key of the task request in scope context
 
-from ..errors import DIError, ScopeClosedError
+from ..errors import DIError
 from ..health_server import HealthServer
 from ..inject import Inject
 from ..scope import Scope
 from . import _asgi
 from ._inject import wrap
+from ._lifecycle import LazyScope, check_health_server
 from ._startup import check_handlers
 
 __all__ = ["Inject", "TaskFailedError", "current_scope", "inject", "install"]
@@ -58,7 +59,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("di.integrations.celery")
 
 _SUCCESS = "SUCCESS"
-_current: contextvars.ContextVar[_Slot] = contextvars.ContextVar("di.integrations.celery")
+_current: contextvars.ContextVar[LazyScope] = contextvars.ContextVar("di.integrations.celery")
 
 
 class TaskFailedError(Exception):
@@ -155,17 +156,17 @@ class _Worker:
         task = task or sender
         if getattr(task, "app", None) is not self.app:
             return
-        slot = _Slot(self.injector_for_tasks(), task)
+        slot = LazyScope(self.injector_for_tasks(), Context, task.request, owner=task, unit="task")
         slot.token = _current.set(slot)
 
     def task_failure(self, sender: Any = None, exception: Any = None, **_: Any) -> None:
         slot = _current.get(None)
-        if slot is not None and slot.task is sender and isinstance(exception, BaseException):
+        if slot is not None and slot.owner is sender and isinstance(exception, BaseException):
             slot.failure = slot.failure or exception
 
     def task_retry(self, sender: Any = None, reason: Any = None, **_: Any) -> None:
         slot = _current.get(None)
-        if slot is not None and slot.task is sender:
+        if slot is not None and slot.owner is sender:
             failure = reason if isinstance(reason, BaseException) else TaskFailedError(reason)
             slot.failure = slot.failure or failure
 
@@ -174,46 +175,13 @@ class _Worker:
     ) -> None:
         task = task or sender
         slot = _current.get(None)
-        if slot is None or slot.task is not task:
+        if slot is None or slot.owner is not task:
             return
         if slot.token is not None:
             _current.reset(slot.token)
         if slot.failure is None and state is not None and state != _SUCCESS:
             slot.failure = TaskFailedError(f"task {task.name} ended {state}")
         slot.close()
-
-
-class _Slot:
-    """A task's scope, opened on first use and closed once the task has ended."""
-
-    __slots__ = ("done", "failure", "injector", "scope", "task", "token")
-
-    def __init__(self, injector: Scope, task: Any) -> None:
-        self.injector = injector
-        self.task = task
-        self.scope: Scope | None = None
-        self.failure: BaseException | None = None
-        self.done = False
-        self.token: contextvars.Token[_Slot] | None = None
-
-    def open(self) -> Scope:
-        scope = self.scope
-        if scope is None:
-            if self.done:
-                raise ScopeClosedError("task", "open a task's scope after the task ended")
-            scope = self.scope = self.injector.scope(context={Context: self.task.request})
-        return scope
-
-    def close(self) -> None:
-        self.done = True
-        scope, self.scope = self.scope, None
-        if scope is None:
-            return
-        failure = self.failure
-        if failure is None:
-            scope.__exit__(None, None, None)
-        else:
-            scope.__exit__(type(failure), failure, failure.__traceback__)
 
 
 _installed: dict[int, _Worker] = {}  # by id(app): the signals hold their receivers weakly
@@ -242,16 +210,7 @@ def install(app: Celery, injector: Scope, *, health_server: HealthServer | None 
         raise TypeError(f"install() needs a Celery app, got {app!r}")
     if not isinstance(injector, Scope):
         raise TypeError(f"install() needs an Injector or Scope, got {injector!r}")
-    if health_server is not None:
-        if not isinstance(health_server, HealthServer):
-            raise TypeError(
-                f"install(health_server=...) needs a HealthServer, got {health_server!r}"
-            )
-        if health_server.injector is not injector:
-            raise ValueError(
-                "install(health_server=...): the health server runs another injector; make "
-                "it with HealthServer(injector, ...) for the injector given to install()"
-            )
+    check_health_server(injector, health_server)
     if id(app) in _installed:
         raise RuntimeError("install() was already called on this Celery app")
     _asgi.declare_context(injector, (Context,), "celery")

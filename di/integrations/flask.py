@@ -16,6 +16,7 @@ sequence every integration runs; the health routes serve the answers
 from __future__ import annotations
 
 import atexit
+import functools
 import inspect
 import os
 import sys
@@ -50,6 +51,7 @@ from . import _asgi
 from ._asgi import StreamAbortedError
 from ._inject import Site, check_injected, injected_params, injects, misused, wrap
 from ._lifecycle import Running, monitor_for, registry_for
+from ._wsgi import Streamed
 
 with needs_extra("di.integrations.flask", "flask"):
     from flask import Blueprint, Flask, Request, Response, current_app, g, request
@@ -318,7 +320,7 @@ def _hand_scope_to_stream(response: Response) -> Response:
     unhandled = sys.exc_info()[1] is not None
     if response.is_streamed and not unhandled and not store.get(_G_STREAMED):
         store[_G_STREAMED] = True
-        response.response = _Streamed(response.response, scope)
+        response.response = Streamed(response.response, functools.partial(_exit, scope))
     return response
 
 
@@ -328,60 +330,14 @@ def _close_scope(error: BaseException | None) -> None:
         return  # the streamed body closes it
     scope: Scope | None = store.pop(_G_SCOPE, None)
     if scope is not None:
-        if error is None:
-            scope.__exit__(None, None, None)
-        else:
-            scope.__exit__(type(error), error, error.__traceback__)
+        _exit(scope, error)
 
 
-class _Streamed:
-    """A streamed body that closes its request's scope after its last chunk.
-
-    Its exception, if it fails part-way, is thrown into generator factories, and so is
-    :class:`StreamAbortedError` if the server closes it before its end; a body the
-    server never read (a HEAD request) closes the scope as a complete one.
-    """
-
-    __slots__ = ("body", "iterator", "open", "scope")
-
-    def __init__(self, body: Any, scope: Scope) -> None:
-        self.body = body
-        self.scope = scope
-        self.iterator: Any = None
-        self.open = True
-
-    def __iter__(self) -> _Streamed:
-        return self
-
-    def __next__(self) -> Any:
-        if self.iterator is None:
-            self.iterator = iter(self.body)
-        try:
-            return next(self.iterator)
-        except StopIteration:
-            self._close(None)
-            raise
-        except BaseException as error:
-            self._close(error)
-            raise
-
-    def close(self) -> None:
-        try:
-            close = getattr(self.body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            cut = self.iterator is not None
-            self._close(StreamAbortedError(_asgi.CUT_SHORT) if cut else None)
-
-    def _close(self, error: BaseException | None) -> None:
-        if not self.open:
-            return
-        self.open = False
-        if error is None:
-            self.scope.__exit__(None, None, None)
-        else:
-            self.scope.__exit__(type(error), error, error.__traceback__)
+def _exit(scope: Scope, error: BaseException | None) -> None:
+    if error is None:
+        scope.__exit__(None, None, None)
+    else:
+        scope.__exit__(type(error), error, error.__traceback__)
 
 
 def inject(view: F) -> F:

@@ -39,12 +39,13 @@ from typing import Any, TypeVar
 
 from taskiq import AsyncBroker, TaskiqMessage, TaskiqMiddleware, TaskiqResult
 
-from ..errors import DIError, ScopeClosedError
+from ..errors import DIError
 from ..health_server import HealthServer
 from ..inject import Inject
 from ..scope import Scope
 from . import _asgi
 from ._inject import wrap
+from ._lifecycle import LazyScope, check_health_server
 from ._startup import check_handlers
 
 __all__ = [
@@ -59,45 +60,12 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("di.integrations.taskiq")
 
-_current: contextvars.ContextVar[_Slot] = contextvars.ContextVar("di.integrations.taskiq")
+_current: contextvars.ContextVar[LazyScope] = contextvars.ContextVar("di.integrations.taskiq")
 
 
 class TaskFailedError(Exception):
     """Thrown into a task's generator factories when its result is an error that no
     exception of the task's own came with."""
-
-
-class _Slot:
-    """A task's scope, opened on first use and closed once the task has ended."""
-
-    __slots__ = ("done", "failure", "injector", "message", "scope", "token")
-
-    def __init__(self, injector: Scope, message: TaskiqMessage) -> None:
-        self.injector = injector
-        self.message = message
-        self.scope: Scope | None = None
-        self.failure: BaseException | None = None
-        self.done = False
-        self.token: contextvars.Token[_Slot] | None = None
-
-    def open(self) -> Scope:
-        scope = self.scope
-        if scope is None:
-            if self.done:
-                raise ScopeClosedError("task", "open a task's scope after the task ended")
-            scope = self.scope = self.injector.scope(context={TaskiqMessage: self.message})
-        return scope
-
-    async def close(self) -> None:
-        self.done = True
-        scope, self.scope = self.scope, None
-        if scope is None:
-            return
-        failure = self.failure
-        if failure is None:
-            await scope.__aexit__(None, None, None)
-        else:
-            await scope.__aexit__(type(failure), failure, failure.__traceback__)
 
 
 class ContainerMiddleware(TaskiqMiddleware):
@@ -156,7 +124,7 @@ class ContainerMiddleware(TaskiqMiddleware):
         await host  # raises what the shutdown hooks raised
 
     def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
-        slot = _Slot(self.injector, message)
+        slot = LazyScope(self.injector, TaskiqMessage, message, owner=message, unit="task")
         slot.token = _current.set(slot)
         return message
 
@@ -164,18 +132,18 @@ class ContainerMiddleware(TaskiqMiddleware):
         self, message: TaskiqMessage, result: TaskiqResult[Any], exception: BaseException
     ) -> None:
         slot = _current.get(None)
-        if slot is not None and slot.message is message and slot.failure is None:
+        if slot is not None and slot.owner is message and slot.failure is None:
             slot.failure = exception
 
     async def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
         slot = _current.get(None)
-        if slot is None or slot.message is not message:
+        if slot is None or slot.owner is not message:
             return
         if slot.token is not None:
             _current.reset(slot.token)
         if slot.failure is None and result.is_err:
             slot.failure = TaskFailedError(f"task {message.task_name} failed: {result.error!r}")
-        await slot.close()
+        await slot.aclose()
 
 
 def install(
@@ -193,16 +161,7 @@ def install(
         raise TypeError(f"install() needs a taskiq broker, got {broker!r}")
     if not isinstance(injector, Scope):
         raise TypeError(f"install() needs an Injector or Scope, got {injector!r}")
-    if health_server is not None:
-        if not isinstance(health_server, HealthServer):
-            raise TypeError(
-                f"install(health_server=...) needs a HealthServer, got {health_server!r}"
-            )
-        if health_server.injector is not injector:
-            raise ValueError(
-                "install(health_server=...): the health server runs another injector; make "
-                "it with HealthServer(injector, ...) for the injector given to install()"
-            )
+    check_health_server(injector, health_server)
     if any(isinstance(m, ContainerMiddleware) for m in broker.middlewares):
         raise RuntimeError("install() was already called on this broker")
     _asgi.declare_context(injector, (TaskiqMessage,), "taskiq")

@@ -32,13 +32,15 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import URLPattern, URLResolver, get_resolver, re_path
 from django.views.decorators.csrf import csrf_exempt
 
-from ...errors import DIError, ScopeClosedError
+from ...errors import DIError
 from ...inject import Inject
 from ...scope import Scope
+from .._asgi import CUT_SHORT, StreamAbortedError
 from .._health_routes import HealthRoutes
 from .._inject import wrap
-from .._lifecycle import Running
+from .._lifecycle import LazyScope, Running
 from .._startup import check_handlers
+from .._wsgi import Streamed
 
 __all__ = [
     "Inject",
@@ -53,15 +55,7 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ATTRIBUTE = "_healthdi_slot"  # the request's attribute holding its slot
-_current: contextvars.ContextVar[_Slot] = contextvars.ContextVar("di.integrations.django")
-
-
-class StreamAbortedError(Exception):
-    """Thrown into a request's generator factories when its streamed body was cut short.
-
-    The server closed the body before its last chunk (the client went away): what
-    the request did rolls back rather than commits.
-    """
+_current: contextvars.ContextVar[LazyScope] = contextvars.ContextVar("di.integrations.django")
 
 
 def _process() -> Any:
@@ -84,58 +78,6 @@ def _process() -> Any:
 
 
 # -- a scope per request -------------------------------------------------------------------
-
-
-class _Slot:
-    """A request's scope, opened on first use, closed after the view (or its stream)."""
-
-    __slots__ = ("done", "failure", "process", "request", "scope")
-
-    def __init__(self, process: Any, request: HttpRequest) -> None:
-        self.process = process
-        self.request = request
-        self.scope: Scope | None = None
-        self.done = False
-        self.failure: BaseException | None = None  # the view's, from process_exception
-
-    def open(self) -> Scope:
-        scope = self.scope
-        if scope is None:
-            if self.done:
-                raise ScopeClosedError("request", "open a request scope after the response")
-            process = self.process
-            if not process.started:
-                raise DIError(
-                    "the injector of settings.HEALTHDI was never started: under an ASGI "
-                    "server, serve di.integrations.django.get_asgi_application() with its "
-                    "lifespan on"
-                    if process.lifespan
-                    else "the injector of settings.HEALTHDI was never started"
-                )
-            if process.done:
-                raise DIError("the injector of settings.HEALTHDI was shut down")
-            scope = self.scope = process.injector.scope(context={HttpRequest: self.request})
-        return scope
-
-    def close(self, error: BaseException | None = None) -> None:
-        self.done = True
-        scope, self.scope = self.scope, None
-        if scope is not None:
-            error = error or self.failure
-            if error is None:
-                scope.__exit__(None, None, None)
-            else:
-                scope.__exit__(type(error), error, error.__traceback__)
-
-    async def aclose(self, error: BaseException | None = None) -> None:
-        self.done = True
-        scope, self.scope = self.scope, None
-        if scope is not None:
-            error = error or self.failure
-            if error is None:
-                await scope.__aexit__(None, None, None)
-            else:
-                await scope.__aexit__(type(error), error, error.__traceback__)
 
 
 # Exceptions Django answers as what the view meant (404, 403): the scope closes as usual.
@@ -172,7 +114,7 @@ class RequestScopeMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self._acall(request)
-        slot = _Slot(self.process, request)
+        slot = LazyScope(self.process.injector, HttpRequest, request, guard=self.process.check)
         setattr(request, _ATTRIBUTE, slot)
         token = _current.set(slot)
         try:
@@ -183,15 +125,15 @@ class RequestScopeMiddleware:
         finally:
             _current.reset(token)
         if slot.scope is None:
-            slot.done = True
+            slot.end()
         elif response.streaming:
-            response.streaming_content = _Streamed(response.streaming_content, slot)
+            response.streaming_content = Streamed(response.streaming_content, slot.close)
         else:
             slot.close()
         return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        slot = _Slot(self.process, request)
+        slot = LazyScope(self.process.injector, HttpRequest, request, guard=self.process.check)
         setattr(request, _ATTRIBUTE, slot)
         token = _current.set(slot)
         try:
@@ -202,7 +144,7 @@ class RequestScopeMiddleware:
         finally:
             _current.reset(token)
         if slot.scope is None:
-            slot.done = True
+            slot.end()
         elif response.streaming:
             content = response.streaming_content
             response.streaming_content = _AsyncStreamed(content, slot)
@@ -212,57 +154,19 @@ class RequestScopeMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         """Record the view's exception for its scope; Django answers it as usual."""
-        slot: _Slot | None = getattr(request, _ATTRIBUTE, None)
+        slot: LazyScope | None = getattr(request, _ATTRIBUTE, None)
         if slot is not None and not _answered(exception):
             slot.failure = exception
 
 
-class _Streamed:
-    """A streamed body that closes its request's scope after its last chunk, with the
-    body's exception if it fails part-way, or StreamAbortedError if it is cut short."""
-
-    __slots__ = ("body", "iterator", "slot")
-
-    def __init__(self, body: Any, slot: _Slot) -> None:
-        self.body = body
-        self.slot = slot
-        self.iterator: Iterator[Any] | None = None
-
-    def __iter__(self) -> _Streamed:
-        return self
-
-    def __next__(self) -> Any:
-        if self.iterator is None:
-            self.iterator = iter(self.body)
-        try:
-            return next(self.iterator)
-        except StopIteration:
-            self._close(None)
-            raise
-        except BaseException as error:
-            self._close(error)
-            raise
-
-    def close(self) -> None:
-        try:
-            close = getattr(self.body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            cut = self.iterator is not None
-            self._close(StreamAbortedError("the response's body was cut short") if cut else None)
-
-    def _close(self, error: BaseException | None) -> None:
-        if not self.slot.done:
-            self.slot.close(error)
-
-
 class _AsyncStreamed:
-    """:class:`_Streamed` for an async body, under ASGI."""
+    """A streamed body under ASGI that closes its request's scope after its last chunk,
+    with the body's exception if it fails part-way, or StreamAbortedError if it is cut
+    short (:class:`~di.integrations._wsgi.Streamed` under WSGI)."""
 
     __slots__ = ("body", "slot")
 
-    def __init__(self, body: Any, slot: _Slot) -> None:
+    def __init__(self, body: Any, slot: LazyScope) -> None:
         self.body = body
         self.slot = slot
 
@@ -286,7 +190,7 @@ class _AsyncStreamed:
         finally:
             if not self.slot.done:
                 if failure is None and not finished:
-                    failure = StreamAbortedError("the response's body was cut short")
+                    failure = StreamAbortedError(CUT_SHORT)
                 await self.slot.aclose(failure)
 
 
@@ -295,7 +199,7 @@ def scope_of(request: HttpRequest | None = None) -> Scope:
 
     >>> order = scope_of(request).invoke(Order)
     """
-    slot: _Slot | None
+    slot: LazyScope | None
     slot = getattr(request, _ATTRIBUTE, None) if request is not None else _current.get(None)
     if slot is None:
         raise DIError(

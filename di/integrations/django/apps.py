@@ -30,6 +30,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 
 from ..._container.runner import LoopThread, after_fork_in_child
+from ...errors import DIError
 from ...monitor import HealthMonitor
 from ...scope import Scope
 from .. import _asgi
@@ -149,6 +150,19 @@ class _Process:
         self.started = False
         self.done = False
         self.lock = threading.Lock()
+
+    def check(self) -> None:
+        """Raise unless the injector serves now: before a request's scope opens."""
+        if not self.started:
+            raise DIError(
+                "the injector of settings.HEALTHDI was never started: under an ASGI "
+                "server, serve di.integrations.django.get_asgi_application() with its "
+                "lifespan on"
+                if self.lifespan
+                else "the injector of settings.HEALTHDI was never started"
+            )
+        if self.done:
+            raise DIError("the injector of settings.HEALTHDI was shut down")
 
     def start(self) -> None:
         """Start the injector and its monitor on a thread's loop; raise what failed.
