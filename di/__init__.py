@@ -152,7 +152,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> "Any":
+def _load(name: str) -> "Any":
     if name == "__version__":
         globals()[name] = _version()
         return globals()[name]
@@ -164,6 +164,12 @@ def __getattr__(name: str) -> "Any":
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
+
+
+# Hidden from type checkers: a module __getattr__ would make any name of di, a typo
+# included, type as Any. They see the names imported above instead.
+if not TYPE_CHECKING:
+    __getattr__ = _load
 
 
 def __dir__() -> list[str]:

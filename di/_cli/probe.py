@@ -208,8 +208,12 @@ class TlsError(Exception):
 
 
 def tls_problem(url: str, tls: Tls) -> str | None:
-    """What is wrong with using ``tls`` for ``url``, in one line; None when nothing is."""
-    scheme = _Url.split(url).scheme
+    """What is wrong with using ``tls`` for ``url``, in one line; None when nothing is
+    (and for a URL that does not split: :func:`probe` says it is unhealthy, and why)."""
+    try:
+        scheme = _Url.split(url).scheme
+    except ValueError:
+        return None
     if scheme == "http" and (tls.enabled or tls.flags):
         return "http:// is plaintext: use https:// for TLS (the --tls-* flags apply to it)"
     if scheme == "grpc" and tls.flags and not tls.enabled:

@@ -174,6 +174,12 @@ async def arun_inline(scope: Scope, steps: list[_Step], failure: BaseException |
                 if service.kind is Kind.GENERATOR:
                     if failure is not None or next(finisher, FINISHED) is not FINISHED:
                         finish_generator(service, finisher, failure, resumed=failure is None)
+                elif failure is None and running_asyncio_loop() is None:
+                    # On trio its first step runs shielded too: a cancel scope the
+                    # finalizer opens must lie inside the shield, or it never fires.
+                    deaf = _Deaf(anext(finisher, FINISHED))
+                    if await deaf is not FINISHED:
+                        await afinish_generator(service, finisher, failure, yielded=True)
                 elif failure is None:
                     # The common end, without a coroutine of its own: resume it, and
                     # await the rest only if it waits on something.
@@ -264,9 +270,11 @@ class _Deaf:
     cancelling the task (``task.cancel()``, or an anyio cancel scope delivering)
     cancels the stand-in, never the work, which goes on; the first cancellation is kept
     in ``cancelled`` for the caller to re-raise. On trio the work runs under a shielded
-    cancel scope (:func:`_shielded`). The first step runs at once: a finalizer that
-    never waits costs one call. ``work`` and ``waited``: the awaitable's iterator,
-    started already by its caller, and what its first step yielded.
+    cancel scope (:func:`_shielded`) from its first step, so that a cancel scope the
+    work opens nests inside the shield and its own deadline reaches it. On asyncio the
+    first step runs at once: a finalizer that never waits costs one call. ``work`` and
+    ``waited``: the awaitable's iterator, started already by its caller (on asyncio),
+    and what its first step yielded.
     """
 
     __slots__ = ("awaitable", "cancelled", "waited", "work")
@@ -280,14 +288,15 @@ class _Deaf:
     def __await__(self) -> Generator[Any, None, Any]:
         work, waited = self.work, self.waited
         if work is None:
+            if running_asyncio_loop() is None:
+                # Shielded from its first step: a cancel scope it opens then nests
+                # inside the shield, so its own deadline still reaches it.
+                return (yield from _shielded(self.awaitable).__await__())
             work = self.awaitable.__await__()
             try:
                 waited = work.send(None)
             except StopIteration as stop:
                 return stop.value
-        if running_asyncio_loop() is None:
-            # Nothing was delivered to the first step, which never reached the loop.
-            return (yield from _shielded(_Resumed(work, waited)).__await__())
         while True:
             if getattr(waited, "_asyncio_future_blocking", None) is not None:
                 stand_in = waited.get_loop().create_future()
@@ -308,36 +317,6 @@ class _Deaf:
                 waited = work.send(None)
             except StopIteration as stop:
                 return stop.value
-
-
-class _Resumed:
-    """An awaitable whose first step ran already: what it yielded is yielded first,
-    then what the task sends or throws in goes on to it."""
-
-    __slots__ = ("waited", "work")
-
-    def __init__(self, work: Any, waited: Any) -> None:
-        self.work = work
-        self.waited = waited
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        work, waited = self.work, self.waited
-        while True:
-            try:
-                sent = yield waited
-            except GeneratorExit:
-                work.close()
-                raise
-            except BaseException as error:  # the task's: the work's to handle
-                try:
-                    waited = work.throw(error)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    waited = work.send(sent)
-                except StopIteration as stop:
-                    return stop.value
 
 
 async def _shielded(awaitable: Awaitable[Any]) -> Any:

@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Annotated, Any, Literal, Protocol, assert_type
 
+import di
 from di import (
     AsyncHealthChecker,
     HealthChecker,
@@ -198,4 +199,5 @@ def refused(injector: Injector, database: Inject[Database]) -> None:
     text: str = database  # type: ignore[assignment]
     listed: list[Database] = injector.invoke(list[Mailer])  # type: ignore[arg-type]
     HealthPolicy(timeout="1")  # type: ignore[arg-type]
+    di.Injectr()  # type: ignore[attr-defined]  # names load lazily, yet a typo is refused
     del text, listed

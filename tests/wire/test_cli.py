@@ -152,6 +152,20 @@ def test_probe_of_a_closed_port_is_unhealthy_in_one_line() -> None:
     assert di("probe", "ftp://example/").stdout.startswith("unhealthy: unsupported URL")
 
 
+@pytest.mark.parametrize("url", ["http://[::1/", "grpc://[::1", "https://h]:1/"])
+@pytest.mark.parametrize("extra", [[], ["--tls"]])
+def test_probe_of_a_url_that_does_not_split_is_unhealthy_in_one_line(
+    url: str, extra: list[str]
+) -> None:
+    if extra and not url.startswith("grpc"):
+        extra = ["--tls-no-verify"]
+    for arguments in ([url, *extra], [url, "--tim", "1", *extra]):  # both parsers
+        done = di("probe", *arguments)
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        assert done.stdout == "unhealthy: ValueError: Invalid IPv6 URL\n"
+
+
 def test_probe_timeout_bounds_a_server_that_never_answers() -> None:
     with socket.socket() as silent:  # accepts connections, never answers
         silent.bind(("127.0.0.1", 0))
