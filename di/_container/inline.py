@@ -28,7 +28,9 @@ already, or its injector was made with ``request_shutdown="bounded"``; and whene
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
+import sys
 import time
 from collections.abc import Awaitable, Generator
 from typing import TYPE_CHECKING, Any
@@ -174,24 +176,12 @@ async def arun_inline(scope: Scope, steps: list[_Step], failure: BaseException |
                 if service.kind is Kind.GENERATOR:
                     if failure is not None or next(finisher, FINISHED) is not FINISHED:
                         finish_generator(service, finisher, failure, resumed=failure is None)
-                elif failure is None and running_asyncio_loop() is None:
-                    # On trio its first step runs shielded too: a cancel scope the
-                    # finalizer opens must lie inside the shield, or it never fires.
-                    deaf = _Deaf(anext(finisher, FINISHED))
-                    if await deaf is not FINISHED:
-                        await afinish_generator(service, finisher, failure, yielded=True)
                 elif failure is None:
-                    # The common end, without a coroutine of its own: resume it, and
-                    # await the rest only if it waits on something.
-                    work = anext(finisher, FINISHED)
-                    try:
-                        waited = work.send(None)
-                    except StopIteration as stop:
-                        resumed = stop.value
-                    else:
-                        deaf = _Deaf(work, work, waited)
-                        resumed = await deaf
-                        cancelled = cancelled or deaf.cancelled
+                    # The common end: resume it (in a task of its own on asyncio, see
+                    # _Deaf), and finish it the general way if it yields again.
+                    deaf = _Deaf(anext(finisher, FINISHED))
+                    resumed = await deaf
+                    cancelled = cancelled or deaf.cancelled
                     if resumed is not FINISHED:
                         await afinish_generator(service, finisher, failure, yielded=True)
                 else:
@@ -264,59 +254,62 @@ def _settle(
 
 
 class _Deaf:
-    """Await a finalizer in the current task, deaf to the task's cancellation.
+    """Await a finalizer to its end, deaf to the current task's cancellation.
 
-    On asyncio the task waits on a stand-in for each future the work awaits:
-    cancelling the task (``task.cancel()``, or an anyio cancel scope delivering)
-    cancels the stand-in, never the work, which goes on; the first cancellation is kept
-    in ``cancelled`` for the caller to re-raise. On trio the work runs under a shielded
-    cancel scope (:func:`_shielded`) from its first step, so that a cancel scope the
-    work opens nests inside the shield and its own deadline reaches it. On asyncio the
-    first step runs at once: a finalizer that never waits costs one call. ``work`` and
-    ``waited``: the awaitable's iterator, started already by its caller (on asyncio),
-    and what its first step yielded.
+    On asyncio the finalizer runs as a task of its own, started eagerly where the loop
+    can (Python 3.12 and later: a finalizer that never waits ends there, in one call;
+    on 3.11 it starts at the loop's next turn). A cancel scope or ``asyncio.timeout``
+    it opens is then its own and fires, while the caller's task waits on a stand-in
+    for it: cancelling the caller (``task.cancel()``, or an anyio cancel scope
+    delivering) cancels the stand-in, never the finalizer, which goes on; the first
+    cancellation is kept in ``cancelled`` for the caller to re-raise. In the caller's
+    own task no timeout of the finalizer could be told from the caller's cancellation,
+    and it would hang. On trio the finalizer runs under a shielded cancel scope
+    (:func:`_shielded`) from its first step, so that a cancel scope it opens nests
+    inside the shield and its own deadline reaches it.
     """
 
-    __slots__ = ("awaitable", "cancelled", "waited", "work")
+    __slots__ = ("awaitable", "cancelled")
 
-    def __init__(self, awaitable: Awaitable[Any], work: Any = None, waited: Any = None) -> None:
+    def __init__(self, awaitable: Awaitable[Any]) -> None:
         self.awaitable = awaitable
-        self.work = work
-        self.waited = waited
         self.cancelled: BaseException | None = None
 
     def __await__(self) -> Generator[Any, None, Any]:
-        work, waited = self.work, self.waited
-        if work is None:
-            if running_asyncio_loop() is None:
-                # Shielded from its first step: a cancel scope it opens then nests
-                # inside the shield, so its own deadline still reaches it.
-                return (yield from _shielded(self.awaitable).__await__())
-            work = self.awaitable.__await__()
+        loop = running_asyncio_loop()
+        if loop is None:
+            return (yield from _shielded(self.awaitable).__await__())
+        task = _start(loop, self.awaitable)
+        while not task.done():
+            stand_in = loop.create_future()
+            task.add_done_callback(functools.partial(_wake, stand_in))
+            stand_in._asyncio_future_blocking = True
             try:
-                waited = work.send(None)
-            except StopIteration as stop:
-                return stop.value
-        while True:
-            if getattr(waited, "_asyncio_future_blocking", None) is not None:
-                stand_in = waited.get_loop().create_future()
-                waited.add_done_callback(lambda _, s=stand_in: s.done() or s.set_result(None))
-                stand_in._asyncio_future_blocking = True
-                try:
-                    yield stand_in
-                except asyncio.CancelledError as error:  # the task's, not the work's
-                    self.cancelled = self.cancelled or error
-                    if not waited.done():
-                        continue  # wait on for the work's own future
-            else:
-                try:
-                    yield waited  # a bare yield: the loop's turn
-                except asyncio.CancelledError as error:
-                    self.cancelled = self.cancelled or error
-            try:
-                waited = work.send(None)
-            except StopIteration as stop:
-                return stop.value
+                yield stand_in
+            except asyncio.CancelledError as error:  # the caller's, not the finalizer's
+                self.cancelled = self.cancelled or error
+        return task.result()
+
+
+def _wake(stand_in: asyncio.Future[None], _: object) -> None:
+    if not stand_in.done():
+        stand_in.set_result(None)
+
+
+def _start(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[Any]) -> asyncio.Future[Any]:
+    """``awaitable`` as a task of its own on ``loop``, started at once where it can be."""
+    coroutine = awaitable if inspect.iscoroutine(awaitable) else _awaited(awaitable)
+    if _EAGER:
+        return asyncio.Task(coroutine, loop=loop, eager_start=True)  # type: ignore[call-arg, unused-ignore]
+    return loop.create_task(coroutine)
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+# Tasks that run their first step at once, where they exist (Python 3.12 and later).
+_EAGER = sys.version_info >= (3, 12)
 
 
 async def _shielded(awaitable: Awaitable[Any]) -> Any:

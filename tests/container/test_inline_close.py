@@ -298,8 +298,6 @@ async def test_a_finalizers_own_timeout_fires_inline(anyio_backend: str, failed:
     """A generator factory whose code after ``yield`` bounds its own wait (a commit
     with a timeout) gets that timeout, as on the bounded path: the close's deafness
     to the caller's cancellation is not deafness to the finalizer's own."""
-    if anyio_backend == "asyncio":
-        pytest.xfail("asyncio: the close swallows the task cancellation the scope sends")
     log = Log()
     injector = Injector()
     injector.provide_context(Request)
