@@ -101,6 +101,46 @@ def test_a_streamed_body_closes_its_scope_after_its_end_or_with_its_failure(
     assert (ledger.committed, ledger.rolled_back) == (1, 1)
 
 
+def test_a_client_that_leaves_mid_stream_rolls_back(ledger: Ledger) -> None:
+    for _ in range(3):
+        answer = client().get("/stream")
+        assert next(iter(answer)) == b"one,"
+        answer.close()  # as a WSGI server does when the client went away
+    assert (ledger.opened, ledger.committed, ledger.rolled_back) == (3, 0, 3)
+
+
+def test_a_body_that_opens_the_scope_while_it_is_sent_closes_it_after_its_end(
+    ledger: Ledger,
+) -> None:
+    from django.test import AsyncClient
+
+    assert client().get("/lazystream").getvalue() == b"one,two"
+    failing = client().get("/lazystream?fail=1")
+    with pytest.raises(ValueError, match="failed part-way"):
+        failing.getvalue()
+    assert (ledger.opened, ledger.committed, ledger.rolled_back) == (2, 1, 1)
+
+    async def run() -> bytes:
+        answer = await AsyncClient().get("/lazystream")
+        return b"".join([chunk async for chunk in answer])
+
+    assert asyncio.run(run()) == b"one,two"
+    assert (ledger.opened, ledger.committed, ledger.rolled_back) == (3, 2, 1)
+
+
+def test_a_sync_views_body_under_asgi_runs_off_the_event_loop(ledger: Ledger) -> None:
+    """As Django sends a sync body under ASGI: in a thread, never blocking the loop
+    (where the ORM refuses to run)."""
+    from django.test import AsyncClient
+
+    async def run() -> bytes:
+        answer = await AsyncClient().get("/streamthread")
+        return b"".join([chunk async for chunk in answer])
+
+    assert asyncio.run(run()) == b"no loop"
+    assert (ledger.opened, ledger.committed, ledger.rolled_back) == (1, 1, 0)
+
+
 def test_class_based_views_inject_and_the_request_is_in_the_context(project: None) -> None:
     assert client().get("/where").json() == {"path": "/where", "same": True}
 

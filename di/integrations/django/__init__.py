@@ -27,7 +27,7 @@ import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from typing import Any, TypeVar
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import URLPattern, URLResolver, get_resolver, re_path
 from django.views.decorators.csrf import csrf_exempt
@@ -124,10 +124,11 @@ class RequestScopeMiddleware:
             raise
         finally:
             _current.reset(token)
-        if slot.scope is None:
-            slot.end()
-        elif response.streaming:
+        # A streamed body can still open the scope while it is sent: it closes after it.
+        if response.streaming:
             response.streaming_content = Streamed(response.streaming_content, slot.close)
+        elif slot.scope is None:
+            slot.end()
         else:
             slot.close()
         return response
@@ -143,11 +144,11 @@ class RequestScopeMiddleware:
             raise
         finally:
             _current.reset(token)
-        if slot.scope is None:
-            slot.end()
-        elif response.streaming:
+        if response.streaming:
             content = response.streaming_content
             response.streaming_content = _AsyncStreamed(content, slot)
+        elif slot.scope is None:
+            slot.end()
         else:
             await slot.aclose()
         return response
@@ -160,7 +161,8 @@ class RequestScopeMiddleware:
 
 
 class _AsyncStreamed:
-    """A streamed body under ASGI that closes its request's scope after its last chunk,
+    """A streamed body under ASGI that closes its request's scope (if the view or the
+    body opened it) after its last chunk,
     with the body's exception if it fails part-way, or StreamAbortedError if it is cut
     short (:class:`~di.integrations._wsgi.Streamed` under WSGI)."""
 
@@ -181,7 +183,10 @@ class _AsyncStreamed:
                 async for item in self.body:
                     yield item
             else:
-                for item in self.body:
+                # A sync view's body, read in the sync views' thread as Django reads it
+                # under ASGI: not on the event loop, which it would block (and where
+                # the ORM refuses to run).
+                for item in await sync_to_async(list)(self.body):
                     yield item
             finished = True
         except BaseException as error:
