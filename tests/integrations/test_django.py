@@ -333,3 +333,19 @@ def test_each_preloaded_gunicorn_worker_runs_its_own_monitor(tmp_path: Path) -> 
         assert server.wait() == 0, server.output()
     finally:
         server.close()
+
+
+def test_a_request_that_injects_nothing_opens_nothing_and_a_late_scope_is_refused(
+    ledger: Ledger,
+) -> None:
+    from django.test import AsyncClient
+
+    from di.errors import ScopeClosedError
+    from di.integrations.django import scope_of
+
+    answer = client().get("/ops/livez")
+    assert answer.status_code == 200
+    asyncio.run(AsyncClient().get("/ops/livez"))
+    assert (ledger.opened, ledger.closed) == (0, 0)
+    with pytest.raises(ScopeClosedError, match="after the request ended: reach it while"):
+        scope_of(answer.wsgi_request)
