@@ -461,3 +461,19 @@ def test_a_failure_that_is_false_still_rolls_back() -> None:
     slot.open().invoke(Work)
     slot.close(Empty())
     assert (ledger.opened, ledger.committed, ledger.rolled_back) == (1, 0, 1)
+
+
+def test_a_streamed_body_that_fails_to_start_ends_with_its_failure() -> None:
+    from di.integrations._wsgi import Streamed
+
+    class Unreadable:
+        def __iter__(self) -> Iterator[bytes]:
+            raise OSError("the file is gone")
+
+    ends: list[BaseException | None] = []
+    body = Streamed(Unreadable(), ends.append)
+    with pytest.raises(OSError, match="the file is gone"):
+        next(body)
+    body.close()  # as the server does next
+    assert len(ends) == 1
+    assert isinstance(ends[0], OSError)
