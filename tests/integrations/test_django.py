@@ -349,3 +349,29 @@ def test_a_request_that_injects_nothing_opens_nothing_and_a_late_scope_is_refuse
     assert (ledger.opened, ledger.closed) == (0, 0)
     with pytest.raises(ScopeClosedError, match="after the request ended: reach it while"):
         scope_of(answer.wsgi_request)
+
+
+def test_a_file_response_is_left_for_the_server_to_send_as_a_file(ledger: Ledger) -> None:
+    """A view that injects nothing and answers a file: the server's ``wsgi.file_wrapper``
+    (its sendfile) gets the file (Django's test client would wrap it: a WSGI call)."""
+    import io
+
+    from django.core.handlers.wsgi import WSGIHandler
+
+    class FileWrapper:
+        def __init__(self, file: Any, block_size: int = 8192) -> None:
+            self.file = file
+
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/download",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.file_wrapper": FileWrapper,
+    }
+    answer = WSGIHandler()(environ, lambda status, headers: None)
+    assert isinstance(answer, FileWrapper)
+    assert answer.file.read() == b"the file"
+    assert (ledger.opened, ledger.closed) == (0, 0)

@@ -124,11 +124,10 @@ class RequestScopeMiddleware:
             raise
         finally:
             _current.reset(token)
-        # A streamed body can still open the scope while it is sent: it closes after it.
-        if response.streaming:
-            response.streaming_content = Streamed(response.streaming_content, slot.close)
-        elif slot.scope is None:
+        if slot.scope is None and not _may_open(response):
             slot.end()
+        elif response.streaming:  # the scope closes after the body, which may open it
+            response.streaming_content = Streamed(response.streaming_content, slot.close)
         else:
             slot.close()
         return response
@@ -144,11 +143,11 @@ class RequestScopeMiddleware:
             raise
         finally:
             _current.reset(token)
-        if response.streaming:
+        if slot.scope is None and not _may_open(response):
+            slot.end()
+        elif response.streaming:
             content = response.streaming_content
             response.streaming_content = _AsyncStreamed(content, slot)
-        elif slot.scope is None:
-            slot.end()
         else:
             await slot.aclose()
         return response
@@ -158,6 +157,13 @@ class RequestScopeMiddleware:
         slot: LazyScope | None = getattr(request, _ATTRIBUTE, None)
         if slot is not None and not _answered(exception):
             slot.failure = exception
+
+
+def _may_open(response: HttpResponseBase) -> bool:
+    """Whether sending ``response`` may still open its request's scope: a streamed body
+    may (it runs code of the view's), but not a file's (a ``FileResponse``, left
+    unwrapped so that the server may send the file as it is)."""
+    return bool(response.streaming) and getattr(response, "file_to_stream", None) is None
 
 
 class _AsyncStreamed:
@@ -186,7 +192,8 @@ class _AsyncStreamed:
                 # A sync view's body, read in the sync views' thread as Django reads it
                 # under ASGI: not on the event loop, which it would block (and where
                 # the ORM refuses to run).
-                for item in await sync_to_async(list)(self.body):
+                body = self.body
+                for item in await sync_to_async(lambda: list(body))():
                     yield item
             finished = True
         except BaseException as error:

@@ -1,9 +1,17 @@
 """The test project's views: function, class-based and async views, each injecting."""
 
 import asyncio
+import io
 from collections.abc import AsyncIterator, Iterator
 
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.urls import include, path
 from django.views import View
 
@@ -84,6 +92,10 @@ def stream_thread(request: HttpRequest, work: Inject[Work]) -> StreamingHttpResp
     return StreamingHttpResponse(body())
 
 
+def download(request: HttpRequest) -> FileResponse:
+    return FileResponse(io.BytesIO(b"the file"), filename="file.txt")
+
+
 urlpatterns = [
     path("place", place),
     path("aplace", aplace),
@@ -91,6 +103,7 @@ urlpatterns = [
     path("stream", stream),
     path("astream", astream),
     path("lazystream", lazy_stream),
+    path("download", download),
     path("streamthread", stream_thread),
     path("ops/", include(health_urls)),
 ]
