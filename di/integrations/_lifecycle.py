@@ -11,7 +11,9 @@ first use (an ``Inject`` parameter, ``scope_of``/``current_scope``) with the uni
 object (the request, the task's request or message) in its context, and closes it once
 the work has ended: :meth:`~LazyScope.close` from sync code, :meth:`~LazyScope.aclose`
 from async code, with the work's exception (or its recorded ``failure``) thrown into
-generator factories so that they roll back. Work that injects nothing opens nothing.
+generator factories so that they roll back. Work that injects nothing opens nothing;
+threads of one unit of work that open its scope at once share one; a scope asked for
+after the work ended is refused (``ScopeClosedError``, saying what to do instead).
 """
 
 from __future__ import annotations
