@@ -210,10 +210,12 @@ class ScopeClosedError(DIError, RuntimeError):
     injector is open again once its shutdown has run every hook.
     """
 
-    def __init__(self, scope: str, action: str) -> None:
+    def __init__(self, scope: str, action: str, *, fix: str | None = None) -> None:
         self.scope = scope
         super().__init__(
-            f"cannot {action}: scope {scope!r} is shut down or shutting down; "
+            f"cannot {action}: {fix}"
+            if fix is not None
+            else f"cannot {action}: scope {scope!r} is shut down or shutting down; "
             "open a new scope (or wait for the injector's shutdown to finish)"
         )
 

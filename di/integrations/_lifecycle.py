@@ -11,12 +11,15 @@ first use (an ``Inject`` parameter, ``scope_of``/``current_scope``) with the uni
 object (the request, the task's request or message) in its context, and closes it once
 the work has ended: :meth:`~LazyScope.close` from sync code, :meth:`~LazyScope.aclose`
 from async code, with the work's exception (or its recorded ``failure``) thrown into
-generator factories so that they roll back. Work that injects nothing opens nothing.
+generator factories so that they roll back. Work that injects nothing opens nothing;
+threads of one unit of work that open its scope at once share one; a scope asked for
+after the work ended is refused (``ScopeClosedError``, saying what to do instead).
 """
 
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +36,9 @@ __all__ = [
     "monitor_for",
     "registry_for",
 ]
+
+# Taken only to open a scope (the first use of each unit of work's), never around a build.
+_OPENING = threading.Lock()
 
 
 def check_health_server(injector: Scope, health_server: object) -> None:
@@ -98,12 +104,20 @@ class LazyScope:
         """The scope, opened now if it was not; after the close, ``ScopeClosedError``."""
         scope = self.scope
         if scope is None:
-            if self.done:
-                unit = self.unit
-                raise ScopeClosedError(unit, f"open a {unit}'s scope after the {unit} ended")
             if self.guard is not None:
                 self.guard()
-            scope = self.scope = self.injector.scope(context={self.key: self.value})
+            with _OPENING:  # threads of one unit of work that open it at once share one
+                scope = self.scope
+                if scope is None:
+                    if self.done:
+                        unit = self.unit
+                        raise ScopeClosedError(
+                            unit,
+                            f"open a {unit}'s scope after the {unit} ended",
+                            fix=f"reach it while the {unit} runs, or open a scope of your "
+                            "own with injector.scope()",
+                        )
+                    scope = self.scope = self.injector.scope(context={self.key: self.value})
         return scope
 
     def end(self) -> None:
@@ -118,7 +132,8 @@ class LazyScope:
         self.end()
         scope, self.scope = self.scope, None
         if scope is not None:
-            error = error or self.failure
+            if error is None:
+                error = self.failure
             if error is None:
                 scope.__exit__(None, None, None)
             else:
@@ -129,7 +144,8 @@ class LazyScope:
         self.end()
         scope, self.scope = self.scope, None
         if scope is not None:
-            error = error or self.failure
+            if error is None:
+                error = self.failure
             if error is None:
                 await scope.__aexit__(None, None, None)
             else:

@@ -34,9 +34,9 @@ class Streamed:
         return self
 
     def __next__(self) -> Any:
-        if self.iterator is None:
-            self.iterator = iter(self.body)
         try:
+            if self.iterator is None:
+                self.iterator = iter(self.body)
             return next(self.iterator)
         except StopIteration:
             self._end(None)

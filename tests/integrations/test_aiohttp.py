@@ -202,3 +202,25 @@ def test_the_example_under_aiohttp_s_server_commits_rolls_back_and_closes(
         assert "orders closed" in server.output(), server.output()
     finally:
         server.close()
+
+
+def test_a_request_that_injects_nothing_opens_nothing_and_a_late_scope_is_refused() -> None:
+    from di.errors import ScopeClosedError
+
+    app, _, ledger = make_app()
+    kept: list[web.Request] = []
+
+    async def plain(request: web.Request) -> web.Response:
+        kept.append(request)
+        return web.Response(text="plain")
+
+    app.router.add_get("/plain", plain)
+
+    async def talk(client: TestClient[Any, Any]) -> None:
+        for _ in range(3):
+            assert (await client.get("/plain")).status == 200
+        with pytest.raises(ScopeClosedError, match="after the request ended: reach it while"):
+            scope_of(kept[0])
+
+    serve(app, talk)
+    assert (ledger.opened, ledger.closed) == (0, 0)

@@ -101,6 +101,46 @@ def test_a_streamed_body_closes_its_scope_after_its_end_or_with_its_failure(
     assert (ledger.committed, ledger.rolled_back) == (1, 1)
 
 
+def test_a_client_that_leaves_mid_stream_rolls_back(ledger: Ledger) -> None:
+    for _ in range(3):
+        answer = client().get("/stream")
+        assert next(iter(answer)) == b"one,"
+        answer.close()  # as a WSGI server does when the client went away
+    assert (ledger.opened, ledger.committed, ledger.rolled_back) == (3, 0, 3)
+
+
+def test_a_body_that_opens_the_scope_while_it_is_sent_closes_it_after_its_end(
+    ledger: Ledger,
+) -> None:
+    from django.test import AsyncClient
+
+    assert client().get("/lazystream").getvalue() == b"one,two"
+    failing = client().get("/lazystream?fail=1")
+    with pytest.raises(ValueError, match="failed part-way"):
+        failing.getvalue()
+    assert (ledger.opened, ledger.committed, ledger.rolled_back) == (2, 1, 1)
+
+    async def run() -> bytes:
+        answer = await AsyncClient().get("/lazystream")
+        return b"".join([chunk async for chunk in answer])
+
+    assert asyncio.run(run()) == b"one,two"
+    assert (ledger.opened, ledger.committed, ledger.rolled_back) == (3, 2, 1)
+
+
+def test_a_sync_views_body_under_asgi_runs_off_the_event_loop(ledger: Ledger) -> None:
+    """As Django sends a sync body under ASGI: in a thread, never blocking the loop
+    (where the ORM refuses to run)."""
+    from django.test import AsyncClient
+
+    async def run() -> bytes:
+        answer = await AsyncClient().get("/streamthread")
+        return b"".join([chunk async for chunk in answer])
+
+    assert asyncio.run(run()) == b"no loop"
+    assert (ledger.opened, ledger.committed, ledger.rolled_back) == (1, 1, 0)
+
+
 def test_class_based_views_inject_and_the_request_is_in_the_context(project: None) -> None:
     assert client().get("/where").json() == {"path": "/where", "same": True}
 
@@ -293,3 +333,45 @@ def test_each_preloaded_gunicorn_worker_runs_its_own_monitor(tmp_path: Path) -> 
         assert server.wait() == 0, server.output()
     finally:
         server.close()
+
+
+def test_a_request_that_injects_nothing_opens_nothing_and_a_late_scope_is_refused(
+    ledger: Ledger,
+) -> None:
+    from django.test import AsyncClient
+
+    from di.errors import ScopeClosedError
+    from di.integrations.django import scope_of
+
+    answer = client().get("/ops/livez")
+    assert answer.status_code == 200
+    asyncio.run(AsyncClient().get("/ops/livez"))
+    assert (ledger.opened, ledger.closed) == (0, 0)
+    with pytest.raises(ScopeClosedError, match="after the request ended: reach it while"):
+        scope_of(answer.wsgi_request)
+
+
+def test_a_file_response_is_left_for_the_server_to_send_as_a_file(ledger: Ledger) -> None:
+    """A view that injects nothing and answers a file: the server's ``wsgi.file_wrapper``
+    (its sendfile) gets the file (Django's test client would wrap it: a WSGI call)."""
+    import io
+
+    from django.core.handlers.wsgi import WSGIHandler
+
+    class FileWrapper:
+        def __init__(self, file: Any, block_size: int = 8192) -> None:
+            self.file = file
+
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/download",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.file_wrapper": FileWrapper,
+    }
+    answer = WSGIHandler()(environ, lambda status, headers: None)
+    assert isinstance(answer, FileWrapper)
+    assert answer.file.read() == b"the file"
+    assert (ledger.opened, ledger.closed) == (0, 0)

@@ -395,3 +395,85 @@ async def test_services_survive_a_database_check_under_the_sequence() -> None:
             await monitor.wait_ready()
         assert injector.invoke(Database).checks >= 1
     assert injector.list_invoked() == []  # shut down
+
+
+# -- LazyScope: a unit of work's scope, opened on first use --------------------------------
+
+
+def lazy_slot() -> tuple[Any, Any]:
+    from di.integrations._lifecycle import LazyScope
+
+    from .units import Ledger, unit_of_work
+
+    ledger = Ledger()
+    injector = Injector()
+    injector.provide_value(ledger)
+    injector.provide_scoped(unit_of_work)
+    injector.provide_context(Store)
+    return LazyScope(injector, Store, Store(), unit="task"), ledger
+
+
+def test_a_slot_opened_by_two_threads_at_once_opens_one_scope_and_closes_it() -> None:
+    from .units import Work
+
+    slot, ledger = lazy_slot()
+    both = threading.Barrier(2, timeout=PATIENCE)
+    slot.guard = both.wait  # both threads are inside open() before either opens
+    opened: list[Any] = []
+
+    def open_and_build() -> None:
+        scope = slot.open()
+        opened.append(scope)
+        scope.invoke(Work)
+
+    threads = [threading.Thread(target=open_and_build) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(PATIENCE)
+    assert len(opened) == 2
+    assert opened[0] is opened[1]
+    slot.close()
+    assert (ledger.opened, ledger.committed, ledger.rolled_back) == (1, 1, 0)
+
+
+def test_a_slot_asked_for_its_scope_after_its_work_ended_names_the_work() -> None:
+    from di.errors import ScopeClosedError
+
+    slot, _ = lazy_slot()
+    slot.close()
+    with pytest.raises(ScopeClosedError) as raised:
+        slot.open()
+    message = str(raised.value)
+    assert "after the task ended" in message
+    assert "while the task runs" in message
+    assert "injector's shutdown" not in message  # no injector is shutting down
+
+
+def test_a_failure_that_is_false_still_rolls_back() -> None:
+    from .units import Work
+
+    class Empty(Exception):
+        def __len__(self) -> int:
+            return 0  # an exception that is also an empty container
+
+    slot, ledger = lazy_slot()
+    slot.open().invoke(Work)
+    slot.close(Empty())
+    assert (ledger.opened, ledger.committed, ledger.rolled_back) == (1, 0, 1)
+
+
+def test_a_streamed_body_that_fails_to_start_ends_with_its_failure() -> None:
+    from di.integrations._wsgi import Streamed
+
+    class Unreadable:
+        def __iter__(self) -> Iterator[bytes]:
+            raise OSError("the file is gone")
+
+    ends: list[BaseException | None] = []
+    body = Streamed(Unreadable(), ends.append)
+    with pytest.raises(OSError, match="the file is gone"):
+        next(body)
+    body.close()  # as the server does next
+    assert len(ends) == 1
+    assert isinstance(ends[0], OSError)

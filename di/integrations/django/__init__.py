@@ -27,7 +27,7 @@ import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from typing import Any, TypeVar
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import URLPattern, URLResolver, get_resolver, re_path
 from django.views.decorators.csrf import csrf_exempt
@@ -124,9 +124,9 @@ class RequestScopeMiddleware:
             raise
         finally:
             _current.reset(token)
-        if slot.scope is None:
+        if slot.scope is None and not _may_open(response):
             slot.end()
-        elif response.streaming:
+        elif response.streaming:  # the scope closes after the body, which may open it
             response.streaming_content = Streamed(response.streaming_content, slot.close)
         else:
             slot.close()
@@ -143,7 +143,7 @@ class RequestScopeMiddleware:
             raise
         finally:
             _current.reset(token)
-        if slot.scope is None:
+        if slot.scope is None and not _may_open(response):
             slot.end()
         elif response.streaming:
             content = response.streaming_content
@@ -159,8 +159,16 @@ class RequestScopeMiddleware:
             slot.failure = exception
 
 
+def _may_open(response: HttpResponseBase) -> bool:
+    """Whether sending ``response`` may still open its request's scope: a streamed body
+    may (it runs code of the view's), but not a file's (a ``FileResponse``, left
+    unwrapped so that the server may send the file as it is)."""
+    return bool(response.streaming) and getattr(response, "file_to_stream", None) is None
+
+
 class _AsyncStreamed:
-    """A streamed body under ASGI that closes its request's scope after its last chunk,
+    """A streamed body under ASGI that closes its request's scope (if the view or the
+    body opened it) after its last chunk,
     with the body's exception if it fails part-way, or StreamAbortedError if it is cut
     short (:class:`~di.integrations._wsgi.Streamed` under WSGI)."""
 
@@ -181,7 +189,11 @@ class _AsyncStreamed:
                 async for item in self.body:
                     yield item
             else:
-                for item in self.body:
+                # A sync view's body, read in the sync views' thread as Django reads it
+                # under ASGI: not on the event loop, which it would block (and where
+                # the ORM refuses to run).
+                body = self.body
+                for item in await sync_to_async(lambda: list(body))():
                     yield item
             finished = True
         except BaseException as error:

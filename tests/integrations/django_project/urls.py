@@ -1,8 +1,17 @@
 """The test project's views: function, class-based and async views, each injecting."""
 
+import asyncio
+import io
 from collections.abc import AsyncIterator, Iterator
 
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.urls import include, path
 from django.views import View
 
@@ -55,11 +64,46 @@ async def astream(request: HttpRequest, work: Inject[Work]) -> StreamingHttpResp
     return StreamingHttpResponse(body())
 
 
+def lazy_stream(request: HttpRequest) -> StreamingHttpResponse:
+    """A body that reaches the request's scope only while it is sent."""
+
+    def body() -> Iterator[bytes]:
+        yield b"one,"
+        scope_of(request).invoke(Work)
+        if request.GET.get("fail"):
+            raise ValueError("failed part-way")
+        yield b"two"
+
+    return StreamingHttpResponse(body())
+
+
+@inject
+def stream_thread(request: HttpRequest, work: Inject[Work]) -> StreamingHttpResponse:
+    """A sync view's body says whether it runs on an event loop's thread."""
+
+    def body() -> Iterator[bytes]:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            yield b"no loop"
+        else:
+            yield b"on the loop"
+
+    return StreamingHttpResponse(body())
+
+
+def download(request: HttpRequest) -> FileResponse:
+    return FileResponse(io.BytesIO(b"the file"), filename="file.txt")
+
+
 urlpatterns = [
     path("place", place),
     path("aplace", aplace),
     path("where", Where.as_view()),
     path("stream", stream),
     path("astream", astream),
+    path("lazystream", lazy_stream),
+    path("download", download),
+    path("streamthread", stream_thread),
     path("ops/", include(health_urls)),
 ]
