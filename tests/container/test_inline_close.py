@@ -319,3 +319,47 @@ async def test_a_finalizers_own_timeout_fires_inline(anyio_backend: str, failed:
                 if failed:
                     raise ValueError("the request failed")
     assert log == ["gave up: True"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("failed", [False, True])
+async def test_a_finalizers_asyncio_timeout_fires_and_the_callers_cancellation_waits(
+    anyio_backend: str, failed: bool
+) -> None:
+    """asyncio's own ``asyncio.timeout`` in the code after ``yield`` fires too, and a
+    caller cancelled while that code waits gets its cancellation once it has ended."""
+    import asyncio
+
+    log = Log()
+    injector = Injector()
+    injector.provide_context(Request)
+    injector.provide_value(log)
+    waiting = anyio.Event()
+
+    async def bounded_commit(log: Log) -> AsyncIterator[Audit]:
+        try:
+            yield Audit(log, "audit")
+        finally:
+            waiting.set()
+            try:
+                async with asyncio.timeout(0.05):
+                    await asyncio.sleep(PATIENCE * 10)
+            except TimeoutError:
+                log.append("gave up")
+
+    injector.provide_scoped(bounded_commit)
+
+    async def request() -> None:
+        with contextlib.suppress(ValueError):
+            async with injector.scope(context={Request: Request()}) as scope:
+                await scope.ainvoke(Audit)
+                if failed:
+                    raise ValueError("the request failed")
+
+    task = asyncio.ensure_future(request())
+    with anyio.fail_after(PATIENCE):
+        await waiting.wait()
+        task.cancel()  # the client went away while the commit waits
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert log == ["gave up"]
