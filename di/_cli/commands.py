@@ -46,6 +46,7 @@ from . import UsageError, fail, run_probe
 if TYPE_CHECKING:
     from ..health import HealthPolicy, HealthReport
     from ..scope import Scope
+    from .probe import Tls
 
 
 DOCS = "https://github.com/healthdi/healthdi/blob/main/docs/exposure.md"
@@ -386,9 +387,14 @@ def run(arguments: list[str]) -> NoReturn:
 
 
 def _run_probe(args: argparse.Namespace) -> int:
+    return run_probe(args.url, args.service, args.timeout, probe_tls(args))
+
+
+def probe_tls(args: argparse.Namespace) -> Tls:
+    """The TLS options of ``di probe`` as argparse read them."""
     from .probe import Tls
 
-    tls = Tls(
+    return Tls(
         enabled=args.tls,
         ca_cert=args.tls_ca_cert,
         client_cert=args.tls_client_cert,
@@ -396,7 +402,6 @@ def _run_probe(args: argparse.Namespace) -> int:
         no_verify=args.tls_no_verify,
         server_name=args.tls_server_name,
     )
-    return run_probe(args.url, args.service, args.timeout, tls)
 
 
 def _probe_error(message: str) -> NoReturn:

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from di._cli import probe_options
-from di._cli.commands import parser
+from di._cli.commands import parser, probe_tls
 from di._cli.probe import Tls, _Url
 
 # -- arguments ---------------------------------------------------------------------------
@@ -36,15 +36,7 @@ def _argparse_reads(arguments: list[str]) -> tuple[object, ...] | None:
             args = parser().parse_args(["probe", *arguments])
     except SystemExit:
         return None
-    tls = Tls(
-        enabled=args.tls,
-        ca_cert=args.tls_ca_cert,
-        client_cert=args.tls_client_cert,
-        client_key=args.tls_client_key,
-        no_verify=args.tls_no_verify,
-        server_name=args.tls_server_name,
-    )
-    return _fields(args.url, args.service, args.timeout, tls)
+    return _fields(args.url, args.service, args.timeout, probe_tls(args))
 
 
 @pytest.mark.parametrize(
