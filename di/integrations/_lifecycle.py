@@ -5,6 +5,14 @@ unit of work that opens on first use.
 :mod:`di._serving.lifecycle`, below the integrations, so that :class:`di.HealthServer`
 runs the same sequence: see that module.
 
+:class:`RunningInThread` is that sequence for a sync app (Flask; Django under WSGI): on
+the event loop of a thread of its own (the container's
+:class:`~di._container.runner.LoopThread`), started once the monitor's first round is
+done, started again in a forked child (the parent's thread does not exist there), and
+closed once (at exit, or earlier). :class:`di.HealthServer` runs its listeners on a
+:class:`~di._container.runner.LoopThread` too, but is not an app's life: it neither
+restarts in a fork nor closes at exit.
+
 :class:`LazyScope` is a request's or a task's scope where the framework calls no ASGI
 app (Django, aiohttp, Celery, taskiq): made for each unit of work, it opens a scope on
 first use (an ``Inject`` parameter, ``scope_of``/``current_scope``) with the unit's
@@ -17,17 +25,24 @@ generator factories so that they roll back. Work that injects nothing opens noth
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+
+from .._container.runner import LoopThread, after_fork_in_child
 from .._serving.lifecycle import Running, logger, monitor_for, registry_for
 from ..errors import ScopeClosedError
 from ..health_server import HealthServer
+from ..monitor import HealthMonitor
 from ..scope import Scope
 
 __all__ = [
     "LazyScope",
     "Running",
+    "RunningInThread",
     "check_health_server",
     "logger",
     "monitor_for",
@@ -47,6 +62,77 @@ def check_health_server(injector: Scope, health_server: object) -> None:
             "install(health_server=...): the health server runs another injector; make "
             "it with HealthServer(injector, ...) for the injector given to install()"
         )
+
+
+class RunningInThread:
+    """An app's injector and monitor, and the thread whose event loop runs them through
+    :class:`Running` from :meth:`start` to :meth:`close`; see the module.
+
+    ``started`` and ``done`` say whether the injector serves: an app's requests check
+    them. ``closing(self)``, if given, runs once when the close begins, before the stop.
+    """
+
+    def __init__(
+        self,
+        injector: Scope,
+        monitor: HealthMonitor,
+        *,
+        closing: Callable[[RunningInThread], None] | None = None,
+    ) -> None:
+        self.injector = injector
+        self.monitor = monitor
+        self.closing = closing
+        self.loop: LoopThread | None = None
+        self.started = False
+        self.done = False
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the injector and its monitor on a thread's loop, and wait for the
+        monitor's first round (bounded by its timeout); raise what failed.
+
+        Waiting for that round means readiness answers from the checks at once, and the
+        thread has done what it imports on its first round before a server can fork
+        this process: a fork while another thread imports leaves the child a module
+        that never finishes importing.
+        """
+        loop = self.loop = LoopThread("healthdi-monitor")
+        loop.start(self._first_round)
+        self.started = True
+        after_fork_in_child(self._after_fork)
+
+    @asynccontextmanager
+    async def _first_round(self) -> AsyncIterator[None]:
+        async with Running(self.injector, self.monitor):
+            with anyio.move_on_after(self.monitor.timeout + 1.0):
+                await self.monitor.wait_ready()
+            yield
+
+    def _after_fork(self) -> None:
+        """In a forked child (a gunicorn worker of a ``--preload`` app, say): the
+        monitor's thread is the parent's, so a new one runs its rounds here.
+
+        The injector started in the parent, and its services are the child's copies:
+        the rounds check them; the monitor (reset itself by then) starts no new build.
+        """
+        self.lock = threading.Lock()
+        if self.done or not self.started:
+            return
+        self.loop = LoopThread("healthdi-monitor")
+        self.loop.start(lambda: Running(self.injector, self.monitor))
+
+    def close(self) -> None:
+        """NOT_SERVING, stop the monitor (after its round), then shut the injector down;
+        raise what the shutdown hooks raised. Only the first call does anything."""
+        with self.lock:
+            if self.done:
+                return
+            self.done = True
+        if self.closing is not None:
+            self.closing(self)
+        loop = self.loop
+        if loop is not None:
+            loop.stop()
 
 
 class LazyScope:
