@@ -5,11 +5,13 @@ unit of work that opens on first use.
 :mod:`di._serving.lifecycle`, below the integrations, so that :class:`di.HealthServer`
 runs the same sequence: see that module.
 
-:class:`RunningInThread` is that sequence for a sync app (Flask; Django under WSGI): on
-the event loop of a thread of its own (the container's
-:class:`~di._container.runner.LoopThread`), started once the monitor's first round is
-done, started again in a forked child (the parent's thread does not exist there), and
-closed once (at exit, or earlier). :class:`di.HealthServer` runs its listeners on a
+:class:`AppLifetime` is that sequence for an app that has no lifespan of its own
+(Flask; Django): :meth:`~AppLifetime.start` runs it on the event loop of a thread of its
+own (the container's :class:`~di._container.runner.LoopThread`), returning once the
+monitor's first round is done, and again in a forked child (the parent's thread does
+not exist there); :meth:`~AppLifetime.close` ends it, once (at exit, or earlier). Its
+async twins :meth:`~AppLifetime.astart` and :meth:`~AppLifetime.aclose` run it on the
+running loop instead (Django's ASGI lifespan). :class:`di.HealthServer` runs its listeners on a
 :class:`~di._container.runner.LoopThread` too, but is not an app's life: it neither
 restarts in a fork nor closes at exit.
 
@@ -42,7 +44,7 @@ from ..scope import Scope
 __all__ = [
     "LazyScope",
     "Running",
-    "RunningInThread",
+    "AppLifetime",
     "check_health_server",
     "logger",
     "monitor_for",
@@ -64,9 +66,10 @@ def check_health_server(injector: Scope, health_server: object) -> None:
         )
 
 
-class RunningInThread:
-    """An app's injector and monitor, and the thread whose event loop runs them through
-    :class:`Running` from :meth:`start` to :meth:`close`; see the module.
+class AppLifetime:
+    """An app's injector and monitor, run through :class:`Running` from :meth:`start` to
+    :meth:`close` on a thread's loop, or from :meth:`astart` to :meth:`aclose` on the
+    running one; see the module.
 
     ``started`` and ``done`` say whether the injector serves: an app's requests check
     them. ``closing(self)``, if given, runs once when the close begins, before the stop.
@@ -77,12 +80,13 @@ class RunningInThread:
         injector: Scope,
         monitor: HealthMonitor,
         *,
-        closing: Callable[[RunningInThread], None] | None = None,
+        closing: Callable[[AppLifetime], None] | None = None,
     ) -> None:
         self.injector = injector
         self.monitor = monitor
         self.closing = closing
         self.loop: LoopThread | None = None
+        self.running: Running | None = None  # entered by astart(), on the running loop
         self.started = False
         self.done = False
         self.lock = threading.Lock()
@@ -121,18 +125,40 @@ class RunningInThread:
         self.loop = LoopThread("healthdi-monitor")
         self.loop.start(lambda: Running(self.injector, self.monitor))
 
+    async def astart(self) -> None:
+        """:meth:`start` on the running loop (a server's lifespan runs it): returns once
+        the injector has started, raises what failed, starts no thread."""
+        running = Running(self.injector, self.monitor)
+        await running.__aenter__()
+        self.running = running
+        self.started = True
+
     def close(self) -> None:
         """NOT_SERVING, stop the monitor (after its round), then shut the injector down;
         raise what the shutdown hooks raised. Only the first call does anything."""
-        with self.lock:
-            if self.done:
-                return
-            self.done = True
-        if self.closing is not None:
-            self.closing(self)
+        if not self._closing():
+            return
         loop = self.loop
         if loop is not None:
             loop.stop()
+
+    async def aclose(self) -> None:
+        """:meth:`close` on the running loop, for what :meth:`astart` started."""
+        if not self._closing():
+            return
+        running, self.running = self.running, None
+        if running is not None:
+            await running.__aexit__(None, None, None)
+
+    def _closing(self) -> bool:
+        """Mark the close begun; whether this call is the first."""
+        with self.lock:
+            if self.done:
+                return False
+            self.done = True
+        if self.closing is not None:
+            self.closing(self)
+        return True
 
 
 class LazyScope:

@@ -46,7 +46,7 @@ from ..scope import Scope
 from . import _asgi
 from ._asgi import StreamAbortedError
 from ._inject import Site, check_injected, injected_params, injects, misused, wrap
-from ._lifecycle import RunningInThread, monitor_for, registry_for
+from ._lifecycle import AppLifetime, monitor_for, registry_for
 from ._wsgi import Streamed
 
 with needs_extra("di.integrations.flask", "flask"):
@@ -63,7 +63,7 @@ _G_STREAMED = "_healthdi_streamed"  # the scope closes with the streamed body, n
 
 
 _apps_lock = threading.Lock()
-_running_injectors: dict[int, RunningInThread] = {}  # by id(injector), until shut down
+_running_injectors: dict[int, AppLifetime] = {}  # by id(injector), until shut down
 if hasattr(os, "register_at_fork"):  # no thread holds it across a fork
     os.register_at_fork(
         before=_apps_lock.acquire,
@@ -72,7 +72,7 @@ if hasattr(os, "register_at_fork"):  # no thread holds it across a fork
     )
 
 
-def _forget(running: RunningInThread) -> None:
+def _forget(running: AppLifetime) -> None:
     """The app's close has begun: its injector may run with another app."""
     with _apps_lock:
         if _running_injectors.get(id(running.injector)) is running:
@@ -142,7 +142,7 @@ def install(
     # The views registered so far now, and each one registered later as it is.
     check_injected(injector, _sites(app, app.view_functions.items()))
     app.view_functions = _CheckedViews(app, injector, app.view_functions)
-    running = RunningInThread(injector, monitor, closing=_forget)
+    running = AppLifetime(injector, monitor, closing=_forget)
     with _apps_lock:
         if id(injector) in _running_injectors:
             raise RuntimeError(
@@ -215,7 +215,7 @@ def _not_decorated(view: Any) -> Callable[[], Any] | None:
 
 def shutdown(app: Flask) -> None:
     """What runs at exit, now: NOT_SERVING, stop the monitor, shut the injector down."""
-    running: RunningInThread | None = app.extensions.get(_EXTENSION)
+    running: AppLifetime | None = app.extensions.get(_EXTENSION)
     if running is None:
         raise DIError("this Flask app has no injector: call install(app, injector) first")
     running.close()
@@ -230,7 +230,7 @@ def scope_of(req: Request | None = None) -> Scope:
     scope: Scope | None = store.get(_G_SCOPE)
     if scope is not None:
         return scope
-    running: RunningInThread | None = current_app.extensions.get(_EXTENSION)
+    running: AppLifetime | None = current_app.extensions.get(_EXTENSION)
     if running is None:
         raise DIError(
             "this Flask app has no request scopes: call "

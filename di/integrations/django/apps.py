@@ -4,9 +4,9 @@
 loads. Its :meth:`~HealthdiConfig.ready` reads the ``HEALTHDI`` setting, loads the
 injector (``"INJECTOR": "project.container:create_injector"``: an injector, or a
 function that makes one) and starts it: the integrations' one start/stop sequence
-(:class:`~di.integrations._lifecycle.Running`) on an event loop in a thread of its own,
-as a sync app runs it (:class:`~di.integrations._lifecycle.RunningInThread`), stopped
-at process exit (``atexit``). After a ``fork()`` (a gunicorn worker of a ``--preload``
+(:class:`~di.integrations._lifecycle.Running`) on an event loop in a thread of its own
+(:class:`~di.integrations._lifecycle.AppLifetime`, as Flask runs it), stopped at
+process exit (``atexit``). After a ``fork()`` (a gunicorn worker of a ``--preload``
 app) the child runs a monitor and thread of its own.
 Under an ASGI server that runs the lifespan (:func:`di.integrations.django.
 get_asgi_application`), the start waits for the lifespan instead, and runs on the
@@ -31,7 +31,7 @@ from ...errors import DIError
 from ...monitor import HealthMonitor
 from ...scope import Scope
 from .. import _asgi
-from .._lifecycle import RunningInThread
+from .._lifecycle import AppLifetime
 
 logger = logging.getLogger("di.integrations")
 
@@ -135,10 +135,10 @@ def load_injector(target: Any) -> Scope:
     return found
 
 
-class _Process(RunningInThread):
+class _Process(AppLifetime):
     """The injector and monitor of this process, run on a thread's loop
-    (:class:`~di.integrations._lifecycle.RunningInThread`), or by an ASGI lifespan on
-    the server's loop (``lifespan``)."""
+    (:meth:`~di.integrations._lifecycle.AppLifetime.start`), or by an ASGI lifespan on
+    the server's loop (``lifespan``: :meth:`~di.integrations._lifecycle.AppLifetime.astart`)."""
 
     def __init__(self, options: Settings) -> None:
         super().__init__(options.injector, options.monitor())
