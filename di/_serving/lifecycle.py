@@ -12,8 +12,9 @@
   ``ashutdown()`` runs, whatever happened before, and its failure is raised.
 
 Starlette, FastAPI, Litestar and aiohttp run it in the app's lifespan, gRPC's
-``Lifecycle`` in a task of its own, Flask, Django and the workers on an event loop in a
-thread of its own (:class:`~di._container.runner.LoopThread`), and
+``Lifecycle`` in a task of its own, Flask and Django on an event loop in a thread of its
+own (:class:`~di.integrations._lifecycle.AppLifetime`, on the container's
+:class:`~di._container.runner.LoopThread`), and
 :class:`di.HealthServer` around its listeners. :func:`monitor_for` checks the monitor an
 ``install()`` is given, :func:`registry_for` registers its metrics where asked.
 """

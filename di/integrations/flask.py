@@ -21,11 +21,8 @@ import inspect
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
-
-import anyio
 
 from .._answers import (
     BODY_TOO_LARGE,
@@ -40,7 +37,6 @@ from .._answers import (
 from .._answers import (
     status_codes as status_codes_of,
 )
-from .._container.runner import LoopThread, after_fork_in_child
 from .._extras import needs_extra
 from .._ui import Pages
 from ..errors import DIError
@@ -50,7 +46,7 @@ from ..scope import Scope
 from . import _asgi
 from ._asgi import StreamAbortedError
 from ._inject import Site, check_injected, injected_params, injects, misused, wrap
-from ._lifecycle import Running, monitor_for, registry_for
+from ._lifecycle import AppLifetime, monitor_for, registry_for
 from ._wsgi import Streamed
 
 with needs_extra("di.integrations.flask", "flask"):
@@ -67,7 +63,7 @@ _G_STREAMED = "_healthdi_streamed"  # the scope closes with the streamed body, n
 
 
 _apps_lock = threading.Lock()
-_running_injectors: dict[int, _AppLoop] = {}  # by id(injector), until shut down
+_running_injectors: dict[int, AppLifetime] = {}  # by id(injector), until shut down
 if hasattr(os, "register_at_fork"):  # no thread holds it across a fork
     os.register_at_fork(
         before=_apps_lock.acquire,
@@ -76,61 +72,11 @@ if hasattr(os, "register_at_fork"):  # no thread holds it across a fork
     )
 
 
-class _AppLoop:
-    """The injector and monitor of one app, and the thread whose loop runs them.
-
-    The thread's event loop runs the integrations' one start/stop sequence
-    (:class:`~di.integrations._lifecycle.Running`) from :meth:`start` to :meth:`close`.
-    """
-
-    def __init__(self, injector: Scope, monitor: HealthMonitor) -> None:
-        self.injector = injector
-        self.monitor = monitor
-        self.loop = LoopThread("healthdi-monitor")
-        self.done = False
-        self.lock = threading.Lock()
-
-    def start(self) -> None:
-        """Start the injector and its monitor on the thread's loop, and wait for the
-        monitor's first round (bounded by its timeout); raise what failed.
-
-        Waiting for that round means the thread has done what it imports on its first
-        round before a server can fork this process: a fork while another thread
-        imports leaves the child a module that never finishes importing.
-        """
-        self.loop.start(self._first_round)
-        after_fork_in_child(self._after_fork)
-
-    @asynccontextmanager
-    async def _first_round(self) -> AsyncIterator[None]:
-        async with Running(self.injector, self.monitor):
-            with anyio.move_on_after(self.monitor.timeout + 1.0):
-                await self.monitor.wait_ready()
-            yield
-
-    def _after_fork(self) -> None:
-        """In a forked child (a gunicorn worker of a ``--preload`` app, say): the
-        monitor's thread is the parent's, so a new one runs its rounds here.
-
-        The injector started in the parent, and its services are the child's copies:
-        the rounds check them; the monitor (reset itself by then) starts no new build.
-        """
-        self.lock = threading.Lock()
-        if self.done:
-            return
-        self.loop = LoopThread("healthdi-monitor")
-        self.loop.start(lambda: Running(self.injector, self.monitor))
-
-    def close(self) -> None:
-        """NOT_SERVING, stop the monitor (after its round), then shut the injector down."""
-        with self.lock:
-            if self.done:
-                return
-            self.done = True
-        with _apps_lock:
-            if _running_injectors.get(id(self.injector)) is self:
-                del _running_injectors[id(self.injector)]
-        self.loop.stop()  # raises what the shutdown hooks raised
+def _forget(running: AppLifetime) -> None:
+    """The app's close has begun: its injector may run with another app."""
+    with _apps_lock:
+        if _running_injectors.get(id(running.injector)) is running:
+            del _running_injectors[id(running.injector)]
 
 
 def install(
@@ -196,7 +142,7 @@ def install(
     # The views registered so far now, and each one registered later as it is.
     check_injected(injector, _sites(app, app.view_functions.items()))
     app.view_functions = _CheckedViews(app, injector, app.view_functions)
-    running = _AppLoop(injector, monitor)
+    running = AppLifetime(injector, monitor, closing=_forget)
     with _apps_lock:
         if id(injector) in _running_injectors:
             raise RuntimeError(
@@ -269,7 +215,7 @@ def _not_decorated(view: Any) -> Callable[[], Any] | None:
 
 def shutdown(app: Flask) -> None:
     """What runs at exit, now: NOT_SERVING, stop the monitor, shut the injector down."""
-    running: _AppLoop | None = app.extensions.get(_EXTENSION)
+    running: AppLifetime | None = app.extensions.get(_EXTENSION)
     if running is None:
         raise DIError("this Flask app has no injector: call install(app, injector) first")
     running.close()
@@ -284,7 +230,7 @@ def scope_of(req: Request | None = None) -> Scope:
     scope: Scope | None = store.get(_G_SCOPE)
     if scope is not None:
         return scope
-    running: _AppLoop | None = current_app.extensions.get(_EXTENSION)
+    running: AppLifetime | None = current_app.extensions.get(_EXTENSION)
     if running is None:
         raise DIError(
             "this Flask app has no request scopes: call "

@@ -18,7 +18,7 @@ import pytest
 from di import HealthMonitor, Injector, Named, ServingStatus
 from di._container.runner import LoopThread, in_thread
 from di.integrations._inject import INJECT, injected_params, wrap
-from di.integrations._lifecycle import Running, monitor_for
+from di.integrations._lifecycle import AppLifetime, Running, monitor_for
 
 from ..services import Database
 from ..timing import PATIENCE, at_most
@@ -372,6 +372,51 @@ def test_stopping_a_loop_thread_is_bounded_and_can_wait_again() -> None:
     assert not loop.stop(timeout=0.5)  # still leaving
     release.set()
     assert loop.stop(timeout=10) and not loop.alive
+
+
+def test_an_apps_lifetime_on_its_thread_starts_after_a_first_round_and_closes_once() -> None:
+    injector = Injector()
+    injector.provide(Database, eager=True)
+    monitor = HealthMonitor(injector, interval=0.05, timeout=at_most(0))
+    closings: list[AppLifetime] = []
+    lifetime = AppLifetime(injector, monitor, closing=closings.append)
+    lifetime.start()
+    assert lifetime.started and not lifetime.done
+    assert lifetime.loop is not None and lifetime.loop.name == "healthdi-monitor"
+    assert monitor.status("") is ServingStatus.SERVING  # the first round is done
+    database = injector.invoke(Database)
+    lifetime.close()
+    lifetime.close()  # only the first call does anything
+    assert closings == [lifetime] and lifetime.done and database.closed
+    assert not monitor.running and not lifetime.loop.alive
+
+
+async def test_an_apps_lifetime_on_the_running_loop_starts_and_closes_once() -> None:
+    injector = Injector()
+    injector.provide(Database, eager=True)
+    monitor = HealthMonitor(injector, interval=0.05, timeout=at_most(0))
+    closings: list[AppLifetime] = []
+    lifetime = AppLifetime(injector, monitor, closing=closings.append)
+    await lifetime.astart()
+    assert lifetime.started and lifetime.loop is None and monitor.running  # no thread
+    with anyio.fail_after(PATIENCE):
+        await monitor.wait_ready()
+    database = injector.invoke(Database)
+    await lifetime.aclose()
+    await lifetime.aclose()
+    assert closings == [lifetime] and lifetime.done and database.closed
+    assert not monitor.running
+
+
+def test_an_apps_lifetime_that_fails_to_start_raises_and_builds_nothing_more() -> None:
+    built = First.built = []
+    injector = Injector()
+    injector.provide(First, eager=True)
+    injector.provide(Broken, eager=True)
+    lifetime = AppLifetime(injector, HealthMonitor(injector))
+    with pytest.raises(ConnectionError, match="no broker"):
+        lifetime.start()
+    assert not lifetime.started and built == ["first", "first shut down"]
 
 
 async def test_in_thread_without_a_pool_uses_asyncios_default_executor(

@@ -38,7 +38,7 @@ from ...scope import Scope
 from .._asgi import CUT_SHORT, StreamAbortedError
 from .._health_routes import HealthRoutes
 from .._inject import wrap
-from .._lifecycle import LazyScope, Running
+from .._lifecycle import LazyScope
 from .._startup import check_handlers
 from .._wsgi import Streamed
 
@@ -380,21 +380,18 @@ async def _lifespan(
     if message["type"] != "lifespan.startup":
         return
     process = _process()
-    running = Running(process.injector, process.monitor)
     try:
-        await running.__aenter__()
+        await process.astart()
     except Exception as error:
         await send({"type": "lifespan.startup.failed", "message": explain_error(error)})
         return
-    process.started = True
     try:
         await send({"type": "lifespan.startup.complete"})
         while (await receive())["type"] != "lifespan.shutdown":
             pass
     finally:
-        process.done = True
         try:
-            await running.__aexit__(None, None, None)
+            await process.aclose()
         except Exception as error:
             await send({"type": "lifespan.shutdown.failed", "message": explain_error(error)})
             return

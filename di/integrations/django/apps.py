@@ -5,8 +5,9 @@ loads. Its :meth:`~HealthdiConfig.ready` reads the ``HEALTHDI`` setting, loads t
 injector (``"INJECTOR": "project.container:create_injector"``: an injector, or a
 function that makes one) and starts it: the integrations' one start/stop sequence
 (:class:`~di.integrations._lifecycle.Running`) on an event loop in a thread of its own
-(:class:`_Process`), stopped at process exit (``atexit``). After a ``fork()`` (a
-gunicorn worker of a ``--preload`` app) the child runs a monitor and thread of its own.
+(:class:`~di.integrations._lifecycle.AppLifetime`, as Flask runs it), stopped at
+process exit (``atexit``). After a ``fork()`` (a gunicorn worker of a ``--preload``
+app) the child runs a monitor and thread of its own.
 Under an ASGI server that runs the lifespan (:func:`di.integrations.django.
 get_asgi_application`), the start waits for the lifespan instead, and runs on the
 server's loop.
@@ -18,23 +19,19 @@ import atexit
 import importlib
 import logging
 import math
-import threading
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from typing import Any
 
-import anyio
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 
-from ..._container.runner import LoopThread, after_fork_in_child
 from ...errors import DIError
 from ...monitor import HealthMonitor
 from ...scope import Scope
 from .. import _asgi
-from .._lifecycle import Running
+from .._lifecycle import AppLifetime
 
 logger = logging.getLogger("di.integrations")
 
@@ -138,18 +135,15 @@ def load_injector(target: Any) -> Scope:
     return found
 
 
-class _Process:
-    """The injector and monitor of this process, and the thread whose loop runs them."""
+class _Process(AppLifetime):
+    """The injector and monitor of this process, run on a thread's loop
+    (:meth:`~di.integrations._lifecycle.AppLifetime.start`), or by an ASGI lifespan on
+    the server's loop (``lifespan``: :meth:`~di.integrations._lifecycle.AppLifetime.astart`)."""
 
     def __init__(self, options: Settings) -> None:
+        super().__init__(options.injector, options.monitor())
         self.options = options
-        self.injector = options.injector
-        self.monitor = options.monitor()
-        self.loop: LoopThread | None = None
         self.lifespan = False  # started by an ASGI lifespan, on the server's loop
-        self.started = False
-        self.done = False
-        self.lock = threading.Lock()
 
     def check(self) -> None:
         """Raise unless the injector serves now: before a request's scope opens."""
@@ -163,46 +157,6 @@ class _Process:
             )
         if self.done:
             raise DIError("the injector of settings.HEALTHDI was shut down")
-
-    def start(self) -> None:
-        """Start the injector and its monitor on a thread's loop; raise what failed.
-
-        Returns once the monitor's first round has completed (or its timeout has
-        passed): readiness answers from the checks at once, and that thread has done
-        what it imports before a server forks the process (a fork while another thread
-        imports leaves the child a module that never finishes importing).
-        """
-        loop = self.loop = LoopThread("healthdi-monitor")
-        loop.start(self._first_round)
-        self.started = True
-
-    @asynccontextmanager
-    async def _first_round(self) -> AsyncIterator[None]:
-        async with Running(self.injector, self.monitor):
-            with anyio.move_on_after(self.monitor.timeout + 1.0):
-                await self.monitor.wait_ready()
-            yield
-
-    def after_fork(self) -> None:
-        """In a forked child (a gunicorn worker of a ``--preload`` app): the parent's
-        thread does not exist here, so the monitor (reset itself by then) runs its
-        rounds on a thread of this process, checking this process's copies of the
-        services; the injector started in the parent and starts nothing new."""
-        self.lock = threading.Lock()
-        if self.done or not self.started or self.lifespan:
-            return
-        self.loop = LoopThread("healthdi-monitor")
-        self.loop.start(lambda: Running(self.injector, self.monitor))
-
-    def close(self) -> None:
-        """NOT_SERVING, stop the monitor (after its round), then shut the injector down."""
-        with self.lock:
-            if self.done:
-                return
-            self.done = True
-        loop = self.loop
-        if loop is not None:
-            loop.stop()  # raises what the shutdown hooks raised
 
 
 class HealthdiConfig(AppConfig):  # type: ignore[misc]  # Django has no types
@@ -235,4 +189,3 @@ class HealthdiConfig(AppConfig):  # type: ignore[misc]  # Django has no types
             return
         process.start()
         atexit.register(process.close)
-        after_fork_in_child(process.after_fork)
