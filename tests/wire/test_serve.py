@@ -593,16 +593,17 @@ def test_a_request_cut_off_by_a_forced_stop_gets_a_quiet_500(start: object) -> N
         serving.process.send_signal(signal.SIGTERM)
         serving.wait_output("stopping the servers (grace 30 s")
         serving.process.send_signal(signal.SIGTERM)
-        assert serving.wait(timeout=PATIENCE) == 0
+        code = serving.wait(timeout=PATIENCE)
         answer = b""
         with contextlib.suppress(ConnectionResetError):
             while chunk := slow.recv(65536):
                 answer += chunk
-    assert answer.startswith(b"HTTP/1.1 500 "), answer
-    assert b"x-content-type-options: nosniff" in answer
     output = serving.output()
+    assert code == 0, output
+    assert answer.startswith(b"HTTP/1.1 500 "), (answer, output)
+    assert b"x-content-type-options: nosniff" in answer
     assert "database closed" in output
-    assert "Traceback" not in output and "Exception in ASGI application" not in output
+    assert "Traceback" not in output and "Exception in ASGI application" not in output, output
 
 
 def test_serving_needs_only_the_extra_it_uses(tmp_path: Path) -> None:
