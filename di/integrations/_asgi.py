@@ -176,11 +176,15 @@ class RequestScopes:
             await self.app(scope, receive, send)
         except BaseException as error:
             slot.done = True
+            slot.downstream = _sent
             opened = slot.scope
             if opened is not None:
                 await opened.__aexit__(type(error), error, error.__traceback__)
             raise
         slot.done = True
+        # The server's send holds its request cycle, which holds this ASGI scope, which
+        # holds the slot: let go of it, or every request is left to the garbage collector.
+        slot.downstream = _sent
         opened = slot.scope
         if opened is not None:
             failure = slot.failure
@@ -192,6 +196,11 @@ class RequestScopes:
                 await opened.__aexit__(None, None, None)
             else:
                 await opened.__aexit__(type(failure), failure, failure.__traceback__)
+
+
+async def _sent(message: MutableMapping[str, Any]) -> None:
+    """A slot's ``send`` once the app has returned: nothing more can be sent."""
+    raise RuntimeError(f"the app returned: {message.get('type')!r} sent after the response")
 
 
 # The messages that end a response when their ``more_body`` is false (or always).

@@ -3,10 +3,12 @@ sequence, and the thread that hosts an event loop for sync frameworks."""
 
 from __future__ import annotations
 
+import gc
 import inspect
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -522,3 +524,40 @@ def test_a_streamed_body_that_fails_to_start_ends_with_its_failure() -> None:
     body.close()  # as the server does next
     assert len(ends) == 1
     assert isinstance(ends[0], OSError)
+
+
+async def test_an_answered_request_leaves_nothing_for_the_garbage_collector() -> None:
+    """A server's request cycle holds the ASGI scope and gives the app its own send
+    (uvicorn's does): once answered, the request is freed at once, not left in a cycle
+    through the request's slot for the garbage collector to find."""
+    from di.integrations._asgi import SLOT, RequestScopes, scope_of
+
+    class Cycle:
+        def __init__(self, scope: dict[str, Any]) -> None:
+            self.scope = scope
+
+        async def send(self, message: Any) -> None:
+            pass
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert scope_of(scope, scope, "test").invoke(Database) is not None
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    injector = Injector()
+    injector.provide(Database)
+    middleware = RequestScopes(app, injector, lambda connection: {})
+    gc.disable()
+    try:
+        scope: dict[str, Any] = {"type": "http"}
+        cycle = Cycle(scope)
+        await middleware(scope, receive, cycle.send)
+        assert SLOT in scope
+        gone = weakref.ref(cycle)
+        del cycle, scope
+        assert gone() is None, "the request's objects wait for the garbage collector"
+    finally:
+        gc.enable()
