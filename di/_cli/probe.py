@@ -188,12 +188,18 @@ class _Url:
         )
 
     def geturl(self) -> str:
-        """The URL again, as urlunsplit writes it."""
+        """The URL again, as urlunsplit writes it (on Python 3.13 and later it adds no
+        ``//`` before a path that does not start with ``/``)."""
         url = self.path
-        if self.netloc or (self.scheme in self.USES_NETLOC and url[:2] != "//"):
+        if self.netloc:
             if url and url[:1] != "/":
                 url = "/" + url
             url = "//" + self.netloc + url
+        elif sys.version_info < (3, 13):
+            if self.scheme in self.USES_NETLOC and url[:2] != "//":
+                url = "//" + (url if not url or url[:1] == "/" else "/" + url)
+        elif url[:2] == "//" or (self.scheme in self.USES_NETLOC and url[:1] in ("", "/")):
+            url = "//" + url
         if self.scheme:
             url = self.scheme + ":" + url
         if self.query:
