@@ -190,8 +190,14 @@ class _Call:
             # PRIORITY, WINDOW_UPDATE and unknown frame types: nothing to do
 
     def _send(self, data: bytes) -> None:
+        """Answer a SETTINGS or PING frame. A server that already closed may refuse
+        it (a reset, a broken pipe): what it sent before is still read, and reading
+        says the connection closed."""
         self.connection.settimeout(_left(self.deadline))
-        self.connection.sendall(data)
+        try:  # noqa: SIM105 (contextlib.suppress would import contextlib on the probe's path)
+            self.connection.sendall(data)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
 
     def _settings(self, payload: bytes) -> None:
         if len(payload) % 6:
@@ -252,7 +258,14 @@ class _Frames:
     def _take(self, size: int) -> bytes:
         while len(self.buffer) < size:
             self.connection.settimeout(_left(self.deadline))
-            chunk = self.connection.recv(65536)
+            try:
+                chunk = self.connection.recv(65536)
+            except ConnectionResetError:
+                # A server that closes without reading the acknowledgements it was
+                # sent resets the connection: once it spoke HTTP/2, that is a close.
+                if not self.framed:
+                    raise
+                chunk = b""
             if not chunk:
                 if not self.framed:
                     raise NotHttp2(self.seen)

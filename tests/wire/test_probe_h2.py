@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import io
 import socket
+import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any
@@ -243,6 +245,42 @@ def test_pings_are_answered_before_the_answer(raw: Raw) -> None:
 
 
 BROKEN = "unhealthy: the server at 127.0.0.1:{port} broke the gRPC call: "
+
+
+def test_a_reset_after_the_server_spoke_http2_is_a_closed_connection(raw: Raw) -> None:
+    """A server that closes without reading what the probe acknowledged resets the
+    connection (the kernel's answer to the unread acknowledgement). Here the reset is
+    made certain: the server waits for the probe's SETTINGS acknowledgement, then
+    closes with SO_LINGER 0. It reads as the same broken call as a plain close."""
+    acknowledged = h2._frame(h2._SETTINGS, h2._ACK, 0, b"")
+
+    def answer(connection: socket.socket) -> None:
+        connection.sendall(SETTINGS)
+        seen = b""
+        while acknowledged not in seen:
+            chunk = connection.recv(65536)
+            assert chunk, "the probe closed without acknowledging the SETTINGS"
+            seen += chunk
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    raw.answer = answer
+    raw.hold = False
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = probe_in_process(f"grpc://127.0.0.1:{raw.port}", "", at_most(1))
+    said = BROKEN.format(port=raw.port) + "the connection closed before the answer ended\n"
+    assert (code, out.getvalue()) == (1, said)
+
+
+def test_an_acknowledgement_the_closed_server_refuses_loses_nothing_already_read() -> None:
+    """Answering a PING or SETTINGS to a server that has gone fails to send; the frames
+    it sent before are still read to the end of the answer."""
+    probe_end, server_end = socket.socketpair()
+    with probe_end:
+        server_end.sendall(SETTINGS + SERVING)
+        server_end.close()  # the probe's SETTINGS acknowledgement now has nowhere to go
+        reply = h2._Call(probe_end, time.monotonic() + at_most(1)).answer()
+    assert (reply.code, reply.serving) == (0, 1)
 
 
 @pytest.mark.parametrize(
