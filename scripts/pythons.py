@@ -65,6 +65,7 @@ class Run:
     seconds: float = 0.0
     tallies: dict[str, int] = field(default_factory=dict)
     failure: str = ""  # why the suite did not run
+    failed: list[str] = field(default_factory=list)  # pytest's FAILED/ERROR summary lines
 
 
 def claimed_versions() -> list[str]:
@@ -252,6 +253,8 @@ def run_suite(run: Run, pytest_args: list[str]) -> None:
         for line in process.stdout:
             sys.stdout.write(line)
             sys.stdout.flush()
+            if line.startswith(("FAILED ", "ERROR ")):
+                run.failed.append(line.split(" - ", 1)[0].strip())
             if re.search(r"\b\d+ (passed|failed|errors?|skipped|deselected)\b.* in [\d.]+s", line):
                 run.tallies = tally(line)
     run.code = process.returncode
@@ -312,6 +315,8 @@ def main(arguments: list[str]) -> int:
     print(f"\n==== the suite on {versions}, in {total:.0f} s ====")
     for run in runs:
         print(describe(run))
+        for line in run.failed:  # repeated here: a long log may keep only its end
+            print(f"    {line}")
     if missing:
         print(f"  not found: {', '.join(m.version for m in missing)}")
     sums = {k: sum(run.tallies.get(k, 0) for run in runs) for k in TALLIES}

@@ -136,6 +136,29 @@ def test_a_version_whose_suite_fails_fails_the_run() -> None:
     assert done.stdout.splitlines()[-1].startswith("total: 0 passed, 0 failed")
 
 
+@pytest.mark.skipif(
+    not (ROOT / VENV / "pyvenv.cfg").exists(), reason=f"runs where make test made {VENV}"
+)
+def test_the_closing_summary_names_each_failed_test(tmp_path: Path) -> None:
+    """A long log may keep only its start and end: the end says which tests failed."""
+    failing = tmp_path / "test_fails.py"
+    failing.write_text("def test_one_that_fails():\n    assert 1 == 2\n")
+    done = pythons(
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(tmp_path),
+        str(failing),
+        env={"TEST_PYTHONS": CURRENT},
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    summary = done.stdout[done.stdout.index("==== the suite on 1 Python version,") :]
+    named = [line for line in summary.splitlines() if line.startswith("    FAILED ")]
+    assert len(named) == 1, summary
+    assert named[0].endswith("test_fails.py::test_one_that_fails"), summary
+
+
 def test_the_classifiers_readme_and_type_checks_name_the_same_versions() -> None:
     versions = classified()
     assert versions == sorted(versions, key=lambda v: int(v.split(".")[1]))
